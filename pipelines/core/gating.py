@@ -1,0 +1,123 @@
+"""The gate: turns metrics and a paired comparison into a verdict with one reason per rule."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipelines.config import GateConfig
+from pipelines.core.stats import PairedComparison
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    rule: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    blessed: bool
+    rules: list[RuleResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"blessed": self.blessed, "rules": [asdict(r) for r in self.rules]}
+
+    @property
+    def failed(self) -> list[RuleResult]:
+        return [r for r in self.rules if not r.passed]
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.2f}%"
+
+
+def absolute_rules(cfg: GateConfig, metrics: dict[str, Any]) -> list[RuleResult]:
+    results: list[RuleResult] = []
+    for name, minimum in cfg.thresholds.model_dump().items():
+        if minimum is None:
+            continue
+        value = float(metrics[name])
+        ok = value >= minimum
+        results.append(RuleResult(
+            f"min_{name}", ok,
+            f"{name} {_pct(value)} {'>=' if ok else '<'} required {_pct(minimum)}",
+        ))
+    if cfg.max_size_bytes is not None:
+        size = int(metrics["size_bytes"])
+        ok = size <= cfg.max_size_bytes
+        results.append(RuleResult(
+            "max_size_bytes", ok,
+            f"artifact size {size} bytes {'<=' if ok else '>'} limit {cfg.max_size_bytes} bytes",
+        ))
+    if cfg.max_latency_p99_ms is not None:
+        p99 = float(metrics["latency_ms"]["p99"])
+        ok = p99 <= cfg.max_latency_p99_ms
+        results.append(RuleResult(
+            "max_latency_p99_ms", ok,
+            f"p99 latency {p99:.3f} ms {'<=' if ok else '>'} limit {cfg.max_latency_p99_ms} ms",
+        ))
+    return results
+
+
+def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list[RuleResult]:
+    failing: list[str] = []
+    for cls, recall in sorted(per_class_recall.items(), key=lambda kv: int(kv[0])):
+        minimum = cfg.per_class.overrides.get(int(cls), cfg.per_class.min_recall)
+        if recall < minimum:
+            failing.append(f"class {cls} recall {_pct(recall)} < {_pct(minimum)}")
+    if failing:
+        return [RuleResult("per_class_min_recall", False, "; ".join(failing))]
+    worst_cls, worst = min(per_class_recall.items(), key=lambda kv: kv[1])
+    return [RuleResult(
+        "per_class_min_recall", True,
+        f"every class meets its recall minimum (lowest: class {worst_cls} at {_pct(worst)})",
+    )]
+
+
+def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleResult:
+    rule = cfg.change
+    name = f"change_{rule.require}"
+    if comparison is None:
+        ok = rule.on_missing_baseline == "pass"
+        return RuleResult(name, ok, (
+            "no baseline model: the change rule was not applied "
+            + ("(first release; on_missing_baseline=pass)" if ok
+               else "and on_missing_baseline=fail demands one")
+        ))
+    c = comparison
+    facts = (
+        f"accuracy delta {c.delta * 100:+.2f} pp, 95% CI [{c.ci_low * 100:+.2f}, "
+        f"{c.ci_high * 100:+.2f}] pp, McNemar exact p={c.p_value:.4g} (b={c.b}, c={c.c}, n={c.n})"
+    )
+    significant = c.p_value < rule.alpha
+    if rule.require == "better":
+        ok = c.delta > 0 and significant and c.ci_low > 0
+        verdict = ("significantly better than the baseline" if ok
+                   else "not significantly better than the baseline")
+    else:
+        worse = c.delta < 0 and significant
+        beyond_margin = c.ci_low < -rule.max_drop
+        ok = not worse and not beyond_margin
+        if worse:
+            verdict = f"significantly worse than the baseline (p < alpha={rule.alpha})"
+        elif beyond_margin:
+            verdict = (f"cannot rule out a drop larger than the {_pct(rule.max_drop)} margin "
+                       "(CI lower bound below it)")
+        else:
+            verdict = "not significantly worse than the baseline"
+    return RuleResult(name, ok, f"{verdict}: {facts}")
+
+
+def decide(
+    cfg: GateConfig,
+    metrics: dict[str, Any],
+    comparison: PairedComparison | None,
+) -> Verdict:
+    rules = [
+        *absolute_rules(cfg, metrics),
+        *per_class_rules(cfg, {k: v["recall"] for k, v in metrics["per_class"].items()}),
+        change_rule(cfg, comparison),
+    ]
+    return Verdict(blessed=all(r.passed for r in rules), rules=rules)
