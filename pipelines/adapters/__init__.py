@@ -1,0 +1,1 @@
+"""The edges of the system: filesystem artifacts, git, DVC, Great Expectations, LiteRT."""

@@ -1,0 +1,112 @@
+"""Atomic artifact writes and provenance records.
+
+A stage that dies half-way must leave either the previous artifacts or the new ones, never a
+mix, so every file goes through write-then-rename and every stage output folder is staged next
+to its final place and swapped in whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipelines import __version__
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        # mkstemp creates 0600 files; artifacts are meant to be read by others (CI, docs).
+        os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``final``; on success it replaces ``final`` in two renames."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
+    stage.chmod(0o755)  # mkdtemp makes 0700 folders; artifacts are for others to read too
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = final.parent / f".{final.name}.old.{os.getpid()}"
+    if final.exists():
+        final.replace(old)
+    stage.replace(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_commit(root: Path) -> tuple[str, bool]:
+    """(HEAD commit, dirty?) of the repository at ``root``; ("unknown", True) outside git."""
+    import git  # gitpython spawns git lazily; importing it at module level costs start-up time
+
+    try:
+        repo = git.Repo(root, search_parent_directories=False)
+        return repo.head.commit.hexsha, repo.is_dirty(untracked_files=False)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return "unknown", True
+
+
+def data_md5(root: Path) -> str:
+    """The dataset's DVC hash as recorded in ``data.dvc`` ("" before the first ingest)."""
+    path = root / "data.dvc"
+    if not path.is_file():
+        return ""
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    outs = doc.get("outs") or [{}]
+    return str(outs[0].get("md5", ""))
+
+
+def provenance(root: Path, params_hash: str, **extra: Any) -> dict[str, Any]:
+    commit, dirty = git_commit(root)
+    record: dict[str, Any] = {
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "data_md5": data_md5(root),
+        "params_sha256": params_hash,
+        "created": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+        "mlops_version": __version__,
+    }
+    record.update(extra)
+    return record

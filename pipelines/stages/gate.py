@@ -1,0 +1,116 @@
+"""gate: decide whether the candidate may ship, and write blessing.json with the reasons.
+
+The baseline (the model production runs, or a file given on the command line) is re-scored on
+the current test split, so the comparison with the candidate is paired, example by example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipelines.adapters.artifacts import provenance, read_json, sha256_file, staged_dir, write_json
+from pipelines.adapters.datasets import ROW_ID, features_and_labels, fingerprint, read_table
+from pipelines.adapters.litert import TFLiteModel
+from pipelines.config import Workspace
+from pipelines.core.gating import Verdict, decide
+from pipelines.core.stats import PairedComparison, compare_paired
+from pipelines.errors import ConfigError, GateFailed
+from pipelines.stages.evaluate import METRICS, PREDICTIONS, candidate_artifact
+from pipelines.stages.validate import require_valid_data
+
+BLESSING = "blessing.json"
+
+
+@dataclass(frozen=True)
+class GateResult:
+    blessed: bool
+    verdict: Verdict
+    blessing: Path
+
+
+def _fresh_metrics(ws: Workspace) -> dict[str, Any]:
+    path = ws.artifacts("evaluate") / METRICS
+    if not path.is_file():
+        raise ConfigError(f"no evaluation at {path}", hint="run `mlops evaluate` first")
+    metrics: dict[str, Any] = read_json(path)
+    artifact = candidate_artifact(ws)
+    if not artifact.is_file() or metrics.get("model_sha256") != sha256_file(artifact):
+        raise ConfigError("the evaluation does not match the trained model",
+                          hint="run `mlops evaluate` again")
+    if metrics.get("data_fingerprint") != fingerprint(ws):
+        raise ConfigError("the data changed since the evaluation", hint="re-run the pipeline")
+    return metrics
+
+
+def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str, Any]]:
+    test = read_table(ws.split_path("test"), "test split")
+    x, y = features_and_labels(ws, test)
+    candidate = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
+    if not np.array_equal(candidate[ROW_ID].to_numpy(), test[ROW_ID].to_numpy()):
+        raise ConfigError("candidate predictions do not cover the current test split",
+                          hint="run `mlops evaluate` again")
+    classes = ws.model.data.label.classes
+    index = {c: i for i, c in enumerate(classes)}
+    cand = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
+    model = TFLiteModel.load(baseline)
+    scored = model.score(x)
+    if scored.probabilities.shape[1] != len(classes):
+        raise ConfigError(f"baseline {baseline} predicts {scored.probabilities.shape[1]} classes, "
+                          f"the candidate {len(classes)}: they cannot be compared")
+    rule = ws.model.gate.change
+    comparison = compare_paired(y, cand, scored.predictions,
+                                resamples=rule.bootstrap_resamples, seed=rule.seed)
+    info = {"path": str(baseline), "model_sha256": sha256_file(baseline),
+            "accuracy": comparison.baseline_accuracy}
+    return comparison, info
+
+
+def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
+    require_valid_data(ws)
+    metrics = _fresh_metrics(ws)
+    comparison: PairedComparison | None = None
+    baseline_info: dict[str, Any] | None = None
+    if baseline is not None:
+        comparison, baseline_info = _compare(ws, baseline)
+    verdict = decide(ws.model.gate, metrics, comparison)
+    final = ws.artifacts("gate")
+    with staged_dir(final) as out:
+        write_json(out / BLESSING, {
+            "model": ws.name,
+            "blessed": verdict.blessed,
+            "candidate": {k: metrics[k] for k in (
+                "model_sha256", "accuracy", "macro_precision", "macro_recall", "macro_f1",
+                "size_bytes", "latency_ms")},
+            "baseline": baseline_info,
+            "comparison": asdict(comparison) if comparison else None,
+            "rules": verdict.to_dict()["rules"],
+            "provenance": provenance(ws.root, ws.model.section_hash("gate"),
+                                     data_fingerprint=metrics["data_fingerprint"]),
+        })
+    if not verdict.blessed:
+        reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
+        raise GateFailed(f"the gate refused the candidate ({len(verdict.failed)} rule(s) "
+                         f"failed):\n{reasons}",
+                         hint=f"see {final / BLESSING}; nothing downstream will run")
+    return GateResult(True, verdict, final / BLESSING)
+
+
+def require_blessing(ws: Workspace) -> dict[str, Any]:
+    """Downstream guard: a blessing for exactly the current candidate artifact."""
+    path = ws.artifacts("gate") / BLESSING
+    if not path.is_file():
+        raise GateFailed(f"no blessing at {path}", hint="run `mlops gate` first")
+    blessing: dict[str, Any] = read_json(path)
+    if not blessing.get("blessed"):
+        raise GateFailed(f"the candidate was not blessed ({path})",
+                         hint="read its reasons; a failed gate blocks every later stage")
+    artifact = candidate_artifact(ws)
+    if not artifact.is_file() or blessing["candidate"]["model_sha256"] != sha256_file(artifact):
+        raise GateFailed("the blessing is for a different model artifact than the current one",
+                         hint="run the gate again on the current candidate")
+    return blessing

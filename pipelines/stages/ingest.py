@@ -1,0 +1,74 @@
+"""ingest: write the dataset and its deterministic train/validation/test split under data/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pipelines.adapters import dvc
+from pipelines.adapters.datasets import ROW_ID, parquet_bytes, read_table, write_if_changed
+from pipelines.config import SPLITS, FileSource, Workspace
+from pipelines.errors import DataInvalid
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    rows: dict[str, int]
+    changed: bool
+    data_md5: str
+
+
+def _load_source(ws: Workspace) -> pd.DataFrame:
+    data = ws.model.data
+    if isinstance(data.source, FileSource):
+        df = read_table(ws.root / data.source.path, "data source")
+        if df.empty:
+            raise DataInvalid(f"data source {data.source.path} has a header but no rows")
+        if data.label.column not in df.columns:
+            raise DataInvalid(
+                f"data source {data.source.path} has no label column {data.label.column!r}",
+                hint=f"columns found: {', '.join(map(str, df.columns[:10]))}…",
+            )
+        if ROW_ID not in df.columns:
+            df.insert(0, ROW_ID, np.arange(len(df), dtype=np.int64))
+        return df
+    from sklearn.datasets import load_digits  # the bundled copy: no network
+
+    bunch = load_digits()
+    df = pd.DataFrame(bunch.data.astype(np.float64), columns=data.features.columns)
+    df.insert(0, ROW_ID, np.arange(len(df), dtype=np.int64))
+    df[data.label.column] = bunch.target.astype(np.int64)
+    return df
+
+
+def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Stratified when every class can be split; otherwise a plain seeded shuffle, and the
+    class-balance expectations in validate report the imbalance."""
+    from sklearn.model_selection import train_test_split
+
+    spec = ws.model.data.split
+    labels = df[ws.model.data.label.column]
+    idx = np.arange(len(df))
+    try:
+        rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed,
+                                      stratify=labels)
+        train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
+                                      random_state=spec.seed, stratify=labels.iloc[rest])
+    except ValueError:
+        rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed)
+        train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
+                                      random_state=spec.seed)
+    parts = {"train": train, "validation": val, "test": test}
+    return {name: df.iloc[np.sort(parts[name])].reset_index(drop=True) for name in SPLITS}
+
+
+def run(ws: Workspace) -> IngestResult:
+    df = _load_source(ws)
+    splits = split_frame(ws, df)
+    changed = False
+    for name in SPLITS:
+        changed |= write_if_changed(ws.split_path(name), parquet_bytes(splits[name]))
+    md5 = dvc.track_data(ws.root, force=changed)
+    return IngestResult(rows={k: len(v) for k, v in splits.items()}, changed=changed, data_md5=md5)

@@ -1,0 +1,101 @@
+"""train: fit the model's Keras network with fixed seeds and export the TFLite serving artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.adapters import modelcode, plots
+from pipelines.adapters.artifacts import (
+    provenance,
+    sha256_file,
+    staged_dir,
+    write_bytes,
+    write_json,
+)
+from pipelines.adapters.datasets import features_and_labels, read_table
+from pipelines.config import Workspace
+from pipelines.stages.validate import require_valid_data
+
+TFLITE = "model.tflite"
+PARAMS = ("data", "training", "export")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    tflite: Path
+    tflite_sha256: str
+    epochs: int
+    final_val_accuracy: float
+
+
+def _keras_verbosity() -> int:
+    """A live progress bar on a terminal; one line per epoch in logs; silence in CI."""
+    if os.environ.get("CI"):
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _import_tensorflow(threads: int) -> Any:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # Thread pools can only be sized before TF first runs an op; a second call is a no-op error.
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    # The converter prints the traced signature to stdout; keep our output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bytes(converter.convert())
+
+
+def run(ws: Workspace) -> TrainResult:
+    require_valid_data(ws)
+    cfg = ws.model.training
+    data = ws.model.data
+    x_train, y_train = features_and_labels(ws, read_table(ws.split_path("train"), "train split"))
+    x_val, y_val = features_and_labels(ws, read_table(ws.split_path("validation"), "validation"))
+
+    tf = _import_tensorflow(cfg.threads)
+    keras = tf.keras
+    # Layer names ("conv2d_1", ...) come from per-process counters and end up in the TFLite
+    # flatbuffer; a fresh session makes a second training in one process byte-identical.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(cfg.seed)
+    arch = modelcode.load(ws, cfg.architecture)
+    model = arch.build_model(keras, tuple(x_train.shape[1:]), len(data.label.classes), cfg.params)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs,
+                        batch_size=cfg.batch_size, shuffle=True, verbose=_keras_verbosity())
+    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+
+    final = ws.artifacts("train")
+    with staged_dir(final) as out:
+        model.save(out / "model.keras")
+        write_bytes(out / TFLITE, to_tflite(tf, model, ws.model.export.quantization))
+        write_json(out / "history.json", curves)
+        plots.training_curves(curves, out / "curves.png")
+        digest = sha256_file(out / TFLITE)
+        write_json(out / "provenance.json", provenance(
+            ws.root, ws.model.section_hash(*PARAMS), model_sha256=digest,
+            tensorflow=tf.__version__, quantization=ws.model.export.quantization,
+            classes=data.label.classes,
+        ))
+    return TrainResult(final / TFLITE, digest, cfg.epochs, curves["val_accuracy"][-1])
