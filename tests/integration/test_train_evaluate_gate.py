@@ -1,0 +1,126 @@
+"""Real TensorFlow training, LiteRT evaluation and the gate on the real digits data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.adapters.artifacts import sha256_file
+from pipelines.cli import main
+from pipelines.config import load_model
+from pipelines.errors import ConfigError, GateFailed
+from pipelines.stages import evaluate, gate, train, validate
+
+
+def test_artifacts_of_a_trained_model(prepared: Path) -> None:
+    out = prepared / "artifacts/digits"
+    for name in ("model.keras", "model.tflite", "curves.png", "history.json", "provenance.json"):
+        assert (out / "train" / name).is_file(), name
+    prov = json.loads((out / "train/provenance.json").read_text())
+    assert prov["model_sha256"] == sha256_file(out / "train/model.tflite")
+    assert prov["quantization"] == "dynamic_range"
+    assert len(prov["git_commit"]) == 40
+    assert prov["data_md5"].endswith(".dir")
+    assert len(prov["params_sha256"]) == 64
+    metrics = json.loads((out / "evaluate/metrics.json").read_text())
+    assert metrics["accuracy"] > 0.9  # four epochs are plenty for digits
+    assert set(metrics["per_class"]) == {str(c) for c in range(10)}
+    assert np.array(metrics["confusion_matrix"]).sum() == metrics["n"] == 360
+    assert metrics["latency_ms"]["p50"] > 0
+    assert (out / "evaluate/confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    preds = pd.read_parquet(out / "evaluate/predictions.parquet")
+    assert list(preds.columns) == ["row_id", "label", "predicted", "confidence"]
+    assert (preds["label"] == preds["predicted"]).mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_training_is_deterministic(workspace: Path, prepared: Path) -> None:
+    ws = load_model(workspace, "digits")
+    again = train.run(ws)
+    assert again.tflite_sha256 == sha256_file(prepared / "artifacts/digits/train/model.tflite")
+
+
+def test_quantized_artifact_is_smaller_than_float(workspace: Path, prepared: Path) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(workspace, {"export.quantization": "none"})
+    ws = load_model(workspace, "digits")
+    float_size = train.run(ws).tflite.stat().st_size
+    quantized = (prepared / "artifacts/digits/train/model.tflite").stat().st_size
+    assert quantized < float_size / 2
+
+
+def test_gate_blesses_and_compares_against_a_baseline(workspace: Path) -> None:
+    ws = load_model(workspace, "digits")
+    baseline = workspace / "baseline.tflite"
+    shutil.copy(workspace / "artifacts/digits/train/model.tflite", baseline)
+    result = gate.run(ws, baseline)
+    blessing = json.loads(result.blessing.read_text())
+    assert blessing["blessed"] is True
+    assert blessing["comparison"]["delta"] == 0.0
+    assert blessing["comparison"]["p_value"] == 1.0
+    assert blessing["baseline"]["model_sha256"] == sha256_file(baseline)
+    assert gate.require_blessing(ws)["blessed"] is True
+
+
+def test_gate_without_baseline_says_so(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(workspace)
+    assert main(["gate"]) == 0
+    out = capsys.readouterr().out
+    assert "no baseline model: the change rule was not applied" in out
+
+
+def test_degraded_model_is_blocked(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Train on shuffled labels: the data stays valid, the model is junk, the gate says no."""
+    baseline = workspace / "baseline.tflite"
+    shutil.copy(workspace / "artifacts/digits/train/model.tflite", baseline)
+    path = workspace / "data/digits/train.parquet"
+    df = pd.read_parquet(path)
+    df["label"] = np.random.default_rng(0).permutation(df["label"].to_numpy())
+    df.to_parquet(path, index=False)
+    ws = load_model(workspace, "digits")
+    validate.run(ws)  # shuffled labels keep the schema and the class balance
+    train.run(ws)
+    evaluate.run(ws)
+    monkeypatch.chdir(workspace)
+    assert main(["gate", "--baseline", str(baseline)]) == 1
+    err = capsys.readouterr().err
+    assert "the gate refused the candidate" in err
+    assert "min_accuracy: accuracy" in err
+    assert "change_not_worse: significantly worse than the baseline" in err
+    blessing = json.loads((workspace / "artifacts/digits/gate/blessing.json").read_text())
+    assert blessing["blessed"] is False
+    assert blessing["comparison"]["c"] > 100  # baseline right, candidate wrong
+    with pytest.raises(GateFailed, match="not blessed"):
+        gate.require_blessing(ws)
+
+
+def test_blessing_is_bound_to_the_artifact(workspace: Path) -> None:
+    ws = load_model(workspace, "digits")
+    gate.run(ws)
+    artifact = workspace / "artifacts/digits/train/model.tflite"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    with pytest.raises(GateFailed, match="different model artifact"):
+        gate.require_blessing(ws)
+
+
+def test_gate_refuses_stale_evaluation(workspace: Path) -> None:
+    ws = load_model(workspace, "digits")
+    artifact = workspace / "artifacts/digits/train/model.tflite"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    with pytest.raises(ConfigError, match="does not match the trained model"):
+        gate.run(ws)
+
+
+def test_missing_or_corrupt_baseline_is_a_usage_error(workspace: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(workspace)
+    assert main(["gate", "--baseline", "nope.tflite"]) == 2
+    (workspace / "junk.tflite").write_bytes(b"not a model")
+    assert main(["gate", "--baseline", "junk.tflite"]) == 2

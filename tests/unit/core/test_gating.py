@@ -1,0 +1,100 @@
+from typing import Any
+
+import pytest
+
+from pipelines.config import GateConfig
+from pipelines.core.gating import decide
+from pipelines.core.stats import PairedComparison
+
+
+def metrics(accuracy: float = 0.97, f1: float = 0.97, recalls: dict[str, float] | None = None,
+            size: int = 40_000, p99: float = 0.02) -> dict[str, Any]:
+    recalls = recalls or {str(c): 0.95 for c in range(10)}
+    return {
+        "accuracy": accuracy, "macro_f1": f1, "macro_precision": f1, "macro_recall": f1,
+        "size_bytes": size, "latency_ms": {"p99": p99},
+        "per_class": {c: {"recall": r} for c, r in recalls.items()},
+    }
+
+
+def comparison(delta: float, ci: tuple[float, float], p: float, b: int = 5,
+               c: int = 5) -> PairedComparison:
+    return PairedComparison(n=360, candidate_accuracy=0.9 + delta, baseline_accuracy=0.9,
+                            delta=delta, ci_low=ci[0], ci_high=ci[1], b=b, c=c, p_value=p)
+
+
+def cfg(**change: Any) -> GateConfig:
+    return GateConfig.model_validate({
+        "thresholds": {"accuracy": 0.9, "macro_f1": 0.9},
+        "max_size_bytes": 100_000, "max_latency_p99_ms": 1.0,
+        "per_class": {"min_recall": 0.8, "overrides": {8: 0.7}},
+        "change": change,
+    })
+
+
+def rule(verdict: Any, name: str) -> Any:
+    return next(r for r in verdict.rules if r.rule == name)
+
+
+def test_good_candidate_without_baseline_is_blessed_and_says_so() -> None:
+    v = decide(cfg(), metrics(), None)
+    assert v.blessed
+    assert "no baseline model" in rule(v, "change_not_worse").reason
+    assert {r.rule for r in v.rules} == {
+        "min_accuracy", "min_macro_f1", "max_size_bytes", "max_latency_p99_ms",
+        "per_class_min_recall", "change_not_worse"}
+
+
+def test_missing_baseline_can_be_made_to_fail() -> None:
+    v = decide(cfg(on_missing_baseline="fail"), metrics(), None)
+    assert not v.blessed
+    assert "demands one" in rule(v, "change_not_worse").reason
+
+
+def test_absolute_threshold_failure_names_value_and_limit() -> None:
+    v = decide(cfg(), metrics(accuracy=0.85), None)
+    assert not v.blessed
+    assert rule(v, "min_accuracy").reason == "accuracy 85.00% < required 90.00%"
+    assert [r.rule for r in v.failed] == ["min_accuracy"]
+
+
+def test_size_and_latency_limits() -> None:
+    v = decide(cfg(), metrics(size=200_000, p99=3.5), None)
+    assert {r.rule for r in v.failed} == {"max_size_bytes", "max_latency_p99_ms"}
+
+
+def test_per_class_override_is_applied() -> None:
+    recalls = {str(c): 0.95 for c in range(10)} | {"8": 0.75}
+    assert decide(cfg(), metrics(recalls=recalls), None).blessed  # 8's minimum is 0.7
+    recalls["3"] = 0.79
+    v = decide(cfg(), metrics(recalls=recalls), None)
+    assert rule(v, "per_class_min_recall").reason == "class 3 recall 79.00% < 80.00%"
+
+
+def test_significantly_worse_is_refused() -> None:
+    v = decide(cfg(), metrics(), comparison(-0.05, (-0.08, -0.02), 0.001, b=2, c=20))
+    assert not v.blessed
+    assert rule(v, "change_not_worse").reason.startswith("significantly worse")
+
+
+def test_drop_beyond_margin_is_refused_even_when_not_significant() -> None:
+    v = decide(cfg(max_drop=0.01), metrics(), comparison(-0.005, (-0.03, 0.02), 0.4))
+    assert not rule(v, "change_not_worse").passed
+    assert "margin" in rule(v, "change_not_worse").reason
+
+
+def test_equal_model_is_not_worse() -> None:
+    v = decide(cfg(), metrics(), comparison(0.0, (0.0, 0.0), 1.0, b=0, c=0))
+    assert v.blessed
+    assert "p=1" in rule(v, "change_not_worse").reason
+
+
+@pytest.mark.parametrize(("delta", "ci", "p", "blessed"), [
+    (0.03, (0.01, 0.05), 0.01, True),
+    (0.01, (-0.01, 0.03), 0.3, False),   # better, but not significantly
+    (-0.01, (-0.03, 0.01), 0.3, False),
+])
+def test_better_requires_significance(delta: float, ci: tuple[float, float], p: float,
+                                      blessed: bool) -> None:
+    v = decide(cfg(require="better"), metrics(), comparison(delta, ci, p))
+    assert rule(v, "change_better").passed is blessed
