@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from pipelines.adapters.artifacts import write_bytes
 from pipelines.config import SPLITS, Workspace
 from pipelines.errors import ConfigError, DataInvalid
+from pipelines.serving.runtime import scale_features
 
 ROW_ID = "row_id"
 
@@ -65,12 +66,11 @@ def features_and_labels(
     [3, 5, 7] work as well as 0..9. Validation has already rejected unknown labels.
     """
     spec = ws.model.data.features
-    x = df[spec.columns].to_numpy(dtype=np.float32)
-    x = ((x - spec.min) / (spec.max - spec.min)).astype(np.float32)
-    h, w = spec.image_shape
+    x = scale_features(df[spec.columns].to_numpy(dtype=np.float64), spec.min, spec.max,
+                       spec.image_shape)
     index = {c: i for i, c in enumerate(ws.model.data.label.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
-    return x.reshape(-1, h, w, 1), y
+    return x, y
 
 
 def fingerprint(ws: Workspace) -> str:

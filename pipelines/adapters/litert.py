@@ -1,17 +1,16 @@
-"""Run a TFLite artifact with LiteRT (``ai-edge-litert``): the same runtime the image ships,
-so evaluate and the gate score exactly what production serves, without TensorFlow."""
+"""Score a TFLite artifact with the serving runtime (LiteRT), so that evaluate and the gate
+measure exactly what the image executes, without TensorFlow."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from pipelines.errors import ConfigError
+from pipelines.serving.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -25,13 +24,8 @@ class Scored:
 
 
 class TFLiteModel:
-    def __init__(self, model: bytes) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self._interpreter: Any = Interpreter(model_content=model, num_threads=1)
-        self._interpreter.allocate_tensors()
-        self._input = self._interpreter.get_input_details()[0]
-        self._output = self._interpreter.get_output_details()[0]
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
 
     @classmethod
     def load(cls, path: Path) -> TFLiteModel:
@@ -39,29 +33,13 @@ class TFLiteModel:
             raise ConfigError(f"model artifact {path} does not exist",
                               hint="run `mlops train` first, or fix the path")
         try:
-            return cls(path.read_bytes())
+            return cls(Runtime(path.read_bytes()))
         except (ValueError, RuntimeError) as exc:
             raise ConfigError(f"{path} is not a loadable TFLite model: {exc}") from exc
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self._input["shape"][1:])
-
-    def predict_one(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        self._interpreter.set_tensor(self._input["index"], x[np.newaxis, ...])
-        self._interpreter.invoke()
-        out: NDArray[np.float32] = self._interpreter.get_tensor(self._output["index"])[0]
-        return out
-
     def score(self, x: NDArray[np.float32]) -> Scored:
         """Score example by example (batch 1, as the server does), timing every invoke."""
-        if tuple(x.shape[1:]) != self.input_shape:
-            raise ConfigError(f"model expects inputs of shape {self.input_shape}, "
+        if tuple(x.shape[1:]) != self.runtime.input_shape:
+            raise ConfigError(f"model expects inputs of shape {self.runtime.input_shape}, "
                               f"the data has {tuple(x.shape[1:])}")
-        probs = np.empty((x.shape[0], int(self._output["shape"][-1])), dtype=np.float32)
-        lat = np.empty(x.shape[0], dtype=np.float64)
-        for i in range(x.shape[0]):
-            start = time.perf_counter_ns()
-            probs[i] = self.predict_one(x[i])
-            lat[i] = (time.perf_counter_ns() - start) / 1e6
-        return Scored(probs, lat)
+        return Scored(*self.runtime.timed_predict(x))

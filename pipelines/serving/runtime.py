@@ -1,0 +1,117 @@
+"""The model at serving time: its signature and the LiteRT interpreter that runs it.
+
+This module is shared by the pipeline (evaluate, gate) and the serving image, so that what the
+pipeline measures is, line for line, what production executes. It depends on numpy and
+``ai-edge-litert`` only: the image has neither TensorFlow nor the pipeline's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+SIGNATURE = "signature.json"
+MODEL_FILE = "model.tflite"
+
+
+def scale_features(raw: NDArray[Any], low: float, high: float,
+                   image_shape: tuple[int, int]) -> NDArray[np.float32]:
+    """Raw feature rows (n, h*w) in [low, high] -> model inputs (n, h, w, 1) in [0, 1].
+
+    Training, evaluation and the server all call this one function: a second copy of the
+    preprocessing is how training/serving skew starts.
+    """
+    x = np.asarray(raw, dtype=np.float32)
+    x = ((x - np.float32(low)) / np.float32(high - low)).astype(np.float32)
+    return x.reshape(-1, image_shape[0], image_shape[1], 1)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a client sends and gets back, shipped beside the model in the image."""
+
+    model: str
+    feature_names: list[str]
+    image_shape: tuple[int, int]
+    low: float
+    high: float
+    classes: list[int]
+    model_sha256: str = ""
+    # Examples with the predictions evaluate measured: /readyz is only green once the
+    # runtime in this very process reproduces them.
+    self_test_instances: list[list[float]] = field(default_factory=list)
+    self_test_classes: list[int] = field(default_factory=list)
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_names)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Signature:
+        raw = json.loads(text)
+        raw["image_shape"] = tuple(raw["image_shape"])
+        return cls(**raw)
+
+
+class Runtime:
+    """One LiteRT interpreter, invoked one example at a time.
+
+    Batch size 1 on purpose: with dynamic-range quantization the activation scales are computed
+    per invoke, so a batched call could round differently from what evaluate measured.
+    """
+
+    def __init__(self, model: bytes) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter: Any = Interpreter(model_content=model, num_threads=1)
+        self._interpreter.allocate_tensors()
+        self._input = self._interpreter.get_input_details()[0]
+        self._output = self._interpreter.get_output_details()[0]
+        self._set = self._interpreter.set_tensor
+        self._get = self._interpreter.get_tensor
+        self._invoke = self._interpreter.invoke
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self._input["shape"][1:])
+
+    @property
+    def n_outputs(self) -> int:
+        return int(self._output["shape"][-1])
+
+    def predict_one(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        self._set(self._input["index"], x[np.newaxis, ...])
+        self._invoke()
+        out: NDArray[np.float32] = self._get(self._output["index"])[0]
+        return out
+
+    def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        out = np.empty((x.shape[0], self.n_outputs), dtype=np.float32)
+        for i in range(x.shape[0]):
+            out[i] = self.predict_one(x[i])
+        return out
+
+    def timed_predict(self, x: NDArray[np.float32]) -> tuple[NDArray[np.float32],
+                                                             NDArray[np.float64]]:
+        """Probabilities and each example's invoke latency in milliseconds."""
+        out = np.empty((x.shape[0], self.n_outputs), dtype=np.float32)
+        lat = np.empty(x.shape[0], dtype=np.float64)
+        for i in range(x.shape[0]):
+            start = time.perf_counter_ns()
+            out[i] = self.predict_one(x[i])
+            lat[i] = (time.perf_counter_ns() - start) / 1e6
+        return out, lat
+
+
+def load_model_dir(directory: Path) -> tuple[Signature, Runtime]:
+    signature = Signature.from_json((directory / SIGNATURE).read_text(encoding="utf-8"))
+    return signature, Runtime((directory / MODEL_FILE).read_bytes())
