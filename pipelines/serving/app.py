@@ -1,0 +1,364 @@
+"""The model server: TensorFlow Serving's REST contract on Starlette, run by uvicorn.
+
+Routes (``<name>`` is the model's name):
+  POST /v1/models/<name>:predict   {"instances": [[...], ...]} -> {"predictions": [...]}
+  GET  /v1/models/<name>           status, as TF Serving reports it
+  GET  /v1/models/<name>/metadata  the input and output signature
+  GET  /healthz                    the process is alive
+  GET  /readyz                     the model loaded and reproduced its self-test predictions
+  GET  /metrics                    Prometheus text format
+
+Bad input is always answered 4xx with ``{"error": "..."}`` saying what was wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
+from pipelines.serving.settings import Settings
+from pipelines.serving.telemetry import Metrics
+
+log = logging.getLogger("mlops.serving")
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+                   Awaitable[None]]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status,
+                    media_type="application/json")
+
+
+def _describe(value: Any) -> str:
+    text = orjson.dumps(value).decode() if _serialisable(value) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _serialisable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _is_number(v: Any) -> bool:
+    # bool is a subclass of int in Python; JSON true/false are not pixel values.
+    t = type(v)
+    return t is float or t is int
+
+
+def _fast_rows(instances: list[Any], n: int, h: int, w: int) -> NDArray[np.float64] | None:
+    """numpy's own conversion when every value is a number and the shape is right; None sends
+    the request down the element-by-element path, which also words the error."""
+    try:
+        arr = np.array(instances)
+    except (ValueError, OverflowError):
+        return None
+    if arr.dtype.kind not in "iuf":  # bool, str, object (None, nested dicts, huge ints)
+        return None
+    if arr.shape[1:] == (n,):
+        return arr.astype(np.float64, copy=False)
+    if arr.shape[1:] == (h, w):
+        return arr.reshape(len(instances), n).astype(np.float64, copy=False)
+    return None
+
+
+def _checked_rows(instances: list[Any], n: int, h: int, w: int) -> NDArray[np.float64]:
+    rows: list[list[Any]] = []
+    for i, inst in enumerate(instances):
+        if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
+            rows.append(inst)
+        elif (isinstance(inst, list) and len(inst) == h
+              and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r)
+                      for r in inst)):
+            rows.append([v for r in inst for v in r])
+        else:
+            raise BadRequest(400, f"instance {i}: expected a list of {n} numbers (or {h} lists "
+                             f"of {w} numbers), got {_describe(inst)}")
+    try:
+        return np.array(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        raise BadRequest(400, "a value is too large to be a number") from None
+
+
+def parse_instances(doc: Any, sig: Signature, max_batch: int,
+                    body: bytes | None = None) -> NDArray[np.float64]:
+    """Validate a decoded predict body; return the raw feature rows, shape (n, features).
+
+    ``body``, the raw bytes, enables a fast path: numpy converts a homogeneous numeric list
+    several times faster than a per-value type check, but turns JSON true/false mixed among
+    numbers into 1/0, so it is only taken when the body holds neither literal.
+    """
+    if not isinstance(doc, dict):
+        raise BadRequest(400, "the body must be a JSON object with an \"instances\" list")
+    unknown = sorted(set(doc) - {"instances", "signature_name"})
+    if unknown:
+        raise BadRequest(400, f"unknown field(s) {unknown}; only \"instances\" (row format) "
+                         "and \"signature_name\" are accepted")
+    if doc.get("signature_name", "serving_default") != "serving_default":
+        raise BadRequest(400, "signature_name must be \"serving_default\"")
+    instances = doc.get("instances")
+    if not isinstance(instances, list):
+        raise BadRequest(400, "\"instances\" must be a list of examples")
+    if not instances:
+        raise BadRequest(400, "\"instances\" is empty: send at least one example")
+    if len(instances) > max_batch:
+        raise BadRequest(413, f"{len(instances)} instances exceed the limit of {max_batch} per "
+                         "request; split the batch")
+    n = sig.n_features
+    h, w = sig.image_shape
+    fast = None
+    if body is not None and b"true" not in body and b"false" not in body:
+        fast = _fast_rows(instances, n, h, w)
+    x = fast if fast is not None else _checked_rows(instances, n, h, w)
+    # One pass for the common case; NaN fails both comparisons, so it is caught here too.
+    if x.min() >= sig.low and x.max() <= sig.high:
+        return x
+    finite = np.isfinite(x)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        raise BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} is not finite")
+    outside = (x < sig.low) | (x > sig.high)
+    if outside.any():
+        i, j = np.argwhere(outside)[0]
+        raise BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = {x[i, j]:g} is "
+                         f"outside the valid range [{sig.low:g}, {sig.high:g}]")
+    return x
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise BadRequest(413, f"body of {declared} bytes exceeds the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # chunked bodies have no Content-Length to trust
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, f"body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@dataclass
+class ServerState:
+    settings: Settings
+    signature: Signature | None = None
+    runtime: Runtime | None = None
+    metrics: Metrics | None = None
+    ready_reason: str = "the model is loading"
+    draining: bool = False
+    classes: list[int] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return self.runtime is not None and not self.ready_reason and not self.draining
+
+
+def load(state: ServerState) -> None:
+    """Load the model and prove it reproduces the predictions recorded at packaging time."""
+    try:
+        sig, runtime = load_model_dir(state.settings.model_dir)
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
+        log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
+        return
+    state.signature, state.classes = sig, sig.classes
+    state.metrics = Metrics(sig.model, state.settings.release, state.settings.color,
+                            sig.feature_names, sig.classes)
+    state.metrics.info.labels(sig.model, state.settings.release, state.settings.color,
+                              sig.model_sha256).set(1)
+    if sig.self_test_instances:
+        x = scale_features(np.array(sig.self_test_instances), sig.low, sig.high, sig.image_shape)
+        got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
+        if got != sig.self_test_classes:
+            state.ready_reason = (f"self-test failed: predicted {got}, the package recorded "
+                                  f"{sig.self_test_classes}")
+            log.error("self-test failed", extra={"fields": {"reason": state.ready_reason}})
+            return
+    state.runtime = runtime
+    state.ready_reason = ""
+    state.metrics.ready.set(1)
+    log.info("model ready", extra={"fields": {
+        "model": sig.model, "release": state.settings.release, "color": state.settings.color,
+        "model_sha256": sig.model_sha256, "self_test_examples": len(sig.self_test_classes)}})
+
+
+def _route_name(path: str, model: str) -> str:
+    """A bounded label for metrics: raw paths would let any client create new series."""
+    if path.startswith(f"/v1/models/{model}"):
+        rest = path[len(f"/v1/models/{model}"):]
+        return {":predict": "predict", "": "status", "/metadata": "metadata"}.get(rest, "other")
+    return {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}.get(path, "other")
+
+
+class Observe:
+    """ASGI middleware: latency and status of every request, as metrics and one log line."""
+
+    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            elapsed = time.perf_counter() - start
+            metrics = self.state.metrics
+            if metrics is not None and self.state.signature is not None:
+                metrics.request(_route_name(scope["path"], self.state.signature.model), status,
+                                elapsed)
+            mode = self.state.settings.access_log
+            if mode == "all" or (mode == "errors" and status >= 400):
+                log.info("request", extra={"fields": {
+                    "method": scope["method"], "path": scope["path"][:200], "status": status,
+                    "ms": round(elapsed * 1000, 3)}})
+
+
+def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
+    state = state or ServerState(settings)
+    model_name = _model_name(settings)
+
+    async def predict(request: Request) -> Response:
+        if not state.ready or state.signature is None or state.runtime is None:
+            return json_response({"error": f"not ready: {state.ready_reason or 'draining'}"}, 503)
+        sig = state.signature
+        try:
+            # Like TF Serving, the Content-Type is not checked: `curl -d` sends a form type.
+            body = await read_body(request, settings.max_body_bytes)
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+            raw = parse_instances(doc, sig, settings.max_batch, body)
+        except BadRequest as exc:
+            return json_response({"error": exc.message}, exc.status)
+        probs = state.runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
+        best = probs.argmax(axis=1)
+        if state.metrics is not None:
+            state.metrics.predicted(best)
+            state.metrics.inputs.observe(raw)
+        classes = state.classes
+        return json_response({"predictions": [
+            {"class": classes[k], "probabilities": probs[i]} for i, k in enumerate(best.tolist())
+        ]})
+
+    def status(_: Request) -> Response:
+        if state.ready:
+            code, message, st = "OK", "", "AVAILABLE"
+        else:
+            code, message = "UNAVAILABLE", state.ready_reason or "draining"
+            st = "END" if state.draining else "LOADING"
+        return json_response({"model_version_status": [{
+            "version": settings.release, "state": st,
+            "status": {"error_code": code, "error_message": message}}]})
+
+    def metadata(_: Request) -> Response:
+        sig = state.signature
+        if sig is None:
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
+        h, w = sig.image_shape
+        return json_response({
+            "model_spec": {"name": sig.model, "version": settings.release},
+            "metadata": {"signature_def": {"serving_default": {
+                "inputs": {"instances": {
+                    "dtype": "number", "shape": [-1, sig.n_features], "alternative_shape":
+                    [-1, h, w], "range": [sig.low, sig.high], "features": sig.feature_names}},
+                "outputs": {"class": {"values": sig.classes},
+                            "probabilities": {"dtype": "float32", "shape": [-1, len(sig.classes)]}},
+            }}, "model_sha256": sig.model_sha256, "color": settings.color,
+                "limits": {"max_batch": settings.max_batch,
+                           "max_body_bytes": settings.max_body_bytes}},
+        })
+
+    def healthz(_: Request) -> Response:
+        return json_response({"status": "alive"})
+
+    def readyz(_: Request) -> Response:
+        if state.ready:
+            return json_response({"status": "ready", "release": settings.release})
+        reason = "draining: shutting down" if state.draining else state.ready_reason
+        return json_response({"status": "not ready", "reason": reason}, 503)
+
+    def metrics(_: Request) -> Response:
+        if state.metrics is None:
+            return Response(b"", media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def http_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        detail = exc.detail
+        if exc.status_code == 404:
+            detail = f"no such route; this server serves model {model_name!r}"
+        return json_response({"error": detail}, exc.status_code)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        load(state)
+        yield
+
+    base = f"/v1/models/{model_name}"
+    app = Starlette(
+        routes=[
+            Route(f"{base}:predict", predict, methods=["POST"]),
+            Route(base, status, methods=["GET"]),
+            Route(f"{base}/metadata", metadata, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.state.server = state
+    app.add_middleware(Observe, state=state)
+    return app
+
+
+def _model_name(settings: Settings) -> str:
+    """The name routes are built on, known before the model loads (routes are static)."""
+    try:
+        return Signature.from_json((settings.model_dir / "signature.json").read_text()).model
+    except (OSError, ValueError, KeyError, TypeError):
+        return "model"

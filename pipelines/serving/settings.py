@@ -1,0 +1,65 @@
+"""Server settings, read only from environment variables (twelve-factor, and what Kubernetes
+sets). Every variable is prefixed ``MLOPS_``: Kubernetes injects ``<SERVICE>_PORT`` variables
+for every Service in the namespace, and an unprefixed ``PORT`` would collide with them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A variable is malformed; the message names it and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: Path = Path("/model")
+    host: str = "0.0.0.0"  # noqa: S104 - a container serves on all of its interfaces
+    port: int = 8080
+    release: str = "unknown"
+    color: str = "none"
+    max_batch: int = 256
+    max_body_bytes: int = 1_048_576
+    drain_seconds: int = 20
+    # "errors" logs every 4xx/5xx answer; "all" every request (costs ~25% throughput at
+    # thousands of requests a second; the metrics already count every request).
+    access_log: str = "errors"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+
+        def integer(name: str, default: int, low: int, high: int) -> int:
+            raw = env.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not an integer") from None
+            if not low <= value <= high:
+                raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
+            return value
+
+        access = env.get("MLOPS_ACCESS_LOG", cls.access_log).lower()
+        if access not in ("all", "errors", "none"):
+            raise SettingsError(f"MLOPS_ACCESS_LOG={access!r}: use all, errors or none")
+        level = env.get("MLOPS_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"MLOPS_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            model_dir=Path(env.get("MLOPS_MODEL_DIR", str(cls.model_dir))),
+            host=env.get("MLOPS_HOST", cls.host),
+            port=integer("MLOPS_PORT", cls.port, 1, 65535),
+            release=env.get("MLOPS_RELEASE_ID", cls.release),
+            color=env.get("MLOPS_COLOR", cls.color),
+            max_batch=integer("MLOPS_MAX_BATCH", cls.max_batch, 1, 100_000),
+            max_body_bytes=integer("MLOPS_MAX_BODY_BYTES", cls.max_body_bytes, 256, 1 << 30),
+            drain_seconds=integer("MLOPS_DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
+            access_log=access,
+            log_level=level,
+        )

@@ -1,0 +1,266 @@
+"""The model server on the real trained digits model: the TF Serving contract, strict input
+validation (fuzzed), Prometheus metrics, readiness self-test and graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from pipelines.adapters.artifacts import sha256_file
+from pipelines.config import load_model
+from pipelines.core.infra_validation import malformed_requests
+from pipelines.serving.app import create_app
+from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
+from pipelines.serving.settings import Settings
+from pipelines.stages.package import signature
+
+MAX_BATCH = 16
+MAX_BODY = 64 * 1024
+
+
+@pytest.fixture(scope="session")
+def model_dir(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    ws = load_model(prepared, "digits")
+    out = tmp_path_factory.mktemp("model")
+    artifact = prepared / "artifacts/digits/train/model.tflite"
+    shutil.copy(artifact, out / MODEL_FILE)
+    (out / SIGNATURE).write_text(signature(ws, sha256_file(artifact)).to_json())
+    return out
+
+
+def _client(model_dir: Path, **overrides: object) -> Iterator[TestClient]:
+    settings = Settings(model_dir=model_dir, release="r1", color="blue", max_batch=MAX_BATCH,
+                        max_body_bytes=MAX_BODY, **overrides)  # type: ignore[arg-type]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> Iterator[TestClient]:
+    yield from _client(model_dir)
+
+
+@pytest.fixture(scope="module")
+def test_rows(prepared: Path) -> tuple[np.ndarray, np.ndarray]:
+    test = pd.read_parquet(prepared / "data/digits/test.parquet")
+    preds = pd.read_parquet(prepared / "artifacts/digits/evaluate/predictions.parquet")
+    return (test[[f"pixel_{i}" for i in range(64)]].to_numpy(),
+            preds["predicted"].to_numpy())
+
+
+def test_health_readiness_status_and_metadata(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "alive"}
+    assert client.get("/readyz").json() == {"status": "ready", "release": "r1"}
+    status = client.get("/v1/models/digits").json()["model_version_status"][0]
+    assert status == {"version": "r1", "state": "AVAILABLE",
+                      "status": {"error_code": "OK", "error_message": ""}}
+    meta = client.get("/v1/models/digits/metadata").json()
+    sig = meta["metadata"]["signature_def"]["serving_default"]
+    assert sig["inputs"]["instances"]["shape"] == [-1, 64]
+    assert sig["outputs"]["class"]["values"] == list(range(10))
+
+
+def test_predictions_equal_evaluate(client: TestClient,
+                                    test_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    x, expected = test_rows
+    got: list[int] = []
+    for start in range(0, len(x), MAX_BATCH):
+        r = client.post("/v1/models/digits:predict",
+                        json={"instances": x[start:start + MAX_BATCH].tolist()})
+        assert r.status_code == 200
+        for p in r.json()["predictions"]:
+            assert abs(sum(p["probabilities"]) - 1) < 1e-3
+            got.append(p["class"])
+    assert got == expected.tolist()
+    nested = x[0].reshape(8, 8).tolist()
+    r = client.post("/v1/models/digits:predict", json={"instances": [nested]})
+    assert r.json()["predictions"][0]["class"] == expected[0]
+
+
+def test_every_malformed_request_gets_its_4xx(client: TestClient) -> None:
+    for case in malformed_requests("digits", 64, (8, 8), 0.0, 16.0, MAX_BATCH, MAX_BODY):
+        r = client.request(case.method, case.path, content=case.body)
+        assert r.status_code == case.expect, (case.name, r.text)
+        error = r.json()["error"]
+        assert isinstance(error, str), case.name
+        assert error, case.name
+    assert client.get("/readyz").status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"instances": ['
+        for _ in range(MAX_BODY // 1000 + 1):
+            yield b" " * 1000
+        yield b"]}"
+
+    r = client.post("/v1/models/digits:predict", content=chunks())
+    assert r.status_code == 413
+    assert "exceeds the limit" in r.json()["error"]
+
+
+def test_metrics_carry_model_release_and_color(client: TestClient,
+                                               test_rows: tuple[np.ndarray, np.ndarray]) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    x, _ = test_rows
+    client.post("/v1/models/digits:predict", json={"instances": x[:3].tolist()})
+    client.post("/v1/models/digits:predict", content=b"{")
+    samples = [s for family in text_string_to_metric_families(client.get("/metrics").text)
+               for s in family.samples]
+    ident = {"model": "digits", "release": "r1", "color": "blue"}
+
+    def value(name: str, **labels: str) -> float:
+        found = [s.value for s in samples if s.name == name and s.labels == {**ident, **labels}]
+        assert found, (name, labels)
+        return float(found[0])
+
+    assert value("mlops_requests_total", route="predict", code="200") >= 1
+    assert value("mlops_requests_total", route="predict", code="400") >= 1
+    assert value("mlops_request_duration_seconds_count", route="predict") >= 2
+    assert value("mlops_request_duration_seconds_bucket", route="predict", le="+Inf") >= 2
+    assert sum(s.value for s in samples if s.name == "mlops_predictions_total") >= 3
+    assert value("mlops_input_instances_total") >= 3
+    assert value("mlops_input_feature_sum_total", feature="pixel_36") > 0
+    assert value("mlops_model_ready") == 1.0
+    # Routes are a bounded set: unknown paths do not create series of their own.
+    client.get("/no/such/path/123")
+    routes = {s.labels.get("route") for family in text_string_to_metric_families(
+        client.get("/metrics").text) for s in family.samples if "route" in s.labels}
+    assert routes <= {"predict", "status", "metadata", "healthz", "readyz", "metrics", "other"}
+
+
+def test_a_failed_self_test_keeps_the_server_unready(model_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    sig = Signature.from_json((bad / SIGNATURE).read_text())
+    wrong = [(c + 1) % 10 for c in sig.self_test_classes]
+    (bad / SIGNATURE).write_text(Signature(**{**sig.__dict__, "self_test_classes": wrong})
+                                 .to_json())
+    for client in _client(bad):
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "self-test failed" in r.json()["reason"]
+        assert client.get("/healthz").status_code == 200
+        x = [[0.0] * 64]
+        assert client.post("/v1/models/digits:predict", json={"instances": x}).status_code == 503
+        assert client.get("/v1/models/digits").json()["model_version_status"][0]["state"] == \
+            "LOADING"
+
+
+def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "model"
+    shutil.copytree(model_dir, broken)
+    (broken / MODEL_FILE).write_bytes(b"not a flatbuffer")
+    for client in _client(broken):
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "did not load" in r.json()["reason"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner,
+                                                                  max_size=4),
+    max_leaves=80,
+)
+near_valid = st.fixed_dictionaries({"instances": st.lists(
+    st.lists(st.one_of(st.floats(), st.integers(-10**30, 10**30), st.booleans(), st.none()),
+             min_size=62, max_size=66),
+    min_size=0, max_size=MAX_BATCH + 2)})
+
+
+FIXTURES_OK = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(doc=st.one_of(json_values, near_valid, st.fixed_dictionaries({"instances": json_values})))
+def test_fuzz_json_bodies_never_get_a_5xx(client: TestClient, doc: object) -> None:
+    body = json.dumps(doc, allow_nan=True).encode()
+    r = client.post("/v1/models/digits:predict", content=body)
+    assert r.status_code in (200, 400, 413), r.text
+    if r.status_code != 200:
+        assert r.json()["error"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(body=st.binary(max_size=300))
+def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None:
+    r = client.post("/v1/models/digits:predict", content=body)
+    assert 400 <= r.status_code < 500 or r.status_code == 200
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _get(port: int, path: str) -> int:
+    import requests
+
+    return requests.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
+
+
+def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
+    """A request whose body is still arriving when SIGTERM comes is answered, then the process
+    ends."""
+    port = _free_port()
+    env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
+           "MLOPS_HOST": "127.0.0.1", "MLOPS_DRAIN_SECONDS": "10"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if _get(port, "/readyz") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.1)
+        body = json.dumps({"instances": [[0.0] * 64]}).encode()
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/json\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None, "the server exited with a request in flight"
+        sock.sendall(body[10:])
+        response = sock.recv(65536).decode()
+        sock.close()
+        assert response.startswith("HTTP/1.1 200"), response
+        # uvicorn re-raises the signal once drained, as a process killed by SIGTERM should end.
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = [json.loads(line) for line in proc.stdout.read().splitlines() if line.strip()]
+    assert any(line["msg"] == "model ready" for line in lines)
+    assert any("Shutting down" in line["msg"] for line in lines)
+
+
+def test_bad_settings_exit_2_with_a_json_line(model_dir: Path) -> None:
+    env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": "eighty"}
+    proc = subprocess.run([sys.executable, "-m", "pipelines.serving"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "MLOPS_PORT='eighty' is not an integer" in json.loads(proc.stdout)["msg"]

@@ -1,0 +1,124 @@
+"""The server's pure parts: request validation and settings from the environment."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipelines.core.infra_validation import malformed_requests
+from pipelines.serving.app import BadRequest, parse_instances
+from pipelines.serving.runtime import Signature, scale_features
+from pipelines.serving.settings import Settings, SettingsError
+from pipelines.serving.telemetry import JsonFormatter
+
+SIG = Signature(model="digits", feature_names=[f"pixel_{i}" for i in range(64)],
+                image_shape=(8, 8), low=0.0, high=16.0, classes=list(range(10)))
+
+
+def test_flat_and_nested_instances_are_the_same_rows() -> None:
+    flat = [float(i % 17) for i in range(64)]
+    nested = [flat[r * 8:(r + 1) * 8] for r in range(8)]
+    doc = {"instances": [flat, nested]}
+    x = parse_instances(doc, SIG, max_batch=4)
+    assert x.shape == (2, 64)
+    assert np.array_equal(x[0], x[1])
+    fast = parse_instances({"instances": [nested]}, SIG, 4, json.dumps(doc).encode())
+    assert np.array_equal(fast[0], x[0])
+
+
+@pytest.mark.parametrize(("doc", "status", "message"), [
+    ([1, 2], 400, "JSON object"),
+    ({"inputs": []}, 400, "unknown field"),
+    ({"instances": "x"}, 400, "must be a list"),
+    ({"instances": []}, 400, "is empty"),
+    ({"instances": [[0] * 63]}, 400, "instance 0: expected a list of 64 numbers"),
+    ({"instances": [[0] * 64, [True] * 64]}, 400, "instance 1"),
+    ({"instances": [[0] * 64] * 5}, 413, "exceed the limit of 4"),
+    ({"instances": [[17] + [0] * 63]}, 400, "pixel_0 = 17 is outside the valid range [0, 16]"),
+    ({"instances": [[0] * 63 + [-0.5]]}, 400, "pixel_63 = -0.5"),
+    ({"instances": [[float("inf")] + [0] * 63]}, 400, "pixel_0 is not finite"),
+    ({"instances": [[10**400] + [0] * 63]}, 400, "too large"),
+    ({"instances": [[0] * 64], "signature_name": "other"}, 400, "serving_default"),
+])
+@pytest.mark.parametrize("with_body", [False, True], ids=["checked", "fast path"])
+def test_bad_requests_say_what_is_wrong(doc: object, status: int, message: str,
+                                        with_body: bool) -> None:
+    body = json.dumps(doc).encode() if with_body else None
+    with pytest.raises(BadRequest) as caught:
+        parse_instances(doc, SIG, max_batch=4, body=body)
+    assert caught.value.status == status
+    assert message in caught.value.message
+
+
+def test_booleans_among_numbers_are_refused_on_the_fast_path_too() -> None:
+    doc = {"instances": [[1.5, True, *([0.0] * 62)]]}
+    with pytest.raises(BadRequest, match="instance 0"):
+        parse_instances(doc, SIG, max_batch=4, body=json.dumps(doc).encode())
+
+
+def test_malformed_suite_is_refused_by_the_parser() -> None:
+    """Every body-level case of verify's suite fails validation with the status it expects.
+    (Routing, size limits and JSON syntax are the server's part: see its tests.)"""
+    checked = 0
+    for case in malformed_requests("digits", 64, (8, 8), 0.0, 16.0, max_batch=4,
+                                   max_body_bytes=1024):
+        if case.method != "POST" or "digits:predict" not in case.path or len(case.body) > 1024:
+            continue
+        try:
+            doc = json.loads(case.body)  # Python reads NaN and 1e999; orjson in the server won't
+        except ValueError:
+            continue
+        with pytest.raises(BadRequest) as caught:
+            parse_instances(doc, SIG, max_batch=4)
+        assert caught.value.status == case.expect, case.name
+        checked += 1
+    assert checked >= 15
+
+
+def test_scaling_matches_training() -> None:
+    raw = np.array([[0.0] * 32 + [16.0] * 32])
+    x = scale_features(raw, 0.0, 16.0, (8, 8))
+    assert x.shape == (1, 8, 8, 1)
+    assert x.dtype == np.float32
+    assert x.min() == 0.0
+    assert x.max() == 1.0
+
+
+def test_signature_round_trips() -> None:
+    assert Signature.from_json(SIG.to_json()) == SIG
+
+
+def test_settings_defaults_and_overrides() -> None:
+    assert Settings.from_env({}) == Settings()
+    s = Settings.from_env({"MLOPS_PORT": "9000", "MLOPS_MODEL_DIR": "/m", "MLOPS_COLOR": "blue",
+                           "MLOPS_ACCESS_LOG": "all", "MLOPS_MAX_BATCH": "8"})
+    assert (s.port, s.model_dir, s.color, s.access_log, s.max_batch) == (
+        9000, Path("/m"), "blue", "all", 8)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"MLOPS_PORT": "http"}, "MLOPS_PORT='http' is not an integer"),
+    ({"MLOPS_PORT": "70000"}, "outside [1, 65535]"),
+    ({"MLOPS_MAX_BATCH": "0"}, "MLOPS_MAX_BATCH=0"),
+    ({"MLOPS_ACCESS_LOG": "yes"}, "use all, errors or none"),
+    ({"MLOPS_LOG_LEVEL": "loud"}, "MLOPS_LOG_LEVEL"),
+])
+def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        Settings.from_env(env)
+
+
+def test_log_lines_are_json_with_fields() -> None:
+    record = logging.LogRecord("mlops.serving", logging.INFO, __file__, 1, "request %s", ("x",),
+                               None)
+    record.fields = {"status": 400, "path": '/v1/"quoted"\n'}
+    line = JsonFormatter().format(record)
+    doc = json.loads(line)
+    assert doc["msg"] == "request x"
+    assert doc["status"] == 400
+    assert doc["path"] == '/v1/"quoted"\n'
+    assert "\n" not in line
