@@ -137,10 +137,26 @@ class GateConfig(_Strict):
     change: ChangeRule = Field(default_factory=ChangeRule)
 
 
+PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
+
+
+class VerifyConfig(_Strict):
+    ready_timeout_s: float = Field(60.0, gt=0, le=600, description=(
+        "How long the image may take to answer /readyz before verification fails."))
+    latency_requests: int = Field(200, ge=10, le=100_000, description=(
+        "Single-example requests sent one after another to measure p50/p99 latency."))
+
+
 class ServingConfig(_Strict):
     port: int = Field(8080, ge=1024, le=65535)
-    max_batch: int = Field(256, gt=0)
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_batch: int = Field(256, gt=0, le=100_000)
+    max_body_bytes: int = Field(1_048_576, ge=256)
+    base_image: str = Field(
+        "python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7",
+        pattern=PINNED_IMAGE, description=(
+            "Base of the serving image, pinned by digest. BASE_IMAGE overrides it, and so does "
+            "the base `make infra-up` builds where public registries are out of reach."))
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
 class Resources(_Strict):

@@ -64,6 +64,36 @@ def edit_model_yaml(root: Path, changes: dict[str, object], model: str = "digits
 FAST_TRAINING = {"training.epochs": 4}
 
 
+def infra_status() -> tuple[bool, str]:
+    """(available?, why not): a docker engine, the registry and a pinned base image."""
+    import requests
+
+    from pipelines.adapters.registry import Registry
+    from pipelines.errors import InfraError
+
+    try:
+        import docker
+
+        docker.from_env(timeout=5).ping()
+    except Exception as exc:  # any failure to reach the engine means "not here"
+        return False, f"no docker engine ({type(exc).__name__}); run `make infra-up`"
+    try:
+        Registry().check()
+    except (InfraError, requests.RequestException) as exc:
+        return False, f"{exc}"
+    if not (os.environ.get("BASE_IMAGE") or (ROOT / ".infra/base-image").is_file()):
+        return False, "no base image: run `make infra-up` or set BASE_IMAGE"
+    return True, ""
+
+
+@pytest.fixture(scope="session")
+def infra() -> str:
+    """The pinned base image to build on; skips (or fails in CI) without the infrastructure."""
+    ok, why = infra_status()
+    require("docker engine, registry and base image", ok, why)
+    return os.environ.get("BASE_IMAGE") or (ROOT / ".infra/base-image").read_text().strip()
+
+
 @pytest.fixture(scope="session")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository copy taken through ingest, validate, train (few epochs) and evaluate once.

@@ -20,18 +20,21 @@ STAGES: dict[str, dict[str, list[str]]] = {
         "deps": ["data/{m}"],
     },
     "train": {
-        "code": ["pipelines/stages/train.py", "models/{m}/{architecture}"],
+        "code": ["pipelines/stages/train.py", "pipelines/serving/runtime.py",
+                 "models/{m}/{architecture}"],
         "params": ["data", "training", "export"],
         "deps": ["data/{m}", "artifacts/{m}/validate"],
     },
     "evaluate": {
         "code": ["pipelines/stages/evaluate.py", "pipelines/adapters/litert.py",
-                 "pipelines/core/metrics.py"],
+                 "pipelines/serving/runtime.py", "pipelines/core/metrics.py"],
         "params": ["data.label"],
         "deps": ["data/{m}", "artifacts/{m}/train"],
     },
 }
 ORDER = list(STAGES)
+# The whole pipeline, in order; the DVC-cached stages are the middle of it.
+PIPELINE = ["ingest", *ORDER, "gate", "package", "verify"]
 
 
 def stage_name(stage: str, model: str) -> str:

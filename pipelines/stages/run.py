@@ -1,7 +1,8 @@
-"""run: the whole ML pipeline in order, skipping what DVC says is unchanged.
+"""run: the whole pipeline in order, skipping what DVC says is unchanged.
 
 ingest (always; it is cheap and idempotent) -> validate -> train -> evaluate (DVC-cached) ->
-gate (always: its baseline lives outside the workspace and can change without our inputs).
+gate (always: its baseline lives outside the workspace and can change without our inputs) ->
+package (re-uses an image the registry already has for the same inputs) -> verify.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from pipelines.adapters.artifacts import write_text
 from pipelines.config import Workspace, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
-from pipelines.stages import evaluate, gate, ingest, train, validate
+from pipelines.stages import evaluate, gate, ingest, package, train, validate, verify
+
+STAGES = dvcgraph.PIPELINE
 
 
 @dataclass
@@ -51,54 +54,51 @@ def sync_dvc_yaml(root: Path) -> bool:
 
 
 def run(ws: Workspace, *, baseline: Path | None = None, force: bool = False,
-        progress: Callable[[str], None] = print) -> RunResult:
+        until: str = STAGES[-1], progress: Callable[[str], None] = print) -> RunResult:
+    if until not in STAGES:
+        raise ValueError(f"unknown stage {until!r}")
+    stages = STAGES[:STAGES.index(until) + 1]
     result = RunResult(ws.name)
     sync_dvc_yaml(ws.root)
-    total = len(dvcgraph.ORDER) + 2
-    step = 0
-
-    def record(report: StageReport) -> None:
-        result.reports.append(report)
-        progress(f"[{step}/{total}] {report.stage:<9} {report.status:<8} "
-                 f"{report.seconds:6.1f}s  {report.detail}".rstrip())
-
-    def attempt(name: str, fn: Callable[[], str]) -> bool:
-        start = time.monotonic()
-        try:
-            detail = fn()
-        except MlopsError as exc:
-            first_line = exc.message.splitlines()[0]
-            record(StageReport(name, "failed", time.monotonic() - start, first_line))
-            result.error = exc
-            return False
-        record(StageReport(name, "ran", time.monotonic() - start, detail))
-        return True
-
-    step = 1
-    progress(f"[{step}/{total}] ingest    …")
-    if not attempt("ingest", lambda: _ingest(ws)):
-        return _rest_not_run(result)
-
-    names = {s: dvcgraph.stage_name(s, ws.name) for s in dvcgraph.ORDER}
+    cached = {s: dvcgraph.stage_name(s, ws.name) for s in dvcgraph.ORDER}
     runners: dict[str, Callable[[], str]] = {
+        "ingest": lambda: _ingest(ws),
         "validate": lambda: f"{validate.run(ws).evaluated} expectations passed",
         "train": lambda: f"val accuracy {train.run(ws).final_val_accuracy:.4f}",
         "evaluate": lambda: _evaluate(ws),
+        "gate": lambda: "blessed" if gate.run(ws, baseline).blessed else "refused",
+        "package": lambda: _package(ws, progress),
+        "verify": lambda: _verify(ws, progress),
     }
-    for stage in dvcgraph.ORDER:
-        step += 1
-        # Status is asked per stage, after the one before it ran: its outs are our deps.
-        if not force and not dvc.changed_stages(ws.root, [names[stage]]):
-            record(StageReport(stage, "skipped", 0.0, "unchanged since dvc.lock"))
+    for step, stage in enumerate(stages, start=1):
+        prefix = f"[{step}/{len(stages)}] {stage:<9}"
+        # DVC status is asked per stage, after the one before it ran: its outs are our deps.
+        if stage in cached and not force and not dvc.changed_stages(ws.root, [cached[stage]]):
+            _record(result, progress, prefix, StageReport(stage, "skipped", 0.0,
+                                                          "unchanged since dvc.lock"))
             continue
-        progress(f"[{step}/{total}] {stage:<9} …")
-        if not attempt(stage, runners[stage]):
-            return _rest_not_run(result)
-        dvc.commit(ws.root, names[stage])
-
-    step += 1
-    attempt("gate", lambda: _gate(ws, baseline))
+        progress(f"{prefix} …")
+        start = time.monotonic()
+        try:
+            detail = runners[stage]()
+        except MlopsError as exc:
+            _record(result, progress, prefix, StageReport(
+                stage, "failed", time.monotonic() - start, exc.message.splitlines()[0]))
+            result.error = exc
+            result.reports += [StageReport(s, "not run", 0.0, "an earlier stage failed")
+                               for s in stages[step:]]
+            return result
+        _record(result, progress, prefix, StageReport(stage, "ran", time.monotonic() - start,
+                                                      detail))
+        if stage in cached:
+            dvc.commit(ws.root, cached[stage])
     return result
+
+
+def _record(result: RunResult, progress: Callable[[str], None], prefix: str,
+            report: StageReport) -> None:
+    result.reports.append(report)
+    progress(f"{prefix} {report.status:<8} {report.seconds:6.1f}s  {report.detail}".rstrip())
 
 
 def _ingest(ws: Workspace) -> str:
@@ -112,12 +112,11 @@ def _evaluate(ws: Workspace) -> str:
     return f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
 
 
-def _gate(ws: Workspace, baseline: Path | None) -> str:
-    return "blessed" if gate.run(ws, baseline).blessed else "refused"
+def _package(ws: Workspace, progress: Callable[[str], None]) -> str:
+    r = package.run(ws, progress)
+    return f"{'re-used' if r.reused else 'built'} {r.image}"
 
 
-def _rest_not_run(result: RunResult) -> RunResult:
-    reported = {r.stage for r in result.reports}
-    result.reports += [StageReport(stage, "not run", 0.0, "an earlier stage failed")
-                       for stage in ["ingest", *dvcgraph.ORDER, "gate"] if stage not in reported]
-    return result
+def _verify(ws: Workspace, progress: Callable[[str], None]) -> str:
+    r = verify.run(ws, progress)
+    return f"image verified; p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms over HTTP"

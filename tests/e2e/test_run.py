@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.core.dvcgraph import PIPELINE
 from tests.conftest import FAST_TRAINING, copy_repo, edit_model_yaml
 
 BIN = Path(sys.executable).parent
@@ -24,7 +25,7 @@ def mlops(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def statuses(stdout: str) -> dict[str, str]:
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ")]
     return {cells[1].strip(): cells[2].strip() for cells in rows[1:] if len(cells) > 3
-            and cells[1].strip() in {"ingest", "validate", "train", "evaluate", "gate"}}
+            and cells[1].strip() in set(PIPELINE)}
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +38,11 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cold_run_blesses_a_model(clone: Path) -> None:
-    first = mlops(clone, "run")
+    first = mlops(clone, "run", "--until", "gate")
     assert first.returncode == 0, first.stderr + first.stdout
     stages = ("ingest", "validate", "train", "evaluate", "gate")
     assert statuses(first.stdout) == dict.fromkeys(stages, "ran")
-    assert "mlops run: blessed" in first.stdout
+    assert "mlops run: done through gate" in first.stdout
     art = clone / "artifacts/digits"
     for rel in ("validate/data_docs/index.html", "validate/summary.json", "train/curves.png",
                 "train/model.tflite", "evaluate/metrics.json", "evaluate/confusion_matrix.png",
@@ -58,7 +59,7 @@ def test_cold_run_blesses_a_model(clone: Path) -> None:
 
 
 def test_warm_run_skips_unchanged_stages(clone: Path) -> None:
-    again = mlops(clone, "run")
+    again = mlops(clone, "run", "--until", "gate")
     assert again.returncode == 0, again.stderr
     assert statuses(again.stdout) == {"ingest": "ran", "validate": "skipped",
                                       "train": "skipped", "evaluate": "skipped", "gate": "ran"}
@@ -66,10 +67,27 @@ def test_warm_run_skips_unchanged_stages(clone: Path) -> None:
 
 def test_changed_parameter_reruns_only_what_depends_on_it(clone: Path) -> None:
     edit_model_yaml(clone, {"training.epochs": 3})
-    result = mlops(clone, "run")
+    result = mlops(clone, "run", "--until", "gate")
     assert result.returncode == 0, result.stderr
     assert statuses(result.stdout) == {"ingest": "ran", "validate": "skipped", "train": "ran",
                                        "evaluate": "ran", "gate": "ran"}
+
+
+def test_full_run_packages_and_verifies_the_image(clone: Path, infra: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASE_IMAGE", infra)
+    result = mlops(clone, "run")
+    assert result.returncode == 0, result.stderr + result.stdout
+    st = statuses(result.stdout)
+    assert st == {"ingest": "ran", "validate": "skipped", "train": "skipped",
+                  "evaluate": "skipped", "gate": "ran", "package": "ran", "verify": "ran"}
+    record = json.loads((clone / "artifacts/digits/package/release.json").read_text())
+    assert "@sha256:" in record["image"]
+    infra_blessing = json.loads(
+        (clone / "artifacts/digits/verify/infra_blessing.json").read_text())
+    assert infra_blessing["blessed"] is True
+    assert infra_blessing["image"] == record["image"]
+    assert "| same_predictions" in result.stdout
 
 
 def test_invalid_data_stops_the_run_at_validation(clone: Path) -> None:
@@ -89,5 +107,5 @@ def test_invalid_data_stops_the_run_at_validation(clone: Path) -> None:
     assert result.returncode == 1
     st = statuses(result.stdout)
     assert st["validate"] == "failed"
-    assert st["train"] == st["evaluate"] == st["gate"] == "not run"
+    assert st["train"] == st["evaluate"] == st["gate"] == st["package"] == st["verify"] == "not run"
     assert "pixel_0: expect_column_values_to_be_between" in result.stderr

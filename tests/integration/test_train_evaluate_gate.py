@@ -124,3 +124,12 @@ def test_missing_or_corrupt_baseline_is_a_usage_error(workspace: Path,
     assert main(["gate", "--baseline", "nope.tflite"]) == 2
     (workspace / "junk.tflite").write_bytes(b"not a model")
     assert main(["gate", "--baseline", "junk.tflite"]) == 2
+
+
+def test_nothing_is_packaged_without_a_blessing(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(workspace)
+    assert main(["package"]) == 1
+    assert "no blessing" in capsys.readouterr().err
+    assert not (workspace / "artifacts/digits/package").exists()
+    assert main(["verify"]) == 1

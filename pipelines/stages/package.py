@@ -1,0 +1,244 @@
+"""package: build the serving image of the blessed model, push it, and record it by digest.
+
+The build is hermetic: the wheels come from the host (pydeps), the base image is pinned by
+digest, and the engine builds with the network off. The image's name is its release id, which
+hashes every input of the build, so the same inputs are found in the registry and re-used
+instead of rebuilt. The model itself is pushed too, as an OCI artifact, so that a later gate
+can fetch production's model by digest; and a CycloneDX SBOM is written beside the record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import pipelines
+from pipelines.adapters import images, pydeps
+from pipelines.adapters.artifacts import (
+    git_commit,
+    provenance,
+    read_json,
+    sha256_file,
+    staged_dir,
+    write_json,
+    write_text,
+)
+from pipelines.adapters.datasets import read_table
+from pipelines.adapters.registry import TFLITE_MEDIA_TYPE, Registry, compressed_size
+from pipelines.config import PINNED_IMAGE, Workspace
+from pipelines.core import sbom
+from pipelines.errors import ConfigError, InfraError
+from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
+from pipelines.stages.evaluate import PREDICTIONS, candidate_artifact
+from pipelines.stages.gate import require_blessing
+
+RELEASE = "release.json"
+SBOM = "sbom.cdx.json"
+SELF_TEST_EXAMPLES = 5
+SERVING_DIR = Path(pipelines.__file__).parent / "serving"
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    release_id: str
+    image: str
+    model_artifact: str
+    reused: bool
+    record: Path
+
+
+def resolve_base_image(ws: Workspace) -> tuple[str, str]:
+    """(image, where it came from): BASE_IMAGE, else the one `make infra-up` built, else
+    model.yaml. Always pinned by digest: a tag can move under a release."""
+    state = ws.root / ".infra" / "base-image"
+    if os.environ.get("BASE_IMAGE"):
+        image, source = os.environ["BASE_IMAGE"], "BASE_IMAGE"
+    elif state.is_file():
+        image, source = state.read_text().strip(), f"{state} (written by `make infra-up`)"
+    else:
+        image, source = ws.model.serving.base_image, "serving.base_image in model.yaml"
+    if not re.match(PINNED_IMAGE, image):
+        raise ConfigError(f"base image {image!r} from {source} is not pinned by digest",
+                          hint="use NAME@sha256:<64 hex digits>")
+    return image, source
+
+
+def signature(ws: Workspace, model_sha256: str) -> Signature:
+    """The serving contract, with self-test examples whose predictions evaluate recorded."""
+    spec = ws.model.data.features
+    test = read_table(ws.split_path("test"), "test split")
+    predicted = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
+    rows = test[spec.columns].iloc[:SELF_TEST_EXAMPLES].to_numpy(dtype=np.float64)
+    return Signature(
+        model=ws.name, feature_names=spec.columns, image_shape=spec.image_shape,
+        low=spec.min, high=spec.max, classes=ws.model.data.label.classes,
+        model_sha256=model_sha256, self_test_instances=rows.tolist(),
+        self_test_classes=[int(v) for v in predicted["predicted"].iloc[:SELF_TEST_EXAMPLES]],
+    )
+
+
+def context_files(ws: Workspace, sig: Signature, locked: pydeps.LockedWheels) -> dict[str, bytes]:
+    """Every file of the build context but the wheels (which the lock's hashes cover)."""
+    files = {
+        "Dockerfile": (SERVING_DIR / "Dockerfile").read_bytes(),
+        "requirements.txt": locked.requirements.encode(),
+        "app/pipelines/__init__.py": (SERVING_DIR.parent / "__init__.py").read_bytes(),
+        f"model/{MODEL_FILE}": candidate_artifact(ws).read_bytes(),
+        f"model/{SIGNATURE}": sig.to_json().encode(),
+    }
+    for path in sorted(SERVING_DIR.glob("*.py")):
+        files[f"app/pipelines/serving/{path.name}"] = path.read_bytes()
+    return files
+
+
+def build_key(files: dict[str, bytes], base_image: str, arch: str) -> str:
+    """sha256 over what decides the image's content. The commit and the time are labels, not
+    content: a docs-only commit re-uses the image (and its release) instead of minting a new one."""
+    digest = hashlib.sha256(f"{base_image}\n{arch}\n".encode())
+    for name in sorted(files):
+        digest.update(f"{name}\0{hashlib.sha256(files[name]).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def source_url(root: Path) -> str:
+    """Where the source lives, for the OCI label; never with credentials in it."""
+    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
+        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
+    if os.environ.get("CI_PROJECT_URL"):
+        return os.environ["CI_PROJECT_URL"]
+    proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
+                          text=True, check=False)
+    url = proc.stdout.strip() if proc.returncode == 0 else ""
+    return re.sub(r"://[^/@]+@", "://", url) or "unknown"
+
+
+def _write_context(target: Path, files: dict[str, bytes], wheels: Path) -> None:
+    for name, data in files.items():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_bytes(data)
+    (target / "wheels").mkdir()
+    for wheel in wheels.iterdir():
+        try:
+            os.link(wheel, target / "wheels" / wheel.name)  # no copy of ~50 MB per build
+        except OSError:
+            shutil.copy2(wheel, target / "wheels" / wheel.name)
+
+
+def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult:
+    blessing = require_blessing(ws)
+    model_sha = str(blessing["candidate"]["model_sha256"])
+    base_image, base_source = resolve_base_image(ws)
+    registry = Registry()
+    registry.check()
+    client = images.engine()
+    arch = str(client.info().get("Architecture", "x86_64"))
+    progress(f"  base image {base_image} ({base_source})")
+
+    started = time.monotonic()
+    locked = pydeps.lock(ws.root, arch)
+    sig = signature(ws, model_sha)
+    files = context_files(ws, sig, locked)
+    key = build_key(files, base_image, arch)
+    release_id = f"{ws.name}-{key[:12]}"
+    repo_path = ws.model.deploy.image_repository
+    repository = f"{registry.host}/{repo_path}"
+    commit, dirty = git_commit(ws.root)
+
+    digest = registry.manifest_digest(repo_path, release_id)
+    reused = digest is not None
+    size_bytes: int | None = None
+    if digest is None:
+        created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+        buildargs = {
+            "BASE_IMAGE": base_image, "REVISION": commit + ("-dirty" if dirty else ""),
+            "SOURCE": source_url(ws.root), "CREATED": created, "VERSION": release_id,
+            "MODEL_NAME": ws.name, "MODEL_SHA256": model_sha, "RELEASE_ID": release_id,
+        }
+        progress(f"  building {repository}:{release_id} (network off)")
+        with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
+            _write_context(Path(tmp), files, locked.directory)
+            image_id = images.retried("image build", lambda: images.build(
+                client, Path(tmp), f"{repository}:{release_id}", buildargs, progress),
+                progress=progress)
+        size_bytes = int(client.images.get(image_id).attrs.get("Size", 0))
+        progress(f"  pushing {repository}:{release_id}")
+        digest = images.retried("image push", lambda: images.push(
+            client, repository, release_id), progress=progress)
+    else:
+        progress(f"  re-using {repository}:{release_id}: the registry has these exact inputs")
+    confirmed = registry.manifest_digest(repo_path, digest)
+    if confirmed != digest:
+        raise InfraError(f"the registry does not serve {repository}@{digest} after the push",
+                         hint="check the registry's storage and logs")
+    compressed = compressed_size(registry.manifest(repo_path, digest))
+
+    model_repo = f"{repo_path}-model"
+    model_digest = registry.manifest_digest(model_repo, release_id)
+    if model_digest is None:
+        model_digest = registry.push_model(
+            model_repo, release_id,
+            {MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
+             SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json")},
+            {"org.opencontainers.image.title": ws.name, "io.mlops.release.id": release_id,
+             "io.mlops.model.sha256": model_sha})
+
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    image_ref = f"{repository}@{digest}"
+    sbom_text = sbom.build(locked.report, image=repository, release_id=release_id,
+                           model_name=ws.name, model_sha256=model_sha, created=now,
+                           properties=[("io.mlops.image.digest", digest),
+                                       ("io.mlops.base_image", base_image)])
+    record: dict[str, Any] = {
+        "model": ws.name,
+        "release_id": release_id,
+        "image": image_ref,
+        "image_tag": f"{repository}:{release_id}",
+        "model_artifact": f"{registry.host}/{model_repo}@{model_digest}",
+        "model_sha256": model_sha,
+        "data_md5": blessing["provenance"]["data_md5"],
+        "source_commit": commit,
+        "base_image": base_image,
+        "platform": f"linux/{arch}",
+        "build_key": key,
+        "reused": reused,
+        "size_bytes": size_bytes,
+        "compressed_size_bytes": compressed,
+        "packages": len(locked.report["install"]),
+        "seconds": round(time.monotonic() - started, 2),
+        "sbom": SBOM,
+        "provenance": provenance(ws.root, ws.model.section_hash("serving", "deploy"),
+                                 model_sha256=model_sha),
+    }
+    final = ws.artifacts("package")
+    with staged_dir(final) as out:
+        write_text(out / SBOM, sbom_text)
+        record["sbom_sha256"] = sha256_file(out / SBOM)
+        write_text(out / SIGNATURE, sig.to_json())
+        write_json(out / RELEASE, record)
+    return PackageResult(release_id, image_ref, record["model_artifact"], reused, final / RELEASE)
+
+
+def require_package(ws: Workspace) -> dict[str, Any]:
+    """Downstream guard: a release record for exactly the blessed model on disk."""
+    blessing = require_blessing(ws)
+    path = ws.artifacts("package") / RELEASE
+    if not path.is_file():
+        raise ConfigError(f"no release record at {path}", hint="run `mlops package` first")
+    record: dict[str, Any] = read_json(path)
+    if record.get("model_sha256") != blessing["candidate"]["model_sha256"]:
+        raise ConfigError("the packaged image holds a different model than the blessed one",
+                          hint="run `mlops package` again")
+    return record

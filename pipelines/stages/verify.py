@@ -1,0 +1,225 @@
+"""verify: run the pushed image by digest, as production will, and query it with real requests.
+
+TFX InfraValidator's LOAD_AND_QUERY on the real image: it must become ready in time, predict
+every test example exactly as evaluate measured, refuse every malformed request with its 4xx
+and keep running, log JSON lines only, run as non-root, and hold exactly the packages its SBOM
+lists. The container is removed whatever happens, Ctrl-C and SIGTERM included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import requests
+
+from pipelines.adapters import images
+from pipelines.adapters.artifacts import provenance, read_json, staged_dir, write_json
+from pipelines.adapters.datasets import ROW_ID, read_table
+from pipelines.adapters.registry import Reference, Registry
+from pipelines.config import Workspace
+from pipelines.core import infra_validation, sbom
+from pipelines.core.infra_validation import Observations
+from pipelines.core.metrics import latency_summary
+from pipelines.errors import CheckFailed, ConfigError
+from pipelines.stages.evaluate import PREDICTIONS
+from pipelines.stages.package import SBOM, require_package
+
+INFRA_BLESSING = "infra_blessing.json"
+BATCH = 32
+LIST_PACKAGES = (
+    "import importlib.metadata as m, json, os; print(json.dumps({'uid': os.getuid(), 'packages':"
+    " sorted([d.metadata['Name'].lower().replace('_', '-'), d.version] for d in m.distributions()"
+    ")}))"
+)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    blessed: bool
+    infra_blessing: Path
+    p50_ms: float
+    p99_ms: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A CI runner cancels with SIGTERM; make it unwind like Ctrl-C so the container goes."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_ready(container: Any, base: str, timeout: float) -> tuple[float | None, str]:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            tail = container.logs(tail=10).decode(errors="replace")
+            return None, f"the container exited ({container.attrs['State']['ExitCode']}): {tail}"
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return time.monotonic() - start, ""
+        time.sleep(0.2)
+    reason = ""
+    with contextlib.suppress(requests.RequestException):
+        reason = requests.get(f"{base}/readyz", timeout=2).text
+    return None, f"/readyz did not answer 200 within {timeout:g} s {reason}".strip()
+
+
+def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tuple[str, str]],
+            progress: Callable[[str], None]) -> tuple[Observations, dict[str, float]]:
+    cfg = ws.model.serving
+    spec = ws.model.data.features
+    obs = Observations(ready_seconds=None, ready_timeout_s=cfg.verify.ready_timeout_s)
+    obs.ready_seconds, obs.ready_error = _wait_ready(container, base, cfg.verify.ready_timeout_s)
+    if obs.ready_seconds is None:
+        return obs, {}
+    progress(f"  ready after {obs.ready_seconds:.1f} s; querying the test split")
+
+    test = read_table(ws.split_path("test"), "test split")
+    want = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
+    if not np.array_equal(want[ROW_ID].to_numpy(), test[ROW_ID].to_numpy()):
+        raise ConfigError("evaluate's predictions do not cover the current test split",
+                          hint="re-run the pipeline")
+    x = test[spec.columns].to_numpy(dtype=np.float64)
+    expected = want["predicted"].to_numpy(dtype=np.int64)
+    predict = f"{base}/v1/models/{ws.name}:predict"
+    session = requests.Session()
+    obs.examples = len(x)
+    for start in range(0, len(x), BATCH):
+        r = session.post(predict, json={"instances": x[start:start + BATCH].tolist()}, timeout=10)
+        if r.status_code != 200:
+            raise CheckFailed(f"the image answered a valid request with HTTP {r.status_code}: "
+                              f"{r.text[:300]}")
+        for offset, p in enumerate(r.json()["predictions"]):
+            row = start + offset
+            if int(p["class"]) != int(expected[row]):
+                obs.mismatches.append((int(test[ROW_ID].iloc[row]), int(expected[row]),
+                                       int(p["class"])))
+
+    latencies = []
+    for i in range(cfg.verify.latency_requests):
+        body = {"instances": [x[i % len(x)].tolist()]}
+        t0 = time.perf_counter()
+        session.post(predict, json=body, timeout=10).raise_for_status()
+        latencies.append((time.perf_counter() - t0) * 1000)
+    latency = latency_summary(np.array(latencies))
+
+    cases = infra_validation.malformed_requests(ws.name, spec.count, spec.image_shape, spec.min,
+                                                spec.max, cfg.max_batch, cfg.max_body_bytes)
+    for case in cases:
+        # A fresh connection per case: the server may close one after refusing a huge body.
+        r = requests.request(case.method, f"{base}{case.path}", data=case.body, timeout=10,
+                             headers={"Content-Type": "application/json"})
+        obs.malformed.append((case.name, case.expect, r.status_code))
+
+    container.reload()
+    obs.restarts = int(container.attrs.get("RestartCount", 0))
+    with contextlib.suppress(requests.RequestException):
+        obs.alive_after = (container.status == "running"
+                           and requests.get(f"{base}/healthz", timeout=2).status_code == 200)
+    result = container.exec_run(["python", "-c", LIST_PACKAGES], user="10001:10001")
+    if result.exit_code == 0:
+        inside = json.loads(result.output.decode())
+        obs.uid = int(inside["uid"])
+        installed = {(n, v) for n, v in inside["packages"]}
+        listed = set(expected_packages)
+        obs.sbom_missing = sorted(f"{n}=={v}" for n, v in installed - listed)
+        obs.sbom_extra = sorted(f"{n}=={v}" for n, v in listed - installed)
+    stdout = container.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
+    obs.log_lines = len(stdout)
+    for line in stdout:
+        try:
+            ok = isinstance(json.loads(line), dict)
+        except json.JSONDecodeError:
+            ok = False
+        if not ok:
+            obs.non_json_log_lines.append(line[:200])
+    return obs, latency
+
+
+def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
+    record = require_package(ws)
+    image = str(record["image"])
+    ref = Reference.parse(image)
+    if not ref.digest:
+        raise ConfigError(f"{image} in the release record is not pinned by digest")
+    sbom_doc = json.loads((ws.artifacts("package") / SBOM).read_text(encoding="utf-8"))
+    Registry(ref.host).check()
+    client = images.engine()
+    progress(f"  pulling {image}")
+    images.retried("image pull", lambda: images.pull(client, ref.name, str(ref.digest)),
+                   progress=progress)
+    port = _free_port()
+    env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1", "MLOPS_COLOR": "verify",
+           "MLOPS_RELEASE_ID": str(record["release_id"]),
+           "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
+           "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes)}
+    with _sigterm_as_interrupt(), images.running(client, image, environment=env,
+                                                 name_prefix="mlops-verify") as container:
+        obs, latency = observe(ws, container, f"http://127.0.0.1:{port}",
+                               sbom.components(sbom_doc), progress)
+    verdict = infra_validation.decide(obs)
+    final = ws.artifacts("verify")
+    with staged_dir(final) as out:
+        write_json(out / INFRA_BLESSING, {
+            "model": ws.name,
+            "blessed": verdict.blessed,
+            "release_id": record["release_id"],
+            "image": image,
+            "model_sha256": record["model_sha256"],
+            "latency_ms": latency,
+            "examples": obs.examples,
+            "malformed_requests": [{"case": c, "expected": w, "got": g}
+                                   for c, w, g in obs.malformed],
+            "rules": verdict.to_dict()["rules"],
+            "provenance": provenance(ws.root, ws.model.section_hash("serving")),
+        })
+    path = final / INFRA_BLESSING
+    if not verdict.blessed:
+        reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
+        raise CheckFailed(f"the image failed verification ({len(verdict.failed)} rule(s)):\n"
+                          f"{reasons}", hint=f"see {path}; the release will not go ahead")
+    return VerifyResult(True, path, latency.get("p50", 0.0), latency.get("p99", 0.0))
+
+
+def require_infra_blessing(ws: Workspace) -> dict[str, Any]:
+    """Downstream guard: the image in the release record passed verification."""
+    record = require_package(ws)
+    path = ws.artifacts("verify") / INFRA_BLESSING
+    if not path.is_file():
+        raise CheckFailed(f"no infra blessing at {path}", hint="run `mlops verify` first")
+    blessing: dict[str, Any] = read_json(path)
+    if not blessing.get("blessed"):
+        raise CheckFailed(f"the image failed verification ({path})",
+                          hint="read its reasons; a failed verification blocks the release")
+    if blessing.get("image") != record["image"]:
+        raise CheckFailed("the infra blessing is for a different image than the release record",
+                          hint="run `mlops verify` again")
+    return blessing
