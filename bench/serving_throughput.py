@@ -1,0 +1,209 @@
+"""Model server throughput: ours vs a Flask + Keras ``model.predict`` server (the baseline) vs a
+constant answer in our own stack (the floor the HTTP stack sets).
+
+All three run here as child processes, one worker each, pinned to one core, and are loaded in
+turn by the same wrk command (pinned to the other core) with the same single-example body.
+Also measures the serving image: its size and build time, cold (no layer cache) and re-used.
+
+Goals (issue 3): at least 50x the baseline's throughput and 70% of the floor.
+Needs: wrk (apt), a trained model (`make run`, or this script trains one in a temporary clone),
+and for the image part a docker engine and registry (`make infra-up`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, machine, median, table
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+MLOPS = str(Path(sys.executable).parent / "mlops")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def trained_workspace(tmp: Path) -> Path:
+    if (ROOT / "artifacts/digits/evaluate/predictions.parquet").is_file():
+        return ROOT
+    repo = tmp / "repo"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
+    print("no trained model here: running the pipeline up to evaluate in a temporary clone",
+          file=sys.stderr)
+    subprocess.run([MLOPS, "run", "--until", "evaluate"], cwd=repo, check=True,
+                   env={**os.environ, "CI": "1"}, stdout=subprocess.DEVNULL)
+    return repo
+
+
+def model_dir(repo: Path, dest: Path) -> Path:
+    from pipelines.adapters.artifacts import sha256_file
+    from pipelines.config import load_model
+    from pipelines.stages.package import signature
+
+    artifact = repo / "artifacts/digits/train/model.tflite"
+    dest.mkdir()
+    shutil.copy(artifact, dest / "model.tflite")
+    sig = signature(load_model(repo, "digits"), sha256_file(artifact))
+    (dest / "signature.json").write_text(sig.to_json())
+    return dest
+
+
+def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "-s", str(script), f"http://127.0.0.1:{port}/v1/models/digits:predict"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"port {port}: {non2xx.group(1)} error responses under load")
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+
+
+def serve(name: str, cmd: list[str], env: dict[str, str], port: int, script: Path,
+          args: argparse.Namespace) -> dict[str, float]:
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(port, proc)
+        wrk(port, script, 2, args.connections)  # warm-up: first requests pay for lazy setup
+        runs = [wrk(port, script, args.seconds, args.connections) for _ in range(args.runs)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    result = {k: median([r[k] for r in runs]) for k in ("rps", "p50", "p99")}
+    print(f"{name}: {result}", file=sys.stderr)
+    return result
+
+
+def image_figures(repo: Path) -> list[list[str]]:
+    """Cold build (no layer cache), then the re-use path of `mlops package`."""
+    import docker
+
+    from pipelines.adapters import images, pydeps
+    from pipelines.adapters.artifacts import sha256_file
+    from pipelines.config import load_model
+    from pipelines.stages import package
+
+    ws = load_model(repo, "digits")
+    base, _ = package.resolve_base_image(ws)
+    client = docker.from_env()
+    arch = client.info()["Architecture"]
+    locked = pydeps.lock(ROOT, arch)
+    files = package.context_files(ws, package.signature(ws, sha256_file(
+        package.candidate_artifact(ws))), locked)
+    with tempfile.TemporaryDirectory() as tmp:
+        package._write_context(Path(tmp), files, locked.directory)
+        start = time.perf_counter()
+        image_id = images.build(client, Path(tmp), "mlops-bench/digits:cold",
+                                {"BASE_IMAGE": base}, lambda _: None, nocache=True)
+        cold = time.perf_counter() - start
+    size = client.images.get(image_id).attrs["Size"]
+    client.images.remove("mlops-bench/digits:cold", force=True)
+    rows = [["image size, uncompressed", f"{size / 1e6:.0f} MB", "< 150 MB"],
+            ["build, cold (no layer cache)", f"{cold:.1f} s", ""]]
+    if (repo / "artifacts/digits/gate/blessing.json").is_file():
+        subprocess.run([MLOPS, "package"], cwd=repo, check=True, capture_output=True)
+        start = time.perf_counter()
+        subprocess.run([MLOPS, "package"], cwd=repo, check=True, capture_output=True)
+        rows.append(["`mlops package`, inputs already pushed (re-used)",
+                     f"{time.perf_counter() - start:.1f} s", ""])
+        record = json.loads((repo / "artifacts/digits/package/release.json").read_text())
+        rows.append(["image size, compressed in the registry",
+                     f"{record['compressed_size_bytes'] / 1e6:.0f} MB", "< 150 MB"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=10, help="per measured wrk run")
+    parser.add_argument("--runs", type=int, default=3, help="measured runs per server")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--no-image", action="store_true", help="skip the image figures")
+    args = parser.parse_args()
+    for tool in ("wrk", "taskset"):
+        if not shutil.which(tool):
+            package = "wrk" if tool == "wrk" else "util-linux"
+            raise SystemExit(f"{tool} is missing: apt-get install {package}")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        repo = trained_workspace(tmp)
+        mdir = model_dir(repo, tmp / "model")
+        test = __import__("pandas").read_parquet(repo / "data/digits/test.parquet")
+        body = json.dumps({"instances": [test[[f"pixel_{i}" for i in range(64)]].iloc[0]
+                                         .tolist()]})
+        script = tmp / "post.lua"
+        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
+                          f'"application/json"\nwrk.body = {json.dumps(body)}\n')
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+        results = {}
+        port = free_port()
+        results["ours"] = serve("ours", [PY, "-m", "pipelines.serving"], {
+            **env, "MLOPS_MODEL_DIR": str(mdir), "MLOPS_PORT": str(port),
+            "MLOPS_HOST": "127.0.0.1"}, port, script, args)
+        port = free_port()
+        results["floor"] = serve("floor", [PY, str(HERE / "servers/constant.py"), str(mdir),
+                                           str(port)], env, port, script, args)
+        port = free_port()
+        results["baseline"] = serve("baseline", [
+            PY, str(HERE / "servers/flask_keras.py"),
+            str(repo / "artifacts/digits/train/model.keras"), str(port)], env, port, script, args)
+        image_rows = [] if args.no_image else image_figures(repo)
+
+    ours, floor, base = results["ours"], results["floor"], results["baseline"]
+    print(f"## Model server: {args.connections} connections, 1 worker each, "
+          f"{args.runs} x {args.seconds} s wrk runs (medians)\n")
+    print(f"Machine: {machine()}; server on core 0, wrk on core 1\n")
+    print(table(["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs baseline", "vs floor"], [
+        [name, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
+         f"{r['rps'] / base['rps']:.1f}x", f"{r['rps'] / floor['rps']:.0%}"]
+        for name, r in (("ours: LiteRT in Starlette/uvicorn", ours),
+                        ("floor: constant answer, same stack", floor),
+                        ("baseline: Flask + Keras model.predict", base))]))
+    print()
+    print(table(["goal", "measured", "met"], [
+        [">= 50x the baseline's throughput", f"{ours['rps'] / base['rps']:.1f}x",
+         "yes" if ours["rps"] >= 50 * base["rps"] else "no"],
+        [">= 70% of the floor", f"{ours['rps'] / floor['rps']:.0%}",
+         "yes" if ours["rps"] >= 0.7 * floor["rps"] else "no"],
+    ]))
+    if image_rows:
+        print()
+        print(table(["image", "measured", "goal"], image_rows))
+
+
+if __name__ == "__main__":
+    main()
