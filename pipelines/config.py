@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -18,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pipelines.errors import ConfigError
 
 MODELS_DIR = "models"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+_M = TypeVar("_M", bound=BaseModel)
 DEFAULT_MODEL = "digits"
 
 
@@ -120,6 +123,9 @@ class ChangeRule(_Strict):
     bootstrap_resamples: int = Field(10_000, ge=100, le=1_000_000)
     seed: int = 0
     on_missing_baseline: Literal["pass", "fail"] = "pass"
+    baseline_environment: str = Field("production", pattern=DNS_LABEL, description=(
+        "Whose live model is the baseline: its active release's model artifact is fetched "
+        "from the registry by digest. `mlops gate --baseline FILE` overrides it."))
 
 
 class Thresholds(_Strict):
@@ -159,17 +165,30 @@ class ServingConfig(_Strict):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+
+
 class Resources(_Strict):
-    cpu_request: str = "100m"
-    memory_request: str = "128Mi"
-    cpu_limit: str = "500m"
-    memory_limit: str = "256Mi"
+    cpu_request: str = Field("100m", pattern=QUANTITY)
+    memory_request: str = Field("128Mi", pattern=QUANTITY)
+    cpu_limit: str = Field("500m", pattern=QUANTITY)
+    memory_limit: str = Field("256Mi", pattern=QUANTITY)
 
 
 class DeployConfig(_Strict):
     image_repository: str = Field("digits", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-    replicas: int = Field(2, ge=1, le=100)
+    replicas: int = Field(2, ge=1, le=100, description=(
+        "Pods per color, and the autoscaler's minimum. An environment may override it."))
+    max_replicas: int = Field(6, ge=1, le=1000)
+    target_cpu_utilization: int = Field(70, ge=10, le=100)
+    service_port: int = Field(80, ge=1, le=65535)
     resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _max_at_least_min(self) -> DeployConfig:
+        if self.max_replicas < self.replicas:
+            raise ValueError("max_replicas must be at least replicas")
+        return self
 
 
 class ModelConfig(_Strict):
@@ -256,14 +275,15 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
     return Workspace(root=root, model=model)
 
 
-def format_validation_error(path: Path, exc: ValidationError) -> str:
+def format_validation_error(path: Path, exc: ValidationError,
+                            cls: type[BaseModel] | None = None) -> str:
     lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
         # Drop the union tag pydantic inserts for discriminated unions (e.g. "file").
         key = ".".join(loc) or "(top level)"
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(ModelConfig, err["loc"][:-1])
+            allowed = _allowed_keys(cls or ModelConfig, err["loc"][:-1])
             lines.append(f"  - {key}: unknown key (allowed here: {', '.join(allowed)})")
         else:
             lines.append(f"  - {key}: {err['msg']} (got {err.get('input')!r})")
@@ -296,3 +316,172 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
 
 def json_schema() -> dict[str, Any]:
     return ModelConfig.model_json_schema()
+
+
+# --- Environments: the state a release edits, and where it is committed -----------------------
+
+COLORS = ("blue", "green")
+Color = Literal["blue", "green"]
+ENVIRONMENTS_DIR = "manifests/environments"
+
+
+class ReleaseRecord(_Strict):
+    """What runs in one color: enough to trace it back to data, code and evidence."""
+
+    release_id: str = Field(pattern=DNS_LABEL, max_length=52)
+    image: str = Field(pattern=PINNED_IMAGE)
+    model_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    model_artifact: str = Field("", pattern=r"^$|" + PINNED_IMAGE)
+    data_md5: str = Field(pattern=r"^[0-9a-f]{32}(\.dir)?$")
+    source_commit: str = Field(pattern=r"^([0-9a-f]{40}|unknown)$")
+    gate: Literal["blessed"] = "blessed"
+    metrics: dict[str, float] = Field(default_factory=dict)
+    released_at: str = Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+class ModelSlot(_Strict):
+    """Blue-green for one model in one environment."""
+
+    active: Color | None = None
+    replicas: int | None = Field(None, ge=1, le=100)
+    blue: ReleaseRecord | None = None
+    green: ReleaseRecord | None = None
+
+    @model_validator(mode="after")
+    def _active_has_a_release(self) -> ModelSlot:
+        if self.active is not None and self.color(self.active) is None:
+            raise ValueError(f"active color {self.active} holds no release")
+        if self.active is None and (self.blue or self.green):
+            raise ValueError("a release is deployed but no color is active")
+        return self
+
+    def color(self, name: str) -> ReleaseRecord | None:
+        record: ReleaseRecord | None = getattr(self, name)
+        return record
+
+    @property
+    def idle(self) -> Color | None:
+        """The preview color: the one not serving, or None before the first release."""
+        if self.active is None:
+            return None
+        return "green" if self.active == "blue" else "blue"
+
+
+class EnvironmentState(_Strict):
+    environment: str = Field(pattern=DNS_LABEL, max_length=30)
+    namespace: str = Field(pattern=DNS_LABEL, max_length=63)
+    promotion: Literal["direct", "pr"] = Field("direct", description=(
+        "How releases land: a direct commit (mlops release) or a promotion pull request "
+        "(mlops promote), which someone must approve and merge."))
+    rollback: Literal["direct", "pr"] = "direct"
+    models: dict[str, ModelSlot] = Field(default_factory=dict)
+
+
+class GitHubSettings(_Strict):
+    api_url: str = "https://api.github.com"
+    repository: str = Field("", pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class GitLabSettings(_Strict):
+    api_url: str = "https://gitlab.com/api/v4"
+    project: str = Field("", description="Numeric id or full path (group/name).")
+
+
+class GitOpsConfig(_Strict):
+    """manifests/gitops.yaml: where releases are committed and how promotions are proposed.
+    Every key can be overridden by an environment variable (see ENV_OVERRIDES)."""
+
+    remote: str = Field(".infra/gitops.git", description=(
+        "URL or path of the GitOps repository; a relative path is relative to this "
+        "repository's root. The embedded default is a local bare repository."))
+    branch: str = Field("main", pattern=r"^[A-Za-z0-9._/-]+$")
+    path: str = Field("manifests", pattern=r"^[A-Za-z0-9._/-]+$", description=(
+        "Folder inside the GitOps repository holding environments/ and rendered/."))
+    repo_url: str = Field("https://github.com/your-org/your-gitops-repo.git", description=(
+        "The URL a cluster's controller fetches (Argo CD, Flux). It may differ from remote."))
+    provider: Literal["local", "github", "gitlab"] = "local"
+    release_environment: str = Field("staging", pattern=DNS_LABEL, description=(
+        "Where `mlops run` releases a verified candidate."))
+    promote_environment: str = Field("production", pattern=DNS_LABEL, description=(
+        "Where `mlops run` then proposes it, with a promotion pull request."))
+    kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
+    push_attempts: int = Field(10, ge=1, le=50)
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
+
+
+# Environment variables that override manifests/gitops.yaml; CI sets the ones it knows.
+ENV_OVERRIDES = {
+    "MLOPS_GITOPS_REMOTE": ("remote",),
+    "MLOPS_GITOPS_BRANCH": ("branch",),
+    "MLOPS_GITOPS_PATH": ("path",),
+    "MLOPS_SCM_PROVIDER": ("provider",),
+    "GITHUB_API_URL": ("github", "api_url"),
+    "GITHUB_REPOSITORY": ("github", "repository"),
+    "CI_API_V4_URL": ("gitlab", "api_url"),
+    "CI_PROJECT_ID": ("gitlab", "project"),
+}
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _validated(cls: type[_M], path: Path, raw: dict[str, Any]) -> _M:
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc, cls)) from None
+
+
+def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
+    path = root / "manifests" / "gitops.yaml"
+    raw = _read_yaml(path) if path.is_file() else {}
+    environ = os.environ if env is None else env
+    for var, keys in ENV_OVERRIDES.items():
+        if environ.get(var):
+            node = raw
+            for key in keys[:-1]:
+                node = node.setdefault(key, {})
+            node[keys[-1]] = environ[var]
+    return _validated(GitOpsConfig, path, raw)
+
+
+def parse_environment(path: Path, text: str) -> EnvironmentState:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    state = _validated(EnvironmentState, path, raw)
+    if state.environment != path.stem:
+        raise ConfigError(f"{path}: environment is {state.environment!r} but the file is "
+                          f"{path.name}", hint="the file name and the environment key must agree")
+    return state
+
+
+def environment_names(manifests: Path) -> list[str]:
+    return sorted(p.stem for p in (manifests / "environments").glob("*.yaml"))
+
+
+ENVIRONMENT_HEADER = """\
+# Environment state: the only input a release edits. `mlops release`, `mlops promote` and
+# `mlops rollback` rewrite this file in the GitOps repository, together with rendered/{env}/,
+# in one commit. promotion/rollback: direct (a commit) or pr (a pull request to approve).
+"""
+
+
+def dump_environment(state: EnvironmentState) -> str:
+    body = yaml.safe_dump(state.model_dump(mode="json"), sort_keys=False, width=100)
+    return ENVIRONMENT_HEADER.format(env=state.environment) + body

@@ -1,0 +1,73 @@
+"""The post-deployment smoke test: ``python -m pipelines.serving.smoke --url URL ...``.
+
+Run by the PostSync Job in the cluster, with the release's own image, against the active
+Service. It passes only when the Service answers for the expected release (so traffic really
+moved) and the model reproduces the self-test predictions recorded at packaging time.
+Standard library only; exits 0 on success and 1 on failure, with one JSON line per attempt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pipelines.serving.runtime import SIGNATURE, Signature
+
+
+def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{url!r} is not an http(s) URL")
+    request = urllib.request.Request(  # noqa: S310 - scheme checked above
+        url, data=data, method="GET" if data is None else "POST",
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+def check(url: str, model: str, release: str, sig: Signature) -> str:
+    """An empty string when the Service is healthy, else what is wrong."""
+    status = _call(f"{url}/v1/models/{model}")["model_version_status"][0]
+    if status["version"] != release or status["state"] != "AVAILABLE":
+        return (f"the Service answers for release {status['version']} ({status['state']}), "
+                f"not {release}")
+    if sig.self_test_instances:
+        out = _call(f"{url}/v1/models/{model}:predict", {"instances": sig.self_test_instances})
+        got = [p["class"] for p in out["predictions"]]
+        if got != sig.self_test_classes:
+            return f"self-test predictions {got} differ from the packaged {sig.self_test_classes}"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True, help="base URL of the Service")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--release", required=True, help="the release that must be serving")
+    parser.add_argument("--attempts", type=int, default=30)
+    parser.add_argument("--interval", type=float, default=2.0)
+    args = parser.parse_args(argv)
+    model_dir = Path(os.environ.get("MLOPS_MODEL_DIR", "/model"))
+    sig = Signature.from_json((model_dir / SIGNATURE).read_text(encoding="utf-8"))
+    problem = ""
+    for attempt in range(1, args.attempts + 1):
+        try:
+            problem = check(args.url.rstrip("/"), args.model, args.release, sig)
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        print(json.dumps({"attempt": attempt, "ok": not problem, "problem": problem}), flush=True)
+        if not problem:
+            return 0
+        time.sleep(args.interval)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

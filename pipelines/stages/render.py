@@ -1,0 +1,156 @@
+"""render and lint-manifests: environment state -> rendered/<env>/ and controllers/, checked.
+
+``run`` renders every environment (or one) of a manifests folder: this repository's, or the
+GitOps repository's checkout during a release. Nothing is written unless every object passes
+kubernetes-validate --strict and the project's policy; ``check`` compares with what is on disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipelines.adapters import manifests
+from pipelines.config import (
+    EnvironmentState,
+    GitOpsConfig,
+    ModelConfig,
+    environment_names,
+    load_model,
+    model_names,
+    parse_environment,
+)
+from pipelines.core import policy, render
+from pipelines.core.policy import Violation
+from pipelines.errors import CheckFailed, ConfigError
+
+# The folders a rendering owns inside a manifests folder; nothing else is touched.
+OWNED = ("rendered", "controllers/argocd", "controllers/flux")
+
+
+@dataclass(frozen=True)
+class Rendering:
+    files: dict[str, str]  # path relative to the manifests folder -> text
+    violations: list[Violation] = field(default_factory=list)
+    states: dict[str, EnvironmentState] = field(default_factory=dict)
+
+
+def models_of(root: Path) -> dict[str, ModelConfig]:
+    return {name: load_model(root, name).model for name in model_names(root)}
+
+
+def read_states(manifest_dir: Path) -> dict[str, EnvironmentState]:
+    names = environment_names(manifest_dir)
+    if not names:
+        raise ConfigError(f"{manifest_dir / 'environments'} holds no <env>.yaml",
+                          hint="restore manifests/environments/ from the template")
+    states = {}
+    for name in names:
+        path = manifest_dir / "environments" / f"{name}.yaml"
+        states[name] = parse_environment(path, path.read_text(encoding="utf-8"))
+    return states
+
+
+def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping[str, ModelConfig],
+               gitops: GitOpsConfig, states: Mapping[str, EnvironmentState] | None = None
+               ) -> Rendering:
+    """Render and check everything; ``states`` overrides what is on disk (a release in flight)."""
+    states = dict(states) if states is not None else read_states(manifest_dir)
+    files: dict[str, str] = {}
+    violations: list[Violation] = []
+    try:
+        for name, state in sorted(states.items()):
+            objects = render.environment_objects(state, models, templates)
+            source = f"{gitops.path}/environments/{name}.yaml"
+            for fname, text in render.to_files(objects, source).items():
+                files[f"rendered/{name}/{fname}"] = text
+            parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
+            violations += policy.check(parsed)
+            violations += manifests.schema_violations(manifest_dir, parsed,
+                                                      gitops.kubernetes_version)
+        controllers = render.controller_objects(gitops, [states[n] for n in sorted(states)],
+                                                templates)
+        for folder, objects in controllers.items():
+            for fname, text in render.to_files(objects, "manifests/gitops.yaml").items():
+                files[f"controllers/{folder}/{fname}"] = text
+            violations += manifests.schema_violations(
+                manifest_dir, {f"controllers/{folder}/{o.filename}": o.obj for o in objects},
+                gitops.kubernetes_version)
+    except render.RenderError as exc:
+        raise ConfigError(f"rendering failed: {exc}", hint="fix the template or the "
+                          "environment state; nothing was written") from None
+    return Rendering(files, violations, states)
+
+
+def owned(env: str | None) -> tuple[str, ...]:
+    """The folders a rendering replaces: all of them, or one environment's."""
+    return (f"rendered/{env}",) if env else OWNED
+
+
+def on_disk(manifest_dir: Path, env: str | None = None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for folder in owned(env):
+        out.update({f"{folder}/{rel}": text
+                    for rel, text in manifests.read_tree(manifest_dir / folder).items()})
+    return out
+
+
+def select(files: Mapping[str, str], env: str | None) -> dict[str, str]:
+    return {k: v for k, v in files.items()
+            if any(k.startswith(f"{folder}/") for folder in owned(env))}
+
+
+def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> None:
+    for folder in owned(env):
+        prefix = f"{folder}/"
+        manifests.replace_tree(manifest_dir / folder, {
+            k[len(prefix):]: v for k, v in files.items() if k.startswith(prefix)})
+
+
+def require_clean(rendering: Rendering) -> None:
+    if rendering.violations:
+        listing = "\n".join(f"  - {v}" for v in rendering.violations)
+        raise CheckFailed(f"{len(rendering.violations)} manifest violation(s):\n{listing}",
+                          hint="fix the templates, model.yaml or environment state; "
+                          "nothing was written or committed")
+
+
+def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> str:
+    """A unified diff of what is on disk vs what rendering gives ('' when current)."""
+    current = on_disk(manifest_dir, env)
+    files = select(files, env)
+    lines: list[str] = []
+    for path in sorted(set(current) | set(files)):
+        if current.get(path) != files.get(path):
+            lines += difflib.unified_diff(
+                current.get(path, "").splitlines(keepends=True),
+                files.get(path, "").splitlines(keepends=True),
+                fromfile=f"a/{path}" if path in current else "/dev/null",
+                tofile=f"b/{path}" if path in files else "/dev/null")
+    return "".join(lines)
+
+
+def lint(manifest_dir: Path, gitops: GitOpsConfig) -> list[Violation]:
+    """Schema and policy violations of the rendered files on disk, as committed."""
+    violations: list[Violation] = []
+    files = on_disk(manifest_dir)
+    parsed: dict[str, dict[str, object]] = {}
+    for path, text in files.items():
+        try:
+            obj = manifests.parse(text)
+        except yaml.YAMLError as exc:
+            violations.append(Violation(path, "?", "yaml", f"not valid YAML: {exc}"))
+            continue
+        if not obj.get("apiVersion") or not obj.get("kind"):
+            violations.append(Violation(path, "?", "yaml", "no apiVersion or kind"))
+            continue
+        parsed[path] = obj
+    for env in sorted({p.split("/")[1] for p in parsed if p.startswith("rendered/")}):
+        violations += policy.check({p: o for p, o in parsed.items()
+                                    if p.startswith(f"rendered/{env}/")})
+    violations += manifests.schema_violations(manifest_dir, parsed, gitops.kubernetes_version)
+    return violations

@@ -1,0 +1,201 @@
+"""Rendering: golden files, byte-stable output, YAML-injection safety, and the schema and
+policy checks on the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.adapters.manifests import load_templates
+from pipelines.cli import main
+from pipelines.config import (
+    EnvironmentState,
+    ModelSlot,
+    ReleaseRecord,
+    load_gitops,
+    load_model,
+)
+from pipelines.core import render
+from pipelines.stages import render as stage
+
+ROOT = Path(__file__).resolve().parents[3]
+GOLDEN = ROOT / "tests" / "golden"
+TEMPLATES = load_templates(ROOT / "manifests")
+MODELS = {"digits": load_model(ROOT, "digits").model}
+
+
+def record(n: int, **overrides: str) -> ReleaseRecord:
+    registry = "registry.example/mlops"
+    fields: dict[str, object] = {
+        "release_id": f"digits-{n:012d}", "image": f"{registry}/digits@sha256:{n:064x}",
+        "model_sha256": f"{n:064x}",
+        "model_artifact": f"{registry}/digits-model@sha256:{n:064x}",
+        "data_md5": "c41d00808c9f6c89700de487e190c932.dir", "source_commit": "a" * 40,
+        "metrics": {"accuracy": 0.98}, "released_at": "2026-11-21T12:00:00Z"}
+    fields.update(overrides)
+    return ReleaseRecord.model_construct(**fields)  # type: ignore[arg-type]
+
+
+def states() -> dict[str, EnvironmentState]:
+    return {
+        "staging": EnvironmentState(environment="staging", namespace="mlops-staging",
+                                    models={"digits": ModelSlot(active="green", blue=record(1),
+                                                                green=record(2))}),
+        "production": EnvironmentState(environment="production", namespace="mlops-production",
+                                       promotion="pr", models={"digits": ModelSlot(
+                                           active="blue", replicas=3, blue=record(1))}),
+    }
+
+
+def rendered() -> stage.Rendering:
+    return stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, load_gitops(ROOT, env={}),
+                            states())
+
+
+def test_rendering_matches_the_golden_files() -> None:
+    files = rendered().files
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        stage.write(GOLDEN, files)
+    golden = stage.on_disk(GOLDEN)
+    assert sorted(files) == sorted(golden), "objects differ from tests/golden (UPDATE_GOLDEN=1)"
+    for path, text in files.items():
+        assert text == golden[path], f"{path} differs from its golden file"
+
+
+def test_rendering_is_byte_stable_and_clean() -> None:
+    first, second = rendered(), rendered()
+    assert first.files == second.files
+    assert first.violations == []
+
+
+def test_objects_per_environment() -> None:
+    files = rendered().files
+    staging = sorted(p.split("/")[-1] for p in files if p.startswith("rendered/staging/"))
+    assert staging == [
+        "deployment-digits-blue.yaml", "deployment-digits-green.yaml",
+        "horizontalpodautoscaler-digits-blue.yaml", "horizontalpodautoscaler-digits-green.yaml",
+        "job-digits-smoke-000000000002.yaml", "namespace-mlops-staging.yaml",
+        "networkpolicy-digits.yaml", "poddisruptionbudget-digits-blue.yaml",
+        "poddisruptionbudget-digits-green.yaml", "service-digits-preview.yaml",
+        "service-digits.yaml", "serviceaccount-digits.yaml"]
+    active = yaml.safe_load(files["rendered/staging/service-digits.yaml"])
+    preview = yaml.safe_load(files["rendered/staging/service-digits-preview.yaml"])
+    assert active["spec"]["selector"] == {"app": "digits", "color": "green"}
+    assert preview["spec"]["selector"] == {"app": "digits", "color": "blue"}
+    assert active["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "1"
+    deployment = yaml.safe_load(files["rendered/staging/deployment-digits-green.yaml"])
+    assert deployment["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0"
+    assert deployment["spec"]["template"]["metadata"]["labels"] == {
+        "app": "digits", "color": "green", "release": "digits-000000000002"}
+    job = yaml.safe_load(files["rendered/staging/job-digits-smoke-000000000002.yaml"])
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    prod = [p for p in files if p.startswith("rendered/production/")]
+    assert "rendered/production/service-digits-preview.yaml" not in prod  # nothing idle yet
+    hpa = yaml.safe_load(files["rendered/production/horizontalpodautoscaler-digits-blue.yaml"])
+    assert hpa["spec"]["minReplicas"] == 3  # the environment's override
+
+
+EVIL = [
+    'x"\nkind: Secret',
+    "a: b",
+    "{{ 7 * 7 }}",
+    "'; rm -rf /",
+    "--- \napiVersion: v1\nkind: Secret\n",
+    "line\u2028separator",
+    "tab\there # comment",
+]
+
+
+@pytest.mark.parametrize("evil", EVIL)
+def test_no_value_can_change_the_yaml_structure(evil: str) -> None:
+    """Values bypass validation here (model_construct) to prove the renderer alone is safe."""
+    evil_record = record(2, release_id=evil, source_commit=evil, released_at=evil,
+                         data_md5=evil)
+    state = EnvironmentState.model_construct(
+        environment="staging", namespace="mlops-staging", promotion="direct",
+        rollback="direct", models={"digits": ModelSlot.model_construct(
+            active="green", replicas=None, blue=record(1), green=evil_record)})
+    benign = render.environment_objects(states()["staging"], MODELS, TEMPLATES)
+    objects = render.environment_objects(state, MODELS, TEMPLATES)
+    assert [o.kind for o in objects] == [o.kind for o in benign]
+    green = next(o.obj for o in objects if o.name == "digits-green")
+    assert green["metadata"]["labels"]["release"] == evil
+    assert green["metadata"]["annotations"]["mlops.io/source-commit"] == evil
+    env = green["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "MLOPS_RELEASE_ID", "value": evil} in env
+    for got, want in zip(objects, benign, strict=True):
+        assert sorted(got.obj) == sorted(want.obj)
+        assert sorted(got.obj["metadata"]) == sorted(want.obj["metadata"])
+    # ...and the canonical files parse back to the same objects.
+    for text, obj in zip(render.to_files(objects, "x").values(), objects, strict=True):
+        assert yaml.safe_load(text) == obj.obj
+
+
+def test_a_template_that_emits_two_documents_is_refused() -> None:
+    broken = {**TEMPLATES, "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"] + "\n---\n"
+              "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"}
+    with pytest.raises(render.RenderError, match="2 documents"):
+        render.environment_objects(states()["staging"], MODELS, broken)
+
+
+def test_an_undefined_variable_is_an_error_not_an_empty_string() -> None:
+    broken = {**TEMPLATES, "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"].replace(
+        "env.namespace", "env.nmaespace")}
+    with pytest.raises(render.RenderError, match="nmaespace"):
+        render.environment_objects(states()["staging"], MODELS, broken)
+
+
+def test_committed_manifests_are_current(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["render", "--check"]) == 0, capsys.readouterr().out
+    assert main(["lint-manifests"]) == 0
+
+
+def test_check_shows_a_diff_and_fails_when_stale(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    for rel in ("manifests", "models"):
+        shutil.copytree(ROOT / rel, tmp_path / rel)
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "manifests/rendered/staging/namespace-mlops-staging.yaml").write_text(
+        "# edited by hand\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["render", "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "+apiVersion: v1" in captured.out
+    assert "-# edited by hand" in captured.out
+    assert "stale" in captured.err
+    assert main(["render"]) == 0
+    assert main(["render", "--check"]) == 0
+
+
+def test_lint_lists_every_violation_in_committed_files(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    for rel in ("manifests", "models"):
+        shutil.copytree(ROOT / rel, tmp_path / rel)
+    (tmp_path / "pyproject.toml").write_text("")
+    stage.write(tmp_path / "manifests", rendered().files)
+    path = tmp_path / "manifests/rendered/staging/deployment-digits-green.yaml"
+    doc = yaml.safe_load(path.read_text())
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = "digits:latest"
+    del container["resources"]["limits"]
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    container["env"].append({"name": "API_TOKEN", "value": "hunter2"})
+    doc["spec"]["bogus"] = 1
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.chdir(tmp_path)
+    assert main(["lint-manifests"]) == 1
+    err = capsys.readouterr().err
+    for expected in ("[image-by-digest]", "[resources] container server: no limits.cpu",
+                     "[read-only-root]", "[no-secrets] container server: env API_TOKEN",
+                     "[schema] Kubernetes 1.33"):
+        assert expected in err, expected
+    assert "deployment-digits-green.yaml (Deployment/digits-green)" in err
