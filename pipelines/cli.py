@@ -7,33 +7,42 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines import __version__
 from pipelines.config import DEFAULT_MODEL, Workspace, find_root, json_schema, load_model
+from pipelines.core.dvcgraph import PIPELINE
 from pipelines.errors import MlopsError
 
 EPILOG = """\
-exit codes: 0 success; 1 a check said no (invalid data, failed gate); 2 usage or
-configuration error; 3 infrastructure unavailable. Every failure says what to do next.
+exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
+policy violation); 2 usage or configuration error; 3 infrastructure unavailable (docker,
+registry, git remote, SCM API). Every failure says what to do next.
 """
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mlops", description="GitOps CI/CD for ML models: ingest, validate, train, "
-        "evaluate and gate, with every release recorded in git.", epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="mlops", description="GitOps CI/CD for ML models: validate the data, train, gate, "
+        "package and verify the image, and release it as rendered Kubernetes YAML committed "
+        "to git.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, model: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--model", default=DEFAULT_MODEL,
-                       help="folder name under models/ (default: %(default)s)")
+        if model:
+            p.add_argument("--model", default=DEFAULT_MODEL,
+                           help="folder name under models/ (default: %(default)s)")
         return p
+
+    def baseline(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--baseline", type=Path, metavar="TFLITE",
+                       help="TFLite model to compare against (default: the model production "
+                       "serves, fetched from the registry by digest; none before the first "
+                       "production release)")
 
     p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of model.yaml")
@@ -42,87 +51,48 @@ def _parser() -> argparse.ArgumentParser:
         "Exit 1 on invalid data.")
     add("train", "Train the Keras model with fixed seeds; export the TFLite serving artifact.")
     add("evaluate", "Score the TFLite artifact (with LiteRT) on the test split.")
-    for name, text in (
-        ("gate", "Apply the gate rules and write blessing.json. Exit 1 when refused."),
-        ("run", "Run the pipeline in order (ingest, validate, train, evaluate, gate, package, "
-         "verify), skipping unchanged stages."),
-    ):
-        p = add(name, text)
-        p.add_argument("--baseline", type=Path, metavar="TFLITE",
-                       help="TFLite model to compare against (default: none until production "
-                       "has a release)")
-        if name == "run":
-            from pipelines.core.dvcgraph import PIPELINE as STAGES
-
-            p.add_argument("--force", action="store_true",
-                           help="re-run every stage even when DVC sees no change")
-            p.add_argument("--until", choices=STAGES, default=STAGES[-1], metavar="STAGE",
-                           help=f"stop after this stage ({', '.join(STAGES)}; default: "
-                           "%(default)s). Merge-request pipelines stop at the gate.")
+    baseline(add("gate", "Apply the gate rules and write blessing.json. Exit 1 when refused."))
     add("package", "Build the serving image of the blessed model (hermetic, network off), push "
         "it and the model artifact to REGISTRY, and write the release record and SBOM. "
         "Re-uses an image the registry already has for the same inputs.")
     add("verify", "Run the pushed image by digest (non-root, read-only), query it with the test "
         "split and malformed requests, and write infra_blessing.json. Exit 1 when refused.")
+    p = add("release", "Put the verified candidate into the idle color of an environment, flip "
+            "its Service, and commit state and rendered YAML to the GitOps repository.")
+    p.add_argument("--env", default="staging", help="environment (default: %(default)s)")
+    p = add("promote", "Open (or update) the pull request that promotes the release serving "
+            "--from to --to, with the evidence. --merge approves it (local provider only).")
+    p.add_argument("--to", default="production", dest="to_env",
+                   help="target environment (default: %(default)s)")
+    p.add_argument("--from", default="staging", dest="from_env",
+                   help="source environment (default: %(default)s)")
+    p.add_argument("--merge", action="store_true",
+                   help="merge the open promotion request for --to (the local approval)")
+    p = add("rollback", "Flip an environment back to its previous release (still deployed): "
+            "a commit with a Rollback-Of trailer, or a pull request in pr mode.")
+    p.add_argument("--env", required=True, help="environment to roll back")
+    p.add_argument("--merge", action="store_true",
+                   help="merge the open rollback request for --env (local provider only)")
+    p = add("status", "Show what runs in each environment (from git) and, with a kube "
+            "context, whether the cluster agrees.")
+    p.add_argument("--env", help="one environment (default: all)")
+    p.add_argument("--no-live", action="store_true", help="do not contact a cluster")
+    p = add("render", "Render manifests/environments/*.yaml into manifests/rendered/ and the "
+            "controller objects; refuse on schema or policy violations.", model=False)
+    p.add_argument("--env", help="render (or check) one environment only")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 with a diff when the committed files are stale")
+    add("lint-manifests", "Check the committed rendered files: kubernetes-validate --strict and "
+        "the project's policy. Exit 1 listing every violation.", model=False)
+    p = add("run", "Run the pipeline in order, skipping unchanged stages: "
+            + ", ".join(PIPELINE) + ".")
+    baseline(p)
+    p.add_argument("--force", action="store_true",
+                   help="re-run every stage even when DVC sees no change")
+    p.add_argument("--until", choices=PIPELINE, default=PIPELINE[-1], metavar="STAGE",
+                   help=f"stop after this stage ({', '.join(PIPELINE)}; default: %(default)s)."
+                   " Merge-request pipelines stop at the gate.")
     return parser
-
-
-def _workspace(args: argparse.Namespace) -> Workspace:
-    return load_model(find_root(), args.model)
-
-
-def _dispatch(args: argparse.Namespace) -> int:
-    # Stages are imported on demand: `mlops --help` must not pay for pandas, TF or GX.
-    if args.command == "config":
-        if args.schema:
-            print(json.dumps(json_schema(), indent=2))
-        else:
-            print(json.dumps(_workspace(args).model.model_dump(mode="json"), indent=2))
-        return 0
-    ws = _workspace(args)
-    if args.command == "ingest":
-        from pipelines.stages import ingest
-
-        r = ingest.run(ws)
-        verb = "wrote" if r.changed else "unchanged"
-        print(f"ingest: {verb} {r.rows}; data.dvc md5 {r.data_md5}")
-    elif args.command == "validate":
-        from pipelines.stages import validate
-
-        v = validate.run(ws)
-        print(f"validate: all {v.evaluated} expectations passed; Data Docs: {v.docs_index}")
-    elif args.command == "train":
-        from pipelines.stages import train
-
-        t = train.run(ws)
-        print(f"train: {t.epochs} epochs, val accuracy {t.final_val_accuracy:.4f}; "
-              f"{t.tflite} sha256 {t.tflite_sha256}")
-    elif args.command == "evaluate":
-        from pipelines.stages import evaluate
-
-        m = evaluate.run(ws).metrics
-        print(f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
-              f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes")
-    elif args.command == "gate":
-        from pipelines.stages import gate
-
-        _print_rules(gate.run(ws, args.baseline).blessing)
-        print("gate: blessed")
-    elif args.command == "package":
-        from pipelines.stages import package
-
-        pkg = package.run(ws, progress=_progress)
-        print(f"package: {'re-used' if pkg.reused else 'built and pushed'} {pkg.image}\n"
-              f"  release {pkg.release_id}; model artifact {pkg.model_artifact}; "
-              f"record {pkg.record}")
-    elif args.command == "verify":
-        from pipelines.stages import verify
-
-        _print_rules(verify.run(ws, progress=_progress).infra_blessing)
-        print("verify: the image is blessed")
-    elif args.command == "run":
-        return _run(ws, args)
-    return 0
 
 
 def _progress(line: str) -> None:
@@ -135,6 +105,159 @@ def _print_rules(blessing_path: Path) -> None:
     rules = json.loads(blessing_path.read_text(encoding="utf-8"))["rules"]
     print(table(["rule", "verdict", "reason"],
                 [[r["rule"], "pass" if r["passed"] else "FAIL", r["reason"]] for r in rules]))
+
+
+def _config(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(json_schema(), indent=2))
+    else:
+        print(json.dumps(load_model(find_root(), args.model).model.model_dump(mode="json"),
+                         indent=2))
+    return 0
+
+
+def _ingest(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import ingest
+
+    r = ingest.run(ws)
+    print(f"ingest: {'wrote' if r.changed else 'unchanged'} {r.rows}; data.dvc md5 {r.data_md5}")
+    return 0
+
+
+def _validate(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import validate
+
+    v = validate.run(ws)
+    print(f"validate: all {v.evaluated} expectations passed; Data Docs: {v.docs_index}")
+    return 0
+
+
+def _train(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import train
+
+    t = train.run(ws)
+    print(f"train: {t.epochs} epochs, val accuracy {t.final_val_accuracy:.4f}; "
+          f"{t.tflite} sha256 {t.tflite_sha256}")
+    return 0
+
+
+def _evaluate(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import evaluate
+
+    m = evaluate.run(ws).metrics
+    print(f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
+          f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes")
+    return 0
+
+
+def _gate(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import gate
+
+    _print_rules(gate.run(ws, args.baseline).blessing)
+    print("gate: blessed")
+    return 0
+
+
+def _package(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import package
+
+    pkg = package.run(ws, progress=_progress)
+    print(f"package: {'re-used' if pkg.reused else 'built and pushed'} {pkg.image}\n"
+          f"  release {pkg.release_id}; model artifact {pkg.model_artifact}; record {pkg.record}")
+    return 0
+
+
+def _verify(ws: Workspace, _: argparse.Namespace) -> int:
+    from pipelines.stages import verify
+
+    _print_rules(verify.run(ws, progress=_progress).infra_blessing)
+    print("verify: the image is blessed")
+    return 0
+
+
+def _release(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import release
+
+    landed = release.run(ws, args.env, progress=_progress)
+    print(f"release: {landed.detail}" + (f" (commit {landed.commit[:12]})" if landed.commit
+                                         else ""))
+    return 0
+
+
+def _promote(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import promote
+
+    if args.merge:
+        print(f"promote: {promote.merge_local(ws, f'promote/{args.to_env}/', _progress)}")
+        return 0
+    r = promote.run(ws, args.to_env, args.from_env, progress=_progress)
+    print(f"promote: {r.release_id}: {r.detail}" + (f"\n  {r.url}" if r.url else ""))
+    return 0
+
+
+def _rollback(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import promote, rollback
+
+    if args.merge:
+        print(f"rollback: {promote.merge_local(ws, f'rollback/{args.env}/', _progress)}")
+        return 0
+    r = rollback.run(ws, args.env, progress=_progress)
+    print(f"rollback: {r.restored} serves {args.env} again (was {r.rolled_back}); {r.detail}"
+          + (f"\n  {r.url}" if r.url else ""))
+    return 0
+
+
+def _status(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.core.report import table
+    from pipelines.stages import status
+
+    rows = status.run(ws, args.env, live=not args.no_live)
+    print(table(["environment", "model", "active", "preview", "live"],
+                [[r.env, r.model, r.active, r.preview, r.live] for r in rows]))
+    for r in rows:
+        for finding in r.findings:
+            print(f"  {r.env}/{r.model}: {finding}")
+    return 1 if any(r.findings for r in rows) else 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from pipelines.adapters.manifests import load_templates
+    from pipelines.config import load_gitops
+    from pipelines.stages import render
+
+    root = find_root()
+    manifests = root / "manifests"
+    rendering = render.render_all(manifests, load_templates(manifests), render.models_of(root),
+                                  load_gitops(root))
+    render.require_clean(rendering)
+    if args.check:
+        stale = render.stale_diff(manifests, rendering.files, args.env)
+        if stale:
+            print(stale, end="")
+            print("mlops render: the committed manifests are stale; run `mlops render` and "
+                  "commit the result", file=sys.stderr)
+            return 1
+        print("render: committed manifests are current")
+        return 0
+    render.write(manifests, rendering.files, args.env)
+    print(f"render: {len(render.select(rendering.files, args.env))} files, all valid")
+    return 0
+
+
+def _lint(_: argparse.Namespace) -> int:
+    from pipelines.config import load_gitops
+    from pipelines.errors import CheckFailed
+    from pipelines.stages import render
+
+    root = find_root()
+    violations = render.lint(root / "manifests", load_gitops(root))
+    if violations:
+        raise CheckFailed(f"{len(violations)} manifest violation(s):\n"
+                          + "\n".join(f"  - {v}" for v in violations),
+                          hint="fix the templates or state and run `mlops render`")
+    print(f"lint-manifests: {len(render.on_disk(root / 'manifests'))} files pass schema and "
+          "policy")
+    return 0
 
 
 def _run(ws: Workspace, args: argparse.Namespace) -> int:
@@ -160,10 +283,23 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
+    "ingest": _ingest, "validate": _validate, "train": _train, "evaluate": _evaluate,
+    "gate": _gate, "package": _package, "verify": _verify, "release": _release,
+    "promote": _promote, "rollback": _rollback, "status": _status, "run": _run,
+}
+# Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
+REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "config": _config, "render": _render, "lint-manifests": _lint,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        if args.command in REPO_COMMANDS:
+            return REPO_COMMANDS[args.command](args)
+        return STAGE_COMMANDS[args.command](load_model(find_root(), args.model), args)
     except MlopsError as exc:
         print(f"mlops {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -34,7 +34,7 @@ STAGES: dict[str, dict[str, list[str]]] = {
 }
 ORDER = list(STAGES)
 # The whole pipeline, in order; the DVC-cached stages are the middle of it.
-PIPELINE = ["ingest", *ORDER, "gate", "package", "verify"]
+PIPELINE = ["ingest", *ORDER, "gate", "package", "verify", "release", "promote"]
 
 
 def stage_name(stage: str, model: str) -> str:

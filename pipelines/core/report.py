@@ -1,8 +1,17 @@
-"""Plain-text tables for the terminal and CI logs."""
+"""Text for people: terminal tables, the promotion PR body and the CI report comment.
+
+Pure functions of the evidence the stages wrote (validation summary, metrics, blessing, infra
+blessing, release record), so GitHub, GitLab and the local provider show the same text.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipelines.core.render import Diff
+
+METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -15,3 +24,119 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     return "\n".join([line(headers), sep, *(line(r) for r in rows)])
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.2f}%"
+
+
+def _pp(x: float) -> str:
+    return f"{x * 100:+.2f} pp"
+
+
+def _cell(text: object) -> str:
+    """Table cells: no pipes or newlines from data can break the table."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def metrics_table(blessing: Mapping[str, Any]) -> str:
+    """Candidate vs baseline (production), with the paired delta, its 95% CI and the test."""
+    cand = blessing["candidate"]
+    base = (blessing.get("baseline") or {}).get("metrics") or {}
+    comp = blessing.get("comparison")
+    rows = []
+    for m in METRICS:
+        if m not in cand:
+            continue
+        b = base.get(m)
+        delta = "n/a" if b is None else _pp(cand[m] - b)
+        ci = test = ""
+        if m == "accuracy" and comp:
+            ci = f"[{_pp(comp['ci_low'])}, {_pp(comp['ci_high'])}]"
+            test = f"McNemar p={comp['p_value']:.3g} (b={comp['b']}, c={comp['c']})"
+        rows.append([m, _pct(cand[m]), _pct(b), delta, ci, test])
+    text = table(["metric", "candidate", "production", "delta", "95% CI", "paired test"], rows)
+    if not comp:
+        text += "\n\nNo production model to compare with: the change rule was not applied."
+    return text
+
+
+def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
+    cand = blessing["candidate"].get("per_class_recall") or {}
+    base = ((blessing.get("baseline") or {}).get("metrics") or {}).get("per_class_recall") or {}
+    rows = []
+    for cls in sorted(cand, key=lambda c: (len(c), c))[:limit]:
+        b = base.get(cls)
+        rows.append([cls, _pct(cand[cls]), _pct(b),
+                     "n/a" if b is None else _pp(cand[cls] - b)])
+    return table(["class", "recall (candidate)", "recall (production)", "delta"], rows)
+
+
+def rules_list(rules: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(f"- {'✅' if r['passed'] else '❌'} **{r['rule']}**: {_cell(r['reason'])}"
+                     for r in rules)
+
+
+def validation_summary(summary: Mapping[str, Any]) -> str:
+    rows = ", ".join(f"{k} {v}" for k, v in (summary.get("rows") or {}).items())
+    verdict = "passed" if summary.get("success") else "FAILED"
+    total = int(summary.get("evaluated_expectations", 0))
+    met = total - int(summary.get("failed_expectations", 0))
+    text = (f"{verdict}: {met} of {total} expectations met ({rows}); "
+            f"data md5 `{(summary.get('provenance') or {}).get('data_md5', '?')}`")
+    failures = summary.get("failures") or []
+    if failures:
+        text += "\n" + "\n".join(f"  - {_cell(f)}" for f in failures[:20])
+    return text
+
+
+def diff_summary(d: Diff) -> str:
+    if d.empty:
+        return "No rendered object changes."
+    lines = []
+    for label, items in (("added", d.added), ("changed", d.changed), ("removed", d.removed)):
+        if items:
+            lines.append(f"- {label} ({len(items)}): " + ", ".join(f"`{i}`" for i in items))
+    return "\n".join(lines)
+
+
+def promotion_body(*, env: str, source_env: str, release: Mapping[str, Any],
+                   previous: str | None, summary: Mapping[str, Any],
+                   blessing: Mapping[str, Any], infra: Mapping[str, Any], diff: Diff,
+                   sbom: str) -> str:
+    """The promotion PR body: everything a reviewer needs to approve or refuse."""
+    latency = infra.get("latency_ms") or {}
+    return "\n".join([
+        f"Promotes **{release['release_id']}** from {source_env} to **{env}**"
+        + (f" (replacing {previous})." if previous else " (the first release there)."),
+        "Merging this pull request is the deployment; the GitOps controller syncs it.",
+        "",
+        "## Data validation",
+        validation_summary(summary),
+        "",
+        "## Model: candidate vs production (paired, same test examples)",
+        metrics_table(blessing),
+        "",
+        "<details><summary>Per-class recall</summary>",
+        "",
+        per_class_table(blessing),
+        "",
+        "</details>",
+        "",
+        "## Gate",
+        rules_list(blessing.get("rules") or []),
+        "",
+        "## Image (verified by running it)",
+        f"- image: `{release['image']}`",
+        f"- model artifact: `{release.get('model_artifact') or 'n/a'}` "
+        f"(sha256 `{release['model_sha256']}`)",
+        f"- SBOM: {sbom}",
+        f"- latency over HTTP: p50 {latency.get('p50', 0):.2f} ms, "
+        f"p99 {latency.get('p99', 0):.2f} ms",
+        rules_list(infra.get("rules") or []),
+        "",
+        f"## Rendered changes in rendered/{env}/",
+        diff_summary(diff),
+        "",
+        f"Source commit `{release['source_commit']}`, data `{release['data_md5']}`.",
+    ]) + "\n"

@@ -13,17 +13,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipelines.adapters.artifacts import provenance, read_json, sha256_file, staged_dir, write_json
+from pipelines.adapters.artifacts import (
+    provenance,
+    read_json,
+    sha256_file,
+    staged_dir,
+    write_bytes,
+    write_json,
+)
 from pipelines.adapters.datasets import ROW_ID, features_and_labels, fingerprint, read_table
 from pipelines.adapters.litert import TFLiteModel
-from pipelines.config import Workspace
+from pipelines.config import Workspace, load_gitops
 from pipelines.core.gating import Verdict, decide
+from pipelines.core.metrics import classification
 from pipelines.core.stats import PairedComparison, compare_paired
 from pipelines.errors import ConfigError, GateFailed
+from pipelines.serving.runtime import MODEL_FILE
 from pipelines.stages.evaluate import METRICS, PREDICTIONS, candidate_artifact
 from pipelines.stages.validate import require_valid_data
 
 BLESSING = "blessing.json"
+SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
 @dataclass(frozen=True)
@@ -65,9 +75,45 @@ def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str,
     rule = ws.model.gate.change
     comparison = compare_paired(y, cand, scored.predictions,
                                 resamples=rule.bootstrap_resamples, seed=rule.seed)
+    base_metrics = classification(y, scored.predictions, classes)
     info = {"path": str(baseline), "model_sha256": sha256_file(baseline),
-            "accuracy": comparison.baseline_accuracy}
+            "accuracy": comparison.baseline_accuracy,
+            "metrics": {**{m: base_metrics[m] for m in SUMMARY_METRICS},
+                        "per_class_recall": _recalls(base_metrics)}}
     return comparison, info
+
+
+def _recalls(metrics: dict[str, Any]) -> dict[str, float]:
+    return {c: float(v["recall"]) for c, v in metrics["per_class"].items()}
+
+
+def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
+    """The model the baseline environment serves, fetched from the registry by digest and
+    checked against its recorded sha256; None while that environment has no release."""
+    from pipelines.adapters import gitops
+    from pipelines.adapters.registry import Reference, Registry
+
+    cfg = load_gitops(ws.root)
+    env = ws.model.gate.change.baseline_environment
+    remote = gitops.resolve_remote(cfg, ws.root)
+    if not gitops.is_url(cfg.remote) and not (Path(remote) / "HEAD").is_file():
+        return None  # the embedded GitOps repository does not exist yet: nothing released
+    with gitops.checkout(cfg, ws.root) as repo:
+        if not repo.state_path(env).is_file():
+            return None
+        slot = repo.read_state(env).models.get(ws.name)
+    record = slot.color(slot.active) if slot and slot.active else None
+    if record is None:
+        return None
+    if not record.model_artifact:
+        raise ConfigError(f"{env}'s release {record.release_id} records no model artifact",
+                          hint="pass the baseline with --baseline FILE")
+    data = Registry(Reference.parse(record.model_artifact).host).pull_model(
+        record.model_artifact, MODEL_FILE, record.model_sha256)
+    path = ws.root / ".infra" / "baselines" / f"{record.model_sha256}.tflite"
+    write_bytes(path, data)
+    return path, {"environment": env, "release_id": record.release_id,
+                  "model_artifact": record.model_artifact}
 
 
 def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
@@ -75,17 +121,23 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
     metrics = _fresh_metrics(ws)
     comparison: PairedComparison | None = None
     baseline_info: dict[str, Any] | None = None
+    source: dict[str, str] = {"source": "--baseline"}
+    if baseline is None:
+        found = production_baseline(ws)
+        if found is not None:
+            baseline, source = found
     if baseline is not None:
         comparison, baseline_info = _compare(ws, baseline)
+        baseline_info.update(source)
     verdict = decide(ws.model.gate, metrics, comparison)
     final = ws.artifacts("gate")
     with staged_dir(final) as out:
         write_json(out / BLESSING, {
             "model": ws.name,
             "blessed": verdict.blessed,
-            "candidate": {k: metrics[k] for k in (
-                "model_sha256", "accuracy", "macro_precision", "macro_recall", "macro_f1",
-                "size_bytes", "latency_ms")},
+            "candidate": {**{k: metrics[k] for k in (
+                "model_sha256", *SUMMARY_METRICS, "size_bytes", "latency_ms")},
+                "per_class_recall": _recalls(metrics)},
             "baseline": baseline_info,
             "comparison": asdict(comparison) if comparison else None,
             "rules": verdict.to_dict()["rules"],

@@ -2,7 +2,9 @@
 
 ingest (always; it is cheap and idempotent) -> validate -> train -> evaluate (DVC-cached) ->
 gate (always: its baseline lives outside the workspace and can change without our inputs) ->
-package (re-uses an image the registry already has for the same inputs) -> verify.
+package (re-uses an image the registry already has for the same inputs) -> verify ->
+release (to gitops.yaml's release_environment; a no-op when already serving) -> promote (opens
+or updates the pull request for promote_environment).
 """
 
 from __future__ import annotations
@@ -14,10 +16,20 @@ from pathlib import Path
 
 from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import write_text
-from pipelines.config import Workspace, load_model, model_names
+from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
-from pipelines.stages import evaluate, gate, ingest, package, train, validate, verify
+from pipelines.stages import (
+    evaluate,
+    gate,
+    ingest,
+    package,
+    promote,
+    release,
+    train,
+    validate,
+    verify,
+)
 
 STAGES = dvcgraph.PIPELINE
 
@@ -69,6 +81,9 @@ def run(ws: Workspace, *, baseline: Path | None = None, force: bool = False,
         "gate": lambda: "blessed" if gate.run(ws, baseline).blessed else "refused",
         "package": lambda: _package(ws, progress),
         "verify": lambda: _verify(ws, progress),
+        "release": lambda: release.run(ws, load_gitops(ws.root).release_environment,
+                                       progress).detail,
+        "promote": lambda: _promote(ws, progress),
     }
     for step, stage in enumerate(stages, start=1):
         prefix = f"[{step}/{len(stages)}] {stage:<9}"
@@ -120,3 +135,9 @@ def _package(ws: Workspace, progress: Callable[[str], None]) -> str:
 def _verify(ws: Workspace, progress: Callable[[str], None]) -> str:
     r = verify.run(ws, progress)
     return f"image verified; p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms over HTTP"
+
+
+def _promote(ws: Workspace, progress: Callable[[str], None]) -> str:
+    cfg = load_gitops(ws.root)
+    r = promote.run(ws, cfg.promote_environment, cfg.release_environment, progress)
+    return r.detail + (f": {r.url}" if r.url else "")

@@ -73,14 +73,15 @@ def test_changed_parameter_reruns_only_what_depends_on_it(clone: Path) -> None:
                                        "evaluate": "ran", "gate": "ran"}
 
 
-def test_full_run_packages_and_verifies_the_image(clone: Path, infra: str,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_run_releases_to_staging_and_proposes_production(
+        clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASE_IMAGE", infra)
     result = mlops(clone, "run")
     assert result.returncode == 0, result.stderr + result.stdout
     st = statuses(result.stdout)
     assert st == {"ingest": "ran", "validate": "skipped", "train": "skipped",
-                  "evaluate": "skipped", "gate": "ran", "package": "ran", "verify": "ran"}
+                  "evaluate": "skipped", "gate": "ran", "package": "ran", "verify": "ran",
+                  "release": "ran", "promote": "ran"}
     record = json.loads((clone / "artifacts/digits/package/release.json").read_text())
     assert "@sha256:" in record["image"]
     infra_blessing = json.loads(
@@ -88,6 +89,35 @@ def test_full_run_packages_and_verifies_the_image(clone: Path, infra: str,
     assert infra_blessing["blessed"] is True
     assert infra_blessing["image"] == record["image"]
     assert "| same_predictions" in result.stdout
+    assert f"{record['release_id']} now serves staging (blue)" in result.stdout
+    assert "opened #1 (promote/production/" in result.stdout
+    index = json.loads((clone / ".infra/pull-requests/index.json").read_text())
+    assert index["1"]["state"] == "open"
+    assert "## Model: candidate vs production" in (clone / ".infra/pull-requests/1.md").read_text()
+
+
+def test_approval_deploys_and_production_becomes_the_baseline(
+        clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the merge, the next gate fetches production's model from the registry by digest
+    and compares the candidate with it, paired."""
+    monkeypatch.setenv("BASE_IMAGE", infra)
+    merged = mlops(clone, "promote", "--merge", "--to", "production")
+    assert merged.returncode == 0, merged.stderr
+    status = mlops(clone, "status", "--no-live")
+    assert "| production  | digits |" in status.stdout
+    record = json.loads((clone / "artifacts/digits/package/release.json").read_text())
+    assert record["release_id"] in status.stdout.split("| production")[1]
+    gate = mlops(clone, "run", "--until", "gate")
+    assert gate.returncode == 0, gate.stderr + gate.stdout
+    blessing = json.loads((clone / "artifacts/digits/gate/blessing.json").read_text())
+    assert blessing["baseline"]["environment"] == "production"
+    assert blessing["baseline"]["release_id"] == record["release_id"]
+    assert blessing["baseline"]["model_sha256"] == record["model_sha256"]
+    assert blessing["comparison"]["delta"] == 0.0  # the same model: paired delta is exactly 0
+    again = mlops(clone, "run")  # everything already in place: no new commit anywhere
+    assert again.returncode == 0, again.stderr
+    assert "already serves staging; no commit" in again.stdout
+    assert "already serves production" in again.stdout
 
 
 def test_invalid_data_stops_the_run_at_validation(clone: Path) -> None:

@@ -1,0 +1,312 @@
+"""Pull/merge requests and their comments on GitHub (REST v3), GitLab (REST v4), or locally.
+
+One call, ``open_or_update``, finds the open request for a branch and updates it in place, or
+opens it: re-running a promotion never makes a duplicate. ``upsert_comment`` does the same for
+the CI report comment, found again by a hidden marker. Tokens come from the environment
+(GITHUB_TOKEN; GITLAB_TOKEN or CI_JOB_TOKEN), go only into request headers, and never appear
+in output, logs or errors. Rate limits are waited out when the wait is short (Retry-After),
+and every retry is bounded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+
+from pipelines.adapters.artifacts import write_json, write_text
+from pipelines.adapters.gitops import redact
+from pipelines.config import GitOpsConfig
+from pipelines.errors import ConfigError, InfraError
+
+TIMEOUT = 30
+_sleep = time.sleep  # one seam, so tests can record waits instead of sleeping
+ATTEMPTS = 4
+MAX_WAIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str
+    created: bool
+    head: str = ""
+    base: str = ""
+
+
+class Provider(Protocol):
+    name: str
+
+    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest: ...
+
+    def find_open(self, *, head: str, base: str) -> PullRequest | None: ...
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str: ...
+
+
+class ApiError(Exception):
+    pass
+
+
+class _Http:
+    """requests with bounded retries on 5xx, connection errors and short rate limits."""
+
+    def __init__(self, api_url: str, headers: dict[str, str], what: str) -> None:
+        self.api = api_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update(headers)
+        self.what = what
+
+    def call(self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
+             params: dict[str, Any] | None = None) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.api}{path}"
+        last = ""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                r = self.session.request(method, url, json=json_body, params=params,
+                                         timeout=TIMEOUT)
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}"
+                _sleep(min(2 ** attempt, 8))
+                continue
+            wait = _rate_limit_wait(r)
+            if wait is not None:
+                if wait > MAX_WAIT_S or attempt == ATTEMPTS:
+                    raise InfraError(f"{self.what} rate limit reached; it resets in {wait:.0f} s",
+                                     hint="re-run the job later, or use a token with a higher "
+                                     "limit")
+                _sleep(wait)
+                continue
+            if r.status_code >= 500:
+                last = f"HTTP {r.status_code}"
+                _sleep(min(2 ** attempt, 8))
+                continue
+            if r.status_code >= 400:
+                self._fail(method, path, r)
+            return r
+        raise InfraError(f"{self.what} API unavailable after {ATTEMPTS} attempts ({last})",
+                         hint="the provider may be down; re-run the job later")
+
+    def _fail(self, method: str, path: str, r: requests.Response) -> None:
+        try:
+            detail = r.json()
+        except ValueError:
+            detail = r.text[:300]
+        message = redact(json.dumps(detail) if not isinstance(detail, str) else detail)
+        where = f"{self.what} {method} {path}"
+        if r.status_code == 401:
+            raise ConfigError(f"{where}: 401 Unauthorized: the token was refused",
+                              hint="check that the token is set, valid and not expired")
+        if r.status_code in (403, 404):
+            raise ConfigError(f"{where}: {r.status_code}: {message}",
+                              hint="the repository/project may be wrong, or the token lacks "
+                              "access to it (pull requests: write)")
+        raise ApiError(f"{where}: HTTP {r.status_code}: {message}")
+
+    def pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        url: str | None = path
+        query: dict[str, Any] | None = {**params, "per_page": 100}
+        while url:
+            r = self.call("GET", url, params=query)
+            yield from r.json()
+            url = r.links.get("next", {}).get("url")
+            query = None  # the next link carries the query
+
+
+def _rate_limit_wait(r: requests.Response) -> float | None:
+    if r.status_code not in (403, 429):
+        return None
+    if "Retry-After" in r.headers:
+        try:
+            return max(0.0, float(r.headers["Retry-After"]))
+        except ValueError:
+            return MAX_WAIT_S + 1
+    if r.headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in r.headers:
+        return max(0.0, float(r.headers["x-ratelimit-reset"]) - time.time())
+    return None if r.status_code == 403 else 5.0  # 429 without a hint: a short pause
+
+
+class GitHub:
+    name = "github"
+
+    def __init__(self, cfg: GitOpsConfig) -> None:
+        token = os.environ.get("GITHUB_TOKEN")
+        if not token:
+            raise ConfigError("the github provider needs GITHUB_TOKEN",
+                              hint="in Actions: env GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }} "
+                              "with permissions pull-requests: write")
+        if not cfg.github.repository:
+            raise ConfigError("github.repository is not set (owner/name)",
+                              hint="set it in manifests/gitops.yaml or GITHUB_REPOSITORY")
+        self.repo = cfg.github.repository
+        self.http = _Http(cfg.github.api_url, {
+            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "mlops-gitops"}, "GitHub")
+
+    def _pr(self, doc: dict[str, Any], created: bool) -> PullRequest:
+        return PullRequest(int(doc["number"]), str(doc["html_url"]), created,
+                           str(doc["head"]["ref"]), str(doc["base"]["ref"]))
+
+    def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        owner = self.repo.split("/")[0]
+        found = self.http.call("GET", f"/repos/{self.repo}/pulls", params={
+            "head": f"{owner}:{head}", "base": base, "state": "open"}).json()
+        return self._pr(found[0], False) if found else None
+
+    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        existing = self.find_open(head=head, base=base)
+        if existing is not None:
+            doc = self.http.call("PATCH", f"/repos/{self.repo}/pulls/{existing.number}",
+                                 json_body={"title": title, "body": body}).json()
+            return self._pr(doc, False)
+        try:
+            doc = self.http.call("POST", f"/repos/{self.repo}/pulls", json_body={
+                "title": title, "head": head, "base": base, "body": body}).json()
+        except ApiError as exc:
+            # 422 "A pull request already exists": another job opened it meanwhile.
+            existing = self.find_open(head=head, base=base)
+            if existing is None:
+                raise ConfigError(str(exc)) from None
+            return self.open_or_update(head=head, base=base, title=title, body=body)
+        return self._pr(doc, True)
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        text = f"{marker}\n{body}"
+        for comment in self.http.pages(f"/repos/{self.repo}/issues/{number}/comments", {}):
+            if marker in str(comment.get("body", "")):
+                doc = self.http.call("PATCH", f"/repos/{self.repo}/issues/comments/"
+                                     f"{comment['id']}", json_body={"body": text}).json()
+                return str(doc["html_url"])
+        doc = self.http.call("POST", f"/repos/{self.repo}/issues/{number}/comments",
+                             json_body={"body": text}).json()
+        return str(doc["html_url"])
+
+
+class GitLab:
+    name = "gitlab"
+
+    def __init__(self, cfg: GitOpsConfig) -> None:
+        if os.environ.get("GITLAB_TOKEN"):
+            header = {"PRIVATE-TOKEN": os.environ["GITLAB_TOKEN"]}
+        elif os.environ.get("CI_JOB_TOKEN"):
+            header = {"JOB-TOKEN": os.environ["CI_JOB_TOKEN"]}
+        else:
+            raise ConfigError("the gitlab provider needs GITLAB_TOKEN (or CI_JOB_TOKEN)",
+                              hint="a project access token with the api scope, as a masked "
+                              "CI/CD variable")
+        if not cfg.gitlab.project:
+            raise ConfigError("gitlab.project is not set (id or group/name)",
+                              hint="set it in manifests/gitops.yaml or CI_PROJECT_ID")
+        self.project = urllib.parse.quote(str(cfg.gitlab.project), safe="")
+        self.http = _Http(cfg.gitlab.api_url, {**header, "User-Agent": "mlops-gitops"}, "GitLab")
+
+    def _mr(self, doc: dict[str, Any], created: bool) -> PullRequest:
+        return PullRequest(int(doc["iid"]), str(doc["web_url"]), created,
+                           str(doc["source_branch"]), str(doc["target_branch"]))
+
+    def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        found = self.http.call("GET", f"/projects/{self.project}/merge_requests", params={
+            "state": "opened", "source_branch": head, "target_branch": base}).json()
+        return self._mr(found[0], False) if found else None
+
+    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        existing = self.find_open(head=head, base=base)
+        if existing is not None:
+            doc = self.http.call("PUT", f"/projects/{self.project}/merge_requests/"
+                                 f"{existing.number}",
+                                 json_body={"title": title, "description": body}).json()
+            return self._mr(doc, False)
+        try:
+            doc = self.http.call("POST", f"/projects/{self.project}/merge_requests", json_body={
+                "source_branch": head, "target_branch": base, "title": title,
+                "description": body, "remove_source_branch": True}).json()
+        except ApiError as exc:
+            # 409 "Another open merge request already exists for this source branch".
+            if self.find_open(head=head, base=base) is None:
+                raise ConfigError(str(exc)) from None
+            return self.open_or_update(head=head, base=base, title=title, body=body)
+        return self._mr(doc, True)
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        text = f"{marker}\n{body}"
+        base = f"/projects/{self.project}/merge_requests/{number}/notes"
+        for note in self.http.pages(base, {"sort": "asc"}):
+            if marker in str(note.get("body", "")):
+                self.http.call("PUT", f"{base}/{note['id']}", json_body={"body": text})
+                return f"{self.http.api}{base}/{note['id']}"
+        doc = self.http.call("POST", base, json_body={"body": text}).json()
+        return f"{self.http.api}{base}/{doc['id']}"
+
+
+class Local:
+    """The embedded default: requests are JSON records with a Markdown body, in a folder next to
+    the local GitOps repository. ``mlops promote --merge`` plays the reviewer."""
+
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.dir = root / ".infra" / "pull-requests"
+
+    def _index(self) -> dict[str, dict[str, Any]]:
+        path = self.dir / "index.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _locked(self) -> Any:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        handle = (self.dir / ".lock").open("w")
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        return handle
+
+    def _pr(self, number: str, doc: dict[str, Any], created: bool) -> PullRequest:
+        return PullRequest(int(number), str(self.dir / f"{number}.md"), created, doc["head"],
+                           doc["base"])
+
+    def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        for number, doc in self._index().items():
+            if doc["head"] == head and doc["base"] == base and doc["state"] == "open":
+                return self._pr(number, doc, False)
+        return None
+
+    def open_prs(self) -> list[tuple[PullRequest, dict[str, Any]]]:
+        return [(self._pr(n, d, False), d) for n, d in sorted(self._index().items(),
+                                                               key=lambda kv: int(kv[0]))
+                if d["state"] == "open"]
+
+    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        with self._locked():
+            index = self._index()
+            found = self.find_open(head=head, base=base)
+            number = str(found.number) if found else str(max(map(int, index), default=0) + 1)
+            created = found is None
+            index[number] = {"head": head, "base": base, "title": title, "state": "open",
+                             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            write_text(self.dir / f"{number}.md", f"# {title}\n\n{body}")
+            write_json(self.dir / "index.json", index)
+            return self._pr(number, index[number], created)
+
+    def set_state(self, number: int, state: str) -> None:
+        with self._locked():
+            index = self._index()
+            index[str(number)]["state"] = state
+            write_json(self.dir / "index.json", index)
+
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        path = self.dir / "comments" / f"{number}.md"
+        write_text(path, f"{marker}\n{body}")
+        return str(path)
+
+
+def provider(cfg: GitOpsConfig, root: Path) -> Provider:
+    if cfg.provider == "github":
+        return GitHub(cfg)
+    if cfg.provider == "gitlab":
+        return GitLab(cfg)
+    return Local(root)

@@ -1,0 +1,153 @@
+"""promote: propose the release serving one environment (staging) for another (production).
+
+Makes the branch ``promote/<env>/<release-id>`` holding the target's new state and rendered
+YAML, pushes it, and opens the pull/merge request, or updates it in place when it exists. The
+body carries the evidence, read from this workspace's artifacts, which must belong to exactly
+the release being promoted. Merging the request is the deployment. With the local provider,
+``mlops promote --merge`` plays the approval: a merge commit on the GitOps branch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.adapters import gitops, scm
+from pipelines.adapters.artifacts import read_json
+from pipelines.config import ModelSlot, Workspace, load_gitops
+from pipelines.core import bluegreen, report
+from pipelines.core.render import diff
+from pipelines.errors import CheckFailed, ConfigError
+from pipelines.stages import render
+from pipelines.stages.gate import BLESSING
+from pipelines.stages.package import RELEASE, SBOM
+from pipelines.stages.release import apply_state, land, now, trailers
+from pipelines.stages.validate import SUMMARY
+from pipelines.stages.verify import INFRA_BLESSING
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    release_id: str
+    detail: str
+    url: str = ""
+    number: int | None = None
+    created: bool = False
+
+
+def evidence(ws: Workspace, release_id: str, image: str) -> dict[str, Any]:
+    """The artifacts that prove ``release_id``; refuses evidence of any other release."""
+    paths = {"summary": ws.artifacts("validate") / SUMMARY,
+             "blessing": ws.artifacts("gate") / BLESSING,
+             "record": ws.artifacts("package") / RELEASE,
+             "infra": ws.artifacts("verify") / INFRA_BLESSING}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise ConfigError(f"the evidence for {release_id} is incomplete: missing {missing}",
+                          hint="promote from the pipeline run that built this release")
+    docs = {k: read_json(p) for k, p in paths.items()}
+    if docs["record"]["release_id"] != release_id or docs["infra"]["image"] != image:
+        raise ConfigError(f"the artifacts here are for {docs['record']['release_id']}, not "
+                          f"{release_id}", hint="promote from the pipeline run that built it")
+    if not (docs["blessing"].get("blessed") and docs["infra"].get("blessed")
+            and docs["summary"].get("success")):
+        raise CheckFailed(f"the evidence for {release_id} is not all green; refusing to promote")
+    if docs["blessing"]["candidate"]["model_sha256"] != docs["record"]["model_sha256"]:
+        raise ConfigError("the blessing and the release record disagree on the model")
+    return docs
+
+
+def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -> PromoteResult:
+    root = ws.root
+    cfg = load_gitops(root)
+    provider = scm.provider(cfg, root)
+    with gitops.checkout(cfg, root) as repo:
+        source = repo.read_state(from_env).models.get(ws.name, ModelSlot())
+        serving = source.color(source.active) if source.active else None
+        if serving is None:
+            raise ConfigError(f"nothing of {ws.name} serves in {from_env} yet",
+                              hint=f"run `mlops release --env {from_env}` first")
+        proof = evidence(ws, serving.release_id, serving.image)
+        candidate = serving.model_copy(update={"released_at": now()})
+        target = repo.read_state(to_env)
+        slot = target.models.get(ws.name, ModelSlot())
+        t = bluegreen.release(slot, candidate)
+        if not t.changed:
+            return PromoteResult(serving.release_id,
+                                 f"{serving.release_id} already serves {to_env}")
+        previous = slot.color(slot.active) if slot.active else None
+        fields = trailers(candidate, to_env, t.color, **{"Promoted-From": from_env})
+        message = gitops.format_message(
+            f"promote({to_env}): {ws.name} {candidate.release_id} to {t.color}",
+            f"Proposed from {from_env}.", fields)
+
+        def change() -> str:
+            apply_state(repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name,
+                                                           t.slot))
+            return message
+
+        if target.promotion == "direct":
+            sha = land(repo, cfg, cfg.branch, change, progress)
+            return PromoteResult(candidate.release_id, f"committed {sha} to {cfg.branch}")
+
+        before = render.on_disk(repo.manifests, to_env)
+        repo.commit(change())
+        after = render.on_disk(repo.manifests, to_env)
+        branch = f"promote/{to_env}/{candidate.release_id}"
+        repo.push(branch, force=True)  # our branch: re-running the promotion updates it
+        body = report.promotion_body(
+            env=to_env, source_env=from_env, release=candidate.model_dump(),
+            previous=previous.release_id if previous else None, summary=proof["summary"],
+            blessing=proof["blessing"], infra=proof["infra"],
+            diff=diff(_names(before), _names(after)),
+            sbom=f"`{SBOM}` (sha256 `{proof['record']['sbom_sha256']}`), CycloneDX 1.6")
+        pr = provider.open_or_update(head=branch, base=cfg.branch,
+                                     title=f"Promote {ws.name} {candidate.release_id} to "
+                                     f"{to_env}", body=body)
+    verb = "opened" if pr.created else "updated"
+    return PromoteResult(candidate.release_id, f"{verb} #{pr.number} ({branch})", pr.url,
+                         pr.number, pr.created)
+
+
+def _names(files: dict[str, str]) -> dict[str, str]:
+    return {path.rsplit("/", 1)[-1]: text for path, text in files.items()}
+
+
+def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
+    """Approve and merge the newest open local request whose branch starts with ``prefix``."""
+    cfg = load_gitops(ws.root)
+    provider = scm.provider(cfg, ws.root)
+    if not isinstance(provider, scm.Local):
+        raise ConfigError(f"--merge plays the approval for the local provider only; with "
+                          f"{cfg.provider}, review and merge the request there")
+    candidates = [(pr, doc) for pr, doc in provider.open_prs()
+                  if pr.head.startswith(prefix) and pr.base == cfg.branch]
+    if not candidates:
+        raise ConfigError(f"no open request from a {prefix}* branch",
+                          hint="run `mlops promote` first")
+    pr, doc = candidates[-1]
+    with gitops.checkout(cfg, ws.root) as repo:
+
+        def change() -> str | None:
+            repo.git("fetch", "--quiet", "origin", f"+refs/heads/{pr.head}:refs/remotes/origin/"
+                     f"{pr.head}")
+            fields = gitops.trailers(repo.git("log", "-1", "--format=%B", f"origin/{pr.head}"))
+            fields["Approved-By"] = "local reviewer (mlops promote --merge)"
+            # --no-commit: land() makes the merge commit, with our message and trailers.
+            merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}",
+                              check=False)
+            if "CONFLICT" in merged or repo.git("ls-files", "--unmerged").strip():
+                repo.git("merge", "--abort", check=False)
+                raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
+                                  "changed after it was proposed",
+                                  hint="re-run the promotion to refresh it, then merge")
+            return gitops.format_message(f"Merge #{pr.number}: {doc['title']}",
+                                         f"Merges {pr.head} into {cfg.branch}.", fields)
+
+        sha = land(repo, cfg, cfg.branch, change, progress)
+        repo.git("push", "--quiet", "origin", "--delete", pr.head, check=False)
+    provider.set_state(pr.number, "merged")
+    return f"merged #{pr.number} ({pr.head}) as {(sha or 'no change')[:12]}"

@@ -1,0 +1,74 @@
+"""rollback: flip an environment's active color back to the previous release.
+
+The previous release still runs in the idle color (blue-green keeps it warm), so the rollback
+is only a change of the Service selector: one commit, carrying ``Rollback-Of: <release-id>``,
+or a pull request where the environment's rollback mode is ``pr``. Git and the cluster stay
+equal: the controller syncs the commit like any other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipelines.adapters import gitops, scm
+from pipelines.config import ModelSlot, Workspace, load_gitops
+from pipelines.core import bluegreen
+from pipelines.errors import CheckFailed
+from pipelines.stages.release import apply_state, land, trailers
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    restored: str
+    rolled_back: str
+    detail: str
+    url: str = ""
+
+
+def run(ws: Workspace, env: str, progress: Progress = print) -> RollbackResult:
+    cfg = load_gitops(ws.root)
+    with gitops.checkout(cfg, ws.root) as repo:
+        state = repo.read_state(env)
+        slot = state.models.get(ws.name, ModelSlot())
+        try:
+            t = bluegreen.rollback(slot)
+        except bluegreen.NoPreviousRelease as exc:
+            raise CheckFailed(f"cannot roll {ws.name} back in {env}: {exc}",
+                              hint="roll forward instead: release a fixed model") from None
+        current = slot.color(slot.active) if slot.active else None
+        restored = t.slot.color(t.color)
+        assert current is not None
+        assert restored is not None
+        message = gitops.format_message(
+            f"rollback({env}): {ws.name} back to {restored.release_id} ({t.color})",
+            f"{current.release_id} stops serving; it stays deployed in {slot.active} until the "
+            "next release replaces it.",
+            {**trailers(restored, env, t.color), "Rollback-Of": current.release_id})
+
+        def change() -> str | None:
+            fresh = repo.read_state(env).models.get(ws.name, ModelSlot())
+            if fresh.active != slot.active:
+                return None  # someone else flipped it meanwhile: nothing left to do
+            apply_state(repo, ws, cfg, bluegreen.with_slot(repo.read_state(env), ws.name,
+                                                           bluegreen.rollback(fresh).slot))
+            return message
+
+        if state.rollback == "direct":
+            sha = land(repo, cfg, cfg.branch, change, progress)
+            detail = f"committed {sha[:12]}" if sha else "already rolled back; no commit"
+            return RollbackResult(restored.release_id, current.release_id, detail)
+        branch = f"rollback/{env}/{current.release_id}"
+        if change() is None or repo.commit(message) is None:
+            return RollbackResult(restored.release_id, current.release_id, "nothing to do")
+        repo.push(branch, force=True)
+        pr = scm.provider(cfg, ws.root).open_or_update(
+            head=branch, base=cfg.branch,
+            title=f"Roll {ws.name} back to {restored.release_id} in {env}",
+            body=f"Rolls back {current.release_id}: {restored.release_id} serves {env} again "
+                 f"(color {t.color}, still deployed).\n\nMerging this is the rollback.\n")
+    return RollbackResult(restored.release_id, current.release_id,
+                          f"{'opened' if pr.created else 'updated'} #{pr.number} ({branch})",
+                          pr.url)

@@ -1,0 +1,87 @@
+"""status: what runs where, from git; and, given a kube context, whether the cluster agrees.
+
+Git is the record: for each environment, the active and preview releases with their age and
+gate verdict. When a Kubernetes context is available (KUBECONFIG, ~/.kube/config, or in a
+pod), the official client reads the Deployments and the Service, and any difference from git
+(image digest, readiness, selected color) is listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines.adapters import gitops
+from pipelines.config import ModelSlot, Workspace, environment_names, load_gitops
+from pipelines.core.bluegreen import LiveDeployment, age, compare_live
+from pipelines.stages.release import now
+
+
+@dataclass
+class Row:
+    env: str
+    model: str
+    active: str
+    preview: str
+    live: str = "not checked"
+    findings: list[str] = field(default_factory=list)
+
+
+def _describe(slot: ModelSlot, color: str | None, stamp: str) -> str:
+    record = slot.color(color) if color else None
+    if record is None:
+        return "-"
+    return f"{record.release_id} ({color}, {age(record.released_at, stamp)} ago, {record.gate})"
+
+
+def _kube() -> tuple[Any, str]:
+    """(client module, '') with a usable context, else (None, why not)."""
+    try:
+        from kubernetes import client, config
+
+        try:
+            config.load_kube_config()  # type: ignore[no-untyped-call]
+        except Exception:  # no kubeconfig: maybe we run inside a pod
+            config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # every failure here means "no cluster to compare with"
+        return None, f"no kube context ({type(exc).__name__})"
+    return client, ""
+
+
+def live_state(client: Any, namespace: str, model: str
+               ) -> tuple[dict[str, LiveDeployment], str | None]:
+    apps, core = client.AppsV1Api(), client.CoreV1Api()
+    deployments = {}
+    for d in apps.list_namespaced_deployment(namespace, label_selector=f"app={model}").items:
+        color = (d.metadata.labels or {}).get("color", "")
+        deployments[color] = LiveDeployment(color, d.spec.template.spec.containers[0].image,
+                                            d.status.ready_replicas or 0, d.spec.replicas or 0)
+    try:
+        service = core.read_namespaced_service(model, namespace)
+        selected = (service.spec.selector or {}).get("color")
+    except client.exceptions.ApiException:
+        selected = None
+    return deployments, selected
+
+
+def run(ws: Workspace, env: str | None = None, live: bool = True) -> list[Row]:
+    cfg = load_gitops(ws.root)
+    stamp = now()
+    rows: list[Row] = []
+    kube, why = _kube() if live else (None, "not asked (--no-live)")
+    with gitops.checkout(cfg, ws.root) as repo:
+        names = [env] if env else environment_names(repo.manifests)
+        for name in names:
+            state = repo.read_state(name)
+            for model, slot in sorted(state.models.items()) or [(ws.name, ModelSlot())]:
+                row = Row(name, model, _describe(slot, slot.active, stamp),
+                          _describe(slot, slot.idle, stamp), why or "")
+                if kube is not None:
+                    try:
+                        deployments, selected = live_state(kube, state.namespace, model)
+                        row.findings = compare_live(slot, deployments, selected)
+                        row.live = "in sync, ready" if not row.findings else "DIFFERS"
+                    except Exception as exc:  # an unreachable cluster is a finding, not a crash
+                        row.live = f"unreachable ({type(exc).__name__})"
+                rows.append(row)
+    return rows

@@ -1,0 +1,315 @@
+"""A local HTTP server standing in for the GitHub REST v3 and GitLab REST v4 APIs.
+
+It checks what the client sends against the documented API: method and path, the required
+headers (GitHub: ``Authorization: Bearer``, ``Accept: application/vnd.github+json``,
+``X-GitHub-Api-Version``; GitLab: ``PRIVATE-TOKEN`` or ``JOB-TOKEN``), and the JSON body's
+required fields and types. Anything else is answered as the real service would (401, 404,
+422/409, 400), and every request is recorded for assertions. ``script`` queues canned answers
+(rate limits, 5xx) for the next requests.
+
+References: docs.github.com/en/rest/pulls/pulls, /rest/issues/comments;
+docs.gitlab.com/ee/api/merge_requests.html, /api/notes.html.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+TOKEN = "test-token-0123456789"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class State:
+    repo: str = "acme/gitops"  # GitHub owner/name
+    project: str = "acme/gitops"  # GitLab path (or id "42")
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    script: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_id: int = 1000
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        self.status, self.body, self.headers = status, body, headers or {}
+
+
+def _require(body: Any, fields: dict[str, type], optional: dict[str, type]) -> None:
+    if not isinstance(body, dict):
+        raise ApiError(400, {"message": "Problems parsing JSON"})
+    for name, kind in fields.items():
+        if not isinstance(body.get(name), kind):
+            raise ApiError(422, {"message": "Validation Failed",
+                                 "errors": [{"field": name, "code": "missing_field"}]})
+    for name, kind in optional.items():
+        if name in body and not isinstance(body[name], kind):
+            raise ApiError(422, {"message": "Validation Failed",
+                                 "errors": [{"field": name, "code": "invalid"}]})
+
+
+class Handler(BaseHTTPRequestHandler):
+    state: State
+    kind: str  # "github" | "gitlab"
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _handle(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(url.query))
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = "<invalid json>"
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        with self.state.lock:
+            self.state.requests.append(Recorded(method, url.path, query, headers, body))
+            scripted = self.state.script.pop(0) if self.state.script else None
+        if scripted is not None:
+            status, extra_headers, canned = scripted
+            self._reply(status, canned, extra_headers)
+            return
+        try:
+            self._authorize(headers)
+            if body == "<invalid json>":
+                raise ApiError(400, {"message": "Problems parsing JSON"})
+            with self.state.lock:
+                route = self._github if self.kind == "github" else self._gitlab
+                status, out, extra = route(method, url.path, query, body)
+        except ApiError as exc:
+            self._reply(exc.status, exc.body, exc.headers)
+            return
+        self._reply(status, out, extra)
+
+    def _authorize(self, h: dict[str, str]) -> None:
+        if self.kind == "github":
+            if h.get("authorization") != f"Bearer {TOKEN}":
+                raise ApiError(401, {"message": "Bad credentials"})
+            if h.get("accept") != "application/vnd.github+json":
+                raise ApiError(415, {"message": "Unsupported Accept header"})
+            if h.get("x-github-api-version") != "2022-11-28":
+                raise ApiError(400, {"message": "Invalid API version"})
+        elif TOKEN not in (h.get("private-token"), h.get("job-token")):
+            raise ApiError(401, {"message": "401 Unauthorized"})
+
+    # --- GitHub REST v3 ------------------------------------------------------------------
+
+    def _github(self, method: str, path: str, q: dict[str, str], body: Any
+                ) -> tuple[int, Any, dict[str, str]]:
+        s = self.state
+        base = f"/repos/{s.repo}"
+        if not path.startswith(base + "/"):
+            raise ApiError(404, {"message": "Not Found"})
+        rest = path[len(base):]
+        owner = s.repo.split("/")[0]
+
+        def pr_json(n: int) -> dict[str, Any]:
+            p = s.pulls[n]
+            return {"number": n, "state": p["state"], "title": p["title"], "body": p["body"],
+                    "html_url": f"https://github.example/{s.repo}/pull/{n}",
+                    "head": {"ref": p["head"], "label": f"{owner}:{p['head']}"},
+                    "base": {"ref": p["base"]}}
+
+        if rest == "/pulls" and method == "GET":
+            if q.get("state", "open") not in ("open", "closed", "all"):
+                raise ApiError(422, {"message": "Validation Failed"})
+            head = q.get("head")
+            if head is not None and not re.match(r"^[^:]+:.+$", head):
+                raise ApiError(422, {"message": "head must be user:ref-name"})
+            found = [pr_json(n) for n, p in sorted(s.pulls.items())
+                     if (head is None or f"{owner}:{p['head']}" == head)
+                     and ("base" not in q or p["base"] == q["base"])
+                     and (q.get("state", "open") in ("all", p["state"]))]
+            return 200, found, {}
+        if rest == "/pulls" and method == "POST":
+            _require(body, {"title": str, "head": str, "base": str},
+                     {"body": str, "draft": bool, "maintainer_can_modify": bool})
+            if any(p["head"] == body["head"] and p["base"] == body["base"]
+                   and p["state"] == "open" for p in s.pulls.values()):
+                raise ApiError(422, {"message": "Validation Failed", "errors": [{
+                    "resource": "PullRequest", "code": "custom",
+                    "message": f"A pull request already exists for {owner}:{body['head']}."}]})
+            n = len(s.pulls) + 1
+            s.pulls[n] = {"title": body["title"], "body": body.get("body", ""),
+                          "head": body["head"], "base": body["base"], "state": "open"}
+            return 201, pr_json(n), {}
+        m = re.fullmatch(r"/pulls/(\d+)", rest)
+        if m and method == "PATCH":
+            n = int(m.group(1))
+            if n not in s.pulls:
+                raise ApiError(404, {"message": "Not Found"})
+            _require(body, {}, {"title": str, "body": str, "state": str, "base": str})
+            s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base")
+                               if k in body})
+            return 200, pr_json(n), {}
+        m = re.fullmatch(r"/issues/(\d+)/comments", rest)
+        if m and method == "GET":
+            n = int(m.group(1))
+            items = [{"id": cid, "body": c["body"],
+                      "html_url": f"https://github.example/c/{cid}"}
+                     for cid, c in sorted(s.comments.items()) if c["on"] == n]
+            return self._page(items, q, path)
+        if m and method == "POST":
+            _require(body, {"body": str}, {})
+            cid = s.new_id()
+            s.comments[cid] = {"on": int(m.group(1)), "body": body["body"]}
+            return 201, {"id": cid, "body": body["body"],
+                         "html_url": f"https://github.example/c/{cid}"}, {}
+        m = re.fullmatch(r"/issues/comments/(\d+)", rest)
+        if m and method == "PATCH":
+            cid = int(m.group(1))
+            if cid not in s.comments:
+                raise ApiError(404, {"message": "Not Found"})
+            _require(body, {"body": str}, {})
+            s.comments[cid]["body"] = body["body"]
+            return 200, {"id": cid, "body": body["body"],
+                         "html_url": f"https://github.example/c/{cid}"}, {}
+        raise ApiError(404, {"message": "Not Found"})
+
+    def _page(self, items: list[Any], q: dict[str, str], path: str
+              ) -> tuple[int, Any, dict[str, str]]:
+        per_page = min(int(q.get("per_page", 30)), 100)
+        page = int(q.get("page", 1))
+        chunk = items[(page - 1) * per_page: page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            host = self.headers.get("Host")
+            nxt = urllib.parse.urlencode({**q, "page": page + 1})
+            headers["Link"] = f'<http://{host}{path}?{nxt}>; rel="next"'
+        return 200, chunk, headers
+
+    # --- GitLab REST v4 ------------------------------------------------------------------
+
+    def _gitlab(self, method: str, path: str, q: dict[str, str], body: Any
+                ) -> tuple[int, Any, dict[str, str]]:
+        s = self.state
+        # The project id is either numeric or the URL-encoded path (group%2Fname).
+        m = re.fullmatch(r"/api/v4/projects/([^/]+)(/.*)", self.path.split("?")[0])
+        if not m or urllib.parse.unquote(m.group(1)) != s.project or "/" in m.group(1):
+            raise ApiError(404, {"message": "404 Project Not Found"})
+        rest = m.group(2)
+
+        def mr_json(iid: int) -> dict[str, Any]:
+            p = s.pulls[iid]
+            return {"iid": iid, "id": iid + 5000, "state": p["state"], "title": p["title"],
+                    "description": p["body"], "source_branch": p["head"],
+                    "target_branch": p["base"],
+                    "web_url": f"https://gitlab.example/{s.project}/-/merge_requests/{iid}"}
+
+        if rest == "/merge_requests" and method == "GET":
+            if q.get("state", "all") not in ("opened", "closed", "locked", "merged", "all"):
+                raise ApiError(400, {"error": "state does not have a valid value"})
+            found = [mr_json(i) for i, p in sorted(s.pulls.items())
+                     if q.get("state", "all") in ("all", p["state"])
+                     and q.get("source_branch", p["head"]) == p["head"]
+                     and q.get("target_branch", p["base"]) == p["base"]]
+            return 200, found, {}
+        if rest == "/merge_requests" and method == "POST":
+            _require(body, {"source_branch": str, "target_branch": str, "title": str},
+                     {"description": str, "remove_source_branch": bool})
+            for iid, p in s.pulls.items():
+                if p["head"] == body["source_branch"] and p["state"] == "opened":
+                    raise ApiError(409, {"message": [
+                        f"Another open merge request already exists for this source branch: "
+                        f"!{iid}"]})
+            iid = len(s.pulls) + 1
+            s.pulls[iid] = {"title": body["title"], "body": body.get("description", ""),
+                            "head": body["source_branch"], "base": body["target_branch"],
+                            "state": "opened"}
+            return 201, mr_json(iid), {}
+        m2 = re.fullmatch(r"/merge_requests/(\d+)", rest)
+        if m2 and method == "PUT":
+            iid = int(m2.group(1))
+            if iid not in s.pulls:
+                raise ApiError(404, {"message": "404 Not found"})
+            _require(body, {}, {"title": str, "description": str, "state_event": str})
+            if "title" in body:
+                s.pulls[iid]["title"] = body["title"]
+            if "description" in body:
+                s.pulls[iid]["body"] = body["description"]
+            return 200, mr_json(iid), {}
+        m2 = re.fullmatch(r"/merge_requests/(\d+)/notes", rest)
+        if m2 and method == "GET":
+            iid = int(m2.group(1))
+            items = [{"id": nid, "body": c["body"]} for nid, c in sorted(s.comments.items())
+                     if c["on"] == iid]
+            return self._page(items, q, path)
+        if m2 and method == "POST":
+            _require(body, {"body": str}, {})
+            nid = s.new_id()
+            s.comments[nid] = {"on": int(m2.group(1)), "body": body["body"]}
+            return 201, {"id": nid, "body": body["body"]}, {}
+        m2 = re.fullmatch(r"/merge_requests/(\d+)/notes/(\d+)", rest)
+        if m2 and method == "PUT":
+            nid = int(m2.group(2))
+            if nid not in s.comments:
+                raise ApiError(404, {"message": "404 Not found"})
+            _require(body, {"body": str}, {})
+            s.comments[nid]["body"] = body["body"]
+            return 200, {"id": nid, "body": body["body"]}, {}
+        raise ApiError(404, {"message": "404 Not Found"})
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_PATCH(self) -> None:
+        self._handle("PATCH")
+
+    def do_PUT(self) -> None:
+        self._handle("PUT")
+
+
+@dataclass
+class FakeApi:
+    url: str
+    state: State
+
+
+def serve(kind: str) -> Iterator[FakeApi]:
+    state = State()
+    handler = type(f"{kind.title()}Handler", (Handler,), {"state": state, "kind": kind})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield FakeApi(base if kind == "github" else f"{base}/api/v4", state)
+    finally:
+        server.shutdown()
+        server.server_close()

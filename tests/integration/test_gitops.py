@@ -1,0 +1,341 @@
+"""Releases, promotions and rollbacks on real git: a bare GitOps remote in a temporary folder,
+ten racing releases, kills in the middle of a release, and the history they leave."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.adapters import gitops
+from pipelines.adapters.manifests import load_templates
+from pipelines.cli import main
+from pipelines.config import ReleaseRecord, load_gitops, load_model
+from pipelines.errors import CheckFailed, ConfigError
+from pipelines.stages import promote, render, rollback
+from pipelines.stages.release import publish
+from tests.conftest import ROOT, copy_repo
+from tests.unit.core.test_bluegreen import record
+
+QUIET = {"progress": lambda _: None}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+def remote(root: Path) -> Path:
+    return root / ".infra" / "gitops.git"
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def commits(root: Path) -> list[dict[str, str]]:
+    """The GitOps branch's history, oldest first: subject plus trailers."""
+    out = git(remote(root), "log", "--reverse", "--format=%H%x00%s%x00%B%x1e", "main")
+    history = []
+    for entry in filter(str.strip, out.split("\x1e")):
+        sha, subject, body = entry.strip().split("\x00")
+        history.append({"sha": sha, "subject": subject, **gitops.trailers(body)})
+    return history
+
+
+def state(root: Path, env: str) -> dict[str, object]:
+    text = git(remote(root), "show", f"main:manifests/environments/{env}.yaml")
+    doc: dict[str, object] = yaml.safe_load(text)
+    return doc
+
+
+def release(root: Path, n: int, env: str = "staging") -> str | None:
+    return publish(root, load_model(root, "digits"), env, record(n), **QUIET).commit
+
+
+def assert_consistent(root: Path) -> None:
+    """The tip's rendered files are exactly what its environment state renders to."""
+    with gitops.checkout(load_gitops(root), root) as repo:
+        rendering = render.render_all(repo.manifests, load_templates(root / "manifests"),
+                                      render.models_of(root), load_gitops(root))
+        assert rendering.violations == []
+        for env in ("staging", "production"):
+            assert render.stale_diff(repo.manifests, rendering.files, env) == ""
+
+
+def evidence(root: Path, rec: ReleaseRecord) -> None:
+    """The artifacts a pipeline run leaves for a release (what promote reads)."""
+    art = root / "artifacts/digits"
+    rules = [{"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}]
+    files = {
+        "validate/summary.json": {"success": True, "evaluated_expectations": 604,
+                                  "failed_expectations": 0, "rows": {"test": 360},
+                                  "provenance": {"data_md5": rec.data_md5}},
+        "gate/blessing.json": {"blessed": True, "rules": rules, "comparison": None,
+                               "baseline": None, "candidate": {
+                                   "model_sha256": rec.model_sha256, "accuracy": 0.98,
+                                   "macro_f1": 0.97, "per_class_recall": {"0": 1.0}}},
+        "package/release.json": {"release_id": rec.release_id, "image": rec.image,
+                                 "model_sha256": rec.model_sha256, "sbom_sha256": "f" * 64},
+        "verify/infra_blessing.json": {"blessed": True, "image": rec.image, "rules": rules,
+                                       "latency_ms": {"p50": 1.0, "p99": 2.0}},
+    }
+    for rel, doc in files.items():
+        (art / rel).parent.mkdir(parents=True, exist_ok=True)
+        (art / rel).write_text(json.dumps(doc))
+
+
+def test_a_release_is_one_commit_with_state_rendered_yaml_and_trailers(root: Path) -> None:
+    sha = release(root, 1)
+    assert sha is not None
+    history = commits(root)
+    assert [c["subject"] for c in history] == [
+        "Seed the GitOps repository from the template's manifests/",
+        "release(staging): digits digits-000000000001 to blue"]
+    tip = history[-1]
+    rec = record(1)
+    assert tip["Release-Id"] == rec.release_id
+    assert tip["Model-Sha256"] == rec.model_sha256
+    assert tip["Data-Md5"] == rec.data_md5
+    assert tip["Image-Digest"] == rec.image
+    assert tip["Source-Commit"] == rec.source_commit
+    assert tip["Gate"] == "blessed"
+    assert (tip["Environment"], tip["Color"]) == ("staging", "blue")
+    changed = git(remote(root), "show", "--name-only", "--format=", "main").split()
+    assert "manifests/environments/staging.yaml" in changed
+    assert "manifests/rendered/staging/deployment-digits-blue.yaml" in changed
+    assert not any("production" in path for path in changed)
+    assert state(root, "staging")["models"]["digits"]["active"] == "blue"  # type: ignore[index]
+    assert_consistent(root)
+
+
+def test_releasing_what_already_serves_makes_no_commit(root: Path) -> None:
+    release(root, 1)
+    before = len(commits(root))
+    assert release(root, 1) is None
+    assert len(commits(root)) == before
+
+
+def test_the_next_release_flips_colors_and_keeps_the_previous_warm(root: Path) -> None:
+    release(root, 1)
+    release(root, 2)
+    slot = state(root, "staging")["models"]["digits"]  # type: ignore[index]
+    assert slot["active"] == "green"
+    assert slot["blue"]["release_id"] == record(1).release_id
+    preview = yaml.safe_load(git(remote(root), "show",
+                                 "main:manifests/rendered/staging/service-digits-preview.yaml"))
+    assert preview["spec"]["selector"]["color"] == "blue"
+    assert_consistent(root)
+
+
+def test_production_cannot_be_released_to_directly(root: Path) -> None:
+    with pytest.raises(ConfigError, match="changes only through promotion pull requests"):
+        release(root, 1, env="production")
+
+
+def test_a_policy_violation_blocks_the_release_and_nothing_is_pushed(root: Path) -> None:
+    release(root, 1)
+    template = root / "manifests/templates/deployment.yaml.j2"
+    template.write_text(template.read_text().replace("readOnlyRootFilesystem: true",
+                                                     "readOnlyRootFilesystem: false"))
+    before = commits(root)
+    with pytest.raises(CheckFailed, match="read-only-root"):
+        release(root, 2)
+    assert commits(root) == before
+
+
+RACER = """
+import sys
+from pathlib import Path
+from pipelines.config import load_model
+from pipelines.stages.release import publish
+from tests.unit.core.test_bluegreen import record
+root = Path(sys.argv[1])
+publish(root, load_model(root, "digits"), "staging", record(int(sys.argv[2])),
+        progress=lambda _: None)
+"""
+
+
+def _racer(root: Path, n: int) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", RACER, str(root), str(n)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_ten_racing_releases_all_land_none_lost_or_garbled(root: Path) -> None:
+    release(root, 100)  # seed the remote before the race
+    racers = [_racer(root, n) for n in range(1, 11)]
+    for p in racers:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    landed = [c["Release-Id"] for c in commits(root) if c["subject"].startswith("release(")]
+    assert sorted(landed[1:]) == sorted(record(n).release_id for n in range(1, 11))
+    for c in commits(root)[2:]:  # every commit is whole: the state it left renders cleanly
+        text = git(remote(root), "show", f"{c['sha']}:manifests/environments/staging.yaml")
+        slot = yaml.safe_load(text)["models"]["digits"]
+        assert slot[slot["active"]]["release_id"] == c["Release-Id"]
+    assert_consistent(root)
+
+
+def test_a_release_killed_at_any_point_leaves_all_or_nothing(root: Path) -> None:
+    release(root, 100)
+    rng = random.Random(7)
+    landed = 0
+    for trial in range(6):
+        before = commits(root)
+        proc = _racer(root, 200 + trial)
+        time.sleep(rng.uniform(0.2, 2.5))  # somewhere in clone, render, commit or push
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        after = commits(root)
+        assert after[:len(before)] == before
+        assert len(after) - len(before) in (0, 1)
+        if len(after) > len(before):
+            landed += 1
+            assert after[-1]["Release-Id"] == record(200 + trial).release_id
+        assert git(remote(root), "branch", "--list").split() == ["*", "main"]
+        assert_consistent(root)
+    release(root, 300)  # and the repository still takes releases
+    assert commits(root)[-1]["Release-Id"] == record(300).release_id
+
+
+def test_promotion_opens_one_request_updates_it_and_merge_deploys(root: Path) -> None:
+    ws = load_model(root, "digits")
+    release(root, 1)
+    evidence(root, record(1))
+    first = promote.run(ws, "production", "staging", **QUIET)
+    assert first.created is True
+    assert first.number == 1
+    branch = "promote/production/digits-000000000001"
+    assert branch in git(remote(root), "branch", "--list")
+    body = Path(first.url).read_text()
+    for section in ("## Data validation", "604 of 604 expectations met",
+                    "candidate vs production", "## Gate", "min_accuracy",
+                    "image: `r.example/d@sha256:", "SBOM:", "## Rendered changes",
+                    "added (7)", "`deployment-digits-blue.yaml`"):
+        assert section in body, section
+    again = promote.run(ws, "production", "staging", **QUIET)
+    assert (again.number, again.created) == (1, False)
+    index = json.loads((root / ".infra/pull-requests/index.json").read_text())
+    assert list(index) == ["1"]
+    assert state(root, "production")["models"] == {}  # nothing deployed before the merge
+
+    assert main_in(root, "promote", "--merge", "--to", "production") == 0
+    slot = state(root, "production")["models"]["digits"]  # type: ignore[index]
+    assert slot["blue"]["release_id"] == record(1).release_id
+    merge = commits(root)[-1]
+    assert merge["subject"].startswith("Merge #1: Promote digits digits-000000000001")
+    assert merge["Approved-By"].startswith("local reviewer")
+    assert merge["Release-Id"] == record(1).release_id
+    assert branch not in git(remote(root), "branch", "--list")
+    assert json.loads((root / ".infra/pull-requests/index.json").read_text())["1"]["state"] \
+        == "merged"
+    assert_consistent(root)
+
+
+def test_promotion_refuses_evidence_of_another_release(root: Path) -> None:
+    release(root, 1)
+    evidence(root, record(2))
+    with pytest.raises(ConfigError, match="the artifacts here are for digits-000000000002"):
+        promote.run(load_model(root, "digits"), "production", "staging", **QUIET)
+
+
+def test_a_stale_promotion_does_not_merge(root: Path) -> None:
+    ws = load_model(root, "digits")
+    for n in (1, 2):
+        release(root, n)
+        evidence(root, record(n))
+        promote.run(ws, "production", "staging", **QUIET)
+    assert main_in(root, "promote", "--merge", "--to", "production") == 0  # merges #2
+    with pytest.raises(CheckFailed, match="#1 no longer merges cleanly"):
+        promote.merge_local(ws, "promote/production/", **QUIET)
+
+
+def test_rollback_is_a_commit_that_flips_back_and_names_what_it_undoes(root: Path) -> None:
+    release(root, 1)
+    assert main_in(root, "rollback", "--env", "staging") == 1  # nothing to go back to
+    release(root, 2)
+    assert main_in(root, "rollback", "--env", "staging") == 0
+    tip = commits(root)[-1]
+    assert tip["subject"] == "rollback(staging): digits back to digits-000000000001 (blue)"
+    assert tip["Rollback-Of"] == record(2).release_id
+    assert tip["Release-Id"] == record(1).release_id
+    slot = state(root, "staging")["models"]["digits"]  # type: ignore[index]
+    assert slot["active"] == "blue"
+    assert slot["green"]["release_id"] == record(2).release_id  # still deployed
+    assert_consistent(root)
+
+
+def test_rollback_as_a_pull_request(root: Path) -> None:
+    path = root / "manifests/environments/staging.yaml"
+    path.write_text(path.read_text().replace("rollback: direct", "rollback: pr"))
+    ws = load_model(root, "digits")
+    release(root, 1)
+    release(root, 2)
+    result = rollback.run(ws, "staging", **QUIET)
+    assert "opened #1 (rollback/staging/digits-000000000002)" in result.detail
+    assert state(root, "staging")["models"]["digits"]["active"] == "green"  # type: ignore[index]
+    assert main_in(root, "rollback", "--env", "staging", "--merge") == 0
+    assert state(root, "staging")["models"]["digits"]["active"] == "blue"  # type: ignore[index]
+    assert commits(root)[-1]["Rollback-Of"] == record(2).release_id
+
+
+def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFixture[str]
+                                           ) -> None:
+    """Release, promote, approve, release again, promote, approve, roll production back."""
+    ws = load_model(root, "digits")
+    for n in (1, 2):
+        release(root, n)
+        evidence(root, record(n))
+        promote.run(ws, "production", "staging", **QUIET)
+        assert main_in(root, "promote", "--merge", "--to", "production") == 0
+    assert main_in(root, "rollback", "--env", "production") == 0
+    story = [(c["subject"].split(":")[0], c.get("Release-Id"), c.get("Rollback-Of"))
+             for c in commits(root)]
+    assert story == [
+        ("Seed the GitOps repository from the template's manifests/", None, None),
+        ("release(staging)", record(1).release_id, None),
+        ("promote(production)", record(1).release_id, None),
+        ("Merge #1", record(1).release_id, None),
+        ("release(staging)", record(2).release_id, None),
+        ("promote(production)", record(2).release_id, None),
+        ("Merge #2", record(2).release_id, None),
+        ("rollback(production)", record(1).release_id, record(2).release_id),
+    ]
+    capsys.readouterr()
+    assert main_in(root, "status", "--no-live") == 0
+    out = capsys.readouterr().out
+    assert "| production  | digits | digits-000000000001 (blue" in out
+    assert "digits-000000000002 (green" in out
+
+
+def test_tokens_never_appear_in_errors(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    secret = "ghp_s3cr3tT0kenValue"
+    monkeypatch.setenv("MLOPS_GITOPS_TOKEN", secret)
+    monkeypatch.setenv("MLOPS_GITOPS_REMOTE", f"https://user:{secret}@127.0.0.1:1/gitops.git")
+    assert main_in(root, "status", "--no-live") == 3
+    err = capsys.readouterr().err
+    assert "cloning the GitOps repository failed" in err
+    assert secret not in err
+    import base64
+
+    assert base64.b64encode(f"x-access-token:{secret}".encode()).decode() not in err
+
+
+def main_in(root: Path, *args: str) -> int:
+    cwd = Path.cwd()
+    os.chdir(root)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(cwd)

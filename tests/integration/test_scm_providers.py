@@ -1,0 +1,233 @@
+"""The GitHub and GitLab providers against a local server that checks requests against the
+documented REST APIs: create, update instead of duplicate, comments, errors, rate limits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipelines.adapters import scm
+from pipelines.config import GitOpsConfig, load_model
+from pipelines.errors import ConfigError, InfraError
+from pipelines.stages import promote
+from tests.conftest import copy_repo
+from tests.fakes.scm_api import TOKEN, FakeApi, serve
+from tests.integration.test_gitops import QUIET, commits, evidence, git, release, remote
+from tests.unit.core.test_bluegreen import record
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return copy_repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def github(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+    yield from serve("github")
+
+
+@pytest.fixture
+def gitlab(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeApi]:
+    monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
+    monkeypatch.delenv("CI_JOB_TOKEN", raising=False)
+    yield from serve("gitlab")
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    recorded: list[float] = []
+    monkeypatch.setattr(scm, "_sleep", recorded.append)
+    return recorded
+
+
+def gh(api: FakeApi) -> scm.GitHub:
+    return scm.GitHub(GitOpsConfig.model_validate(
+        {"provider": "github", "github": {"api_url": api.url, "repository": api.state.repo}}))
+
+
+def gl(api: FakeApi, project: str = "acme/gitops") -> scm.GitLab:
+    return scm.GitLab(GitOpsConfig.model_validate(
+        {"provider": "gitlab", "gitlab": {"api_url": api.url, "project": project}}))
+
+
+def test_github_creates_then_updates_in_place(github: FakeApi) -> None:
+    provider = gh(github)
+    first = provider.open_or_update(head="promote/production/r1", base="main", title="T1",
+                                    body="B1")
+    second = provider.open_or_update(head="promote/production/r1", base="main", title="T2",
+                                     body="B2")
+    assert (first.number, first.created) == (1, True)
+    assert (second.number, second.created) == (1, False)
+    assert len(github.state.pulls) == 1
+    assert github.state.pulls[1]["body"] == "B2"
+    calls = [(r.method, r.path) for r in github.state.requests]
+    assert calls == [("GET", "/repos/acme/gitops/pulls"), ("POST", "/repos/acme/gitops/pulls"),
+                     ("GET", "/repos/acme/gitops/pulls"),
+                     ("PATCH", "/repos/acme/gitops/pulls/1")]
+    lookup = github.state.requests[0]
+    assert lookup.query == {"head": "acme:promote/production/r1", "base": "main",
+                            "state": "open"}
+    assert github.state.requests[1].body == {"title": "T1", "head": "promote/production/r1",
+                                             "base": "main", "body": "B1"}
+    assert first.url == "https://github.example/acme/gitops/pull/1"
+
+
+def test_github_race_on_create_updates_the_winner(github: FakeApi) -> None:
+    """Another job opened the PR between our lookup and our create: 422, then update."""
+    github.state.script.append((200, {}, []))  # our lookup sees nothing...
+    github.state.pulls[1] = {"title": "theirs", "body": "", "head": "promote/p/r1",
+                             "base": "main", "state": "open"}  # ...but it exists now
+    pr = gh(github).open_or_update(head="promote/p/r1", base="main", title="ours", body="ours")
+    assert (pr.number, pr.created) == (1, False)
+    assert github.state.pulls[1]["title"] == "ours"
+    assert [r.method for r in github.state.requests] == ["GET", "POST", "GET", "GET", "PATCH"]
+
+
+def test_github_comment_is_found_across_pages_and_updated(github: FakeApi) -> None:
+    for i in range(150):
+        github.state.comments[i + 1] = {"on": 7, "body": f"chatter {i}"}
+    github.state.comments[130]["body"] = "<!-- mlops-report:digits -->\nold report"
+    url = gh(github).upsert_comment(7, "<!-- mlops-report:digits -->", "new report")
+    assert url == "https://github.example/c/130"
+    assert github.state.comments[130]["body"] == "<!-- mlops-report:digits -->\nnew report"
+    assert len(github.state.comments) == 150
+    pages = [r for r in github.state.requests if r.method == "GET"]
+    assert len(pages) == 2  # followed the Link: rel="next" header
+    gh(github).upsert_comment(8, "<!-- mlops-report:digits -->", "first on #8")
+    assert len(github.state.comments) == 151
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (401, "401 Unauthorized: the token was refused"),
+    (404, "404"),
+])
+def test_github_auth_and_not_found_are_usage_errors(github: FakeApi, status: int,
+                                                     message: str) -> None:
+    github.state.script.append((status, {}, {"message": "nope"}))
+    with pytest.raises(ConfigError, match=message) as caught:
+        gh(github).find_open(head="x", base="main")
+    assert caught.value.exit_code == 2
+    assert TOKEN not in str(caught.value)
+
+
+def test_github_bad_token_is_refused_by_the_server(github: FakeApi,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "wrong-token-value")
+    with pytest.raises(ConfigError, match="token was refused") as caught:
+        gh(github).find_open(head="x", base="main")
+    assert "wrong-token-value" not in str(caught.value)
+
+
+def test_github_validation_error_is_reported(github: FakeApi) -> None:
+    github.state.script += [(200, {}, []), (422, {}, {"message": "Validation Failed", "errors": [
+        {"message": "No commits between main and promote/x"}]}), (200, {}, [])]
+    with pytest.raises(ConfigError, match="No commits between main and promote/x"):
+        gh(github).open_or_update(head="promote/x", base="main", title="t", body="b")
+
+
+def test_rate_limit_with_retry_after_is_waited_out(github: FakeApi, waits: list[float]) -> None:
+    github.state.script.append((429, {"Retry-After": "7"}, {"message": "slow down"}))
+    assert gh(github).find_open(head="x", base="main") is None
+    assert waits == [7.0]
+    assert len(github.state.requests) == 2
+
+
+def test_primary_rate_limit_reset_far_away_is_exit_3(github: FakeApi,
+                                                     waits: list[float]) -> None:
+    github.state.script.append((403, {"x-ratelimit-remaining": "0",
+                                      "x-ratelimit-reset": "9999999999"},
+                                {"message": "API rate limit exceeded"}))
+    with pytest.raises(InfraError, match="rate limit reached") as caught:
+        gh(github).find_open(head="x", base="main")
+    assert caught.value.exit_code == 3
+    assert waits == []
+
+
+def test_server_errors_are_retried_a_bounded_number_of_times(github: FakeApi,
+                                                             waits: list[float]) -> None:
+    github.state.script += [(502, {}, {"message": "bad gateway"})] * 4
+    with pytest.raises(InfraError, match="unavailable after 4 attempts"):
+        gh(github).find_open(head="x", base="main")
+    assert len(waits) == 4
+    github.state.script += [(500, {}, {})]
+    assert gh(github).find_open(head="x", base="main") is None  # recovers after one
+
+
+def test_missing_token_or_repository_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="needs GITHUB_TOKEN"):
+        scm.GitHub(GitOpsConfig.model_validate({"github": {"repository": "a/b"}}))
+    monkeypatch.setenv("GITHUB_TOKEN", "x")
+    with pytest.raises(ConfigError, match=r"github\.repository is not set"):
+        scm.GitHub(GitOpsConfig())
+
+
+def test_gitlab_creates_then_updates_in_place(gitlab: FakeApi) -> None:
+    provider = gl(gitlab)
+    first = provider.open_or_update(head="promote/production/r1", base="main", title="T1",
+                                    body="B1")
+    second = provider.open_or_update(head="promote/production/r1", base="main", title="T2",
+                                     body="B2")
+    assert (first.number, first.created, second.number, second.created) == (1, True, 1, False)
+    assert gitlab.state.pulls[1]["body"] == "B2"
+    post = next(r for r in gitlab.state.requests if r.method == "POST")
+    assert post.path == "/api/v4/projects/acme%2Fgitops/merge_requests"
+    assert post.body == {"source_branch": "promote/production/r1", "target_branch": "main",
+                         "title": "T1", "description": "B1", "remove_source_branch": True}
+    assert post.headers["private-token"] == TOKEN
+    assert first.url.endswith("/acme/gitops/-/merge_requests/1")
+
+
+def test_gitlab_conflict_on_create_updates_the_existing(gitlab: FakeApi) -> None:
+    gitlab.state.script.append((200, {}, []))
+    gitlab.state.pulls[1] = {"title": "theirs", "body": "", "head": "p/r1", "base": "main",
+                             "state": "opened"}
+    pr = gl(gitlab).open_or_update(head="p/r1", base="main", title="ours", body="ours")
+    assert (pr.number, pr.created) == (1, False)
+    assert gitlab.state.pulls[1]["body"] == "ours"
+
+
+def test_gitlab_notes_upsert_and_job_token(gitlab: FakeApi,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITLAB_TOKEN")
+    monkeypatch.setenv("CI_JOB_TOKEN", TOKEN)
+    provider = gl(gitlab, project="acme/gitops")
+    provider.upsert_comment(3, "<!-- m -->", "one")
+    provider.upsert_comment(3, "<!-- m -->", "two")
+    notes = [c for c in gitlab.state.comments.values() if c["on"] == 3]
+    assert [n["body"] for n in notes] == ["<!-- m -->\ntwo"]
+    assert all(r.headers.get("job-token") == TOKEN for r in gitlab.state.requests)
+    assert all("private-token" not in r.headers for r in gitlab.state.requests)
+
+
+def test_gitlab_unknown_project_is_a_usage_error(gitlab: FakeApi) -> None:
+    with pytest.raises(ConfigError, match="404"):
+        gl(gitlab, project="acme/other").find_open(head="x", base="main")
+
+
+def test_promotion_through_github(root: Path, github: FakeApi,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole promotion with the github provider: branch pushed, one PR with the evidence,
+    updated in place on a re-run."""
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", github.state.repo)
+    release(root, 1)
+    evidence(root, record(1))
+    ws = load_model(root, "digits")
+    first = promote.run(ws, "production", "staging", **QUIET)
+    again = promote.run(ws, "production", "staging", **QUIET)
+    assert (first.created, again.created, first.number, again.number) == (True, False, 1, 1)
+    pr = github.state.pulls[1]
+    assert pr["head"] == "promote/production/digits-000000000001"
+    assert pr["base"] == "main"
+    assert "## Data validation" in pr["body"]
+    assert "## Rendered changes in rendered/production/" in pr["body"]
+    assert "promote/production/digits-000000000001" in git(remote(root), "branch", "--list")
+    assert len(commits(root)) == 2  # main is untouched until the PR is merged
+    assert json.dumps([r.headers for r in github.state.requests]).count(TOKEN) == \
+        len(github.state.requests)  # the token went only where it belongs: the header
