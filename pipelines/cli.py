@@ -77,6 +77,21 @@ def _parser() -> argparse.ArgumentParser:
             "context, whether the cluster agrees.")
     p.add_argument("--env", help="one environment (default: all)")
     p.add_argument("--no-live", action="store_true", help="do not contact a cluster")
+    p = add("report", "Print the pipeline's verdict as Markdown (metrics vs production, gate "
+            "reasons, artifact links); post it as the one PR/MR comment, updated in place.")
+    p.add_argument("--post", action="store_true",
+                   help="create or update the PR/MR comment when the run belongs to one "
+                   "(number from MLOPS_PR_NUMBER, CI_MERGE_REQUEST_IID or GITHUB_REF; provider "
+                   "from manifests/gitops.yaml or MLOPS_SCM_PROVIDER)")
+    p.add_argument("--summary", type=Path, metavar="FILE",
+                   help="also append it to FILE (e.g. $GITHUB_STEP_SUMMARY)")
+    p.add_argument("--metrics", type=Path, metavar="FILE",
+                   help="write GitLab's metrics report (name value lines) to FILE")
+    p.add_argument("--artifacts-url", default=os.environ.get("MLOPS_ARTIFACTS_URL", ""),
+                   help="where the CI stored artifacts/ (default: $MLOPS_ARTIFACTS_URL)")
+    add("registry-login", "Store REGISTRY's credentials (REGISTRY_USERNAME and REGISTRY_PASSWORD, "
+        "or GitLab's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD) in the Docker config, for the "
+        "image push and the model artifact.", model=False)
     p = add("render", "Render manifests/environments/*.yaml into manifests/rendered/ and the "
             "controller objects; refuse on schema or policy violations.", model=False)
     p.add_argument("--env", help="render (or check) one environment only")
@@ -220,6 +235,31 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
     return 1 if any(r.findings for r in rows) else 0
 
 
+def _report(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import ci_report
+
+    r = ci_report.run(ws, post=args.post, summary_file=args.summary, metrics_file=args.metrics,
+                      artifacts_url=args.artifacts_url)
+    print(r.markdown, end="")
+    if r.posted:
+        print(f"report: {r.posted}", file=sys.stderr)
+    return 0
+
+
+def _registry_login(_: argparse.Namespace) -> int:
+    from pipelines.adapters.registry import Registry, login
+    from pipelines.errors import ConfigError
+
+    user = os.environ.get("REGISTRY_USERNAME") or os.environ.get("CI_REGISTRY_USER")
+    password = os.environ.get("REGISTRY_PASSWORD") or os.environ.get("CI_REGISTRY_PASSWORD")
+    if not user or not password:
+        raise ConfigError("no registry credentials in the environment",
+                          hint="set REGISTRY_USERNAME and REGISTRY_PASSWORD (masked)")
+    host = Registry().host
+    print(f"registry-login: credentials for {host} stored in {login(host, user, password)}")
+    return 0
+
+
 def _render(args: argparse.Namespace) -> int:
     from pipelines.adapters.manifests import load_templates
     from pipelines.config import load_gitops
@@ -287,10 +327,12 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
     "ingest": _ingest, "validate": _validate, "train": _train, "evaluate": _evaluate,
     "gate": _gate, "package": _package, "verify": _verify, "release": _release,
     "promote": _promote, "rollback": _rollback, "status": _status, "run": _run,
+    "report": _report,
 }
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config, "render": _render, "lint-manifests": _lint,
+    "registry-login": _registry_login,
 }
 
 

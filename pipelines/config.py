@@ -415,11 +415,15 @@ ENV_OVERRIDES = {
     "MLOPS_GITOPS_REMOTE": ("remote",),
     "MLOPS_GITOPS_BRANCH": ("branch",),
     "MLOPS_GITOPS_PATH": ("path",),
+    "MLOPS_GITOPS_REPO_URL": ("repo_url",),
     "MLOPS_SCM_PROVIDER": ("provider",),
     "GITHUB_API_URL": ("github", "api_url"),
     "GITHUB_REPOSITORY": ("github", "repository"),
     "CI_API_V4_URL": ("gitlab", "api_url"),
     "CI_PROJECT_ID": ("gitlab", "project"),
+    # Later entries win: a separate GitOps repository (GITHUB_* cannot be overridden in Actions).
+    "MLOPS_GITHUB_REPOSITORY": ("github", "repository"),
+    "MLOPS_GITLAB_PROJECT": ("gitlab", "project"),
 }
 
 

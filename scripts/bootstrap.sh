@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create (or refresh) the project's virtualenv in .venv, idempotently.
+# Create (or refresh) the project's virtualenv, idempotently: .venv, or $MLOPS_VENV.
 #
 # On Debian/Ubuntu as root it first installs the OS packages the project needs when they are
 # missing. Everything Python is pinned by constraints.txt, so a fresh clone gets the exact
@@ -11,6 +11,7 @@ log() { printf 'bootstrap: %s\n' "$*"; }
 
 need_apt=()
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v make >/dev/null 2>&1 || need_apt+=(make)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -29,14 +30,15 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 
 # The stamp holds a hash of what defines the environment: re-install only when it changes.
+venv=${MLOPS_VENV:-.venv}
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
-stamp=.venv/.mlops-env
-if [ -x .venv/bin/python ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+stamp=$venv/.mlops-env
+if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0
 fi
-[ -x .venv/bin/python ] || { log "creating .venv"; python3 -m venv .venv; }
+[ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
 log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the first time)"
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e ".[all]"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
 echo "$want" > "$stamp"
-log "ready: $(.venv/bin/mlops --version)"
+log "ready: $("$venv/bin/mlops" --version)"

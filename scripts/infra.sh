@@ -34,7 +34,12 @@ die() {
   exit 3
 }
 
-is_root_debian() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; }
+# Root, or passwordless sudo (GitHub's hosted runners): what installing and debootstrap need.
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+  SUDO=sudo
+fi
+is_root_debian() { { [ "$(id -u)" = 0 ] || [ -n "$SUDO" ]; } && command -v apt-get >/dev/null 2>&1; }
 
 apt_install() {
   local missing=()
@@ -43,9 +48,9 @@ apt_install() {
   is_root_debian || die "missing packages: ${missing[*]}" \
     "install them, or run as root on Debian/Ubuntu so this script can"
   log "installing ${missing[*]} (apt)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-    >/dev/null
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }
 
 engine_up() { docker info >/dev/null 2>&1; }
@@ -66,7 +71,7 @@ start_engine() {
   apt_install docker.io
   command -v docker >/dev/null 2>&1 || die "docker CLI missing after install"
   mkdir -p "$STATE"
-  if [ -d /run/systemd/system ] && systemctl start docker >/dev/null 2>&1 && wait_for 30 engine_up; then
+  if [ -d /run/systemd/system ] && $SUDO systemctl start docker >/dev/null 2>&1 && wait_for 30 engine_up; then
     log "docker engine: started with systemd"; return
   fi
   # No systemd (containers, CI sandboxes): run dockerd by hand. Without iptables or a bridge it
@@ -76,12 +81,12 @@ start_engine() {
     local extra=()
     [ -n "$driver" ] && extra=(--storage-driver="$driver")
     log "docker engine: starting dockerd ${extra[*]:-(default storage driver)}"
-    nohup dockerd "${flags[@]}" "${extra[@]}" >"$STATE/dockerd.log" 2>&1 &
+    $SUDO nohup dockerd "${flags[@]}" "${extra[@]}" >"$STATE/dockerd.log" 2>&1 &
     if wait_for 30 engine_up; then
       log "docker engine: up ($(docker info -f '{{.Driver}}') storage; log $STATE/dockerd.log)"
       return
     fi
-    [ -f "$STATE/dockerd.pid" ] && kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
+    [ -f "$STATE/dockerd.pid" ] && $SUDO kill "$(cat "$STATE/dockerd.pid")" 2>/dev/null || true
     sleep 1
   done
   die "dockerd did not start; see $STATE/dockerd.log" "start a docker engine and re-run"
@@ -132,16 +137,16 @@ base_image() {
   # the same Python minor version (3.11) as python:3.11-slim.
   apt_install debootstrap
   local root="$STATE/base/rootfs"
-  rm -rf "$STATE/base"; mkdir -p "$root"
+  $SUDO rm -rf "$STATE/base"; mkdir -p "$root"
   log "base image: debootstrap bookworm + python3 from $MIRROR (about a minute, once)"
-  debootstrap --variant=minbase --include=python3-minimal,python3-venv bookworm "$root" "$MIRROR" \
+  $SUDO debootstrap --variant=minbase --include=python3-minimal,python3-venv bookworm "$root" "$MIRROR" \
     >"$STATE/base/debootstrap.log" 2>&1 || die "debootstrap failed; see $STATE/base/debootstrap.log"
   # What a runtime image never reads: package caches and lists, docs, man pages, locales.
-  rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/usr/share/doc \
+  $SUDO rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/usr/share/doc \
     "$root"/usr/share/man "$root"/usr/share/info "$root"/usr/share/locale "$root"/var/log/*
   local tag="$REGISTRY/$BASE_REPO:$BASE_TAG"
-  tar -C "$root" -c . | docker import -c 'CMD ["python3"]' - "$tag" >/dev/null
-  rm -rf "$STATE/base"
+  $SUDO tar -C "$root" -c . | docker import -c 'CMD ["python3"]' - "$tag" >/dev/null
+  $SUDO rm -rf "$STATE/base"
   docker push -q "$tag" >/dev/null || die "pushing $tag to $REGISTRY failed"
   local digest; digest=$(manifest_digest "$BASE_REPO" "$BASE_TAG")
   [ -n "$digest" ] || die "the registry does not report a digest for $tag"
@@ -164,8 +169,8 @@ status() {
 stop_pid() {  # stop_pid FILE NAME
   [ -f "$1" ] || return 0
   local pid; pid=$(cat "$1")
-  if kill "$pid" 2>/dev/null; then
-    wait_for 20 bash -c "! kill -0 $pid" || kill -9 "$pid" 2>/dev/null || true
+  if $SUDO kill "$pid" 2>/dev/null; then
+    wait_for 20 bash -c "! $SUDO kill -0 $pid" || $SUDO kill -9 "$pid" 2>/dev/null || true
     log "$2: stopped"
   fi
   rm -f "$1"

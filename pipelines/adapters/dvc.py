@@ -46,12 +46,6 @@ def track_data(root: Path, *, force: bool) -> str:
     return data_md5(root)
 
 
-def data_status(root: Path) -> dict[str, Any]:
-    """DVC's status of data.dvc: {} when data/ matches the committed pointer."""
-    with _repo(root) as repo:
-        return dict(repo.status(targets=["data.dvc"]))
-
-
 def changed_stages(root: Path, stages: list[str]) -> set[str]:
     """Names of the dvc.yaml stages whose deps, params or outs differ from dvc.lock."""
     with _repo(root) as repo:

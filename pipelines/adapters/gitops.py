@@ -148,13 +148,6 @@ class Checkout:
         self.git("reset", "--quiet", "--hard", f"origin/{branch}")
         self.git("clean", "--quiet", "-fdx")
 
-    def remote_branches(self, prefix: str) -> list[str]:
-        out = self.git("ls-remote", "--heads", "origin", f"refs/heads/{prefix}*")
-        return sorted(line.split("refs/heads/", 1)[1] for line in out.splitlines() if line)
-
-    def log(self, *args: str) -> str:
-        return self.git("log", *args)
-
 
 def _identity(work: Path) -> None:
     """Commits need an author: the user's git identity, else the bot's."""

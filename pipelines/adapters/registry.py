@@ -1,10 +1,10 @@
 """An OCI registry over its HTTP API: digests of pushed manifests, and the model artifact
 pushed and pulled with ORAS, so a later gate can fetch production's model by digest.
 
-The registry is ``REGISTRY`` (host:port, default 127.0.0.1:5000, the one scripts/infra.sh
-starts). Loopback registries are spoken to over plain HTTP, as Docker itself does; any other
-over HTTPS unless ``REGISTRY_INSECURE=1``. Credentials come from the Docker config
-(``docker login``), never from our arguments.
+The registry is ``REGISTRY`` (host[:port][/namespace], default 127.0.0.1:5000, the one
+scripts/infra.sh starts). Loopback registries are spoken to over plain HTTP, as Docker itself
+does; any other over HTTPS unless ``REGISTRY_INSECURE=1``. Credentials come from the Docker
+config (``docker login``), never from our arguments.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -78,18 +79,48 @@ class Reference:
             text += f"@{self.digest}"
         return text
 
-    def pinned(self, digest: str) -> str:
-        return f"{self.name}@{digest}"
-
 
 class Registry:
-    def __init__(self, host: str | None = None, timeout: float = 10.0) -> None:
-        self.host = host or registry_host()
+    """``REGISTRY`` may carry a namespace: ``ghcr.io/acme`` puts ``mlops/digits`` at
+    ``ghcr.io/acme/mlops/digits``. Requests go through ORAS's client, which answers the
+    registry's bearer-token challenge with the Docker config's credentials (docker login)."""
+
+    def __init__(self, name: str | None = None, timeout: float = 10.0) -> None:
+        name = (name or registry_host()).strip("/")
+        self.host, _, self.prefix = name.partition("/")
         self.scheme = "http" if is_insecure(self.host) else "https"
         self.timeout = timeout
+        self._client: Any = None
+
+    def repository(self, path: str) -> str:
+        """The full repository path of ``path`` under this registry's namespace."""
+        return f"{self.prefix}/{path}" if self.prefix else path
 
     def _url(self, path: str) -> str:
         return f"{self.scheme}://{self.host}/v2/{path}"
+
+    def _oras(self) -> Any:
+        if self._client is None:
+            import oras.client
+
+            # ORAS logs every request at INFO; our own progress lines are enough.
+            logging.getLogger("oras").setLevel(logging.WARNING)
+            self._client = oras.client.OrasClient(hostname=self.host,
+                                                  insecure=is_insecure(self.host))
+        return self._client
+
+    def _request(self, method: str, repository: str, path: str) -> requests.Response:
+        client = self._oras()
+        client.auth.load_configs(client.get_container(f"{self.host}/{repository}:x"))
+        try:
+            response: requests.Response = client.do_request(
+                self._url(path), method, headers={"Accept": MANIFEST_TYPES})
+        except (requests.RequestException, ValueError) as exc:
+            raise InfraError(f"registry {self.host}: {method} {path} failed: "
+                             f"{type(exc).__name__}: {str(exc)[:200]}",
+                             hint="start it with `make infra-up`, or check REGISTRY and "
+                             "`docker login`") from None
+        return response
 
     def check(self) -> None:
         """Fail fast (exit 3) when the registry is not there: ORAS's own retries take minutes."""
@@ -103,34 +134,22 @@ class Registry:
 
     def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The registry's digest of a manifest (tag or digest), or None if it has none."""
-        try:
-            r = requests.head(self._url(f"{repository}/manifests/{reference}"),
-                              headers={"Accept": MANIFEST_TYPES}, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise InfraError(f"registry {self.host} is unreachable: {type(exc).__name__}",
-                             hint="start it with `make infra-up`, or set REGISTRY") from None
+        r = self._request("HEAD", repository, f"{repository}/manifests/{reference}")
         if r.status_code == 404:
             return None
         if r.status_code != 200:
             raise InfraError(f"registry {self.host}: HEAD manifest {repository}:{reference} "
-                             f"answered HTTP {r.status_code}")
+                             f"answered HTTP {r.status_code}",
+                             hint="check the credentials (`docker login`) and REGISTRY")
         return r.headers.get("Docker-Content-Digest")
 
     def manifest(self, repository: str, reference: str) -> dict[str, object]:
-        r = requests.get(self._url(f"{repository}/manifests/{reference}"),
-                         headers={"Accept": MANIFEST_TYPES}, timeout=self.timeout)
+        r = self._request("GET", repository, f"{repository}/manifests/{reference}")
         if r.status_code != 200:
             raise InfraError(f"registry {self.host}: manifest {repository}@{reference} "
                              f"answered HTTP {r.status_code}")
         doc: dict[str, object] = r.json()
         return doc
-
-    def _oras(self) -> object:
-        import oras.client
-
-        # ORAS logs every request at INFO; our own progress lines are enough.
-        logging.getLogger("oras").setLevel(logging.WARNING)
-        return oras.client.OrasClient(hostname=self.host, insecure=is_insecure(self.host))
 
     def push_model(self, repository: str, tag: str, files: dict[str, tuple[bytes, str]],
                    annotations: dict[str, str]) -> str:
@@ -142,7 +161,7 @@ class Registry:
                 Path(name).write_bytes(data)
             Path("config.json").write_text("{}")
             try:
-                response = client.push(  # type: ignore[attr-defined]
+                response = client.push(
                     target=f"{self.host}/{repository}:{tag}",
                     files=[f"{name}:{media}" for name, (_, media) in files.items()],
                     manifest_config=f"config.json:{MODEL_ARTIFACT_TYPE}",
@@ -165,7 +184,7 @@ class Registry:
         client = self._oras()
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                paths = client.pull(target=ref, outdir=tmp)  # type: ignore[attr-defined]
+                paths = client.pull(target=ref, outdir=tmp)
             except (ValueError, requests.RequestException) as exc:
                 raise InfraError(f"pulling {ref} failed: {exc}") from None
             wanted = [Path(p) for p in paths if Path(p).name == filename]
@@ -186,3 +205,22 @@ def compressed_size(manifest: dict[str, object]) -> int:
             total += int(entry.get("size", 0))
     return total
 
+
+
+def login(host: str, username: str, password: str, config_dir: Path | None = None) -> Path:
+    """Record credentials for ``host`` in the Docker config (~/.docker/config.json), where
+    both the Docker SDK and ORAS look. The file is written 0600 and the secret never printed."""
+    import base64
+    import json
+    import os
+
+    from pipelines.adapters.artifacts import write_text
+
+    base = config_dir or Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    path = base / "config.json"
+    config: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config.setdefault("auths", {})[host] = {"auth": token}
+    write_text(path, json.dumps(config, indent=2) + "\n")
+    path.chmod(0o600)
+    return path

@@ -140,3 +140,41 @@ def promotion_body(*, env: str, source_env: str, release: Mapping[str, Any],
         "",
         f"Source commit `{release['source_commit']}`, data `{release['data_md5']}`.",
     ]) + "\n"
+
+
+def ci_report(*, model: str, summary: Mapping[str, Any] | None,
+              blessing: Mapping[str, Any] | None, links: Sequence[tuple[str, str]],
+              context: str) -> str:
+    """The PR/MR comment and job summary of a pipeline run: the same text on every system."""
+    if summary is not None and not summary.get("success"):
+        headline = "❌ data validation failed: nothing was trained or gated"
+    elif blessing is None:
+        headline = "⚠️ the gate did not run"
+    elif blessing.get("blessed"):
+        headline = "✅ blessed: this model may ship"
+    else:
+        headline = "❌ refused by the gate"
+    parts = [f"### mlops · {model}: {headline}", ""]
+    if summary is not None:
+        parts += ["**Data validation**: " + validation_summary(summary), ""]
+    if blessing is not None:
+        parts += ["**Candidate vs production** (paired, same test examples)", "",
+                  metrics_table(blessing), "",
+                  "<details><summary>Per-class recall</summary>", "",
+                  per_class_table(blessing), "", "</details>", "",
+                  "**Gate**", "", rules_list(blessing.get("rules") or []), ""]
+    if links:
+        parts += ["**Artifacts**: " + " · ".join(f"[{name}]({url})" for name, url in links), ""]
+    parts.append(f"<sub>{_cell(context)}</sub>")
+    return "\n".join(parts) + "\n"
+
+
+def gitlab_metrics(blessing: Mapping[str, Any]) -> str:
+    """GitLab's metrics report: one `name value` line per headline number."""
+    cand = blessing["candidate"]
+    lines = [f"{m} {cand[m]:.6f}" for m in METRICS if m in cand]
+    comp = blessing.get("comparison")
+    if comp:
+        lines += [f"accuracy_delta {comp['delta']:.6f}", f"mcnemar_p {comp['p_value']:.6g}"]
+    lines.append(f"blessed {1 if blessing.get('blessed') else 0}")
+    return "\n".join(lines) + "\n"

@@ -153,7 +153,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
     files = context_files(ws, sig, locked)
     key = build_key(files, base_image, arch)
     release_id = f"{ws.name}-{key[:12]}"
-    repo_path = ws.model.deploy.image_repository
+    repo_path = registry.repository(ws.model.deploy.image_repository)
     repository = f"{registry.host}/{repo_path}"
     commit, dirty = git_commit(ws.root)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import socket
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,14 @@ class VerifyResult:
     infra_blessing: Path
     p50_ms: float
     p99_ms: float
+
+
+def engine_host() -> str:
+    """Where a host-network container of the engine listens: here, or on a remote engine's
+    host (DOCKER_HOST=tcp://docker:2375, as GitLab's docker:dind service sets)."""
+    url = urllib.parse.urlparse(os.environ.get("DOCKER_HOST", ""))
+    return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else \
+        "127.0.0.1"
 
 
 def _free_port() -> int:
@@ -177,13 +187,15 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     images.retried("image pull", lambda: images.pull(client, ref.name, str(ref.digest)),
                    progress=progress)
     port = _free_port()
-    env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1", "MLOPS_COLOR": "verify",
+    host = engine_host()
+    env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else
+           "0.0.0.0", "MLOPS_COLOR": "verify",  # noqa: S104 - a remote engine's own network
            "MLOPS_RELEASE_ID": str(record["release_id"]),
            "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
            "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes)}
     with _sigterm_as_interrupt(), images.running(client, image, environment=env,
                                                  name_prefix="mlops-verify") as container:
-        obs, latency = observe(ws, container, f"http://127.0.0.1:{port}",
+        obs, latency = observe(ws, container, f"http://{host}:{port}",
                                sbom.components(sbom_doc), progress)
     verdict = infra_validation.decide(obs)
     final = ws.artifacts("verify")

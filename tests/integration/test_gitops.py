@@ -44,7 +44,8 @@ def git(repo: Path, *args: str) -> str:
 
 def commits(root: Path) -> list[dict[str, str]]:
     """The GitOps branch's history, oldest first: subject plus trailers."""
-    out = git(remote(root), "log", "--reverse", "--format=%H%x00%s%x00%B%x1e", "main")
+    out = git(remote(root), "log", "--reverse", "--topo-order", "--format=%H%x00%s%x00%B%x1e",
+              "main")
     history = []
     for entry in filter(str.strip, out.split("\x1e")):
         sha, subject, body = entry.strip().split("\x00")

@@ -231,3 +231,53 @@ def test_promotion_through_github(root: Path, github: FakeApi,
     assert len(commits(root)) == 2  # main is untouched until the PR is merged
     assert json.dumps([r.headers for r in github.state.requests]).count(TOKEN) == \
         len(github.state.requests)  # the token went only where it belongs: the header
+
+
+def test_report_comment_on_github_is_created_once_then_updated(
+        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`mlops report --post` on a pull request: the run's verdict, as one comment."""
+    from tests.integration.test_gitops import main_in
+
+    evidence(root, record(1))
+    summary = root / "summary.md"
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("MLOPS_GITHUB_REPOSITORY", github.state.repo)
+    monkeypatch.setenv("GITHUB_REF", "refs/pull/12/merge")
+    monkeypatch.setenv("MLOPS_ARTIFACTS_URL", "https://github.example/artifacts/99")
+    for _ in range(2):
+        assert main_in(root, "report", "--post", "--summary", str(summary)) == 0
+    comments = [c for c in github.state.comments.values() if c["on"] == 12]
+    assert len(comments) == 1
+    body = comments[0]["body"]
+    assert body.startswith("<!-- mlops-report:digits -->")
+    assert "✅ blessed" in body
+    assert "[all artifacts (Data Docs, plots, blessing)](https://github.example/artifacts/99)" \
+        in body
+    assert summary.read_text().count("### mlops · digits") == 2  # appended per run
+    monkeypatch.delenv("GITHUB_REF")
+    assert main_in(root, "report", "--post") == 0  # a push build: nothing to comment on
+    assert "not posted: this run belongs to no pull/merge request" in capsys.readouterr().err
+
+
+def test_registry_login_writes_the_docker_config(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import base64
+
+    from pipelines.cli import main
+
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.setenv("REGISTRY", "registry.example:5000/team")
+    monkeypatch.delenv("REGISTRY_USERNAME", raising=False)
+    monkeypatch.delenv("CI_REGISTRY_USER", raising=False)
+    assert main(["registry-login"]) == 2
+    monkeypatch.setenv("REGISTRY_USERNAME", "bot")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "s3cret-pass")
+    assert main(["registry-login"]) == 0
+    assert "s3cret-pass" not in capsys.readouterr().out
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert base64.b64decode(config["auths"]["registry.example:5000"]["auth"]) == \
+        b"bot:s3cret-pass"
+    assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o600

@@ -4,3 +4,31 @@ from pipelines.core.report import table
 def test_table_pads_columns() -> None:
     assert table(["a", "bb"], [["xxx", "y"]]).splitlines() == [
         "| a   | bb |", "|-----|----|", "| xxx | y  |"]
+
+
+def test_ci_report_headlines_and_tables() -> None:
+    from pipelines.core.report import ci_report, gitlab_metrics
+
+    rules = [{"rule": "min_accuracy", "passed": False, "reason": "accuracy 80% < 90%|x"}]
+    blessing = {"blessed": False, "rules": rules, "baseline": {"metrics": {
+        "accuracy": 0.95, "per_class_recall": {"0": 0.9}}},
+        "comparison": {"delta": -0.15, "ci_low": -0.2, "ci_high": -0.1, "p_value": 1e-6,
+                       "b": 1, "c": 50},
+        "candidate": {"accuracy": 0.8, "macro_f1": 0.79, "per_class_recall": {"0": 0.7}}}
+    summary = {"success": True, "evaluated_expectations": 10, "failed_expectations": 0,
+               "rows": {"test": 3}, "provenance": {"data_md5": "m"}}
+    text = ci_report(model="digits", summary=summary, blessing=blessing,
+                     links=[("Data Docs", "https://ci/x/index.html")], context="commit abc")
+    assert "❌ refused by the gate" in text
+    assert "| accuracy | 80.00%    | 95.00%     | -15.00 pp | [-20.00 pp, -10.00 pp]" in text
+    assert "McNemar p=1e-06 (b=1, c=50)" in text
+    assert "accuracy 80% < 90%\\|x" in text  # a pipe in a reason cannot break the table
+    assert "[Data Docs](https://ci/x/index.html)" in text
+    assert gitlab_metrics(blessing).splitlines() == [
+        "accuracy 0.800000", "macro_f1 0.790000", "accuracy_delta -0.150000",
+        "mcnemar_p 1e-06", "blessed 0"]
+    invalid = ci_report(model="digits", summary={**summary, "success": False,
+                                                 "failures": ["test.label: missing [3]"]},
+                        blessing=None, links=[], context="")
+    assert "❌ data validation failed" in invalid
+    assert "test.label: missing [3]" in invalid

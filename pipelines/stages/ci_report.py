@@ -1,0 +1,95 @@
+"""report: the pipeline's verdict as Markdown, for a PR/MR comment and the job summary.
+
+The same text on GitHub, GitLab and a terminal. ``--post`` creates the comment, or updates it
+in place (found by a hidden marker), so a pull request never collects a second one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.adapters import scm
+from pipelines.adapters.artifacts import read_json, write_text
+from pipelines.config import Workspace, load_gitops
+from pipelines.core import report
+from pipelines.errors import ConfigError
+from pipelines.stages.gate import BLESSING
+from pipelines.stages.validate import SUMMARY
+
+# (label, path under artifacts/<model>/) of what a reviewer opens.
+ARTIFACTS = (("Data Docs", "validate/data_docs/index.html"),
+             ("confusion matrix", "evaluate/confusion_matrix.png"),
+             ("training curves", "train/curves.png"), ("blessing", "gate/blessing.json"))
+
+
+@dataclass(frozen=True)
+class Report:
+    markdown: str
+    posted: str = ""
+
+
+def marker(model: str) -> str:
+    return f"<!-- mlops-report:{model} -->"
+
+
+def _optional(path: Path) -> Any:
+    return read_json(path) if path.is_file() else None
+
+
+def links(ws: Workspace, artifacts_url: str) -> list[tuple[str, str]]:
+    """A base ending in '/' (GitLab's artifact browser) links each file; any other URL (the
+    GitHub artifact download) is one link to the whole bundle."""
+    present = [(label, rel) for label, rel in ARTIFACTS if (ws.artifacts("") / rel).is_file()]
+    if not artifacts_url:
+        return []
+    if artifacts_url.endswith("/"):
+        return [(label, f"{artifacts_url}artifacts/{ws.name}/{rel}") for label, rel in present]
+    return [("all artifacts (Data Docs, plots, blessing)", artifacts_url)]
+
+
+def pr_number() -> int | None:
+    for var in ("MLOPS_PR_NUMBER", "CI_MERGE_REQUEST_IID"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    m = re.fullmatch(r"refs/pull/(\d+)/merge", os.environ.get("GITHUB_REF", ""))
+    return int(m.group(1)) if m else None
+
+
+def context() -> str:
+    sha = os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA") or ""
+    run = ""
+    if os.environ.get("GITHUB_RUN_ID"):
+        server = os.environ.get("GITHUB_SERVER_URL", "")
+        repo = os.environ.get("GITHUB_REPOSITORY", "")
+        run = f"{server}/{repo}/actions/runs/{os.environ['GITHUB_RUN_ID']}"
+    run = run or os.environ.get("CI_PIPELINE_URL", "")
+    return " · ".join(x for x in (f"commit {sha[:12]}" if sha else "", run) if x) or "local run"
+
+
+def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
+        metrics_file: Path | None = None, artifacts_url: str = "") -> Report:
+    summary = _optional(ws.artifacts("validate") / SUMMARY)
+    blessing = _optional(ws.artifacts("gate") / BLESSING)
+    if summary is None and blessing is None:
+        raise ConfigError("nothing to report: no validation summary and no blessing",
+                          hint="run the pipeline first (mlops run --until gate)")
+    text = report.ci_report(model=ws.name, summary=summary, blessing=blessing,
+                            links=links(ws, artifacts_url), context=context())
+    if summary_file is not None:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        with summary_file.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    if metrics_file is not None and blessing is not None:
+        write_text(metrics_file, report.gitlab_metrics(blessing))
+    posted = ""
+    number = pr_number()
+    if post and number is not None:
+        posted = "comment at " + scm.provider(load_gitops(ws.root), ws.root).upsert_comment(
+            number, marker(ws.name), text)
+    elif post:
+        posted = "not posted: this run belongs to no pull/merge request"
+    return Report(text, posted)

@@ -1,0 +1,120 @@
+"""`.gitlab-ci.yml`, executed: the merge-request pipeline run locally by gitlab-ci-local in its
+shell executor, validate -> train -> gate, posting the report note to a local GitLab API.
+Once on good data (blessed), once on corrupted data (stops at validation)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import FAST_TRAINING, ROOT, copy_repo, edit_model_yaml, require
+from tests.fakes.scm_api import TOKEN, FakeApi, serve
+
+GCL = ROOT / "scripts/ci-tools/node_modules/.bin/gitlab-ci-local"
+VENV = Path(sys.executable).parent.parent
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="module")
+def gitlab() -> Iterator[FakeApi]:
+    yield from serve("gitlab")
+
+
+def run_pipeline(repo: Path, api: FakeApi) -> subprocess.CompletedProcess[str]:
+    require("gitlab-ci-local", GCL.is_file() and shutil.which("rsync") is not None,
+            "run `make ci-tools` (npm) and install rsync")
+    variables = {
+        # What GitLab sets for a merge-request pipeline (no branch pipeline variables).
+        "CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": "",
+        "CI_MERGE_REQUEST_IID": "7", "CI_API_V4_URL": api.url, "CI_PROJECT_ID": api.state.project,
+        "GITLAB_TOKEN": TOKEN,
+        # One prepared environment for every job, instead of 1.5 GB installed per job.
+        "MLOPS_VENV": str(VENV), "CI": "true",
+    }
+    # No --shell-isolation: with it, gitlab-ci-local runs after_script in a fresh copy of the
+    # job folder, unlike GitLab, and the report would not see the gate's verdict.
+    args = [str(GCL), "--force-shell-executor", "--needs", "gate", "--no-color"]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "MLOPS_"))}
+    return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+
+
+def exported(repo: Path, job: str) -> Path:
+    """What the job declared as artifacts, as gitlab-ci-local exported them."""
+    return repo / ".gitlab-ci-local" / "artifacts" / job
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = copy_repo(tmp_path / "repo")
+    edit_model_yaml(root, FAST_TRAINING)
+    subprocess.run(["git", "commit", "-qam", "fast training for the test"], cwd=root, check=True)
+    return root
+
+
+def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab: FakeApi
+                                                             ) -> None:
+    result = run_pipeline(repo, gitlab)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    for job in ("validate", "train", "gate"):
+        assert f"{job} finished" in result.stdout or job in result.stdout
+    assert "package" not in [line.split()[0] for line in result.stdout.splitlines() if line]
+    gate = exported(repo, "gate")
+    blessing = json.loads((gate / "artifacts/digits/gate/blessing.json").read_text())
+    assert blessing["blessed"] is True
+    assert (exported(repo, "validate") / "artifacts/digits/validate/data_docs/index.html").is_file()
+    assert (exported(repo, "train") / "artifacts/digits/train/model.tflite").is_file()
+    assert (gate / "dvc.lock").is_file()  # the stage cache travels with the artifacts
+    metrics = (gate / "reports/metrics.txt").read_text()
+    assert "accuracy 0.9" in metrics
+    assert "blessed 1" in metrics
+    assert "✅ blessed" in (gate / "reports/report.md").read_text()
+    notes = [c for c in gitlab.state.comments.values() if c["on"] == 7]
+    assert len(notes) == 1
+    assert notes[0]["body"].startswith("<!-- mlops-report:digits -->")
+    assert "✅ blessed" in notes[0]["body"]
+    assert "/-/jobs/" in notes[0]["body"]  # links into the job's artifacts
+    # A second pipeline updates the same note instead of adding one.
+    again = run_pipeline(repo, gitlab)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert len([c for c in gitlab.state.comments.values() if c["on"] == 7]) == 1
+
+
+def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: FakeApi) -> None:
+    frames = [pd.read_parquet(ROOT / f"data/digits/{s}.parquet") if (
+        ROOT / f"data/digits/{s}.parquet").is_file() else None
+        for s in ("train", "validation", "test")]
+    if any(f is None for f in frames):
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        table = pd.DataFrame(bunch.data, columns=[f"pixel_{i}" for i in range(64)])
+        table["label"] = bunch.target
+    else:
+        table = pd.concat(frames).drop(columns=["row_id"])
+    table.loc[table.index[:40], "pixel_10"] = 99.0  # out of range
+    table.to_csv(repo / "corrupted.csv", index=False)
+    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "corrupted.csv"}})
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "corrupt the data"], cwd=repo, check=True)
+    result = run_pipeline(repo, gitlab)
+    assert result.returncode != 0
+    summary = json.loads(
+        (exported(repo, "validate") / "artifacts/digits/validate/summary.json").read_text())
+    assert summary["success"] is False
+    assert any("pixel_10" in f for f in summary["failures"])
+    assert not exported(repo, "train").exists()
+    assert not exported(repo, "gate").exists()
+    assert not (repo / "artifacts/digits/train").exists()
+    log = (repo / ".gitlab-ci-local/output/validate.log").read_text()
+    assert "pixel_10: expect_column_values_to_be_between" in log
