@@ -133,6 +133,12 @@ base_image() {
   if [ -n "$recorded" ] && [ "$(manifest_digest "$BASE_REPO" "${recorded##*@}")" = "${recorded##*@}" ]; then
     log "base image: $recorded"; return
   fi
+  # Another clone on this machine built it already: the registry's tag is as good.
+  local existing; existing=$(manifest_digest "$BASE_REPO" "$BASE_TAG")
+  if [ -n "$existing" ]; then
+    mkdir -p "$STATE"; echo "$REGISTRY/$BASE_REPO@$existing" >"$STATE/base-image"
+    log "base image: $(cat "$STATE/base-image") (already in the registry)"; return
+  fi
   # No public registry can be pulled from here, so the base is made from Debian's own packages:
   # the same Python minor version (3.11) as python:3.11-slim.
   apt_install debootstrap
