@@ -39,6 +39,12 @@ fi
 [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
 log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the first time)"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
+if [ -n "${MLOPS_VENV:-}" ]; then
+  # A shared environment (CI jobs, gitlab-ci-local): never point it at this one checkout.
+  # `make` runs `python -m pipelines.cli` from the checkout, so its code is the one that runs.
+  "$venv/bin/python" -m pip install --quiet -c constraints.txt ".[all]"
+else
+  "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
+fi
 echo "$want" > "$stamp"
 log "ready: $("$venv/bin/mlops" --version)"
