@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 
 def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
@@ -15,6 +14,9 @@ def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
 
     ``labels`` and ``predicted`` are class indices into ``classes``.
     """
+    # Imported here: sklearn costs a second at start-up, and a warm `mlops run` never needs it.
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     idx = list(range(len(classes)))
     p, r, f, support = precision_recall_fscore_support(
         labels, predicted, labels=idx, average=None, zero_division=0)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import binomtest
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,8 @@ def mcnemar_exact(b: int, c: int) -> float:
         raise ValueError("discordant counts must be non-negative")
     if b + c == 0:
         return 1.0
+    from scipy.stats import binomtest  # scipy.stats costs 0.7 s at start-up; few runs need it
+
     return float(binomtest(b, b + c, 0.5).pvalue)
 
 

@@ -19,17 +19,6 @@ from pipelines.adapters.artifacts import write_text
 from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
-from pipelines.stages import (
-    evaluate,
-    gate,
-    ingest,
-    package,
-    promote,
-    release,
-    train,
-    validate,
-    verify,
-)
 
 STAGES = dvcgraph.PIPELINE
 
@@ -73,16 +62,17 @@ def run(ws: Workspace, *, baseline: Path | None = None, force: bool = False,
     result = RunResult(ws.name)
     sync_dvc_yaml(ws.root)
     cached = {s: dvcgraph.stage_name(s, ws.name) for s in dvcgraph.ORDER}
+    # Each stage's module is imported when that stage runs: a warm run skips most of them, and
+    # their imports (TensorFlow, GX, sklearn, the Docker SDK) are most of its time.
     runners: dict[str, Callable[[], str]] = {
         "ingest": lambda: _ingest(ws),
-        "validate": lambda: f"{validate.run(ws).evaluated} expectations passed",
-        "train": lambda: f"val accuracy {train.run(ws).final_val_accuracy:.4f}",
+        "validate": lambda: _validate(ws),
+        "train": lambda: _train(ws),
         "evaluate": lambda: _evaluate(ws),
-        "gate": lambda: "blessed" if gate.run(ws, baseline).blessed else "refused",
+        "gate": lambda: _gate(ws, baseline),
         "package": lambda: _package(ws, progress),
         "verify": lambda: _verify(ws, progress),
-        "release": lambda: release.run(ws, load_gitops(ws.root).release_environment,
-                                       progress).detail,
+        "release": lambda: _release(ws, progress),
         "promote": lambda: _promote(ws, progress),
     }
     for step, stage in enumerate(stages, start=1):
@@ -117,27 +107,61 @@ def _record(result: RunResult, progress: Callable[[str], None], prefix: str,
 
 
 def _ingest(ws: Workspace) -> str:
+    from pipelines.stages import ingest
+
     r = ingest.run(ws)
     rows = ", ".join(f"{k} {v}" for k, v in r.rows.items())
     return f"{'wrote' if r.changed else 'unchanged'}: {rows}"
 
 
+def _validate(ws: Workspace) -> str:
+    from pipelines.stages import validate
+
+    return f"{validate.run(ws).evaluated} expectations passed"
+
+
+def _train(ws: Workspace) -> str:
+    from pipelines.stages import train
+
+    return f"val accuracy {train.run(ws).final_val_accuracy:.4f}"
+
+
 def _evaluate(ws: Workspace) -> str:
+    from pipelines.stages import evaluate
+
     m = evaluate.run(ws).metrics
     return f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
 
 
+def _gate(ws: Workspace, baseline: Path | None) -> str:
+    from pipelines.stages import gate
+
+    return "blessed" if gate.run(ws, baseline).blessed else "refused"
+
+
 def _package(ws: Workspace, progress: Callable[[str], None]) -> str:
+    from pipelines.stages import package
+
     r = package.run(ws, progress)
     return f"{'re-used' if r.reused else 'built'} {r.image}"
 
 
 def _verify(ws: Workspace, progress: Callable[[str], None]) -> str:
+    from pipelines.stages import verify
+
     r = verify.run(ws, progress)
     return f"image verified; p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms over HTTP"
 
 
+def _release(ws: Workspace, progress: Callable[[str], None]) -> str:
+    from pipelines.stages import release
+
+    return release.run(ws, load_gitops(ws.root).release_environment, progress).detail
+
+
 def _promote(ws: Workspace, progress: Callable[[str], None]) -> str:
+    from pipelines.stages import promote
+
     cfg = load_gitops(ws.root)
     r = promote.run(ws, cfg.promote_environment, cfg.release_environment, progress)
     return r.detail + (f": {r.url}" if r.url else "")
