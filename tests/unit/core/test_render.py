@@ -153,14 +153,21 @@ def test_committed_manifests_are_current(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["lint-manifests"]) == 0
 
 
-def test_check_shows_a_diff_and_fails_when_stale(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture
+def manifests_copy(tmp_path: Path) -> Path:
+    """A repository root with this one's manifests and models, to edit freely."""
     import shutil
 
     for rel in ("manifests", "models"):
         shutil.copytree(ROOT / rel, tmp_path / rel)
     (tmp_path / "pyproject.toml").write_text("")
+    return tmp_path
+
+
+def test_check_shows_a_diff_and_fails_when_stale(manifests_copy: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path = manifests_copy
     (tmp_path / "manifests/rendered/staging/namespace-mlops-staging.yaml").write_text(
         "# edited by hand\n")
     monkeypatch.chdir(tmp_path)
@@ -173,14 +180,10 @@ def test_check_shows_a_diff_and_fails_when_stale(tmp_path: Path,
     assert main(["render", "--check"]) == 0
 
 
-def test_lint_lists_every_violation_in_committed_files(tmp_path: Path,
+def test_lint_lists_every_violation_in_committed_files(manifests_copy: Path,
                                                        monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    import shutil
-
-    for rel in ("manifests", "models"):
-        shutil.copytree(ROOT / rel, tmp_path / rel)
-    (tmp_path / "pyproject.toml").write_text("")
+    tmp_path = manifests_copy
     stage.write(tmp_path / "manifests", rendered().files)
     path = tmp_path / "manifests/rendered/staging/deployment-digits-green.yaml"
     doc = yaml.safe_load(path.read_text())
