@@ -160,33 +160,20 @@ def test_a_tampered_image_fails_verification(packaged: tuple[Path, dict[str, obj
     assert "predictions differ from evaluate's" in failed["same_predictions"]
 
 
-def test_registry_down_is_exit_3_with_a_hint(packaged: tuple[Path, dict[str, object]],
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("variable", "value", "code", "messages"), [
+    ("REGISTRY", "127.0.0.1:1", 3, ["registry 127.0.0.1:1 is unreachable", "make infra-up"]),
+    ("DOCKER_HOST", "unix:///nonexistent/docker.sock", 3, ["no docker engine is reachable"]),
+    ("BASE_IMAGE", "python:3.11-slim", 2, ["is not pinned by digest"]),
+], ids=["registry down", "engine down", "unpinned base image"])
+def test_package_refuses_with_exit_code_and_hint(packaged: tuple[Path, dict[str, object]],
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str],
+                                                 variable: str, value: str, code: int,
+                                                 messages: list[str]) -> None:
     root, _ = packaged
     monkeypatch.chdir(root)
-    monkeypatch.setenv("REGISTRY", "127.0.0.1:1")
-    assert main(["package"]) == 3
+    monkeypatch.setenv(variable, value)
+    assert main(["package"]) == code
     err = capsys.readouterr().err
-    assert "registry 127.0.0.1:1 is unreachable" in err
-    assert "make infra-up" in err
-
-
-def test_engine_down_is_exit_3_with_a_hint(packaged: tuple[Path, dict[str, object]],
-                                           monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    root, _ = packaged
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-    assert main(["package"]) == 3
-    assert "no docker engine is reachable" in capsys.readouterr().err
-
-
-def test_unpinned_base_image_is_a_usage_error(packaged: tuple[Path, dict[str, object]],
-                                              monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
-    root, _ = packaged
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("BASE_IMAGE", "python:3.11-slim")
-    assert main(["package"]) == 2
-    assert "is not pinned by digest" in capsys.readouterr().err
+    for message in messages:
+        assert message in err
