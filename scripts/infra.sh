@@ -116,11 +116,14 @@ EOF
   log "registry: started on $REGISTRY (data in $STATE/registry/data)"
 }
 
-manifest_digest() {  # manifest_digest REPO REFERENCE -> sha256:...
-  curl -fsS -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+manifest_digest() {  # manifest_digest REPO REFERENCE -> sha256:..., or nothing when absent
+  # A fresh registry answers 404 (curl exits 22); under pipefail that must mean "absent", not
+  # abort the script.
+  local headers
+  headers=$(curl -fsS -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
     -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
-    "http://$REGISTRY/v2/$1/manifests/$2" 2>/dev/null \
-    | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}'
+    "http://$REGISTRY/v2/$1/manifests/$2" 2>/dev/null) || return 0
+  printf '%s\n' "$headers" | tr -d '\r' | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}'
 }
 
 base_image() {
