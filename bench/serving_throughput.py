@@ -146,6 +146,31 @@ def image_figures(repo: Path) -> list[list[str]]:
     return rows
 
 
+def breakdown(mdir: Path, body: bytes, env: dict[str, str], script: Path,
+              args: argparse.Namespace, floor: dict[str, float]) -> list[list[str]]:
+    """Per piece: its cost in a tight loop here, and what it adds to the floor's time per
+    request when the floor server does it on every request under the same load."""
+    sys.path.insert(0, str(HERE / "servers"))
+    from constant import pieces
+
+    rows = []
+    for name, work in pieces(mdir).items():
+        if name == "none":
+            continue
+        for _ in range(1000):
+            work(body)
+        start = time.perf_counter()
+        for _ in range(20000):
+            work(body)
+        alone = (time.perf_counter() - start) / 20000 * 1e6
+        port = free_port()
+        loaded = serve(f"floor + {name}", [PY, str(HERE / "servers/constant.py"), str(mdir),
+                                            str(port), name], env, port, script, args)
+        added = 1e6 / loaded["rps"] - 1e6 / floor["rps"]
+        rows.append([name, f"{alone:.1f}", f"{added:.1f}", f"{added / alone:.1f}x"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +178,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="measured runs per server")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-image", action="store_true", help="skip the image figures")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also load the floor with one piece of the model path at a time, "
+                        "and compare what each piece adds under load with its cost in isolation")
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
         if not shutil.which(tool):
@@ -181,6 +209,8 @@ def main() -> None:
         results["baseline"] = serve("baseline", [
             PY, str(HERE / "servers/flask_keras.py"),
             str(repo / "artifacts/digits/train/model.keras"), str(port)], env, port, script, args)
+        if args.breakdown:
+            breakdown_rows = breakdown(mdir, body.encode(), env, script, args, results["floor"])
         image_rows = [] if args.no_image else image_figures(repo)
 
     ours, floor, base = results["ours"], results["floor"], results["baseline"]
@@ -200,6 +230,12 @@ def main() -> None:
         [">= 70% of the floor", f"{ours['rps'] / floor['rps']:.0%}",
          "yes" if ours["rps"] >= 0.7 * floor["rps"] else "no"],
     ]))
+    if args.breakdown:
+        budget = 1e6 / (0.7 * floor["rps"]) - 1e6 / floor["rps"]
+        print(f"\n### Where the time goes: each piece alone, then added to the floor under load\n"
+              f"\nThe 70% goal leaves {budget:.0f} us per request for the whole model path.\n")
+        print(table(["piece", "alone (us)", "added under load (us)", "under load / alone"],
+                    breakdown_rows))
     if image_rows:
         print()
         print(table(["image", "measured", "goal"], image_rows))

@@ -72,47 +72,38 @@ def _is_number(v: Any) -> bool:
     return t is float or t is int
 
 
-def _fast_rows(instances: list[Any], n: int, h: int, w: int) -> NDArray[np.float64] | None:
-    """numpy's own conversion when every value is a number and the shape is right; None sends
-    the request down the element-by-element path, which also words the error."""
-    try:
-        arr = np.array(instances)
-    except (ValueError, OverflowError):
-        return None
-    if arr.dtype.kind not in "iuf":  # bool, str, object (None, nested dicts, huge ints)
-        return None
-    if arr.shape[1:] == (n,):
-        return arr.astype(np.float64, copy=False)
-    if arr.shape[1:] == (h, w):
-        return arr.reshape(len(instances), n).astype(np.float64, copy=False)
+def _flat_row(i: int, inst: Any, n: int, h: int, w: int) -> list[Any]:
+    """One instance as a flat list of numbers, either layout; the error says what it was."""
+    if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
+        return inst
+    if (isinstance(inst, list) and len(inst) == h
+            and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r)
+                    for r in inst)):
+        return [v for r in inst for v in r]
+    raise BadRequest(400, f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} "
+                     f"numbers), got {_describe(inst)}")
+
+
+def _range_error(x: NDArray[np.float64], sig: Signature) -> BadRequest | None:
+    finite = np.isfinite(x)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} is not finite")
+    outside = (x < sig.low) | (x > sig.high)
+    if outside.any():
+        i, j = np.argwhere(outside)[0]
+        return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = {x[i, j]:g} is "
+                          f"outside the valid range [{sig.low:g}, {sig.high:g}]")
     return None
 
 
-def _checked_rows(instances: list[Any], n: int, h: int, w: int) -> NDArray[np.float64]:
-    rows: list[list[Any]] = []
-    for i, inst in enumerate(instances):
-        if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
-            rows.append(inst)
-        elif (isinstance(inst, list) and len(inst) == h
-              and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r)
-                      for r in inst)):
-            rows.append([v for r in inst for v in r])
-        else:
-            raise BadRequest(400, f"instance {i}: expected a list of {n} numbers (or {h} lists "
-                             f"of {w} numbers), got {_describe(inst)}")
-    try:
-        return np.array(rows, dtype=np.float64)
-    except OverflowError:  # an integer beyond float64's range
-        raise BadRequest(400, "a value is too large to be a number") from None
-
-
-def parse_instances(doc: Any, sig: Signature, max_batch: int,
-                    body: bytes | None = None) -> NDArray[np.float64]:
+def parse_instances(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.float64]:
     """Validate a decoded predict body; return the raw feature rows, shape (n, features).
 
-    ``body``, the raw bytes, enables a fast path: numpy converts a homogeneous numeric list
-    several times faster than a per-value type check, but turns JSON true/false mixed among
-    numbers into 1/0, so it is only taken when the body holds neither literal.
+    The common request, flat rows of in-range numbers, is checked in one pure-Python pass per
+    row: in the server that costs about half of what numpy's conversion and reductions do,
+    because each numpy call pays its dispatch overhead with caches the event loop has cooled.
+    Anything else takes the slow path, which words the error.
     """
     if not isinstance(doc, dict):
         raise BadRequest(400, "the body must be a JSON object with an \"instances\" list")
@@ -130,24 +121,24 @@ def parse_instances(doc: Any, sig: Signature, max_batch: int,
     if len(instances) > max_batch:
         raise BadRequest(413, f"{len(instances)} instances exceed the limit of {max_batch} per "
                          "request; split the batch")
-    n = sig.n_features
-    h, w = sig.image_shape
-    fast = None
-    if body is not None and b"true" not in body and b"false" not in body:
-        fast = _fast_rows(instances, n, h, w)
-    x = fast if fast is not None else _checked_rows(instances, n, h, w)
-    # One pass for the common case; NaN fails both comparisons, so it is caught here too.
-    if x.min() >= sig.low and x.max() <= sig.high:
-        return x
-    finite = np.isfinite(x)
-    if not finite.all():
-        i, j = np.argwhere(~finite)[0]
-        raise BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} is not finite")
-    outside = (x < sig.low) | (x > sig.high)
-    if outside.any():
-        i, j = np.argwhere(outside)[0]
-        raise BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = {x[i, j]:g} is "
-                         f"outside the valid range [{sig.low:g}, {sig.high:g}]")
+    n, (h, w), lo, hi = sig.n_features, sig.image_shape, sig.low, sig.high
+    rows: list[list[Any]] = []
+    slow = False
+    for i, inst in enumerate(instances):
+        # `type(v) is int` excludes bool; NaN fails both comparisons.
+        if (type(inst) is list and len(inst) == n
+                and all((type(v) is float or type(v) is int) and lo <= v <= hi for v in inst)):
+            rows.append(inst)
+        else:
+            rows.append(_flat_row(i, inst, n, h, w))
+            slow = True
+    try:
+        x = np.array(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        raise BadRequest(400, "a value is too large to be a number") from None
+    error = _range_error(x, sig) if slow else None
+    if error is not None:
+        raise error
     return x
 
 
@@ -271,7 +262,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
                 doc = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
-            raw = parse_instances(doc, sig, settings.max_batch, body)
+            raw = parse_instances(doc, sig, settings.max_batch)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
         probs = state.runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
