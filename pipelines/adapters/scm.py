@@ -1,7 +1,8 @@
 """Pull/merge requests and their comments on GitHub (REST v3), GitLab (REST v4), or locally.
 
 One call, ``open_or_update``, finds the open request for a branch and updates it in place, or
-opens it: re-running a promotion never makes a duplicate. ``upsert_comment`` does the same for
+opens it: re-running a promotion never makes a duplicate. ``list_open`` and ``close`` let a
+newer promotion close the ones it supersedes. ``upsert_comment`` does the same for
 the CI report comment, found again by a hidden marker. Tokens come from the environment
 (GITHUB_TOKEN; GITLAB_TOKEN or CI_JOB_TOKEN), go only into request headers, and never appear
 in output, logs or errors. Rate limits are waited out when the wait is short (Retry-After),
@@ -48,6 +49,10 @@ class Provider(Protocol):
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest: ...
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None: ...
+
+    def list_open(self, *, base: str) -> list[PullRequest]: ...
+
+    def close(self, number: int) -> None: ...
 
     def upsert_comment(self, number: int, marker: str, body: str) -> str: ...
 
@@ -161,6 +166,14 @@ class GitHub:
             "head": f"{owner}:{head}", "base": base, "state": "open"}).json()
         return self._pr(found[0], False) if found else None
 
+    def list_open(self, *, base: str) -> list[PullRequest]:
+        return [self._pr(doc, False) for doc in self.http.pages(
+            f"/repos/{self.repo}/pulls", {"state": "open", "base": base})]
+
+    def close(self, number: int) -> None:
+        self.http.call("PATCH", f"/repos/{self.repo}/pulls/{number}",
+                       json_body={"state": "closed"})
+
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         existing = self.find_open(head=head, base=base)
         if existing is not None:
@@ -216,6 +229,15 @@ class GitLab:
         found = self.http.call("GET", f"/projects/{self.project}/merge_requests", params={
             "state": "opened", "source_branch": head, "target_branch": base}).json()
         return self._mr(found[0], False) if found else None
+
+    def list_open(self, *, base: str) -> list[PullRequest]:
+        return [self._mr(doc, False) for doc in self.http.pages(
+            f"/projects/{self.project}/merge_requests",
+            {"state": "opened", "target_branch": base})]
+
+    def close(self, number: int) -> None:
+        self.http.call("PUT", f"/projects/{self.project}/merge_requests/{number}",
+                       json_body={"state_event": "close"})
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         existing = self.find_open(head=head, base=base)
@@ -279,6 +301,12 @@ class Local:
         return [(self._pr(n, d, False), d) for n, d in sorted(self._index().items(),
                                                                key=lambda kv: int(kv[0]))
                 if d["state"] == "open"]
+
+    def list_open(self, *, base: str) -> list[PullRequest]:
+        return [pr for pr, _ in self.open_prs() if pr.base == base]
+
+    def close(self, number: int) -> None:
+        self.set_state(number, "closed")
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         with self._locked():

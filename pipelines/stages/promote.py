@@ -5,6 +5,11 @@ YAML, pushes it, and opens the pull/merge request, or updates it in place when i
 body carries the evidence, read from this workspace's artifacts, which must belong to exactly
 the release being promoted. Merging the request is the deployment. With the local provider,
 ``mlops promote --merge`` plays the approval: a merge commit on the GitOps branch.
+
+A promotion supersedes the open promotions to the same environment that were opened before
+it: they get a comment naming the new request, are closed, and lose their branches, so a
+reviewer can never approve an older release by mistake. Request numbers decide "before", so
+two promotions racing each other leave exactly the newer one open.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 from pipelines.adapters import gitops, scm
 from pipelines.adapters.artifacts import read_json
-from pipelines.config import ModelSlot, Workspace, load_gitops
+from pipelines.adapters.manifests import load_templates
+from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.render import diff
 from pipelines.errors import CheckFailed, ConfigError
@@ -36,6 +42,7 @@ class PromoteResult:
     url: str = ""
     number: int | None = None
     created: bool = False
+    superseded: tuple[int, ...] = ()
 
 
 def evidence(ws: Workspace, release_id: str, image: str) -> dict[str, Any]:
@@ -107,13 +114,40 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         pr = provider.open_or_update(head=branch, base=cfg.branch,
                                      title=f"Promote {ws.name} {candidate.release_id} to "
                                      f"{to_env}", body=body)
+        closed = supersede(provider, repo, pr, f"promote/{to_env}/", candidate.release_id)
     verb = "opened" if pr.created else "updated"
-    return PromoteResult(candidate.release_id, f"{verb} #{pr.number} ({branch})", pr.url,
-                         pr.number, pr.created)
+    detail = f"{verb} #{pr.number} ({branch})"
+    if closed:
+        detail += "; closed superseded " + ", ".join(f"#{n}" for n in closed)
+    return PromoteResult(candidate.release_id, detail, pr.url, pr.number, pr.created, closed)
+
+
+SUPERSEDED = "<!-- mlops:superseded -->"
+
+
+def supersede(provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest, prefix: str,
+              release_id: str) -> tuple[int, ...]:
+    """Close the open requests from ``prefix`` branches opened before ``pr``."""
+    closed = []
+    for old in provider.list_open(base=pr.base):
+        if old.head.startswith(prefix) and old.number < pr.number:
+            provider.upsert_comment(old.number, SUPERSEDED,
+                                    f"Superseded by #{pr.number}, which promotes {release_id}; "
+                                    "closed by `mlops promote`.")
+            provider.close(old.number)
+            repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
+            closed.append(old.number)
+    return tuple(closed)
 
 
 def _names(files: dict[str, str]) -> dict[str, str]:
     return {path.rsplit("/", 1)[-1]: text for path, text in files.items()}
+
+
+def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig) -> bool:
+    rendering = render.render_all(repo.manifests, load_templates(ws.root / "manifests"),
+                                  render.models_of(ws.root), cfg)
+    return not rendering.violations and render.stale_diff(repo.manifests, rendering.files) == ""
 
 
 def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
@@ -139,7 +173,10 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
             # --no-commit: land() makes the merge commit, with our message and trailers.
             merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}",
                               check=False)
-            if "CONFLICT" in merged or repo.git("ls-files", "--unmerged").strip():
+            # A textual merge can succeed and still be wrong: rendered YAML from before a
+            # change to the environment, beside the changed state. Both must agree.
+            if ("CONFLICT" in merged or repo.git("ls-files", "--unmerged").strip()
+                    or not _renders_as_committed(ws, repo, cfg)):
                 repo.git("merge", "--abort", check=False)
                 raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
                                   "changed after it was proposed",

@@ -153,7 +153,7 @@ class Handler(BaseHTTPRequestHandler):
                      if (head is None or f"{owner}:{p['head']}" == head)
                      and ("base" not in q or p["base"] == q["base"])
                      and (q.get("state", "open") in ("all", p["state"]))]
-            return 200, found, {}
+            return self._page(found, q, path)
         if rest == "/pulls" and method == "POST":
             _require(body, {"title": str, "head": str, "base": str},
                      {"body": str, "draft": bool, "maintainer_can_modify": bool})
@@ -172,6 +172,9 @@ class Handler(BaseHTTPRequestHandler):
             if n not in s.pulls:
                 raise ApiError(404, {"message": "Not Found"})
             _require(body, {}, {"title": str, "body": str, "state": str, "base": str})
+            if body.get("state", "open") not in ("open", "closed"):
+                raise ApiError(422, {"message": "Validation Failed",
+                                     "errors": [{"field": "state", "code": "invalid"}]})
             s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base")
                                if k in body})
             return 200, pr_json(n), {}
@@ -236,7 +239,7 @@ class Handler(BaseHTTPRequestHandler):
                      if q.get("state", "all") in ("all", p["state"])
                      and q.get("source_branch", p["head"]) == p["head"]
                      and q.get("target_branch", p["base"]) == p["base"]]
-            return 200, found, {}
+            return self._page(found, q, path)
         if rest == "/merge_requests" and method == "POST":
             _require(body, {"source_branch": str, "target_branch": str, "title": str},
                      {"description": str, "remove_source_branch": bool})
@@ -260,6 +263,10 @@ class Handler(BaseHTTPRequestHandler):
                 s.pulls[iid]["title"] = body["title"]
             if "description" in body:
                 s.pulls[iid]["body"] = body["description"]
+            if "state_event" in body:
+                if body["state_event"] not in ("close", "reopen"):
+                    raise ApiError(400, {"error": "state_event does not have a valid value"})
+                s.pulls[iid]["state"] = "closed" if body["state_event"] == "close" else "opened"
             return 200, mr_json(iid), {}
         m2 = re.fullmatch(r"/merge_requests/(\d+)/notes", rest)
         if m2 and method == "GET":

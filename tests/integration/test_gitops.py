@@ -21,7 +21,7 @@ from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
 from pipelines.errors import CheckFailed, ConfigError
 from pipelines.stages import promote, render, rollback
-from pipelines.stages.release import publish
+from pipelines.stages.release import apply_state, land, publish
 from tests.conftest import ROOT, copy_repo
 from tests.unit.core.test_bluegreen import record
 
@@ -158,7 +158,7 @@ RACER = """
 import sys
 from pathlib import Path
 from pipelines.config import load_model
-from pipelines.stages.release import publish
+from pipelines.stages.release import apply_state, land, publish
 from tests.unit.core.test_bluegreen import record
 root = Path(sys.argv[1])
 publish(root, load_model(root, "digits"), "staging", record(int(sys.argv[2])),
@@ -250,15 +250,49 @@ def test_promotion_refuses_evidence_of_another_release(root: Path) -> None:
         promote.run(load_model(root, "digits"), "production", "staging", **QUIET)
 
 
-def test_a_stale_promotion_does_not_merge(root: Path) -> None:
+def test_a_newer_promotion_closes_the_ones_it_supersedes(root: Path) -> None:
     ws = load_model(root, "digits")
     for n in (1, 2):
         release(root, n)
         evidence(root, record(n))
-        promote.run(ws, "production", "staging", **QUIET)
+        result = promote.run(ws, "production", "staging", **QUIET)
+    assert (result.number, result.superseded) == (2, (1,))
+    assert "closed superseded #1" in result.detail
+    index = json.loads((root / ".infra/pull-requests/index.json").read_text())
+    assert {n: pr["state"] for n, pr in index.items()} == {"1": "closed", "2": "open"}
+    comment = (root / ".infra/pull-requests/comments/1.md").read_text()
+    assert "Superseded by #2, which promotes digits-000000000002" in comment
+    branches = git(remote(root), "branch", "--list")
+    assert "promote/production/digits-000000000001" not in branches
+    assert "promote/production/digits-000000000002" in branches
+    again = promote.run(ws, "production", "staging", **QUIET)  # nothing left to supersede
+    assert (again.number, again.created, again.superseded) == (2, False, ())
     assert main_in(root, "promote", "--merge", "--to", "production") == 0  # merges #2
+    slot = state(root, "production")["models"]["digits"]  # type: ignore[index]
+    assert slot["blue"]["release_id"] == record(2).release_id
+
+
+def test_a_promotion_whose_environment_changed_meanwhile_does_not_merge(root: Path) -> None:
+    """Git merges the two without a conflict, but the rendered YAML would be from before the
+    change: the merge is refused and the GitOps branch is left as it was."""
+    ws = load_model(root, "digits")
+    release(root, 1)
+    evidence(root, record(1))
+    promote.run(ws, "production", "staging", **QUIET)
+    cfg = load_gitops(root)
+    with gitops.checkout(cfg, root) as repo:
+
+        def rename() -> str:
+            production = repo.read_state("production")
+            apply_state(repo, ws, cfg, production.model_copy(update={"namespace": "ml-prod"}))
+            return "production: move to namespace ml-prod"
+
+        land(repo, cfg, cfg.branch, rename, QUIET["progress"])
+    tip = commits(root)[-1]["sha"]
     with pytest.raises(CheckFailed, match="#1 no longer merges cleanly"):
         promote.merge_local(ws, "promote/production/", **QUIET)
+    assert commits(root)[-1]["sha"] == tip
+    assert_consistent(root)
 
 
 def test_rollback_is_a_commit_that_flips_back_and_names_what_it_undoes(root: Path) -> None:

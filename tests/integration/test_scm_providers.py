@@ -101,6 +101,25 @@ def test_github_comment_is_found_across_pages_and_updated(github: FakeApi) -> No
     assert len(github.state.comments) == 151
 
 
+def test_github_lists_open_requests_across_pages_and_closes_one(github: FakeApi) -> None:
+    for n in range(1, 131):
+        github.state.pulls[n] = {"title": f"T{n}", "body": "", "head": f"promote/p/r{n}",
+                                 "base": "main" if n % 13 else "other", "state": "open"}
+    provider = gh(github)
+    found = provider.list_open(base="main")
+    assert [pr.number for pr in found] == [n for n in range(1, 131) if n % 13]
+    assert found[0].head == "promote/p/r1"
+    assert [r.query.get("page") for r in github.state.requests] == [None, "2"]
+    assert github.state.requests[0].query == {"state": "open", "base": "main",
+                                              "per_page": "100"}
+    provider.close(5)
+    assert github.state.requests[-1].method == "PATCH"
+    assert github.state.requests[-1].path == "/repos/acme/gitops/pulls/5"
+    assert github.state.requests[-1].body == {"state": "closed"}
+    assert github.state.pulls[5]["state"] == "closed"
+    assert 5 not in [pr.number for pr in provider.list_open(base="main")]
+
+
 @pytest.mark.parametrize(("status", "message"), [
     (401, "401 Unauthorized: the token was refused"),
     (404, "404"),
@@ -191,6 +210,25 @@ def test_gitlab_conflict_on_create_updates_the_existing(gitlab: FakeApi) -> None
     assert gitlab.state.pulls[1]["body"] == "ours"
 
 
+def test_gitlab_lists_open_merge_requests_and_closes_one(gitlab: FakeApi) -> None:
+    for iid, (head, base, st) in enumerate([("promote/p/r1", "main", "opened"),
+                                            ("promote/p/r2", "main", "closed"),
+                                            ("promote/p/r3", "other", "opened"),
+                                            ("promote/p/r4", "main", "opened")], start=1):
+        gitlab.state.pulls[iid] = {"title": head, "body": "", "head": head, "base": base,
+                                   "state": st}
+    provider = gl(gitlab)
+    assert [(pr.number, pr.head) for pr in provider.list_open(base="main")] == [
+        (1, "promote/p/r1"), (4, "promote/p/r4")]
+    assert gitlab.state.requests[0].query == {"state": "opened", "target_branch": "main",
+                                              "per_page": "100"}
+    provider.close(1)
+    close = gitlab.state.requests[-1]
+    assert (close.method, close.path, close.body) == (
+        "PUT", "/api/v4/projects/acme%2Fgitops/merge_requests/1", {"state_event": "close"})
+    assert gitlab.state.pulls[1]["state"] == "closed"
+
+
 def test_gitlab_notes_upsert_and_job_token(gitlab: FakeApi,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GITLAB_TOKEN")
@@ -231,6 +269,25 @@ def test_promotion_through_github(root: Path, github: FakeApi,
     assert len(commits(root)) == 2  # main is untouched until the PR is merged
     assert json.dumps([r.headers for r in github.state.requests]).count(TOKEN) == \
         len(github.state.requests)  # the token went only where it belongs: the header
+
+
+def test_a_newer_promotion_closes_the_older_pull_request_on_github(
+        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", github.state.repo)
+    ws = load_model(root, "digits")
+    for n in (1, 2):
+        release(root, n)
+        evidence(root, record(n))
+        result = promote.run(ws, "production", "staging", **QUIET)
+    assert (result.number, result.superseded) == (2, (1,))
+    assert {n: pr["state"] for n, pr in github.state.pulls.items()} == {1: "closed", 2: "open"}
+    (comment,) = github.state.comments.values()
+    assert comment["on"] == 1
+    assert "Superseded by #2, which promotes digits-000000000002" in comment["body"]
+    branches = git(remote(root), "branch", "--list")
+    assert "promote/production/digits-000000000001" not in branches
 
 
 def test_report_comment_on_github_is_created_once_then_updated(
