@@ -63,6 +63,16 @@ def release(root: Path, n: int, env: str = "staging") -> str | None:
     return publish(root, load_model(root, "digits"), env, record(n), **QUIET).commit
 
 
+def promote_releases(root: Path, *numbers: int) -> promote.PromoteResult:
+    """Release each to staging and promote it to production, in order; the last result."""
+    ws = load_model(root, "digits")
+    for n in numbers:
+        release(root, n)
+        evidence(root, record(n))
+        result = promote.run(ws, "production", "staging", **QUIET)
+    return result
+
+
 def assert_consistent(root: Path) -> None:
     """The tip's rendered files are exactly what its environment state renders to."""
     with gitops.checkout(load_gitops(root), root) as repo:
@@ -252,10 +262,7 @@ def test_promotion_refuses_evidence_of_another_release(root: Path) -> None:
 
 def test_a_newer_promotion_closes_the_ones_it_supersedes(root: Path) -> None:
     ws = load_model(root, "digits")
-    for n in (1, 2):
-        release(root, n)
-        evidence(root, record(n))
-        result = promote.run(ws, "production", "staging", **QUIET)
+    result = promote_releases(root, 1, 2)
     assert (result.number, result.superseded) == (2, (1,))
     assert "closed superseded #1" in result.detail
     index = json.loads((root / ".infra/pull-requests/index.json").read_text())
@@ -276,9 +283,7 @@ def test_a_promotion_whose_environment_changed_meanwhile_does_not_merge(root: Pa
     """Git merges the two without a conflict, but the rendered YAML would be from before the
     change: the merge is refused and the GitOps branch is left as it was."""
     ws = load_model(root, "digits")
-    release(root, 1)
-    evidence(root, record(1))
-    promote.run(ws, "production", "staging", **QUIET)
+    promote_releases(root, 1)
     cfg = load_gitops(root)
     with gitops.checkout(cfg, root) as repo:
 

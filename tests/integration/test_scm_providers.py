@@ -15,7 +15,15 @@ from pipelines.errors import ConfigError, InfraError
 from pipelines.stages import promote
 from tests.conftest import copy_repo
 from tests.fakes.scm_api import TOKEN, FakeApi, serve
-from tests.integration.test_gitops import QUIET, commits, evidence, git, release, remote
+from tests.integration.test_gitops import (
+    QUIET,
+    commits,
+    evidence,
+    git,
+    promote_releases,
+    release,
+    remote,
+)
 from tests.unit.core.test_bluegreen import record
 
 
@@ -42,6 +50,13 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     recorded: list[float] = []
     monkeypatch.setattr(scm, "_sleep", recorded.append)
     return recorded
+
+
+def use_github(monkeypatch: pytest.MonkeyPatch, api: FakeApi) -> None:
+    """Point the GitOps configuration at the fake GitHub, as Actions' variables would."""
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.setenv("GITHUB_API_URL", api.url)
+    monkeypatch.setenv("GITHUB_REPOSITORY", api.state.repo)
 
 
 def gh(api: FakeApi) -> scm.GitHub:
@@ -251,9 +266,7 @@ def test_promotion_through_github(root: Path, github: FakeApi,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole promotion with the github provider: branch pushed, one PR with the evidence,
     updated in place on a re-run."""
-    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
-    monkeypatch.setenv("GITHUB_API_URL", github.url)
-    monkeypatch.setenv("GITHUB_REPOSITORY", github.state.repo)
+    use_github(monkeypatch, github)
     release(root, 1)
     evidence(root, record(1))
     ws = load_model(root, "digits")
@@ -273,14 +286,8 @@ def test_promotion_through_github(root: Path, github: FakeApi,
 
 def test_a_newer_promotion_closes_the_older_pull_request_on_github(
         root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
-    monkeypatch.setenv("GITHUB_API_URL", github.url)
-    monkeypatch.setenv("GITHUB_REPOSITORY", github.state.repo)
-    ws = load_model(root, "digits")
-    for n in (1, 2):
-        release(root, n)
-        evidence(root, record(n))
-        result = promote.run(ws, "production", "staging", **QUIET)
+    use_github(monkeypatch, github)
+    result = promote_releases(root, 1, 2)
     assert (result.number, result.superseded) == (2, (1,))
     assert {n: pr["state"] for n, pr in github.state.pulls.items()} == {1: "closed", 2: "open"}
     (comment,) = github.state.comments.values()
