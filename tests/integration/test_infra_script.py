@@ -1,0 +1,44 @@
+"""scripts/infra.sh on a machine whose registry has never seen the base image: the state CI's
+fresh machines start in. It must go on to build the base, not stop at the registry's 404."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_repo, require
+
+pytestmark = pytest.mark.infra
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_an_empty_registry_leads_to_building_the_base_image(infra: str, tmp_path: Path) -> None:
+    require("root (debootstrap)", os.geteuid() == 0, "infra.sh builds the base image as root")
+    root = copy_repo(tmp_path / "repo")
+    port = free_port()
+    # A base recorded by an earlier run that this registry does not hold, as after a reset.
+    (root / ".infra").mkdir()
+    (root / ".infra/base-image").write_text(
+        f"127.0.0.1:{port}/mlops/python-base@sha256:{'0' * 64}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("BASE_IMAGE", "REGISTRY")}
+    # An unreachable mirror makes debootstrap, the step after both registry look-ups, fail fast.
+    env |= {"REGISTRY": f"127.0.0.1:{port}", "MLOPS_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"}
+    try:
+        up = subprocess.run(["scripts/infra.sh", "up"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=300)
+    finally:
+        subprocess.run(["scripts/infra.sh", "down"], cwd=root, env=env, capture_output=True,
+                       timeout=120)
+    assert f"registry: started on 127.0.0.1:{port}" in up.stdout
+    assert "base image: debootstrap bookworm" in up.stdout, up.stdout + up.stderr
+    assert up.returncode == 3, up.stdout + up.stderr
+    assert "debootstrap failed" in up.stderr
