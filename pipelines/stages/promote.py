@@ -24,7 +24,7 @@ from pipelines.adapters.manifests import load_templates
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.render import diff
-from pipelines.errors import CheckFailed, ConfigError
+from pipelines.errors import CheckFailed, ConfigError, InfraError
 from pipelines.stages import render
 from pipelines.stages.gate import BLESSING
 from pipelines.stages.package import RELEASE, SBOM
@@ -114,11 +114,15 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         pr = provider.open_or_update(head=branch, base=cfg.branch,
                                      title=f"Promote {ws.name} {candidate.release_id} to "
                                      f"{to_env}", body=body)
-        closed = supersede(provider, repo, pr, f"promote/{to_env}/", candidate.release_id)
+        closed, left = supersede(provider, repo, pr, f"promote/{to_env}/",
+                                 candidate.release_id)
     verb = "opened" if pr.created else "updated"
     detail = f"{verb} #{pr.number} ({branch})"
     if closed:
         detail += "; closed superseded " + ", ".join(f"#{n}" for n in closed)
+    for number, why in left:
+        progress(f"warning: superseded #{number} is still open, close it by hand: {why}")
+        detail += f"; could not close superseded #{number}"
     return PromoteResult(candidate.release_id, detail, pr.url, pr.number, pr.created, closed)
 
 
@@ -126,18 +130,25 @@ SUPERSEDED = "<!-- mlops:superseded -->"
 
 
 def supersede(provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest, prefix: str,
-              release_id: str) -> tuple[int, ...]:
-    """Close the open requests from ``prefix`` branches opened before ``pr``."""
-    closed = []
+              release_id: str) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
+    """Close the open requests from ``prefix`` branches opened before ``pr``. Returns those
+    closed, and those left open with the reason: the new request is already up, so a refusal
+    here (a token that may comment but not close, say) is a warning, not a failed promotion."""
+    closed, left = [], []
     for old in provider.list_open(base=pr.base):
-        if old.head.startswith(prefix) and old.number < pr.number:
+        if not (old.head.startswith(prefix) and old.number < pr.number):
+            continue
+        try:
+            # Said first and true either way: a reviewer still sees why, should closing fail.
             provider.upsert_comment(old.number, SUPERSEDED,
-                                    f"Superseded by #{pr.number}, which promotes {release_id}; "
-                                    "closed by `mlops promote`.")
+                                    f"Superseded by #{pr.number}, which promotes {release_id}.")
             provider.close(old.number)
-            repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
-            closed.append(old.number)
-    return tuple(closed)
+        except (scm.ApiError, ConfigError, InfraError) as exc:
+            left.append((old.number, str(exc)))
+            continue
+        repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
+        closed.append(old.number)
+    return tuple(closed), left
 
 
 def _names(files: dict[str, str]) -> dict[str, str]:

@@ -5,7 +5,7 @@ headers (GitHub: ``Authorization: Bearer``, ``Accept: application/vnd.github+jso
 ``X-GitHub-Api-Version``; GitLab: ``PRIVATE-TOKEN`` or ``JOB-TOKEN``), and the JSON body's
 required fields and types. Anything else is answered as the real service would (401, 404,
 422/409, 400), and every request is recorded for assertions. ``script`` queues canned answers
-(rate limits, 5xx) for the next requests.
+(rate limits, 5xx) for the next requests; ``deny`` refuses chosen calls with 403.
 
 References: docs.github.com/en/rest/pulls/pulls, /rest/issues/comments;
 docs.gitlab.com/ee/api/merge_requests.html, /api/notes.html.
@@ -42,6 +42,8 @@ class State:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     script: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    # (method, path) pairs answered 403, as for a token that lacks that permission.
+    deny: set[tuple[str, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
     next_id: int = 1000
 
@@ -104,6 +106,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             self._authorize(headers)
+            if (method, url.path) in self.state.deny:
+                raise ApiError(403, {"message": "Resource not accessible by integration"})
             if body == "<invalid json>":
                 raise ApiError(400, {"message": "Problems parsing JSON"})
             with self.state.lock:

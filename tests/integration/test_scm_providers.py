@@ -297,6 +297,17 @@ def test_a_newer_promotion_closes_the_older_pull_request_on_github(
     assert "promote/production/digits-000000000001" not in branches
 
 
+def test_a_token_that_cannot_close_leaves_the_older_request_open_with_a_warning(
+        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    use_github(monkeypatch, github)
+    github.state.deny.add(("PATCH", "/repos/acme/gitops/pulls/1"))
+    result = promote_releases(root, 1, 2)
+    assert (result.number, result.superseded) == (2, ())
+    assert "could not close superseded #1" in result.detail
+    assert github.state.pulls[1]["state"] == "open"
+    assert "promote/production/digits-000000000001" in git(remote(root), "branch", "--list")
+
+
 def test_report_comment_on_github_is_created_once_then_updated(
         root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
