@@ -226,9 +226,12 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.core.report import table
     from pipelines.stages import status
 
-    rows = status.run(ws, args.env, live=not args.no_live)
-    print(table(["environment", "model", "active", "preview", "live"],
-                [[r.env, r.model, r.active, r.preview, r.live] for r in rows]))
+    result = status.run(ws, args.env, live=not args.no_live)
+    rows = result.rows
+    print(table(["environment", "model", "active", "preview", "awaiting approval", "live"],
+                [[r.env, r.model, r.active, r.preview, r.awaiting, r.live] for r in rows]))
+    if result.requests_note:
+        print(f"  {result.requests_note}")
     for r in rows:
         for finding in r.findings:
             print(f"  {r.env}/{r.model}: {finding}")

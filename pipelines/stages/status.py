@@ -1,7 +1,8 @@
 """status: what runs where, from git; and, given a kube context, whether the cluster agrees.
 
 Git is the record: for each environment, the active and preview releases with their age and
-gate verdict. When a Kubernetes context is available (KUBECONFIG, ~/.kube/config, or in a
+gate verdict, and the promotion or rollback requests that await approval there. When a
+Kubernetes context is available (KUBECONFIG, ~/.kube/config, or in a
 pod), the official client reads the Deployments and the Service, and any difference from git
 (image digest, readiness, selected color) is listed.
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.adapters import gitops
-from pipelines.config import ModelSlot, Workspace, environment_names, load_gitops
+from pipelines.adapters import gitops, scm
+from pipelines.config import GitOpsConfig, ModelSlot, Workspace, environment_names, load_gitops
 from pipelines.core.bluegreen import LiveDeployment, age, compare_live
+from pipelines.errors import ConfigError, InfraError
 from pipelines.stages.release import now
 
 
@@ -25,6 +27,13 @@ class Row:
     preview: str
     live: str = "not checked"
     findings: list[str] = field(default_factory=list)
+    awaiting: str = "-"
+
+
+@dataclass
+class StatusResult:
+    rows: list[Row]
+    requests_note: str = ""  # why open requests could not be listed, if they could not
 
 
 def _describe(slot: ModelSlot, color: str | None, stamp: str) -> str:
@@ -64,18 +73,37 @@ def live_state(client: Any, namespace: str, model: str
     return deployments, selected
 
 
-def run(ws: Workspace, env: str | None = None, live: bool = True) -> list[Row]:
+def open_requests(cfg: GitOpsConfig, ws: Workspace) -> tuple[list[scm.PullRequest], str]:
+    """The open promotion and rollback requests, or why they could not be listed (a missing
+    token must not stop `status` from showing what git says)."""
+    try:
+        found = scm.provider(cfg, ws.root).list_open(base=cfg.branch)
+    except (ConfigError, InfraError, scm.ApiError) as exc:
+        return [], f"open requests not checked: {exc}"
+    return [pr for pr in found if pr.head.startswith(("promote/", "rollback/"))], ""
+
+
+def _awaiting(requests: list[scm.PullRequest], env: str) -> str:
+    # Branches are <kind>/<env>/<release-id>, made by promote and rollback.
+    mine = [f"#{pr.number} {pr.head.split('/', 1)[0]} {pr.head.rsplit('/', 1)[-1]}"
+            for pr in requests if pr.head.split("/")[1:2] == [env]]
+    return ", ".join(mine) or "-"
+
+
+def run(ws: Workspace, env: str | None = None, live: bool = True) -> StatusResult:
     cfg = load_gitops(ws.root)
     stamp = now()
     rows: list[Row] = []
     kube, why = _kube() if live else (None, "not asked (--no-live)")
+    requests, note = open_requests(cfg, ws)
     with gitops.checkout(cfg, ws.root) as repo:
         names = [env] if env else environment_names(repo.manifests)
         for name in names:
             state = repo.read_state(name)
             for model, slot in sorted(state.models.items()) or [(ws.name, ModelSlot())]:
                 row = Row(name, model, _describe(slot, slot.active, stamp),
-                          _describe(slot, slot.idle, stamp), why or "")
+                          _describe(slot, slot.idle, stamp), why or "",
+                          awaiting=_awaiting(requests, name))
                 if kube is not None:
                     try:
                         deployments, selected = live_state(kube, state.namespace, model)
@@ -84,4 +112,4 @@ def run(ws: Workspace, env: str | None = None, live: bool = True) -> list[Row]:
                     except Exception as exc:  # an unreachable cluster is a finding, not a crash
                         row.live = f"unreachable ({type(exc).__name__})"
                 rows.append(row)
-    return rows
+    return StatusResult(rows, note)

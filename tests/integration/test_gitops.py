@@ -20,7 +20,7 @@ from pipelines.adapters.manifests import load_templates
 from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
 from pipelines.errors import CheckFailed, ConfigError
-from pipelines.stages import promote, render, rollback
+from pipelines.stages import promote, render, rollback, status
 from pipelines.stages.release import apply_state, land, publish
 from tests.conftest import ROOT, copy_repo
 from tests.unit.core.test_bluegreen import record
@@ -274,6 +274,9 @@ def test_a_newer_promotion_closes_the_ones_it_supersedes(root: Path) -> None:
     assert "promote/production/digits-000000000002" in branches
     again = promote.run(ws, "production", "staging", **QUIET)  # nothing left to supersede
     assert (again.number, again.created, again.superseded) == (2, False, ())
+    rows = {r.env: r for r in status.run(ws, live=False).rows}
+    assert rows["production"].awaiting == "#2 promote digits-000000000002"
+    assert rows["staging"].awaiting == "-"
     assert main_in(root, "promote", "--merge", "--to", "production") == 0  # merges #2
     slot = state(root, "production")["models"]["digits"]  # type: ignore[index]
     assert slot["blue"]["release_id"] == record(2).release_id
@@ -356,6 +359,18 @@ def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFix
     out = capsys.readouterr().out
     assert "| production  | digits | digits-000000000001 (blue" in out
     assert "digits-000000000002 (green" in out
+    assert "open requests not checked" not in out
+
+
+def test_status_without_a_provider_token_still_shows_git(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    release(root, 1)
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    assert main_in(root, "status", "--no-live") == 0
+    out = capsys.readouterr().out
+    assert "| staging     | digits | digits-000000000001 (blue" in out
+    assert "open requests not checked: the github provider needs GITHUB_TOKEN" in out
 
 
 def test_tokens_never_appear_in_errors(root: Path, monkeypatch: pytest.MonkeyPatch,
