@@ -146,6 +146,7 @@ def supersede(provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest
         except (scm.ApiError, ConfigError, InfraError) as exc:
             left.append((old.number, str(exc)))
             continue
+        # A branch left behind (a token without delete rights) is harmless once closed.
         repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
         closed.append(old.number)
     return tuple(closed), left
