@@ -1,9 +1,9 @@
 """Pull/merge requests and their comments on GitHub (REST v3), GitLab (REST v4), or locally.
 
 One call, ``open_or_update``, finds the open request for a branch and updates it in place, or
-opens it: re-running a promotion never makes a duplicate. ``list_open`` and ``close`` let a
-newer promotion close the ones it supersedes. ``upsert_comment`` does the same for
-the CI report comment, found again by a hidden marker. Tokens come from the environment
+opens it: re-running a promotion never makes a duplicate. ``upsert_comment`` does the same for
+the CI report comment, found again by a hidden marker. ``list_open`` and ``close`` let a newer
+promotion close the ones it supersedes. Tokens come from the environment
 (GITHUB_TOKEN; GITLAB_TOKEN or CI_JOB_TOKEN), go only into request headers, and never appear
 in output, logs or errors. Rate limits are waited out when the wait is short (Retry-After),
 and every retry is bounded.

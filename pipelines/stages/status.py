@@ -2,9 +2,9 @@
 
 Git is the record: for each environment, the active and preview releases with their age and
 gate verdict, and the promotion or rollback requests that await approval there. When a
-Kubernetes context is available (KUBECONFIG, ~/.kube/config, or in a
-pod), the official client reads the Deployments and the Service, and any difference from git
-(image digest, readiness, selected color) is listed.
+Kubernetes context is available (KUBECONFIG, ~/.kube/config, or in a pod), the official client
+reads the Deployments and the Service, and any difference from git (image digest, readiness,
+selected color) is listed.
 """
 
 from __future__ import annotations
