@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
             "its Service, and commit state and rendered YAML to the GitOps repository.")
     p.add_argument("--env", default="staging", help="environment (default: %(default)s)")
     p = add("promote", "Open (or update) the pull request that promotes the release serving "
-            "--from to --to, with the evidence. --merge approves it (local provider only).")
+            "--from to --to, with the evidence; older open promotions to --to are closed as "
+            "superseded. --merge approves it (local provider only).")
     p.add_argument("--to", default="production", dest="to_env",
                    help="target environment (default: %(default)s)")
     p.add_argument("--from", default="staging", dest="from_env",
