@@ -106,8 +106,8 @@ def decide(o: Observations) -> Verdict:
         f"the container restarted {o.restarts} time(s) or stopped answering /healthz")))
     logs_ok = o.log_lines > 0 and not o.non_json_log_lines
     rules.append(RuleResult("structured_logs", logs_ok, (
-        f"all {o.log_lines} stdout lines are JSON objects" if logs_ok else
-        f"stdout lines that are not JSON: {o.non_json_log_lines[:3]!r}" if o.non_json_log_lines
+        f"all {o.log_lines} log lines (stdout and stderr) are JSON objects" if logs_ok else
+        f"log lines that are not JSON: {o.non_json_log_lines[:3]!r}" if o.non_json_log_lines
         else "the server wrote no log lines")))
     rules.append(RuleResult("non_root", o.uid not in (None, 0), (
         f"the server runs as uid {o.uid} on a read-only root filesystem" if o.uid else

@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
 from pipelines.serving.settings import Settings
-from pipelines.serving.telemetry import Metrics
+from pipelines.serving.telemetry import Metrics, native_stderr_as_log
 
 log = logging.getLogger("mlops.serving")
 Scope = MutableMapping[str, Any]
@@ -177,7 +177,8 @@ class ServerState:
 def load(state: ServerState) -> None:
     """Load the model and prove it reproduces the predictions recorded at packaging time."""
     try:
-        sig, runtime = load_model_dir(state.settings.model_dir)
+        with native_stderr_as_log(log):
+            sig, runtime = load_model_dir(state.settings.model_dir)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -51,6 +53,41 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # we log requests ourselves
+
+
+@contextlib.contextmanager
+def native_stderr_as_log(logger: logging.Logger) -> Iterator[None]:
+    """Turn what native code writes to file descriptor 2 meanwhile into JSON log lines.
+
+    LiteRT's C++ runtime prints plain text ("Created TensorFlow Lite XNNPACK delegate for
+    CPU.") straight to fd 2 when a model loads, past Python's logging; a log pipeline that
+    expects one JSON object per line would choke on it. A thread drains the pipe, so a
+    chatty library can never fill it and block.
+    """
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 65536):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # closes the last write end: the reader sees end of file
+        os.close(saved)
+        reader.join()
+        os.close(read_end)
+        for line in b"".join(chunks).decode(errors="replace").splitlines():
+            if line.strip():
+                logger.info(line.strip(), extra={"fields": {"source": "native stderr"}})
 
 
 class InputStatistics(Collector):

@@ -162,9 +162,10 @@ def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tu
         listed = set(expected_packages)
         obs.sbom_missing = sorted(f"{n}=={v}" for n, v in installed - listed)
         obs.sbom_extra = sorted(f"{n}=={v}" for n, v in listed - installed)
-    stdout = container.logs(stdout=True, stderr=False).decode(errors="replace").splitlines()
-    obs.log_lines = len(stdout)
-    for line in stdout:
+    # Both streams: a log collector reads stderr too, so it must be JSON as well.
+    lines = container.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
+    obs.log_lines = len(lines)
+    for line in lines:
         try:
             ok = isinstance(json.loads(line), dict)
         except json.JSONDecodeError:

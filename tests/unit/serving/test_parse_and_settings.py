@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from pipelines.core.infra_validation import malformed_requests
 from pipelines.serving.app import BadRequest, parse_instances
 from pipelines.serving.runtime import Signature, scale_features
 from pipelines.serving.settings import Settings, SettingsError
-from pipelines.serving.telemetry import JsonFormatter
+from pipelines.serving.telemetry import JsonFormatter, native_stderr_as_log
 
 SIG = Signature(model="digits", feature_names=[f"pixel_{i}" for i in range(64)],
                 image_shape=(8, 8), low=0.0, high=16.0, classes=list(range(10)))
@@ -122,3 +123,20 @@ def test_log_lines_are_json_with_fields() -> None:
     assert doc["status"] == 400
     assert doc["path"] == '/v1/"quoted"\n'
     assert "\n" not in line
+
+
+def test_native_stderr_becomes_json_log_lines(caplog: pytest.LogCaptureFixture,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    """What C++ code writes to fd 2 while a model loads is re-logged, and fd 2 is restored."""
+    logger = logging.getLogger("mlops.serving.test")
+    chatter = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n" + b"x" * 200_000
+    with caplog.at_level(logging.INFO, logger="mlops.serving.test"), \
+            native_stderr_as_log(logger):
+        os.write(2, chatter[:60])
+        os.write(2, chatter[60:] + b"\n\n")  # more than a pipe holds: the drain keeps up
+    assert [r.getMessage()[:55] for r in caplog.records] == [
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "x" * 55]
+    assert caplog.records[0].fields == {"source": "native stderr"}  # type: ignore[attr-defined]
+    assert capfd.readouterr().err == ""  # nothing reached the real stderr
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n"
