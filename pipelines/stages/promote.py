@@ -191,7 +191,8 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
                     or not _renders_as_committed(ws, repo, cfg)):
                 repo.git("merge", "--abort", check=False)
                 raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
-                                  "changed after it was proposed",
+                                  "(or the templates that render it) changed after it was "
+                                  "proposed",
                                   hint="re-run the promotion to refresh it, then merge")
             return gitops.format_message(f"Merge #{pr.number}: {doc['title']}",
                                          f"Merges {pr.head} into {cfg.branch}.", fields)
