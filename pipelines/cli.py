@@ -201,10 +201,12 @@ def _release(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _promote(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.adapters.scm import request_branch
     from pipelines.stages import promote
 
     if args.merge:
-        print(f"promote: {promote.merge_local(ws, f'promote/{args.to_env}/', _progress)}")
+        prefix = request_branch("promote", args.to_env)
+        print(f"promote: {promote.merge_local(ws, prefix, _progress)}")
         return 0
     r = promote.run(ws, args.to_env, args.from_env, progress=_progress)
     print(f"promote: {r.release_id}: {r.detail}" + (f"\n  {r.url}" if r.url else ""))
@@ -212,10 +214,12 @@ def _promote(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _rollback(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.adapters.scm import request_branch
     from pipelines.stages import promote, rollback
 
     if args.merge:
-        print(f"rollback: {promote.merge_local(ws, f'rollback/{args.env}/', _progress)}")
+        prefix = request_branch("rollback", args.env)
+        print(f"rollback: {promote.merge_local(ws, prefix, _progress)}")
         return 0
     r = rollback.run(ws, args.env, progress=_progress)
     print(f"rollback: {r.restored} serves {args.env} again (was {r.rolled_back}); {r.detail}"

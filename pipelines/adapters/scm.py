@@ -43,6 +43,23 @@ class PullRequest:
     base: str = ""
 
 
+KINDS = ("promote", "rollback")
+
+
+def request_branch(kind: str, env: str, release_id: str = "") -> str:
+    """``<kind>/<env>/<release-id>``: the branch of a promotion or rollback request. Without a
+    release id, the prefix shared by every such request for ``env``."""
+    return f"{kind}/{env}/{release_id}"
+
+
+def parse_request_branch(name: str) -> tuple[str, str, str] | None:
+    """(kind, env, release id) of a branch made by ``request_branch``, else None."""
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] not in KINDS or not all(parts):
+        return None
+    return parts[0], parts[1], parts[2]
+
+
 class Provider(Protocol):
     name: str
 

@@ -103,7 +103,7 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         before = render.on_disk(repo.manifests, to_env)
         repo.commit(change())
         after = render.on_disk(repo.manifests, to_env)
-        branch = f"promote/{to_env}/{candidate.release_id}"
+        branch = scm.request_branch("promote", to_env, candidate.release_id)
         repo.push(branch, force=True)  # our branch: re-running the promotion updates it
         body = report.promotion_body(
             env=to_env, source_env=from_env, release=candidate.model_dump(),
@@ -114,7 +114,7 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         pr = provider.open_or_update(head=branch, base=cfg.branch,
                                      title=f"Promote {ws.name} {candidate.release_id} to "
                                      f"{to_env}", body=body)
-        closed, left = supersede(provider, repo, pr, f"promote/{to_env}/",
+        closed, left = supersede(provider, repo, pr, scm.request_branch("promote", to_env),
                                  candidate.release_id)
     verb = "opened" if pr.created else "updated"
     detail = f"{verb} #{pr.number} ({branch})"

@@ -60,7 +60,7 @@ def run(ws: Workspace, env: str, progress: Progress = print) -> RollbackResult:
             sha = land(repo, cfg, cfg.branch, change, progress)
             detail = f"committed {sha[:12]}" if sha else "already rolled back; no commit"
             return RollbackResult(restored.release_id, current.release_id, detail)
-        branch = f"rollback/{env}/{current.release_id}"
+        branch = scm.request_branch("rollback", env, current.release_id)
         if change() is None or repo.commit(message) is None:
             return RollbackResult(restored.release_id, current.release_id, "nothing to do")
         repo.push(branch, force=True)

@@ -74,19 +74,21 @@ def live_state(client: Any, namespace: str, model: str
 
 
 def open_requests(cfg: GitOpsConfig, ws: Workspace) -> tuple[list[scm.PullRequest], str]:
-    """The open promotion and rollback requests, or why they could not be listed (a missing
+    """The open requests to the GitOps branch, or why they could not be listed (a missing
     token must not stop `status` from showing what git says)."""
     try:
         found = scm.provider(cfg, ws.root).list_open(base=cfg.branch)
     except (ConfigError, InfraError, scm.ApiError) as exc:
         return [], f"open requests not checked: {exc}"
-    return [pr for pr in found if pr.head.startswith(("promote/", "rollback/"))], ""
+    return found, ""
 
 
 def _awaiting(requests: list[scm.PullRequest], env: str) -> str:
-    # Branches are <kind>/<env>/<release-id>, made by promote and rollback.
-    mine = [f"#{pr.number} {pr.head.split('/', 1)[0]} {pr.head.rsplit('/', 1)[-1]}"
-            for pr in requests if pr.head.split("/")[1:2] == [env]]
+    mine = []
+    for pr in requests:
+        parsed = scm.parse_request_branch(pr.head)
+        if parsed is not None and parsed[1] == env:
+            mine.append(f"#{pr.number} {parsed[0]} {parsed[2]}")
     return ", ".join(mine) or "-"
 
 

@@ -69,6 +69,16 @@ def gl(api: FakeApi, project: str = "acme/gitops") -> scm.GitLab:
         {"provider": "gitlab", "gitlab": {"api_url": api.url, "project": project}}))
 
 
+def test_request_branches_round_trip_and_others_are_not_ours() -> None:
+    name = scm.request_branch("promote", "production", "digits-0123")
+    assert name == "promote/production/digits-0123"
+    assert scm.parse_request_branch(name) == ("promote", "production", "digits-0123")
+    assert scm.request_branch("rollback", "staging") == "rollback/staging/"
+    for other in ("main", "feature/x", "promote/production/", "release/production/r1",
+                  "promote/production/r1/extra"):
+        assert scm.parse_request_branch(other) is None, other
+
+
 def test_github_creates_then_updates_in_place(github: FakeApi) -> None:
     provider = gh(github)
     first = provider.open_or_update(head="promote/production/r1", base="main", title="T1",
