@@ -26,15 +26,11 @@ from pathlib import Path
 
 from _common import ROOT, machine, median, table
 
+from pipelines.stages.verify import free_port
+
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 MLOPS = str(Path(sys.executable).parent / "mlops")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def trained_workspace(tmp: Path) -> Path:

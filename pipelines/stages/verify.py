@@ -62,7 +62,7 @@ def engine_host() -> str:
         "127.0.0.1"
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -187,7 +187,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     progress(f"  pulling {image}")
     images.retried("image pull", lambda: images.pull(client, ref.name, str(ref.digest)),
                    progress=progress)
-    port = _free_port()
+    port = free_port()
     host = engine_host()
     env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else
            "0.0.0.0", "MLOPS_COLOR": "verify",  # noqa: S104 - a remote engine's own network

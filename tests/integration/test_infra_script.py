@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from pipelines.stages.verify import free_port
 from tests.conftest import copy_repo, require
 
 pytestmark = pytest.mark.infra
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_an_empty_registry_leads_to_building_the_base_image(infra: str, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from pipelines.serving.app import create_app
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 from pipelines.serving.settings import Settings
 from pipelines.stages.package import signature
+from pipelines.stages.verify import free_port
 
 MAX_BATCH = 16
 MAX_BODY = 64 * 1024
@@ -205,12 +206,6 @@ def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None
     assert 400 <= r.status_code < 500 or r.status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(port: int, path: str) -> int:
     import requests
 
@@ -220,7 +215,7 @@ def _get(port: int, path: str) -> int:
 def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
     """A request whose body is still arriving when SIGTERM comes is answered, then the process
     ends."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
            "MLOPS_HOST": "127.0.0.1", "MLOPS_DRAIN_SECONDS": "10"}
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=env,
