@@ -269,14 +269,12 @@ def _registry_login(_: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pipelines.adapters.manifests import load_templates
     from pipelines.config import load_gitops
     from pipelines.stages import render
 
     root = find_root()
     manifests = root / "manifests"
-    rendering = render.render_all(manifests, load_templates(manifests), render.models_of(root),
-                                  load_gitops(root))
+    rendering = render.render_with(root, manifests, load_gitops(root))
     render.require_clean(rendering)
     if args.check:
         stale = render.stale_diff(manifests, rendering.files, args.env)

@@ -20,7 +20,6 @@ from typing import Any
 
 from pipelines.adapters import gitops, scm
 from pipelines.adapters.artifacts import read_json
-from pipelines.adapters.manifests import load_templates
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.render import diff
@@ -157,8 +156,7 @@ def _names(files: dict[str, str]) -> dict[str, str]:
 
 
 def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig) -> bool:
-    rendering = render.render_all(repo.manifests, load_templates(ws.root / "manifests"),
-                                  render.models_of(ws.root), cfg)
+    rendering = render.render_with(ws.root, repo.manifests, cfg)
     return not rendering.violations and render.stale_diff(repo.manifests, rendering.files) == ""
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import gitops
-from pipelines.adapters.manifests import load_templates
 from pipelines.config import (
     EnvironmentState,
     GitOpsConfig,
@@ -76,8 +75,7 @@ def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
     env = new_state.environment
     states = render.read_states(repo.manifests)
     states[env] = new_state
-    rendering = render.render_all(repo.manifests, load_templates(ws.root / "manifests"),
-                                  render.models_of(ws.root), cfg, states)
+    rendering = render.render_with(ws.root, repo.manifests, cfg, states)
     mine = [v for v in rendering.violations if v.file.startswith(f"rendered/{env}/")]
     render.require_clean(render.Rendering(rendering.files, mine))
     repo.write_state(new_state)

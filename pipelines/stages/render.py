@@ -55,6 +55,14 @@ def read_states(manifest_dir: Path) -> dict[str, EnvironmentState]:
     return states
 
 
+def render_with(root: Path, manifest_dir: Path, gitops: GitOpsConfig,
+                states: Mapping[str, EnvironmentState] | None = None) -> Rendering:
+    """``render_all`` with the templates and models of the checkout at ``root``: what a release,
+    a merge check or ``mlops render`` renders ``manifest_dir`` (here or a GitOps clone) with."""
+    return render_all(manifest_dir, manifests.load_templates(root / "manifests"), models_of(root),
+                      gitops, states)
+
+
 def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping[str, ModelConfig],
                gitops: GitOpsConfig, states: Mapping[str, EnvironmentState] | None = None
                ) -> Rendering:

@@ -16,7 +16,6 @@ import pytest
 import yaml
 
 from pipelines.adapters import gitops
-from pipelines.adapters.manifests import load_templates
 from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
 from pipelines.errors import CheckFailed, ConfigError
@@ -76,8 +75,7 @@ def promote_releases(root: Path, *numbers: int) -> promote.PromoteResult:
 def assert_consistent(root: Path) -> None:
     """The tip's rendered files are exactly what its environment state renders to."""
     with gitops.checkout(load_gitops(root), root) as repo:
-        rendering = render.render_all(repo.manifests, load_templates(root / "manifests"),
-                                      render.models_of(root), load_gitops(root))
+        rendering = render.render_with(root, repo.manifests, load_gitops(root))
         assert rendering.violations == []
         for env in ("staging", "production"):
             assert render.stale_diff(repo.manifests, rendering.files, env) == ""
