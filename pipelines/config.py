@@ -9,12 +9,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipelines.errors import ConfigError
 
@@ -255,6 +263,7 @@ def model_names(root: Path) -> list[str]:
 
 def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
     root = root.resolve()
+    require_known("model", name, model_names(root))
     path = root / MODELS_DIR / name / "model.yaml"
     if not path.is_file():
         known = ", ".join(model_names(root)) or "none"
@@ -272,6 +281,7 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
     if model.name != name:
         raise ConfigError(f"{path}: key 'name' is {model.name!r} but the folder is {name!r}",
                           hint="the folder name and the name key must agree")
+    check_model_paths(root, model, path)
     return Workspace(root=root, model=model)
 
 
@@ -409,6 +419,35 @@ class GitOpsConfig(_Strict):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
 
+    @field_validator("path")
+    @classmethod
+    def _path_stays_inside(cls, value: str) -> str:
+        problem = relative_path_problem(value)
+        if problem:
+            raise ValueError(f"path must be a folder inside the GitOps repository: {problem}")
+        return value
+
+    @field_validator("repo_url")
+    @classmethod
+    def _controllers_accept_repo_url(cls, value: str) -> str:
+        if not re.fullmatch(REPO_URL, value):
+            raise ValueError(
+                "repo_url must be a URL that both Argo CD and Flux accept: https://host/owner/"
+                "repo.git or ssh://git@host/owner/repo.git (Flux's GitRepository requires "
+                "^(http|https|ssh)://; the scp-like git@host:path form is refused), with no "
+                "password or token in it")
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _remote_is_a_url_or_a_plain_path(cls, value: str) -> str:
+        if "\0" in value or "\n" in value or value.startswith("-") or "::" in value:
+            # "-" would read as a git option; "::" selects a git remote helper (ext:: runs
+            # commands).
+            raise ValueError("remote must be a URL (https://, ssh://, git@host:path) or a "
+                             "path, not an option or a remote-helper address")
+        return value
+
 
 # Environment variables that override manifests/gitops.yaml; CI sets the ones it knows.
 ENV_OVERRIDES = {
@@ -452,13 +491,22 @@ def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
     path = root / "manifests" / "gitops.yaml"
     raw = _read_yaml(path) if path.is_file() else {}
     environ = os.environ if env is None else env
+    applied = []
     for var, keys in ENV_OVERRIDES.items():
         if environ.get(var):
             node = raw
             for key in keys[:-1]:
                 node = node.setdefault(key, {})
             node[keys[-1]] = environ[var]
-    return _validated(GitOpsConfig, path, raw)
+            applied.append(var)
+    try:
+        return _validated(GitOpsConfig, path, raw)
+    except ConfigError as exc:
+        if not applied:
+            raise
+        raise ConfigError(f"{exc}\n  (with the environment overrides {', '.join(applied)})",
+                          hint="fix the value in manifests/gitops.yaml or the environment "
+                          "variable that overrides it") from None
 
 
 def parse_environment(path: Path, text: str) -> EnvironmentState:
@@ -489,3 +537,66 @@ ENVIRONMENT_HEADER = """\
 def dump_environment(state: EnvironmentState) -> str:
     body = yaml.safe_dump(state.model_dump(mode="json"), sort_keys=False, width=100)
     return ENVIRONMENT_HEADER.format(env=state.environment) + body
+
+
+# --- Names and paths given by users: allow-lists, and nothing outside the repository ---------
+
+# URLs both Argo CD and Flux fetch: Flux's GitRepository requires ^(http|https|ssh)://, Argo CD
+# takes those too. No password in the URL (it would be committed); an ssh user is fine.
+REPO_URL = (r"(https?://([A-Za-z0-9._~-]+@)?|ssh://[A-Za-z0-9._~-]+@)"
+            r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/[A-Za-z0-9._~/-]*[A-Za-z0-9_~-]"
+            r"(\.git)?/?")
+_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def relative_path_problem(value: str) -> str | None:
+    """Why ``value`` is not a plain relative path of named folders (None when it is): no
+    absolute path, no "." or ".." and no hidden segments (.git), no empty segments."""
+    if not value or value.startswith("/") or "\\" in value:
+        return f"{value!r} is empty, absolute or holds a backslash"
+    for segment in value.split("/"):
+        if not _SEGMENT.match(segment):
+            return (f"{value!r} has the segment {segment!r} (allowed: letters, digits, ., _ "
+                    "and -, not starting with a dot; no empty, . or .. segments)")
+    return None
+
+
+def inside(base: Path, path: Path, what: str) -> Path:
+    """``path`` resolved (symlinks followed), refused unless it stays inside ``base``."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(base.resolve()):
+        raise ConfigError(f"{what} {path} resolves to {resolved}, outside {base.resolve()}",
+                          hint=f"{what} must stay inside {base.resolve()}; nothing was written")
+    return resolved
+
+
+def require_known(what: str, value: str, known: list[str]) -> str:
+    """``value`` exactly as one of ``known`` (no aliases: ./production, production/,
+    Production), else a usage error listing them."""
+    if value not in known or not re.fullmatch(DNS_LABEL, value):
+        raise ConfigError(f"unknown {what} {value!r}",
+                          hint=f"known {what}s: {', '.join(known) or 'none'}")
+    return value
+
+
+def require_environment(root: Path, name: str) -> str:
+    """An environment name from the allow-list: the files in manifests/environments/."""
+    return require_known("environment", name, environment_names(root / "manifests"))
+
+
+def check_model_paths(root: Path, model: ModelConfig, where: Path) -> None:
+    """The paths model.yaml names stay inside the repository (the data file) and inside the
+    model's folder (the architecture), after resolving symlinks."""
+    model_dir = root / MODELS_DIR / model.name
+    arch = model.training.architecture
+    if relative_path_problem(arch):
+        raise ConfigError(f"{where}: training.architecture {relative_path_problem(arch)}",
+                          hint=f"name a file inside {model_dir}")
+    inside(model_dir, model_dir / arch, f"{where}: training.architecture")
+    source = model.data.source
+    if isinstance(source, FileSource):
+        problem = relative_path_problem(source.path)
+        if problem:
+            raise ConfigError(f"{where}: data.source.path {problem}",
+                              hint="name a file inside the repository, relative to its root")
+        inside(root, root / source.path, f"{where}: data.source.path")

@@ -8,6 +8,7 @@ kubernetes-validate --strict and the project's policy; ``check`` compares with w
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +17,12 @@ import yaml
 
 from pipelines.adapters import manifests
 from pipelines.config import (
+    DNS_LABEL,
     EnvironmentState,
     GitOpsConfig,
     ModelConfig,
     environment_names,
+    inside,
     load_model,
     model_names,
     parse_environment,
@@ -60,13 +63,15 @@ def render_with(root: Path, manifest_dir: Path, gitops: GitOpsConfig,
     """``render_all`` with the templates and models of the checkout at ``root``: what a release,
     a merge check or ``mlops render`` renders ``manifest_dir`` (here or a GitOps clone) with."""
     return render_all(manifest_dir, manifests.load_templates(root / "manifests"), models_of(root),
-                      gitops, states)
+                      gitops, states, crds=root / "manifests" / manifests.CRDS)
 
 
 def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping[str, ModelConfig],
-               gitops: GitOpsConfig, states: Mapping[str, EnvironmentState] | None = None
-               ) -> Rendering:
-    """Render and check everything; ``states`` overrides what is on disk (a release in flight)."""
+               gitops: GitOpsConfig, states: Mapping[str, EnvironmentState] | None = None,
+               crds: Path | None = None) -> Rendering:
+    """Render and check everything; ``states`` overrides what is on disk (a release in flight).
+    ``crds``: the vendored CRDs custom kinds are checked against (default: manifest_dir's)."""
+    crds = crds or manifest_dir / manifests.CRDS
     states = dict(states) if states is not None else read_states(manifest_dir)
     files: dict[str, str] = {}
     violations: list[Violation] = []
@@ -78,15 +83,14 @@ def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping
                 files[f"rendered/{name}/{fname}"] = text
             parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
             violations += policy.check(parsed)
-            violations += manifests.schema_violations(manifest_dir, parsed,
-                                                      gitops.kubernetes_version)
+            violations += manifests.schema_violations(crds, parsed, gitops.kubernetes_version)
         controllers = render.controller_objects(gitops, [states[n] for n in sorted(states)],
                                                 templates)
         for folder, objects in controllers.items():
             for fname, text in render.to_files(objects, "manifests/gitops.yaml").items():
                 files[f"controllers/{folder}/{fname}"] = text
             violations += manifests.schema_violations(
-                manifest_dir, {f"controllers/{folder}/{o.filename}": o.obj for o in objects},
+                crds, {f"controllers/{folder}/{o.filename}": o.obj for o in objects},
                 gitops.kubernetes_version)
     except render.RenderError as exc:
         raise ConfigError(f"rendering failed: {exc}", hint="fix the template or the "
@@ -95,8 +99,14 @@ def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping
 
 
 def owned(env: str | None) -> tuple[str, ...]:
-    """The folders a rendering replaces: all of them, or one environment's."""
-    return (f"rendered/{env}",) if env else OWNED
+    """The folders a rendering replaces: all of them, or one environment's. ``env`` is a name,
+    never a path: "../x" here would make a rendering replace a folder elsewhere."""
+    if env is None:
+        return OWNED
+    if not re.fullmatch(DNS_LABEL, env):
+        raise ConfigError(f"{env!r} is not an environment name",
+                          hint="use one of the files in manifests/environments/, by name")
+    return (f"rendered/{env}",)
 
 
 def on_disk(manifest_dir: Path, env: str | None = None) -> dict[str, str]:
@@ -113,6 +123,14 @@ def select(files: Mapping[str, str], env: str | None) -> dict[str, str]:
 
 
 def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> None:
+    """Replace the owned folders of ``manifest_dir`` (all, or ``env``'s) with ``files``. A
+    folder that resolves elsewhere (a symlink in a checkout) is refused before anything is
+    written."""
+    if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
+        raise ConfigError(f"environment {env!r} rendered nothing",
+                          hint="name an environment that has a manifests/environments/ file")
+    for folder in owned(env):
+        inside(manifest_dir, manifest_dir / folder, "the rendered folder")
     for folder in owned(env):
         prefix = f"{folder}/"
         manifests.replace_tree(manifest_dir / folder, {
@@ -129,6 +147,9 @@ def require_clean(rendering: Rendering) -> None:
 
 def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> str:
     """A unified diff of what is on disk vs what rendering gives ('' when current)."""
+    if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
+        raise ConfigError(f"environment {env!r} rendered nothing",
+                          hint="name an environment that has a manifests/environments/ file")
     current = on_disk(manifest_dir, env)
     files = select(files, env)
     lines: list[str] = []
@@ -160,5 +181,6 @@ def lint(manifest_dir: Path, gitops: GitOpsConfig) -> list[Violation]:
     for env in sorted({p.split("/")[1] for p in parsed if p.startswith("rendered/")}):
         violations += policy.check({p: o for p, o in parsed.items()
                                     if p.startswith(f"rendered/{env}/")})
-    violations += manifests.schema_violations(manifest_dir, parsed, gitops.kubernetes_version)
+    violations += manifests.schema_violations(manifest_dir / manifests.CRDS, parsed,
+                                              gitops.kubernetes_version)
     return violations
