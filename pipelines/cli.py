@@ -244,8 +244,14 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _report(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.config import inside
     from pipelines.stages import ci_report
 
+    # --metrics replaces a file, and GitLab collects reports only from inside the project: it
+    # must stay in the repository. --summary only appends, to $GITHUB_STEP_SUMMARY, a file the
+    # runner keeps outside the checkout by design, so it may be anywhere.
+    if args.metrics is not None:
+        inside(ws.root, args.metrics, "--metrics")
     r = ci_report.run(ws, post=args.post, summary_file=args.summary, metrics_file=args.metrics,
                       artifacts_url=args.artifacts_url)
     print(r.markdown, end="")
@@ -342,9 +348,27 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _require_known_names(args: argparse.Namespace) -> None:
+    """Every --env/--to/--from names a file in manifests/environments/ and --model a folder in
+    models/, exactly (no ../x, ./production, production/ or Production): the values become
+    paths and branch names, and CI's environment protection keys on them."""
+    from pipelines.config import model_names, require_environment, require_known
+
+    root: Path | None = None
+    for attr in ("env", "to_env", "from_env"):
+        value = getattr(args, attr, None)
+        if value is not None:
+            root = root or find_root()
+            require_environment(root, value)
+    if getattr(args, "model", None) is not None:
+        root = root or find_root()
+        require_known("model", args.model, model_names(root))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        _require_known_names(args)
         if args.command in REPO_COMMANDS:
             return REPO_COMMANDS[args.command](args)
         return STAGE_COMMANDS[args.command](load_model(find_root(), args.model), args)

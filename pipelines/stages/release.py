@@ -25,6 +25,7 @@ from pipelines.config import (
     ModelSlot,
     ReleaseRecord,
     Workspace,
+    inside,
     load_gitops,
 )
 from pipelines.core import bluegreen
@@ -71,7 +72,9 @@ def trailers(record: ReleaseRecord, env: str, color: str, **extra: str) -> dict[
 def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
                 new_state: EnvironmentState) -> render.Rendering:
     """Write ``new_state`` and re-render its environment only (other environments change only
-    through their own releases), refusing anything that breaks schema or policy."""
+    through their own releases), refusing anything that breaks schema or policy, and a GitOps
+    path that leaves the checkout."""
+    inside(repo.work, repo.manifests, "the GitOps path (gitops.yaml path, MLOPS_GITOPS_PATH)")
     env = new_state.environment
     states = render.read_states(repo.manifests)
     states[env] = new_state

@@ -1,0 +1,188 @@
+"""Nothing is written or deleted outside the repository: names are checked against allow-lists
+(environments: manifests/environments/, models: models/), paths must resolve inside the
+repository (or the GitOps checkout). Every test keeps a sentinel folder outside and checks that
+it survives."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.adapters import gitops
+from pipelines.cli import main
+from pipelines.config import load_gitops, load_model
+from pipelines.errors import ConfigError
+from pipelines.stages import render as stage
+from pipelines.stages.release import apply_state
+
+ROOT = Path(__file__).resolve().parents[2]
+BAD_ENVS = ["../../x", "../../../x", "nope", "./production", "production/", "Production",
+            "production/../staging", ".", "..", "/tmp", "staging ", "staging;id", "staging\n"]
+BAD_MODELS = ["../digits", "digits/", "./digits", "Digits", "nope", "models/digits", ".."]
+ENV_COMMANDS = [["render", "--env"], ["render", "--check", "--env"], ["release", "--env"],
+                ["rollback", "--env"], ["rollback", "--merge", "--env"], ["status", "--env"],
+                ["promote", "--to"], ["promote", "--from"], ["promote", "--merge", "--to"]]
+MODEL_COMMANDS = [["config"], ["ingest"], ["train"], ["gate"], ["release"], ["status"],
+                  ["report"], ["run"]]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A folder next to the repository copy, with a file that must survive."""
+    sentinel = tmp_path / "x"
+    sentinel.mkdir()
+    (sentinel / "keep.txt").write_text("precious\n")
+    return sentinel
+
+
+def survives(sentinel: Path) -> bool:
+    return (sentinel / "keep.txt").read_text() == "precious\n" and \
+        [p.name for p in sentinel.iterdir()] == ["keep.txt"]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository root (manifests, models) two levels below tmp_path, the working folder."""
+    root = tmp_path / "work" / "repo"
+    for rel in ("manifests", "models"):
+        shutil.copytree(ROOT / rel, root / rel)
+    (root / "pyproject.toml").write_text("")
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.mark.parametrize("command", ENV_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("env", BAD_ENVS)
+def test_every_env_option_refuses_unknown_and_aliased_names(
+        repo: Path, outside: Path, command: list[str], env: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, env]) == 2
+    assert "known environments: production, staging" in capsys.readouterr().err
+    assert survives(outside)
+
+
+@pytest.mark.parametrize("command", MODEL_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("model", BAD_MODELS)
+def test_every_model_option_refuses_unknown_and_aliased_names(
+        repo: Path, command: list[str], model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*command, "--model", model]) == 2
+    assert "known models: digits" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("env", ["../../x", "../../../x", "../../../../x"])
+@pytest.mark.parametrize("check", [[], ["--check"]])
+def test_render_env_cannot_reach_outside(repo: Path, outside: Path, env: str, check: list[str],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    before = stage.on_disk(repo / "manifests")
+    assert main(["render", *check, "--env", env]) == 2
+    assert survives(outside)
+    assert stage.on_disk(repo / "manifests") == before
+    assert "0 files" not in capsys.readouterr().out
+
+
+def test_render_write_refuses_a_path_or_an_environment_that_rendered_nothing(
+        repo: Path, outside: Path) -> None:
+    rendering = stage.render_with(repo, repo / "manifests", load_gitops(repo, env={}))
+    for env in ("../../../x", "nope"):
+        with pytest.raises(ConfigError):
+            stage.write(repo / "manifests", rendering.files, env)
+        with pytest.raises(ConfigError):
+            stage.stale_diff(repo / "manifests", rendering.files, env)
+    assert survives(outside)
+
+
+def test_a_symlinked_rendered_folder_is_not_followed_outside(repo: Path, outside: Path) -> None:
+    (outside / "staging").mkdir()
+    (outside / "staging" / "keep.txt").write_text("precious\n")
+    shutil.rmtree(repo / "manifests/rendered")
+    (repo / "manifests/rendered").symlink_to(outside)
+    for argv in (["render", "--env", "staging"], ["render"]):
+        assert main(argv) == 2
+    assert (outside / "staging" / "keep.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in outside.iterdir()) == ["keep.txt", "staging"]
+
+
+@pytest.mark.parametrize("path", ["../x", "../../x", "/tmp/x", "a/../../x", ".git", "a/.git",
+                                  "manifests/", "a//b", ".", "..", "./manifests", "a\\..\\x"])
+def test_the_gitops_path_is_a_folder_inside_the_gitops_repository(
+        repo: Path, path: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ConfigError, match="path"):
+        load_gitops(repo, env={"MLOPS_GITOPS_PATH": path})
+    monkeypatch.setenv("MLOPS_GITOPS_PATH", path)
+    assert main(["render", "--check"]) == 2
+    assert "MLOPS_GITOPS_PATH" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("remote", ["--upload-pack=touch /tmp/pwned", "ext::sh -c touch% x",
+                                    "a\nb"])
+def test_a_remote_cannot_be_an_option_or_a_remote_helper(repo: Path, remote: str) -> None:
+    with pytest.raises(ConfigError, match="remote"):
+        load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
+
+
+def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
+        repo: Path, outside: Path, tmp_path: Path) -> None:
+    """A GitOps repository whose manifests folder is a symlink out of the checkout."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    shutil.copytree(repo / "manifests/environments", outside / "environments")
+    (work / "manifests").symlink_to(outside)
+    cfg = load_gitops(repo, env={})
+    checkout = gitops.Checkout(work, cfg, "unused")
+    state = checkout.read_state("staging")
+    with pytest.raises(ConfigError, match="outside"):
+        apply_state(checkout, load_model(repo, "digits"), cfg, state)
+    assert sorted(p.name for p in outside.iterdir()) == ["environments", "keep.txt"]
+
+
+def edit_model(root: Path, **sections: object) -> None:
+    path = root / "models/digits/model.yaml"
+    doc = yaml.safe_load(path.read_text())
+    for dotted, value in sections.items():
+        node = doc
+        *parents, leaf = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    path.write_text(yaml.safe_dump(doc))
+
+
+@pytest.mark.parametrize("path", ["../x/data.csv", "/etc/passwd", "data/../../x.csv",
+                                  "linked/data.csv", ".git/config"])
+def test_the_data_source_stays_inside_the_repository(repo: Path, outside: Path,
+                                                     path: str) -> None:
+    (outside / "data.csv").write_text("a\n")
+    (repo / "linked").symlink_to(outside)
+    edit_model(repo, data__source={"kind": "file", "path": path})
+    with pytest.raises(ConfigError, match=r"data\.source\.path"):
+        load_model(repo, "digits")
+
+
+@pytest.mark.parametrize("path", ["../../x/evil.py", "/tmp/evil.py", "sub/../../evil.py",
+                                  "linked.py"])
+def test_the_architecture_stays_inside_the_model_folder(repo: Path, outside: Path,
+                                                        path: str) -> None:
+    (outside / "evil.py").write_text("raise SystemExit('ran')\n")
+    (repo / "models/digits/linked.py").symlink_to(outside / "evil.py")
+    edit_model(repo, training__architecture=path)
+    with pytest.raises(ConfigError, match=r"training\.architecture"):
+        load_model(repo, "digits")
+
+
+def test_a_data_file_inside_the_repository_is_fine(repo: Path) -> None:
+    edit_model(repo, data__source={"kind": "file", "path": "data/raw/digits.csv"})
+    assert load_model(repo, "digits").model.data.source.kind == "file"
+
+
+def test_metrics_must_stay_inside_but_the_summary_may_not(
+        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--metrics replaces a file: inside the repository only. --summary appends to the file
+    GitHub keeps outside the checkout ($GITHUB_STEP_SUMMARY), so it is not restricted."""
+    target = tmp_path / "metrics.txt"
+    assert main(["report", "--metrics", str(target)]) == 2
+    assert "--metrics" in capsys.readouterr().err
+    assert not target.exists()
