@@ -71,18 +71,18 @@ def trailers(record: ReleaseRecord, env: str, color: str, **extra: str) -> dict[
 
 def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
                 new_state: EnvironmentState) -> render.Rendering:
-    """Write ``new_state`` and re-render its environment only (other environments change only
-    through their own releases), refusing anything that breaks schema or policy, and a GitOps
-    path that leaves the checkout."""
+    """Write ``new_state`` and re-render everything the states derive: every environment's
+    rendered/ and the controller objects (which list every namespace), so that an edit of
+    another environment that landed on the tip meanwhile (its namespace, say) leaves the commit
+    consistent: `mlops render --check` on it is clean. Refuses anything that breaks schema or
+    policy, and a GitOps path that leaves the checkout."""
     inside(repo.work, repo.manifests, "the GitOps path (gitops.yaml path, MLOPS_GITOPS_PATH)")
-    env = new_state.environment
     states = render.read_states(repo.manifests)
-    states[env] = new_state
+    states[new_state.environment] = new_state
     rendering = render.render_with(ws.root, repo.manifests, cfg, states)
-    mine = [v for v in rendering.violations if v.file.startswith(f"rendered/{env}/")]
-    render.require_clean(render.Rendering(rendering.files, mine))
+    render.require_clean(rendering)
     repo.write_state(new_state)
-    render.write(repo.manifests, rendering.files, env=env)
+    render.write(repo.manifests, rendering.files)
     return rendering
 
 
