@@ -500,7 +500,12 @@ def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
             node[keys[-1]] = environ[var]
             applied.append(var)
     try:
-        return _validated(GitOpsConfig, path, raw)
+        cfg = _validated(GitOpsConfig, path, raw)
+        if is_local_path(cfg.remote) and not Path(cfg.remote).is_absolute():
+            # A relative remote is relative to the repository and stays in it (../ tricks
+            # would create or write a repository elsewhere); an absolute path is explicit.
+            inside(root, root / cfg.remote, f"{path}: remote")
+        return cfg
     except ConfigError as exc:
         if not applied:
             raise
@@ -547,6 +552,12 @@ REPO_URL = (r"(https?://([A-Za-z0-9._~-]+@)?|ssh://[A-Za-z0-9._~-]+@)"
             r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/[A-Za-z0-9._~/-]*[A-Za-z0-9_~-]"
             r"(\.git)?/?")
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+
+
+def is_local_path(remote: str) -> bool:
+    """Whether git reads ``remote`` as a path: not a URL (scheme://) nor scp-like host:path
+    (a ":" before any "/")."""
+    return "://" not in remote and re.match(r"^[^/]*:", remote) is None
 
 
 def relative_path_problem(value: str) -> str | None:

@@ -124,6 +124,20 @@ def test_a_remote_cannot_be_an_option_or_a_remote_helper(repo: Path, remote: str
         load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
 
 
+@pytest.mark.parametrize("remote", ["../gitops.git", "../../x/gitops.git", ".infra/../../g.git"])
+def test_a_relative_local_remote_stays_inside_the_repository(repo: Path, remote: str) -> None:
+    with pytest.raises(ConfigError, match="remote"):
+        load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
+
+
+@pytest.mark.parametrize("remote", [".infra/gitops.git", "/srv/git/gitops.git",
+                                    "git@github.com:acme/gitops.git",
+                                    "https://github.com/acme/gitops.git"])
+def test_urls_absolute_paths_and_paths_inside_are_accepted_remotes(repo: Path,
+                                                                   remote: str) -> None:
+    assert load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote}).remote == remote
+
+
 def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
         repo: Path, outside: Path, tmp_path: Path) -> None:
     """A GitOps repository whose manifests folder is a symlink out of the checkout."""
