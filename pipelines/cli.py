@@ -275,11 +275,11 @@ def _registry_login(_: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from pipelines.config import load_gitops
+    from pipelines.config import inside, load_gitops
     from pipelines.stages import render
 
     root = find_root()
-    manifests = root / "manifests"
+    manifests = inside(root, root / "manifests", "manifests/")
     rendering = render.render_with(root, manifests, load_gitops(root))
     render.require_clean(rendering)
     if args.check:

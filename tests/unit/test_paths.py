@@ -105,6 +105,17 @@ def test_a_symlinked_rendered_folder_is_not_followed_outside(repo: Path, outside
     assert sorted(p.name for p in outside.iterdir()) == ["keep.txt", "staging"]
 
 
+def test_a_symlinked_manifests_folder_is_not_followed_outside(repo: Path, outside: Path) -> None:
+    shutil.move(repo / "manifests", outside / "manifests")
+    (repo / "manifests").symlink_to(outside / "manifests")
+    before = stage.on_disk(outside / "manifests")
+    (outside / "manifests/rendered/staging/namespace-mlops-staging.yaml").write_text("# x\n")
+    assert main(["render"]) == 2
+    assert (outside / "manifests/rendered/staging/namespace-mlops-staging.yaml").read_text() \
+        == "# x\n"
+    assert set(stage.on_disk(outside / "manifests")) == set(before)
+
+
 @pytest.mark.parametrize("path", ["../x", "../../x", "/tmp/x", "a/../../x", ".git", "a/.git",
                                   "manifests/", "a//b", ".", "..", "./manifests", "a\\..\\x"])
 def test_the_gitops_path_is_a_folder_inside_the_gitops_repository(
