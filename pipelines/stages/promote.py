@@ -103,7 +103,7 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         repo.commit(change())
         after = render.on_disk(repo.manifests, to_env)
         branch = scm.request_branch("promote", to_env, candidate.release_id)
-        repo.push(branch, force=True)  # our branch: re-running the promotion updates it
+        repo.push_request_branch(branch)  # ours: re-running the promotion updates it
         body = report.promotion_body(
             env=to_env, source_env=from_env, release=candidate.model_dump(),
             previous=previous.release_id if previous else None, summary=proof["summary"],

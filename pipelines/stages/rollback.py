@@ -63,7 +63,7 @@ def run(ws: Workspace, env: str, progress: Progress = print) -> RollbackResult:
         branch = scm.request_branch("rollback", env, current.release_id)
         if change() is None or repo.commit(message) is None:
             return RollbackResult(restored.release_id, current.release_id, "nothing to do")
-        repo.push(branch, force=True)
+        repo.push_request_branch(branch)
         pr = scm.provider(cfg, ws.root).open_or_update(
             head=branch, base=cfg.branch,
             title=f"Roll {ws.name} back to {restored.release_id} in {env}",
