@@ -133,7 +133,8 @@ def resolve_remote(cfg: GitOpsConfig, root: Path) -> str:
 def _git_env(cfg: GitOpsConfig) -> dict[str, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     # git's own stall detection, so an HTTP transfer that stops moving ends with git's message
-    # (our deadline still bounds the whole command, and covers git:// and ssh too).
+    # (our deadline still bounds the whole command, and covers git:// and ssh too). Set in the
+    # environment, so a user's own http.lowSpeed* in git config is overridden: intended.
     config = {"http.lowSpeedLimit": "1000", "http.lowSpeedTime": str(cfg.git_timeout)}
     token = os.environ.get("MLOPS_GITOPS_TOKEN")
     if token:
@@ -145,9 +146,8 @@ def _git_env(cfg: GitOpsConfig) -> dict[str, str]:
         env.update({f"GIT_CONFIG_KEY_{count}": key, f"GIT_CONFIG_VALUE_{count}": value})
         count += 1
     env["GIT_CONFIG_COUNT"] = str(count)
-    if "GIT_SSH_COMMAND" not in env and "GIT_SSH" not in env:
-        env["GIT_SSH_COMMAND"] = (f"ssh -o ConnectTimeout={cfg.git_timeout} "
-                                  "-o ServerAliveInterval=15 -o ServerAliveCountMax=4")
+    # No GIT_SSH_COMMAND here: it would override a user's core.sshCommand (a deploy key, say);
+    # the deadline in run_git bounds ssh as well.
     return env
 
 

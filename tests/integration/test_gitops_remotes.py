@@ -342,3 +342,14 @@ def test_the_git_timeout_is_a_typed_setting(root: Path, monkeypatch: pytest.Monk
         monkeypatch.setenv("MLOPS_GIT_TIMEOUT", bad)
         assert main_in(root, "status", "--no-live") == 2
         assert "git_timeout" in capsys.readouterr().err
+
+
+def test_an_unusable_local_requests_folder_is_exit_3_not_a_traceback(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    release(root, 1)
+    evidence(root, record(1))
+    (root / ".infra/pull-requests").write_text("not a folder")
+    assert main_in(root, "promote", "--to", "production") == 3
+    err = capsys.readouterr().err
+    assert "cannot keep local requests in" in err
+    assert "Traceback" not in err
