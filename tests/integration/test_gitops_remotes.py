@@ -353,3 +353,21 @@ def test_an_unusable_local_requests_folder_is_exit_3_not_a_traceback(
     err = capsys.readouterr().err
     assert "cannot keep local requests in" in err
     assert "Traceback" not in err
+
+
+def test_a_push_the_remote_never_finishes_ends_in_exit_3(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The remote takes the push and then hangs (here: in its pre-receive hook). The whole
+    process group goes at the deadline: git, receive-pack and the hook alike."""
+    release(root, 1)
+    hook = remote(root) / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nsleep 60\n")
+    hook.chmod(0o755)
+    monkeypatch.setenv("MLOPS_GIT_TIMEOUT", "3")
+    before = commits(root)
+    with pytest.raises(InfraError, match=r"git push got no answer from .* within 3 s") as caught:
+        publish(root, load_model(root, "digits"), "staging", record(2), progress=print)
+    assert caught.value.exit_code == 3
+    hook.unlink()
+    assert commits(root) == before
+    assert release(root, 3) is not None  # and the remote still takes releases
