@@ -49,6 +49,7 @@ SEED_FOLDERS = ("environments", "rendered", "controllers")
 # The embedded default remote: the only one mlops creates when it is missing.
 DEFAULT_REMOTE = str(GitOpsConfig.model_fields["remote"].default)
 LOCAL_TIMEOUT_S = 60.0  # git commands that touch no remote
+NETWORK_COMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote"})
 # A refused ref that means "someone else got there first", per `git push --porcelain`'s summary
 # column: the client saw the tip move ([rejected]), or receive-pack lost the race for the ref's
 # lock or its old value ([remote rejected]). Everything else is a refusal that retrying repeats.
@@ -79,11 +80,14 @@ def run_git(args: list[str], *, timeout: float, cwd: Path | None = None,
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
+        if not where:  # a local command: no remote to blame
+            raise GitTimeout(f"git {args[0]} did not finish within {timeout:g} s",
+                             hint="check the disk and the git installation here") from None
         raise GitTimeout(
-            f"git {args[0]} got no answer{' from ' + redact(where) if where else ''} within "
-            f"{timeout:g} s", hint="check that the GitOps remote is reachable from here "
-            "(address, network, proxy, firewall) and answers git; for a slow but working "
-            "remote raise git_timeout in manifests/gitops.yaml (MLOPS_GIT_TIMEOUT)") from None
+            f"git {args[0]} got no answer from {redact(where)} within {timeout:g} s",
+            hint="check that the GitOps remote is reachable from here (address, network, "
+            "proxy, firewall) and answers git; for a slow but working remote raise "
+            "git_timeout in manifests/gitops.yaml (MLOPS_GIT_TIMEOUT)") from None
     except BaseException:  # KeyboardInterrupt: leave no git behind
         _kill_group(proc)
         raise
@@ -165,7 +169,8 @@ class Checkout:
 
     def git(self, *args: str, check: bool = True) -> str:
         proc = run_git(list(args), cwd=self.work, env=_git_env(self.cfg),
-                       timeout=self.cfg.git_timeout, where=self.remote)
+                       timeout=self.cfg.git_timeout,
+                       where=self.remote if args[0] in NETWORK_COMMANDS else "")
         if check and proc.returncode != 0:
             raise InfraError(f"git {args[0]} failed in the GitOps checkout: "
                              f"{redact(proc.stderr.strip() or proc.stdout.strip())[-800:]}")
