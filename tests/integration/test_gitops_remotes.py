@@ -210,21 +210,28 @@ def test_concurrent_promotions_of_one_release_all_exit_cleanly_leaving_one_reque
     assert "promote/production/digits-000000000001" in git(remote(root), "branch", "--list")
 
 
-def test_concurrent_promotions_through_github_leave_one_pull_request(
-        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_concurrent_promotions_through_a_provider_leave_one_request(
+        root: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     from tests.fakes.scm_api import TOKEN, serve
 
     release(root, 1)
     evidence(root, record(1))
-    for api in serve("github"):
-        monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
-        monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
-        monkeypatch.setenv("GITHUB_API_URL", api.url)
-        monkeypatch.setenv("GITHUB_REPOSITORY", api.state.repo)
+    for api in serve(kind):
+        monkeypatch.setenv("MLOPS_SCM_PROVIDER", kind)
+        if kind == "github":
+            monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
+            monkeypatch.setenv("GITHUB_API_URL", api.url)
+            monkeypatch.setenv("GITHUB_REPOSITORY", api.state.repo)
+        else:
+            monkeypatch.setenv("GITLAB_TOKEN", TOKEN)
+            monkeypatch.setenv("CI_API_V4_URL", api.url)
+            monkeypatch.setenv("CI_PROJECT_ID", api.state.project)
         for p in _race_promotions(root, 4):
             assert "Traceback" not in p.stderr, p.stderr[-2000:]
             assert p.returncode == 0, p.stderr[-2000:]
-        assert [n for n, pr in api.state.pulls.items() if pr["state"] == "open"] == [1]
+        assert [n for n, pr in api.state.pulls.items()
+                if pr["state"] in ("open", "opened")] == [1]
 
 
 def _leftovers(folder: Path) -> list[str]:
