@@ -74,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env", required=True, help="environment to roll back")
     p.add_argument("--merge", action="store_true",
                    help="merge the open rollback request for --env (local provider only)")
+    p.add_argument("--reactivate", action="store_true",
+                   help="roll back even when that makes the release an earlier rollback took "
+                   "out of service serve again (refused without this flag)")
     p = add("status", "Show what runs in each environment (from git) and, with a kube "
             "context, whether the cluster agrees.")
     p.add_argument("--env", help="one environment (default: all)")
@@ -221,9 +224,8 @@ def _rollback(ws: Workspace, args: argparse.Namespace) -> int:
         prefix = request_branch("rollback", args.env)
         print(f"rollback: {promote.merge_local(ws, prefix, _progress)}")
         return 0
-    r = rollback.run(ws, args.env, progress=_progress)
-    print(f"rollback: {r.restored} serves {args.env} again (was {r.rolled_back}); {r.detail}"
-          + (f"\n  {r.url}" if r.url else ""))
+    r = rollback.run(ws, args.env, progress=_progress, reactivate=args.reactivate)
+    print(f"rollback: {r.detail}" + (f"\n  {r.url}" if r.url else ""))
     return 0
 
 

@@ -416,6 +416,9 @@ class GitOpsConfig(_Strict):
         "Where `mlops run` then proposes it, with a promotion pull request."))
     kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
     push_attempts: int = Field(10, ge=1, le=50)
+    git_timeout: int = Field(120, ge=1, le=3600, description=(
+        "Seconds any one git command (clone, fetch, push) may take before it is killed and "
+        "the job fails with exit 3: a remote that accepts connections but never answers."))
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
 
@@ -455,6 +458,7 @@ ENV_OVERRIDES = {
     "MLOPS_GITOPS_BRANCH": ("branch",),
     "MLOPS_GITOPS_PATH": ("path",),
     "MLOPS_GITOPS_REPO_URL": ("repo_url",),
+    "MLOPS_GIT_TIMEOUT": ("git_timeout",),
     "MLOPS_SCM_PROVIDER": ("provider",),
     "GITHUB_API_URL": ("github", "api_url"),
     "GITHUB_REPOSITORY": ("github", "repository"),

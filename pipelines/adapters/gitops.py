@@ -8,6 +8,13 @@ first, and the others re-apply on top. The embedded default remote is a local ba
 
 A token for an HTTPS remote (MLOPS_GITOPS_TOKEN) is handed to git in an environment-borne
 http.extraHeader, never in a URL or an argument, and is scrubbed from every error message.
+
+Every git process runs under a deadline (``git_timeout``, MLOPS_GIT_TIMEOUT) in its own process
+group, killed whole when the deadline passes: a remote that accepts the connection and then
+says nothing must end the job with exit 3, not hang it. A refused push is classified per ref
+from ``git push --porcelain``: only a race (the branch moved, or another push holds its lock)
+is retried; anything else (a hook, branch protection, missing write access) fails at once,
+quoting what the remote said.
 """
 
 from __future__ import annotations
@@ -16,10 +23,13 @@ import base64
 import contextlib
 import fcntl
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +46,73 @@ TOKEN_VARS = ("MLOPS_GITOPS_TOKEN",)
 DEFAULT_NAME = "mlops-bot"
 DEFAULT_EMAIL = "mlops-bot@users.noreply.invalid"
 SEED_FOLDERS = ("environments", "rendered", "controllers")
-RETRYABLE = re.compile(r"(non-fast-forward|fetch first|rejected|cannot lock ref|"
-                       r"failed to update ref|stale info|incorrect old value)", re.IGNORECASE)
+# The embedded default remote: the only one mlops creates when it is missing.
+DEFAULT_REMOTE = str(GitOpsConfig.model_fields["remote"].default)
+LOCAL_TIMEOUT_S = 60.0  # git commands that touch no remote
+NETWORK_COMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote"})
+# A refused ref that means "someone else got there first", per `git push --porcelain`'s summary
+# column: the client saw the tip move ([rejected]), or receive-pack lost the race for the ref's
+# lock or its old value ([remote rejected]). Everything else is a refusal that retrying repeats.
+RACE = re.compile(r"^\[rejected\] \((non-fast-forward|fetch first|stale info)\)$"
+                  r"|^\[remote rejected\] \((cannot lock ref|failed to update ref"
+                  r"|incorrect old value)")
 
 
 class PushRejected(Exception):
     """The remote moved on since our clone: fetch, re-apply and try again."""
+
+
+class GitTimeout(InfraError):
+    """A git command got no answer within its deadline."""
+
+
+def run_git(args: list[str], *, timeout: float, cwd: Path | None = None,
+            env: Mapping[str, str] | None = None, input: str | None = None,
+            where: str = "") -> subprocess.CompletedProcess[str]:
+    """``git *args`` with a deadline. git runs in a session of its own and the whole group is
+    killed at the deadline: its remote helpers (git-remote-http, ssh) hold our pipes, so
+    killing git alone would leave us waiting on them."""
+    proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, text=True,
+                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        if not where:  # a local command: no remote to blame
+            raise GitTimeout(f"git {args[0]} did not finish within {timeout:g} s",
+                             hint="check the disk and the git installation here") from None
+        raise GitTimeout(
+            f"git {args[0]} got no answer from {redact(where)} within {timeout:g} s",
+            hint="check that the GitOps remote is reachable from here (address, network, "
+            "proxy, firewall) and answers git; for a slow but working remote raise "
+            "git_timeout in manifests/gitops.yaml (MLOPS_GIT_TIMEOUT)") from None
+    except BaseException:  # KeyboardInterrupt: leave no git behind
+        _kill_group(proc)
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+def push_refusal(stdout: str, stderr: str) -> tuple[bool, str]:
+    """(is it a race, what the remote said) for a failed ``git push --porcelain``. Per ref
+    line: ``<flag>\t<from>:<to>\t<summary>``, flag ``!`` for a refused ref. The remote's own
+    words (a hook's message, GitHub's GH006) come on stderr as ``remote:`` lines."""
+    refused = [line.split("\t")[2].strip() for line in stdout.splitlines()
+               if line.startswith("!\t") and line.count("\t") >= 2]
+    said = [line[len("remote:"):].strip() for line in stderr.splitlines()
+            if line.startswith("remote:") and line[len("remote:"):].strip()]
+    if not refused:  # nothing reached a ref: the connection, the auth or the repository failed
+        said = [line.strip() for line in stderr.splitlines() if line.strip()]
+    race = bool(refused) and all(RACE.search(summary) for summary in refused)
+    text = "; ".join(refused + said) or "no reason given"
+    return race, redact(text)[-800:]
 
 
 def redact(text: str) -> str:
@@ -63,16 +134,24 @@ def resolve_remote(cfg: GitOpsConfig, root: Path) -> str:
     return str((root / cfg.remote).resolve())
 
 
-def _git_env(provider: str) -> dict[str, str]:
+def _git_env(cfg: GitOpsConfig) -> dict[str, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    # git's own stall detection, so an HTTP transfer that stops moving ends with git's message
+    # (our deadline still bounds the whole command, and covers git:// and ssh too). Set in the
+    # environment, so a user's own http.lowSpeed* in git config is overridden: intended.
+    config = {"http.lowSpeedLimit": "1000", "http.lowSpeedTime": str(cfg.git_timeout)}
     token = os.environ.get("MLOPS_GITOPS_TOKEN")
     if token:
-        user = "oauth2" if provider == "gitlab" else "x-access-token"
+        user = "oauth2" if cfg.provider == "gitlab" else "x-access-token"
         basic = base64.b64encode(f"{user}:{token}".encode()).decode()
-        count = int(env.get("GIT_CONFIG_COUNT", "0"))
-        env.update({"GIT_CONFIG_COUNT": str(count + 1),
-                    f"GIT_CONFIG_KEY_{count}": "http.extraHeader",
-                    f"GIT_CONFIG_VALUE_{count}": f"Authorization: Basic {basic}"})
+        config["http.extraHeader"] = f"Authorization: Basic {basic}"
+    count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
+    for key, value in config.items():
+        env.update({f"GIT_CONFIG_KEY_{count}": key, f"GIT_CONFIG_VALUE_{count}": value})
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
+    # No GIT_SSH_COMMAND here: it would override a user's core.sshCommand (a deploy key, say);
+    # the deadline in run_git bounds ssh as well.
     return env
 
 
@@ -89,8 +168,9 @@ class Checkout:
         return self.work / self.cfg.path
 
     def git(self, *args: str, check: bool = True) -> str:
-        proc = subprocess.run(["git", *args], cwd=self.work, capture_output=True, text=True,
-                              env=_git_env(self.cfg.provider), check=False)
+        proc = run_git(list(args), cwd=self.work, env=_git_env(self.cfg),
+                       timeout=self.cfg.git_timeout,
+                       where=self.remote if args[0] in NETWORK_COMMANDS else "")
         if check and proc.returncode != 0:
             raise InfraError(f"git {args[0]} failed in the GitOps checkout: "
                              f"{redact(proc.stderr.strip() or proc.stdout.strip())[-800:]}")
@@ -111,6 +191,21 @@ class Checkout:
         path = self.state_path(state.environment)
         path.write_text(dump_environment(state), encoding="utf-8")
 
+    def history(self, env: str, limit: int = 200) -> list[dict[str, str]]:
+        """The trailers of the newest ``limit`` commits that changed ``env``'s state, newest
+        first (one git call: git formats the trailers itself)."""
+        out = self.git("log", f"-n{limit}", "--format=%(trailers:unfold,separator=%x1f)%x1e",
+                       "--", str(self.state_path(env).relative_to(self.work)))
+        entries = []
+        for entry in out.split("\x1e"):
+            fields: dict[str, str] = {}
+            for item in entry.strip().split("\x1f"):
+                key, sep, value = item.partition(":")
+                if sep:
+                    fields.setdefault(key.strip(), value.strip())
+            entries.append(fields)
+        return entries[:-1] if entries and not entries[-1] else entries
+
     def head(self) -> str:
         return self.git("rev-parse", "HEAD").strip()
 
@@ -128,18 +223,38 @@ class Checkout:
         return str(path)
 
     def push(self, branch: str, *, force: bool = False) -> None:
+        """Push HEAD to ``branch``. PushRejected when we lost a race for the branch (retry);
+        InfraError, quoting the remote, for any other refusal (retrying would not help)."""
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
         if force:
             args.insert(1, "--force")
-        proc = subprocess.run(["git", *args], cwd=self.work, capture_output=True, text=True,
-                              env=_git_env(self.cfg.provider), check=False)
+        proc = run_git(args, cwd=self.work, env=_git_env(self.cfg),
+                       timeout=self.cfg.git_timeout, where=self.remote)
         if proc.returncode == 0:
             return
-        output = redact(f"{proc.stdout}\n{proc.stderr}")
-        if RETRYABLE.search(output):
-            raise PushRejected(output.strip()[-300:])
-        raise InfraError(f"pushing to the GitOps repository failed: {output.strip()[-600:]}",
-                         hint="check MLOPS_GITOPS_REMOTE and the token's write access")
+        race, said = push_refusal(proc.stdout, proc.stderr)
+        if race:
+            raise PushRejected(said)
+        raise InfraError(f"the GitOps remote {redact(self.remote)} refused the push to "
+                         f"{branch}: {said}",
+                         hint="not retried: this is not a race with another push. Check the "
+                         "remote's branch protection and hooks, and that the credential "
+                         "(MLOPS_GITOPS_TOKEN) may write to it")
+
+    def push_request_branch(self, branch: str, attempts: int = 5) -> None:
+        """Force-push HEAD to a request branch of ours. Another job pushing the same request at
+        the same moment makes receive-pack refuse one of us (ref lock, old value): the branch
+        is ours either way, so push again, a few times."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.push(branch, force=True)
+                return
+            except PushRejected as exc:
+                last = str(exc)
+                time.sleep(random.uniform(0.05, 0.25) * attempt)
+        raise InfraError(f"another job kept pushing {branch} at the same time ({last})",
+                         hint="another promotion or rollback of the same release is running; "
+                         "let it finish, then re-run if its request is not open")
 
     def sync(self, branch: str) -> None:
         """Throw local work away and stand on the remote's tip of ``branch``."""
@@ -152,49 +267,89 @@ class Checkout:
 def _identity(work: Path) -> None:
     """Commits need an author: the user's git identity, else the bot's."""
     for key, fallback in (("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)):
-        probe = subprocess.run(["git", "config", key], cwd=work, capture_output=True, text=True,
-                               check=False)
+        probe = run_git(["config", key], cwd=work, timeout=LOCAL_TIMEOUT_S)
         if not probe.stdout.strip():
-            subprocess.run(["git", "config", key, os.environ.get(
-                "MLOPS_GIT_" + key.split(".")[1].upper(), fallback)], cwd=work, check=True)
+            _checked(["config", key, os.environ.get(
+                "MLOPS_GIT_" + key.split(".")[1].upper(), fallback)], cwd=work)
+
+
+def _checked(args: list[str], cwd: Path | None = None) -> None:
+    proc = run_git(args, cwd=cwd, timeout=LOCAL_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise InfraError(f"git {args[0]} failed: {redact(proc.stderr.strip())[-600:]}")
+
+
+def is_repository(path: Path) -> bool:
+    return (path / "HEAD").is_file() or (path / ".git").exists()
 
 
 def ensure_local_remote(cfg: GitOpsConfig, root: Path, remote: str) -> bool:
-    """Create and seed the embedded local GitOps repository if it is missing; True if made."""
-    if is_url(cfg.remote) or (Path(remote) / "HEAD").is_file():
+    """Create and seed the embedded local GitOps repository if it is missing; True if made.
+    Any other configured path must exist already: a typo must not become a new, empty
+    GitOps repository that releases go to and no controller reads."""
+    if is_url(cfg.remote) or is_repository(Path(remote)):
         return False
-    Path(remote).parent.mkdir(parents=True, exist_ok=True)
-    # Racing first releases must not seed twice: one creates, the others wait and use it.
-    with Path(f"{remote}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (Path(remote) / "HEAD").is_file():
+    path = Path(remote)
+    if path != (root / DEFAULT_REMOTE).resolve():
+        raise InfraError(f"the GitOps remote {path} does not exist or is not a git repository",
+                         hint="fix remote in manifests/gitops.yaml (or MLOPS_GITOPS_REMOTE), or "
+                         "create that repository; only the embedded default "
+                         f"{DEFAULT_REMOTE} is created automatically")
+    if path.exists() or path.is_symlink():
+        raise InfraError(f"{path} exists but is not a git repository",
+                         hint="move it away: mlops creates the embedded GitOps repository there "
+                         "on first use")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Racing first releases must not seed twice: one creates, the others wait and use it.
+        # The lock is the folder itself, so no lock file is left behind.
+        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise _unusable(path, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if is_repository(path):
             return False
-        _create_local_remote(cfg, root, remote)
+        _create_local_remote(cfg, root, path)
+    finally:
+        os.close(fd)
     return True
 
 
-def _create_local_remote(cfg: GitOpsConfig, root: Path, remote: str) -> None:
+def _unusable(path: Path, exc: OSError) -> InfraError:
+    return InfraError(f"cannot create the embedded GitOps repository at {path}: "
+                      f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""),
+                      hint=f"{path.parent} must be a folder this user can write (it holds local "
+                      "infrastructure state); or set MLOPS_GITOPS_REMOTE to an existing repository")
+
+
+def _create_local_remote(cfg: GitOpsConfig, root: Path, remote: Path) -> None:
     """Build the bare repository beside its final place and rename it in: a crash leaves
-    either no repository or a seeded one."""
-    building = Path(f"{remote}.building")
-    shutil.rmtree(building, ignore_errors=True)
-    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch", cfg.branch,
-                    str(building)], check=True, capture_output=True)
-    with tempfile.TemporaryDirectory(prefix="mlops-seed-") as tmp:
-        work = Path(tmp) / "work"
-        subprocess.run(["git", "clone", "--quiet", str(building), str(work)], check=True,
-                       capture_output=True)
-        _identity(work)
-        for folder in SEED_FOLDERS:
-            src = root / "manifests" / folder
-            if src.is_dir():
-                shutil.copytree(src, work / cfg.path / folder)
-        seed = Checkout(work, cfg, str(building))
-        seed.commit("Seed the GitOps repository from the template's manifests/\n\n"
-                    "Environment state, rendered manifests and controller objects; from here on\n"
-                    "only mlops release, promote and rollback change them.\n")
-        seed.push(cfg.branch)
-    building.replace(remote)
+    either no repository or a seeded one, and a failure leaves nothing at all."""
+    try:
+        building = Path(tempfile.mkdtemp(prefix=f".{remote.name}.building-", dir=remote.parent))
+    except OSError as exc:
+        raise _unusable(remote, exc) from None
+    try:
+        _checked(["init", "--quiet", "--bare", "--initial-branch", cfg.branch, str(building)])
+        with tempfile.TemporaryDirectory(prefix="mlops-seed-") as tmp:
+            work = Path(tmp) / "work"
+            _checked(["clone", "--quiet", str(building), str(work)])
+            _identity(work)
+            for folder in SEED_FOLDERS:
+                src = root / "manifests" / folder
+                if src.is_dir():
+                    shutil.copytree(src, work / cfg.path / folder)
+            seed = Checkout(work, cfg, str(building))
+            seed.commit("Seed the GitOps repository from the template's manifests/\n\n"
+                        "Environment state, rendered manifests and controller objects; from here "
+                        "on\nonly mlops release, promote and rollback change them.\n")
+            seed.push(cfg.branch)
+        building.replace(remote)
+    except OSError as exc:
+        raise _unusable(remote, exc) from None
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -205,9 +360,8 @@ def checkout(cfg: GitOpsConfig, root: Path, branch: str | None = None) -> Iterat
     branch = branch or cfg.branch
     with tempfile.TemporaryDirectory(prefix="mlops-gitops-") as tmp:
         work = Path(tmp) / "work"
-        proc = subprocess.run(
-            ["git", "clone", "--quiet", "--no-tags", "--branch", branch, remote, str(work)],
-            capture_output=True, text=True, env=_git_env(cfg.provider), check=False)
+        proc = run_git(["clone", "--quiet", "--no-tags", "--branch", branch, remote, str(work)],
+                       env=_git_env(cfg), timeout=cfg.git_timeout, where=remote)
         if proc.returncode != 0:
             raise InfraError(f"cloning the GitOps repository failed: {redact(proc.stderr.strip())}",
                              hint=f"check that {redact(remote)} is reachable and has the branch "
@@ -218,8 +372,9 @@ def checkout(cfg: GitOpsConfig, root: Path, branch: str | None = None) -> Iterat
 
 def trailers(message: str) -> dict[str, str]:
     """Git trailers of a commit message, as git itself parses them."""
-    proc = subprocess.run(["git", "interpret-trailers", "--parse"], input=message,
-                          capture_output=True, text=True, check=True)
+    proc = run_git(["interpret-trailers", "--parse"], input=message, timeout=LOCAL_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise InfraError(f"git interpret-trailers failed: {proc.stderr.strip()[-300:]}")
     out: dict[str, str] = {}
     for line in proc.stdout.splitlines():
         key, _, value = line.partition(":")

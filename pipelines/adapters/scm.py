@@ -299,8 +299,13 @@ class Local:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _locked(self) -> Any:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        handle = (self.dir / ".lock").open("w")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            handle = (self.dir / ".lock").open("w")
+        except OSError as exc:
+            raise InfraError(f"cannot keep local requests in {self.dir}: "
+                             f"{exc.strerror or exc}",
+                             hint=f"{self.dir} must be a folder this user can write") from None
         fcntl.flock(handle, fcntl.LOCK_EX)
         return handle
 

@@ -8,6 +8,7 @@ color, so that a rollback is a flip of the Service selector and nothing has to s
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord
@@ -15,6 +16,17 @@ from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord
 
 class NoPreviousRelease(Exception):
     """Rollback asked for where no earlier release is deployed."""
+
+
+class WouldReactivate(NoPreviousRelease):
+    """The idle color holds the release that the last rollback took out of service: rolling
+    back again would put it back, which is an undo of that rollback, not a rollback."""
+
+    def __init__(self, release_id: str, serving: str, color: str) -> None:
+        super().__init__(
+            f"the previous rollback took {release_id} out of service; rolling back again would "
+            f"make {release_id} ({color}) serve instead of {serving}")
+        self.release_id = release_id
 
 
 @dataclass(frozen=True)
@@ -41,16 +53,46 @@ def release(slot: ModelSlot, candidate: ReleaseRecord) -> Transition:
     return Transition(ModelSlot.model_validate(new.model_dump()), True, target, replaced)
 
 
-def rollback(slot: ModelSlot) -> Transition:
-    """Flip the active color back to the release in the idle color."""
+def rolled_back_from(slot: ModelSlot, env: str,
+                     history: Iterable[Mapping[str, str]]) -> str | None:
+    """The release a rollback took out of service to make the serving release serve, if a
+    rollback is how it came to serve; else None.
+
+    ``history`` holds the trailers of the GitOps commits that changed ``env``, newest first.
+    The commit that made the serving release serve is the newest one naming it in Release-Id
+    (releases, promotions, their merges and rollbacks all do); its Rollback-Of, if any, names
+    the release it replaced.
+    """
+    serving = slot.color(slot.active) if slot.active else None
+    if serving is None:
+        return None
+    for fields in history:
+        if fields.get("Environment", env) != env:
+            continue
+        if fields.get("Release-Id") == serving.release_id:
+            return fields.get("Rollback-Of") or None
+    return None
+
+
+def rollback(slot: ModelSlot, rolled_back: str | None = None, *,
+             reactivate: bool = False) -> Transition:
+    """Flip the active color back to the release in the idle color.
+
+    ``rolled_back`` is what the last rollback took out of service (``rolled_back_from``): if the
+    idle color still holds it, flipping would silently undo that rollback, so it is refused
+    unless ``reactivate`` says that is what is wanted.
+    """
     if slot.active is None:
         raise NoPreviousRelease("nothing is deployed here yet")
     idle = "green" if slot.active == "blue" else "blue"
-    if slot.color(idle) is None:
-        serving = slot.color(slot.active)
+    serving = slot.color(slot.active)
+    waiting = slot.color(idle)
+    if waiting is None:
         raise NoPreviousRelease(
             f"only one release has been deployed here ({serving.release_id if serving else '?'});"
             " there is no previous release to return to")
+    if rolled_back is not None and waiting.release_id == rolled_back and not reactivate:
+        raise WouldReactivate(rolled_back, serving.release_id if serving else "?", idle)
     return Transition(slot.model_copy(update={"active": idle}), True, idle)
 
 

@@ -97,13 +97,18 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
 
         if target.promotion == "direct":
             sha = land(repo, cfg, cfg.branch, change, progress)
-            return PromoteResult(candidate.release_id, f"committed {sha} to {cfg.branch}")
+            if sha is None:
+                return PromoteResult(candidate.release_id, f"nothing committed: {to_env} "
+                                     "already had this change")
+            return PromoteResult(candidate.release_id,
+                                 f"{candidate.release_id} now serves {to_env} ({t.color}); "
+                                 f"committed {sha[:12]} to {cfg.branch}")
 
         before = render.on_disk(repo.manifests, to_env)
         repo.commit(change())
         after = render.on_disk(repo.manifests, to_env)
         branch = scm.request_branch("promote", to_env, candidate.release_id)
-        repo.push(branch, force=True)  # our branch: re-running the promotion updates it
+        repo.push_request_branch(branch)  # ours: re-running the promotion updates it
         body = report.promotion_body(
             env=to_env, source_env=from_env, release=candidate.model_dump(),
             previous=previous.release_id if previous else None, summary=proof["summary"],
@@ -116,7 +121,8 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         closed, left = supersede(provider, repo, pr, scm.request_branch("promote", to_env),
                                  candidate.release_id)
     verb = "opened" if pr.created else "updated"
-    detail = f"{verb} #{pr.number} ({branch})"
+    detail = (f"{verb} #{pr.number} ({branch}); {candidate.release_id} serves {to_env} once "
+              "it is approved and merged")
     if closed:
         detail += "; closed superseded " + ", ".join(f"#{n}" for n in closed)
     for number, why in left:
@@ -160,6 +166,11 @@ def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfi
     return not rendering.violations and render.stale_diff(repo.manifests, rendering.files) == ""
 
 
+def _command(kind: str, env: str) -> str:
+    """The command that opens a request of ``kind`` (promote, rollback) for ``env``."""
+    return f"mlops {kind} {'--env' if kind == 'rollback' else '--to'} {env}"
+
+
 def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
     """Approve and merge the newest open local request whose branch starts with ``prefix``."""
     cfg = load_gitops(ws.root)
@@ -169,17 +180,22 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
                           f"{cfg.provider}, review and merge the request there")
     candidates = [(pr, doc) for pr, doc in provider.open_prs()
                   if pr.head.startswith(prefix) and pr.base == cfg.branch]
+    kind, env = prefix.split("/")[:2]
     if not candidates:
-        raise ConfigError(f"no open request from a {prefix}* branch",
-                          hint="run `mlops promote` first")
+        raise ConfigError(f"no open {kind} request for {env} (no open request from a {prefix}* "
+                          "branch)", hint=f"open one first: `{_command(kind, env)}`"
+                          + (f" (where {env}'s rollback mode is direct, that rolls back at "
+                             "once, with no request)" if kind == "rollback" else ""))
     pr, doc = candidates[-1]
+    fields: dict[str, str] = {}
     with gitops.checkout(cfg, ws.root) as repo:
 
         def change() -> str | None:
             repo.git("fetch", "--quiet", "origin", f"+refs/heads/{pr.head}:refs/remotes/origin/"
                      f"{pr.head}")
-            fields = gitops.trailers(repo.git("log", "-1", "--format=%B", f"origin/{pr.head}"))
-            fields["Approved-By"] = "local reviewer (mlops promote --merge)"
+            fields.update(gitops.trailers(repo.git("log", "-1", "--format=%B",
+                                                   f"origin/{pr.head}")))
+            fields["Approved-By"] = f"local reviewer (mlops {kind} --merge)"
             # --no-commit: land() makes the merge commit, with our message and trailers.
             merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}",
                               check=False)
@@ -191,11 +207,18 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
                 raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
                                   "(or the templates that render it) changed after it was "
                                   "proposed",
-                                  hint="re-run the promotion to refresh it, then merge")
+                                  hint=f"re-run `{_command(kind, env)}` to refresh it, "
+                                  "then merge")
             return gitops.format_message(f"Merge #{pr.number}: {doc['title']}",
                                          f"Merges {pr.head} into {cfg.branch}.", fields)
 
         sha = land(repo, cfg, cfg.branch, change, progress)
         repo.git("push", "--quiet", "origin", "--delete", pr.head, check=False)
+    if sha is None:
+        provider.set_state(pr.number, "closed")
+        return (f"closed #{pr.number} ({pr.head}) without a merge: {cfg.branch} already has "
+                "its changes")
     provider.set_state(pr.number, "merged")
-    return f"merged #{pr.number} ({pr.head}) as {(sha or 'no change')[:12]}"
+    serving = fields.get("Release-Id")
+    return (f"merged #{pr.number} ({pr.head}) as {sha[:12]}"
+            + (f"; {serving} now serves {env}" if serving else ""))

@@ -90,6 +90,7 @@ def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
          change: Callable[[], str | None], progress: Progress) -> str | None:
     """Apply ``change`` (returns a commit message, or None when there is nothing to do), commit
     and push; on a moved branch, sync and re-apply. The remote gets the whole commit or none."""
+    last = ""
     for attempt in range(1, cfg.push_attempts + 1):
         message = change()
         if message is None:
@@ -98,18 +99,21 @@ def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
         if sha is None:
             return None
         try:
-            repo.push(branch)
+            repo.push(branch)  # any refusal but a lost race raises InfraError here, at once
             return sha
-        except gitops.PushRejected:
+        except gitops.PushRejected as exc:
+            last = str(exc)
             # Jitter: racing releases that back off in lockstep would collide again.
             pause = random.uniform(0.05, 0.25) * attempt
             progress(f"  {branch} moved on; re-applying on the new tip ({attempt}/"
                      f"{cfg.push_attempts}) in {pause:.2f} s")
             time.sleep(pause)
             repo.sync(branch)
-    raise InfraError(f"the push to {branch} was refused {cfg.push_attempts} times: the branch "
-                     "keeps moving", hint="re-run the release; if it persists, look for a job "
-                     "pushing in a loop")
+    raise InfraError(f"the push to {branch} lost the race to other pushes {cfg.push_attempts} "
+                     f"times in a row (last: {last})",
+                     hint="re-run; if it persists, something else pushes to "
+                     f"{branch} continuously (push_attempts in manifests/gitops.yaml bounds "
+                     "the retries)")
 
 
 def publish(root: Path, ws: Workspace, env: str, record: ReleaseRecord,

@@ -4,6 +4,10 @@ The previous release still runs in the idle color (blue-green keeps it warm), so
 is only a change of the Service selector: one commit, carrying ``Rollback-Of: <release-id>``,
 or a pull request where the environment's rollback mode is ``pr``. Git and the cluster stay
 equal: the controller syncs the commit like any other.
+
+Rolling back twice in a row would flip back to the release the first rollback took out of
+service; that is refused unless ``reactivate`` asks for it (the history's trailers decide,
+see bluegreen.rolled_back_from).
 """
 
 from __future__ import annotations
@@ -24,17 +28,26 @@ Progress = Callable[[str], None]
 class RollbackResult:
     restored: str
     rolled_back: str
-    detail: str
+    detail: str  # the whole truth, one line: what changed, or what now awaits approval
     url: str = ""
+    opened: bool = False  # a request awaits approval; nothing serves differently yet
 
 
-def run(ws: Workspace, env: str, progress: Progress = print) -> RollbackResult:
+def run(ws: Workspace, env: str, progress: Progress = print, *,
+        reactivate: bool = False) -> RollbackResult:
     cfg = load_gitops(ws.root)
     with gitops.checkout(cfg, ws.root) as repo:
         state = repo.read_state(env)
         slot = state.models.get(ws.name, ModelSlot())
+        undone = bluegreen.rolled_back_from(slot, env, repo.history(env))
         try:
-            t = bluegreen.rollback(slot)
+            t = bluegreen.rollback(slot, undone, reactivate=reactivate)
+        except bluegreen.WouldReactivate as exc:
+            raise CheckFailed(
+                f"not rolling {ws.name} back in {env}: {exc}",
+                hint=f"to serve {exc.release_id} again anyway, re-run with --reactivate; to go "
+                "back further, release the older model again (it is no longer deployed)"
+            ) from None
         except bluegreen.NoPreviousRelease as exc:
             raise CheckFailed(f"cannot roll {ws.name} back in {env}: {exc}",
                               hint="roll forward instead: release a fixed model") from None
@@ -52,23 +65,36 @@ def run(ws: Workspace, env: str, progress: Progress = print) -> RollbackResult:
             fresh = repo.read_state(env).models.get(ws.name, ModelSlot())
             if fresh.active != slot.active:
                 return None  # someone else flipped it meanwhile: nothing left to do
-            apply_state(repo, ws, cfg, bluegreen.with_slot(repo.read_state(env), ws.name,
-                                                           bluegreen.rollback(fresh).slot))
+            apply_state(repo, ws, cfg, bluegreen.with_slot(
+                repo.read_state(env), ws.name,
+                bluegreen.rollback(fresh, undone, reactivate=reactivate).slot))
             return message
 
         if state.rollback == "direct":
             sha = land(repo, cfg, cfg.branch, change, progress)
-            detail = f"committed {sha[:12]}" if sha else "already rolled back; no commit"
-            return RollbackResult(restored.release_id, current.release_id, detail)
+            if sha is None:
+                return RollbackResult(
+                    restored.release_id, current.release_id,
+                    f"nothing committed: {ws.name} in {env} changed while this rollback ran "
+                    f"(it no longer served {current.release_id}); see `mlops status --env "
+                    f"{env}`")
+            return RollbackResult(restored.release_id, current.release_id,
+                                  f"{restored.release_id} serves {env} again (was "
+                                  f"{current.release_id}); committed {sha[:12]}")
         branch = scm.request_branch("rollback", env, current.release_id)
         if change() is None or repo.commit(message) is None:
-            return RollbackResult(restored.release_id, current.release_id, "nothing to do")
-        repo.push(branch, force=True)
+            return RollbackResult(restored.release_id, current.release_id,
+                                  f"nothing to propose: {env} already changed; see `mlops "
+                                  f"status --env {env}`")
+        repo.push_request_branch(branch)
         pr = scm.provider(cfg, ws.root).open_or_update(
             head=branch, base=cfg.branch,
             title=f"Roll {ws.name} back to {restored.release_id} in {env}",
-            body=f"Rolls back {current.release_id}: {restored.release_id} serves {env} again "
-                 f"(color {t.color}, still deployed).\n\nMerging this is the rollback.\n")
+            body=f"Rolls back {current.release_id}: merging this makes {restored.release_id} "
+                 f"serve {env} again (color {t.color}, still deployed). Until then "
+                 f"{current.release_id} keeps serving.\n")
+    verb = "opened" if pr.created else "updated"
     return RollbackResult(restored.release_id, current.release_id,
-                          f"{'opened' if pr.created else 'updated'} #{pr.number} ({branch})",
-                          pr.url)
+                          f"{verb} #{pr.number} ({branch}) to roll {env} back to "
+                          f"{restored.release_id}; {current.release_id} serves until it is "
+                          "approved and merged", pr.url, opened=True)

@@ -19,7 +19,7 @@ from pipelines.adapters import gitops
 from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
 from pipelines.errors import CheckFailed, ConfigError
-from pipelines.stages import promote, render, rollback, status
+from pipelines.stages import promote, render, status
 from pipelines.stages.release import apply_state, land, publish
 from tests.conftest import ROOT, copy_repo
 from tests.unit.core.test_bluegreen import record
@@ -217,13 +217,17 @@ def test_a_release_killed_at_any_point_leaves_all_or_nothing(root: Path) -> None
     assert commits(root)[-1]["Release-Id"] == record(300).release_id
 
 
-def test_promotion_opens_one_request_updates_it_and_merge_deploys(root: Path) -> None:
+def test_promotion_opens_one_request_updates_it_and_merge_deploys(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ws = load_model(root, "digits")
     release(root, 1)
     evidence(root, record(1))
     first = promote.run(ws, "production", "staging", **QUIET)
     assert first.created is True
     assert first.number == 1
+    assert first.detail == ("opened #1 (promote/production/digits-000000000001); "
+                            "digits-000000000001 serves production once it is approved and "
+                            "merged")
     branch = "promote/production/digits-000000000001"
     assert branch in git(remote(root), "branch", "--list")
     body = Path(first.url).read_text()
@@ -238,7 +242,10 @@ def test_promotion_opens_one_request_updates_it_and_merge_deploys(root: Path) ->
     assert list(index) == ["1"]
     assert state(root, "production")["models"] == {}  # nothing deployed before the merge
 
+    capsys.readouterr()
     assert main_in(root, "promote", "--merge", "--to", "production") == 0
+    assert capsys.readouterr().out.rstrip().endswith("; digits-000000000001 now serves "
+                                                     "production")
     slot = state(root, "production")["models"]["digits"]  # type: ignore[index]
     assert slot["blue"]["release_id"] == record(1).release_id
     merge = commits(root)[-1]
@@ -316,18 +323,93 @@ def test_rollback_is_a_commit_that_flips_back_and_names_what_it_undoes(root: Pat
     assert_consistent(root)
 
 
-def test_rollback_as_a_pull_request(root: Path) -> None:
+def test_rollback_as_a_pull_request(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = root / "manifests/environments/staging.yaml"
     path.write_text(path.read_text().replace("rollback: direct", "rollback: pr"))
-    ws = load_model(root, "digits")
     release(root, 1)
     release(root, 2)
-    result = rollback.run(ws, "staging", **QUIET)
-    assert "opened #1 (rollback/staging/digits-000000000002)" in result.detail
+    capsys.readouterr()
+    assert main_in(root, "rollback", "--env", "staging") == 0
+    out = capsys.readouterr().out
+    # Nothing serves differently until the request is merged, and the message says so.
+    assert out.startswith("rollback: opened #1 (rollback/staging/digits-000000000002) to roll "
+                          "staging back to digits-000000000001; digits-000000000002 serves "
+                          "until it is approved and merged"), out
+    assert "serves staging again" not in out
     assert state(root, "staging")["models"]["digits"]["active"] == "green"  # type: ignore[index]
     assert main_in(root, "rollback", "--env", "staging", "--merge") == 0
+    out = capsys.readouterr().out
+    assert "merged #1 (rollback/staging/digits-000000000002) as " in out
+    assert out.rstrip().endswith("; digits-000000000001 now serves staging"), out
     assert state(root, "staging")["models"]["digits"]["active"] == "blue"  # type: ignore[index]
     assert commits(root)[-1]["Rollback-Of"] == record(2).release_id
+    # A second rollback would open a request that undoes the first: refused.
+    assert main_in(root, "rollback", "--env", "staging") == 1
+    assert "the previous rollback took digits-000000000002 out of service" in \
+        capsys.readouterr().err
+
+
+def test_a_direct_rollback_says_what_serves_now(root: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    release(root, 1)
+    release(root, 2)
+    capsys.readouterr()
+    assert main_in(root, "rollback", "--env", "staging") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rollback: digits-000000000001 serves staging again (was "
+                          "digits-000000000002); committed "), out
+
+
+def test_rolling_back_twice_does_not_silently_reactivate_what_the_first_removed(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    release(root, 1)
+    release(root, 2)
+    assert main_in(root, "rollback", "--env", "staging") == 0  # 1 serves, 2 removed
+    before = commits(root)
+    capsys.readouterr()
+    assert main_in(root, "rollback", "--env", "staging") == 1
+    err = capsys.readouterr().err
+    assert "not rolling digits back in staging: the previous rollback took " \
+           "digits-000000000002 out of service; rolling back again would make " \
+           "digits-000000000002 (green) serve instead of digits-000000000001" in err, err
+    assert "re-run with --reactivate" in err
+    assert commits(root) == before
+    # Asked for explicitly, it is done, and recorded as a rollback of 1.
+    assert main_in(root, "rollback", "--env", "staging", "--reactivate") == 0
+    assert commits(root)[-1]["Release-Id"] == record(2).release_id
+    assert commits(root)[-1]["Rollback-Of"] == record(1).release_id
+    assert main_in(root, "rollback", "--env", "staging") == 1  # and not undone silently either
+    # A release in between makes the next rollback an ordinary one again.
+    release(root, 3)
+    assert main_in(root, "rollback", "--env", "staging") == 0
+    slot = state(root, "staging")["models"]["digits"]  # type: ignore[index]
+    assert slot[slot["active"]]["release_id"] == record(2).release_id
+
+
+def test_a_direct_promotion_says_it_deployed(root: Path) -> None:
+    path = root / "manifests/environments/production.yaml"
+    path.write_text(path.read_text().replace("promotion: pr", "promotion: direct"))
+    result = promote_releases(root, 1)
+    assert result.detail.startswith("digits-000000000001 now serves production (blue); "
+                                    "committed "), result.detail
+    assert result.detail.endswith(" to main")
+    assert "None" not in result.detail
+    assert commits(root)[-1]["Release-Id"] == record(1).release_id
+
+
+def test_merge_with_nothing_open_points_at_the_right_command(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    release(root, 1)
+    capsys.readouterr()
+    assert main_in(root, "rollback", "--env", "staging", "--merge") == 2
+    err = capsys.readouterr().err
+    assert "no open rollback request for staging" in err
+    assert "`mlops rollback --env staging`" in err
+    assert "promote" not in err
+    assert main_in(root, "promote", "--merge", "--to", "production") == 2
+    err = capsys.readouterr().err
+    assert "no open promote request for production" in err
+    assert "`mlops promote --to production`" in err
 
 
 def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFixture[str]

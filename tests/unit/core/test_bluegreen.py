@@ -113,3 +113,50 @@ def test_age() -> None:
     assert bluegreen.age("2026-11-20T10:00:00Z", "2026-11-21T12:30:00Z") == "1d 2h"
     assert bluegreen.age("2026-11-21T10:00:00Z", "2026-11-21T12:30:00Z") == "2h 30m"
     assert bluegreen.age("2026-11-21T12:29:00Z", "2026-11-21T12:30:00Z") == "1m"
+
+
+def _released(*numbers: int) -> ModelSlot:
+    slot = ModelSlot()
+    for n in numbers:
+        slot = bluegreen.release(slot, record(n)).slot
+    return slot
+
+
+def test_a_second_rollback_would_undo_the_first_and_is_refused() -> None:
+    rolled = bluegreen.rollback(_released(1, 2)).slot  # 1 serves, 2 idle
+    history = [{"Release-Id": record(1).release_id, "Environment": "staging",
+                "Rollback-Of": record(2).release_id},
+               {"Release-Id": record(2).release_id, "Environment": "staging"}]
+    undone = bluegreen.rolled_back_from(rolled, "staging", history)
+    assert undone == record(2).release_id
+    with pytest.raises(bluegreen.WouldReactivate,
+                       match="took digits-000000000002 out of service; rolling back again would "
+                             "make digits-000000000002 \\(green\\) serve instead of "
+                             "digits-000000000001") as caught:
+        bluegreen.rollback(rolled, undone)
+    assert isinstance(caught.value, NoPreviousRelease)
+    again = bluegreen.rollback(rolled, undone, reactivate=True)
+    assert again.slot.color(again.color) == record(2)
+
+
+def test_what_made_the_serving_release_serve_decides() -> None:
+    rolled = bluegreen.rollback(_released(1, 2)).slot
+    staging_rollback = {"Release-Id": record(1).release_id, "Environment": "staging",
+                        "Rollback-Of": record(2).release_id}
+    # A rollback of another environment, or an older one, is not what made 1 serve here.
+    assert bluegreen.rolled_back_from(rolled, "production", [staging_rollback]) is None
+    assert bluegreen.rolled_back_from(rolled, "staging", [
+        {"Release-Id": record(1).release_id, "Environment": "staging"},  # re-released since
+        staging_rollback]) is None
+    assert bluegreen.rolled_back_from(rolled, "staging", []) is None
+    assert bluegreen.rolled_back_from(ModelSlot(), "staging", [staging_rollback]) is None
+    # A normal rollback (what serves came from a release) is not refused.
+    slot = _released(1, 2)
+    undone = bluegreen.rolled_back_from(slot, "staging", [
+        {"Release-Id": record(2).release_id, "Environment": "staging"}])
+    assert bluegreen.rollback(slot, undone).slot.active == "blue"
+    # After a rollback, the next release replaces the removed one: rollback works again.
+    s3 = bluegreen.release(rolled, record(3)).slot
+    assert bluegreen.rollback(s3, bluegreen.rolled_back_from(s3, "staging", [
+        {"Release-Id": record(3).release_id, "Environment": "staging"},
+        staging_rollback])).slot.color("blue") == record(1)
