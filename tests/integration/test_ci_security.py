@@ -1,0 +1,513 @@
+"""The CI side of the security model (README, "Security model"), checked on the real files:
+
+- no job that runs an unmerged change's code holds a credential that can write;
+- no value a person or a CI variable supplies reaches a shell: the Makefile never pastes it into
+  a recipe, and MODEL/ENV/UNTIL must be names this repository defines (real `make`, real bash);
+- environments are named by the CI files, never by a typed value (no alias reaches an
+  unprotected environment);
+- a commit message cannot switch the merge-request pipeline off (GitLab's rules, evaluated by
+  gitlab-ci-local);
+- a cached virtualenv is checked, not trusted (scripts/bootstrap.sh on a real, tampered venv);
+- zizmor's auditor persona finds nothing at medium or above.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipelines.core.dvcgraph import PIPELINE
+from tests.conftest import ROOT, require
+
+WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
+GITLAB = ROOT / ".gitlab-ci.yml"
+GCL = ROOT / "scripts/ci-tools/node_modules/.bin/gitlab-ci-local"
+VENV_BIN = Path(sys.executable).parent
+ENVIRONMENTS = sorted(p.stem for p in (ROOT / "manifests/environments").glob("*.yaml"))
+MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
+# Secrets that can write somewhere. Only jobs in a protected environment may name them.
+WRITE_SECRETS = {"GITOPS_TOKEN", "REGISTRY_PASSWORD"}
+# Read-only credentials a pull request's pipeline may use (README, "Security model").
+READ_SECRETS = {"GITHUB_TOKEN", "REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
+UNTRUSTED_TRIGGERS = {"pull_request", "pull_request_target", "workflow_run", "issue_comment",
+                      "pull_request_review", "pull_request_review_comment"}
+
+
+def load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    # YAML 1.1 reads the key `on` as True.
+    if True in data:
+        data["on"] = data.pop(True)
+    return data
+
+
+def triggers(workflow: dict[str, Any]) -> set[str]:
+    on = workflow["on"]
+    return {on} if isinstance(on, str) else set(on)
+
+
+def secrets_in(node: Any) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Za-z0-9_]+)", yaml.safe_dump(node)))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Unmerged code never holds a credential that can write
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
+    workflow = load(path)
+    assert "pull_request_target" not in triggers(workflow)
+    if not triggers(workflow) & UNTRUSTED_TRIGGERS:
+        return
+    assert workflow.get("permissions") == {}, "grant per job, nothing at the top"
+    for name, job in workflow["jobs"].items():
+        permissions = job.get("permissions", {})
+        writes = {scope for scope, level in permissions.items() if level == "write"}
+        assert writes <= {"pull-requests"}, f"{name}: {writes}"
+        assert not secrets_in(job) & WRITE_SECRETS, f"{name} names a secret that can write"
+        assert secrets_in(job) <= READ_SECRETS, f"{name}: {secrets_in(job) - READ_SECRETS}"
+        assert "environment" not in job
+        if "pull-requests" in writes:
+            # The commenting job holds that token and nothing else, and runs no PR code: it
+            # checks out the base commit and restores no cache a PR's run could have written.
+            assert not secrets_in(job), f"{name} holds secrets beside pull-requests: write"
+            assert set(permissions) == {"pull-requests"}
+            steps = job["steps"]
+            checkout = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]
+            assert checkout, f"{name} must check out the base commit explicitly"
+            for step in checkout:
+                assert step["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+                assert step["with"]["persist-credentials"] is False
+            for step in steps:
+                assert not str(step.get("uses", "")).startswith("actions/cache")
+                assert "cache" not in (step.get("with") or {}), f"{name}: {step}"
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_write_secrets_live_only_in_protected_environments(path: Path) -> None:
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if secrets_in(job) & WRITE_SECRETS:
+            assert triggers(workflow) <= {"push", "workflow_dispatch"}, name
+            if "push" in triggers(workflow):
+                assert workflow["on"]["push"] == {"branches": ["main"]}
+            assert job.get("environment") in ENVIRONMENTS, (
+                f"{name}: a write secret must be an environment secret of a protected environment")
+
+
+def gitlab_jobs() -> dict[str, dict[str, Any]]:
+    """The real jobs, with `extends:` resolved (variables merged, the rest replaced)."""
+    data = yaml.safe_load(GITLAB.read_text())
+
+    def resolve(name: str) -> dict[str, Any]:
+        job = data[name]
+        merged: dict[str, Any] = {}
+        parents = job.get("extends", [])
+        for parent in [parents] if isinstance(parents, str) else parents:
+            base = resolve(parent)
+            variables = {**merged.get("variables", {}), **base.get("variables", {})}
+            merged.update(base)
+            merged["variables"] = variables
+        variables = {**merged.get("variables", {}), **job.get("variables", {})}
+        merged.update({k: v for k, v in job.items() if k != "extends"})
+        merged["variables"] = variables
+        return merged
+
+    reserved = {"workflow", "variables", "stages", "default", "include"}
+    return {name: resolve(name) for name in data
+            if name not in reserved and not name.startswith(".")}
+
+
+def runs_for_merge_requests(job: dict[str, Any]) -> bool:
+    return any("merge_request_event" in rule.get("if", "") and rule.get("when") != "never"
+               for rule in job.get("rules", []))
+
+
+def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
+    jobs = gitlab_jobs()
+    assert any(runs_for_merge_requests(job) for job in jobs.values())
+    for name, job in jobs.items():
+        text = yaml.safe_dump(job)
+        if "REPORT_POST" in text or "--post" in text:
+            # Posting names its token: never a project-wide GITLAB_TOKEN that can do more.
+            assert job["variables"].get("GITLAB_TOKEN") == "$MLOPS_REPORT_TOKEN", name
+        if runs_for_merge_requests(job):
+            assert job["variables"].get("GITLAB_TOKEN", "$MLOPS_REPORT_TOKEN") == (
+                "$MLOPS_REPORT_TOKEN"), name
+            for write in ("MLOPS_GITOPS_TOKEN", "MLOPS_GITLAB_TOKEN", "registry-login",
+                          "CI_REGISTRY_PASSWORD"):
+                assert write not in text, f"{name} (merge requests) uses {write}"
+        elif "MLOPS_GITLAB_TOKEN" in text or "registry-login" in text:
+            # Writing jobs run only for the default branch (protected variables reach them).
+            for rule in job["rules"]:
+                assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule["if"], name
+
+
+def test_gitlab_caches_are_split_by_protection() -> None:
+    data = yaml.safe_load(GITLAB.read_text())
+    caches = data["default"]["cache"]
+    assert caches
+    for cache in caches:
+        assert "$CI_COMMIT_REF_PROTECTED" in yaml.safe_dump(cache["key"]), cache
+    for name, job in gitlab_jobs().items():
+        assert "cache" not in job, f"{name} overrides the protected/unprotected cache split"
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. No user value reaches a shell; environments are named by the CI files only
+
+
+def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            env = job.get("environment")
+            if env is not None:
+                env_name = env["name"] if isinstance(env, dict) else env
+                assert env_name in ENVIRONMENTS, f"{path.name}:{name}: environment {env_name!r}"
+    for name, job in gitlab_jobs().items():
+        if "environment" in job:
+            assert job["environment"]["name"] in ENVIRONMENTS, f"{name}: {job['environment']}"
+            # ENV, where the job sets it, is its environment's name and nothing can override it.
+            assert "ENV" not in job["variables"]
+            for line in job["script"]:
+                for env in re.findall(r"\bENV=(\S*)", line):
+                    assert env == job["environment"]["name"], (name, line)
+
+
+def test_one_rollback_job_per_environment_everywhere() -> None:
+    rollback = load(ROOT / ".github/workflows/rollback.yml")
+    options = rollback["on"]["workflow_dispatch"]["inputs"]["environment"]["options"]
+    assert sorted(options) == ENVIRONMENTS
+    github = {job["environment"]: job for job in rollback["jobs"].values()}
+    assert sorted(github) == ENVIRONMENTS
+    for env, job in github.items():
+        assert job["if"] == f"${{{{ inputs.environment == '{env}' }}}}"
+        assert job["env"]["ENV"] == env
+        runs = [s["run"] for s in job["steps"] if "run" in s]
+        assert runs[0] == "make check-inputs", "the model input is checked before anything"
+    gitlab = {job["environment"]["name"]: job for name, job in gitlab_jobs().items()
+              if name.startswith("rollback")}
+    assert sorted(gitlab) == ENVIRONMENTS
+    for env, job in gitlab.items():
+        # In the script line: a pipeline variable would override a job variable.
+        assert "ENV" not in job["variables"]
+        assert job["script"] == [f"ENV={env} make rollback"]
+        assert job["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
+                                 "when": "manual"}]
+
+
+def shell_lines() -> Iterator[tuple[str, str]]:
+    for path in WORKFLOWS:
+        for name, job in load(path)["jobs"].items():
+            for step in job.get("steps", []):
+                if "run" in step:
+                    yield f"{path.name}:{name}", step["run"]
+    data = yaml.safe_load(GITLAB.read_text())
+    for name, job in data.items():
+        if isinstance(job, dict):
+            for key in ("before_script", "script", "after_script"):
+                for line in job.get(key, []):
+                    yield f".gitlab-ci.yml:{name}", line
+
+
+def test_ci_files_hand_values_to_make_through_the_environment_only() -> None:
+    seen = 0
+    for where, line in shell_lines():
+        assert "${{" not in line, f"{where}: an expression inside run: {line!r}"
+        for call in re.findall(r"\bmake\b[^\n;&|]*", line):
+            seen += 1
+            # `make VAR=value` makes VAR a make variable, expanded on export: never that.
+            assert not re.search(r"\s[A-Za-z_][A-Za-z0-9_]*=", call), f"{where}: {call!r}"
+    assert seen > 10
+
+
+@pytest.fixture
+def canary(tmp_path: Path) -> Iterator[Path]:
+    path = tmp_path / "pwned"
+    yield path
+    assert not path.exists(), "a value given to make ran as a command"
+
+
+def hostile(canary: Path) -> list[str]:
+    return [f"x; touch {canary}", f"$(shell touch {canary})", f"$$(touch {canary})",
+            f"`touch {canary}`", f"digits'; touch {canary}; '", f'digits"; touch {canary}; "',
+            f"digits\ntouch {canary}"]
+
+
+def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV")}
+    base["MLOPS_VENV"] = str(VENV_BIN.parent)
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
+                          env={**base, **(env or {})}, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize("var", ["MODEL", "ENV", "UNTIL", "PYTEST_ARGS", "REPORT_SUMMARY",
+                                 "REPORT_METRICS", "REPORT_POST", "MLOPS_VENV"])
+@pytest.mark.parametrize("where", ["command line", "environment"])
+def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: Path) -> None:
+    targets = ("run", "pipeline", "report", "release", "promote", "promote-merge", "rollback",
+               "status", "unit", "test")
+    for value in hostile(canary):
+        if where == "command line":
+            result = make("-n", *targets, f"{var}={value}")
+        else:
+            result = make("-n", *targets, env={var: value})
+        assert result.returncode == 0, result.stderr
+        assert "-m pipelines.cli rollback" in result.stdout  # the recipes were printed
+        assert value not in result.stdout.replace(f"${var}", ""), result.stdout
+        assert not canary.exists(), (var, value, result.stdout)
+
+
+@pytest.mark.parametrize(("var", "target"), [("MODEL", "rollback"), ("ENV", "rollback"),
+                                             ("MODEL", "status"), ("MODEL", "report"),
+                                             ("ENV", "release")])
+def test_make_refuses_a_hostile_value_before_running_anything(var: str, target: str,
+                                                              canary: Path) -> None:
+    for value in hostile(canary):
+        for result in (make(target, f"{var}={value}"), make(target, env={var: value})):
+            assert result.returncode == 2, result.stdout + result.stderr
+            assert f"check-inputs: {var}=" in result.stderr
+            assert "is not" in result.stderr
+            assert "use one of" in result.stderr
+            assert not canary.exists(), (target, var, value)
+
+
+def check_inputs(**values: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "ENV", "UNTIL")}
+    return subprocess.run([str(ROOT / "scripts/check-inputs.sh")], env={**env, **values},
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.parametrize("env", [
+    "./production", "production/", "Production", " production", "production ", "production\n",
+    "../environments/production", "manifests/environments/production", "production.yaml", "",
+    "*", "prod*", "staging production"])
+def test_an_alias_of_an_environment_is_refused(env: str) -> None:
+    result = check_inputs(ENV=env)
+    assert result.returncode == 2
+    assert "ENV=" in result.stderr
+    assert "production staging" in result.stderr
+
+
+@pytest.mark.parametrize("model", ["./digits", "digits/", "Digits", "../models/digits", "",
+                                   "dig*", "digits "])
+def test_an_alias_of_a_model_is_refused(model: str) -> None:
+    result = check_inputs(MODEL=model)
+    assert result.returncode == 2
+    assert "MODEL=" in result.stderr
+
+
+def test_every_defined_name_passes() -> None:
+    assert ENVIRONMENTS
+    assert MODELS
+    for env in ENVIRONMENTS:
+        for model in MODELS:
+            for until in PIPELINE:
+                result = check_inputs(ENV=env, MODEL=model, UNTIL=until)
+                assert result.returncode == 0, result.stderr
+    assert check_inputs(UNTIL="deploy").returncode == 2
+
+
+def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
+    text = (ROOT / "scripts/check-inputs.sh").read_text()
+    stages = re.search(r"^STAGES=\((.*)\)$", text, re.MULTILINE)
+    assert stages is not None
+    assert stages.group(1).split() == PIPELINE
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. A commit message cannot switch off the merge-request pipeline
+
+
+BOT = "mlops-bot <mlops-bot@users.noreply.invalid>"
+RELEASE_MESSAGE = "release(staging): digits r1\n\nRelease-Id: r1\nGate: blessed"
+
+
+@pytest.fixture(scope="module")
+def rules_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project whose only job has `.gitlab-ci.yml`'s workflow rules as its rules, so
+    gitlab-ci-local evaluates them as GitLab would: listed means a pipeline is created."""
+    require("gitlab-ci-local", GCL.is_file(), "run `make ci-tools` (npm)")
+    root = tmp_path_factory.mktemp("rules")
+    data = yaml.safe_load(GITLAB.read_text())
+    probe = {"variables": data["variables"],
+             "probe": {"script": ["true"], "rules": data["workflow"]["rules"]}}
+    (root / ".gitlab-ci.yml").write_text(yaml.safe_dump(probe))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], cwd=root, check=True)
+    return root
+
+
+def pipeline_created(root: Path, **variables: str) -> bool:
+    args = [str(GCL), "--list", "--no-color"]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
+    result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    return any(line.split()[:1] == ["probe"] for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("message", [
+    "release(staging): x", "promote(production): x", "rollback(staging): x", RELEASE_MESSAGE,
+    "rollback(production): x\n\nRollback-Of: r1"])
+@pytest.mark.parametrize("author", [BOT, "Dev <dev@example.invalid>"])
+def test_a_merge_request_always_gets_its_pipeline(rules_probe: Path, message: str,
+                                                  author: str) -> None:
+    assert pipeline_created(rules_probe, CI_PIPELINE_SOURCE="merge_request_event",
+                            CI_COMMIT_BRANCH="", CI_COMMIT_MESSAGE=message,
+                            CI_COMMIT_AUTHOR=author, CI_MERGE_REQUEST_IID="7")
+
+
+@pytest.mark.parametrize(("author", "message", "skipped"), [
+    (BOT, RELEASE_MESSAGE, True),
+    (BOT, "rollback(production): x\n\nRollback-Of: r1", True),
+    (BOT, "release(staging): no trailer", False),
+    ("Dev <dev@example.invalid>", RELEASE_MESSAGE, False),
+    ("Dev <dev@example.invalid>", "release(staging): x", False),
+])
+def test_only_mlops_own_default_branch_commits_are_skipped(rules_probe: Path, author: str,
+                                                           message: str, skipped: bool) -> None:
+    created = pipeline_created(rules_probe, CI_PIPELINE_SOURCE="push", CI_COMMIT_BRANCH="main",
+                               CI_COMMIT_MESSAGE=message, CI_COMMIT_AUTHOR=author)
+    assert created is not skipped
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. A cached virtualenv is checked, not trusted
+
+
+def fake_checkout(root: Path, pin: str) -> Path:
+    """A checkout with the real bootstrap scripts and a one-package environment, as a CI cache
+    would restore it (stamp included)."""
+    (root / "scripts").mkdir(parents=True)
+    for name in ("bootstrap.sh", "verify-venv.py"):
+        shutil.copy2(ROOT / "scripts" / name, root / "scripts" / name)
+    (root / "pyproject.toml").write_text("[project]\nname = 'mlops-gitops'\nversion = '0'\n")
+    (root / "constraints.txt").write_text(f"foo=={pin}\n")
+    venv = root / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = next(venv.glob("lib/python3*")) / "site-packages"
+    module = site / "foo.py"
+    module.write_text("VALUE = 1\n")
+    info = site / "foo-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n")
+    def entry(path: Path) -> str:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest())
+        hashed = digest.rstrip(b"=").decode()
+        return f"{path.relative_to(site)},sha256={hashed},{path.stat().st_size}"
+    (info / "RECORD").write_text("\n".join(
+        [entry(module), entry(info / "METADATA"), "foo-1.0.dist-info/RECORD,,"]) + "\n")
+    want = subprocess.run("cat pyproject.toml constraints.txt | sha256sum | cut -c1-16",
+                          shell=True, cwd=root, capture_output=True, text=True, check=True)
+    (venv / ".mlops-env").write_text(want.stdout)
+    return site
+
+
+def bootstrap(root: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLOPS_", "CI", "GITHUB_", "PIP_"))}
+    # python3 must be the interpreter the venv was made with; an index that does not answer
+    # makes a rebuild fail fast instead of downloading anything.
+    env["PATH"] = f"{Path(sys.executable).resolve().parent}:{env['PATH']}"
+    env.update({"RUNNER_TEMP": str(root), "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+                "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    if ci:
+        env.update({"CI": "true", "CI_JOB_ID": "41"})
+    return subprocess.run(["bash", str(root / "scripts/bootstrap.sh")], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_an_untouched_cached_venv_is_used(tmp_path: Path) -> None:
+    fake_checkout(tmp_path, "1.0")
+    result = bootstrap(tmp_path, ci=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / ".venv/bin/python").exists()
+    assert "rebuilding" not in result.stdout
+
+
+def test_a_cached_venv_with_a_matching_stamp_but_the_wrong_version_is_rebuilt(tmp_path: Path
+                                                                          ) -> None:
+    site = fake_checkout(tmp_path, "2.0")
+    result = bootstrap(tmp_path, ci=True)
+    assert "verify-venv: foo 1.0 is installed; constraints.txt: 2.0" in result.stderr
+    assert "rebuilding it" in result.stdout
+    # The tampered environment is gone; the rebuild itself fails here (no package index).
+    assert not (site / "foo.py").exists()
+    assert result.returncode != 0
+
+
+@pytest.mark.parametrize(("tamper", "reason"), [
+    ("file changed", "foo.py differs from its RECORD hash"),
+    ("file added", "sitecustomize.py belongs to no installed distribution"),
+    ("pth added", "zz.pth belongs to no installed distribution"),
+    ("unpinned package", "bar 1.0 is installed; constraints.txt: not pinned"),
+    ("interpreter", "bin/python is"),
+])
+def test_a_tampered_cached_venv_is_refused(tmp_path: Path, tamper: str, reason: str) -> None:
+    """What bootstrap.sh runs in CI on a restored environment (the rebuild is shown above)."""
+    site = fake_checkout(tmp_path, "1.0")
+    if tamper == "file changed":
+        (site / "foo.py").write_text("import os; os.system('touch pwned')\n")
+    elif tamper == "file added":
+        (site / "sitecustomize.py").write_text("import os\n")
+    elif tamper == "pth added":
+        (site / "zz.pth").write_text("import os\n")
+    elif tamper == "unpinned package":
+        extra = site / "bar-1.0.dist-info"
+        extra.mkdir()
+        (extra / "METADATA").write_text("Metadata-Version: 2.1\nName: bar\nVersion: 1.0\n")
+        (extra / "RECORD").write_text("bar-1.0.dist-info/METADATA,,\n")
+    elif tamper == "interpreter":
+        python = tmp_path / ".venv/bin/python"
+        python.unlink()
+        python.symlink_to("/bin/sh")
+    verify = [sys.executable, "-I", str(tmp_path / "scripts/verify-venv.py")]
+    venv, constraints = str(tmp_path / ".venv"), str(tmp_path / "constraints.txt")
+    clean = subprocess.run([*verify, venv, constraints], capture_output=True, text=True,
+                           timeout=60, check=False)
+    full = subprocess.run([*verify, "--strict", "--files", venv, constraints],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert full.returncode == 1
+    assert reason in full.stderr
+    # Outside CI only versions and the interpreter are checked: a developer's own additions pass.
+    assert clean.returncode == (1 if tamper == "interpreter" else 0), clean.stderr
+
+
+def test_outside_ci_a_wrong_version_is_reinstalled_not_trusted(tmp_path: Path) -> None:
+    site = fake_checkout(tmp_path, "2.0")
+    result = bootstrap(tmp_path, ci=False)
+    assert "foo 1.0 is installed; constraints.txt: 2.0" in result.stderr
+    assert "re-installing the pinned versions" in result.stdout
+    assert (site / "foo.py").exists()  # a developer's own environment is repaired in place
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. zizmor, auditor persona
+
+
+def test_zizmor_auditor_finds_nothing_at_medium_or_above() -> None:
+    result = subprocess.run([str(VENV_BIN / "zizmor"), "--offline", "--persona", "auditor",
+                             "--min-severity", "medium", "--no-progress",
+                             str(ROOT / ".github/workflows")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    makefile = (ROOT / "Makefile").read_text()
+    assert "zizmor\" --offline --persona auditor --min-severity medium" in makefile
