@@ -86,7 +86,7 @@ def _numeric_labels(ws: Workspace, splits: dict[str, pd.DataFrame]) -> bool:
 
 def run(ws: Workspace) -> ValidateResult:
     final = ws.artifacts("validate")
-    invalidate(final)
+    invalidate(final)  # a run that errors must not leave an earlier summary behind
     splits = read_splits(ws)
     suite = modelcode.load(ws, "expectations.py")
     data = ws.model.data
