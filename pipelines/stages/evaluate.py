@@ -60,6 +60,10 @@ def trained_model(ws: Workspace) -> dict[str, Any]:
     if trained.get("data_fingerprint") != fingerprint(ws):
         raise ConfigError("the model was trained on other data than the current dataset",
                           hint="run `mlops train` again")
+    if trained.get("classes") != ws.model.data.label.classes:
+        raise ConfigError(f"the model was trained for the classes {trained.get('classes')}, "
+                          f"model.yaml now lists {ws.model.data.label.classes}",
+                          hint="run `mlops train` again")
     return trained
 
 

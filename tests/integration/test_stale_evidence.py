@@ -125,3 +125,16 @@ def test_package_and_verify_that_error_leave_no_earlier_record(
     assert (workspace / "artifacts/digits/package/release.json").is_file()
     assert main(["package"]) == 3
     assert not (workspace / "artifacts/digits/package").exists()
+
+
+def test_evaluate_refuses_a_model_trained_for_other_classes(workspace: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    """Same data, classes listed in another order: valid data, but the network's outputs
+    now mean other classes."""
+    edit_model_yaml(workspace, {"data.label.classes": list(range(9, -1, -1))})
+    validate.run(load_model(workspace, "digits"))
+    monkeypatch.chdir(workspace)
+    assert main(["evaluate"]) == 2
+    assert "the model was trained for the classes [0, 1" in capsys.readouterr().err
