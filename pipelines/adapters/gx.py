@@ -105,10 +105,13 @@ def _column_list_cause(expected: list[Any], found: list[Any]) -> str:
         parts.append(f"missing column(s) {_short(missing)}")
     if unexpected:
         parts.append(f"unexpected column(s) {_short(unexpected)}")
+    repeated = sorted({str(c) for c in found if found.count(c) > 1})
+    if repeated:
+        parts.append(f"repeated column(s) {_short(repeated)}")
     if not parts:
         moved = [c for i, c in enumerate(expected) if i >= len(found) or found[i] != c]
         parts.append(f"columns out of order from {moved[0]!r} on (expected order: "
-                     f"{_short(expected, 5)})")
+                     f"{_short(expected, 5)})" if moved else f"columns differ from {expected}")
     return "; ".join(parts)
 
 
