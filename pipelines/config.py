@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -36,22 +37,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Section(_Strict):
+    """A section of model.yaml. Strict types: pydantic's lax mode would read `epochs: true` as
+    1, `accuracy: "0.9"` as 0.9 and `max_drop: .inf` as a number; each is a typo to refuse."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
-class SklearnDigitsSource(_Strict):
+class SklearnDigitsSource(_Section):
     kind: Literal["sklearn_digits"] = "sklearn_digits"
 
 
-class FileSource(_Strict):
+class FileSource(_Section):
     kind: Literal["file"]
     path: str = Field(description="CSV or Parquet file, relative to the repository root.")
 
 
-class FeatureSpec(_Strict):
+class FeatureSpec(_Section):
     prefix: str = Field("pixel_", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     count: int = Field(64, gt=0)
-    image_shape: tuple[int, int] = (8, 8)
+    # YAML has lists, not tuples: the pair itself is lax, its items strict.
+    image_shape: Annotated[tuple[StrictInt, StrictInt], Field(strict=False)] = (8, 8)
     min: float = 0.0
     max: float = 16.0
 
@@ -69,12 +78,19 @@ class FeatureSpec(_Strict):
         return [f"{self.prefix}{i}" for i in range(self.count)]
 
 
-class LabelSpec(_Strict):
+class LabelSpec(_Section):
     column: str = Field("label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     classes: list[int] = Field(default_factory=lambda: list(range(10)), min_length=2)
 
+    @model_validator(mode="after")
+    def _classes_are_distinct(self) -> LabelSpec:
+        repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+        if repeated:
+            raise ValueError(f"classes lists {repeated} more than once")
+        return self
 
-class SplitSpec(_Strict):
+
+class SplitSpec(_Section):
     validation: Fraction = 0.15
     test: Fraction = 0.2
     seed: int = 42
@@ -86,13 +102,19 @@ class SplitSpec(_Strict):
         return self
 
 
-class ExpectationSpec(_Strict):
+class ExpectationSpec(_Section):
     min_rows: int = Field(50, gt=0)
     class_fraction_min: Fraction = 0.05
     class_fraction_max: Fraction = 0.2
 
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ExpectationSpec:
+        if self.class_fraction_min > self.class_fraction_max:
+            raise ValueError("class_fraction_min must not exceed class_fraction_max")
+        return self
 
-class DataConfig(_Strict):
+
+class DataConfig(_Section):
     source: SklearnDigitsSource | FileSource = Field(
         default_factory=SklearnDigitsSource, discriminator="kind"
     )
@@ -102,7 +124,7 @@ class DataConfig(_Strict):
     expectations: ExpectationSpec = Field(default_factory=ExpectationSpec)
 
 
-class TrainingConfig(_Strict):
+class TrainingConfig(_Section):
     architecture: str = Field("architecture.py", description="File defining build_model().")
     epochs: int = Field(12, gt=0, le=1000)
     batch_size: int = Field(32, gt=0)
@@ -112,16 +134,16 @@ class TrainingConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExportConfig(_Strict):
+class ExportConfig(_Section):
     quantization: Literal["none", "dynamic_range", "float16"] = "dynamic_range"
 
 
-class PerClassRule(_Strict):
+class PerClassRule(_Section):
     min_recall: float = Field(0.8, ge=0, le=1)
     overrides: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
 
 
-class ChangeRule(_Strict):
+class ChangeRule(_Section):
     require: Literal["not_worse", "better"] = "not_worse"
     max_drop: float = Field(
         0.01, ge=0, le=1, description="Non-inferiority margin: the 95% interval's lower bound "
@@ -136,14 +158,14 @@ class ChangeRule(_Strict):
         "from the registry by digest. `mlops gate --baseline FILE` overrides it."))
 
 
-class Thresholds(_Strict):
+class Thresholds(_Section):
     accuracy: float | None = Field(0.9, ge=0, le=1)
     macro_precision: float | None = Field(None, ge=0, le=1)
     macro_recall: float | None = Field(None, ge=0, le=1)
     macro_f1: float | None = Field(0.9, ge=0, le=1)
 
 
-class GateConfig(_Strict):
+class GateConfig(_Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     max_size_bytes: int | None = Field(None, gt=0)
     max_latency_p99_ms: float | None = Field(None, gt=0)
@@ -154,14 +176,14 @@ class GateConfig(_Strict):
 PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
 
 
-class VerifyConfig(_Strict):
+class VerifyConfig(_Section):
     ready_timeout_s: float = Field(60.0, gt=0, le=600, description=(
         "How long the image may take to answer /readyz before verification fails."))
     latency_requests: int = Field(200, ge=10, le=100_000, description=(
         "Single-example requests sent one after another to measure p50/p99 latency."))
 
 
-class ServingConfig(_Strict):
+class ServingConfig(_Section):
     port: int = Field(8080, ge=1024, le=65535)
     max_batch: int = Field(256, gt=0, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=256)
@@ -176,14 +198,14 @@ class ServingConfig(_Strict):
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 
 
-class Resources(_Strict):
+class Resources(_Section):
     cpu_request: str = Field("100m", pattern=QUANTITY)
     memory_request: str = Field("128Mi", pattern=QUANTITY)
     cpu_limit: str = Field("500m", pattern=QUANTITY)
     memory_limit: str = Field("256Mi", pattern=QUANTITY)
 
 
-class DeployConfig(_Strict):
+class DeployConfig(_Section):
     image_repository: str = Field("digits", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
     replicas: int = Field(2, ge=1, le=100, description=(
         "Pods per color, and the autoscaler's minimum. An environment may override it."))
@@ -199,7 +221,7 @@ class DeployConfig(_Strict):
         return self
 
 
-class ModelConfig(_Strict):
+class ModelConfig(_Section):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
@@ -208,6 +230,14 @@ class ModelConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+
+    @model_validator(mode="after")
+    def _overrides_name_real_classes(self) -> ModelConfig:
+        unknown = sorted(set(self.gate.per_class.overrides) - set(self.data.label.classes))
+        if unknown:
+            raise ValueError(f"gate.per_class.overrides names class(es) {unknown} that are not "
+                             f"in data.label.classes {self.data.label.classes}")
+        return self
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the named sections, canonically serialised: the stage's parameter hash."""
@@ -295,6 +325,8 @@ def format_validation_error(path: Path, exc: ValidationError,
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(cls or ModelConfig, err["loc"][:-1])
             lines.append(f"  - {key}: unknown key (allowed here: {', '.join(allowed)})")
+        elif isinstance(err.get("input"), dict):  # a whole section: the message says it all
+            lines.append(f"  - {key}: {err['msg']}")
         else:
             lines.append(f"  - {key}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from pipelines import __version__
+from pipelines.errors import ConfigError
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -48,7 +49,26 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON record; a truncated or hand-broken one is a usage error, not a traceback."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}",
+                          hint="delete it and re-run the stage that writes it") from exc
+
+
+def invalidate(final: Path) -> None:
+    """Remove a stage's previous output folder before the stage does its work.
+
+    Every stage calls this first, so that a run that errors (bad input, a refused guard, an
+    unreachable registry, Ctrl-C) leaves no record of an earlier run that a later stage could
+    accept. One rename makes it atomic: a reader sees the old folder or none, never part of it.
+    """
+    if not final.exists():
+        return
+    trash = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.invalid."))
+    final.replace(trash / final.name)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 @contextlib.contextmanager

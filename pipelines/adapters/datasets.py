@@ -79,6 +79,10 @@ def fingerprint(ws: Workspace) -> str:
 
     digest = hashlib.sha256()
     for split in SPLITS:
+        path = ws.split_path(split)
+        if not path.is_file():
+            raise ConfigError(f"{split} split: {path} does not exist",
+                              hint="run `mlops ingest` first")
         digest.update(split.encode())
-        digest.update(ws.split_path(split).read_bytes())
+        digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -6,6 +6,7 @@ repository as code, and nothing is written anywhere but the Data Docs folder we 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,19 @@ class ExpectationOutcome:
     examples: list[Any] = field(default_factory=list)
     missing: list[Any] = field(default_factory=list)
     error: str | None = None
+    expected: str | None = None
+    meaning: str | None = None  # the suite's own words for what a failure means
 
     def describe(self) -> str:
         where = f"{self.batch}" + (f".{self.column}" if self.column else "")
         parts = [f"{where}: {self.expectation}"]
+        if self.meaning:
+            parts.append(self.meaning)
         if self.error:
-            parts.append(f"raised: {self.error}")
+            parts.append(self.error)
+            return " — ".join(parts)
+        if self.expected:
+            parts.append(self.expected)
         if self.unexpected_count:
             parts.append(f"{self.unexpected_count} unexpected value(s)")
         if self.examples:
@@ -66,6 +74,74 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
+
+
+def _exception_messages(info: Any) -> list[str]:
+    """GX reports an exception either directly ({raised_exception, exception_message}) or, when
+    a metric failed to resolve, nested one level down per metric id. Both, without duplicates."""
+    if not isinstance(info, Mapping):
+        return []
+    if "raised_exception" in info:
+        return [str(info.get("exception_message"))] if info.get("raised_exception") else []
+    found: list[str] = []
+    for nested in info.values():
+        for message in _exception_messages(nested):
+            if message not in found:
+                found.append(message)
+    return found
+
+
+def _short(values: list[Any], limit: int = 12) -> str:
+    shown = ", ".join(repr(v) for v in values[:limit])
+    return f"[{shown}{', …' if len(values) > limit else ''}]"
+
+
+def _column_list_cause(expected: list[Any], found: list[Any]) -> str:
+    """Name what differs between the expected and the found columns, not the whole list."""
+    missing = [c for c in expected if c not in found]
+    unexpected = [c for c in found if c not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {_short(missing)}")
+    if unexpected:
+        parts.append(f"unexpected column(s) {_short(unexpected)}")
+    repeated = sorted({str(c) for c in found if found.count(c) > 1})
+    if repeated:
+        parts.append(f"repeated column(s) {_short(repeated)}")
+    if not parts:
+        moved = [c for i, c in enumerate(expected) if i >= len(found) or found[i] != c]
+        parts.append(f"columns out of order from {moved[0]!r} on (expected order: "
+                     f"{_short(expected, 5)})" if moved else f"columns differ from {expected}")
+    return "; ".join(parts)
+
+
+def _expected(kwargs: Mapping[str, Any]) -> str | None:
+    """What the expectation asked for, in the words of the failure message."""
+    if kwargs.get("type_"):
+        return f"expected dtype {kwargs['type_']}"
+    if kwargs.get("value_set") is not None:
+        return f"expected values in {_short(list(kwargs['value_set']))}"
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if low is not None or high is not None:
+        return f"expected within [{low}, {high}]"
+    return None
+
+
+def _cause(cfg: Any, frame: pd.DataFrame, messages: list[str]) -> str | None:
+    """The real reason an expectation could not be evaluated, naming the column."""
+    kwargs = cfg.kwargs
+    columns = [*([kwargs["column"]] if kwargs.get("column") else []),
+               *(kwargs.get("column_list") or [])]
+    absent = [c for c in columns if c not in frame.columns]
+    if absent and cfg.type != "expect_table_columns_to_match_ordered_list":
+        return f"could not run: column(s) {_short(absent)} missing from the data"
+    if not messages:
+        return None
+    reason = "; ".join(m.removeprefix("Error: ") for m in messages)
+    # Name the columns whose dtype is the likely cause (text or objects where numbers belong).
+    odd = [c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    dtypes = ", ".join(f"column {c!r} has dtype {frame[c].dtype}" for c in odd[:3])
+    return f"could not run ({dtypes}): {reason}" if dtypes else f"could not run: {reason}"
 
 
 def run_checkpoints(
@@ -119,8 +195,11 @@ def run_checkpoints(
                 if cfg is None:  # only absent for results GX did not produce from a suite
                     continue
                 res = r.result or {}
-                exc = r.exception_info or {}
-                raised = exc.get("raised_exception") if isinstance(exc, dict) else False
+                error = _cause(cfg, frame, _exception_messages(r.exception_info))
+                if (cfg.type == "expect_table_columns_to_match_ordered_list" and not r.success
+                        and error is None):
+                    error = _column_list_cause(list(cfg.kwargs.get("column_list") or []),
+                                               list(frame.columns))
                 examples = res.get("partial_unexpected_list") or []
                 index = res.get("partial_unexpected_index_list") or []
                 if batch_name.endswith("balance") and index:
@@ -136,7 +215,9 @@ def run_checkpoints(
                     unexpected_count=res.get("unexpected_count"),
                     examples=_jsonable(list(examples)),
                     missing=_jsonable(list(res.get("partial_missing_list") or [])),
-                    error=str(exc.get("exception_message")) if raised else None,
+                    error=error,
+                    expected=_expected(cfg.kwargs),
+                    meaning=getattr(cfg, "description", None) or None,
                 ))
     return CheckpointOutcome(
         success=all(r.success for r in results),

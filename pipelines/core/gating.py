@@ -29,6 +29,53 @@ class Verdict:
         return [r for r in self.rules if not r.passed]
 
 
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a TFLite model, as the interpreter reports it."""
+
+    shape: tuple[int, ...]  # without the batch dimension
+    dtype: str
+    quantized: bool  # integer tensors with a scale: the caller would have to (de)quantise
+
+    def __str__(self) -> str:
+        return f"{self.dtype}{list(self.shape)}" + (" (quantised)" if self.quantized else "")
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+
+def incomparable(candidate: ModelIO, baseline: ModelIO, classes: int) -> list[str]:
+    """Why a baseline cannot be scored the way the candidate is (empty: it can be).
+
+    The paired comparison feeds the baseline the candidate's float inputs one example at a time
+    and reads one probability per class, so anything else makes the comparison meaningless."""
+    problems: list[str] = []
+    for kind, cand, base in (("input", candidate.inputs, baseline.inputs),
+                             ("output", candidate.outputs, baseline.outputs)):
+        if len(base) != len(cand):
+            problems.append(f"the baseline has {len(base)} {kind}(s), the candidate {len(cand)}")
+            continue
+        for c, b in zip(cand, base, strict=True):
+            if b.quantized or b.dtype in ("int8", "uint8", "int16"):
+                problems.append(f"the baseline's {kind} is quantised ({b}); the gate feeds and "
+                                f"reads float tensors like the candidate's {c}")
+            elif b.dtype != c.dtype:
+                problems.append(f"{kind} dtype: baseline {b.dtype}, candidate {c.dtype}")
+            if b.shape != c.shape:
+                problems.append(f"{kind} shape: baseline {list(b.shape)}, candidate "
+                                f"{list(c.shape)}")
+    if len(baseline.outputs) == 1:
+        out = baseline.outputs[0].shape
+        predicted = out[-1] if out else 1
+        if len(out) != 1 or predicted != classes:
+            problems.append(f"the baseline predicts {predicted} classes (output "
+                            f"{list(out)}); this model has {classes}")
+    return list(dict.fromkeys(problems))
+
+
 def _pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 

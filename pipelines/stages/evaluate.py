@@ -10,7 +10,14 @@ import numpy as np
 import pandas as pd
 
 from pipelines.adapters import plots
-from pipelines.adapters.artifacts import provenance, read_json, sha256_file, staged_dir, write_json
+from pipelines.adapters.artifacts import (
+    invalidate,
+    provenance,
+    read_json,
+    sha256_file,
+    staged_dir,
+    write_json,
+)
 from pipelines.adapters.datasets import (
     ROW_ID,
     features_and_labels,
@@ -40,12 +47,32 @@ def candidate_artifact(ws: Workspace) -> Path:
     return ws.artifacts("train") / TFLITE
 
 
-def run(ws: Workspace) -> EvaluateResult:
-    require_valid_data(ws)
+def trained_model(ws: Workspace) -> dict[str, Any]:
+    """Train's provenance, checked against the artifact on disk and the current data."""
     artifact = candidate_artifact(ws)
-    trained = ws.artifacts("train") / "provenance.json"
-    if not trained.is_file():
+    path = ws.artifacts("train") / "provenance.json"
+    if not path.is_file() or not artifact.is_file():
         raise ConfigError(f"no trained model at {artifact}", hint="run `mlops train` first")
+    trained: dict[str, Any] = read_json(path)
+    if trained.get("model_sha256") != sha256_file(artifact):
+        raise ConfigError(f"{artifact} is not the model train recorded in {path}",
+                          hint="run `mlops train` again")
+    if trained.get("data_fingerprint") != fingerprint(ws):
+        raise ConfigError("the model was trained on other data than the current dataset",
+                          hint="run `mlops train` again")
+    if trained.get("classes") != ws.model.data.label.classes:
+        raise ConfigError(f"the model was trained for the classes {trained.get('classes')}, "
+                          f"model.yaml now lists {ws.model.data.label.classes}",
+                          hint="run `mlops train` again")
+    return trained
+
+
+def run(ws: Workspace) -> EvaluateResult:
+    final = ws.artifacts("evaluate")
+    invalidate(final)  # an error below must not leave the previous metrics for the gate
+    require_valid_data(ws)
+    trained = trained_model(ws)
+    artifact = candidate_artifact(ws)
     test = read_table(ws.split_path("test"), "test split")
     x, y = features_and_labels(ws, test)
     scored = TFLiteModel.load(artifact).score(x)
@@ -58,7 +85,7 @@ def run(ws: Workspace) -> EvaluateResult:
         "data_fingerprint": fingerprint(ws),
         "size_bytes": artifact.stat().st_size,
         "latency_ms": latency_summary(scored.latencies_ms),
-        "trained": read_json(trained),
+        "trained": trained,
         "provenance": provenance(ws.root, ws.model.section_hash(*PARAMS, "gate")),
     })
     predictions = pd.DataFrame({
@@ -67,7 +94,6 @@ def run(ws: Workspace) -> EvaluateResult:
         "predicted": np.asarray(classes)[scored.predictions],
         "confidence": scored.probabilities.max(axis=1).astype(np.float64),
     })
-    final = ws.artifacts("evaluate")
     with staged_dir(final) as out:
         write_json(out / METRICS, metrics)
         write_if_changed(out / PREDICTIONS, parquet_bytes(predictions))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.adapters.artifacts import (
+    invalidate,
     provenance,
     read_json,
     sha256_file,
@@ -24,7 +25,7 @@ from pipelines.adapters.artifacts import (
 from pipelines.adapters.datasets import ROW_ID, features_and_labels, fingerprint, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import Workspace, load_gitops
-from pipelines.core.gating import Verdict, decide
+from pipelines.core.gating import Verdict, decide, incomparable
 from pipelines.core.metrics import classification
 from pipelines.core.stats import PairedComparison, compare_paired
 from pipelines.errors import ConfigError, GateFailed
@@ -67,11 +68,15 @@ def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str,
     classes = ws.model.data.label.classes
     index = {c: i for i, c in enumerate(classes)}
     cand = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
-    model = TFLiteModel.load(baseline)
+    model = TFLiteModel.load(baseline, "baseline")
+    problems = incomparable(TFLiteModel.load(candidate_artifact(ws)).io, model.io, len(classes))
+    if problems:
+        raise ConfigError(
+            f"baseline {baseline} cannot be compared with the candidate:\n"
+            + "\n".join(f"  - {p}" for p in problems),
+            hint="the baseline must be a float TFLite model of this model's inputs and classes; "
+                 "pass another with --baseline FILE")
     scored = model.score(x)
-    if scored.probabilities.shape[1] != len(classes):
-        raise ConfigError(f"baseline {baseline} predicts {scored.probabilities.shape[1]} classes, "
-                          f"the candidate {len(classes)}: they cannot be compared")
     rule = ws.model.gate.change
     comparison = compare_paired(y, cand, scored.predictions,
                                 resamples=rule.bootstrap_resamples, seed=rule.seed)
@@ -117,6 +122,8 @@ def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
 
 
 def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
+    final = ws.artifacts("gate")
+    invalidate(final)  # an error below must not leave an earlier blessing in force
     require_valid_data(ws)
     metrics = _fresh_metrics(ws)
     comparison: PairedComparison | None = None
@@ -130,7 +137,6 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
         comparison, baseline_info = _compare(ws, baseline)
         baseline_info.update(source)
     verdict = decide(ws.model.gate, metrics, comparison)
-    final = ws.artifacts("gate")
     with staged_dir(final) as out:
         write_json(out / BLESSING, {
             "model": ws.name,
@@ -153,7 +159,9 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
 
 
 def require_blessing(ws: Workspace) -> dict[str, Any]:
-    """Downstream guard: a blessing for exactly the current candidate artifact."""
+    """Downstream guard: a blessing for exactly the current candidate artifact, data (which
+    must still pass validation) and gate rules."""
+    require_valid_data(ws)
     path = ws.artifacts("gate") / BLESSING
     if not path.is_file():
         raise GateFailed(f"no blessing at {path}", hint="run `mlops gate` first")
@@ -162,7 +170,15 @@ def require_blessing(ws: Workspace) -> dict[str, Any]:
         raise GateFailed(f"the candidate was not blessed ({path})",
                          hint="read its reasons; a failed gate blocks every later stage")
     artifact = candidate_artifact(ws)
-    if not artifact.is_file() or blessing["candidate"]["model_sha256"] != sha256_file(artifact):
+    candidate = blessing.get("candidate") or {}
+    if not artifact.is_file() or candidate.get("model_sha256") != sha256_file(artifact):
         raise GateFailed("the blessing is for a different model artifact than the current one",
                          hint="run the gate again on the current candidate")
+    prov = blessing.get("provenance") or {}
+    if prov.get("data_fingerprint") != fingerprint(ws):
+        raise GateFailed("the blessing is for other data than the current dataset",
+                         hint="run the pipeline again on the current data")
+    if prov.get("params_sha256") != ws.model.section_hash("gate"):
+        raise GateFailed("the gate rules in model.yaml changed since the blessing",
+                         hint="run `mlops gate` again")
     return blessing

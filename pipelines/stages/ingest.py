@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines.adapters import dvc
 from pipelines.adapters.datasets import ROW_ID, parquet_bytes, read_table, write_if_changed
@@ -56,7 +57,7 @@ def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
                                       stratify=labels)
         train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
                                       random_state=spec.seed, stratify=labels.iloc[rest])
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: labels of mixed types cannot be sorted
         rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed)
         train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
                                       random_state=spec.seed)
@@ -68,7 +69,12 @@ def run(ws: Workspace) -> IngestResult:
     df = _load_source(ws)
     splits = split_frame(ws, df)
     changed = False
+    try:
+        blobs = {name: parquet_bytes(splits[name]) for name in SPLITS}
+    except (pa.ArrowException, ValueError, TypeError) as exc:  # mixed types in one column
+        raise DataInvalid(f"the data source has a column Parquet cannot store: {exc}",
+                          hint="give every column one type (numbers, or text)") from exc
     for name in SPLITS:
-        changed |= write_if_changed(ws.split_path(name), parquet_bytes(splits[name]))
+        changed |= write_if_changed(ws.split_path(name), blobs[name])
     md5 = dvc.track_data(ws.root, force=changed)
     return IngestResult(rows={k: len(v) for k, v in splits.items()}, changed=changed, data_md5=md5)

@@ -29,6 +29,7 @@ import pipelines
 from pipelines.adapters import images, pydeps
 from pipelines.adapters.artifacts import (
     git_commit,
+    invalidate,
     provenance,
     read_json,
     sha256_file,
@@ -138,6 +139,8 @@ def _write_context(target: Path, files: dict[str, bytes], wheels: Path) -> None:
 
 
 def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult:
+    final = ws.artifacts("package")
+    invalidate(final)  # a failed build or push must not leave the previous release record
     blessing = require_blessing(ws)
     model_sha = str(blessing["candidate"]["model_sha256"])
     base_image, base_source = resolve_base_image(ws)
@@ -222,7 +225,6 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
         "provenance": provenance(ws.root, ws.model.section_hash("serving", "deploy"),
                                  model_sha256=model_sha),
     }
-    final = ws.artifacts("package")
     with staged_dir(final) as out:
         write_text(out / SBOM, sbom_text)
         record["sbom_sha256"] = sha256_file(out / SBOM)
@@ -238,7 +240,7 @@ def require_package(ws: Workspace) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"no release record at {path}", hint="run `mlops package` first")
     record: dict[str, Any] = read_json(path)
-    if record.get("model_sha256") != blessing["candidate"]["model_sha256"]:
+    if record.get("model_sha256") != (blessing.get("candidate") or {}).get("model_sha256"):
         raise ConfigError("the packaged image holds a different model than the blessed one",
                           hint="run `mlops package` again")
     return record

@@ -12,13 +12,14 @@ from typing import Any
 
 from pipelines.adapters import modelcode, plots
 from pipelines.adapters.artifacts import (
+    invalidate,
     provenance,
     sha256_file,
     staged_dir,
     write_bytes,
     write_json,
 )
-from pipelines.adapters.datasets import features_and_labels, read_table
+from pipelines.adapters.datasets import features_and_labels, fingerprint, read_table
 from pipelines.config import Workspace
 from pipelines.stages.validate import require_valid_data
 
@@ -66,7 +67,10 @@ def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
 
 
 def run(ws: Workspace) -> TrainResult:
+    final = ws.artifacts("train")
+    invalidate(final)  # a failed training must not leave the previous model to evaluate
     require_valid_data(ws)
+    data_fingerprint = fingerprint(ws)
     cfg = ws.model.training
     data = ws.model.data
     x_train, y_train = features_and_labels(ws, read_table(ws.split_path("train"), "train split"))
@@ -86,7 +90,6 @@ def run(ws: Workspace) -> TrainResult:
                         batch_size=cfg.batch_size, shuffle=True, verbose=_keras_verbosity())
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
-    final = ws.artifacts("train")
     with staged_dir(final) as out:
         model.save(out / "model.keras")
         write_bytes(out / TFLITE, to_tflite(tf, model, ws.model.export.quantization))
@@ -96,6 +99,6 @@ def run(ws: Workspace) -> TrainResult:
         write_json(out / "provenance.json", provenance(
             ws.root, ws.model.section_hash(*PARAMS), model_sha256=digest,
             tensorflow=tf.__version__, quantization=ws.model.export.quantization,
-            classes=data.label.classes,
+            classes=data.label.classes, data_fingerprint=data_fingerprint,
         ))
     return TrainResult(final / TFLITE, digest, cfg.epochs, curves["val_accuracy"][-1])

@@ -14,8 +14,14 @@ from typing import Any
 import pandas as pd
 
 from pipelines.adapters import gx, modelcode
-from pipelines.adapters.artifacts import provenance, read_json, staged_dir, write_json
-from pipelines.adapters.datasets import fingerprint, read_splits
+from pipelines.adapters.artifacts import (
+    invalidate,
+    provenance,
+    read_json,
+    staged_dir,
+    write_json,
+)
+from pipelines.adapters.datasets import ROW_ID, fingerprint, read_splits
 from pipelines.config import Workspace
 from pipelines.errors import ConfigError, DataInvalid
 
@@ -57,19 +63,42 @@ def reference_stats(ws: Workspace, train: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def distinct_within(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
+    """The split without repeats of an id or an image inside it (the rows suite reports those),
+    so that a repeat in the stacked splits can only be a leak from one split into another."""
+    keep = pd.Series(True, index=df.index)
+    for key in ([ROW_ID], ws.model.data.features.columns):
+        if all(c in df.columns for c in key):
+            try:
+                keep &= ~df.duplicated(subset=key)
+            except TypeError:  # unhashable cells (lists from Parquet): the rows suite says so
+                continue
+    return df[keep]
+
+
+def _numeric_labels(ws: Workspace, splits: dict[str, pd.DataFrame]) -> bool:
+    """Class balance only means something for numeric labels; otherwise the rows suite already
+    names the label column's dtype, and ten "class k: 0.000" lines would bury it."""
+    column = ws.model.data.label.column
+    return all(column in df.columns and pd.api.types.is_numeric_dtype(df[column])
+               and not pd.api.types.is_bool_dtype(df[column]) for df in splits.values())
+
+
 def run(ws: Workspace) -> ValidateResult:
+    final = ws.artifacts("validate")
+    invalidate(final)  # a run that errors must not leave an earlier summary behind
     splits = read_splits(ws)
     suite = modelcode.load(ws, "expectations.py")
     data = ws.model.data
     batches: list[tuple[str, str, pd.DataFrame]] = [(s, "rows", df) for s, df in splits.items()]
-    if all(data.label.column in df.columns for df in splits.values()):
+    if _numeric_labels(ws, splits):
         batches += [(f"{s}_balance", "balance", label_distribution(ws, df))
                     for s, df in splits.items()]
-    batches.append(("all_splits", "cross_split", pd.concat(splits.values(), ignore_index=True)))
+    batches.append(("all_splits", "cross_split", pd.concat(
+        [distinct_within(ws, df) for df in splits.values()], ignore_index=True)))
     suites = {"rows": suite.rows(data), "balance": suite.balance(data),
               "cross_split": suite.cross_split(data)}
 
-    final = ws.artifacts("validate")
     with staged_dir(final) as out:
         outcome = gx.run_checkpoints(ws.name, batches, suites, out / "data_docs")
         failures = [f.describe() for f in outcome.failures]
@@ -109,4 +138,7 @@ def require_valid_data(ws: Workspace) -> dict[str, Any]:
     if summary.get("data_fingerprint") != fingerprint(ws):
         raise ConfigError("the data changed since it was validated",
                           hint="run `mlops validate` again")
+    if (summary.get("provenance") or {}).get("params_sha256") != ws.model.section_hash("data"):
+        raise ConfigError("the `data` settings in model.yaml changed since the data was "
+                          "validated", hint="run `mlops validate` again")
     return summary

@@ -26,7 +26,13 @@ import pandas as pd
 import requests
 
 from pipelines.adapters import images
-from pipelines.adapters.artifacts import provenance, read_json, staged_dir, write_json
+from pipelines.adapters.artifacts import (
+    invalidate,
+    provenance,
+    read_json,
+    staged_dir,
+    write_json,
+)
 from pipelines.adapters.datasets import ROW_ID, read_table
 from pipelines.adapters.registry import Reference, Registry
 from pipelines.config import Workspace
@@ -176,6 +182,8 @@ def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tu
 
 
 def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
+    final = ws.artifacts("verify")
+    invalidate(final)  # an engine or registry error must not leave an earlier infra blessing
     record = require_package(ws)
     image = str(record["image"])
     ref = Reference.parse(image)
@@ -199,7 +207,6 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
         obs, latency = observe(ws, container, f"http://{host}:{port}",
                                sbom.components(sbom_doc), progress)
     verdict = infra_validation.decide(obs)
-    final = ws.artifacts("verify")
     with staged_dir(final) as out:
         write_json(out / INFRA_BLESSING, {
             "model": ws.name,
@@ -232,7 +239,8 @@ def require_infra_blessing(ws: Workspace) -> dict[str, Any]:
     if not blessing.get("blessed"):
         raise CheckFailed(f"the image failed verification ({path})",
                           hint="read its reasons; a failed verification blocks the release")
-    if blessing.get("image") != record["image"]:
+    if blessing.get("image") != record.get("image") or \
+            blessing.get("model_sha256") != record.get("model_sha256"):
         raise CheckFailed("the infra blessing is for a different image than the release record",
                           hint="run `mlops verify` again")
     return blessing

@@ -98,3 +98,41 @@ def test_better_requires_significance(delta: float, ci: tuple[float, float], p: 
                                       blessed: bool) -> None:
     v = decide(cfg(require="better"), metrics(), comparison(delta, ci, p))
     assert rule(v, "change_better").passed is blessed
+
+
+def _io(inputs: list[tuple[tuple[int, ...], str, bool]],
+        outputs: list[tuple[tuple[int, ...], str, bool]]) -> Any:
+    from pipelines.core.gating import ModelIO, TensorSpec
+
+    return ModelIO(tuple(TensorSpec(*t) for t in inputs), tuple(TensorSpec(*t) for t in outputs))
+
+
+def test_comparable_baseline_has_no_problems() -> None:
+    from pipelines.core.gating import incomparable
+
+    model = _io([((8, 8, 1), "float32", False)], [((10,), "float32", False)])
+    assert incomparable(model, model, 10) == []
+
+
+@pytest.mark.parametrize(("inputs", "outputs", "fragment"), [
+    ([((64,), "float32", False)], [((10,), "float32", False)],
+     "input shape: baseline [64], candidate [8, 8, 1]"),
+    ([((8, 8, 1), "int8", True)], [((10,), "float32", False)], "the baseline's input is quantised"),
+    ([((8, 8, 1), "float32", False)], [((10,), "uint8", True)],
+     "the baseline's output is quantised"),
+    ([((8, 8, 1), "float32", False)], [((10,), "float16", False)],
+     "output dtype: baseline float16, candidate float32"),
+    ([((8, 8, 1), "float32", False)], [((3,), "float32", False)],
+     "the baseline predicts 3 classes (output [3]); this model has 10"),
+    ([((8, 8, 1), "float32", False)], [((2, 5), "float32", False)],
+     "output shape: baseline [2, 5], candidate [10]"),
+    ([((8, 8, 1), "float32", False)] * 2, [((10,), "float32", False)],
+     "the baseline has 2 input(s), the candidate 1"),
+])
+def test_incomparable_baselines_name_the_mismatch(inputs: Any, outputs: Any,
+                                                  fragment: str) -> None:
+    from pipelines.core.gating import incomparable
+
+    candidate = _io([((8, 8, 1), "float32", False)], [((10,), "float32", False)])
+    problems = incomparable(candidate, _io(inputs, outputs), 10)
+    assert any(fragment in p for p in problems), problems
