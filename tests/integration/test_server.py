@@ -3,6 +3,7 @@ validation (fuzzed), Prometheus metrics, readiness self-test and graceful shutdo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,13 +12,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+import requests
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -206,9 +209,134 @@ def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None
     assert 400 <= r.status_code < 500 or r.status_code == 200
 
 
-def _get(port: int, path: str) -> int:
-    import requests
+@contextlib.contextmanager
+def default_recursion_limit() -> Iterator[None]:
+    """Hypothesis raises the recursion limit while a test runs, which would hide the
+    RecursionErrors the server, on Python's default of 1000, hits."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(depth=st.integers(0, 1100), open_=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+       where=st.sampled_from(["instance", "cell", "signature_name", "top"]))
+@example(depth=990, open_=b"[", where="instance")  # answered 500 before
+def test_any_nesting_depth_gets_a_4xx(client: TestClient, depth: int, open_: bytes,
+                                      where: str) -> None:
+    close = {b"[": b"]", b'{"a":': b"}", b'[{"a":': b"}]"}[open_]
+    deep = open_ * depth + (b"1" if b"{" in open_ else b"") + close * depth
+    body = {"instance": b'{"instances": [' + deep + b"]}",
+            "cell": b'{"instances": [[' + deep + b"," + b"0," * 63 + b"0]]}",
+            "signature_name": b'{"instances": [[' + b"0," * 63 + b'0]], "signature_name": '
+            + deep + b"}",
+            "top": deep}[where]
+    with default_recursion_limit():
+        r = client.post("/v1/models/digits:predict", content=body)
+    assert 400 <= r.status_code < 500, r.text[:300]
+    assert len(r.content) < 500
+
+
+@dataclass
+class Server:
+    """A real server process; its log lines go to a file (a pipe could fill and block it)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def requests_by_code(self) -> dict[tuple[str, str], float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = requests.get(self.url("/metrics"), timeout=5).text
+        return {(s.labels["route"], s.labels["code"]): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == "mlops_requests_total"}
+
+
+def _wait_ready(srv: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert srv.proc.poll() is None, srv.log.read_text()[-2000:]
+        try:
+            if requests.get(srv.url("/readyz"), timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def server(model_dir: Path, tmp_path: Path, preexec_fn: Callable[[], None] | None = None,
+           **env: str) -> Iterator[Server]:
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    full_env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
+                "MLOPS_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    srv = Server(port, proc, log)
+    try:
+        _wait_ready(srv)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+BODY = json.dumps({"instances": [[0.0] * 64]}).encode()
+
+
+def _head(length: int | None = None, extra: bytes = b"") -> bytes:
+    framing = b"Transfer-Encoding: chunked\r\n" if length is None else \
+        b"Content-Length: %d\r\n" % length
+    return (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n" + framing + extra + b"\r\n")
+
+
+def test_a_client_that_disconnects_mid_body_is_no_server_error(model_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """Half a body, then the client goes: counted as 499 (client closed), never as a 500, and no
+    error or traceback in the log."""
+    with server(model_dir, tmp_path) as srv:
+        for framing in ("content-length", "chunked"):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+                    if framing == "chunked":
+                        sock.sendall(_head() + b"%x\r\n" % len(BODY) + BODY[:20])
+                    else:
+                        sock.sendall(_head(len(BODY)) + BODY[: len(BODY) // 2])
+                    time.sleep(0.1)
+        _poll(lambda: srv.requests_by_code().get(("predict", "499"), 0) == 6)
+        assert requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
+                             timeout=5).status_code == 200
+        codes = srv.requests_by_code()
+        assert not [key for key in codes if key[1].startswith("5")], codes
+        lines = srv.lines()
+    assert not [line for line in lines if line["level"] in ("error", "critical")], lines
+    assert not [line for line in lines if "Exception" in str(line["msg"])]
+
+
+def _get(port: int, path: str) -> int:
     return requests.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
 
 
