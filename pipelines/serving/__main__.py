@@ -7,26 +7,77 @@ turns /readyz red, stops accepting connections, and lets requests in flight fini
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import resource
+import socket
 import sys
 from types import FrameType
 
 import uvicorn
 
 from pipelines.serving.app import ServerState, create_app
+from pipelines.serving.connections import (
+    SWEEP_EVERY_TICKS,
+    ConnectionStats,
+    Limits,
+    RateLimitedLoopErrors,
+    protocol_class,
+    sweep,
+)
 from pipelines.serving.settings import Settings, SettingsError
 from pipelines.serving.telemetry import configure_logging
 
+log = logging.getLogger("mlops.serving")
+# File descriptors the process needs besides connections: the model, stdio, the listening
+# socket, epoll, the native runtime's own.
+RESERVED_FDS = 32
+
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state: ServerState) -> None:
+    def __init__(self, config: uvicorn.Config, state: ServerState,
+                 stats: ConnectionStats) -> None:
         super().__init__(config)
         self.state = state
+        self.stats = stats
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors(self.stats))
+        await super().startup(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        if counter % SWEEP_EVERY_TICKS == 0:
+            sweep(self.server_state.connections, self.stats)
+        return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Readiness goes red first, so a load balancer still polling stops sending traffic.
         self.state.draining = True
         super().handle_exit(sig, frame)
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, or less if the open-files limit cannot hold that many connections.
+
+    The soft limit is raised toward the hard one first (containers often start with a soft
+    limit of 1024); past the limit, accept() fails with EMFILE instead of answering 503."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = wanted + RESERVED_FDS
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    fitted = max(1, soft - RESERVED_FDS)
+    log.warning("connection limit lowered to fit the open-files limit", extra={"fields": {
+        "MLOPS_MAX_CONNECTIONS": wanted, "open_files_limit": soft, "max_connections": fitted,
+        "hint": "raise the open-files limit (ulimit -n) or lower MLOPS_MAX_CONNECTIONS"}})
+    return fitted
 
 
 def main() -> int:
@@ -36,14 +87,18 @@ def main() -> int:
         print(json.dumps({"level": "error", "msg": f"bad configuration: {exc}"}), flush=True)
         return 2
     configure_logging(settings.log_level)
-    state = ServerState(settings)
+    stats = ConnectionStats()
+    state = ServerState(settings, connection_stats=stats)
     app = create_app(settings, state)
+    limits = Limits(settings.header_timeout, settings.body_timeout, settings.keepalive_timeout,
+                    connection_limit(settings.max_connections))
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_config=None, access_log=False,
         timeout_graceful_shutdown=settings.drain_seconds, server_header=False,
-        proxy_headers=False, lifespan="on",
+        proxy_headers=False, lifespan="on", http=protocol_class(limits, stats),
+        timeout_keep_alive=settings.keepalive_timeout,
     )
-    DrainingServer(config, state).run()
+    DrainingServer(config, state, stats).run()
     return 0
 
 

@@ -30,6 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipelines.serving.connections import TIMED_OUT, ConnectionCollector, ConnectionStats
 from pipelines.serving.jsonbody import (
     BadRequest,
     as_sent,
@@ -40,7 +41,7 @@ from pipelines.serving.jsonbody import (
 )
 from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
 from pipelines.serving.settings import Settings
-from pipelines.serving.telemetry import Metrics, native_stderr_as_log
+from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
 
 log = logging.getLogger("mlops.serving")
 Scope = MutableMapping[str, Any]
@@ -188,6 +189,7 @@ class ServerState:
     ready_reason: str = "the model is loading"
     draining: bool = False
     classes: list[int] = field(default_factory=list)
+    connection_stats: ConnectionStats | None = None  # set when run by uvicorn (__main__)
 
     @property
     def ready(self) -> bool:
@@ -208,6 +210,10 @@ def load(state: ServerState) -> None:
                             sig.feature_names, sig.classes)
     state.metrics.info.labels(sig.model, state.settings.release, state.settings.color,
                               sig.model_sha256).set(1)
+    if state.connection_stats is not None:
+        state.metrics.registry.register(ConnectionCollector(
+            state.connection_stats, list(LABELS),
+            [sig.model, state.settings.release, state.settings.color]))
     if sig.self_test_instances:
         x = scale_features(np.array(sig.self_test_instances), sig.low, sig.high, sig.image_shape)
         got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
@@ -284,8 +290,9 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             return json_response({"error": exc.message}, exc.status)
         except ClientDisconnect:
             # The client went away before its body arrived: not the server's error, so nginx's
-            # 499 (client closed request). Nothing is sent; the status is for metrics and logs.
-            return Response(status_code=499)
+            # 499 (client closed request), or 408 when the body timeout closed the connection
+            # (connections.py). Nothing is sent; the status is for metrics and logs.
+            return Response(status_code=408 if request.scope.get(TIMED_OUT) else 499)
         probs = state.runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
         best = probs.argmax(axis=1)
         if state.metrics is not None:

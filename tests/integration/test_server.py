@@ -387,3 +387,166 @@ def test_bad_settings_exit_2_with_a_json_line(model_dir: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "MLOPS_PORT='eighty' is not an integer" in json.loads(proc.stdout)["msg"]
+
+
+# -- slow and idle clients ----------------------------------------------------------------
+
+LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def guarded(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with one-second read timeouts and room for LIMIT connections."""
+    with server(model_dir, tmp_path_factory.mktemp("guarded"),
+                MLOPS_HEADER_TIMEOUT_SECONDS="1", MLOPS_BODY_TIMEOUT_SECONDS="1",
+                MLOPS_KEEPALIVE_TIMEOUT_SECONDS="1", MLOPS_MAX_CONNECTIONS=str(LIMIT)) as srv:
+        yield srv
+
+
+def _read_until_closed(sock: socket.socket, timeout: float = 15) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it never does)."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def _connection_timeouts(srv: Server) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(srv.url("/metrics"), timeout=5).text
+    return {s.labels.get("phase", s.name): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name in ("mlops_connection_timeouts_total", "mlops_connections_refused_total",
+                          "mlops_request_heads_too_large_total", "mlops_accept_errors_total")}
+
+
+def test_a_slowloris_client_is_disconnected_after_the_header_timeout(guarded: Server) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 300 + b"\r\n\r\n"
+    before = _connection_timeouts(guarded)["head"]
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sent = 0
+        with contextlib.suppress(OSError):  # the server may close while we are still sending
+            for byte in head:
+                sock.sendall(bytes([byte]))
+                sent += 1
+                time.sleep(0.05)  # the whole head would take 16 s
+        assert sent < len(head), "the server waited for the whole dribbled head"
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer
+    assert _connection_timeouts(guarded)["head"] == before + 1
+    assert requests.get(guarded.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        assert _read_until_closed(sock) == b""  # no request started: nothing to answer
+
+
+def test_an_idle_keep_alive_connection_is_closed(guarded: Server) -> None:
+    """Closed after the idle timeout, even when the client sends blank lines to look busy
+    (uvicorn alone resets its keep-alive timer on any byte)."""
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.settimeout(0.2)
+        closed = False
+        for _ in range(100):  # 20 s at most
+            try:
+                sock.sendall(b"\r\n")
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "the idle connection was never closed"
+
+
+def test_a_body_that_does_not_arrive_gets_408(guarded: Server) -> None:
+    before = guarded.requests_by_code().get(("predict", "408"), 0)
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(_head(len(BODY)) + BODY[:10])
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"body did not arrive" in answer
+    _poll(lambda: guarded.requests_by_code().get(("predict", "408"), 0) == before + 1)
+
+
+def test_a_huge_request_head_gets_431(guarded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(200):
+                sock.sendall(b"X-Big: " + b"b" * 1000 + b"\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+
+
+def test_connections_over_the_limit_are_refused_while_connected_clients_are_served(
+        guarded: Server) -> None:
+    session = requests.Session()  # one keep-alive connection, opened before the limit is hit
+    assert session.get(guarded.url("/healthz"), timeout=5).status_code == 200
+    refused_before = _connection_timeouts(guarded)["mlops_connections_refused_total"]
+    held = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(LIMIT - 1)]
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", guarded.port)) as extra:
+                extra.sendall(_head(len(BODY)) + BODY)
+                answer = _read_until_closed(extra)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert b"connection: close" in answer
+            assert b"retry-after: 1" in answer
+            # The client that was already connected is still served, on its connection.
+            r = session.post(guarded.url("/v1/models/digits:predict"), data=BODY, timeout=5)
+            assert r.status_code == 200
+    finally:
+        for sock in held:
+            sock.close()
+    assert _connection_timeouts(guarded)["mlops_connections_refused_total"] == \
+        refused_before + 3
+    session.close()
+    # The refused requests never reached the application: no 503 in its request counts.
+    assert not [key for key in guarded.requests_by_code() if key[1] == "503"]
+    _poll(lambda: _healthy(guarded))
+
+
+def _healthy(srv: Server) -> bool:
+    try:
+        return requests.get(srv.url("/healthz"), timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _few_file_descriptors() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_running_out_of_file_descriptors_logs_a_bounded_amount_and_recovers(
+        model_dir: Path, tmp_path: Path) -> None:
+    """With 64 descriptors and hundreds of connections, accept() fails with EMFILE thousands of
+    times a second; the log stays a few lines, and the server serves again once they go."""
+    with server(model_dir, tmp_path, preexec_fn=_few_file_descriptors,
+                MLOPS_HEADER_TIMEOUT_SECONDS="2") as srv:
+        start = srv.log.stat().st_size
+        flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(300)]
+        time.sleep(4)  # the metrics cannot be scraped meanwhile: no descriptor is left
+        for sock in flood:
+            sock.close()
+        _poll(lambda: _healthy(srv), 30)
+        stats = _connection_timeouts(srv)
+        logged = srv.log.stat().st_size - start
+        lines = srv.lines()
+    assert stats["mlops_accept_errors_total"] > 100, stats  # EMFILE really happened
+    accept_lines = [line for line in lines if line["msg"] == "cannot accept connections"]
+    assert 1 <= len(accept_lines) <= 3, accept_lines
+    assert logged < 20_000, logged
+    assert any(line["msg"] == "connection limit lowered to fit the open-files limit"
+               for line in lines)

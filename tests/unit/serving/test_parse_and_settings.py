@@ -96,6 +96,10 @@ def test_settings_defaults_and_overrides() -> None:
                            "MLOPS_ACCESS_LOG": "all", "MLOPS_MAX_BATCH": "8"})
     assert (s.port, s.model_dir, s.color, s.access_log, s.max_batch) == (
         9000, Path("/m"), "blue", "all", 8)
+    s = Settings.from_env({"MLOPS_HEADER_TIMEOUT_SECONDS": "2", "MLOPS_BODY_TIMEOUT_SECONDS": "3",
+                           "MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "4", "MLOPS_MAX_CONNECTIONS": "5"})
+    assert (s.header_timeout, s.body_timeout, s.keepalive_timeout, s.max_connections) == (
+        2, 3, 4, 5)
 
 
 @pytest.mark.parametrize(("env", "message"), [
@@ -104,6 +108,11 @@ def test_settings_defaults_and_overrides() -> None:
     ({"MLOPS_MAX_BATCH": "0"}, "MLOPS_MAX_BATCH=0"),
     ({"MLOPS_ACCESS_LOG": "yes"}, "use all, errors or none"),
     ({"MLOPS_LOG_LEVEL": "loud"}, "MLOPS_LOG_LEVEL"),
+    ({"MLOPS_HEADER_TIMEOUT_SECONDS": "0"}, "MLOPS_HEADER_TIMEOUT_SECONDS=0 is outside [1, 3600]"),
+    ({"MLOPS_BODY_TIMEOUT_SECONDS": "1.5"}, "MLOPS_BODY_TIMEOUT_SECONDS='1.5' is not an integer"),
+    ({"MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "MLOPS_KEEPALIVE_TIMEOUT_SECONDS=-1"),
+    ({"MLOPS_MAX_CONNECTIONS": "0"}, "MLOPS_MAX_CONNECTIONS=0"),
+    ({"MLOPS_MAX_CONNECTIONS": "many"}, "MLOPS_MAX_CONNECTIONS='many'"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -137,3 +146,33 @@ def test_native_stderr_becomes_json_log_lines(caplog: pytest.LogCaptureFixture,
     assert capfd.readouterr().err == ""  # nothing reached the real stderr
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "after\n"
+
+
+def test_loop_errors_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    """EMFILE makes CPython's accept loop report thousands of errors a second."""
+    import asyncio
+
+    from pipelines.serving.connections import ConnectionStats, RateLimitedLoopErrors
+
+    passed_on: list[str] = []
+
+    class Loop(asyncio.SelectorEventLoop):
+        def default_exception_handler(self, context: dict[str, object]) -> None:
+            passed_on.append(str(context["message"]))
+
+    stats = ConnectionStats()
+    handler = RateLimitedLoopErrors(stats, interval=60)
+    loop = Loop()
+    try:
+        with caplog.at_level(logging.ERROR, logger="mlops.serving"):
+            for _ in range(10_000):
+                handler(loop, {"message": "socket.accept() out of system resource",
+                               "exception": OSError(24, "Too many open files")})
+            for _ in range(100):
+                handler(loop, {"message": "something else", "exception": ValueError("x")})
+    finally:
+        loop.close()
+    assert stats.accept_errors == 10_000
+    assert [r.getMessage() for r in caplog.records if r.name == "mlops.serving"] == [
+        "cannot accept connections"]
+    assert passed_on == ["something else"]
