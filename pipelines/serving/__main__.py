@@ -1,8 +1,13 @@
 """Entry point of the serving image: ``python -m pipelines.serving``.
 
 Configured only by ``MLOPS_*`` environment variables (see settings.py). On SIGTERM the server
-turns /readyz red, stops accepting connections, and lets requests in flight finish for up to
-``MLOPS_DRAIN_SECONDS`` before it exits.
+turns /readyz red at once but goes on serving everything, new connections included, for
+``MLOPS_SHUTDOWN_DELAY_SECONDS``: the pod can still be in a Service's endpoints until the
+removal has propagated, and a request sent there must not get a 503. Every response in that
+time carries ``Connection: close``, so keep-alive clients reconnect, through the Service, to a
+pod that stays. Then it stops accepting, closes idle connections (a client that sends on one
+at that moment sees the connection close and retries) and lets requests in flight finish for
+up to ``MLOPS_DRAIN_SECONDS``. A second SIGTERM, or SIGINT, skips the delay.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import asyncio
 import json
 import logging
 import resource
+import signal
 import socket
 import sys
+import time
 from types import FrameType
 
 import uvicorn
@@ -41,6 +48,8 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.state = state
         self.stats = stats
+        self.delay = state.settings.shutdown_delay
+        self._exit_at: float | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors(self.stats))
@@ -49,11 +58,20 @@ class DrainingServer(uvicorn.Server):
     async def on_tick(self, counter: int) -> bool:
         if counter % SWEEP_EVERY_TICKS == 0:
             sweep(self.server_state.connections, self.stats)
+        if self._exit_at is not None and time.monotonic() >= self._exit_at:
+            self._exit_at = None
+            super().handle_exit(signal.SIGTERM, None)  # uvicorn's graceful shutdown from here
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Readiness goes red first, so a load balancer still polling stops sending traffic.
         self.state.draining = True
+        if sig == signal.SIGTERM and self.delay and self._exit_at is None and \
+                not self.should_exit:
+            # A signal handler: only note the time; the tick (every 0.1 s) acts on it.
+            self._exit_at = time.monotonic() + self.delay
+            return
+        self._exit_at = None
         super().handle_exit(sig, frame)
 
 

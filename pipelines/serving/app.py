@@ -257,6 +257,8 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if self.state.draining:  # keep-alive clients: reconnect to a pod that stays
+                    message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
         try:
@@ -279,8 +281,10 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
     model_name = _model_name(settings)
 
     async def predict(request: Request) -> Response:
-        if not state.ready or state.signature is None or state.runtime is None:
-            return json_response({"error": f"not ready: {state.ready_reason or 'draining'}"}, 503)
+        # Draining does not stop predictions: until the listener closes, this pod may still be
+        # in a Service's endpoints (see __main__). Only /readyz says it is going away.
+        if state.signature is None or state.runtime is None:
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
         sig = state.signature
         try:
             # Like TF Serving, the Content-Type is not checked: `curl -d` sends a form type.

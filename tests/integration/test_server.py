@@ -550,3 +550,66 @@ def test_running_out_of_file_descriptors_logs_a_bounded_amount_and_recovers(
     assert logged < 20_000, logged
     assert any(line["msg"] == "connection limit lowered to fit the open-files limit"
                for line in lines)
+
+
+# -- draining -----------------------------------------------------------------------------
+
+def _request_on(sock: socket.socket) -> bytes:
+    """One predict on an open keep-alive connection: the response, or b"" if the server
+    closed the connection instead (the client would retry elsewhere)."""
+    try:
+        sock.sendall(_head(len(BODY)) + BODY)
+        sock.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def _predict_status(srv: Server) -> int | None:
+    try:
+        return requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
+                             timeout=5).status_code
+    except requests.ConnectionError:
+        return None  # refused: the listener is closed
+
+
+def test_draining_never_answers_503_to_a_request_it_could_still_receive(
+        model_dir: Path, tmp_path: Path) -> None:
+    """After SIGTERM: /readyz is red at once, but requests on open keep-alive connections and
+    on new connections are served (with Connection: close) until the delay is over; then the
+    listener closes and idle connections are closed, never answered 503."""
+    with server(model_dir, tmp_path, MLOPS_SHUTDOWN_DELAY_SECONDS="3",
+                MLOPS_DRAIN_SECONDS="5") as srv:
+        pool = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(6)]
+        for sock in pool:
+            assert _request_on(sock).startswith(b"HTTP/1.1 200 ")
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert requests.get(srv.url("/readyz"), timeout=5).status_code == 503
+        # Already-open keep-alive connections: served, and told to reconnect.
+        for sock in pool[:3]:
+            answer = _request_on(sock)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            assert b"connection: close" in answer.lower()
+        # New connections during the delay: served.
+        served_new = [_predict_status(srv) for _ in range(5)]
+        assert served_new == [200] * 5, served_new
+        # After the delay: each remaining keep-alive connection is served or closed, no 503;
+        # new connections are refused by the closed listener, not answered 503.
+        _poll(lambda: _predict_status(srv) is None, 15)
+        for sock in pool[3:]:
+            answer = _request_on(sock)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 200 "), answer
+        for sock in pool:
+            sock.close()
+        assert srv.proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    codes = [line.get("status") for line in srv.lines() if line["msg"] == "request"]
+    assert 503 in codes  # /readyz, the only route that says the pod is going
+    assert not [line for line in srv.lines() if line["msg"] == "request" and
+                line.get("status") == 503 and line.get("path") != "/readyz"]

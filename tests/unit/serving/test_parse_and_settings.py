@@ -113,6 +113,7 @@ def test_settings_defaults_and_overrides() -> None:
     ({"MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "MLOPS_KEEPALIVE_TIMEOUT_SECONDS=-1"),
     ({"MLOPS_MAX_CONNECTIONS": "0"}, "MLOPS_MAX_CONNECTIONS=0"),
     ({"MLOPS_MAX_CONNECTIONS": "many"}, "MLOPS_MAX_CONNECTIONS='many'"),
+    ({"MLOPS_SHUTDOWN_DELAY_SECONDS": "-5"}, "MLOPS_SHUTDOWN_DELAY_SECONDS=-5"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
