@@ -115,6 +115,7 @@ def main() -> int:
         timeout_graceful_shutdown=settings.drain_seconds, server_header=False,
         proxy_headers=False, lifespan="on", http=protocol_class(limits, stats),
         timeout_keep_alive=settings.keepalive_timeout,
+        ws="none",  # no WebSocket routes: an upgraded connection would escape the deadlines
     )
     DrainingServer(config, state, stats).run()
     return 0
