@@ -49,6 +49,11 @@ def malformed_requests(model: str, n_features: int, image_shape: tuple[int, int]
         Case("below the range", "POST", predict, body({"instances": [[low - 1] * n_features]}),
              400),
         Case("unknown field", "POST", predict, body({"instances": [ok], "debug": True}), 400),
+        # Parsers disagree on which copy of a key wins: a proxy could check one, we serve another.
+        Case("duplicate key", "POST", predict,
+             b'{"instances": [' + body(ok) + b'], "instances": [' + body(ok) + b"]}", 400),
+        Case("deeply nested instance", "POST", predict,
+             b'{"instances": [' + b"[" * 1000 + b"]" * 1000 + b"]}", 400),
         Case("batch over the limit", "POST", predict,
              body({"instances": [ok] * (max_batch + 1)}), 413),
         Case("body over the limit", "POST", predict,

@@ -26,13 +26,22 @@ from numpy.typing import NDArray
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipelines.serving.connections import TIMED_OUT, ConnectionCollector, ConnectionStats
+from pipelines.serving.jsonbody import (
+    BadRequest,
+    as_sent,
+    decode,
+    describe,
+    quote_names,
+    quote_text,
+)
 from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
 from pipelines.serving.settings import Settings
-from pipelines.serving.telemetry import Metrics, native_stderr_as_log
+from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
 
 log = logging.getLogger("mlops.serving")
 Scope = MutableMapping[str, Any]
@@ -41,29 +50,9 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
                    Awaitable[None]]
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status,
                     media_type="application/json")
-
-
-def _describe(value: Any) -> str:
-    text = orjson.dumps(value).decode() if _serialisable(value) else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _serialisable(value: Any) -> bool:
-    try:
-        orjson.dumps(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _is_number(v: Any) -> bool:
@@ -72,7 +61,29 @@ def _is_number(v: Any) -> bool:
     return t is float or t is int
 
 
-def _flat_row(i: int, inst: Any, n: int, h: int, w: int) -> list[Any]:
+class _Sent:
+    """What the client sent, quoted in errors: the body re-read with numbers as literals, once,
+    and only when an error needs it."""
+
+    def __init__(self, doc: Any, body: bytes | None) -> None:
+        self._doc = doc
+        self._body = body
+        self._sent: Any = None
+
+    def instance(self, i: int) -> Any:
+        if self._sent is None and self._body is not None:
+            try:
+                self._sent = as_sent(self._body)
+            except BadRequest:  # nested too deeply for the standard library: quote the values
+                self._body = None
+        return (self._sent or self._doc)["instances"][i]
+
+    def value(self, i: int, j: int, width: int) -> str:
+        inst = self.instance(i)  # it passed _flat_row: flat, or rows of `width` numbers
+        return describe(inst[j // width][j % width] if isinstance(inst[0], list) else inst[j])
+
+
+def _flat_row(i: int, inst: Any, n: int, h: int, w: int, sent: _Sent) -> list[Any]:
     """One instance as a flat list of numbers, either layout; the error says what it was."""
     if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
         return inst
@@ -81,24 +92,32 @@ def _flat_row(i: int, inst: Any, n: int, h: int, w: int) -> list[Any]:
                     for r in inst)):
         return [v for r in inst for v in r]
     raise BadRequest(400, f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} "
-                     f"numbers), got {_describe(inst)}")
+                     f"numbers), got {describe(sent.instance(i))}")
 
 
-def _range_error(x: NDArray[np.float64], sig: Signature) -> BadRequest | None:
+def _bound(v: float) -> str:
+    return str(int(v)) if v.is_integer() else repr(v)
+
+
+def _range_error(x: NDArray[np.float64], sig: Signature, sent: _Sent) -> BadRequest | None:
     finite = np.isfinite(x)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
         return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} is not finite")
     outside = (x < sig.low) | (x > sig.high)
     if outside.any():
-        i, j = np.argwhere(outside)[0]
-        return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = {x[i, j]:g} is "
-                          f"outside the valid range [{sig.low:g}, {sig.high:g}]")
+        i, j = (int(k) for k in np.argwhere(outside)[0])
+        return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = "
+                          f"{sent.value(i, j, sig.image_shape[1])} is outside the valid range "
+                          f"[{_bound(sig.low)}, {_bound(sig.high)}]")
     return None
 
 
-def parse_instances(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.float64]:
+def parse_instances(doc: Any, sig: Signature, max_batch: int,
+                    body: bytes | None = None) -> NDArray[np.float64]:
     """Validate a decoded predict body; return the raw feature rows, shape (n, features).
+
+    ``body``, the bytes ``doc`` was decoded from, lets an error quote numbers as they were sent.
 
     The common request, flat rows of in-range numbers, is checked in one pure-Python pass per
     row: in the server that costs about half of what numpy's conversion and reductions do,
@@ -107,10 +126,10 @@ def parse_instances(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.floa
     """
     if not isinstance(doc, dict):
         raise BadRequest(400, "the body must be a JSON object with an \"instances\" list")
-    unknown = sorted(set(doc) - {"instances", "signature_name"})
+    unknown = set(doc) - {"instances", "signature_name"}
     if unknown:
-        raise BadRequest(400, f"unknown field(s) {unknown}; only \"instances\" (row format) "
-                         "and \"signature_name\" are accepted")
+        raise BadRequest(400, f"unknown field(s) {quote_names(unknown)}; only \"instances\" "
+                         "(row format) and \"signature_name\" are accepted")
     if doc.get("signature_name", "serving_default") != "serving_default":
         raise BadRequest(400, "signature_name must be \"serving_default\"")
     instances = doc.get("instances")
@@ -131,13 +150,13 @@ def parse_instances(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.floa
                 and all((type(v) is float or type(v) is int) and lo <= v <= hi for v in inst)):
             rows.append(inst)
         else:
-            rows.append(_flat_row(i, inst, n, h, w))
+            rows.append(_flat_row(i, inst, n, h, w, _Sent(doc, body)))
             slow = True
     try:
         x = np.array(rows, dtype=np.float64)
     except OverflowError:  # an integer beyond float64's range
         raise BadRequest(400, "a value is too large to be a number") from None
-    error = _range_error(x, sig) if slow else None
+    error = _range_error(x, sig, _Sent(doc, body)) if slow else None
     if error is not None:
         raise error
     return x
@@ -148,8 +167,9 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         if not declared.isdigit():
             raise BadRequest(400, "Content-Length is not a number")
-        if int(declared) > limit:
-            raise BadRequest(413, f"body of {declared} bytes exceeds the limit of {limit}")
+        if len(declared) > 18 or int(declared) > limit:  # int() of 5,000 digits would raise
+            raise BadRequest(413, f"body of {quote_text(declared)} bytes exceeds the limit of "
+                             f"{limit}")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # chunked bodies have no Content-Length to trust
@@ -169,6 +189,7 @@ class ServerState:
     ready_reason: str = "the model is loading"
     draining: bool = False
     classes: list[int] = field(default_factory=list)
+    connection_stats: ConnectionStats | None = None  # set when run by uvicorn (__main__)
 
     @property
     def ready(self) -> bool:
@@ -189,6 +210,10 @@ def load(state: ServerState) -> None:
                             sig.feature_names, sig.classes)
     state.metrics.info.labels(sig.model, state.settings.release, state.settings.color,
                               sig.model_sha256).set(1)
+    if state.connection_stats is not None:
+        state.metrics.registry.register(ConnectionCollector(
+            state.connection_stats, list(LABELS),
+            [sig.model, state.settings.release, state.settings.color]))
     if sig.self_test_instances:
         x = scale_features(np.array(sig.self_test_instances), sig.low, sig.high, sig.image_shape)
         got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
@@ -232,6 +257,8 @@ class Observe:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if self.state.draining:  # keep-alive clients: reconnect to a pod that stays
+                    message["headers"] = [*message.get("headers", []), (b"connection", b"close")]
             await send(message)
 
         try:
@@ -254,19 +281,22 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
     model_name = _model_name(settings)
 
     async def predict(request: Request) -> Response:
-        if not state.ready or state.signature is None or state.runtime is None:
-            return json_response({"error": f"not ready: {state.ready_reason or 'draining'}"}, 503)
+        # Draining does not stop predictions: until the listener closes, this pod may still be
+        # in a Service's endpoints (see __main__). Only /readyz says it is going away.
+        if state.signature is None or state.runtime is None:
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
         sig = state.signature
         try:
             # Like TF Serving, the Content-Type is not checked: `curl -d` sends a form type.
             body = await read_body(request, settings.max_body_bytes)
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
-            raw = parse_instances(doc, sig, settings.max_batch)
+            raw = parse_instances(decode(body), sig, settings.max_batch, body)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
+        except ClientDisconnect:
+            # The client went away before its body arrived: not the server's error, so nginx's
+            # 499 (client closed request), or 408 when the body timeout closed the connection
+            # (connections.py). Nothing is sent; the status is for metrics and logs.
+            return Response(status_code=408 if request.scope.get(TIMED_OUT) else 499)
         probs = state.runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
         best = probs.argmax(axis=1)
         if state.metrics is not None:

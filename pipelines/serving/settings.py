@@ -23,7 +23,19 @@ class Settings:
     color: str = "none"
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
+    # After SIGTERM: keep serving for shutdown_delay while readiness propagates (with the
+    # Deployment's 5 s preStop sleep: 5 + 5 + 20 = its 30 s terminationGracePeriodSeconds),
+    # then give requests in flight up to drain_seconds.
+    shutdown_delay: int = 5
     drain_seconds: int = 20
+    # Slow and idle clients (connections.py). The head of a request must arrive within
+    # header_timeout, its body within body_timeout (1 MiB at 35 KB/s); an idle keep-alive
+    # connection is closed after keepalive_timeout, longer than a pooled client's usual pause.
+    header_timeout: int = 10
+    body_timeout: int = 30
+    keepalive_timeout: int = 30
+    # Connections beyond this get a 503 and are closed; an idle one costs about 10 KB.
+    max_connections: int = 2048
     # "errors" logs every 4xx/5xx answer; "all" every request (costs ~25% throughput at
     # thousands of requests a second; the metrics already count every request).
     access_log: str = "errors"
@@ -59,7 +71,14 @@ class Settings:
             color=env.get("MLOPS_COLOR", cls.color),
             max_batch=integer("MLOPS_MAX_BATCH", cls.max_batch, 1, 100_000),
             max_body_bytes=integer("MLOPS_MAX_BODY_BYTES", cls.max_body_bytes, 256, 1 << 30),
+            shutdown_delay=integer("MLOPS_SHUTDOWN_DELAY_SECONDS", cls.shutdown_delay, 0, 3600),
             drain_seconds=integer("MLOPS_DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
+            header_timeout=integer("MLOPS_HEADER_TIMEOUT_SECONDS", cls.header_timeout, 1, 3600),
+            body_timeout=integer("MLOPS_BODY_TIMEOUT_SECONDS", cls.body_timeout, 1, 3600),
+            keepalive_timeout=integer("MLOPS_KEEPALIVE_TIMEOUT_SECONDS", cls.keepalive_timeout,
+                                      1, 3600),
+            max_connections=integer("MLOPS_MAX_CONNECTIONS", cls.max_connections, 1,
+                                    1_000_000),
             access_log=access,
             log_level=level,
         )

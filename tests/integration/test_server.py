@@ -3,6 +3,7 @@ validation (fuzzed), Prometheus metrics, readiness self-test and graceful shutdo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,13 +12,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+import requests
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -206,9 +209,134 @@ def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None
     assert 400 <= r.status_code < 500 or r.status_code == 200
 
 
-def _get(port: int, path: str) -> int:
-    import requests
+@contextlib.contextmanager
+def default_recursion_limit() -> Iterator[None]:
+    """Hypothesis raises the recursion limit while a test runs, which would hide the
+    RecursionErrors the server, on Python's default of 1000, hits."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
+
+@settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES_OK)
+@given(depth=st.integers(0, 1100), open_=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+       where=st.sampled_from(["instance", "cell", "signature_name", "top"]))
+@example(depth=990, open_=b"[", where="instance")  # answered 500 before
+def test_any_nesting_depth_gets_a_4xx(client: TestClient, depth: int, open_: bytes,
+                                      where: str) -> None:
+    close = {b"[": b"]", b'{"a":': b"}", b'[{"a":': b"}]"}[open_]
+    deep = open_ * depth + (b"1" if b"{" in open_ else b"") + close * depth
+    body = {"instance": b'{"instances": [' + deep + b"]}",
+            "cell": b'{"instances": [[' + deep + b"," + b"0," * 63 + b"0]]}",
+            "signature_name": b'{"instances": [[' + b"0," * 63 + b'0]], "signature_name": '
+            + deep + b"}",
+            "top": deep}[where]
+    with default_recursion_limit():
+        r = client.post("/v1/models/digits:predict", content=body)
+    assert 400 <= r.status_code < 500, r.text[:300]
+    assert len(r.content) < 500
+
+
+@dataclass
+class Server:
+    """A real server process; its log lines go to a file (a pipe could fill and block it)."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def lines(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def requests_by_code(self) -> dict[tuple[str, str], float]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = requests.get(self.url("/metrics"), timeout=5).text
+        return {(s.labels["route"], s.labels["code"]): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples
+                if s.name == "mlops_requests_total"}
+
+
+def _wait_ready(srv: Server, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        assert srv.proc.poll() is None, srv.log.read_text()[-2000:]
+        try:
+            if requests.get(srv.url("/readyz"), timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert time.monotonic() < deadline, "the server never became ready"
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def server(model_dir: Path, tmp_path: Path, preexec_fn: Callable[[], None] | None = None,
+           **env: str) -> Iterator[Server]:
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    full_env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
+                "MLOPS_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=full_env,
+                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    srv = Server(port, proc, log)
+    try:
+        _wait_ready(srv)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+BODY = json.dumps({"instances": [[0.0] * 64]}).encode()
+
+
+def _head(length: int | None = None, extra: bytes = b"") -> bytes:
+    framing = b"Transfer-Encoding: chunked\r\n" if length is None else \
+        b"Content-Length: %d\r\n" % length
+    return (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n" + framing + extra + b"\r\n")
+
+
+def test_a_client_that_disconnects_mid_body_is_no_server_error(model_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """Half a body, then the client goes: counted as 499 (client closed), never as a 500, and no
+    error or traceback in the log."""
+    with server(model_dir, tmp_path) as srv:
+        for framing in ("content-length", "chunked"):
+            for _ in range(3):
+                with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+                    if framing == "chunked":
+                        sock.sendall(_head() + b"%x\r\n" % len(BODY) + BODY[:20])
+                    else:
+                        sock.sendall(_head(len(BODY)) + BODY[: len(BODY) // 2])
+                    time.sleep(0.1)
+        _poll(lambda: srv.requests_by_code().get(("predict", "499"), 0) == 6)
+        assert requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
+                             timeout=5).status_code == 200
+        codes = srv.requests_by_code()
+        assert not [key for key in codes if key[1].startswith("5")], codes
+        lines = srv.lines()
+    assert not [line for line in lines if line["level"] in ("error", "critical")], lines
+    assert not [line for line in lines if "Exception" in str(line["msg"])]
+
+
+def _get(port: int, path: str) -> int:
     return requests.get(f"http://127.0.0.1:{port}{path}", timeout=2).status_code
 
 
@@ -259,3 +387,229 @@ def test_bad_settings_exit_2_with_a_json_line(model_dir: Path) -> None:
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2
     assert "MLOPS_PORT='eighty' is not an integer" in json.loads(proc.stdout)["msg"]
+
+
+# -- slow and idle clients ----------------------------------------------------------------
+
+LIMIT = 6
+
+
+@pytest.fixture(scope="module")
+def guarded(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with one-second read timeouts and room for LIMIT connections."""
+    with server(model_dir, tmp_path_factory.mktemp("guarded"),
+                MLOPS_HEADER_TIMEOUT_SECONDS="1", MLOPS_BODY_TIMEOUT_SECONDS="1",
+                MLOPS_KEEPALIVE_TIMEOUT_SECONDS="1", MLOPS_MAX_CONNECTIONS=str(LIMIT)) as srv:
+        yield srv
+
+
+def _read_until_closed(sock: socket.socket, timeout: float = 15) -> bytes:
+    """Everything the server sends until it closes the connection (fails if it never does)."""
+    sock.settimeout(timeout)
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def _connection_timeouts(srv: Server) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(srv.url("/metrics"), timeout=5).text
+    return {s.labels.get("phase", s.name): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+            if s.name in ("mlops_connection_timeouts_total", "mlops_connections_refused_total",
+                          "mlops_request_heads_too_large_total", "mlops_accept_errors_total")}
+
+
+def test_a_slowloris_client_is_disconnected_after_the_header_timeout(guarded: Server) -> None:
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 300 + b"\r\n\r\n"
+    before = _connection_timeouts(guarded)["head"]
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sent = 0
+        with contextlib.suppress(OSError):  # the server may close while we are still sending
+            for byte in head:
+                sock.sendall(bytes([byte]))
+                sent += 1
+                time.sleep(0.05)  # the whole head would take 16 s
+        assert sent < len(head), "the server waited for the whole dribbled head"
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"connection: close" in answer
+    assert _connection_timeouts(guarded)["head"] == before + 1
+    assert requests.get(guarded.url("/healthz"), timeout=5).status_code == 200
+
+
+def test_a_connection_that_sends_nothing_is_closed(guarded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        assert _read_until_closed(sock) == b""  # no request started: nothing to answer
+
+
+def test_an_idle_keep_alive_connection_is_closed(guarded: Server) -> None:
+    """Closed after the idle timeout, even when the client sends blank lines to look busy
+    (uvicorn alone resets its keep-alive timer on any byte)."""
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.settimeout(5)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        sock.settimeout(0.2)
+        closed = False
+        for _ in range(100):  # 20 s at most
+            try:
+                sock.sendall(b"\r\n")
+                if sock.recv(1) == b"":
+                    closed = True
+                    break
+            except TimeoutError:
+                continue
+            except OSError:
+                closed = True
+                break
+        assert closed, "the idle connection was never closed"
+
+
+def test_a_body_that_does_not_arrive_gets_408(guarded: Server) -> None:
+    before = guarded.requests_by_code().get(("predict", "408"), 0)
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        sock.sendall(_head(len(BODY)) + BODY[:10])
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert b"body did not arrive" in answer
+    _poll(lambda: guarded.requests_by_code().get(("predict", "408"), 0) == before + 1)
+
+
+def test_a_huge_request_head_gets_431(guarded: Server) -> None:
+    with socket.create_connection(("127.0.0.1", guarded.port)) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(200):
+                sock.sendall(b"X-Big: " + b"b" * 1000 + b"\r\n")
+        answer = _read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer
+
+
+def test_connections_over_the_limit_are_refused_while_connected_clients_are_served(
+        guarded: Server) -> None:
+    session = requests.Session()  # one keep-alive connection, opened before the limit is hit
+    assert session.get(guarded.url("/healthz"), timeout=5).status_code == 200
+    refused_before = _connection_timeouts(guarded)["mlops_connections_refused_total"]
+    held = [socket.create_connection(("127.0.0.1", guarded.port)) for _ in range(LIMIT - 1)]
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", guarded.port)) as extra:
+                extra.sendall(_head(len(BODY)) + BODY)
+                answer = _read_until_closed(extra)
+            assert answer.startswith(b"HTTP/1.1 503 "), answer
+            assert b"connection: close" in answer
+            assert b"retry-after: 1" in answer
+            # The client that was already connected is still served, on its connection.
+            r = session.post(guarded.url("/v1/models/digits:predict"), data=BODY, timeout=5)
+            assert r.status_code == 200
+    finally:
+        for sock in held:
+            sock.close()
+    assert _connection_timeouts(guarded)["mlops_connections_refused_total"] == \
+        refused_before + 3
+    session.close()
+    # The refused requests never reached the application: no 503 in its request counts.
+    assert not [key for key in guarded.requests_by_code() if key[1] == "503"]
+    _poll(lambda: _healthy(guarded))
+
+
+def _healthy(srv: Server) -> bool:
+    try:
+        return requests.get(srv.url("/healthz"), timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def _few_file_descriptors() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+
+def test_running_out_of_file_descriptors_logs_a_bounded_amount_and_recovers(
+        model_dir: Path, tmp_path: Path) -> None:
+    """With 64 descriptors and hundreds of connections, accept() fails with EMFILE thousands of
+    times a second; the log stays a few lines, and the server serves again once they go."""
+    with server(model_dir, tmp_path, preexec_fn=_few_file_descriptors,
+                MLOPS_HEADER_TIMEOUT_SECONDS="2") as srv:
+        start = srv.log.stat().st_size
+        flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(300)]
+        time.sleep(4)  # the metrics cannot be scraped meanwhile: no descriptor is left
+        for sock in flood:
+            sock.close()
+        _poll(lambda: _healthy(srv), 30)
+        stats = _connection_timeouts(srv)
+        logged = srv.log.stat().st_size - start
+        lines = srv.lines()
+    assert stats["mlops_accept_errors_total"] > 100, stats  # EMFILE really happened
+    accept_lines = [line for line in lines if line["msg"] == "cannot accept connections"]
+    assert 1 <= len(accept_lines) <= 3, accept_lines
+    assert logged < 20_000, logged
+    assert any(line["msg"] == "connection limit lowered to fit the open-files limit"
+               for line in lines)
+
+
+# -- draining -----------------------------------------------------------------------------
+
+def _request_on(sock: socket.socket) -> bytes:
+    """One predict on an open keep-alive connection: the response, or b"" if the server
+    closed the connection instead (the client would retry elsewhere)."""
+    try:
+        sock.sendall(_head(len(BODY)) + BODY)
+        sock.settimeout(10)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def _predict_status(srv: Server) -> int | None:
+    try:
+        return requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
+                             timeout=5).status_code
+    except requests.ConnectionError:
+        return None  # refused: the listener is closed
+
+
+def test_draining_never_answers_503_to_a_request_it_could_still_receive(
+        model_dir: Path, tmp_path: Path) -> None:
+    """After SIGTERM: /readyz is red at once, but requests on open keep-alive connections and
+    on new connections are served (with Connection: close) until the delay is over; then the
+    listener closes and idle connections are closed, never answered 503."""
+    with server(model_dir, tmp_path, MLOPS_SHUTDOWN_DELAY_SECONDS="3",
+                MLOPS_DRAIN_SECONDS="5") as srv:
+        pool = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(6)]
+        for sock in pool:
+            assert _request_on(sock).startswith(b"HTTP/1.1 200 ")
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert requests.get(srv.url("/readyz"), timeout=5).status_code == 503
+        # Already-open keep-alive connections: served, and told to reconnect.
+        for sock in pool[:3]:
+            answer = _request_on(sock)
+            assert answer.startswith(b"HTTP/1.1 200 "), answer
+            assert b"connection: close" in answer.lower()
+        # New connections during the delay: served.
+        served_new = [_predict_status(srv) for _ in range(5)]
+        assert served_new == [200] * 5, served_new
+        # After the delay: each remaining keep-alive connection is served or closed, no 503;
+        # new connections are refused by the closed listener, not answered 503.
+        _poll(lambda: _predict_status(srv) is None, 15)
+        for sock in pool[3:]:
+            answer = _request_on(sock)
+            assert answer == b"" or answer.startswith(b"HTTP/1.1 200 "), answer
+        for sock in pool:
+            sock.close()
+        assert srv.proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    codes = [line.get("status") for line in srv.lines() if line["msg"] == "request"]
+    assert 503 in codes  # /readyz, the only route that says the pod is going
+    assert not [line for line in srv.lines() if line["msg"] == "request" and
+                line.get("status") == 503 and line.get("path") != "/readyz"]
