@@ -24,7 +24,7 @@ from pipelines.adapters.artifacts import (
 )
 from pipelines.adapters.datasets import ROW_ID, features_and_labels, fingerprint, read_table
 from pipelines.adapters.litert import TFLiteModel
-from pipelines.config import Workspace, load_gitops
+from pipelines.config import Workspace, load_gitops, require_environment
 from pipelines.core.gating import Verdict, decide, incomparable
 from pipelines.core.metrics import classification
 from pipelines.core.stats import PairedComparison, compare_paired
@@ -99,13 +99,13 @@ def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
     from pipelines.adapters.registry import Reference, Registry
 
     cfg = load_gitops(ws.root)
-    env = ws.model.gate.change.baseline_environment
-    remote = gitops.resolve_remote(cfg, ws.root)
-    if not gitops.is_url(cfg.remote) and not (Path(remote) / "HEAD").is_file():
+    # A typo here must not read as "nothing released yet", which passes a first release.
+    env = require_environment(ws.root, ws.model.gate.change.baseline_environment)
+    remote = Path(gitops.resolve_remote(cfg, ws.root))
+    if remote == (ws.root / gitops.DEFAULT_REMOTE).resolve() and not gitops.is_repository(remote):
         return None  # the embedded GitOps repository does not exist yet: nothing released
+    # Any other remote must exist: checkout() says so (exit 3) instead of creating it.
     with gitops.checkout(cfg, ws.root) as repo:
-        if not repo.state_path(env).is_file():
-            return None
         slot = repo.read_state(env).models.get(ws.name)
     record = slot.color(slot.active) if slot and slot.active else None
     if record is None:

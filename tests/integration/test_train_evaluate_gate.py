@@ -15,6 +15,7 @@ from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.errors import ConfigError, GateFailed
 from pipelines.stages import evaluate, gate, train, validate
+from tests.conftest import edit_model_yaml
 
 
 def test_artifacts_of_a_trained_model(prepared: Path) -> None:
@@ -133,3 +134,25 @@ def test_nothing_is_packaged_without_a_blessing(workspace: Path, monkeypatch: py
     assert "no blessing" in capsys.readouterr().err
     assert not (workspace / "artifacts/digits/package").exists()
     assert main(["verify"]) == 1
+
+
+def test_a_baseline_that_cannot_be_looked_up_is_an_error_not_a_first_release(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the embedded GitOps repository may be absent (nothing released yet). A configured
+    remote that does not exist, or a baseline environment that is not there, must not turn
+    into "no baseline: the change rule was not applied"."""
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("MLOPS_GITOPS_REMOTE", "gitops-typo.git")
+    assert main(["gate"]) == 3
+    err = capsys.readouterr().err
+    assert "does not exist or is not a git repository" in err, err
+    assert not (workspace / "artifacts/digits/gate/blessing.json").exists()
+    assert not (workspace / "gitops-typo.git").exists()
+
+    monkeypatch.delenv("MLOPS_GITOPS_REMOTE")
+    edit_model_yaml(workspace, {"gate.change.baseline_environment": "prod"})
+    assert main(["gate"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown environment 'prod'" in err, err
+    assert "known environments: production, staging" in err, err
