@@ -83,7 +83,8 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
             # The commenting job holds that token and nothing else, and runs no PR code: it
             # checks out the base commit and restores no cache a PR's run could have written.
             assert not secrets_in(job), f"{name} holds secrets beside pull-requests: write"
-            assert set(permissions) == {"pull-requests"}
+            # contents: read only lets it check out the base commit of a private repository.
+            assert permissions == {"pull-requests": "write", "contents": "read"}
             steps = job["steps"]
             checkout = [s for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]
             assert checkout, f"{name} must check out the base commit explicitly"
