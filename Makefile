@@ -107,6 +107,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/pipeline_warm_vs_cold.py
 	"$$MLOPS_BIN/python" bench/validation_vs_pandas.py
 	"$$MLOPS_BIN/python" bench/serving_throughput.py
+	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp
