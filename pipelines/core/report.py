@@ -142,6 +142,18 @@ def promotion_body(*, env: str, source_env: str, release: Mapping[str, Any],
     ]) + "\n"
 
 
+def current_blessing(summary: Mapping[str, Any] | None,
+                     blessing: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The blessing, if it judged the data this run validated; else None. A run that stopped
+    at validation leaves the previous run's blessing on disk, and a report that showed it
+    would call this run's data "blessed"."""
+    if blessing is None or summary is None or not summary.get("success"):
+        return None
+    fingerprint = summary.get("data_fingerprint")
+    judged = (blessing.get("provenance") or {}).get("data_fingerprint")
+    return blessing if fingerprint is not None and fingerprint == judged else None
+
+
 def ci_report(*, model: str, summary: Mapping[str, Any] | None,
               blessing: Mapping[str, Any] | None, links: Sequence[tuple[str, str]],
               context: str) -> str:

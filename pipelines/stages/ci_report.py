@@ -73,8 +73,9 @@ def context() -> str:
 def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
         metrics_file: Path | None = None, artifacts_url: str = "") -> Report:
     summary = _optional(ws.artifacts("validate") / SUMMARY)
-    blessing = _optional(ws.artifacts("gate") / BLESSING)
-    if summary is None and blessing is None:
+    on_disk = _optional(ws.artifacts("gate") / BLESSING)
+    blessing = report.current_blessing(summary, on_disk)
+    if summary is None and on_disk is None:
         raise ConfigError("nothing to report: no validation summary and no blessing",
                           hint="run the pipeline first (mlops run --until gate)")
     text = report.ci_report(model=ws.name, summary=summary, blessing=blessing,

@@ -88,8 +88,10 @@ def evidence(root: Path, rec: ReleaseRecord) -> None:
     files = {
         "validate/summary.json": {"success": True, "evaluated_expectations": 604,
                                   "failed_expectations": 0, "rows": {"test": 360},
+                                  "data_fingerprint": rec.data_md5,
                                   "provenance": {"data_md5": rec.data_md5}},
         "gate/blessing.json": {"blessed": True, "rules": rules, "comparison": None,
+                               "provenance": {"data_fingerprint": rec.data_md5},
                                "baseline": None, "candidate": {
                                    "model_sha256": rec.model_sha256, "accuracy": 0.98,
                                    "macro_f1": 0.97, "per_class_recall": {"0": 1.0}}},

@@ -32,3 +32,24 @@ def test_ci_report_headlines_and_tables() -> None:
                         blessing=None, links=[], context="")
     assert "❌ data validation failed" in invalid
     assert "test.label: missing [3]" in invalid
+
+
+def test_a_blessing_counts_only_for_the_data_this_run_validated() -> None:
+    from pipelines.core.report import ci_report, current_blessing
+
+    blessing = {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9},
+                "provenance": {"data_fingerprint": "new"}}
+    valid = {"success": True, "evaluated_expectations": 1, "failed_expectations": 0,
+             "rows": {}, "data_fingerprint": "new"}
+    assert current_blessing(valid, blessing) is blessing
+    for summary in (None, {**valid, "success": False}, {**valid, "data_fingerprint": "old"},
+                    {k: v for k, v in valid.items() if k != "data_fingerprint"}):
+        assert current_blessing(summary, blessing) is None, summary
+    # Validation failed on new data; the blessing on disk is an earlier run's on other data.
+    stale = ci_report(model="digits", summary={**valid, "success": False, "failures": ["x"]},
+                      blessing=current_blessing({**valid, "success": False},
+                                                {**blessing, "provenance": {
+                                                    "data_fingerprint": "old"}}),
+                      links=[], context="")
+    assert "✅" not in stale
+    assert "❌ data validation failed" in stale
