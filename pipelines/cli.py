@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,8 +19,11 @@ from pipelines.errors import MlopsError
 EPILOG = """\
 exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
 policy violation); 2 usage or configuration error; 3 infrastructure unavailable (docker,
-registry, git remote, SCM API). Every failure says what to do next.
+registry, git remote, SCM API); 70 an internal error, a bug in mlops (--debug, or
+MLOPS_DEBUG=1, prints its traceback). Every failure says what to do next.
 """
+# sysexits' EX_SOFTWARE: a bug must not read as 1, "a check said no".
+INTERNAL_ERROR = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         "package and verify the image, and release it as rendered Kubernetes YAML committed "
         "to git.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        default=os.environ.get("MLOPS_DEBUG") == "1",
+                        help="print the traceback of an internal error (also MLOPS_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, model: bool = True) -> argparse.ArgumentParser:
@@ -380,6 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mlops {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # anything else is a bug in mlops, never the user's input
+        from pipelines.adapters.gitops import redact
+
+        if args.debug:
+            traceback.print_exc()
+        print(f"mlops {args.command}: internal error (a bug in mlops): {type(exc).__name__}: "
+              f"{redact(str(exc))[:300]}\n  hint: "
+              + ("report it, with the traceback above, to this repository's maintainers"
+                 if args.debug else "re-run with --debug for the traceback, and report it to "
+                 "this repository's maintainers"), file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 def entry() -> None:

@@ -74,8 +74,9 @@ class Provider(Protocol):
     def upsert_comment(self, number: int, marker: str, body: str) -> str: ...
 
 
-class ApiError(Exception):
-    pass
+class ApiError(ConfigError):
+    """The provider refused a request for a reason other than access (a 4xx such as 409 or
+    422): the request or the repository's state is wrong, so it is exit 2, not a crash."""
 
 
 class _Http:
