@@ -38,6 +38,7 @@ from pipelines.config import (
     EnvironmentState,
     GitOpsConfig,
     dump_environment,
+    is_local_path,
     parse_environment,
 )
 from pipelines.errors import ConfigError, InfraError
@@ -54,8 +55,10 @@ NETWORK_COMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote"})
 # column: the client saw the tip move ([rejected]), or receive-pack lost the race for the ref's
 # lock or its old value ([remote rejected]). Everything else is a refusal that retrying repeats.
 RACE = re.compile(r"^\[rejected\] \((non-fast-forward|fetch first|stale info)\)$"
-                  r"|^\[remote rejected\] \((cannot lock ref|failed to update ref"
-                  r"|incorrect old value)")
+                  # A ref lock held by another push is a race; a name that clashes with an
+                  # existing ref ("'refs/heads/a' exists; cannot create 'refs/heads/a/b'") is not.
+                  r"|^\[remote rejected\] \((cannot lock ref(?!.*exists; cannot create)"
+                  r"|failed to update ref|incorrect old value)")
 
 
 class PushRejected(Exception):
@@ -124,14 +127,23 @@ def redact(text: str) -> str:
     return re.sub(r"(https?://)[^/@\s]+@", r"\1***@", text)
 
 
-def is_url(remote: str) -> bool:
-    return "://" in remote or re.match(r"^[\w.-]+@[\w.-]+:", remote) is not None
-
-
 def resolve_remote(cfg: GitOpsConfig, root: Path) -> str:
-    if is_url(cfg.remote):
+    if not is_local_path(cfg.remote):
         return cfg.remote
     return str((root / cfg.remote).resolve())
+
+
+def back_off(attempt: int) -> float:
+    """Sleep before retry ``attempt`` and return for how long. Jittered: racing pushes that
+    backed off in lockstep would collide again."""
+    pause = random.uniform(0.05, 0.25) * attempt
+    time.sleep(pause)
+    return pause
+
+
+def is_default_remote(root: Path, remote: str) -> bool:
+    """Whether ``remote`` (resolved) is the embedded default: the only one mlops creates."""
+    return Path(remote) == (root / DEFAULT_REMOTE).resolve()
 
 
 def _git_env(cfg: GitOpsConfig) -> dict[str, str]:
@@ -191,19 +203,23 @@ class Checkout:
         path = self.state_path(state.environment)
         path.write_text(dump_environment(state), encoding="utf-8")
 
+    def rendered_state(self, env: str) -> EnvironmentState | None:
+        """``env``'s state as of the newest commit that changed rendered/<env>/: what its
+        rendering on the tip was made from (None: never rendered, or no state file then)."""
+        rendered = (self.manifests / "rendered" / env).relative_to(self.work)
+        sha = self.git("log", "-1", "--format=%H", "--", str(rendered)).strip()
+        if not sha:
+            return None
+        path = self.state_path(env)
+        text = self.git("show", f"{sha}:{path.relative_to(self.work).as_posix()}", check=False)
+        return parse_environment(path, text) if text else None
+
     def history(self, env: str, limit: int = 200) -> list[dict[str, str]]:
         """The trailers of the newest ``limit`` commits that changed ``env``'s state, newest
         first (one git call: git formats the trailers itself)."""
         out = self.git("log", f"-n{limit}", "--format=%(trailers:unfold,separator=%x1f)%x1e",
                        "--", str(self.state_path(env).relative_to(self.work)))
-        entries = []
-        for entry in out.split("\x1e"):
-            fields: dict[str, str] = {}
-            for item in entry.strip().split("\x1f"):
-                key, sep, value = item.partition(":")
-                if sep:
-                    fields.setdefault(key.strip(), value.strip())
-            entries.append(fields)
+        entries = [_fields(entry.strip().split("\x1f")) for entry in out.split("\x1e")]
         return entries[:-1] if entries and not entries[-1] else entries
 
     def head(self) -> str:
@@ -251,7 +267,7 @@ class Checkout:
                 return
             except PushRejected as exc:
                 last = str(exc)
-                time.sleep(random.uniform(0.05, 0.25) * attempt)
+                back_off(attempt)
         raise InfraError(f"another job kept pushing {branch} at the same time ({last})",
                          hint="another promotion or rollback of the same release is running; "
                          "let it finish, then re-run if its request is not open")
@@ -265,12 +281,15 @@ class Checkout:
 
 
 def _identity(work: Path) -> None:
-    """Commits need an author: the user's git identity, else the bot's."""
+    """Commits need an author: MLOPS_GIT_NAME / MLOPS_GIT_EMAIL when set, else the user's git
+    identity, else the bot's. The variables win over a runner's git config: CI recognises
+    mlops's own commits by this author (MLOPS_BOT_AUTHOR in .gitlab-ci.yml)."""
     for key, fallback in (("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)):
-        probe = run_git(["config", key], cwd=work, timeout=LOCAL_TIMEOUT_S)
-        if not probe.stdout.strip():
-            _checked(["config", key, os.environ.get(
-                "MLOPS_GIT_" + key.split(".")[1].upper(), fallback)], cwd=work)
+        chosen = os.environ.get("MLOPS_GIT_" + key.split(".")[1].upper(), "")
+        if not chosen and run_git(["config", key], cwd=work,
+                                  timeout=LOCAL_TIMEOUT_S).stdout.strip():
+            continue
+        _checked(["config", key, chosen or fallback], cwd=work)
 
 
 def _checked(args: list[str], cwd: Path | None = None) -> None:
@@ -287,10 +306,10 @@ def ensure_local_remote(cfg: GitOpsConfig, root: Path, remote: str) -> bool:
     """Create and seed the embedded local GitOps repository if it is missing; True if made.
     Any other configured path must exist already: a typo must not become a new, empty
     GitOps repository that releases go to and no controller reads."""
-    if is_url(cfg.remote) or is_repository(Path(remote)):
+    if not is_local_path(cfg.remote) or is_repository(Path(remote)):
         return False
     path = Path(remote)
-    if path != (root / DEFAULT_REMOTE).resolve():
+    if not is_default_remote(root, remote):
         raise InfraError(f"the GitOps remote {path} does not exist or is not a git repository",
                          hint="fix remote in manifests/gitops.yaml (or MLOPS_GITOPS_REMOTE), or "
                          "create that repository; only the embedded default "
@@ -375,10 +394,16 @@ def trailers(message: str) -> dict[str, str]:
     proc = run_git(["interpret-trailers", "--parse"], input=message, timeout=LOCAL_TIMEOUT_S)
     if proc.returncode != 0:
         raise InfraError(f"git interpret-trailers failed: {proc.stderr.strip()[-300:]}")
+    return _fields(proc.stdout.splitlines())
+
+
+def _fields(lines: list[str]) -> dict[str, str]:
+    """"Key: value" trailer lines as a mapping; the first of a repeated key counts."""
     out: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition(":")
-        out[key.strip()] = value.strip()
+    for line in lines:
+        key, sep, value = line.partition(":")
+        if sep:
+            out.setdefault(key.strip(), value.strip())
     return out
 
 

@@ -101,8 +101,8 @@ def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
     cfg = load_gitops(ws.root)
     # A typo here must not read as "nothing released yet", which passes a first release.
     env = require_environment(ws.root, ws.model.gate.change.baseline_environment)
-    remote = Path(gitops.resolve_remote(cfg, ws.root))
-    if remote == (ws.root / gitops.DEFAULT_REMOTE).resolve() and not gitops.is_repository(remote):
+    remote = gitops.resolve_remote(cfg, ws.root)
+    if gitops.is_default_remote(ws.root, remote) and not gitops.is_repository(Path(remote)):
         return None  # the embedded GitOps repository does not exist yet: nothing released
     # Any other remote must exist: checkout() says so (exit 3) instead of creating it.
     with gitops.checkout(cfg, ws.root) as repo:

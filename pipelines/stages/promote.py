@@ -161,9 +161,13 @@ def _names(files: dict[str, str]) -> dict[str, str]:
     return {path.rsplit("/", 1)[-1]: text for path, text in files.items()}
 
 
-def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig) -> bool:
+def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig,
+                          env: str) -> bool:
+    """``env``'s rendering and the controller objects are what its state renders (the other
+    environments are not this request's: they may lag behind newer templates)."""
     rendering = render.render_with(ws.root, repo.manifests, cfg)
-    return not rendering.violations and render.stale_diff(repo.manifests, rendering.files) == ""
+    return (not rendering.violations_of(env)
+            and render.stale_diff(repo.manifests, rendering.files, env, controllers=True) == "")
 
 
 def _command(kind: str, env: str) -> str:
@@ -202,7 +206,7 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
             # A textual merge can succeed and still be wrong: rendered YAML from before a
             # change to the environment, beside the changed state. Both must agree.
             if ("CONFLICT" in merged or repo.git("ls-files", "--unmerged").strip()
-                    or not _renders_as_committed(ws, repo, cfg)):
+                    or not _renders_as_committed(ws, repo, cfg, env)):
                 repo.git("merge", "--abort", check=False)
                 raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
                                   "(or the templates that render it) changed after it was "

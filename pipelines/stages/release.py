@@ -11,8 +11,6 @@ times; releasing what already serves makes no commit. Environments whose promoti
 from __future__ import annotations
 
 import datetime as dt
-import random
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from pipelines.config import (
     load_gitops,
 )
 from pipelines.core import bluegreen
-from pipelines.errors import ConfigError, InfraError
+from pipelines.errors import CheckFailed, ConfigError, InfraError
 from pipelines.stages import render
 from pipelines.stages.gate import require_blessing
 from pipelines.stages.package import require_package
@@ -71,19 +69,44 @@ def trailers(record: ReleaseRecord, env: str, color: str, **extra: str) -> dict[
 
 def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
                 new_state: EnvironmentState) -> render.Rendering:
-    """Write ``new_state`` and re-render everything the states derive: every environment's
-    rendered/ and the controller objects (which list every namespace), so that an edit of
-    another environment that landed on the tip meanwhile (its namespace, say) leaves the commit
-    consistent: `mlops render --check` on it is clean. Refuses anything that breaks schema or
-    policy, and a GitOps path that leaves the checkout."""
+    """Write ``new_state``, its environment's rendered/ and the controller objects (they list
+    every environment's namespace, so a namespace edit that landed on the tip meanwhile is
+    carried into them). Every other environment's rendered/ is left as it is: it changes only
+    through a release or promotion of its own, so a staging release made with new templates
+    never changes what production runs. Refuses (nothing written) anything that breaks schema
+    or policy, a GitOps path that leaves the checkout, and another environment whose state
+    file was edited since its rendering in a way the rendering would show: the controller
+    objects would then point at objects that do not match them."""
     inside(repo.work, repo.manifests, "the GitOps path (gitops.yaml path, MLOPS_GITOPS_PATH)")
+    env = new_state.environment
     states = render.read_states(repo.manifests)
-    states[new_state.environment] = new_state
+    states[env] = new_state
+    for other, state in sorted(states.items()):
+        if other != env:
+            require_state_rendered(repo, ws, cfg, state)
     rendering = render.render_with(ws.root, repo.manifests, cfg, states)
-    render.require_clean(rendering)
+    render.require_clean(rendering, env)
     repo.write_state(new_state)
-    render.write(repo.manifests, rendering.files)
+    render.write(repo.manifests, rendering.files, env, controllers=True)
     return rendering
+
+
+def require_state_rendered(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
+                           state: EnvironmentState) -> None:
+    """The tip's rendered/<env>/ was made from <env>'s state as it is now (the same templates
+    render both states alike), else an edit of environments/<env>.yaml has not been rendered."""
+    env = state.environment
+    before = repo.rendered_state(env)
+    if before == state:
+        return
+    if before is None or (render.render_environment(ws.root, before, cfg)
+                          != render.render_environment(ws.root, state, cfg)):
+        raise CheckFailed(
+            f"environments/{env}.yaml on the GitOps branch was changed without rendering "
+            f"rendered/{env}/ (a hand edit?)",
+            hint=f"this change does not touch {env}: render it where it is reviewed (`mlops "
+            f"render --env {env}` in a checkout of the GitOps repository, or `mlops promote "
+            f"--to {env}`), then re-run; nothing was pushed")
 
 
 def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
@@ -103,11 +126,9 @@ def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
             return sha
         except gitops.PushRejected as exc:
             last = str(exc)
-            # Jitter: racing releases that back off in lockstep would collide again.
-            pause = random.uniform(0.05, 0.25) * attempt
+            pause = gitops.back_off(attempt)
             progress(f"  {branch} moved on; re-applying on the new tip ({attempt}/"
-                     f"{cfg.push_attempts}) in {pause:.2f} s")
-            time.sleep(pause)
+                     f"{cfg.push_attempts}) after {pause:.2f} s")
             repo.sync(branch)
     raise InfraError(f"the push to {branch} lost the race to other pushes {cfg.push_attempts} "
                      f"times in a row (last: {last})",

@@ -41,6 +41,13 @@ class Rendering:
     violations: list[Violation] = field(default_factory=list)
     states: dict[str, EnvironmentState] = field(default_factory=dict)
 
+    def violations_of(self, env: str | None) -> list[Violation]:
+        """All violations, or those of ``env``'s rendering and the controller objects."""
+        if env is None:
+            return self.violations
+        return [v for v in self.violations
+                if v.file.startswith((f"rendered/{env}/", "controllers/"))]
+
 
 def models_of(root: Path) -> dict[str, ModelConfig]:
     return {name: load_model(root, name).model for name in model_names(root)}
@@ -78,9 +85,7 @@ def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping
     try:
         for name, state in sorted(states.items()):
             objects = render.environment_objects(state, models, templates)
-            source = f"{gitops.path}/environments/{name}.yaml"
-            for fname, text in render.to_files(objects, source).items():
-                files[f"rendered/{name}/{fname}"] = text
+            files.update(environment_files(name, objects, gitops))
             parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
             violations += policy.check(parsed)
             violations += manifests.schema_violations(crds, parsed, gitops.kubernetes_version)
@@ -98,60 +103,87 @@ def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping
     return Rendering(files, violations, states)
 
 
-def owned(env: str | None) -> tuple[str, ...]:
-    """The folders a rendering replaces: all of them, or one environment's. ``env`` is a name,
-    never a path: "../x" here would make a rendering replace a folder elsewhere."""
+def environment_files(name: str, objects: list[render.RenderedObject],
+                      gitops: GitOpsConfig) -> dict[str, str]:
+    source = f"{gitops.path}/environments/{name}.yaml"
+    return {f"rendered/{name}/{fname}": text
+            for fname, text in render.to_files(objects, source).items()}
+
+
+def render_environment(root: Path, state: EnvironmentState, gitops: GitOpsConfig) -> dict[str, str]:
+    """rendered/<env>/ of one state with the templates and models at ``root``, unchecked."""
+    try:
+        objects = render.environment_objects(
+            state, models_of(root), manifests.load_templates(root / "manifests"))
+    except render.RenderError as exc:
+        raise ConfigError(f"rendering failed: {exc}", hint="fix the template or the "
+                          "environment state; nothing was written") from None
+    return environment_files(state.environment, objects, gitops)
+
+
+def owned(env: str | None, controllers: bool = False) -> tuple[str, ...]:
+    """The folders a rendering replaces: all of them, or one environment's (and, with
+    ``controllers``, the controller objects). ``env`` is a name, never a path: "../x" here
+    would make a rendering replace a folder elsewhere."""
     if env is None:
         return OWNED
     if not re.fullmatch(DNS_LABEL, env):
         raise ConfigError(f"{env!r} is not an environment name",
                           hint="use one of the files in manifests/environments/, by name")
-    return (f"rendered/{env}",)
+    return (f"rendered/{env}", *(OWNED[1:] if controllers else ()))
 
 
-def on_disk(manifest_dir: Path, env: str | None = None) -> dict[str, str]:
+def on_disk(manifest_dir: Path, env: str | None = None,
+            controllers: bool = False) -> dict[str, str]:
     out: dict[str, str] = {}
-    for folder in owned(env):
+    for folder in owned(env, controllers):
         out.update({f"{folder}/{rel}": text
                     for rel, text in manifests.read_tree(manifest_dir / folder).items()})
     return out
 
 
-def select(files: Mapping[str, str], env: str | None) -> dict[str, str]:
+def select(files: Mapping[str, str], env: str | None,
+           controllers: bool = False) -> dict[str, str]:
     return {k: v for k, v in files.items()
-            if any(k.startswith(f"{folder}/") for folder in owned(env))}
+            if any(k.startswith(f"{folder}/") for folder in owned(env, controllers))}
 
 
-def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> None:
-    """Replace the owned folders of ``manifest_dir`` (all, or ``env``'s) with ``files``. A
-    folder that resolves elsewhere (a symlink in a checkout) is refused before anything is
-    written."""
-    if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
-        raise ConfigError(f"environment {env!r} rendered nothing",
-                          hint="name an environment that has a manifests/environments/ file")
-    for folder in owned(env):
+def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None,
+          controllers: bool = False) -> None:
+    """Replace the owned folders of ``manifest_dir`` (all, or ``env``'s and, with
+    ``controllers``, the controller objects) with ``files``. A folder that resolves elsewhere
+    (a symlink in a checkout) is refused before anything is written."""
+    require_rendered(files, env)
+    for folder in owned(env, controllers):
         inside(manifest_dir, manifest_dir / folder, "the rendered folder")
-    for folder in owned(env):
+    for folder in owned(env, controllers):
         prefix = f"{folder}/"
         manifests.replace_tree(manifest_dir / folder, {
             k[len(prefix):]: v for k, v in files.items() if k.startswith(prefix)})
 
 
-def require_clean(rendering: Rendering) -> None:
-    if rendering.violations:
-        listing = "\n".join(f"  - {v}" for v in rendering.violations)
-        raise CheckFailed(f"{len(rendering.violations)} manifest violation(s):\n{listing}",
+def require_rendered(files: Mapping[str, str], env: str | None) -> None:
+    if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
+        raise ConfigError(f"environment {env!r} rendered nothing",
+                          hint="name an environment that has a manifests/environments/ file")
+
+
+def require_clean(rendering: Rendering, env: str | None = None) -> None:
+    """No violations at all, or none in what a change to ``env`` writes."""
+    violations = rendering.violations_of(env)
+    if violations:
+        listing = "\n".join(f"  - {v}" for v in violations)
+        raise CheckFailed(f"{len(violations)} manifest violation(s):\n{listing}",
                           hint="fix the templates, model.yaml or environment state; "
                           "nothing was written or committed")
 
 
-def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = None) -> str:
+def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = None,
+               controllers: bool = False) -> str:
     """A unified diff of what is on disk vs what rendering gives ('' when current)."""
-    if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
-        raise ConfigError(f"environment {env!r} rendered nothing",
-                          hint="name an environment that has a manifests/environments/ file")
-    current = on_disk(manifest_dir, env)
-    files = select(files, env)
+    require_rendered(files, env)
+    current = on_disk(manifest_dir, env, controllers)
+    files = select(files, env, controllers)
     lines: list[str] = []
     for path in sorted(set(current) | set(files)):
         if current.get(path) != files.get(path):

@@ -149,6 +149,9 @@ def test_only_a_lost_race_counts_as_one() -> None:
         ("!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)\n",
          "remote: error: GH006: Protected branch update failed for refs/heads/main.\n"),
         ("", "fatal: unable to access 'https://x/': The requested URL returned error: 403\n"),
+        ("!\tHEAD:refs/heads/promote/production/x\t[remote rejected] (cannot lock ref "
+         "'refs/heads/promote/production/x': 'refs/heads/promote/production' exists; cannot "
+         "create 'refs/heads/promote/production/x')\n", ""),
         ("!\tHEAD:refs/heads/a\t[rejected] (non-fast-forward)\n"
          "!\tHEAD:refs/heads/b\t[remote rejected] (hook declined)\n", ""),
     ]:
@@ -380,3 +383,24 @@ def test_a_push_the_remote_never_finishes_ends_in_exit_3(
     hook.unlink()
     assert commits(root) == before
     assert release(root, 3) is not None  # and the remote still takes releases
+
+
+def test_the_bot_identity_wins_over_the_runners_git_config(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI skips pipelines for mlops's own commits by their author: a runner whose git config
+    names someone else must not change it when MLOPS_GIT_NAME / MLOPS_GIT_EMAIL are set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = runner\n\temail = runner@ci.invalid\n")
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("GIT_CONFIG_GLOBAL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
+                "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(var, raising=False)
+    release(root, 1)
+    assert git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == \
+        "runner <runner@ci.invalid>"  # no variables: the user's own identity
+    monkeypatch.setenv("MLOPS_GIT_NAME", "mlops-bot")
+    monkeypatch.setenv("MLOPS_GIT_EMAIL", "mlops-bot@users.noreply.invalid")
+    release(root, 2)
+    assert git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == \
+        "mlops-bot <mlops-bot@users.noreply.invalid>"

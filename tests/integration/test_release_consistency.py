@@ -1,6 +1,7 @@
 """A human edit of an environment's namespace that lands while a release, promotion or rollback
 is in flight: what lands after it is consistent, controller objects included (`mlops render
---check` on the new tip is clean). Real git, a bare remote in a temporary folder."""
+--check` on the new tip is clean), and a change to one environment never renders another.
+Real git, a bare remote in a temporary folder."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 
 from pipelines.adapters import gitops
 from pipelines.config import load_gitops, load_model
+from pipelines.errors import CheckFailed
 from pipelines.stages import render, rollback
 from pipelines.stages.release import publish
 from tests.conftest import copy_repo
@@ -73,34 +75,66 @@ def subjects(root: Path) -> list[str]:
                "main").splitlines()
 
 
-@pytest.mark.parametrize("edited", ["staging", "production"])
 def test_a_namespace_edit_during_a_release_leaves_the_tip_consistent(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edited: str) -> None:
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = load_model(root, "digits")
     publish(root, ws, "staging", record(1), **QUIET)  # seeds the remote
-    edit_during_next_push(monkeypatch, root, edited, f"team-{edited}", tmp_path)
+    edit_during_next_push(monkeypatch, root, "staging", "team-staging", tmp_path)
     assert publish(root, ws, "staging", record(2), **QUIET).commit is not None
-    assert subjects(root)[-2:] == [f"{edited}: move to namespace team-{edited}",
+    assert subjects(root)[-2:] == ["staging: move to namespace team-staging",
                                    "release(staging): digits digits-000000000002 to green"]
     files = assert_render_check_clean(root)
-    app = yaml.safe_load(files[f"controllers/argocd/application-mlops-{edited}.yaml"])
-    assert app["spec"]["destination"]["namespace"] == f"team-{edited}"
+    app = yaml.safe_load(files["controllers/argocd/application-mlops-staging.yaml"])
+    assert app["spec"]["destination"]["namespace"] == "team-staging"
     project = yaml.safe_load(files["controllers/argocd/appproject-mlops.yaml"])
-    assert f"team-{edited}" in [d["namespace"] for d in project["spec"]["destinations"]]
-    assert f"rendered/{edited}/namespace-team-{edited}.yaml" in files
+    assert "team-staging" in [d["namespace"] for d in project["spec"]["destinations"]]
+    assert "rendered/staging/namespace-team-staging.yaml" in files
 
 
-def test_a_namespace_edit_during_a_rollback_leaves_the_tip_consistent(
+def test_an_unrendered_edit_of_another_environment_is_refused_not_rendered(
+        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A staging release does not render production: not the hand edit of its namespace
+    (that is production's change, to review as such), and not beside it either (the controller
+    objects would send production's Application to a namespace its objects are not in)."""
+    ws = load_model(root, "digits")
+    publish(root, ws, "staging", record(1), **QUIET)
+    edit_during_next_push(monkeypatch, root, "production", "team-production", tmp_path)
+    with pytest.raises(CheckFailed, match=r"environments/production.yaml .* without rendering"):
+        publish(root, ws, "staging", record(2), **QUIET)
+    assert subjects(root)[-1] == "production: move to namespace team-production"
+
+
+def test_a_rollback_refuses_an_unrendered_edit_of_another_environment(
         root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ws = load_model(root, "digits")
     publish(root, ws, "staging", record(1), **QUIET)
     publish(root, ws, "staging", record(2), **QUIET)
     edit_during_next_push(monkeypatch, root, "production", "team-production", tmp_path)
-    rollback.run(ws, "staging", **QUIET)
-    assert subjects(root)[-2][:len("production: move")] == "production: move"
-    assert subjects(root)[-1].startswith("rollback(staging)")
-    files = assert_render_check_clean(root)
-    flux = yaml.safe_load(files["controllers/flux/kustomization-mlops-production.yaml"])
-    assert flux["spec"]["path"] == "./manifests/rendered/production"
-    app = yaml.safe_load(files["controllers/argocd/application-mlops-production.yaml"])
-    assert app["spec"]["destination"]["namespace"] == "team-production"
+    with pytest.raises(CheckFailed, match="rendered/production/"):
+        rollback.run(ws, "staging", **QUIET)
+    assert subjects(root)[-1] == "production: move to namespace team-production"
+
+
+def test_a_staging_release_with_new_templates_leaves_production_as_it_is(
+        root: Path, tmp_path: Path) -> None:
+    """Templates changed by a merge reach production only through its promotion request."""
+    ws = load_model(root, "digits")
+    publish(root, ws, "staging", record(1), **QUIET)
+    before = remote_files(root)
+    template = root / "manifests" / "templates" / "namespace.yaml.j2"  # every environment's
+    template.write_text(template.read_text().replace(
+        "  labels:\n", "  labels:\n    tier: serving\n", 1))
+    publish(root, ws, "staging", record(2), **QUIET)
+    after = remote_files(root)
+    production = [p for p in before if p.startswith("rendered/production/")]
+    assert production
+    assert {p: after.get(p) for p in production} == {p: before[p] for p in production}
+    assert {p for p in after if p.startswith("rendered/production/")} == set(production)
+    assert any("tier: serving" in text for p, text in after.items()
+               if p.startswith("rendered/staging/"))
+
+
+def remote_files(root: Path) -> dict[str, str]:
+    cfg = load_gitops(root)
+    with gitops.checkout(cfg, root) as repo:
+        return render.on_disk(repo.manifests)

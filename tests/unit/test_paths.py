@@ -149,6 +149,20 @@ def test_urls_absolute_paths_and_paths_inside_are_accepted_remotes(repo: Path,
     assert load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote}).remote == remote
 
 
+@pytest.mark.parametrize("remote", ["gitops-host:org/gitops.git", "x:/../../y.git",
+                                    "git@github.com:acme/gitops.git"])
+def test_what_git_reads_as_a_host_is_never_resolved_as_a_local_path(repo: Path,
+                                                                     remote: str) -> None:
+    """git reads a ":" before the first "/" as scp-like host:path (an ssh alias, say), so mlops
+    must too: resolving it under the repository would point somewhere git never goes."""
+    from pipelines.adapters import gitops
+
+    cfg = load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
+    assert gitops.resolve_remote(cfg, repo) == remote
+    assert gitops.ensure_local_remote(cfg, repo, remote) is False  # never created here
+    assert not (repo / remote.split(":")[0]).exists()
+
+
 def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
         repo: Path, outside: Path, tmp_path: Path) -> None:
     """A GitOps repository whose manifests folder is a symlink out of the checkout."""
