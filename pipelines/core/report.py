@@ -142,16 +142,20 @@ def promotion_body(*, env: str, source_env: str, release: Mapping[str, Any],
     ]) + "\n"
 
 
-def current_blessing(summary: Mapping[str, Any] | None,
-                     blessing: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
-    """The blessing, if it judged the data this run validated; else None. A run that stopped
-    at validation leaves the previous run's blessing on disk, and a report that showed it
-    would call this run's data "blessed"."""
+def current_blessing(summary: Mapping[str, Any] | None, blessing: Mapping[str, Any] | None,
+                     model_sha256: str | None) -> Mapping[str, Any] | None:
+    """The blessing, if it judged the data this run validated and the model this run trained
+    (``model_sha256``: of the candidate on disk, None if there is none); else None. A run that
+    stopped early leaves an earlier run's blessing on disk (a restored cache, say), and a
+    report that showed it would call this run's data or model "blessed"."""
     if blessing is None or summary is None or not summary.get("success"):
         return None
     fingerprint = summary.get("data_fingerprint")
     judged = (blessing.get("provenance") or {}).get("data_fingerprint")
-    return blessing if fingerprint is not None and fingerprint == judged else None
+    gated = (blessing.get("candidate") or {}).get("model_sha256")
+    if fingerprint is None or fingerprint != judged or model_sha256 is None:
+        return None
+    return blessing if gated == model_sha256 else None
 
 
 def ci_report(*, model: str, summary: Mapping[str, Any] | None,

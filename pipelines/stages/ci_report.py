@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import scm
-from pipelines.adapters.artifacts import read_json, write_text
+from pipelines.adapters.artifacts import read_json, sha256_file, write_text
 from pipelines.config import Workspace, load_gitops
 from pipelines.core import report
 from pipelines.errors import ConfigError
+from pipelines.stages.evaluate import candidate_artifact
 from pipelines.stages.gate import BLESSING
 from pipelines.stages.validate import SUMMARY
 
@@ -74,7 +75,9 @@ def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
         metrics_file: Path | None = None, artifacts_url: str = "") -> Report:
     summary = _optional(ws.artifacts("validate") / SUMMARY)
     on_disk = _optional(ws.artifacts("gate") / BLESSING)
-    blessing = report.current_blessing(summary, on_disk)
+    model = candidate_artifact(ws)
+    blessing = report.current_blessing(summary, on_disk,
+                                       sha256_file(model) if model.is_file() else None)
     if summary is None and on_disk is None:
         raise ConfigError("nothing to report: no validation summary and no blessing",
                           hint="run the pipeline first (mlops run --until gate)")

@@ -3,6 +3,7 @@ documented REST APIs: create, update instead of duplicate, comments, errors, rat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -325,6 +326,14 @@ def test_report_comment_on_github_is_created_once_then_updated(
     from tests.integration.test_gitops import main_in
 
     evidence(root, record(1))
+    # The blessing must be for the model this run trained: the report checks the file's sha.
+    model = root / "artifacts/digits/train/model.tflite"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(b"a model")
+    blessing_path = root / "artifacts/digits/gate/blessing.json"
+    blessing = json.loads(blessing_path.read_text())
+    blessing["candidate"]["model_sha256"] = hashlib.sha256(b"a model").hexdigest()
+    blessing_path.write_text(json.dumps(blessing))
     summary = root / "summary.md"
     monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
     monkeypatch.setenv("GITHUB_API_URL", github.url)

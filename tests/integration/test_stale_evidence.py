@@ -138,3 +138,20 @@ def test_evaluate_refuses_a_model_trained_for_other_classes(workspace: Path,
     monkeypatch.chdir(workspace)
     assert main(["evaluate"]) == 2
     assert "the model was trained for the classes [0, 1" in capsys.readouterr().err
+
+
+def test_the_report_does_not_show_an_earlier_runs_blessing(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A restored artifacts cache holds the last run's blessing for the same data; this run's
+    training failed (train/ is gone: train clears it first). The report must not say blessed."""
+    _bless(workspace)
+    monkeypatch.chdir(workspace)
+    assert main(["report"]) == 0
+    assert "✅ blessed" in capsys.readouterr().out
+    ws = load_model(workspace, "digits")
+    (ws.artifacts("train") / "model.tflite").unlink()
+    assert main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "✅ blessed" not in out
+    assert "the gate did not run" in out

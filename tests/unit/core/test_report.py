@@ -34,22 +34,28 @@ def test_ci_report_headlines_and_tables() -> None:
     assert "test.label: missing [3]" in invalid
 
 
-def test_a_blessing_counts_only_for_the_data_this_run_validated() -> None:
+def test_a_blessing_counts_only_for_the_data_and_model_this_run_made() -> None:
     from pipelines.core.report import ci_report, current_blessing
 
-    blessing = {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9},
+    blessing = {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9,
+                                                            "model_sha256": "m1"},
                 "provenance": {"data_fingerprint": "new"}}
     valid = {"success": True, "evaluated_expectations": 1, "failed_expectations": 0,
              "rows": {}, "data_fingerprint": "new"}
-    assert current_blessing(valid, blessing) is blessing
+    assert current_blessing(valid, blessing, "m1") is blessing
     for summary in (None, {**valid, "success": False}, {**valid, "data_fingerprint": "old"},
                     {k: v for k, v in valid.items() if k != "data_fingerprint"}):
-        assert current_blessing(summary, blessing) is None, summary
+        assert current_blessing(summary, blessing, "m1") is None, summary
+    # Same data, but this run's training failed (no model) or trained another model: the
+    # blessing is an earlier run's (a restored artifacts cache), not this one's.
+    assert current_blessing(valid, blessing, None) is None
+    assert current_blessing(valid, blessing, "m2") is None
+    assert current_blessing(valid, {**blessing, "candidate": {"accuracy": 0.9}}, "m1") is None
     # Validation failed on new data; the blessing on disk is an earlier run's on other data.
     stale = ci_report(model="digits", summary={**valid, "success": False, "failures": ["x"]},
                       blessing=current_blessing({**valid, "success": False},
                                                 {**blessing, "provenance": {
-                                                    "data_fingerprint": "old"}}),
+                                                    "data_fingerprint": "old"}}, "m1"),
                       links=[], context="")
     assert "✅" not in stale
     assert "❌ data validation failed" in stale
