@@ -33,6 +33,25 @@ _M = TypeVar("_M", bound=BaseModel)
 DEFAULT_MODEL = "digits"
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML reads YAML 1.1, where `1e-3` (no dot) is a string; strict numbers would then
+    refuse what every YAML 1.2 reader, and every user, takes for 0.001."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -299,7 +318,7 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
         known = ", ".join(model_names(root)) or "none"
         raise ConfigError(f"{path}: no such model config", hint=f"known models: {known}")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
@@ -506,7 +525,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is None:
@@ -552,7 +571,7 @@ def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
 
 def parse_environment(path: Path, text: str) -> EnvironmentState:
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):

@@ -171,3 +171,21 @@ def test_settings_that_contradict_each_other(root: Path, changes: dict[str, obje
         load_model(root, "digits")
     assert fragment in str(err.value)
     assert "{" not in str(err.value)  # a whole section is never dumped into the message
+
+
+@pytest.mark.parametrize(("written", "value"),
+                         [("1e-3", 0.001), ("3E-3", 0.003), ("+2.5e-3", 0.0025)])
+def test_exponent_numbers_without_a_dot_are_numbers(root: Path, written: str,
+                                                    value: float) -> None:
+    """YAML 1.2, not PyYAML's 1.1: `learning_rate: 1e-3` is a number, as users mean it."""
+    path = root / "models" / "digits" / "model.yaml"
+    path.write_text(path.read_text().replace("learning_rate: 0.003",
+                                             f"learning_rate: {written}"))
+    assert load_model(root, "digits").model.training.learning_rate == value
+
+
+def test_a_quoted_exponent_number_is_still_a_string(root: Path) -> None:
+    path = root / "models" / "digits" / "model.yaml"
+    path.write_text(path.read_text().replace("learning_rate: 0.003", 'learning_rate: "1e-3"'))
+    with pytest.raises(ConfigError, match="learning_rate: Input should be a valid number"):
+        load_model(root, "digits")
