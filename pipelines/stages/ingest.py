@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines.adapters import dvc
+from pipelines.adapters.artifacts import invalidate
 from pipelines.adapters.datasets import ROW_ID, parquet_bytes, read_table, write_if_changed
 from pipelines.config import SPLITS, FileSource, Workspace
 from pipelines.errors import DataInvalid
@@ -66,6 +67,16 @@ def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def run(ws: Workspace) -> IngestResult:
+    try:
+        return _ingest(ws)
+    except BaseException:
+        # data/ is not what the source holds (and may be half-written): the last validation
+        # must not vouch for it. Only on failure: a warm run keeps its cached validation.
+        invalidate(ws.artifacts("validate"))
+        raise
+
+
+def _ingest(ws: Workspace) -> IngestResult:
     df = _load_source(ws)
     splits = split_frame(ws, df)
     changed = False

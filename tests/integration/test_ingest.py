@@ -89,3 +89,20 @@ def test_missing_source_file_is_a_usage_error(repo: Path, monkeypatch: pytest.Mo
     edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "absent.parquet"}})
     monkeypatch.chdir(repo)
     assert main(["ingest"]) == 2
+
+
+def test_a_failed_ingest_leaves_no_validation_that_vouches_for_the_data(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines.errors import ConfigError, DataInvalid
+    from pipelines.stages import validate
+
+    ingest.run(load_model(repo, "digits"))
+    assert validate.run(load_model(repo, "digits")).success
+    (repo / "nolabel.csv").write_text("pixel_0,pixel_1\n1,2\n")
+    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "nolabel.csv"}})
+    ws = load_model(repo, "digits")
+    with pytest.raises(DataInvalid):
+        ingest.run(ws)
+    assert not ws.artifacts("validate").exists()
+    with pytest.raises(ConfigError, match="no validation summary"):
+        validate.require_valid_data(ws)
