@@ -11,6 +11,7 @@ and every retry is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -299,16 +300,22 @@ class Local:
         path = self.dir / "index.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    def _locked(self) -> Any:
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the requests folder's lock. The lock is the folder itself (flock on its
+        descriptor), so no lock file is left behind."""
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            handle = (self.dir / ".lock").open("w")
+            fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             raise InfraError(f"cannot keep local requests in {self.dir}: "
                              f"{exc.strerror or exc}",
                              hint=f"{self.dir} must be a folder this user can write") from None
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        return handle
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _pr(self, number: str, doc: dict[str, Any], created: bool) -> PullRequest:
         return PullRequest(int(number), str(self.dir / f"{number}.md"), created, doc["head"],

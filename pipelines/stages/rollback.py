@@ -26,11 +26,28 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RollbackResult:
-    restored: str
-    rolled_back: str
+    restored: str  # the release that serves (or will, once the request is merged)
+    rolled_back: str  # the release taken out of service
     detail: str  # the whole truth, one line: what changed, or what now awaits approval
-    url: str = ""
-    opened: bool = False  # a request awaits approval; nothing serves differently yet
+    url: str = ""  # the request awaiting approval, in pr mode
+
+
+def plan(repo: gitops.Checkout, ws: Workspace, env: str,
+         slot: ModelSlot, reactivate: bool) -> bluegreen.Transition:
+    """The rollback of ``slot`` as the history on the checkout's tip allows it. Asked again on
+    every retry: a rollback that landed meanwhile changes what this one would undo."""
+    undone = bluegreen.rolled_back_from(slot, env, repo.history(env))
+    try:
+        return bluegreen.rollback(slot, undone, reactivate=reactivate)
+    except bluegreen.WouldReactivate as exc:
+        raise CheckFailed(
+            f"not rolling {ws.name} back in {env}: {exc}",
+            hint=f"to serve {exc.release_id} again anyway, re-run with --reactivate; to go "
+            "back further, release the older model again (it is no longer deployed)"
+        ) from None
+    except bluegreen.NoPreviousRelease as exc:
+        raise CheckFailed(f"cannot roll {ws.name} back in {env}: {exc}",
+                          hint="roll forward instead: release a fixed model") from None
 
 
 def run(ws: Workspace, env: str, progress: Progress = print, *,
@@ -39,18 +56,7 @@ def run(ws: Workspace, env: str, progress: Progress = print, *,
     with gitops.checkout(cfg, ws.root) as repo:
         state = repo.read_state(env)
         slot = state.models.get(ws.name, ModelSlot())
-        undone = bluegreen.rolled_back_from(slot, env, repo.history(env))
-        try:
-            t = bluegreen.rollback(slot, undone, reactivate=reactivate)
-        except bluegreen.WouldReactivate as exc:
-            raise CheckFailed(
-                f"not rolling {ws.name} back in {env}: {exc}",
-                hint=f"to serve {exc.release_id} again anyway, re-run with --reactivate; to go "
-                "back further, release the older model again (it is no longer deployed)"
-            ) from None
-        except bluegreen.NoPreviousRelease as exc:
-            raise CheckFailed(f"cannot roll {ws.name} back in {env}: {exc}",
-                              hint="roll forward instead: release a fixed model") from None
+        t = plan(repo, ws, env, slot, reactivate)
         current = slot.color(slot.active) if slot.active else None
         restored = t.slot.color(t.color)
         assert current is not None
@@ -66,8 +72,7 @@ def run(ws: Workspace, env: str, progress: Progress = print, *,
             if fresh.active != slot.active:
                 return None  # someone else flipped it meanwhile: nothing left to do
             apply_state(repo, ws, cfg, bluegreen.with_slot(
-                repo.read_state(env), ws.name,
-                bluegreen.rollback(fresh, undone, reactivate=reactivate).slot))
+                repo.read_state(env), ws.name, plan(repo, ws, env, fresh, reactivate).slot))
             return message
 
         if state.rollback == "direct":
@@ -97,4 +102,4 @@ def run(ws: Workspace, env: str, progress: Progress = print, *,
     return RollbackResult(restored.release_id, current.release_id,
                           f"{verb} #{pr.number} ({branch}) to roll {env} back to "
                           f"{restored.release_id}; {current.release_id} serves until it is "
-                          "approved and merged", pr.url, opened=True)
+                          "approved and merged", pr.url)
