@@ -18,15 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, machine, median, table
+from _common import MLOPS, clone, header, median, table
 
 STAGES = ["ingest", "validate", "train", "evaluate", "gate"]
-MLOPS = str(Path(sys.executable).parent / "mlops")
-
-
-def clone(dest: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
-    return dest
 
 
 def run_once(repo: Path, until: str) -> tuple[float, dict[str, float], dict[str, str]]:
@@ -85,9 +79,8 @@ def main() -> None:
     warm_wall = median([r[0] for r in warm])
     cold_stages = median([sum(r[1].values()) for r in cold])
     overhead = cold_wall - cold_stages
-    print(f"## `mlops run --until {args.until}`: cold vs warm no-op ({args.runs} runs each, "
-          "medians)\n")
-    print(f"Machine: {machine()}\n")
+    header(f"`mlops run --until {args.until}`: cold vs warm no-op ({args.runs} runs each, "
+           "medians)")
     print(table(["stage", "cold (s)", "warm status", "warm (s)"], rows))
     print()
     print(table(["measure", "cold", "warm no-op", "goal"], [
