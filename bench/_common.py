@@ -1,16 +1,32 @@
-"""Helpers shared by the benchmarks: machine description and markdown tables."""
+"""Helpers shared by the benchmarks: the machine, markdown output, a clone or trained workspace,
+and a model server loaded by wrk.
+
+Imports of the project (and of pandas) stay inside the functions that need them, so every
+script's ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+PY = sys.executable
+MLOPS = str(Path(sys.executable).parent / "mlops")
+# The apt package of each external tool the benchmarks run.
+PACKAGES = {"wrk": "wrk", "taskset": "util-linux"}
 
 
 def machine() -> str:
@@ -40,3 +56,120 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def header(title: str, placement: str = "") -> None:
+    """The heading every benchmark's output starts with, and the machine it ran on."""
+    print(f"## {title}\n")
+    print(f"Machine: {machine()}{'; ' + placement if placement else ''}\n")
+
+
+def require_tools(*tools: str) -> None:
+    for tool in tools:
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: apt-get install {PACKAGES.get(tool, tool)}")
+
+
+def clone(dest: Path) -> Path:
+    """A clone of this checkout's HEAD (committed files only) at ``dest``."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
+    return dest
+
+
+def trained_workspace(tmp: Path) -> Path:
+    """This checkout if it holds a trained digits model, else a clone in ``tmp`` trained now."""
+    if (ROOT / "artifacts/digits/evaluate/predictions.parquet").is_file():
+        return ROOT
+    repo = clone(tmp / "repo")
+    print("no trained model here: running the pipeline up to evaluate in a temporary clone",
+          file=sys.stderr)
+    subprocess.run([MLOPS, "run", "--until", "evaluate"], cwd=repo, check=True,
+                   env={**os.environ, "CI": "1"}, stdout=subprocess.DEVNULL)
+    return repo
+
+
+def model_dir(repo: Path, dest: Path) -> Path:
+    """The folder the server loads (model.tflite, signature.json), from ``repo``'s training."""
+    from pipelines.adapters.artifacts import sha256_file
+    from pipelines.config import load_model
+    from pipelines.stages.package import signature
+
+    artifact = repo / "artifacts/digits/train/model.tflite"
+    dest.mkdir()
+    shutil.copy(artifact, dest / "model.tflite")
+    sig = signature(load_model(repo, "digits"), sha256_file(artifact))
+    (dest / "signature.json").write_text(sig.to_json())
+    return dest
+
+
+def sample_body(repo: Path) -> str:
+    """A predict request with the first example of ``repo``'s test split."""
+    import pandas as pd
+
+    test = pd.read_parquet(repo / "data/digits/test.parquet")
+    return json.dumps({"instances": [test[[f"pixel_{i}" for i in range(64)]].iloc[0].tolist()]})
+
+
+def post_script(dest: Path, body: str) -> Path:
+    """A wrk Lua script that POSTs ``body`` as JSON."""
+    dest.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
+                    f'"application/json"\nwrk.body = {json.dumps(body)}\n')
+    return dest
+
+
+def free_port() -> int:
+    from pipelines.stages.verify import free_port
+
+    return free_port()
+
+
+def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"server on port {port} did not come up")
+
+
+@contextmanager
+def running_server(cmd: list[str], env: dict[str, str], port: int,
+                   stop_timeout: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+    """``cmd`` on core 0, once it accepts connections on ``port``; stopped on the way out."""
+    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(port, proc)
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=stop_timeout)
+
+
+def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
+    """One wrk run on core 1 against the predict endpoint: requests/s, p50 and p99 (ms)."""
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+           "-s", str(script), f"http://127.0.0.1:{port}/v1/models/digits:predict"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
+        value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise SystemExit(f"port {port}: {non2xx.group(1)} error responses under load")
+    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+
+
+def wrk_medians(port: int, script: Path, seconds: int, connections: int,
+                runs: int) -> dict[str, float]:
+    """The medians of ``runs`` wrk runs."""
+    results = [wrk(port, script, seconds, connections) for _ in range(runs)]
+    return {k: median([r[k] for r in results]) for k in ("rps", "p50", "p99")}

@@ -16,19 +16,28 @@ import asyncio
 import json
 import os
 import resource
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, machine, median, table
-from serving_throughput import model_dir, trained_workspace, wait_until_up, wrk
+from _common import (
+    PY,
+    ROOT,
+    free_port,
+    header,
+    median,
+    model_dir,
+    post_script,
+    require_tools,
+    running_server,
+    sample_body,
+    table,
+    trained_workspace,
+    wrk,
+    wrk_medians,
+)
 
-from pipelines.stages.verify import free_port
-
-PY = sys.executable
 HEAD = (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: bench\r\n"
         b"Content-Type: application/json\r\nX-Slow: " + b"s" * 10_000)
 
@@ -88,11 +97,6 @@ def slow_client_worker(port: int, count: int, seconds: float) -> None:
     asyncio.run(_slow_clients(port, count, seconds))
 
 
-def measure(port: int, script: Path, args: argparse.Namespace) -> dict[str, float]:
-    runs = [wrk(port, script, args.seconds, args.connections) for _ in range(args.runs)]
-    return {k: median([r[k] for r in runs]) for k in ("rps", "p50", "p99")}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,10 +112,7 @@ def main() -> None:
     if args.worker:
         slow_client_worker(int(args.worker[0]), int(args.worker[1]), float(args.worker[2]))
         return
-    for tool in ("wrk", "taskset"):
-        if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install "
-                             f"{'wrk' if tool == 'wrk' else 'util-linux'}")
+    require_tools("wrk", "taskset")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         if args.model_dir:
@@ -120,37 +121,28 @@ def main() -> None:
         else:
             repo = trained_workspace(tmp)
             mdir = model_dir(repo, tmp / "model")
-            test = __import__("pandas").read_parquet(repo / "data/digits/test.parquet")
-            body = json.dumps({"instances": [test[[f"pixel_{i}" for i in range(64)]].iloc[0]
-                                             .tolist()]})
-        script = tmp / "post.lua"
-        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
-                          f'"application/json"\nwrk.body = {json.dumps(body)}\n')
+            body = sample_body(repo)
+        script = post_script(tmp / "post.lua", body)
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
                "MLOPS_MODEL_DIR": str(mdir), "MLOPS_PORT": str(port),
                "MLOPS_HOST": "127.0.0.1", "MLOPS_MAX_CONNECTIONS": str(args.slow + 1024)}
-        server = subprocess.Popen(["taskset", "-c", "0", PY, "-m", "pipelines.serving"],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_until_up(port, server)
+        with running_server([PY, "-m", "pipelines.serving"], env, port,
+                            stop_timeout=60) as server:
             wrk(port, script, 2, args.connections)  # warm-up
-            quiet = measure(port, script, args)
+            quiet = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             span = 18 + args.runs * (args.seconds + 1)
             slow = subprocess.Popen(["taskset", "-c", "1", PY, __file__, "--worker", str(port),
                                      str(args.slow), str(span)], stdout=subprocess.PIPE,
                                     text=True)
             time.sleep(15)  # all connected (staggered over 10 s), some already reopened
-            loaded = measure(port, script, args)
+            loaded = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             out, _ = slow.communicate(timeout=span + 60)
             held = json.loads(out.strip().splitlines()[-1])
             alive = server.poll() is None
-        finally:
-            server.terminate()
-            server.wait(timeout=60)
-    print(f"## Model server under slow clients: {args.connections} normal connections, "
-          f"{args.runs} x {args.seconds} s wrk runs (medians)\n")
-    print(f"Machine: {machine()}; server on core 0, wrk and the slow clients on core 1\n")
+    header(f"Model server under slow clients: {args.connections} normal connections, "
+           f"{args.runs} x {args.seconds} s wrk runs (medians)",
+           "server on core 0, wrk and the slow clients on core 1")
     print(table(["slow connections open", "requests/s", "p50 (ms)", "p99 (ms)"], [
         ["none", f"{quiet['rps']:,.0f}", f"{quiet['p50']:.2f}", f"{quiet['p99']:.2f}"],
         [f"{held['open_median']:,.0f} (at least {held['open_min']:,.0f}; "

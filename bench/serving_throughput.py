@@ -15,91 +15,37 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import ROOT, machine, median, table
-
-from pipelines.stages.verify import free_port
+from _common import (
+    MLOPS,
+    PY,
+    ROOT,
+    free_port,
+    header,
+    model_dir,
+    post_script,
+    require_tools,
+    running_server,
+    sample_body,
+    table,
+    trained_workspace,
+    wrk,
+    wrk_medians,
+)
 
 HERE = Path(__file__).resolve().parent
-PY = sys.executable
-MLOPS = str(Path(sys.executable).parent / "mlops")
-
-
-def trained_workspace(tmp: Path) -> Path:
-    if (ROOT / "artifacts/digits/evaluate/predictions.parquet").is_file():
-        return ROOT
-    repo = tmp / "repo"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(repo)], check=True)
-    print("no trained model here: running the pipeline up to evaluate in a temporary clone",
-          file=sys.stderr)
-    subprocess.run([MLOPS, "run", "--until", "evaluate"], cwd=repo, check=True,
-                   env={**os.environ, "CI": "1"}, stdout=subprocess.DEVNULL)
-    return repo
-
-
-def model_dir(repo: Path, dest: Path) -> Path:
-    from pipelines.adapters.artifacts import sha256_file
-    from pipelines.config import load_model
-    from pipelines.stages.package import signature
-
-    artifact = repo / "artifacts/digits/train/model.tflite"
-    dest.mkdir()
-    shutil.copy(artifact, dest / "model.tflite")
-    sig = signature(load_model(repo, "digits"), sha256_file(artifact))
-    (dest / "signature.json").write_text(sig.to_json())
-    return dest
-
-
-def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"server on port {port} did not come up")
-
-
-def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-           "-s", str(script), f"http://127.0.0.1:{port}/v1/models/digits:predict"]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-        value, unit = float(m.group(1)), m.group(2)  # type: ignore[union-attr]
-        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        raise SystemExit(f"port {port}: {non2xx.group(1)} error responses under load")
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
 
 
 def serve(name: str, cmd: list[str], env: dict[str, str], port: int, script: Path,
           args: argparse.Namespace) -> dict[str, float]:
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_until_up(port, proc)
+    with running_server(cmd, env, port):
         wrk(port, script, 2, args.connections)  # warm-up: first requests pay for lazy setup
-        runs = [wrk(port, script, args.seconds, args.connections) for _ in range(args.runs)]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    result = {k: median([r[k] for r in runs]) for k in ("rps", "p50", "p99")}
+        result = wrk_medians(port, script, args.seconds, args.connections, args.runs)
     print(f"{name}: {result}", file=sys.stderr)
     return result
 
@@ -178,20 +124,13 @@ def main() -> None:
                         help="also load the floor with one piece of the model path at a time, "
                         "and compare what each piece adds under load with its cost in isolation")
     args = parser.parse_args()
-    for tool in ("wrk", "taskset"):
-        if not shutil.which(tool):
-            package = "wrk" if tool == "wrk" else "util-linux"
-            raise SystemExit(f"{tool} is missing: apt-get install {package}")
+    require_tools("wrk", "taskset")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         repo = trained_workspace(tmp)
         mdir = model_dir(repo, tmp / "model")
-        test = __import__("pandas").read_parquet(repo / "data/digits/test.parquet")
-        body = json.dumps({"instances": [test[[f"pixel_{i}" for i in range(64)]].iloc[0]
-                                         .tolist()]})
-        script = tmp / "post.lua"
-        script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
-                          f'"application/json"\nwrk.body = {json.dumps(body)}\n')
+        body = sample_body(repo)
+        script = post_script(tmp / "post.lua", body)
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
         results = {}
         port = free_port()
@@ -210,9 +149,8 @@ def main() -> None:
         image_rows = [] if args.no_image else image_figures(repo)
 
     ours, floor, base = results["ours"], results["floor"], results["baseline"]
-    print(f"## Model server: {args.connections} connections, 1 worker each, "
-          f"{args.runs} x {args.seconds} s wrk runs (medians)\n")
-    print(f"Machine: {machine()}; server on core 0, wrk on core 1\n")
+    header(f"Model server: {args.connections} connections, 1 worker each, {args.runs} x "
+           f"{args.seconds} s wrk runs (medians)", "server on core 0, wrk on core 1")
     print(table(["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs baseline", "vs floor"], [
         [name, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
          f"{r['rps'] / base['rps']:.1f}x", f"{r['rps'] / floor['rps']:.0%}"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, machine, median, table
+from _common import ROOT, header, median, table
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
@@ -82,9 +82,8 @@ def main() -> None:
               file=sys.stderr)
     g, p = median(gx_times), median(pd_times)
     n_exp = len(outcome.results)
-    print(f"## Validation of {args.rows:,} rows x {df.shape[1]} columns "
-          f"({args.runs} runs, medians)\n")
-    print(f"Machine: {machine()}\n")
+    header(f"Validation of {args.rows:,} rows x {df.shape[1]} columns ({args.runs} runs, "
+           "medians)")
     print(table(["implementation", "checks", "median (s)", "rows/s", "ratio to floor"], [
         ["project suite (GX 1.x Checkpoint + Data Docs)", n_exp, f"{g:.2f}",
          f"{args.rows / g:,.0f}", f"{g / p:.1f}x"],

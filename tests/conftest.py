@@ -3,9 +3,12 @@ made into its own git repository, so they exercise the real layout without touch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,6 +65,18 @@ def edit_model_yaml(root: Path, changes: dict[str, object], model: str = "digits
 
 
 FAST_TRAINING = {"training.epochs": 4}
+
+
+@contextlib.contextmanager
+def default_recursion_limit() -> Iterator[None]:
+    """Python's default recursion limit (1000), the server's, within a test's body: Hypothesis
+    raises the limit while a test runs, which would hide the RecursionErrors the server hits."""
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def infra_status() -> tuple[bool, str]:

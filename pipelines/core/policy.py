@@ -10,11 +10,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.serving.settings import Settings
+
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 SECRETISH = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL)",
                        re.IGNORECASE)
 NAMESPACED = {"ServiceAccount", "Deployment", "Service", "HorizontalPodAutoscaler",
               "PodDisruptionBudget", "NetworkPolicy", "Job", "Secret", "ConfigMap"}
+# What a server's shutdown needs after its drain deadline and before the kubelet's SIGKILL:
+# uvicorn's lifespan shutdown and the process's exit, and the kubelet's own latency.
+SHUTDOWN_MARGIN_SECONDS = 5
+# Kubernetes' default when a pod spec does not set terminationGracePeriodSeconds.
+DEFAULT_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,67 @@ def _pod_spec(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 def _containers(pod: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     yield from pod.get("initContainers", []) or []
     yield from pod.get("containers", []) or []
+
+
+def shutdown_budget(grace: int, pre_stop: int, delay: int, drain: int,
+                    margin: int = SHUTDOWN_MARGIN_SECONDS) -> str | None:
+    """Why a grace period of ``grace`` s cannot hold a server's shutdown, or None if it can.
+
+    The grace period counts from the start of the preStop hook (``pre_stop`` s); then the
+    server keeps serving for ``delay`` (MLOPS_SHUTDOWN_DELAY_SECONDS) and lets requests in
+    flight finish for up to ``drain`` (MLOPS_DRAIN_SECONDS). SIGKILL must come at least
+    ``margin`` later, or a drain that takes its whole time is killed before it ends."""
+    need = pre_stop + delay + drain + margin
+    if grace >= need:
+        return None
+    return (f"terminationGracePeriodSeconds {grace} < preStop {pre_stop} + "
+            f"MLOPS_SHUTDOWN_DELAY_SECONDS {delay} + MLOPS_DRAIN_SECONDS {drain} + margin "
+            f"{margin} = {need}: raise the grace period or shorten the waits")
+
+
+def _seconds(raw: Any, default: int) -> int | None:
+    """Seconds from a rendered field (an int, or an env var's string); None if not a literal
+    count."""
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _check_shutdown(pod: Mapping[str, Any], c: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    # Every Deployment rendered here runs the model server, so unset variables take its defaults.
+    env = {e.get("name"): e for e in c.get("env", []) or []}
+
+    def variable(name: str, default: int) -> int | None:
+        # Unset: the server's own default. valueFrom: unknown until the pod runs.
+        if name not in env:
+            return default
+        return _seconds(env[name].get("value"), default) if "value" in env[name] else None
+
+    sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
+    waits = {
+        "terminationGracePeriodSeconds": _seconds(pod.get("terminationGracePeriodSeconds"),
+                                                  DEFAULT_GRACE_SECONDS),
+        "preStop sleep": _seconds(sleep.get("seconds"), 0),
+        "MLOPS_SHUTDOWN_DELAY_SECONDS": variable("MLOPS_SHUTDOWN_DELAY_SECONDS",
+                                                 Settings.shutdown_delay),
+        "MLOPS_DRAIN_SECONDS": variable("MLOPS_DRAIN_SECONDS", Settings.drain_seconds),
+    }
+    name = c.get("name", "?")
+    unreadable = [k for k, v in waits.items() if v is None]
+    if unreadable:
+        yield "shutdown-budget", (f"container {name}: {', '.join(unreadable)} must be a literal "
+                                  "number of seconds, so that the shutdown budget can be checked")
+        return
+    grace, pre_stop, delay, drain = (int(v or 0) for v in waits.values())
+    problem = shutdown_budget(grace, pre_stop, delay, drain)
+    if problem:
+        yield "shutdown-budget", f"container {name}: {problem}"
 
 
 def _check_pod(kind: str, pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -71,6 +139,9 @@ def _check_pod(kind: str, pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             if "value" in env and SECRETISH.search(str(env.get("name", ""))):
                 yield "no-secrets", (f"container {name}: env {env['name']} carries a literal "
                                      "value; reference a Secret with valueFrom instead")
+    if kind == "Deployment":
+        for c in pod.get("containers", []) or []:
+            yield from _check_shutdown(pod, c)
 
 
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:

@@ -23,9 +23,9 @@ class Settings:
     color: str = "none"
     max_batch: int = 256
     max_body_bytes: int = 1_048_576
-    # After SIGTERM: keep serving for shutdown_delay while readiness propagates (with the
-    # Deployment's 5 s preStop sleep: 5 + 5 + 20 = its 30 s terminationGracePeriodSeconds),
-    # then give requests in flight up to drain_seconds.
+    # After SIGTERM: keep serving for shutdown_delay while readiness propagates, then give
+    # requests in flight up to drain_seconds. The Deployment's terminationGracePeriodSeconds
+    # (35) must hold its 5 s preStop sleep + these + a margin: the policy rule shutdown-budget.
     shutdown_delay: int = 5
     drain_seconds: int = 20
     # Slow and idle clients (connections.py). The head of a request must arrive within

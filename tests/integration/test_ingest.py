@@ -66,23 +66,19 @@ def test_csv_source(repo: Path) -> None:
     assert validate.run(load_model(repo, "digits")).success
 
 
-def test_empty_source_file_is_invalid_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / "empty.csv").write_text("")
-    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "empty.csv"}})
+@pytest.mark.parametrize(("name", "text", "error"), [
+    ("empty.csv", "", "empty file"),
+    ("nolabel.csv", "pixel_0,pixel_1\n1,2\n", "no label column 'label'"),
+], ids=["empty", "no-label-column"])
+def test_a_bad_source_file_is_invalid_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str], name: str,
+                                           text: str, error: str) -> None:
+    (repo / name).write_text(text)
+    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": name}})
     monkeypatch.chdir(repo)
     assert main(["ingest"]) == 1
-    assert "empty file" in capsys.readouterr().err
+    assert error in capsys.readouterr().err
     assert not (repo / "data").exists()
-
-
-def test_source_without_label_column_is_invalid_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    (repo / "nolabel.csv").write_text("pixel_0,pixel_1\n1,2\n")
-    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "nolabel.csv"}})
-    monkeypatch.chdir(repo)
-    assert main(["ingest"]) == 1
-    assert "no label column 'label'" in capsys.readouterr().err
 
 
 def test_missing_source_file_is_a_usage_error(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -32,6 +32,7 @@ from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 from pipelines.serving.settings import Settings
 from pipelines.stages.package import signature
 from pipelines.stages.verify import free_port
+from tests.conftest import default_recursion_limit
 
 MAX_BATCH = 16
 MAX_BODY = 64 * 1024
@@ -207,18 +208,6 @@ def test_fuzz_json_bodies_never_get_a_5xx(client: TestClient, doc: object) -> No
 def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None:
     r = client.post("/v1/models/digits:predict", content=body)
     assert 400 <= r.status_code < 500 or r.status_code == 200
-
-
-@contextlib.contextmanager
-def default_recursion_limit() -> Iterator[None]:
-    """Hypothesis raises the recursion limit while a test runs, which would hide the
-    RecursionErrors the server, on Python's default of 1000, hits."""
-    before = sys.getrecursionlimit()
-    sys.setrecursionlimit(1000)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(before)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES_OK)

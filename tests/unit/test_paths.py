@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from pipelines.adapters import gitops
 from pipelines.cli import main
@@ -17,6 +16,7 @@ from pipelines.config import load_gitops, load_model
 from pipelines.errors import ConfigError
 from pipelines.stages import render as stage
 from pipelines.stages.release import apply_state
+from tests.conftest import edit_model_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_ENVS = ["../../x", "../../../x", "nope", "./production", "production/", "Production",
@@ -178,25 +178,13 @@ def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
     assert sorted(p.name for p in outside.iterdir()) == ["environments", "keep.txt"]
 
 
-def edit_model(root: Path, **sections: object) -> None:
-    path = root / "models/digits/model.yaml"
-    doc = yaml.safe_load(path.read_text())
-    for dotted, value in sections.items():
-        node = doc
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    path.write_text(yaml.safe_dump(doc))
-
-
 @pytest.mark.parametrize("path", ["../x/data.csv", "/etc/passwd", "data/../../x.csv",
                                   "linked/data.csv", ".git/config"])
 def test_the_data_source_stays_inside_the_repository(repo: Path, outside: Path,
                                                      path: str) -> None:
     (outside / "data.csv").write_text("a\n")
     (repo / "linked").symlink_to(outside)
-    edit_model(repo, data__source={"kind": "file", "path": path})
+    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": path}})
     with pytest.raises(ConfigError, match=r"data\.source\.path"):
         load_model(repo, "digits")
 
@@ -207,13 +195,13 @@ def test_the_architecture_stays_inside_the_model_folder(repo: Path, outside: Pat
                                                         path: str) -> None:
     (outside / "evil.py").write_text("raise SystemExit('ran')\n")
     (repo / "models/digits/linked.py").symlink_to(outside / "evil.py")
-    edit_model(repo, training__architecture=path)
+    edit_model_yaml(repo, {"training.architecture": path})
     with pytest.raises(ConfigError, match=r"training\.architecture"):
         load_model(repo, "digits")
 
 
 def test_a_data_file_inside_the_repository_is_fine(repo: Path) -> None:
-    edit_model(repo, data__source={"kind": "file", "path": "data/raw/digits.csv"})
+    edit_model_yaml(repo, {"data.source": {"kind": "file", "path": "data/raw/digits.csv"}})
     assert load_model(repo, "digits").model.data.source.kind == "file"
 
 

@@ -3,11 +3,8 @@ bounded error messages. Pure: decode + parse_instances, as the predict route cal
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,22 +14,11 @@ from hypothesis import strategies as st
 from pipelines.serving.app import BadRequest, parse_instances
 from pipelines.serving.jsonbody import QUOTE_CHARS, decode, describe
 from pipelines.serving.runtime import Signature
+from tests.conftest import default_recursion_limit
 
 SIG = Signature(model="digits", feature_names=[f"pixel_{i}" for i in range(64)],
                 image_shape=(8, 8), low=0.0, high=16.0, classes=list(range(10)))
 MAX_MESSAGE = 400  # no error message may grow with the request
-
-
-@contextlib.contextmanager
-def default_recursion_limit() -> Iterator[None]:
-    """Hypothesis raises the recursion limit while a test runs, which hides RecursionErrors
-    that the server, running with Python's default of 1000, would hit."""
-    before = sys.getrecursionlimit()
-    sys.setrecursionlimit(1000)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(before)
 
 
 def check(body: bytes, sig: Signature = SIG) -> str | None:
