@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.adapters import dvc
+from pipelines.adapters import codegraph, dvc
 from pipelines.adapters.artifacts import write_text
 from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
@@ -42,11 +42,17 @@ class RunResult:
         return self.error is None
 
 
+def stage_code(root: Path) -> dict[str, list[str]]:
+    """Per DVC-cached stage, the pipelines/ files its module runs (derived from its imports)."""
+    return {stage: codegraph.module_files(root, dvcgraph.stage_module(stage))
+            for stage in dvcgraph.ORDER}
+
+
 def sync_dvc_yaml(root: Path) -> bool:
     """Regenerate dvc.yaml from the model folders; True if it changed."""
     models = {name: load_model(root, name).model.training.architecture
               for name in model_names(root)}
-    text = dvcgraph.render(models)
+    text = dvcgraph.render(models, stage_code(root))
     path = root / "dvc.yaml"
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False

@@ -4,26 +4,42 @@ import yaml
 
 from pipelines.config import load_model, model_names
 from pipelines.core import dvcgraph
+from pipelines.stages.run import stage_code
 
 ROOT = Path(__file__).resolve().parents[3]
+CODE = {"validate": ["pipelines/v.py"], "train": ["pipelines/t.py", "pipelines/a.py"],
+        "evaluate": []}
 
 
 def test_render_is_stable_and_sorted() -> None:
-    a = dvcgraph.render({"b": "arch.py", "a": "architecture.py"})
-    assert a == dvcgraph.render({"a": "architecture.py", "b": "arch.py"})
+    a = dvcgraph.render({"b": "arch.py", "a": "architecture.py"}, CODE)
+    assert a == dvcgraph.render({"a": "architecture.py", "b": "arch.py"}, CODE)
     stages = list(yaml.safe_load(a)["stages"])
     assert stages == ["validate-a", "train-a", "evaluate-a", "validate-b", "train-b", "evaluate-b"]
 
 
-def test_train_depends_on_its_architecture_and_params() -> None:
-    train = yaml.safe_load(dvcgraph.render({"m": "net.py"}))["stages"]["train-m"]
-    assert "models/m/net.py" in train["deps"]
-    assert "artifacts/m/validate" in train["deps"]
+def test_train_depends_on_its_architecture_code_and_params() -> None:
+    train = yaml.safe_load(dvcgraph.render({"m": "net.py"}, CODE))["stages"]["train-m"]
+    assert train["deps"] == ["data/m", "artifacts/m/validate", "models/m/net.py",
+                             "pipelines/a.py", "pipelines/t.py"]
     assert train["params"] == [{"models/m/model.yaml": ["data", "training", "export"]}]
     assert train["outs"] == [{"artifacts/m/train": {"cache": False}}]
 
 
+def test_a_stages_code_is_what_its_module_imports() -> None:
+    """Derived, so the modules that build the model input cannot be forgotten again."""
+    code = stage_code(ROOT)
+    for stage in dvcgraph.ORDER:
+        assert f"pipelines/stages/{stage}.py" in code[stage]
+        assert "pipelines/stages/__init__.py" in code[stage]
+        assert "pipelines/config.py" in code[stage]
+    for stage in ("train", "evaluate"):
+        assert {"pipelines/adapters/datasets.py", "pipelines/adapters/modelcode.py"} <= \
+            set(code[stage])
+    assert all((ROOT / path).is_file() for paths in code.values() for path in paths)
+
+
 def test_committed_dvc_yaml_is_current() -> None:
     models = {n: load_model(ROOT, n).model.training.architecture for n in model_names(ROOT)}
-    assert (ROOT / "dvc.yaml").read_text() == dvcgraph.render(models), (
+    assert (ROOT / "dvc.yaml").read_text() == dvcgraph.render(models, stage_code(ROOT)), (
         "dvc.yaml is stale: run `mlops run` (or regenerate it) and commit the result")
