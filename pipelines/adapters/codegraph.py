@@ -14,11 +14,15 @@ import grimp
 PACKAGE = "pipelines"
 
 
-def module_files(root: Path, module: str) -> list[str]:
-    """Repository-relative paths of ``module``'s code and everything in ``pipelines`` it
-    imports, sorted."""
+def module_files(root: Path, modules: list[str]) -> dict[str, list[str]]:
+    """Per module: repository-relative paths of its code and of everything in ``pipelines`` it
+    imports, sorted. One graph for all of them (building it is most of the time)."""
     graph = grimp.build_graph(PACKAGE, cache_dir=None)  # no cache folder left in the tree
-    modules = {module, *graph.find_upstream_modules(module)}
+    return {module: _files(root, {module, *graph.find_upstream_modules(module)})
+            for module in modules}
+
+
+def _files(root: Path, modules: set[str]) -> list[str]:
     # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
     modules |= {".".join(m.split(".")[:i]) for m in modules for i in range(1, m.count(".") + 1)}
     return sorted(_path(root, m) for m in modules)

@@ -44,8 +44,8 @@ class RunResult:
 
 def stage_code(root: Path) -> dict[str, list[str]]:
     """Per DVC-cached stage, the pipelines/ files its module runs (derived from its imports)."""
-    return {stage: codegraph.module_files(root, dvcgraph.stage_module(stage))
-            for stage in dvcgraph.ORDER}
+    files = codegraph.module_files(root, [dvcgraph.stage_module(s) for s in dvcgraph.ORDER])
+    return {stage: files[dvcgraph.stage_module(stage)] for stage in dvcgraph.ORDER}
 
 
 def sync_dvc_yaml(root: Path) -> bool:
