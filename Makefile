@@ -84,8 +84,9 @@ infra-status: ## say what local infrastructure is running
 infra-down: ## stop what infra-up started (keeps images and registry data)
 	@scripts/infra.sh down
 
-lint: setup ## ruff
+lint: setup ## ruff, and the import contracts (pyproject.toml [tool.importlinter])
 	"$$MLOPS_BIN/ruff" check pipelines tests bench models
+	"$$MLOPS_BIN/lint-imports" --no-cache
 
 typecheck: setup ## mypy (strict on pipelines/)
 	"$$MLOPS_BIN/mypy"
