@@ -47,7 +47,9 @@ pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, re
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
 
 report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
-	$(MLOPS) report --model "$$MODEL" $${REPORT_POST:+--post} \
+	@# Only REPORT_POST=1 posts: 0 and empty do not (check-inputs refuses any other value).
+	post=(); [ "$$REPORT_POST" != 1 ] || post=(--post); \
+	$(MLOPS) report --model "$$MODEL" "$${post[@]}" \
 		$${REPORT_SUMMARY:+--summary "$$REPORT_SUMMARY"} $${REPORT_METRICS:+--metrics "$$REPORT_METRICS"}
 
 release: check-inputs setup ## release the verified candidate to ENV (default staging)

@@ -249,7 +249,7 @@ def hostile(canary: Path) -> list[str]:
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV")}
+            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "REPORT_POST")}
     base["MLOPS_VENV"] = str(VENV_BIN.parent)
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
                           env={**base, **(env or {})}, capture_output=True, text=True,
@@ -275,7 +275,7 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
 
 @pytest.mark.parametrize(("var", "target"), [("MODEL", "rollback"), ("ENV", "rollback"),
                                              ("MODEL", "status"), ("MODEL", "report"),
-                                             ("ENV", "release")])
+                                             ("ENV", "release"), ("REPORT_POST", "report")])
 def test_make_refuses_a_hostile_value_before_running_anything(var: str, target: str,
                                                               canary: Path) -> None:
     for value in hostile(canary):
@@ -288,7 +288,8 @@ def test_make_refuses_a_hostile_value_before_running_anything(var: str, target: 
 
 
 def check_inputs(**values: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "ENV", "UNTIL")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MODEL", "ENV", "UNTIL", "REPORT_POST")}
     return subprocess.run([str(ROOT / "scripts/check-inputs.sh")], env={**env, **values},
                           capture_output=True, text=True, timeout=30, check=False)
 
@@ -321,6 +322,47 @@ def test_every_defined_name_passes() -> None:
                 result = check_inputs(ENV=env, MODEL=model, UNTIL=until)
                 assert result.returncode == 0, result.stderr
     assert check_inputs(UNTIL="deploy").returncode == 2
+
+
+def report_args(tmp_path: Path, post: str) -> tuple[subprocess.CompletedProcess[str],
+                                                      list[str] | None]:
+    """`make report` for real, with REPORT_POST=post, its interpreter a stub that records its
+    arguments (setup is not remade: no environment is needed)."""
+    bin_dir = tmp_path / "venv/bin"
+    bin_dir.mkdir(parents=True)
+    args_file = tmp_path / "args"
+    stub = bin_dir / "python"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    stub.chmod(0o755)
+    result = make("-o", "setup", "report", env={
+        "MLOPS_VENV": str(tmp_path / "venv"), "ARGS_FILE": str(args_file), "REPORT_POST": post})
+    args = args_file.read_text().splitlines() if args_file.exists() else None
+    return result, args
+
+
+@pytest.mark.parametrize(("post", "posts"), [("1", True), ("0", False), ("", False)])
+def test_only_report_post_1_posts(tmp_path: Path, post: str, posts: bool) -> None:
+    result, args = report_args(tmp_path, post)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert args is not None
+    assert args[:4] == ["-m", "pipelines.cli", "report", "--model"]
+    assert ("--post" in args) is posts, args
+    assert "" not in args  # no empty word stands in for a missing --post
+
+
+@pytest.mark.parametrize("post", ["yes", "true", "on", "2", " 1", "1 ", "01", "-1", "--post",
+                                  "0 --post", "1\n"])
+def test_any_other_report_post_is_refused(tmp_path: Path, post: str) -> None:
+    result, args = report_args(tmp_path, post)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert args is None, "nothing ran"
+    assert "check-inputs: REPORT_POST=" in result.stderr
+    assert "is not empty, 0 or 1" in result.stderr
+    direct = check_inputs(REPORT_POST=post)
+    assert direct.returncode == 2
+    assert "REPORT_POST=" in direct.stderr
+    for good in ("", "0", "1"):
+        assert check_inputs(REPORT_POST=good).returncode == 0
 
 
 def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
