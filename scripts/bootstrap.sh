@@ -32,27 +32,56 @@ fi
 # The stamp holds a hash of what defines the environment: re-install only when it changes. The
 # stamp alone is not trusted: installed versions must be constraints.txt's pins, or the packages
 # are re-installed. In CI the environment may come from a cache, so it is held to more: nothing
-# unpinned installed, and (on its first use in a job) every installed file matching its RECORD
-# hash, with byte code dropped (no RECORD hashes it); if not, it is rebuilt from scratch. The
-# job's marker, outside the cached folder, spares later calls in the same job the file check.
+# unpinned installed, and every installed file matching its RECORD hash, with byte code dropped
+# (no RECORD hashes it); if not, it is rebuilt from scratch, but only when it is this checkout's
+# own .venv (GitLab's MLOPS_VENV, $CI_PROJECT_DIR/.venv, is that one). Any other MLOPS_VENV is
+# someone's environment (gitlab-ci-local pointed at a developer's venv, say): it is never
+# deleted; bootstrap stops and asks for a fresh path instead.
+#
+# The file check runs once per environment, not once per job: a marker outside the folder records
+# which environment passed it, by its path, its stamp, and the stamp file itself (device, inode,
+# change time). A cache restore or a rebuild writes the stamp anew, so what it brings is checked
+# again; consecutive jobs sharing one environment (gitlab-ci-local) check versions only, and keep
+# their byte code.
 venv=${MLOPS_VENV:-.venv}
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 stamp=$venv/.mlops-env
 checks=()
 [ -z "${CI:-}" ] || checks=(--strict)
-job="${CI_JOB_ID:-}${GITHUB_RUN_ID:-}-${GITHUB_JOB:-}-${GITHUB_RUN_ATTEMPT:-}"
-marker="${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlops-venv-checked.$(realpath -m "$venv" | sha256sum | cut -c1-16)"
+own=""
+[ "$(realpath -m "$venv")" != "$(pwd -P)/.venv" ] || own=1
+marker_dir=${RUNNER_TEMP:-${TMPDIR:-/tmp}}
+marker="$marker_dir/mlops-venv-checked.$(realpath -m "$venv" | sha256sum | cut -c1-16)"
+verified() {  # what the marker holds for the environment as it is now
+  printf '%s %s\n' "$want" "$(python3 -I -c 'import os, sys; s = os.stat(sys.argv[1])
+print(s.st_dev, s.st_ino, s.st_ctime_ns)' "$stamp" 2>/dev/null)"
+}
+if [ -z "$own" ] && [ -d "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv")" ]; then
+  log "MLOPS_VENV=$venv is a folder with files but not a virtualenv: nothing is installed there;" \
+    "point MLOPS_VENV at a fresh path (bootstrap creates it) or at a virtualenv" >&2
+  exit 2
+fi
 if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   files=()
-  if [ -n "${CI:-}" ] && [ "$(cat "$marker" 2>/dev/null)" != "$want $job" ]; then
+  if [ -n "${CI:-}" ] && [ "$(cat "$marker" 2>/dev/null)" != "$(verified)" ]; then
     files=(--files)
   fi
   if python3 -I scripts/verify-venv.py "${checks[@]}" "${files[@]}" "$venv" constraints.txt; then
     if [ ${#files[@]} -gt 0 ]; then
       find "$venv/lib" -name __pycache__ -type d -prune -exec rm -rf {} +
-      echo "$want $job" > "$marker"
+      verified > "$marker"
+      log "$venv verified: pinned versions, nothing unpinned, every file matches its RECORD"
+    elif [ -n "${CI:-}" ]; then
+      log "$venv already verified file by file (same path and stamp): pinned versions checked"
     fi
     exit 0
+  fi
+  if [ -n "${CI:-}" ] && [ -z "$own" ]; then
+    log "MLOPS_VENV=$venv is not what constraints.txt pins (see above). It is not this" \
+      "checkout's .venv, so it is left as it is, not rebuilt: point MLOPS_VENV at a fresh" \
+      "path (bootstrap builds the environment there), or repair this one outside CI" \
+      "(\`make setup\` without CI set re-installs the pinned versions in place)" >&2
+    exit 2
   fi
   if [ -n "${CI:-}" ]; then
     log "$venv is not what constraints.txt pins (see above): rebuilding it"
@@ -77,5 +106,5 @@ python3 -I scripts/verify-venv.py "${checks[@]}" "$venv" constraints.txt || {
   exit 2
 }
 echo "$want" > "$stamp"
-[ -z "${CI:-}" ] || echo "$want $job" > "$marker"
+[ -z "${CI:-}" ] || verified > "$marker"  # just built and checked: no file check needed
 log "ready: $("$venv/bin/mlops" --version)"

@@ -435,15 +435,15 @@ def test_only_mlops_own_default_branch_commits_are_skipped(rules_probe: Path, au
 # 3. A cached virtualenv is checked, not trusted
 
 
-def fake_checkout(root: Path, pin: str) -> Path:
+def fake_checkout(root: Path, pin: str, venv: Path | None = None) -> Path:
     """A checkout with the real bootstrap scripts and a one-package environment, as a CI cache
-    would restore it (stamp included)."""
+    would restore it (stamp included), in the checkout's .venv or at ``venv``."""
     (root / "scripts").mkdir(parents=True)
     for name in ("bootstrap.sh", "verify-venv.py"):
         shutil.copy2(ROOT / "scripts" / name, root / "scripts" / name)
     (root / "pyproject.toml").write_text("[project]\nname = 'mlops-gitops'\nversion = '0'\n")
     (root / "constraints.txt").write_text(f"foo=={pin}\n")
-    venv = root / ".venv"
+    venv = venv or root / ".venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     site = next(venv.glob("lib/python3*")) / "site-packages"
     module = site / "foo.py"
@@ -463,7 +463,8 @@ def fake_checkout(root: Path, pin: str) -> Path:
     return site
 
 
-def bootstrap(root: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
+def bootstrap(root: Path, *, ci: bool, job: str = "41", **extra: str
+              ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("MLOPS_", "CI", "GITHUB_", "PIP_"))}
     # python3 must be the interpreter the venv was made with; an index that does not answer
@@ -473,7 +474,8 @@ def bootstrap(root: Path, *, ci: bool) -> subprocess.CompletedProcess[str]:
                 "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
                 "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
     if ci:
-        env.update({"CI": "true", "CI_JOB_ID": "41"})
+        env.update({"CI": "true", "CI_JOB_ID": job})
+    env.update(extra)
     return subprocess.run(["bash", str(root / "scripts/bootstrap.sh")], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
@@ -532,6 +534,93 @@ def test_a_tampered_cached_venv_is_refused(tmp_path: Path, tamper: str, reason: 
     assert reason in full.stderr
     # Outside CI only versions and the interpreter are checked: a developer's own additions pass.
     assert clean.returncode == (1 if tamper == "interpreter" else 0), clean.stderr
+
+
+def test_the_checkouts_own_venv_named_by_mlops_venv_is_still_rebuilt(tmp_path: Path) -> None:
+    """GitLab sets MLOPS_VENV=$CI_PROJECT_DIR/.venv: that is the checkout's own, restored from
+    a cache, and a tampered one is rebuilt as without MLOPS_VENV."""
+    site = fake_checkout(tmp_path, "2.0")
+    result = bootstrap(tmp_path, ci=True, MLOPS_VENV=str(tmp_path / ".venv"))
+    assert "rebuilding it" in result.stdout
+    assert not (site / "foo.py").exists()
+
+
+def test_a_venv_given_by_mlops_venv_is_never_deleted(tmp_path: Path) -> None:
+    """gitlab-ci-local (CI set) pointed at someone's own environment that does not match the
+    pins: bootstrap stops and asks for a fresh path; it deletes nothing and installs nothing."""
+    user = tmp_path / "someones-venv"
+    site = fake_checkout(tmp_path / "checkout", "2.0", venv=user)
+    before = sorted(str(p.relative_to(user)) for p in user.rglob("*"))
+    result = bootstrap(tmp_path / "checkout", ci=True, MLOPS_VENV=str(user))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "foo 1.0 is installed; constraints.txt: 2.0" in result.stderr
+    assert "not this checkout's .venv" in result.stderr
+    assert "point MLOPS_VENV at a fresh path" in result.stderr
+    assert "rebuilding" not in result.stdout
+    assert (site / "foo.py").read_text() == "VALUE = 1\n"
+    assert sorted(str(p.relative_to(user)) for p in user.rglob("*")) == before
+    # A fresh path is what it asks for: there it creates the environment (which then fails
+    # here only because no package index answers).
+    fresh = tmp_path / "fresh-venv"
+    again = bootstrap(tmp_path / "checkout", ci=True, MLOPS_VENV=str(fresh))
+    assert f"creating {fresh}" in again.stdout
+    assert (fresh / "pyvenv.cfg").is_file()
+    assert (site / "foo.py").exists()
+
+
+def test_mlops_venv_naming_a_folder_that_is_no_venv_is_refused(tmp_path: Path) -> None:
+    fake_checkout(tmp_path / "checkout", "1.0")
+    folder = tmp_path / "home"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    for ci in (True, False):
+        result = bootstrap(tmp_path / "checkout", ci=ci, MLOPS_VENV=str(folder))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "not a virtualenv" in result.stderr
+        assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_venv_is_checked_file_by_file_once_not_once_per_job(tmp_path: Path) -> None:
+    """Consecutive jobs sharing one environment (gitlab-ci-local with MLOPS_VENV): the first
+    checks every file and drops byte code; the next ones check versions only, and keep the
+    byte code. A stamp written anew (a cache restore, a rebuild) is checked again."""
+    site = fake_checkout(tmp_path, "1.0")
+    byte_code = site / "__pycache__"
+
+    def compile_() -> None:
+        byte_code.mkdir(exist_ok=True)
+        (byte_code / "foo.cpython-311.pyc").write_bytes(b"\0")
+
+    compile_()
+    first = bootstrap(tmp_path, ci=True, job="41")
+    assert first.returncode == 0, first.stderr
+    assert "every file matches its RECORD" in first.stdout
+    assert not byte_code.exists()
+    compile_()
+    second = bootstrap(tmp_path, ci=True, job="42")
+    assert second.returncode == 0, second.stderr
+    assert "already verified" in second.stdout
+    assert "every file matches its RECORD" not in second.stdout
+    assert byte_code.is_dir(), "the next job must not drop the byte code again"
+    # Versions are still checked on every call: a wrong one is caught without the file check.
+    (site / "foo-1.0.dist-info/METADATA").write_text(
+        "Metadata-Version: 2.1\nName: foo\nVersion: 1.1\n")
+    third = bootstrap(tmp_path, ci=True, job="43")
+    assert "foo 1.1 is installed; constraints.txt: 1.0" in third.stderr
+    assert "rebuilding it" in third.stdout
+
+
+def test_a_stamp_written_anew_is_checked_file_by_file_again(tmp_path: Path) -> None:
+    site = fake_checkout(tmp_path, "1.0")
+    assert bootstrap(tmp_path, ci=True, job="41").returncode == 0
+    stamp = tmp_path / ".venv/.mlops-env"
+    # What a cache restore does: the same bytes, written again (a new change time).
+    stamp.write_text(stamp.read_text())
+    (site / "foo.py").write_text("import os\n")
+    result = bootstrap(tmp_path, ci=True, job="42")
+    assert "already verified" not in result.stdout
+    assert "foo.py differs from its RECORD hash" in result.stderr
+    assert "rebuilding it" in result.stdout
 
 
 def test_outside_ci_a_wrong_version_is_reinstalled_not_trusted(tmp_path: Path) -> None:
