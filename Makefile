@@ -11,11 +11,14 @@ REPORT_METRICS ?=
 # Values a person or a CI job sets, on the command line or in the environment. Make would expand
 # a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
 # them as literal text. Recipes never paste them into the command line: they read them from the
-# environment, quoted ("$$MODEL"), and MODEL, ENV and UNTIL pass scripts/check-inputs.sh first.
-USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV
+# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL and REPORT_POST pass
+# scripts/check-inputs.sh first.
+USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
+	MLOPS_INSTALL
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
-# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment.
+# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
+# MLOPS_INSTALL=report makes `setup` install only what `mlops report` needs (scripts/bootstrap.sh).
 export MLOPS_BIN := $(or $(value MLOPS_VENV),.venv)/bin
 # `python -m`, not the console script: the code that runs is always this checkout's.
 MLOPS := "$$MLOPS_BIN/python" -m pipelines.cli

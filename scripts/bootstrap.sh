@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project's virtualenv, idempotently: .venv, or $MLOPS_VENV.
 #
+# MLOPS_INSTALL says what goes in: `all` (the default) is the project with every extra;
+# `report` is only pyproject's `report` extra (what `mlops report` imports), not the project
+# and none of its dependencies: make runs `python -m pipelines.cli` from the checkout. CI's
+# report job, which holds `pull-requests: write`, installs that, and no TensorFlow, GX or DVC.
+#
 # On Debian/Ubuntu as root it first installs the OS packages the project needs when they are
 # missing. Everything Python is pinned by constraints.txt, so a fresh clone gets the exact
 # versions CI used; that matters beyond hygiene: data.dvc's hash depends on the Parquet writer.
@@ -44,7 +49,13 @@ fi
 # again; consecutive jobs sharing one environment (gitlab-ci-local) check versions only, and keep
 # their byte code.
 venv=${MLOPS_VENV:-.venv}
+install=${MLOPS_INSTALL:-all}
+if [ "$install" != all ] && [ "$install" != report ]; then
+  printf 'bootstrap: MLOPS_INSTALL=%q is not all or report\n' "$install" >&2
+  exit 2
+fi
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+[ "$install" = all ] || want="$want $install"
 stamp=$venv/.mlops-env
 checks=()
 [ -z "${CI:-}" ] || checks=(--strict)
@@ -91,14 +102,24 @@ if [ -x "$venv/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; the
   fi
 fi
 [ -x "$venv/bin/python" ] || { log "creating $venv"; python3 -m venv "$venv"; }
-log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the first time)"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-if [ -n "${MLOPS_VENV:-}" ]; then
-  # A shared environment (CI jobs, gitlab-ci-local): never point it at this one checkout.
-  # `make` runs `python -m pipelines.cli` from the checkout, so its code is the one that runs.
-  "$venv/bin/python" -m pip install --quiet -c constraints.txt ".[all]"
+if [ "$install" = report ]; then
+  log "installing what \`mlops report\` imports (pyproject's report extra, pinned)"
+  reqs=$(python3 -I -c 'import tomllib
+with open("pyproject.toml", "rb") as f:
+    print("\n".join(tomllib.load(f)["project"]["optional-dependencies"]["report"]))')
+  mapfile -t reqs <<< "$reqs"
+  "$venv/bin/python" -m pip install --quiet -c constraints.txt "${reqs[@]}"
 else
-  "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
+  log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the" \
+    "first time)"
+  if [ -n "${MLOPS_VENV:-}" ]; then
+    # A shared environment (CI jobs, gitlab-ci-local): never point it at this one checkout.
+    # `make` runs `python -m pipelines.cli` from the checkout, so its code is the one that runs.
+    "$venv/bin/python" -m pip install --quiet -c constraints.txt ".[all]"
+  else
+    "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[all]"
+  fi
 fi
 "$venv/bin/python" -m pip check >/dev/null || { "$venv/bin/python" -m pip check >&2; exit 2; }
 python3 -I scripts/verify-venv.py "${checks[@]}" "$venv" constraints.txt || {
@@ -107,4 +128,4 @@ python3 -I scripts/verify-venv.py "${checks[@]}" "$venv" constraints.txt || {
 }
 echo "$want" > "$stamp"
 [ -z "${CI:-}" ] || verified > "$marker"  # just built and checked: no file check needed
-log "ready: $("$venv/bin/mlops" --version)"
+log "ready: $("$venv/bin/python" -m pipelines.cli --version) ($install)"

@@ -2,6 +2,10 @@
 
 The same text on GitHub, GitLab and a terminal. ``--post`` creates the comment, or updates it
 in place (found by a hidden marker), so a pull request never collects a second one.
+
+It imports only what pyproject's `report` extra installs (pydantic, PyYAML, Jinja2, requests),
+never a stage that needs numpy, pandas, TensorFlow or GX: the CI job that posts the comment
+holds `pull-requests: write` and installs nothing else (tests/integration/test_ci_security.py).
 """
 
 from __future__ import annotations
@@ -13,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import scm
-from pipelines.adapters.artifacts import read_json, write_text
+from pipelines.adapters.artifacts import BLESSING, SUMMARY, read_json, write_text
 from pipelines.config import Workspace, load_gitops
 from pipelines.core import report
 from pipelines.errors import ConfigError
-from pipelines.stages.gate import BLESSING
-from pipelines.stages.validate import SUMMARY
 
 # (label, path under artifacts/<model>/) of what a reviewer opens.
 ARTIFACTS = (("Data Docs", "validate/data_docs/index.html"),

@@ -8,6 +8,8 @@
 - a commit message cannot switch the merge-request pipeline off (GitLab's rules, evaluated by
   gitlab-ci-local);
 - a cached virtualenv is checked, not trusted (scripts/bootstrap.sh on a real, tampered venv);
+- the job that posts the report comment installs only what `mlops report` imports (no
+  TensorFlow, GX or DVC), and `mlops report` imports nothing else;
 - zizmor's auditor persona finds nothing at medium or above.
 """
 
@@ -15,20 +17,26 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib.metadata as md
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from pipelines.core.dvcgraph import PIPELINE
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT, copy_repo, require
+from tests.fakes.scm_api import TOKEN, FakeApi, serve
 
 WORKFLOWS = sorted((ROOT / ".github/workflows").glob("*.yml"))
 GITLAB = ROOT / ".gitlab-ci.yml"
@@ -249,7 +257,8 @@ def hostile(canary: Path) -> list[str]:
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items()
-            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "REPORT_POST")}
+            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "MLOPS_INSTALL",
+                         "REPORT_POST")}
     base["MLOPS_VENV"] = str(VENV_BIN.parent)
     return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
                           env={**base, **(env or {})}, capture_output=True, text=True,
@@ -257,7 +266,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 @pytest.mark.parametrize("var", ["MODEL", "ENV", "UNTIL", "PYTEST_ARGS", "REPORT_SUMMARY",
-                                 "REPORT_METRICS", "REPORT_POST", "MLOPS_VENV"])
+                                 "REPORT_METRICS", "REPORT_POST", "MLOPS_VENV", "MLOPS_INSTALL"])
 @pytest.mark.parametrize("where", ["command line", "environment"])
 def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: Path) -> None:
     targets = ("run", "pipeline", "report", "release", "promote", "promote-merge", "rollback",
@@ -632,7 +641,156 @@ def test_outside_ci_a_wrong_version_is_reinstalled_not_trusted(tmp_path: Path) -
 
 
 # ---------------------------------------------------------------------------------------------
-# 5. zizmor, auditor persona
+# 5. The job that posts the report comment installs only what the report imports
+
+
+def report_extra() -> list[str]:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return list(pyproject["project"]["optional-dependencies"]["report"])
+
+
+def report_modules() -> set[str]:
+    """Top-level modules of the report extra's distributions and of everything they need."""
+    todo = [Requirement(r).name for r in report_extra()]
+    dists: set[str] = set()
+    while todo:
+        name = canonicalize_name(todo.pop())
+        if name in dists:
+            continue
+        dists.add(name)
+        for line in md.requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return {module for module, owners in md.packages_distributions().items()
+            if any(canonicalize_name(d) in dists for d in owners)}
+
+
+# Runs `mlops report` as if only the report extra were installed: importing any other module of
+# site-packages fails as it would there (ModuleNotFoundError), and the modules that were
+# imported are written to a file.
+ONLY_REPORT_EXTRA = """
+import importlib.abc, importlib.machinery, json, os, sys, sysconfig
+allowed = set(json.loads(sys.argv[1]))
+site = {os.path.realpath(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}
+class OnlyTheReportExtra(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if "." in name or name in allowed:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        where = spec and (spec.origin or next(iter(spec.submodule_search_locations or []), ""))
+        if where and any(os.path.realpath(where).startswith(s + os.sep) for s in site):
+            raise ModuleNotFoundError(f"not in the report extra: {name}", name=name)
+        return None
+sys.meta_path.insert(0, OnlyTheReportExtra())
+from pipelines.cli import main
+try:
+    code = main(sys.argv[3:])
+finally:
+    with open(sys.argv[2], "w") as fh:
+        json.dump(sorted(sys.modules), fh)
+sys.exit(code)
+"""
+
+
+@pytest.fixture
+def github() -> Iterator[FakeApi]:
+    yield from serve("github")
+
+
+def report_evidence(root: Path) -> None:
+    art = root / "artifacts/digits"
+    files = {
+        "validate/summary.json": {"success": True, "evaluated_expectations": 604,
+                                  "failed_expectations": 0, "rows": {"test": 360},
+                                  "data_fingerprint": "d1", "provenance": {"data_md5": "d1"}},
+        "gate/blessing.json": {"blessed": True, "comparison": None, "baseline": None,
+                               "rules": [{"rule": "min_accuracy", "passed": True,
+                                          "reason": "accuracy 98% >= 90%"}],
+                               "provenance": {"data_fingerprint": "d1"},
+                               "candidate": {"accuracy": 0.98, "macro_f1": 0.97}},
+    }
+    for rel, doc in files.items():
+        (art / rel).parent.mkdir(parents=True, exist_ok=True)
+        (art / rel).write_text(json.dumps(doc))
+
+
+def posting_env(api: FakeApi, **extra: str) -> dict[str, str]:
+    """What the `report` job of ci.yml sets, pointed at the fake GitHub."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MLOPS_", "CI", "GITHUB_", "RUNNER_", "REPORT_", "PYTEST"))}
+    env.update({"MLOPS_SCM_PROVIDER": "github", "GITHUB_API_URL": api.url,
+                "MLOPS_GITHUB_REPOSITORY": api.state.repo, "GITHUB_TOKEN": TOKEN,
+                "MLOPS_PR_NUMBER": "12", **extra})
+    return env
+
+
+def test_the_report_job_installs_the_report_extra_only() -> None:
+    job = load(ROOT / ".github/workflows/ci.yml")["jobs"]["report"]
+    assert job["env"]["MLOPS_INSTALL"] == "report"
+    runs = [step["run"] for step in job["steps"] if "run" in step]
+    assert runs == ["make setup", "make report"]
+    names = {canonicalize_name(Requirement(r).name) for r in report_extra()}
+    assert names == {"pydantic", "pyyaml", "jinja2", "requests"}
+
+
+def test_mlops_report_imports_only_the_report_extra(tmp_path: Path, github: FakeApi) -> None:
+    """`mlops report --post` with every other third-party module missing: it renders, posts,
+    and never imports TensorFlow, GX, numpy or pandas."""
+    root = copy_repo(tmp_path / "repo")
+    report_evidence(root)
+    imported = tmp_path / "modules.json"
+    summary = tmp_path / "summary.md"
+    result = subprocess.run(
+        [sys.executable, "-c", ONLY_REPORT_EXTRA, json.dumps(sorted(report_modules())),
+         str(imported), "report", "--model", "digits", "--post", "--summary", str(summary)],
+        cwd=root, env=posting_env(github), capture_output=True, text=True, timeout=120,
+        check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "✅ blessed" in summary.read_text()
+    (comment,) = github.state.comments.values()
+    assert comment["on"] == 12
+    assert "✅ blessed" in comment["body"]
+    tops = {name.partition(".")[0] for name in json.loads(imported.read_text())}
+    for heavy in ("tensorflow", "keras", "great_expectations", "numpy", "pandas", "pyarrow",
+                  "dvc", "ai_edge_litert", "docker", "kubernetes", "git"):
+        assert heavy not in tops, heavy
+
+
+def test_the_report_install_holds_no_tensorflow_and_posts(tmp_path: Path, github: FakeApi
+                                                          ) -> None:
+    """The report job's two commands, for real: `MLOPS_INSTALL=report make setup` builds an
+    environment (from the package index pip is configured with) holding the report extra
+    only, and `make report` posts the comment with it."""
+    root = copy_repo(tmp_path / "repo")
+    report_evidence(root)
+    env = posting_env(github, MLOPS_INSTALL="report", CI="true", RUNNER_TEMP=str(tmp_path))
+    env["PATH"] = f"{Path(sys.executable).resolve().parent}:{env['PATH']}"
+    setup = subprocess.run(["make", "--no-print-directory", "setup"], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=600, check=False)
+    if setup.returncode != 0 and "No matching distribution" in setup.stderr:
+        require("a package index", False, setup.stderr[-300:])
+    assert setup.returncode == 0, setup.stdout + setup.stderr
+    assert "(report)" in setup.stdout
+    site = next((root / ".venv/lib").glob("python3*/site-packages"))
+    installed = {canonicalize_name(d.metadata["Name"])
+                 for d in md.distributions(path=[str(site)])}
+    assert {"pydantic", "pyyaml", "jinja2", "requests"} <= installed
+    for heavy in ("tensorflow-cpu", "tensorflow", "keras", "great-expectations", "numpy",
+                  "pandas", "dvc", "mlops-gitops"):
+        assert heavy not in installed, heavy
+    report = subprocess.run(["make", "--no-print-directory", "report"], cwd=root,
+                            env={**env, "REPORT_POST": "1"}, capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert report.returncode == 0, report.stdout + report.stderr
+    assert "already verified" in report.stdout  # setup's check is not repeated
+    (comment,) = github.state.comments.values()
+    assert comment["on"] == 12
+    assert "✅ blessed" in comment["body"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. zizmor, auditor persona
 
 
 def test_zizmor_auditor_finds_nothing_at_medium_or_above() -> None:
