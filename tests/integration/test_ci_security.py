@@ -164,6 +164,68 @@ def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
                 assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule["if"], name
 
 
+def env_names(job: dict[str, Any]) -> dict[str, str]:
+    """Every environment variable a GitHub job sets, job-level and per step, with its value."""
+    names = dict(job.get("env") or {})
+    for step in job.get("steps", []):
+        names.update(step.get("env") or {})
+    return {k: str(v) for k, v in names.items()}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_github_jobs_hand_gitops_tokens_to_their_own_variables(path: Path) -> None:
+    """mlops pushes only with MLOPS_GITOPS_TOKEN; MLOPS_GITOPS_READ_TOKEN serves clones and
+    fetches. A pull request's jobs set only the read one, with the read-only secret; the
+    write one only ever holds the environment secret GITOPS_TOKEN."""
+    workflow = load(path)
+    untrusted = bool(triggers(workflow) & UNTRUSTED_TRIGGERS)
+    for name, job in workflow["jobs"].items():
+        env = env_names(job)
+        if "MLOPS_GITOPS_READ_TOKEN" in env:
+            assert env["MLOPS_GITOPS_READ_TOKEN"] == "${{ secrets.GITOPS_READ_TOKEN }}", name
+        if "MLOPS_GITOPS_TOKEN" in env:
+            assert not untrusted, f"{path.name}:{name}: a pull request's job holds the write name"
+            assert env["MLOPS_GITOPS_TOKEN"] == "${{ secrets.GITOPS_TOKEN }}", name
+            assert job.get("environment") in ENVIRONMENTS, name
+    if path.name == "ci.yml":
+        pipeline = env_names(workflow["jobs"]["pipeline"])
+        assert {k for k in pipeline if "GITOPS" in k and "TOKEN" in k} == {
+            "MLOPS_GITOPS_READ_TOKEN"}
+
+
+def test_gitlab_jobs_never_map_a_gitops_token() -> None:
+    """GitLab's tokens come from the project's CI/CD variables, whose protection and
+    environment scope decide which jobs get them: no job may copy one into another name, and
+    a merge-request job names no write token at all (the read token arrives unasked)."""
+    for name, job in gitlab_jobs().items():
+        for key, value in job["variables"].items():
+            assert key not in ("MLOPS_GITOPS_TOKEN", "MLOPS_GITOPS_READ_TOKEN"), (name, key)
+            assert "GITOPS" not in str(value) or "TOKEN" not in str(value), (name, key)
+        if runs_for_merge_requests(job):
+            assert "MLOPS_GITOPS_TOKEN" not in yaml.safe_dump(job), name
+
+
+def test_the_gitops_read_token_is_documented_as_read_only() -> None:
+    """Where the settings are listed (README's tables, .gitlab-ci.yml's header), the read
+    token is read-only: never given write scope."""
+    lines = [("README.md", line) for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("|")]
+    lines += [(".gitlab-ci.yml", line) for line in GITLAB.read_text().splitlines()
+              if line.startswith("#")]
+    described = 0
+    for where, line in lines:
+        if "GITOPS_READ_TOKEN" not in line:
+            continue
+        described += 1
+        assert re.search(r"\bread", line.replace("GITOPS_READ_TOKEN", "")), (where, line)
+        # A row's cells, split further into clauses: what is said of the read token itself.
+        for clause in re.split(r"[|;]", line):
+            if "GITOPS_READ_TOKEN" in clause:
+                for grant in re.findall(r"[^.(]*\bwrite\b[^.)]*", clause):
+                    assert re.search(r"\b(never|not|no|cannot|without)\b", grant), (where, grant)
+    assert described >= 4  # README: the settings row and both credentials rows; GitLab's header
+
+
 def test_gitlab_caches_are_split_by_protection() -> None:
     data = yaml.safe_load(GITLAB.read_text())
     caches = data["default"]["cache"]
