@@ -205,6 +205,51 @@ def test_gitlab_jobs_never_map_a_gitops_token() -> None:
             assert "MLOPS_GITOPS_TOKEN" not in yaml.safe_dump(job), name
 
 
+def gitlab_job_writes(job: dict[str, Any]) -> bool:
+    """Does the job push to the GitOps repository or open requests there: a pipeline up to
+    release or promote (the default UNTIL is promote), a rollback, or the write tokens."""
+    for line in job.get("script", []) + job.get("after_script", []):
+        if re.search(r"\bmake (rollback|release|promote|promote-merge)\b", line):
+            return True
+        if re.search(r"\bmake pipeline\b", line):
+            until = re.search(r"\bUNTIL=(\w+)", line)
+            if until is None or until.group(1) in ("release", "promote"):
+                return True
+    text = yaml.safe_dump(job)
+    return "MLOPS_GITLAB_TOKEN" in text or "MLOPS_GITOPS_TOKEN" in text
+
+
+def test_gitlab_jobs_that_write_declare_their_environment() -> None:
+    """The write variables are protected and scoped to the environments staging and
+    production (README): GitLab hands them only to jobs that declare one. So every job that
+    writes declares its environment, and no other job declares one (it would receive them)."""
+    writers = set()
+    for name, job in gitlab_jobs().items():
+        if gitlab_job_writes(job):
+            writers.add(name)
+            assert job.get("environment", {}).get("name") in ENVIRONMENTS, name
+            assert not runs_for_merge_requests(job), name
+        else:
+            assert "environment" not in job, f"{name} would receive the write tokens"
+    assert writers == {"release", "promote", "rollback-staging", "rollback-production"}
+
+
+def test_readme_scopes_the_gitlab_write_tokens_to_environments() -> None:
+    text = (ROOT / "README.md").read_text()
+    row = next(line for line in text.splitlines()
+               if line.startswith("| GitLab `MLOPS_GITOPS_TOKEN`, `MLOPS_GITLAB_TOKEN`"))
+    assert "environment scope `staging` and `production`" in row
+    for job in ("release", "promote", "rollback-staging", "rollback-production"):
+        assert f"`{job}`" in row
+    settings = next(line for line in text.splitlines() if line.startswith("| GitOps repository"))
+    assert "`MLOPS_GITOPS_TOKEN` (masked, **protected**, **environment scope**" in settings
+    # Protected variables reach every job of a protected ref's pipeline, not only the release
+    # jobs: the README must not claim otherwise.
+    flat = " ".join(text.split())
+    assert "protected variables reach only jobs on protected refs" not in flat
+    assert "reaches **every** job of a pipeline on a protected ref" in flat
+
+
 def test_the_gitops_read_token_is_documented_as_read_only() -> None:
     """Where the settings are listed (README's tables, .gitlab-ci.yml's header), the read
     token is read-only: never given write scope."""
