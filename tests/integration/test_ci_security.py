@@ -5,8 +5,9 @@
   a recipe, and MODEL/ENV/UNTIL must be names this repository defines (real `make`, real bash);
 - environments are named by the CI files, never by a typed value (no alias reaches an
   unprotected environment);
-- a commit message cannot switch the merge-request pipeline off (GitLab's rules, evaluated by
-  gitlab-ci-local);
+- no rule of ours skips a merge-request pipeline, whatever the commit message (GitLab's rules,
+  evaluated by gitlab-ci-local); `[skip ci]`, which the platforms honour before any rule, is
+  answered by settings the README lists, and it names the exact checks to require;
 - a cached virtualenv is checked, not trusted (scripts/bootstrap.sh on a real, tampered venv);
 - the job that posts the report comment installs only what `mlops report` imports (no
   TensorFlow, GX or DVC), and `mlops report` imports nothing else;
@@ -489,7 +490,61 @@ def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. A commit message cannot switch off the merge-request pipeline
+# 4. No rule of ours skips a merge-request pipeline; [skip ci] is answered by settings
+
+
+# The jobs of ci.yml whose checks branch protection must require: the gates of a pull request.
+REQUIRED_JOBS = ("test", "pipeline")
+
+
+def readme_flat() -> str:
+    return " ".join((ROOT / "README.md").read_text().split())
+
+
+def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
+    """[skip ci] skips a pull request's workflow; only required status checks stop its merge.
+    Their names are the jobs' names: renaming a job without updating the README (and the
+    branch protection it describes) fails here."""
+    ci_text = (ROOT / ".github/workflows/ci.yml").read_text()
+    ci = load(ROOT / ".github/workflows/ci.yml")
+    assert "pull_request" in triggers(ci)
+    checks = set()
+    for job_id in REQUIRED_JOBS:
+        job = ci["jobs"][job_id]
+        # A required check must report on every pull request: no condition may skip it.
+        assert "if" not in job, job_id
+        assert "matrix" not in (job.get("strategy") or {}), job_id  # a matrix renames checks
+        checks.add(str(job.get("name", job_id)))
+    text = readme_flat()
+    listed = re.search(r"\*\*require status checks to pass\*\* with the checks (.*?) \(GitHub",
+                       text)
+    assert listed, "README must list the required checks"
+    named = set(re.findall(r"`([^`]+)`", listed.group(1)))
+    assert named == checks, f"README requires {named}; ci.yml reports {checks}"
+    header = " ".join(line.lstrip("# ") for line in ci_text.splitlines()
+                      if line.startswith("#"))
+    for check in checks:
+        assert f'"{check}"' in header, f"ci.yml's header must name the check {check!r}"
+    # Every other check the README calls required exists too.
+    for quoted in re.findall(r"required check `([^`]+)`", text):
+        assert quoted in checks, quoted
+
+
+def test_readme_lists_the_gitlab_merge_checks() -> None:
+    text = readme_flat()
+    settings = text[text.index("Repository settings a fork must turn on.**"):]
+    for setting in ('**"Pipelines must succeed"** on',
+                    "`only_allow_merge_if_pipeline_succeeds: true`",
+                    '**"Skipped pipelines are considered successful"** off',
+                    "`allow_merge_on_skipped_pipeline: false`", "`[skip ci]`", "ci.skip"):
+        assert setting in settings, setting
+    header = " ".join(line.lstrip("# ") for line in GITLAB.read_text().splitlines()
+                      if line.startswith("#"))
+    assert '"Pipelines must succeed" on' in header
+    assert '"Skipped pipelines are considered successful" off' in header
+    # The README no longer says the rules guarantee a merge request its pipeline.
+    assert "a merge request always gets its pipeline" not in text
+    assert "switch its own pipeline off" not in text
 
 
 BOT = "mlops-bot <mlops-bot@users.noreply.invalid>"
