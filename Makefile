@@ -11,11 +11,14 @@ REPORT_METRICS ?=
 # Values a person or a CI job sets, on the command line or in the environment. Make would expand
 # a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
 # them as literal text. Recipes never paste them into the command line: they read them from the
-# environment, quoted ("$$MODEL"), and MODEL, ENV and UNTIL pass scripts/check-inputs.sh first.
-USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV
+# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL and REPORT_POST pass
+# scripts/check-inputs.sh first.
+USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
+	MLOPS_INSTALL
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
-# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment.
+# MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
+# MLOPS_INSTALL=report makes `setup` install only what `mlops report` needs (scripts/bootstrap.sh).
 export MLOPS_BIN := $(or $(value MLOPS_VENV),.venv)/bin
 # `python -m`, not the console script: the code that runs is always this checkout's.
 MLOPS := "$$MLOPS_BIN/python" -m pipelines.cli
@@ -47,7 +50,9 @@ pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, re
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
 
 report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
-	$(MLOPS) report --model "$$MODEL" $${REPORT_POST:+--post} \
+	@# Only REPORT_POST=1 posts: 0 and empty do not (check-inputs refuses any other value).
+	post=(); [ "$$REPORT_POST" != 1 ] || post=(--post); \
+	$(MLOPS) report --model "$$MODEL" "$${post[@]}" \
 		$${REPORT_SUMMARY:+--summary "$$REPORT_SUMMARY"} $${REPORT_METRICS:+--metrics "$$REPORT_METRICS"}
 
 release: check-inputs setup ## release the verified candidate to ENV (default staging)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Refuse any MODEL, ENV or UNTIL that is not exactly one of the names this checkout defines,
-# before anything uses them. CI jobs run it first (`make check-inputs`) and every Makefile target
+# Refuse any MODEL, ENV or UNTIL that is not exactly one of the names this checkout defines, and
+# a REPORT_POST that is not empty, 0 or 1, before anything uses them. CI jobs run it first (`make check-inputs`) and every Makefile target
 # that takes these values depends on it. The values come from the environment only: this script
 # never evaluates them, and compares them as literal strings (so `./production`, `production/`,
 # `Production` or ` production` are refused, not normalised).
 #   MODEL  a folder under models/            ENV  a file manifests/environments/<ENV>.yaml
 #   UNTIL  a pipeline stage (see `mlops run --help`)
+#   REPORT_POST  1 posts the report as the PR/MR comment; empty or 0 does not. Anything else
+#          (`yes`, `true`, `on`, ` 1`) is refused rather than guessed: `make report` used to post
+#          for any non-empty value, so REPORT_POST=0 posted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,6 +45,9 @@ done
 model=${MODEL-digits}
 env=${ENV-staging}
 until=${UNTIL-promote}
+post=${REPORT_POST-}
 one_of "$model" "${models[@]}" || fail MODEL "$model" "a model of this repository" "${models[*]}"
 one_of "$env" "${envs[@]}" || fail ENV "$env" "an environment of this repository" "${envs[*]}"
 one_of "$until" "${STAGES[@]}" || fail UNTIL "$until" "a pipeline stage" "${STAGES[*]}"
+one_of "$post" "" 0 1 ||
+  fail REPORT_POST "$post" "empty, 0 or 1" "1 (post the report), 0 or empty (do not post)"

@@ -23,6 +23,13 @@ import yaml
 from pipelines import __version__
 from pipelines.errors import ConfigError
 
+# Records that are read outside the stage that writes them, by file name. They live here, not
+# only in their stages, so a reader (`mlops report`) need not import validate's and gate's
+# pandas, numpy and LiteRT: the CI job that posts the report installs none of those.
+SUMMARY = "summary.json"  # validate/
+BLESSING = "blessing.json"  # gate/
+TFLITE = "model.tflite"  # train/: the candidate
+
 
 def write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,11 @@ processes never share a working tree; git's atomic ref update on the remote deci
 first, and the others re-apply on top. The embedded default remote is a local bare repository
 (.infra/gitops.git), created and seeded from this repository's manifests/ on first use.
 
-A token for an HTTPS remote (MLOPS_GITOPS_TOKEN) is handed to git in an environment-borne
-http.extraHeader, never in a URL or an argument, and is scrubbed from every error message.
+A token for an HTTPS remote is handed to git in an environment-borne http.extraHeader, never in
+a URL or an argument, and is scrubbed from every error message. Two tokens, two uses:
+MLOPS_GITOPS_TOKEN (write; only release, promote and rollback jobs hold it) for everything,
+pushes included, and MLOPS_GITOPS_READ_TOKEN (read-only; the pull/merge-request gate reading
+production's baseline) for clones and fetches only: a push never carries the read token.
 
 Every git process runs under a deadline (``git_timeout``, MLOPS_GIT_TIMEOUT) in its own process
 group, killed whole when the deadline passes: a remote that accepts the connection and then
@@ -43,7 +46,8 @@ from pipelines.config import (
 )
 from pipelines.errors import ConfigError, InfraError
 
-TOKEN_VARS = ("MLOPS_GITOPS_TOKEN",)
+# The environment variables of the write token and of the read-only one, in that order.
+TOKEN_VARS = ("MLOPS_GITOPS_TOKEN", "MLOPS_GITOPS_READ_TOKEN")
 DEFAULT_NAME = "mlops-bot"
 DEFAULT_EMAIL = "mlops-bot@users.noreply.invalid"
 SEED_FOLDERS = ("environments", "rendered", "controllers")
@@ -146,13 +150,20 @@ def is_default_remote(root: Path, remote: str) -> bool:
     return Path(remote) == (root / DEFAULT_REMOTE).resolve()
 
 
-def _git_env(cfg: GitOpsConfig) -> dict[str, str]:
+def _token(*, push: bool) -> str | None:
+    """The write token for anything; the read-only token, when there is no write token, for
+    anything but a push."""
+    write, read = TOKEN_VARS
+    return os.environ.get(write) or (None if push else os.environ.get(read))
+
+
+def _git_env(cfg: GitOpsConfig, *, push: bool = False) -> dict[str, str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     # git's own stall detection, so an HTTP transfer that stops moving ends with git's message
     # (our deadline still bounds the whole command, and covers git:// and ssh too). Set in the
     # environment, so a user's own http.lowSpeed* in git config is overridden: intended.
     config = {"http.lowSpeedLimit": "1000", "http.lowSpeedTime": str(cfg.git_timeout)}
-    token = os.environ.get("MLOPS_GITOPS_TOKEN")
+    token = _token(push=push)
     if token:
         user = "oauth2" if cfg.provider == "gitlab" else "x-access-token"
         basic = base64.b64encode(f"{user}:{token}".encode()).decode()
@@ -180,8 +191,8 @@ class Checkout:
         return self.work / self.cfg.path
 
     def git(self, *args: str, check: bool = True) -> str:
-        proc = run_git(list(args), cwd=self.work, env=_git_env(self.cfg),
-                       timeout=self.cfg.git_timeout,
+        env = _git_env(self.cfg, push=args[0] == "push")
+        proc = run_git(list(args), cwd=self.work, env=env, timeout=self.cfg.git_timeout,
                        where=self.remote if args[0] in NETWORK_COMMANDS else "")
         if check and proc.returncode != 0:
             raise InfraError(f"git {args[0]} failed in the GitOps checkout: "
@@ -244,7 +255,7 @@ class Checkout:
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
         if force:
             args.insert(1, "--force")
-        proc = run_git(args, cwd=self.work, env=_git_env(self.cfg),
+        proc = run_git(args, cwd=self.work, env=_git_env(self.cfg, push=True),
                        timeout=self.cfg.git_timeout, where=self.remote)
         if proc.returncode == 0:
             return
@@ -255,7 +266,7 @@ class Checkout:
                          f"{branch}: {said}",
                          hint="not retried: this is not a race with another push. Check the "
                          "remote's branch protection and hooks, and that the credential "
-                         "(MLOPS_GITOPS_TOKEN) may write to it")
+                         "(MLOPS_GITOPS_TOKEN; never MLOPS_GITOPS_READ_TOKEN) may write to it")
 
     def push_request_branch(self, branch: str, attempts: int = 5) -> None:
         """Force-push HEAD to a request branch of ours. Another job pushing the same request at

@@ -2,6 +2,10 @@
 
 The same text on GitHub, GitLab and a terminal. ``--post`` creates the comment, or updates it
 in place (found by a hidden marker), so a pull request never collects a second one.
+
+It imports only what pyproject's `report` extra installs (pydantic, PyYAML, Jinja2, requests),
+never a stage that needs numpy, pandas, TensorFlow or GX: the CI job that posts the comment
+holds `pull-requests: write` and installs nothing else (tests/integration/test_ci_security.py).
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import scm
-from pipelines.adapters.artifacts import read_json, sha256_file, write_text
+from pipelines.adapters.artifacts import (
+    BLESSING,
+    SUMMARY,
+    TFLITE,
+    read_json,
+    sha256_file,
+    write_text,
+)
 from pipelines.config import Workspace, load_gitops
 from pipelines.core import report
 from pipelines.errors import ConfigError
-from pipelines.stages.evaluate import candidate_artifact
-from pipelines.stages.gate import BLESSING
-from pipelines.stages.validate import SUMMARY
 
 # (label, path under artifacts/<model>/) of what a reviewer opens.
 ARTIFACTS = (("Data Docs", "validate/data_docs/index.html"),
@@ -75,7 +83,7 @@ def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
         metrics_file: Path | None = None, artifacts_url: str = "") -> Report:
     summary = _optional(ws.artifacts("validate") / SUMMARY)
     on_disk = _optional(ws.artifacts("gate") / BLESSING)
-    model = candidate_artifact(ws)
+    model = ws.artifacts("train") / TFLITE
     blessing = report.current_blessing(summary, on_disk,
                                        sha256_file(model) if model.is_file() else None)
     if summary is None and on_disk is None:

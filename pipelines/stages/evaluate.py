@@ -11,6 +11,7 @@ import pandas as pd
 
 from pipelines.adapters import plots
 from pipelines.adapters.artifacts import (
+    TFLITE,
     invalidate,
     provenance,
     read_json,
@@ -30,7 +31,7 @@ from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import Workspace
 from pipelines.core.metrics import classification, latency_summary
 from pipelines.errors import ConfigError
-from pipelines.stages.train import PARAMS, TFLITE
+from pipelines.stages.train import PARAMS
 from pipelines.stages.validate import require_valid_data
 
 METRICS = "metrics.json"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.adapters.artifacts import (
+    BLESSING,
     invalidate,
     provenance,
     read_json,
@@ -33,7 +34,6 @@ from pipelines.serving.runtime import MODEL_FILE
 from pipelines.stages.evaluate import METRICS, PREDICTIONS, candidate_artifact
 from pipelines.stages.validate import require_valid_data
 
-BLESSING = "blessing.json"
 SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 

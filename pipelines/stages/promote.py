@@ -19,16 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipelines.adapters import gitops, scm
-from pipelines.adapters.artifacts import read_json
+from pipelines.adapters.artifacts import BLESSING, SUMMARY, read_json
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.render import diff
 from pipelines.errors import CheckFailed, ConfigError, InfraError
 from pipelines.stages import render
-from pipelines.stages.gate import BLESSING
 from pipelines.stages.package import RELEASE, SBOM
 from pipelines.stages.release import apply_state, land, now, trailers
-from pipelines.stages.validate import SUMMARY
 from pipelines.stages.verify import INFRA_BLESSING
 
 Progress = Callable[[str], None]

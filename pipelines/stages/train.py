@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.adapters import modelcode, plots
 from pipelines.adapters.artifacts import (
+    TFLITE,
     invalidate,
     provenance,
     sha256_file,
@@ -23,7 +24,6 @@ from pipelines.adapters.datasets import features_and_labels, fingerprint, read_t
 from pipelines.config import Workspace
 from pipelines.stages.validate import require_valid_data
 
-TFLITE = "model.tflite"
 PARAMS = ("data", "training", "export")
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from pipelines.adapters import gx, modelcode
 from pipelines.adapters.artifacts import (
+    SUMMARY,
     invalidate,
     provenance,
     read_json,
@@ -25,7 +26,6 @@ from pipelines.adapters.datasets import ROW_ID, fingerprint, read_splits
 from pipelines.config import Workspace
 from pipelines.errors import ConfigError, DataInvalid
 
-SUMMARY = "summary.json"
 REFERENCE_STATS = "reference_stats.json"
 
 

@@ -404,3 +404,135 @@ def test_the_bot_identity_wins_over_the_runners_git_config(
     release(root, 2)
     assert git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == \
         "mlops-bot <mlops-bot@users.noreply.invalid>"
+
+
+# ---------------------------------------------------------------------------------------------
+# The read-only token (MLOPS_GITOPS_READ_TOKEN) fetches, and is never sent with a push.
+
+READ_SECRET = "glpat-readOnlyToken0123"
+WRITE_SECRET = "glpat-writeToken456789"
+
+
+class GitHttpServer:
+    """The GitOps repository served by `git http-backend` (git's smart HTTP), behind Basic auth
+    with two tokens: the read token may fetch, only the write token may push. Records, per
+    request, the service and which token (if any) came with it."""
+
+    def __init__(self, project_root: Path) -> None:
+        import base64
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen: list[tuple[str, str]] = []
+        server_self = self
+
+        def who(header: str | None) -> str:
+            if not header or not header.startswith("Basic "):
+                return "none"
+            secret = base64.b64decode(header[6:]).decode().partition(":")[2]
+            return {READ_SECRET: "read", WRITE_SECRET: "write"}.get(secret, "other")
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.handle_git()
+
+            def do_POST(self) -> None:
+                self.handle_git()
+
+            def handle_git(self) -> None:
+                path, _, query = self.path.partition("?")
+                service = "receive-pack" if "receive-pack" in self.path else "upload-pack"
+                token = who(self.headers.get("Authorization"))
+                server_self.seen.append((service, token))
+                allowed = {"write"} if service == "receive-pack" else {"read", "write"}
+                if token not in allowed:
+                    self.send_response(401 if token == "none" else 403)
+                    self.send_header("WWW-Authenticate", 'Basic realm="gitops"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                env = {**os.environ, "GIT_PROJECT_ROOT": str(project_root),
+                       "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+                       "REQUEST_METHOD": self.command, "REMOTE_USER": token,
+                       "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)),
+                       "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                       "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                       "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
+                out = subprocess.run(["git", "http-backend"], input=body, env=env,
+                                     capture_output=True, timeout=60, check=False).stdout
+                head, found, payload = out.partition(b"\r\n\r\n")
+                if not found:
+                    head, _, payload = out.partition(b"\n\n")
+                headers = [line.split(":", 1) for line in head.decode().splitlines() if line]
+                status = next((v.strip() for k, v in headers if k.lower() == "status"), "200")
+                self.send_response(int(status.split()[0]))
+                for key, value in headers:
+                    if key.lower() != "status":
+                        self.send_header(key, value.strip())
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gitops.git"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def http_remote(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttpServer]:
+    release(root, 1)  # the embedded repository, with a release, then served over HTTP
+    subprocess.run(["git", "config", "http.receivepack", "true"], cwd=remote(root), check=True)
+    server = GitHttpServer(remote(root).parent)
+    monkeypatch.setenv("MLOPS_GITOPS_REMOTE", server.url)
+    for var in gitops.TOKEN_VARS:
+        monkeypatch.delenv(var, raising=False)
+    yield server
+    server.close()
+
+
+def test_the_read_token_fetches_and_is_never_sent_with_a_push(
+        root: Path, http_remote: GitHttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a pull/merge-request gate holds: the read token reads production's state; a push
+    (a release) carries no token at all, and fails with exit 3."""
+    from pipelines.config import load_gitops
+
+    monkeypatch.setenv("MLOPS_GITOPS_READ_TOKEN", READ_SECRET)
+    with gitops.checkout(load_gitops(root), root) as repo:
+        assert repo.read_state("staging").models["digits"].active is not None
+    assert http_remote.seen
+    assert {t for _, t in http_remote.seen} == {"read"}
+    http_remote.seen.clear()
+    before = commits(root)
+    with pytest.raises(InfraError) as caught:
+        publish(root, load_model(root, "digits"), "staging", record(2), progress=print)
+    assert caught.value.exit_code == 3
+    assert READ_SECRET not in str(caught.value)
+    pushes = [t for service, t in http_remote.seen if service == "receive-pack"]
+    assert pushes, http_remote.seen
+    assert set(pushes) == {"none"}, http_remote.seen
+    assert ("upload-pack", "read") in http_remote.seen  # the clone before it did read
+    assert commits(root) == before
+
+
+def test_the_write_token_pushes(root: Path, http_remote: GitHttpServer,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release job: the write token (and the read token beside it, which is not used)."""
+    monkeypatch.setenv("MLOPS_GITOPS_TOKEN", WRITE_SECRET)
+    monkeypatch.setenv("MLOPS_GITOPS_READ_TOKEN", READ_SECRET)
+    assert release(root, 2) is not None
+    assert {t for _, t in http_remote.seen} == {"write"}
+    assert ("receive-pack", "write") in http_remote.seen
+    assert commits(root)[-1]["subject"].startswith("release(staging): digits digits-000000000002")
+
+
+def test_the_read_token_is_redacted_like_the_write_token(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    monkeypatch.setenv("MLOPS_GITOPS_READ_TOKEN", READ_SECRET)
+    assert gitops.redact(f"fatal: {READ_SECRET} was refused") == "fatal: *** was refused"
