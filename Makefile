@@ -89,7 +89,8 @@ infra-status: ## say what local infrastructure is running
 infra-down: ## stop what infra-up started (keeps images and registry data)
 	@scripts/infra.sh down
 
-lint: setup ## ruff, and the import contracts (pyproject.toml [tool.importlinter])
+lint: setup ## ruff (format and rules), and the import contracts (pyproject.toml [tool.importlinter])
+	"$$MLOPS_BIN/ruff" format --check
 	"$$MLOPS_BIN/ruff" check pipelines tests bench models
 	"$$MLOPS_BIN/lint-imports" --no-cache
 

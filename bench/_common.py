@@ -44,8 +44,10 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GiB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return (f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores{mem}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}"
+    )
 
 
 def median(xs: Sequence[float]) -> float:
@@ -81,10 +83,17 @@ def trained_workspace(tmp: Path) -> Path:
     if (ROOT / "artifacts/digits/evaluate/predictions.parquet").is_file():
         return ROOT
     repo = clone(tmp / "repo")
-    print("no trained model here: running the pipeline up to evaluate in a temporary clone",
-          file=sys.stderr)
-    subprocess.run([MLOPS, "run", "--until", "evaluate"], cwd=repo, check=True,
-                   env={**os.environ, "CI": "1"}, stdout=subprocess.DEVNULL)
+    print(
+        "no trained model here: running the pipeline up to evaluate in a temporary clone",
+        file=sys.stderr,
+    )
+    subprocess.run(
+        [MLOPS, "run", "--until", "evaluate"],
+        cwd=repo,
+        check=True,
+        env={**os.environ, "CI": "1"},
+        stdout=subprocess.DEVNULL,
+    )
     return repo
 
 
@@ -112,8 +121,10 @@ def sample_body(repo: Path) -> str:
 
 def post_script(dest: Path, body: str) -> Path:
     """A wrk Lua script that POSTs ``body`` as JSON."""
-    dest.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = '
-                    f'"application/json"\nwrk.body = {json.dumps(body)}\n')
+    dest.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = '
+        f'"application/json"\nwrk.body = {json.dumps(body)}\n'
+    )
     return dest
 
 
@@ -137,11 +148,13 @@ def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60)
 
 
 @contextmanager
-def running_server(cmd: list[str], env: dict[str, str], port: int,
-                   stop_timeout: float = 30) -> Iterator[subprocess.Popen[bytes]]:
+def running_server(
+    cmd: list[str], env: dict[str, str], port: int, stop_timeout: float = 30
+) -> Iterator[subprocess.Popen[bytes]]:
     """``cmd`` on core 0, once it accepts connections on ``port``; stopped on the way out."""
-    proc = subprocess.Popen(["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_until_up(port, proc)
         yield proc
@@ -152,8 +165,19 @@ def running_server(cmd: list[str], env: dict[str, str], port: int,
 
 def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
     """One wrk run on core 1 against the predict endpoint: requests/s, p50 and p99 (ms)."""
-    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
-           "-s", str(script), f"http://127.0.0.1:{port}/v1/models/digits:predict"]
+    cmd = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"http://127.0.0.1:{port}/v1/models/digits:predict",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
@@ -168,8 +192,9 @@ def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, fl
     return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
 
 
-def wrk_medians(port: int, script: Path, seconds: int, connections: int,
-                runs: int) -> dict[str, float]:
+def wrk_medians(
+    port: int, script: Path, seconds: int, connections: int, runs: int
+) -> dict[str, float]:
     """The medians of ``runs`` wrk runs."""
     results = [wrk(port, script, seconds, connections) for _ in range(runs)]
     return {k: median([r[k] for r in results]) for k in ("rps", "p50", "p99")}

@@ -38,12 +38,13 @@ from _common import (
     wrk_medians,
 )
 
-HEAD = (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: bench\r\n"
-        b"Content-Type: application/json\r\nX-Slow: " + b"s" * 10_000)
+HEAD = (
+    b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: bench\r\n"
+    b"Content-Type: application/json\r\nX-Slow: " + b"s" * 10_000
+)
 
 
-async def _one_slow_client(port: int, start: float, stop: float,
-                           stats: dict[str, int]) -> None:
+async def _one_slow_client(port: int, start: float, stop: float, stats: dict[str, int]) -> None:
     # Staggered starts spread the header timeouts, so the count stays level instead of all
     # connections closing and reopening together every timeout.
     await asyncio.sleep(start)
@@ -59,7 +60,7 @@ async def _one_slow_client(port: int, start: float, stop: float,
             for i in range(len(HEAD)):
                 if time.monotonic() >= stop or reader.at_eof():
                     break
-                writer.write(HEAD[i:i + 1])
+                writer.write(HEAD[i : i + 1])
                 await writer.drain()
                 try:  # a second per byte, or until the server closes the connection
                     if await asyncio.wait_for(reader.read(65536), 1.0) == b"":
@@ -79,16 +80,19 @@ async def _one_slow_client(port: int, start: float, stop: float,
 async def _slow_clients(port: int, count: int, seconds: float) -> None:
     stats = {"open": 0, "closed_by_server": 0, "connect_errors": 0}
     stop = time.monotonic() + seconds
-    tasks = [asyncio.create_task(_one_slow_client(port, 10 * i / count, stop, stats))
-             for i in range(count)]
+    tasks = [
+        asyncio.create_task(_one_slow_client(port, 10 * i / count, stop, stats))
+        for i in range(count)
+    ]
     samples: list[int] = []
     await asyncio.sleep(15)  # measure only while wrk runs
     while time.monotonic() < stop:
         await asyncio.sleep(0.5)
         samples.append(stats["open"])
     await asyncio.gather(*tasks)
-    print(json.dumps({**stats, "open_min": min(samples),
-                      "open_median": median(samples)}), flush=True)
+    print(
+        json.dumps({**stats, "open_min": min(samples), "open_median": median(samples)}), flush=True
+    )
 
 
 def slow_client_worker(port: int, count: int, seconds: float) -> None:
@@ -98,16 +102,22 @@ def slow_client_worker(port: int, count: int, seconds: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10, help="per measured wrk run")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per condition")
     parser.add_argument("--connections", type=int, default=8, help="normal wrk clients")
     parser.add_argument("--slow", type=int, default=1000, help="slow connections to hold open")
-    parser.add_argument("--model-dir", type=Path, help="a packaged model folder (model.tflite, "
-                        "signature.json) to serve instead of training one")
-    parser.add_argument("--worker", nargs=3, metavar=("PORT", "COUNT", "SECONDS"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="a packaged model folder (model.tflite, "
+        "signature.json) to serve instead of training one",
+    )
+    parser.add_argument(
+        "--worker", nargs=3, metavar=("PORT", "COUNT", "SECONDS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker:
         slow_client_worker(int(args.worker[0]), int(args.worker[1]), float(args.worker[2]))
@@ -124,34 +134,64 @@ def main() -> None:
             body = sample_body(repo)
         script = post_script(tmp / "post.lua", body)
         port = free_port()
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3",
-               "MLOPS_MODEL_DIR": str(mdir), "MLOPS_PORT": str(port),
-               "MLOPS_HOST": "127.0.0.1", "MLOPS_MAX_CONNECTIONS": str(args.slow + 1024)}
-        with running_server([PY, "-m", "pipelines.serving"], env, port,
-                            stop_timeout=60) as server:
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "MLOPS_MODEL_DIR": str(mdir),
+            "MLOPS_PORT": str(port),
+            "MLOPS_HOST": "127.0.0.1",
+            "MLOPS_MAX_CONNECTIONS": str(args.slow + 1024),
+        }
+        with running_server([PY, "-m", "pipelines.serving"], env, port, stop_timeout=60) as server:
             wrk(port, script, 2, args.connections)  # warm-up
             quiet = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             span = 18 + args.runs * (args.seconds + 1)
-            slow = subprocess.Popen(["taskset", "-c", "1", PY, __file__, "--worker", str(port),
-                                     str(args.slow), str(span)], stdout=subprocess.PIPE,
-                                    text=True)
+            slow = subprocess.Popen(
+                [
+                    "taskset",
+                    "-c",
+                    "1",
+                    PY,
+                    __file__,
+                    "--worker",
+                    str(port),
+                    str(args.slow),
+                    str(span),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             time.sleep(15)  # all connected (staggered over 10 s), some already reopened
             loaded = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             out, _ = slow.communicate(timeout=span + 60)
             held = json.loads(out.strip().splitlines()[-1])
             alive = server.poll() is None
-    header(f"Model server under slow clients: {args.connections} normal connections, "
-           f"{args.runs} x {args.seconds} s wrk runs (medians)",
-           "server on core 0, wrk and the slow clients on core 1")
-    print(table(["slow connections open", "requests/s", "p50 (ms)", "p99 (ms)"], [
-        ["none", f"{quiet['rps']:,.0f}", f"{quiet['p50']:.2f}", f"{quiet['p99']:.2f}"],
-        [f"{held['open_median']:,.0f} (at least {held['open_min']:,.0f}; "
-         f"{held['closed_by_server']:,} closed by the header timeout and reopened)",
-         f"{loaded['rps']:,.0f}", f"{loaded['p50']:.2f}", f"{loaded['p99']:.2f}"],
-    ]))
-    print(f"\nServer still running afterwards: {'yes' if alive else 'NO'}; "
-          f"p99 ratio {loaded['p99'] / quiet['p99']:.2f}x, "
-          f"throughput ratio {loaded['rps'] / quiet['rps']:.0%}")
+    header(
+        f"Model server under slow clients: {args.connections} normal connections, "
+        f"{args.runs} x {args.seconds} s wrk runs (medians)",
+        "server on core 0, wrk and the slow clients on core 1",
+    )
+    print(
+        table(
+            ["slow connections open", "requests/s", "p50 (ms)", "p99 (ms)"],
+            [
+                ["none", f"{quiet['rps']:,.0f}", f"{quiet['p50']:.2f}", f"{quiet['p99']:.2f}"],
+                [
+                    f"{held['open_median']:,.0f} (at least {held['open_min']:,.0f}; "
+                    f"{held['closed_by_server']:,} closed by the header timeout and reopened)",
+                    f"{loaded['rps']:,.0f}",
+                    f"{loaded['p50']:.2f}",
+                    f"{loaded['p99']:.2f}",
+                ],
+            ],
+        )
+    )
+    print(
+        f"\nServer still running afterwards: {'yes' if alive else 'NO'}; "
+        f"p99 ratio {loaded['p99'] / quiet['p99']:.2f}x, "
+        f"throughput ratio {loaded['rps'] / quiet['rps']:.0%}"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,14 @@ from _common import (
 HERE = Path(__file__).resolve().parent
 
 
-def serve(name: str, cmd: list[str], env: dict[str, str], port: int, script: Path,
-          args: argparse.Namespace) -> dict[str, float]:
+def serve(
+    name: str,
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    script: Path,
+    args: argparse.Namespace,
+) -> dict[str, float]:
     with running_server(cmd, env, port):
         wrk(port, script, 2, args.connections)  # warm-up: first requests pay for lazy setup
         result = wrk_medians(port, script, args.seconds, args.connections, args.runs)
@@ -64,32 +70,57 @@ def image_figures(repo: Path) -> list[list[str]]:
     client = docker.from_env()
     arch = client.info()["Architecture"]
     locked = pydeps.lock(ROOT, arch)
-    files = package.context_files(ws, package.signature(ws, sha256_file(
-        package.candidate_artifact(ws))), locked)
+    files = package.context_files(
+        ws, package.signature(ws, sha256_file(package.candidate_artifact(ws))), locked
+    )
     with tempfile.TemporaryDirectory() as tmp:
         package._write_context(Path(tmp), files, locked.directory)
         start = time.perf_counter()
-        image_id = images.build(client, Path(tmp), "mlops-bench/digits:cold",
-                                {"BASE_IMAGE": base}, lambda _: None, nocache=True)
+        image_id = images.build(
+            client,
+            Path(tmp),
+            "mlops-bench/digits:cold",
+            {"BASE_IMAGE": base},
+            lambda _: None,
+            nocache=True,
+        )
         cold = time.perf_counter() - start
     size = client.images.get(image_id).attrs["Size"]
     client.images.remove("mlops-bench/digits:cold", force=True)
-    rows = [["image size, uncompressed", f"{size / 1e6:.0f} MB", "< 150 MB"],
-            ["build, cold (no layer cache)", f"{cold:.1f} s", ""]]
+    rows = [
+        ["image size, uncompressed", f"{size / 1e6:.0f} MB", "< 150 MB"],
+        ["build, cold (no layer cache)", f"{cold:.1f} s", ""],
+    ]
     if (repo / "artifacts/digits/gate/blessing.json").is_file():
         subprocess.run([MLOPS, "package"], cwd=repo, check=True, capture_output=True)
         start = time.perf_counter()
         subprocess.run([MLOPS, "package"], cwd=repo, check=True, capture_output=True)
-        rows.append(["`mlops package`, inputs already pushed (re-used)",
-                     f"{time.perf_counter() - start:.1f} s", ""])
+        rows.append(
+            [
+                "`mlops package`, inputs already pushed (re-used)",
+                f"{time.perf_counter() - start:.1f} s",
+                "",
+            ]
+        )
         record = json.loads((repo / "artifacts/digits/package/release.json").read_text())
-        rows.append(["image size, compressed in the registry",
-                     f"{record['compressed_size_bytes'] / 1e6:.0f} MB", "< 150 MB"])
+        rows.append(
+            [
+                "image size, compressed in the registry",
+                f"{record['compressed_size_bytes'] / 1e6:.0f} MB",
+                "< 150 MB",
+            ]
+        )
     return rows
 
 
-def breakdown(mdir: Path, body: bytes, env: dict[str, str], script: Path,
-              args: argparse.Namespace, floor: dict[str, float]) -> list[list[str]]:
+def breakdown(
+    mdir: Path,
+    body: bytes,
+    env: dict[str, str],
+    script: Path,
+    args: argparse.Namespace,
+    floor: dict[str, float],
+) -> list[list[str]]:
     """Per piece: its cost in a tight loop here, and what it adds to the floor's time per
     request when the floor server does it on every request under the same load."""
     sys.path.insert(0, str(HERE / "servers"))
@@ -106,23 +137,33 @@ def breakdown(mdir: Path, body: bytes, env: dict[str, str], script: Path,
             work(body)
         alone = (time.perf_counter() - start) / 20000 * 1e6
         port = free_port()
-        loaded = serve(f"floor + {name}", [PY, str(HERE / "servers/constant.py"), str(mdir),
-                                            str(port), name], env, port, script, args)
+        loaded = serve(
+            f"floor + {name}",
+            [PY, str(HERE / "servers/constant.py"), str(mdir), str(port), name],
+            env,
+            port,
+            script,
+            args,
+        )
         added = 1e6 / loaded["rps"] - 1e6 / floor["rps"]
         rows.append([name, f"{alone:.1f}", f"{added:.1f}", f"{added / alone:.1f}x"])
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=int, default=10, help="per measured wrk run")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per server")
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--no-image", action="store_true", help="skip the image figures")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also load the floor with one piece of the model path at a time, "
-                        "and compare what each piece adds under load with its cost in isolation")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="also load the floor with one piece of the model path at a time, "
+        "and compare what each piece adds under load with its cost in isolation",
+    )
     args = parser.parse_args()
     require_tools("wrk", "taskset")
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -134,42 +175,102 @@ def main() -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
         results = {}
         port = free_port()
-        results["ours"] = serve("ours", [PY, "-m", "pipelines.serving"], {
-            **env, "MLOPS_MODEL_DIR": str(mdir), "MLOPS_PORT": str(port),
-            "MLOPS_HOST": "127.0.0.1"}, port, script, args)
+        results["ours"] = serve(
+            "ours",
+            [PY, "-m", "pipelines.serving"],
+            {
+                **env,
+                "MLOPS_MODEL_DIR": str(mdir),
+                "MLOPS_PORT": str(port),
+                "MLOPS_HOST": "127.0.0.1",
+            },
+            port,
+            script,
+            args,
+        )
         port = free_port()
-        results["floor"] = serve("floor", [PY, str(HERE / "servers/constant.py"), str(mdir),
-                                           str(port)], env, port, script, args)
+        results["floor"] = serve(
+            "floor",
+            [PY, str(HERE / "servers/constant.py"), str(mdir), str(port)],
+            env,
+            port,
+            script,
+            args,
+        )
         port = free_port()
-        results["baseline"] = serve("baseline", [
-            PY, str(HERE / "servers/flask_keras.py"),
-            str(repo / "artifacts/digits/train/model.keras"), str(port)], env, port, script, args)
+        results["baseline"] = serve(
+            "baseline",
+            [
+                PY,
+                str(HERE / "servers/flask_keras.py"),
+                str(repo / "artifacts/digits/train/model.keras"),
+                str(port),
+            ],
+            env,
+            port,
+            script,
+            args,
+        )
         if args.breakdown:
             breakdown_rows = breakdown(mdir, body.encode(), env, script, args, results["floor"])
         image_rows = [] if args.no_image else image_figures(repo)
 
     ours, floor, base = results["ours"], results["floor"], results["baseline"]
-    header(f"Model server: {args.connections} connections, 1 worker each, {args.runs} x "
-           f"{args.seconds} s wrk runs (medians)", "server on core 0, wrk on core 1")
-    print(table(["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs baseline", "vs floor"], [
-        [name, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}",
-         f"{r['rps'] / base['rps']:.1f}x", f"{r['rps'] / floor['rps']:.0%}"]
-        for name, r in (("ours: LiteRT in Starlette/uvicorn", ours),
-                        ("floor: constant answer, same stack", floor),
-                        ("baseline: Flask + Keras model.predict", base))]))
+    header(
+        f"Model server: {args.connections} connections, 1 worker each, {args.runs} x "
+        f"{args.seconds} s wrk runs (medians)",
+        "server on core 0, wrk on core 1",
+    )
+    print(
+        table(
+            ["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs baseline", "vs floor"],
+            [
+                [
+                    name,
+                    f"{r['rps']:,.0f}",
+                    f"{r['p50']:.2f}",
+                    f"{r['p99']:.2f}",
+                    f"{r['rps'] / base['rps']:.1f}x",
+                    f"{r['rps'] / floor['rps']:.0%}",
+                ]
+                for name, r in (
+                    ("ours: LiteRT in Starlette/uvicorn", ours),
+                    ("floor: constant answer, same stack", floor),
+                    ("baseline: Flask + Keras model.predict", base),
+                )
+            ],
+        )
+    )
     print()
-    print(table(["goal", "measured", "met"], [
-        [">= 50x the baseline's throughput", f"{ours['rps'] / base['rps']:.1f}x",
-         "yes" if ours["rps"] >= 50 * base["rps"] else "no"],
-        [">= 70% of the floor", f"{ours['rps'] / floor['rps']:.0%}",
-         "yes" if ours["rps"] >= 0.7 * floor["rps"] else "no"],
-    ]))
+    print(
+        table(
+            ["goal", "measured", "met"],
+            [
+                [
+                    ">= 50x the baseline's throughput",
+                    f"{ours['rps'] / base['rps']:.1f}x",
+                    "yes" if ours["rps"] >= 50 * base["rps"] else "no",
+                ],
+                [
+                    ">= 70% of the floor",
+                    f"{ours['rps'] / floor['rps']:.0%}",
+                    "yes" if ours["rps"] >= 0.7 * floor["rps"] else "no",
+                ],
+            ],
+        )
+    )
     if args.breakdown:
         budget = 1e6 / (0.7 * floor["rps"]) - 1e6 / floor["rps"]
-        print(f"\n### Where the time goes: each piece alone, then added to the floor under load\n"
-              f"\nThe 70% goal leaves {budget:.0f} us per request for the whole model path.\n")
-        print(table(["piece", "alone (us)", "added under load (us)", "under load / alone"],
-                    breakdown_rows))
+        print(
+            f"\n### Where the time goes: each piece alone, then added to the floor under load\n"
+            f"\nThe 70% goal leaves {budget:.0f} us per request for the whole model path.\n"
+        )
+        print(
+            table(
+                ["piece", "alone (us)", "added under load (us)", "under load / alone"],
+                breakdown_rows,
+            )
+        )
     if image_rows:
         print()
         print(table(["image", "measured", "goal"], image_rows))

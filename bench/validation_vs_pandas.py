@@ -29,8 +29,9 @@ def synthetic(rows: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def pandas_checks(df: pd.DataFrame, features: list[str], classes: list[int], lo: float,
-                  hi: float, min_rows: int) -> list[bool]:
+def pandas_checks(
+    df: pd.DataFrame, features: list[str], classes: list[int], lo: float, hi: float, min_rows: int
+) -> list[bool]:
     """The `rows` suite of models/digits/expectations.py, one vectorized expression per check."""
     x = df[features]
     label = df["label"]
@@ -68,28 +69,50 @@ def main() -> None:
     for i in range(args.runs):
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
-            outcome = gx.run_checkpoints("bench", [("train", "rows", df)],
-                                         {"rows": suite.rows(data)}, Path(tmp) / "docs")
+            outcome = gx.run_checkpoints(
+                "bench", [("train", "rows", df)], {"rows": suite.rows(data)}, Path(tmp) / "docs"
+            )
             gx_times.append(time.perf_counter() - start)
         start = time.perf_counter()
-        verdicts = pandas_checks(df, data.features.columns, data.label.classes,
-                                 data.features.min, data.features.max,
-                                 data.expectations.min_rows)
+        verdicts = pandas_checks(
+            df,
+            data.features.columns,
+            data.label.classes,
+            data.features.min,
+            data.features.max,
+            data.expectations.min_rows,
+        )
         pd_times.append(time.perf_counter() - start)
         if not (outcome.success and all(verdicts)):
             raise SystemExit(f"checks disagree with clean data: {outcome.failures[:3]} {verdicts}")
-        print(f"run {i + 1}/{args.runs}: GX {gx_times[-1]:.2f}s, pandas {pd_times[-1]:.3f}s",
-              file=sys.stderr)
+        print(
+            f"run {i + 1}/{args.runs}: GX {gx_times[-1]:.2f}s, pandas {pd_times[-1]:.3f}s",
+            file=sys.stderr,
+        )
     g, p = median(gx_times), median(pd_times)
     n_exp = len(outcome.results)
-    header(f"Validation of {args.rows:,} rows x {df.shape[1]} columns ({args.runs} runs, "
-           "medians)")
-    print(table(["implementation", "checks", "median (s)", "rows/s", "ratio to floor"], [
-        ["project suite (GX 1.x Checkpoint + Data Docs)", n_exp, f"{g:.2f}",
-         f"{args.rows / g:,.0f}", f"{g / p:.1f}x"],
-        ["vectorized pandas (floor)", len(verdicts), f"{p:.3f}", f"{args.rows / p:,.0f}",
-         "1.0x"],
-    ]))
+    header(f"Validation of {args.rows:,} rows x {df.shape[1]} columns ({args.runs} runs, medians)")
+    print(
+        table(
+            ["implementation", "checks", "median (s)", "rows/s", "ratio to floor"],
+            [
+                [
+                    "project suite (GX 1.x Checkpoint + Data Docs)",
+                    n_exp,
+                    f"{g:.2f}",
+                    f"{args.rows / g:,.0f}",
+                    f"{g / p:.1f}x",
+                ],
+                [
+                    "vectorized pandas (floor)",
+                    len(verdicts),
+                    f"{p:.3f}",
+                    f"{args.rows / p:,.0f}",
+                    "1.0x",
+                ],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,96 +28,191 @@ INTERNAL_ERROR = 70
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mlops", description="GitOps CI/CD for ML models: validate the data, train, gate, "
+        prog="mlops",
+        description="GitOps CI/CD for ML models: validate the data, train, gate, "
         "package and verify the image, and release it as rendered Kubernetes YAML committed "
-        "to git.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "to git.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true",
-                        default=os.environ.get("MLOPS_DEBUG") == "1",
-                        help="print the traceback of an internal error (also MLOPS_DEBUG=1)")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        default=os.environ.get("MLOPS_DEBUG") == "1",
+        help="print the traceback of an internal error (also MLOPS_DEBUG=1)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, model: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         if model:
-            p.add_argument("--model", default=DEFAULT_MODEL,
-                           help="folder name under models/ (default: %(default)s)")
+            p.add_argument(
+                "--model",
+                default=DEFAULT_MODEL,
+                help="folder name under models/ (default: %(default)s)",
+            )
         return p
 
     def baseline(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--baseline", type=Path, metavar="TFLITE",
-                       help="TFLite model to compare against (default: the model production "
-                       "serves, fetched from the registry by digest; none before the first "
-                       "production release)")
+        p.add_argument(
+            "--baseline",
+            type=Path,
+            metavar="TFLITE",
+            help="TFLite model to compare against (default: the model production "
+            "serves, fetched from the registry by digest; none before the first "
+            "production release)",
+        )
 
     p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of model.yaml")
     add("ingest", "Write the dataset and its deterministic split under data/, tracked by data.dvc.")
-    add("validate", "Run the Great Expectations suite as Checkpoints; write Data Docs. "
-        "Exit 1 on invalid data.")
+    add(
+        "validate",
+        "Run the Great Expectations suite as Checkpoints; write Data Docs. Exit 1 on invalid data.",
+    )
     add("train", "Train the Keras model with fixed seeds; export the TFLite serving artifact.")
     add("evaluate", "Score the TFLite artifact (with LiteRT) on the test split.")
     baseline(add("gate", "Apply the gate rules and write blessing.json. Exit 1 when refused."))
-    add("package", "Build the serving image of the blessed model (hermetic, network off), push "
+    add(
+        "package",
+        "Build the serving image of the blessed model (hermetic, network off), push "
         "it and the model artifact to REGISTRY, and write the release record and SBOM. "
-        "Re-uses an image the registry already has for the same inputs.")
-    add("verify", "Run the pushed image by digest (non-root, read-only), query it with the test "
-        "split and malformed requests, and write infra_blessing.json. Exit 1 when refused.")
-    p = add("release", "Put the verified candidate into the idle color of an environment, flip "
-            "its Service, and commit state and rendered YAML to the GitOps repository.")
+        "Re-uses an image the registry already has for the same inputs.",
+    )
+    add(
+        "verify",
+        "Run the pushed image by digest (non-root, read-only), query it with the test "
+        "split and malformed requests, and write infra_blessing.json. Exit 1 when refused.",
+    )
+    p = add(
+        "release",
+        "Put the verified candidate into the idle color of an environment, flip "
+        "its Service, and commit state and rendered YAML to the GitOps repository.",
+    )
     p.add_argument("--env", default="staging", help="environment (default: %(default)s)")
-    p = add("promote", "Open (or update) the pull request that promotes the release serving "
-            "--from to --to, with the evidence; older open promotions to --to are closed as "
-            "superseded. --merge approves it (local provider only).")
-    p.add_argument("--to", default="production", dest="to_env",
-                   help="target environment (default: %(default)s)")
-    p.add_argument("--from", default="staging", dest="from_env",
-                   help="source environment (default: %(default)s)")
-    p.add_argument("--merge", action="store_true",
-                   help="merge the open promotion request for --to (the local approval)")
-    p = add("rollback", "Flip an environment back to its previous release (still deployed): "
-            "a commit with a Rollback-Of trailer, or a pull request in pr mode.")
+    p = add(
+        "promote",
+        "Open (or update) the pull request that promotes the release serving "
+        "--from to --to, with the evidence; older open promotions to --to are closed as "
+        "superseded. --merge approves it (local provider only).",
+    )
+    p.add_argument(
+        "--to",
+        default="production",
+        dest="to_env",
+        help="target environment (default: %(default)s)",
+    )
+    p.add_argument(
+        "--from",
+        default="staging",
+        dest="from_env",
+        help="source environment (default: %(default)s)",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge the open promotion request for --to (the local approval)",
+    )
+    p = add(
+        "rollback",
+        "Flip an environment back to its previous release (still deployed): "
+        "a commit with a Rollback-Of trailer, or a pull request in pr mode.",
+    )
     p.add_argument("--env", required=True, help="environment to roll back")
-    p.add_argument("--merge", action="store_true",
-                   help="merge the open rollback request for --env (local provider only)")
-    p.add_argument("--reactivate", action="store_true",
-                   help="roll back even when that makes the release an earlier rollback took "
-                   "out of service serve again (refused without this flag)")
-    p = add("status", "Show what runs in each environment (from git) and, with a kube "
-            "context, whether the cluster agrees.")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="merge the open rollback request for --env (local provider only)",
+    )
+    p.add_argument(
+        "--reactivate",
+        action="store_true",
+        help="roll back even when that makes the release an earlier rollback took "
+        "out of service serve again (refused without this flag)",
+    )
+    p = add(
+        "status",
+        "Show what runs in each environment (from git) and, with a kube "
+        "context, whether the cluster agrees.",
+    )
     p.add_argument("--env", help="one environment (default: all)")
     p.add_argument("--no-live", action="store_true", help="do not contact a cluster")
-    p = add("report", "Print the pipeline's verdict as Markdown (metrics vs production, gate "
-            "reasons, artifact links); post it as the one PR/MR comment, updated in place.")
-    p.add_argument("--post", action="store_true",
-                   help="create or update the PR/MR comment when the run belongs to one "
-                   "(number from MLOPS_PR_NUMBER, CI_MERGE_REQUEST_IID or GITHUB_REF; provider "
-                   "from manifests/gitops.yaml or MLOPS_SCM_PROVIDER)")
-    p.add_argument("--summary", type=Path, metavar="FILE",
-                   help="also append it to FILE (e.g. $GITHUB_STEP_SUMMARY)")
-    p.add_argument("--metrics", type=Path, metavar="FILE",
-                   help="write GitLab's metrics report (name value lines) to FILE")
-    p.add_argument("--artifacts-url", default=os.environ.get("MLOPS_ARTIFACTS_URL", ""),
-                   help="where the CI stored artifacts/ (default: $MLOPS_ARTIFACTS_URL)")
-    add("registry-login", "Store REGISTRY's credentials (REGISTRY_USERNAME and REGISTRY_PASSWORD, "
+    p = add(
+        "report",
+        "Print the pipeline's verdict as Markdown (metrics vs production, gate "
+        "reasons, artifact links); post it as the one PR/MR comment, updated in place.",
+    )
+    p.add_argument(
+        "--post",
+        action="store_true",
+        help="create or update the PR/MR comment when the run belongs to one "
+        "(number from MLOPS_PR_NUMBER, CI_MERGE_REQUEST_IID or GITHUB_REF; provider "
+        "from manifests/gitops.yaml or MLOPS_SCM_PROVIDER)",
+    )
+    p.add_argument(
+        "--summary",
+        type=Path,
+        metavar="FILE",
+        help="also append it to FILE (e.g. $GITHUB_STEP_SUMMARY)",
+    )
+    p.add_argument(
+        "--metrics",
+        type=Path,
+        metavar="FILE",
+        help="write GitLab's metrics report (name value lines) to FILE",
+    )
+    p.add_argument(
+        "--artifacts-url",
+        default=os.environ.get("MLOPS_ARTIFACTS_URL", ""),
+        help="where the CI stored artifacts/ (default: $MLOPS_ARTIFACTS_URL)",
+    )
+    add(
+        "registry-login",
+        "Store REGISTRY's credentials (REGISTRY_USERNAME and REGISTRY_PASSWORD, "
         "or GitLab's CI_REGISTRY_USER and CI_REGISTRY_PASSWORD) in the Docker config, for the "
-        "image push and the model artifact.", model=False)
-    p = add("render", "Render manifests/environments/*.yaml into manifests/rendered/ and the "
-            "controller objects; refuse on schema or policy violations.", model=False)
+        "image push and the model artifact.",
+        model=False,
+    )
+    p = add(
+        "render",
+        "Render manifests/environments/*.yaml into manifests/rendered/ and the "
+        "controller objects; refuse on schema or policy violations.",
+        model=False,
+    )
     p.add_argument("--env", help="render (or check) one environment only")
-    p.add_argument("--check", action="store_true",
-                   help="write nothing; exit 1 with a diff when the committed files are stale")
-    add("lint-manifests", "Check the committed rendered files: kubernetes-validate --strict and "
-        "the project's policy. Exit 1 listing every violation.", model=False)
-    p = add("run", "Run the pipeline in order, skipping unchanged stages: "
-            + ", ".join(PIPELINE) + ".")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 with a diff when the committed files are stale",
+    )
+    add(
+        "lint-manifests",
+        "Check the committed rendered files: kubernetes-validate --strict and "
+        "the project's policy. Exit 1 listing every violation.",
+        model=False,
+    )
+    p = add(
+        "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
+    )
     baseline(p)
-    p.add_argument("--force", action="store_true",
-                   help="re-run every stage even when DVC sees no change")
-    p.add_argument("--until", choices=PIPELINE, default=PIPELINE[-1], metavar="STAGE",
-                   help=f"stop after this stage ({', '.join(PIPELINE)}; default: %(default)s)."
-                   " Merge-request pipelines stop at the gate.")
+    p.add_argument(
+        "--force", action="store_true", help="re-run every stage even when DVC sees no change"
+    )
+    p.add_argument(
+        "--until",
+        choices=PIPELINE,
+        default=PIPELINE[-1],
+        metavar="STAGE",
+        help=f"stop after this stage ({', '.join(PIPELINE)}; default: %(default)s)."
+        " Merge-request pipelines stop at the gate.",
+    )
     return parser
 
 
@@ -129,16 +224,21 @@ def _print_rules(blessing_path: Path) -> None:
     from pipelines.core.report import table
 
     rules = json.loads(blessing_path.read_text(encoding="utf-8"))["rules"]
-    print(table(["rule", "verdict", "reason"],
-                [[r["rule"], "pass" if r["passed"] else "FAIL", r["reason"]] for r in rules]))
+    print(
+        table(
+            ["rule", "verdict", "reason"],
+            [[r["rule"], "pass" if r["passed"] else "FAIL", r["reason"]] for r in rules],
+        )
+    )
 
 
 def _config(args: argparse.Namespace) -> int:
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
     else:
-        print(json.dumps(load_model(find_root(), args.model).model.model_dump(mode="json"),
-                         indent=2))
+        print(
+            json.dumps(load_model(find_root(), args.model).model.model_dump(mode="json"), indent=2)
+        )
     return 0
 
 
@@ -162,8 +262,10 @@ def _train(ws: Workspace, _: argparse.Namespace) -> int:
     from pipelines.stages import train
 
     t = train.run(ws)
-    print(f"train: {t.epochs} epochs, val accuracy {t.final_val_accuracy:.4f}; "
-          f"{t.tflite} sha256 {t.tflite_sha256}")
+    print(
+        f"train: {t.epochs} epochs, val accuracy {t.final_val_accuracy:.4f}; "
+        f"{t.tflite} sha256 {t.tflite_sha256}"
+    )
     return 0
 
 
@@ -171,8 +273,10 @@ def _evaluate(ws: Workspace, _: argparse.Namespace) -> int:
     from pipelines.stages import evaluate
 
     m = evaluate.run(ws).metrics
-    print(f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
-          f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes")
+    print(
+        f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
+        f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes"
+    )
     return 0
 
 
@@ -188,8 +292,10 @@ def _package(ws: Workspace, _: argparse.Namespace) -> int:
     from pipelines.stages import package
 
     pkg = package.run(ws, progress=_progress)
-    print(f"package: {'re-used' if pkg.reused else 'built and pushed'} {pkg.image}\n"
-          f"  release {pkg.release_id}; model artifact {pkg.model_artifact}; record {pkg.record}")
+    print(
+        f"package: {'re-used' if pkg.reused else 'built and pushed'} {pkg.image}\n"
+        f"  release {pkg.release_id}; model artifact {pkg.model_artifact}; record {pkg.record}"
+    )
     return 0
 
 
@@ -205,8 +311,9 @@ def _release(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.stages import release
 
     landed = release.run(ws, args.env, progress=_progress)
-    print(f"release: {landed.detail}" + (f" (commit {landed.commit[:12]})" if landed.commit
-                                         else ""))
+    print(
+        f"release: {landed.detail}" + (f" (commit {landed.commit[:12]})" if landed.commit else "")
+    )
     return 0
 
 
@@ -242,8 +349,12 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
 
     result = status.run(ws, args.env, live=not args.no_live)
     rows = result.rows
-    print(table(["environment", "model", "active", "preview", "awaiting approval", "live"],
-                [[r.env, r.model, r.active, r.preview, r.awaiting, r.live] for r in rows]))
+    print(
+        table(
+            ["environment", "model", "active", "preview", "awaiting approval", "live"],
+            [[r.env, r.model, r.active, r.preview, r.awaiting, r.live] for r in rows],
+        )
+    )
     if result.requests_note:
         print(f"  {result.requests_note}")
     for r in rows:
@@ -261,8 +372,13 @@ def _report(ws: Workspace, args: argparse.Namespace) -> int:
     # runner keeps outside the checkout by design, so it may be anywhere.
     if args.metrics is not None:
         inside(ws.root, args.metrics, "--metrics")
-    r = ci_report.run(ws, post=args.post, summary_file=args.summary, metrics_file=args.metrics,
-                      artifacts_url=args.artifacts_url)
+    r = ci_report.run(
+        ws,
+        post=args.post,
+        summary_file=args.summary,
+        metrics_file=args.metrics,
+        artifacts_url=args.artifacts_url,
+    )
     print(r.markdown, end="")
     if r.posted:
         print(f"report: {r.posted}", file=sys.stderr)
@@ -276,8 +392,10 @@ def _registry_login(_: argparse.Namespace) -> int:
     user = os.environ.get("REGISTRY_USERNAME") or os.environ.get("CI_REGISTRY_USER")
     password = os.environ.get("REGISTRY_PASSWORD") or os.environ.get("CI_REGISTRY_PASSWORD")
     if not user or not password:
-        raise ConfigError("no registry credentials in the environment",
-                          hint="set REGISTRY_USERNAME and REGISTRY_PASSWORD (masked)")
+        raise ConfigError(
+            "no registry credentials in the environment",
+            hint="set REGISTRY_USERNAME and REGISTRY_PASSWORD (masked)",
+        )
     host = Registry().host
     print(f"registry-login: credentials for {host} stored in {login(host, user, password)}")
     return 0
@@ -295,8 +413,11 @@ def _render(args: argparse.Namespace) -> int:
         stale = render.stale_diff(manifests, rendering.files, args.env)
         if stale:
             print(stale, end="")
-            print("mlops render: the committed manifests are stale; run `mlops render` and "
-                  "commit the result", file=sys.stderr)
+            print(
+                "mlops render: the committed manifests are stale; run `mlops render` and "
+                "commit the result",
+                file=sys.stderr,
+            )
             return 1
         print("render: committed manifests are current")
         return 0
@@ -313,11 +434,12 @@ def _lint(_: argparse.Namespace) -> int:
     root = find_root()
     violations = render.lint(root / "manifests", load_gitops(root))
     if violations:
-        raise CheckFailed(f"{len(violations)} manifest violation(s):\n"
-                          + "\n".join(f"  - {v}" for v in violations),
-                          hint="fix the templates or state and run `mlops render`")
-    print(f"lint-manifests: {len(render.on_disk(root / 'manifests'))} files pass schema and "
-          "policy")
+        raise CheckFailed(
+            f"{len(violations)} manifest violation(s):\n"
+            + "\n".join(f"  - {v}" for v in violations),
+            hint="fix the templates or state and run `mlops render`",
+        )
+    print(f"lint-manifests: {len(render.on_disk(root / 'manifests'))} files pass schema and policy")
     return 0
 
 
@@ -325,34 +447,53 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.core.report import table
     from pipelines.stages import run
 
-    result = run.run(ws, baseline=args.baseline, force=args.force, until=args.until,
-                     progress=_progress)
+    result = run.run(
+        ws, baseline=args.baseline, force=args.force, until=args.until, progress=_progress
+    )
     print()
-    print(table(["stage", "status", "seconds", "detail"],
-                [[r.stage, r.status, f"{r.seconds:.1f}", r.detail] for r in result.reports]))
+    print(
+        table(
+            ["stage", "status", "seconds", "detail"],
+            [[r.stage, r.status, f"{r.seconds:.1f}", r.detail] for r in result.reports],
+        )
+    )
     for stage, record in (("gate", "blessing.json"), ("verify", "infra_blessing.json")):
         path = ws.artifacts(stage) / record
-        if path.is_file() and any(r.stage == stage and r.status in ("ran", "failed")
-                                  for r in result.reports):
+        if path.is_file() and any(
+            r.stage == stage and r.status in ("ran", "failed") for r in result.reports
+        ):
             print()
             _print_rules(path)
     if result.error is not None:
         print(f"\nmlops run: {result.error}", file=sys.stderr)
         return result.error.exit_code
-    print(f"\nmlops run: done through {args.until}. Data Docs: "
-          f"{ws.artifacts('validate') / 'data_docs/index.html'}")
+    print(
+        f"\nmlops run: done through {args.until}. Data Docs: "
+        f"{ws.artifacts('validate') / 'data_docs/index.html'}"
+    )
     return 0
 
 
 STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
-    "ingest": _ingest, "validate": _validate, "train": _train, "evaluate": _evaluate,
-    "gate": _gate, "package": _package, "verify": _verify, "release": _release,
-    "promote": _promote, "rollback": _rollback, "status": _status, "run": _run,
+    "ingest": _ingest,
+    "validate": _validate,
+    "train": _train,
+    "evaluate": _evaluate,
+    "gate": _gate,
+    "package": _package,
+    "verify": _verify,
+    "release": _release,
+    "promote": _promote,
+    "rollback": _rollback,
+    "status": _status,
+    "run": _run,
     "report": _report,
 }
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "config": _config, "render": _render, "lint-manifests": _lint,
+    "config": _config,
+    "render": _render,
+    "lint-manifests": _lint,
     "registry-login": _registry_login,
 }
 
@@ -392,11 +533,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if args.debug:
             traceback.print_exc()
-        print(f"mlops {args.command}: internal error (a bug in mlops): {type(exc).__name__}: "
-              f"{redact(str(exc))[:300]}\n  hint: "
-              + ("report it, with the traceback above, to this repository's maintainers"
-                 if args.debug else "re-run with --debug for the traceback, and report it to "
-                 "this repository's maintainers"), file=sys.stderr)
+        print(
+            f"mlops {args.command}: internal error (a bug in mlops): {type(exc).__name__}: "
+            f"{redact(str(exc))[:300]}\n  hint: "
+            + (
+                "report it, with the traceback above, to this repository's maintainers"
+                if args.debug
+                else "re-run with --debug for the traceback, and report it to "
+                "this repository's maintainers"
+            ),
+            file=sys.stderr,
+        )
         return INTERNAL_ERROR
 
 

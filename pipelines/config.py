@@ -40,12 +40,16 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
                    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
                    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
                    |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+                   |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def load_yaml(text: str) -> Any:
@@ -165,16 +169,24 @@ class PerClassRule(_Section):
 class ChangeRule(_Section):
     require: Literal["not_worse", "better"] = "not_worse"
     max_drop: float = Field(
-        0.01, ge=0, le=1, description="Non-inferiority margin: the 95% interval's lower bound "
+        0.01,
+        ge=0,
+        le=1,
+        description="Non-inferiority margin: the 95% interval's lower bound "
         "on the accuracy delta may not fall below -max_drop.",
     )
     alpha: float = Field(0.05, gt=0, lt=1)
     bootstrap_resamples: int = Field(10_000, ge=100, le=1_000_000)
     seed: int = 0
     on_missing_baseline: Literal["pass", "fail"] = "pass"
-    baseline_environment: str = Field("production", pattern=DNS_LABEL, description=(
-        "Whose live model is the baseline: its active release's model artifact is fetched "
-        "from the registry by digest. `mlops gate --baseline FILE` overrides it."))
+    baseline_environment: str = Field(
+        "production",
+        pattern=DNS_LABEL,
+        description=(
+            "Whose live model is the baseline: its active release's model artifact is fetched "
+            "from the registry by digest. `mlops gate --baseline FILE` overrides it."
+        ),
+    )
 
 
 class Thresholds(_Section):
@@ -196,10 +208,18 @@ PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
 
 
 class VerifyConfig(_Section):
-    ready_timeout_s: float = Field(60.0, gt=0, le=600, description=(
-        "How long the image may take to answer /readyz before verification fails."))
-    latency_requests: int = Field(200, ge=10, le=100_000, description=(
-        "Single-example requests sent one after another to measure p50/p99 latency."))
+    ready_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description=("How long the image may take to answer /readyz before verification fails."),
+    )
+    latency_requests: int = Field(
+        200,
+        ge=10,
+        le=100_000,
+        description=("Single-example requests sent one after another to measure p50/p99 latency."),
+    )
 
 
 class ServingConfig(_Section):
@@ -208,9 +228,12 @@ class ServingConfig(_Section):
     max_body_bytes: int = Field(1_048_576, ge=256)
     base_image: str = Field(
         "python:3.11-slim@sha256:9c900dea9e8fb7e16277c179b555cc72d29a352dbc33cff48ad5a0412fd5bfc7",
-        pattern=PINNED_IMAGE, description=(
+        pattern=PINNED_IMAGE,
+        description=(
             "Base of the serving image, pinned by digest. BASE_IMAGE overrides it, and so does "
-            "the base `make infra-up` builds where public registries are out of reach."))
+            "the base `make infra-up` builds where public registries are out of reach."
+        ),
+    )
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
@@ -226,8 +249,14 @@ class Resources(_Section):
 
 class DeployConfig(_Section):
     image_repository: str = Field("digits", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
-    replicas: int = Field(2, ge=1, le=100, description=(
-        "Pods per color, and the autoscaler's minimum. An environment may override it."))
+    replicas: int = Field(
+        2,
+        ge=1,
+        le=100,
+        description=(
+            "Pods per color, and the autoscaler's minimum. An environment may override it."
+        ),
+    )
     max_replicas: int = Field(6, ge=1, le=1000)
     target_cpu_utilization: int = Field(70, ge=10, le=100)
     service_port: int = Field(80, ge=1, le=65535)
@@ -254,8 +283,10 @@ class ModelConfig(_Section):
     def _overrides_name_real_classes(self) -> ModelConfig:
         unknown = sorted(set(self.gate.per_class.overrides) - set(self.data.label.classes))
         if unknown:
-            raise ValueError(f"gate.per_class.overrides names class(es) {unknown} that are not "
-                             f"in data.label.classes {self.data.label.classes}")
+            raise ValueError(
+                f"gate.per_class.overrides names class(es) {unknown} that are not "
+                f"in data.label.classes {self.data.label.classes}"
+            )
         return self
 
     def section_hash(self, *sections: str) -> str:
@@ -328,14 +359,17 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
     if model.name != name:
-        raise ConfigError(f"{path}: key 'name' is {model.name!r} but the folder is {name!r}",
-                          hint="the folder name and the name key must agree")
+        raise ConfigError(
+            f"{path}: key 'name' is {model.name!r} but the folder is {name!r}",
+            hint="the folder name and the name key must agree",
+        )
     check_model_paths(root, model, path)
     return Workspace(root=root, model=model)
 
 
-def format_validation_error(path: Path, exc: ValidationError,
-                            cls: type[BaseModel] | None = None) -> str:
+def format_validation_error(
+    path: Path, exc: ValidationError, cls: type[BaseModel] | None = None
+) -> str:
     lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
@@ -431,9 +465,13 @@ class ModelSlot(_Strict):
 class EnvironmentState(_Strict):
     environment: str = Field(pattern=DNS_LABEL, max_length=30)
     namespace: str = Field(pattern=DNS_LABEL, max_length=63)
-    promotion: Literal["direct", "pr"] = Field("direct", description=(
-        "How releases land: a direct commit (mlops release) or a promotion pull request "
-        "(mlops promote), which someone must approve and merge."))
+    promotion: Literal["direct", "pr"] = Field(
+        "direct",
+        description=(
+            "How releases land: a direct commit (mlops release) or a promotion pull request "
+            "(mlops promote), which someone must approve and merge."
+        ),
+    )
     rollback: Literal["direct", "pr"] = "direct"
     models: dict[str, ModelSlot] = Field(default_factory=dict)
 
@@ -452,24 +490,47 @@ class GitOpsConfig(_Strict):
     """manifests/gitops.yaml: where releases are committed and how promotions are proposed.
     Every key can be overridden by an environment variable (see ENV_OVERRIDES)."""
 
-    remote: str = Field(".infra/gitops.git", description=(
-        "URL or path of the GitOps repository; a relative path is relative to this "
-        "repository's root. The embedded default is a local bare repository."))
+    remote: str = Field(
+        ".infra/gitops.git",
+        description=(
+            "URL or path of the GitOps repository; a relative path is relative to this "
+            "repository's root. The embedded default is a local bare repository."
+        ),
+    )
     branch: str = Field("main", pattern=r"^[A-Za-z0-9._/-]+$")
-    path: str = Field("manifests", pattern=r"^[A-Za-z0-9._/-]+$", description=(
-        "Folder inside the GitOps repository holding environments/ and rendered/."))
-    repo_url: str = Field("https://github.com/your-org/your-gitops-repo.git", description=(
-        "The URL a cluster's controller fetches (Argo CD, Flux). It may differ from remote."))
+    path: str = Field(
+        "manifests",
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description=("Folder inside the GitOps repository holding environments/ and rendered/."),
+    )
+    repo_url: str = Field(
+        "https://github.com/your-org/your-gitops-repo.git",
+        description=(
+            "The URL a cluster's controller fetches (Argo CD, Flux). It may differ from remote."
+        ),
+    )
     provider: Literal["local", "github", "gitlab"] = "local"
-    release_environment: str = Field("staging", pattern=DNS_LABEL, description=(
-        "Where `mlops run` releases a verified candidate."))
-    promote_environment: str = Field("production", pattern=DNS_LABEL, description=(
-        "Where `mlops run` then proposes it, with a promotion pull request."))
+    release_environment: str = Field(
+        "staging",
+        pattern=DNS_LABEL,
+        description=("Where `mlops run` releases a verified candidate."),
+    )
+    promote_environment: str = Field(
+        "production",
+        pattern=DNS_LABEL,
+        description=("Where `mlops run` then proposes it, with a promotion pull request."),
+    )
     kubernetes_version: str = Field("1.33", pattern=r"^1\.\d+$")
     push_attempts: int = Field(10, ge=1, le=50)
-    git_timeout: int = Field(120, ge=1, le=3600, description=(
-        "Seconds any one git command (clone, fetch, push) may take before it is killed and "
-        "the job fails with exit 3: a remote that accepts connections but never answers."))
+    git_timeout: int = Field(
+        120,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds any one git command (clone, fetch, push) may take before it is killed and "
+            "the job fails with exit 3: a remote that accepts connections but never answers."
+        ),
+    )
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
 
@@ -489,7 +550,8 @@ class GitOpsConfig(_Strict):
                 "repo_url must be a URL that both Argo CD and Flux accept: https://host/owner/"
                 "repo.git or ssh://git@host/owner/repo.git (Flux's GitRepository requires "
                 "^(http|https|ssh)://; the scp-like git@host:path form is refused), with no "
-                "password or token in it")
+                "password or token in it"
+            )
         return value
 
     @field_validator("remote")
@@ -498,8 +560,10 @@ class GitOpsConfig(_Strict):
         if "\0" in value or "\n" in value or value.startswith("-") or "::" in value:
             # "-" would read as a git option; "::" selects a git remote helper (ext:: runs
             # commands).
-            raise ValueError("remote must be a URL (https://, ssh://, git@host:path) or a "
-                             "path, not an option or a remote-helper address")
+            raise ValueError(
+                "remote must be a URL (https://, ssh://, git@host:path) or a "
+                "path, not an option or a remote-helper address"
+            )
         return value
 
 
@@ -564,9 +628,11 @@ def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
     except ConfigError as exc:
         if not applied:
             raise
-        raise ConfigError(f"{exc}\n  (with the environment overrides {', '.join(applied)})",
-                          hint="fix the value in manifests/gitops.yaml or the environment "
-                          "variable that overrides it") from None
+        raise ConfigError(
+            f"{exc}\n  (with the environment overrides {', '.join(applied)})",
+            hint="fix the value in manifests/gitops.yaml or the environment "
+            "variable that overrides it",
+        ) from None
 
 
 def parse_environment(path: Path, text: str) -> EnvironmentState:
@@ -578,8 +644,10 @@ def parse_environment(path: Path, text: str) -> EnvironmentState:
         raise ConfigError(f"{path}: expected a mapping at the top level")
     state = _validated(EnvironmentState, path, raw)
     if state.environment != path.stem:
-        raise ConfigError(f"{path}: environment is {state.environment!r} but the file is "
-                          f"{path.name}", hint="the file name and the environment key must agree")
+        raise ConfigError(
+            f"{path}: environment is {state.environment!r} but the file is {path.name}",
+            hint="the file name and the environment key must agree",
+        )
     return state
 
 
@@ -603,9 +671,11 @@ def dump_environment(state: EnvironmentState) -> str:
 
 # URLs both Argo CD and Flux fetch: Flux's GitRepository requires ^(http|https|ssh)://, Argo CD
 # takes those too. No password in the URL (it would be committed); an ssh user is fine.
-REPO_URL = (r"(https?://([A-Za-z0-9._~-]+@)?|ssh://[A-Za-z0-9._~-]+@)"
-            r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/[A-Za-z0-9._~/-]*[A-Za-z0-9_~-]"
-            r"(\.git)?/?")
+REPO_URL = (
+    r"(https?://([A-Za-z0-9._~-]+@)?|ssh://[A-Za-z0-9._~-]+@)"
+    r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?/[A-Za-z0-9._~/-]*[A-Za-z0-9_~-]"
+    r"(\.git)?/?"
+)
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
 
@@ -622,8 +692,10 @@ def relative_path_problem(value: str) -> str | None:
         return f"{value!r} is empty, absolute or holds a backslash"
     for segment in value.split("/"):
         if not _SEGMENT.match(segment):
-            return (f"{value!r} has the segment {segment!r} (allowed: letters, digits, ., _ "
-                    "and -, not starting with a dot; no empty, . or .. segments)")
+            return (
+                f"{value!r} has the segment {segment!r} (allowed: letters, digits, ., _ "
+                "and -, not starting with a dot; no empty, . or .. segments)"
+            )
     return None
 
 
@@ -631,8 +703,10 @@ def inside(base: Path, path: Path, what: str) -> Path:
     """``path`` resolved (symlinks followed), refused unless it stays inside ``base``."""
     resolved = path.resolve()
     if not resolved.is_relative_to(base.resolve()):
-        raise ConfigError(f"{what} {path} resolves to {resolved}, outside {base.resolve()}",
-                          hint=f"{what} must stay inside {base.resolve()}; nothing was written")
+        raise ConfigError(
+            f"{what} {path} resolves to {resolved}, outside {base.resolve()}",
+            hint=f"{what} must stay inside {base.resolve()}; nothing was written",
+        )
     return resolved
 
 
@@ -640,8 +714,9 @@ def require_known(what: str, value: str, known: list[str]) -> str:
     """``value`` exactly as one of ``known`` (no aliases: ./production, production/,
     Production), else a usage error listing them."""
     if value not in known or not re.fullmatch(DNS_LABEL, value):
-        raise ConfigError(f"unknown {what} {value!r}",
-                          hint=f"known {what}s: {', '.join(known) or 'none'}")
+        raise ConfigError(
+            f"unknown {what} {value!r}", hint=f"known {what}s: {', '.join(known) or 'none'}"
+        )
     return value
 
 
@@ -656,13 +731,17 @@ def check_model_paths(root: Path, model: ModelConfig, where: Path) -> None:
     model_dir = root / MODELS_DIR / model.name
     arch = model.training.architecture
     if relative_path_problem(arch):
-        raise ConfigError(f"{where}: training.architecture {relative_path_problem(arch)}",
-                          hint=f"name a file inside {model_dir}")
+        raise ConfigError(
+            f"{where}: training.architecture {relative_path_problem(arch)}",
+            hint=f"name a file inside {model_dir}",
+        )
     inside(model_dir, model_dir / arch, f"{where}: training.architecture")
     source = model.data.source
     if isinstance(source, FileSource):
         problem = relative_path_problem(source.path)
         if problem:
-            raise ConfigError(f"{where}: data.source.path {problem}",
-                              hint="name a file inside the repository, relative to its root")
+            raise ConfigError(
+                f"{where}: data.source.path {problem}",
+                hint="name a file inside the repository, relative to its root",
+            )
         inside(root, root / source.path, f"{where}: data.source.path")

@@ -53,8 +53,9 @@ def sha256(path: Path) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
-def problems(venv: Path, constraints: Path, python: Path, *, check_files: bool, strict: bool
-             ) -> list[str]:
+def problems(
+    venv: Path, constraints: Path, python: Path, *, check_files: bool, strict: bool
+) -> list[str]:
     found: list[str] = []
     cfg = venv / "pyvenv.cfg"
     if not cfg.is_file():
@@ -105,8 +106,13 @@ def main(argv: list[str]) -> int:
         print("usage: verify-venv.py [--strict] [--files] VENV CONSTRAINTS", file=sys.stderr)
         return 2
     venv, constraints = Path(args[0]), Path(args[1])
-    found = problems(venv, constraints, Path(sys.executable), check_files="--files" in flags,
-                     strict="--strict" in flags)
+    found = problems(
+        venv,
+        constraints,
+        Path(sys.executable),
+        check_files="--files" in flags,
+        strict="--strict" in flags,
+    )
     for line in found[:20]:
         print(f"verify-venv: {line}", file=sys.stderr)
     if len(found) > 20:

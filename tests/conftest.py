@@ -16,8 +16,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
-    "GIT_AUTHOR_NAME": "mlops-tests", "GIT_AUTHOR_EMAIL": "tests@example.invalid",
-    "GIT_COMMITTER_NAME": "mlops-tests", "GIT_COMMITTER_EMAIL": "tests@example.invalid",
+    "GIT_AUTHOR_NAME": "mlops-tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.invalid",
+    "GIT_COMMITTER_NAME": "mlops-tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.invalid",
 }
 os.environ.update(GIT_ENV)
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -37,8 +39,11 @@ def require(component: str, available: bool, why: str) -> None:
 def copy_repo(dest: Path) -> Path:
     """The committed and uncommitted (not ignored) files of this checkout, as a fresh repo."""
     files = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-        capture_output=True, text=True,
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split("\0")
     for rel in filter(None, files):
         src = ROOT / rel

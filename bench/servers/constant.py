@@ -44,8 +44,12 @@ def pieces(model_dir: Path) -> dict[str, Callable[[bytes], object]]:
         raw = parse_instances(orjson.loads(body), sig, 64)
         return scale_features(raw, sig.low, sig.high, sig.image_shape)
 
-    return {"none": lambda _: None, "spin40": spin40, "parse": parse,
-            "invoke": lambda _: runtime.predict(fixed)}
+    return {
+        "none": lambda _: None,
+        "spin40": spin40,
+        "parse": parse,
+        "invoke": lambda _: runtime.predict(fixed),
+    }
 
 
 if __name__ == "__main__":

@@ -17,8 +17,13 @@ app = Flask(__name__)
 def predict():
     instances = np.array(request.get_json()["instances"], dtype=np.float32) / 16.0
     probabilities = model.predict(instances.reshape(-1, 8, 8, 1), verbose=0)
-    return jsonify({"predictions": [{"class": int(p.argmax()), "probabilities": p.tolist()}
-                                    for p in probabilities]})
+    return jsonify(
+        {
+            "predictions": [
+                {"class": int(p.argmax()), "probabilities": p.tolist()} for p in probabilities
+            ]
+        }
+    )
 
 
 if __name__ == "__main__":

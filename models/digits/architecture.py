@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_model(keras: Any, input_shape: tuple[int, int, int], num_classes: int,
-                params: dict[str, Any]) -> Any:
+def build_model(
+    keras: Any, input_shape: tuple[int, int, int], num_classes: int, params: dict[str, Any]
+) -> Any:
     filters = params.get("filters", [16, 32])
     layers = keras.layers
     model = keras.Sequential(name="digits_cnn")

@@ -38,7 +38,8 @@ def rows(data: Any) -> list[Any]:
             gxe.ExpectColumnValuesToBeOfType(column=col, type_="float64"),
             gxe.ExpectColumnValuesToNotBeNull(column=col),
             gxe.ExpectColumnValuesToBeBetween(
-                column=col, min_value=data.features.min, max_value=data.features.max),
+                column=col, min_value=data.features.min, max_value=data.features.max
+            ),
         ]
     return out
 
@@ -47,7 +48,8 @@ def balance(data: Any) -> list[Any]:
     e = data.expectations
     return [
         gxe.ExpectColumnValuesToBeBetween(
-            column="fraction", min_value=e.class_fraction_min, max_value=e.class_fraction_max),
+            column="fraction", min_value=e.class_fraction_min, max_value=e.class_fraction_max
+        ),
     ]
 
 
@@ -55,8 +57,10 @@ def cross_split(data: Any) -> list[Any]:
     return [
         gxe.ExpectColumnValuesToBeUnique(
             column="row_id",
-            description="leakage: the same example id (row_id) appears in more than one split"),
+            description="leakage: the same example id (row_id) appears in more than one split",
+        ),
         gxe.ExpectCompoundColumnsToBeUnique(
             column_list=data.features.columns,
-            description="leakage: the same image appears in more than one split"),
+            description="leakage: the same image appears in more than one split",
+        ),
     ]

@@ -60,8 +60,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid JSON: {exc}",
-                          hint="delete it and re-run the stage that writes it") from exc
+        raise ConfigError(
+            f"{path} is not valid JSON: {exc}", hint="delete it and re-run the stage that writes it"
+        ) from exc
 
 
 def invalidate(final: Path) -> None:

@@ -18,8 +18,9 @@ def module_files(root: Path, modules: list[str]) -> dict[str, list[str]]:
     """Per module: repository-relative paths of its code and of everything in ``pipelines`` it
     imports, sorted. One graph for all of them (building it is most of the time)."""
     graph = grimp.build_graph(PACKAGE, cache_dir=None)  # no cache folder left in the tree
-    return {module: _files(root, {module, *graph.find_upstream_modules(module)})
-            for module in modules}
+    return {
+        module: _files(root, {module, *graph.find_upstream_modules(module)}) for module in modules
+    }
 
 
 def _files(root: Path, modules: set[str]) -> list[str]:

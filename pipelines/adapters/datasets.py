@@ -22,11 +22,15 @@ ROW_ID = "row_id"
 def read_table(path: Path, what: str) -> pd.DataFrame:
     """Read a CSV or Parquet file; unreadable or empty files are invalid data (exit 1)."""
     if not path.is_file():
-        raise ConfigError(f"{what}: {path} does not exist",
-                          hint="run `mlops ingest` first, or fix the configured path")
+        raise ConfigError(
+            f"{what}: {path} does not exist",
+            hint="run `mlops ingest` first, or fix the configured path",
+        )
     if path.stat().st_size == 0:
-        raise DataInvalid(f"{what}: {path} is an empty file (0 bytes)",
-                          hint="re-create it, e.g. with `mlops ingest`")
+        raise DataInvalid(
+            f"{what}: {path} is an empty file (0 bytes)",
+            hint="re-create it, e.g. with `mlops ingest`",
+        )
     try:
         if path.suffix == ".csv":
             return pd.read_csv(path)
@@ -66,8 +70,9 @@ def features_and_labels(
     [3, 5, 7] work as well as 0..9. Validation has already rejected unknown labels.
     """
     spec = ws.model.data.features
-    x = scale_features(df[spec.columns].to_numpy(dtype=np.float64), spec.min, spec.max,
-                       spec.image_shape)
+    x = scale_features(
+        df[spec.columns].to_numpy(dtype=np.float64), spec.min, spec.max, spec.image_shape
+    )
     index = {c: i for i, c in enumerate(ws.model.data.label.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
     return x, y
@@ -81,8 +86,9 @@ def fingerprint(ws: Workspace) -> str:
     for split in SPLITS:
         path = ws.split_path(split)
         if not path.is_file():
-            raise ConfigError(f"{split} split: {path} does not exist",
-                              hint="run `mlops ingest` first")
+            raise ConfigError(
+                f"{split} split: {path} does not exist", hint="run `mlops ingest` first"
+            )
         digest.update(split.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -23,8 +23,10 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 @contextlib.contextmanager
 def _repo(root: Path) -> Iterator[Any]:
     if not (root / ".dvc").is_dir():
-        raise ConfigError(f"{root} is not a DVC project (no .dvc/ folder)",
-                          hint="this template ships .dvc/; restore it with `git checkout .dvc`")
+        raise ConfigError(
+            f"{root} is not a DVC project (no .dvc/ folder)",
+            hint="this template ships .dvc/; restore it with `git checkout .dvc`",
+        )
     from dvc.repo import Repo
 
     # DVC logs "Adding..." banners at INFO; our own progress lines say the same thing once.

@@ -58,11 +58,13 @@ NETWORK_COMMANDS = frozenset({"clone", "fetch", "pull", "push", "ls-remote"})
 # A refused ref that means "someone else got there first", per `git push --porcelain`'s summary
 # column: the client saw the tip move ([rejected]), or receive-pack lost the race for the ref's
 # lock or its old value ([remote rejected]). Everything else is a refusal that retrying repeats.
-RACE = re.compile(r"^\[rejected\] \((non-fast-forward|fetch first|stale info)\)$"
-                  # A ref lock held by another push is a race; a name that clashes with an
-                  # existing ref ("'refs/heads/a' exists; cannot create 'refs/heads/a/b'") is not.
-                  r"|^\[remote rejected\] \((cannot lock ref(?!.*exists; cannot create)"
-                  r"|failed to update ref|incorrect old value)")
+RACE = re.compile(
+    r"^\[rejected\] \((non-fast-forward|fetch first|stale info)\)$"
+    # A ref lock held by another push is a race; a name that clashes with an
+    # existing ref ("'refs/heads/a' exists; cannot create 'refs/heads/a/b'") is not.
+    r"|^\[remote rejected\] \((cannot lock ref(?!.*exists; cannot create)"
+    r"|failed to update ref|incorrect old value)"
+)
 
 
 class PushRejected(Exception):
@@ -73,28 +75,43 @@ class GitTimeout(InfraError):
     """A git command got no answer within its deadline."""
 
 
-def run_git(args: list[str], *, timeout: float, cwd: Path | None = None,
-            env: Mapping[str, str] | None = None, input: str | None = None,
-            where: str = "") -> subprocess.CompletedProcess[str]:
+def run_git(
+    args: list[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    input: str | None = None,
+    where: str = "",
+) -> subprocess.CompletedProcess[str]:
     """``git *args`` with a deadline. git runs in a session of its own and the whole group is
     killed at the deadline: its remote helpers (git-remote-http, ssh) hold our pipes, so
     killing git alone would leave us waiting on them."""
-    proc = subprocess.Popen(["git", *args], cwd=cwd, env=env, text=True,
-                            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate(input, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         if not where:  # a local command: no remote to blame
-            raise GitTimeout(f"git {args[0]} did not finish within {timeout:g} s",
-                             hint="check the disk and the git installation here") from None
+            raise GitTimeout(
+                f"git {args[0]} did not finish within {timeout:g} s",
+                hint="check the disk and the git installation here",
+            ) from None
         raise GitTimeout(
             f"git {args[0]} got no answer from {redact(where)} within {timeout:g} s",
             hint="check that the GitOps remote is reachable from here (address, network, "
             "proxy, firewall) and answers git; for a slow but working remote raise "
-            "git_timeout in manifests/gitops.yaml (MLOPS_GIT_TIMEOUT)") from None
+            "git_timeout in manifests/gitops.yaml (MLOPS_GIT_TIMEOUT)",
+        ) from None
     except BaseException:  # KeyboardInterrupt: leave no git behind
         _kill_group(proc)
         raise
@@ -111,10 +128,16 @@ def push_refusal(stdout: str, stderr: str) -> tuple[bool, str]:
     """(is it a race, what the remote said) for a failed ``git push --porcelain``. Per ref
     line: ``<flag>\t<from>:<to>\t<summary>``, flag ``!`` for a refused ref. The remote's own
     words (a hook's message, GitHub's GH006) come on stderr as ``remote:`` lines."""
-    refused = [line.split("\t")[2].strip() for line in stdout.splitlines()
-               if line.startswith("!\t") and line.count("\t") >= 2]
-    said = [line[len("remote:"):].strip() for line in stderr.splitlines()
-            if line.startswith("remote:") and line[len("remote:"):].strip()]
+    refused = [
+        line.split("\t")[2].strip()
+        for line in stdout.splitlines()
+        if line.startswith("!\t") and line.count("\t") >= 2
+    ]
+    said = [
+        line[len("remote:") :].strip()
+        for line in stderr.splitlines()
+        if line.startswith("remote:") and line[len("remote:") :].strip()
+    ]
     if not refused:  # nothing reached a ref: the connection, the auth or the repository failed
         said = [line.strip() for line in stderr.splitlines() if line.strip()]
     race = bool(refused) and all(RACE.search(summary) for summary in refused)
@@ -192,11 +215,18 @@ class Checkout:
 
     def git(self, *args: str, check: bool = True) -> str:
         env = _git_env(self.cfg, push=args[0] == "push")
-        proc = run_git(list(args), cwd=self.work, env=env, timeout=self.cfg.git_timeout,
-                       where=self.remote if args[0] in NETWORK_COMMANDS else "")
+        proc = run_git(
+            list(args),
+            cwd=self.work,
+            env=env,
+            timeout=self.cfg.git_timeout,
+            where=self.remote if args[0] in NETWORK_COMMANDS else "",
+        )
         if check and proc.returncode != 0:
-            raise InfraError(f"git {args[0]} failed in the GitOps checkout: "
-                             f"{redact(proc.stderr.strip() or proc.stdout.strip())[-800:]}")
+            raise InfraError(
+                f"git {args[0]} failed in the GitOps checkout: "
+                f"{redact(proc.stderr.strip() or proc.stdout.strip())[-800:]}"
+            )
         return proc.stdout
 
     def state_path(self, env: str) -> Path:
@@ -206,8 +236,10 @@ class Checkout:
         path = self.state_path(env)
         if not path.is_file():
             known = sorted(p.stem for p in path.parent.glob("*.yaml"))
-            raise ConfigError(f"environment {env!r} does not exist in the GitOps repository",
-                              hint=f"known environments: {', '.join(known) or 'none'}")
+            raise ConfigError(
+                f"environment {env!r} does not exist in the GitOps repository",
+                hint=f"known environments: {', '.join(known) or 'none'}",
+            )
         return parse_environment(path, path.read_text(encoding="utf-8"))
 
     def write_state(self, state: EnvironmentState) -> None:
@@ -228,8 +260,13 @@ class Checkout:
     def history(self, env: str, limit: int = 200) -> list[dict[str, str]]:
         """The trailers of the newest ``limit`` commits that changed ``env``'s state, newest
         first (one git call: git formats the trailers itself)."""
-        out = self.git("log", f"-n{limit}", "--format=%(trailers:unfold,separator=%x1f)%x1e",
-                       "--", str(self.state_path(env).relative_to(self.work)))
+        out = self.git(
+            "log",
+            f"-n{limit}",
+            "--format=%(trailers:unfold,separator=%x1f)%x1e",
+            "--",
+            str(self.state_path(env).relative_to(self.work)),
+        )
         entries = [_fields(entry.strip().split("\x1f")) for entry in out.split("\x1e")]
         return entries[:-1] if entries and not entries[-1] else entries
 
@@ -255,18 +292,24 @@ class Checkout:
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{branch}"]
         if force:
             args.insert(1, "--force")
-        proc = run_git(args, cwd=self.work, env=_git_env(self.cfg, push=True),
-                       timeout=self.cfg.git_timeout, where=self.remote)
+        proc = run_git(
+            args,
+            cwd=self.work,
+            env=_git_env(self.cfg, push=True),
+            timeout=self.cfg.git_timeout,
+            where=self.remote,
+        )
         if proc.returncode == 0:
             return
         race, said = push_refusal(proc.stdout, proc.stderr)
         if race:
             raise PushRejected(said)
-        raise InfraError(f"the GitOps remote {redact(self.remote)} refused the push to "
-                         f"{branch}: {said}",
-                         hint="not retried: this is not a race with another push. Check the "
-                         "remote's branch protection and hooks, and that the credential "
-                         "(MLOPS_GITOPS_TOKEN; never MLOPS_GITOPS_READ_TOKEN) may write to it")
+        raise InfraError(
+            f"the GitOps remote {redact(self.remote)} refused the push to {branch}: {said}",
+            hint="not retried: this is not a race with another push. Check the "
+            "remote's branch protection and hooks, and that the credential "
+            "(MLOPS_GITOPS_TOKEN; never MLOPS_GITOPS_READ_TOKEN) may write to it",
+        )
 
     def push_request_branch(self, branch: str, attempts: int = 5) -> None:
         """Force-push HEAD to a request branch of ours. Another job pushing the same request at
@@ -279,9 +322,11 @@ class Checkout:
             except PushRejected as exc:
                 last = str(exc)
                 back_off(attempt)
-        raise InfraError(f"another job kept pushing {branch} at the same time ({last})",
-                         hint="another promotion or rollback of the same release is running; "
-                         "let it finish, then re-run if its request is not open")
+        raise InfraError(
+            f"another job kept pushing {branch} at the same time ({last})",
+            hint="another promotion or rollback of the same release is running; "
+            "let it finish, then re-run if its request is not open",
+        )
 
     def sync(self, branch: str) -> None:
         """Throw local work away and stand on the remote's tip of ``branch``."""
@@ -297,8 +342,10 @@ def _identity(work: Path) -> None:
     mlops's own commits by this author (MLOPS_BOT_AUTHOR in .gitlab-ci.yml)."""
     for key, fallback in (("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)):
         chosen = os.environ.get("MLOPS_GIT_" + key.split(".")[1].upper(), "")
-        if not chosen and run_git(["config", key], cwd=work,
-                                  timeout=LOCAL_TIMEOUT_S).stdout.strip():
+        if (
+            not chosen
+            and run_git(["config", key], cwd=work, timeout=LOCAL_TIMEOUT_S).stdout.strip()
+        ):
             continue
         _checked(["config", key, chosen or fallback], cwd=work)
 
@@ -321,14 +368,17 @@ def ensure_local_remote(cfg: GitOpsConfig, root: Path, remote: str) -> bool:
         return False
     path = Path(remote)
     if not is_default_remote(root, remote):
-        raise InfraError(f"the GitOps remote {path} does not exist or is not a git repository",
-                         hint="fix remote in manifests/gitops.yaml (or MLOPS_GITOPS_REMOTE), or "
-                         "create that repository; only the embedded default "
-                         f"{DEFAULT_REMOTE} is created automatically")
+        raise InfraError(
+            f"the GitOps remote {path} does not exist or is not a git repository",
+            hint="fix remote in manifests/gitops.yaml (or MLOPS_GITOPS_REMOTE), or "
+            "create that repository; only the embedded default "
+            f"{DEFAULT_REMOTE} is created automatically",
+        )
     if path.exists() or path.is_symlink():
-        raise InfraError(f"{path} exists but is not a git repository",
-                         hint="move it away: mlops creates the embedded GitOps repository there "
-                         "on first use")
+        raise InfraError(
+            f"{path} exists but is not a git repository",
+            hint="move it away: mlops creates the embedded GitOps repository there on first use",
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Racing first releases must not seed twice: one creates, the others wait and use it.
@@ -347,10 +397,12 @@ def ensure_local_remote(cfg: GitOpsConfig, root: Path, remote: str) -> bool:
 
 
 def _unusable(path: Path, exc: OSError) -> InfraError:
-    return InfraError(f"cannot create the embedded GitOps repository at {path}: "
-                      f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""),
-                      hint=f"{path.parent} must be a folder this user can write (it holds local "
-                      "infrastructure state); or set MLOPS_GITOPS_REMOTE to an existing repository")
+    return InfraError(
+        f"cannot create the embedded GitOps repository at {path}: "
+        f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""),
+        hint=f"{path.parent} must be a folder this user can write (it holds local "
+        "infrastructure state); or set MLOPS_GITOPS_REMOTE to an existing repository",
+    )
 
 
 def _create_local_remote(cfg: GitOpsConfig, root: Path, remote: Path) -> None:
@@ -371,9 +423,11 @@ def _create_local_remote(cfg: GitOpsConfig, root: Path, remote: Path) -> None:
                 if src.is_dir():
                     shutil.copytree(src, work / cfg.path / folder)
             seed = Checkout(work, cfg, str(building))
-            seed.commit("Seed the GitOps repository from the template's manifests/\n\n"
-                        "Environment state, rendered manifests and controller objects; from here "
-                        "on\nonly mlops release, promote and rollback change them.\n")
+            seed.commit(
+                "Seed the GitOps repository from the template's manifests/\n\n"
+                "Environment state, rendered manifests and controller objects; from here "
+                "on\nonly mlops release, promote and rollback change them.\n"
+            )
             seed.push(cfg.branch)
         building.replace(remote)
     except OSError as exc:
@@ -390,12 +444,18 @@ def checkout(cfg: GitOpsConfig, root: Path, branch: str | None = None) -> Iterat
     branch = branch or cfg.branch
     with tempfile.TemporaryDirectory(prefix="mlops-gitops-") as tmp:
         work = Path(tmp) / "work"
-        proc = run_git(["clone", "--quiet", "--no-tags", "--branch", branch, remote, str(work)],
-                       env=_git_env(cfg), timeout=cfg.git_timeout, where=remote)
+        proc = run_git(
+            ["clone", "--quiet", "--no-tags", "--branch", branch, remote, str(work)],
+            env=_git_env(cfg),
+            timeout=cfg.git_timeout,
+            where=remote,
+        )
         if proc.returncode != 0:
-            raise InfraError(f"cloning the GitOps repository failed: {redact(proc.stderr.strip())}",
-                             hint=f"check that {redact(remote)} is reachable and has the branch "
-                             f"{branch!r} (set MLOPS_GITOPS_REMOTE / MLOPS_GITOPS_BRANCH)")
+            raise InfraError(
+                f"cloning the GitOps repository failed: {redact(proc.stderr.strip())}",
+                hint=f"check that {redact(remote)} is reachable and has the branch "
+                f"{branch!r} (set MLOPS_GITOPS_REMOTE / MLOPS_GITOPS_BRANCH)",
+            )
         _identity(work)
         yield Checkout(work, cfg, remote)
 
@@ -409,7 +469,7 @@ def trailers(message: str) -> dict[str, str]:
 
 
 def _fields(lines: list[str]) -> dict[str, str]:
-    """"Key: value" trailer lines as a mapping; the first of a repeated key counts."""
+    """ "Key: value" trailer lines as a mapping; the first of a repeated key counts."""
     out: dict[str, str] = {}
     for line in lines:
         key, sep, value = line.partition(":")

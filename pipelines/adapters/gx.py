@@ -110,8 +110,11 @@ def _column_list_cause(expected: list[Any], found: list[Any]) -> str:
         parts.append(f"repeated column(s) {_short(repeated)}")
     if not parts:
         moved = [c for i, c in enumerate(expected) if i >= len(found) or found[i] != c]
-        parts.append(f"columns out of order from {moved[0]!r} on (expected order: "
-                     f"{_short(expected, 5)})" if moved else f"columns differ from {expected}")
+        parts.append(
+            f"columns out of order from {moved[0]!r} on (expected order: {_short(expected, 5)})"
+            if moved
+            else f"columns differ from {expected}"
+        )
     return "; ".join(parts)
 
 
@@ -130,8 +133,10 @@ def _expected(kwargs: Mapping[str, Any]) -> str | None:
 def _cause(cfg: Any, frame: pd.DataFrame, messages: list[str]) -> str | None:
     """The real reason an expectation could not be evaluated, naming the column."""
     kwargs = cfg.kwargs
-    columns = [*([kwargs["column"]] if kwargs.get("column") else []),
-               *(kwargs.get("column_list") or [])]
+    columns = [
+        *([kwargs["column"]] if kwargs.get("column") else []),
+        *(kwargs.get("column_list") or []),
+    ]
     absent = [c for c in columns if c not in frame.columns]
     if absent and cfg.type != "expect_table_columns_to_match_ordered_list":
         return f"could not run: column(s) {_short(absent)} missing from the data"
@@ -158,35 +163,45 @@ def run_checkpoints(
     context = gx.get_context(mode="ephemeral")
     # tqdm bars on every validation would drown CI logs.
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.add_data_docs_site(site_name=SITE, site_config={
-        "class_name": "SiteBuilder",
-        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                          "base_directory": str(docs_dir)},
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-    })
+    context.add_data_docs_site(
+        site_name=SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "store_backend": {
+                "class_name": "TupleFilesystemStoreBackend",
+                "base_directory": str(docs_dir),
+            },
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        },
+    )
     source = context.data_sources.add_pandas(f"{model}-data")
     gx_suites = {}
     for name, expectations in suites.items():
         # Passing the list up front: add_expectation() re-serialises the whole suite into the
         # store on every call, which is quadratic (7 s of 15 s for 600 expectations).
         gx_suites[name] = context.suites.add(
-            gx.ExpectationSuite(name=f"{model}.{name}", expectations=expectations))
+            gx.ExpectationSuite(name=f"{model}.{name}", expectations=expectations)
+        )
 
     results: list[ExpectationOutcome] = []
     statistics: dict[str, dict[str, Any]] = {}
     for batch_name, suite_name, frame in batches:
         asset = source.add_dataframe_asset(batch_name)
-        definition = context.validation_definitions.add(gx.ValidationDefinition(
-            name=f"{model}-{batch_name}",
-            data=asset.add_batch_definition_whole_dataframe("whole"),
-            suite=gx_suites[suite_name],
-        ))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
-            name=f"{model}-{batch_name}",
-            validation_definitions=[definition],
-            actions=[UpdateDataDocsAction(name="docs", site_names=[SITE])],
-            result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
-        ))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(
+                name=f"{model}-{batch_name}",
+                data=asset.add_batch_definition_whole_dataframe("whole"),
+                suite=gx_suites[suite_name],
+            )
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"{model}-{batch_name}",
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="docs", site_names=[SITE])],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 5},
+            )
+        )
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         for suite_result in run.run_results.values():
             statistics[batch_name] = dict(suite_result.statistics)
@@ -196,29 +211,37 @@ def run_checkpoints(
                     continue
                 res = r.result or {}
                 error = _cause(cfg, frame, _exception_messages(r.exception_info))
-                if (cfg.type == "expect_table_columns_to_match_ordered_list" and not r.success
-                        and error is None):
-                    error = _column_list_cause(list(cfg.kwargs.get("column_list") or []),
-                                               list(frame.columns))
+                if (
+                    cfg.type == "expect_table_columns_to_match_ordered_list"
+                    and not r.success
+                    and error is None
+                ):
+                    error = _column_list_cause(
+                        list(cfg.kwargs.get("column_list") or []), list(frame.columns)
+                    )
                 examples = res.get("partial_unexpected_list") or []
                 index = res.get("partial_unexpected_index_list") or []
                 if batch_name.endswith("balance") and index:
                     # Balance tables are indexed by class: name the class, not the row.
-                    examples = [f"class {i['class'] if isinstance(i, dict) else i}: {v:.3f}"
-                                for i, v in zip(index, examples, strict=False)]
-                results.append(ExpectationOutcome(
-                    batch=batch_name,
-                    expectation=cfg.type,
-                    column=cfg.kwargs.get("column"),
-                    success=bool(r.success),
-                    observed=_jsonable(res.get("observed_value")),
-                    unexpected_count=res.get("unexpected_count"),
-                    examples=_jsonable(list(examples)),
-                    missing=_jsonable(list(res.get("partial_missing_list") or [])),
-                    error=error,
-                    expected=_expected(cfg.kwargs),
-                    meaning=getattr(cfg, "description", None) or None,
-                ))
+                    examples = [
+                        f"class {i['class'] if isinstance(i, dict) else i}: {v:.3f}"
+                        for i, v in zip(index, examples, strict=False)
+                    ]
+                results.append(
+                    ExpectationOutcome(
+                        batch=batch_name,
+                        expectation=cfg.type,
+                        column=cfg.kwargs.get("column"),
+                        success=bool(r.success),
+                        observed=_jsonable(res.get("observed_value")),
+                        unexpected_count=res.get("unexpected_count"),
+                        examples=_jsonable(list(examples)),
+                        missing=_jsonable(list(res.get("partial_missing_list") or [])),
+                        error=error,
+                        expected=_expected(cfg.kwargs),
+                        meaning=getattr(cfg, "description", None) or None,
+                    )
+                )
     return CheckpointOutcome(
         success=all(r.success for r in results),
         results=results,

@@ -37,8 +37,13 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
-def retried(what: str, fn: Callable[[], T], *, attempts: int = ATTEMPTS,
-            progress: Callable[[str], None] | None = None) -> T:
+def retried(
+    what: str,
+    fn: Callable[[], T],
+    *,
+    attempts: int = ATTEMPTS,
+    progress: Callable[[str], None] | None = None,
+) -> T:
     """Run ``fn``; on a transient engine or network error wait 1 s, 2 s, ... and try again."""
     import docker.errors
     import requests
@@ -46,12 +51,17 @@ def retried(what: str, fn: Callable[[], T], *, attempts: int = ATTEMPTS,
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except (docker.errors.APIError, requests.ConnectionError, requests.Timeout,
-                TransientError) as exc:
+        except (
+            docker.errors.APIError,
+            requests.ConnectionError,
+            requests.Timeout,
+            TransientError,
+        ) as exc:
             if attempt == attempts:
-                raise InfraError(f"{what} failed {attempts} times; last error: {_short(exc)}",
-                                 hint="check the engine and the registry (`make infra-status`)"
-                                 ) from None
+                raise InfraError(
+                    f"{what} failed {attempts} times; last error: {_short(exc)}",
+                    hint="check the engine and the registry (`make infra-status`)",
+                ) from None
             if progress:
                 progress(f"{what}: {_short(exc)}; retrying in {attempt} s")
             time.sleep(attempt)
@@ -62,19 +72,36 @@ class TransientError(Exception):
     """A push or pull the daemon reported as failed, worth trying again."""
 
 
-def build(client: Any, context: Path, tag: str, buildargs: dict[str, str],
-          progress: Callable[[str], None], *, nocache: bool = False) -> str:
+def build(
+    client: Any,
+    context: Path,
+    tag: str,
+    buildargs: dict[str, str],
+    progress: Callable[[str], None],
+    *,
+    nocache: bool = False,
+) -> str:
     """Build with the classic builder and no network: the image ID."""
     log: list[str] = []
     image_id = ""
-    for chunk in client.api.build(path=str(context), tag=tag, buildargs=buildargs, rm=True,
-                                  forcerm=True, pull=False, network_mode="none", decode=True,
-                                  nocache=nocache):
+    for chunk in client.api.build(
+        path=str(context),
+        tag=tag,
+        buildargs=buildargs,
+        rm=True,
+        forcerm=True,
+        pull=False,
+        network_mode="none",
+        decode=True,
+        nocache=nocache,
+    ):
         if "error" in chunk:
             tail = "\n".join(f"    {line}" for line in log[-15:])
-            raise ConfigError(f"the image build failed: {chunk['error'].strip()}\n{tail}",
-                              hint="a missing wheel means the serving extra and constraints.txt "
-                              "disagree; a missing base image means `make infra-up` or BASE_IMAGE")
+            raise ConfigError(
+                f"the image build failed: {chunk['error'].strip()}\n{tail}",
+                hint="a missing wheel means the serving extra and constraints.txt "
+                "disagree; a missing base image means `make infra-up` or BASE_IMAGE",
+            )
         text = str(chunk.get("stream", "")).rstrip()
         if text:
             log.extend(text.splitlines())
@@ -107,8 +134,9 @@ def pull(client: Any, repository: str, digest: str) -> None:
 
 
 @contextlib.contextmanager
-def running(client: Any, image: str, *, environment: dict[str, str],
-            name_prefix: str) -> Iterator[Any]:
+def running(
+    client: Any, image: str, *, environment: dict[str, str], name_prefix: str
+) -> Iterator[Any]:
     """Run ``image`` hardened as production runs it; always removed afterwards.
 
     Non-root, read-only root filesystem, every capability dropped, no privilege escalation.
@@ -120,9 +148,17 @@ def running(client: Any, image: str, *, environment: dict[str, str],
     container = None
     try:
         container = client.containers.run(
-            image, detach=True, name=name, environment=environment, network_mode="host",
-            read_only=True, user="10001:10001", cap_drop=["ALL"],
-            security_opt=["no-new-privileges"], pids_limit=256, mem_limit="1g",
+            image,
+            detach=True,
+            name=name,
+            environment=environment,
+            network_mode="host",
+            read_only=True,
+            user="10001:10001",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=256,
+            mem_limit="1g",
             labels={"io.mlops.purpose": name_prefix},
         )
         yield container

@@ -25,16 +25,19 @@ CRDS = "crds"
 
 def load_templates(manifests: Path) -> dict[str, str]:
     base = manifests / TEMPLATES
-    return {str(p.relative_to(base)): p.read_text(encoding="utf-8")
-            for p in sorted(base.rglob("*.j2"))}
+    return {
+        str(p.relative_to(base)): p.read_text(encoding="utf-8") for p in sorted(base.rglob("*.j2"))
+    }
 
 
 def read_tree(base: Path) -> dict[str, str]:
     """{relative path: text} of the YAML files under ``base`` (empty if it does not exist)."""
     if not base.is_dir():
         return {}
-    return {str(p.relative_to(base)): p.read_text(encoding="utf-8")
-            for p in sorted(base.rglob("*.yaml"))}
+    return {
+        str(p.relative_to(base)): p.read_text(encoding="utf-8")
+        for p in sorted(base.rglob("*.yaml"))
+    }
 
 
 def replace_tree(base: Path, files: Mapping[str, str]) -> None:
@@ -73,8 +76,9 @@ class _CrdLoader(_FastSafeLoader):  # type: ignore[misc]
     Kubernetes reads YAML 1.2, where it is the string ``=``."""
 
 
-_CrdLoader.add_constructor("tag:yaml.org,2002:value",
-                           lambda loader, node: loader.construct_scalar(node))
+_CrdLoader.add_constructor(
+    "tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node)
+)
 
 
 @cache
@@ -97,9 +101,10 @@ def load_crd(crds: Path, file: str) -> dict[str, Any]:
         sums[name] = digest
     data = (crds / file).read_bytes()
     if sums.get(file) != hashlib.sha256(data).hexdigest():
-        raise ConfigError(f"{crds / file}: its sha256 does not match {crds / 'SHA256SUMS'}",
-                          hint="restore the upstream file unmodified (see manifests/crds/"
-                          "README.md)")
+        raise ConfigError(
+            f"{crds / file}: its sha256 does not match {crds / 'SHA256SUMS'}",
+            hint="restore the upstream file unmodified (see manifests/crds/README.md)",
+        )
     doc: dict[str, Any] = yaml.load(data, Loader=_CrdLoader)  # noqa: S506 (a safe loader)
     return doc
 
@@ -118,16 +123,31 @@ def crd_violations(crds: Path, file: str, ident: str, obj: Mapping[str, Any]) ->
     source = crd_index(crds)[(group, kind)]
     served = crd.served_versions(load_crd(crds, source))
     if api_version not in served:
-        return [Violation(file, ident, "schema", f"{kind} {api_version} is not served by the "
-                          f"vendored CRD {CRDS}/{source} (served: {', '.join(served)})")]
+        return [
+            Violation(
+                file,
+                ident,
+                "schema",
+                f"{kind} {api_version} is not served by the "
+                f"vendored CRD {CRDS}/{source} (served: {', '.join(served)})",
+            )
+        ]
     errors = _crd_validator(crds, source, api_version).iter_errors(obj)
-    return [Violation(file, ident, "schema", f"{kind} CRD ({CRDS}/{source}): "
-                      f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}")
-            for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))]
+    return [
+        Violation(
+            file,
+            ident,
+            "schema",
+            f"{kind} CRD ({CRDS}/{source}): "
+            f"{'.'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}",
+        )
+        for e in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
-def schema_violations(crds: Path, files: Mapping[str, Mapping[str, Any]],
-                      kubernetes_version: str) -> list[Violation]:
+def schema_violations(
+    crds: Path, files: Mapping[str, Mapping[str, Any]], kubernetes_version: str
+) -> list[Violation]:
     """kubernetes-validate --strict for built-in kinds; the vendored upstream CRD (``crds``:
     a manifests/crds folder) for custom kinds. A kind neither knows is a violation."""
     import kubernetes_validate
@@ -144,10 +164,23 @@ def schema_violations(crds: Path, files: Mapping[str, Mapping[str, Any]],
             kubernetes_validate.validate(dict(obj), kubernetes_version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             where = ".".join(map(str, exc.absolute_path)) or "(top)"
-            out.append(Violation(file, ident, "schema",
-                                 f"Kubernetes {kubernetes_version}: {where}: {exc.message}"))
+            out.append(
+                Violation(
+                    file,
+                    ident,
+                    "schema",
+                    f"Kubernetes {kubernetes_version}: {where}: {exc.message}",
+                )
+            )
         except kubernetes_validate.SchemaNotFoundError as exc:
-            out.append(Violation(file, ident, "schema", f"{exc}; a custom kind needs its "
-                                 f"upstream CRD vendored in manifests/{CRDS}/ (see the README "
-                                 "there)"))
+            out.append(
+                Violation(
+                    file,
+                    ident,
+                    "schema",
+                    f"{exc}; a custom kind needs its "
+                    f"upstream CRD vendored in manifests/{CRDS}/ (see the README "
+                    "there)",
+                )
+            )
     return out

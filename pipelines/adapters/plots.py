@@ -52,8 +52,15 @@ def confusion_matrix(matrix: list[list[int]], classes: list[int], path: Path) ->
     peak = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):
         for j, value in enumerate(row):
-            ax.text(j, i, str(value), ha="center", va="center",
-                    color="white" if value > peak / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(value),
+                ha="center",
+                va="center",
+                color="white" if value > peak / 2 else "black",
+                fontsize=8,
+            )
     ax.set_title("confusion matrix (test split, serving artifact)")
     fig.tight_layout()
     _save(fig, path)

@@ -43,18 +43,24 @@ def serving_requirements() -> list[str]:
     try:
         declared = importlib.metadata.requires(DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
-        raise ConfigError(f"{DISTRIBUTION} is not installed",
-                          hint="run `make setup` (pip install -e .)") from None
+        raise ConfigError(
+            f"{DISTRIBUTION} is not installed", hint="run `make setup` (pip install -e .)"
+        ) from None
     out = []
     for text in declared:
         req = Requirement(text)
-        if req.marker is not None and req.marker.evaluate({"extra": "serving"}) and \
-                not req.marker.evaluate({"extra": ""}):
+        if (
+            req.marker is not None
+            and req.marker.evaluate({"extra": "serving"})
+            and not req.marker.evaluate({"extra": ""})
+        ):
             req.marker = None
             out.append(str(req))
     if not out:
-        raise ConfigError(f"{DISTRIBUTION} declares no `serving` extra",
-                          hint="pyproject.toml must list the server's packages under serving")
+        raise ConfigError(
+            f"{DISTRIBUTION} declares no `serving` extra",
+            hint="pyproject.toml must list the server's packages under serving",
+        )
     return sorted(out)
 
 
@@ -64,26 +70,40 @@ def cache_dir() -> Path:
 
 
 def platform_args(arch: str) -> list[str]:
-    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64",
-               "arm64": "aarch64"}.get(arch.lower())
+    machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
+        arch.lower()
+    )
     if machine is None:
-        raise ConfigError(f"unsupported image architecture {arch!r}",
-                          hint="the serving image is built for x86_64 or aarch64")
+        raise ConfigError(
+            f"unsupported image architecture {arch!r}",
+            hint="the serving image is built for x86_64 or aarch64",
+        )
     args = ["--platform", f"manylinux2014_{machine}"]
     for minor in GLIBC_MINORS:
         args += ["--platform", f"manylinux_2_{minor}_{machine}"]
-    return [*args, "--only-binary=:all:", "--python-version", PYTHON, "--implementation", "cp",
-            "--abi", f"cp{PYTHON.replace('.', '')}"]
+    return [
+        *args,
+        "--only-binary=:all:",
+        "--python-version",
+        PYTHON,
+        "--implementation",
+        "cp",
+        "--abi",
+        f"cp{PYTHON.replace('.', '')}",
+    ]
 
 
 def _pip(args: list[str], what: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, check=False
+    )
     if proc.returncode != 0:
         errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("ERROR")]
-        raise InfraError(f"{what} failed: {'; '.join(errors[-3:]) or proc.stderr[-500:]}",
-                         hint="the first build on a machine needs the package index (later "
-                         f"builds use {cache_dir()}); check network access and constraints.txt")
+        raise InfraError(
+            f"{what} failed: {'; '.join(errors[-3:]) or proc.stderr[-500:]}",
+            hint="the first build on a machine needs the package index (later "
+            f"builds use {cache_dir()}); check network access and constraints.txt",
+        )
 
 
 def lock(root: Path, arch: str) -> LockedWheels:
@@ -95,25 +115,47 @@ def lock(root: Path, arch: str) -> LockedWheels:
     key = hashlib.sha256(json.dumps([constraints.read_text(), reqs, plat]).encode()).hexdigest()
     cache = cache_dir() / f"{arch}-py{PYTHON}-{key[:16]}"
     if (cache / "report.json").is_file():
-        return LockedWheels(cache / "wheels", (cache / "requirements.txt").read_text(),
-                            json.loads((cache / "report.json").read_text()))
+        return LockedWheels(
+            cache / "wheels",
+            (cache / "requirements.txt").read_text(),
+            json.loads((cache / "report.json").read_text()),
+        )
     cache.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=cache.parent, prefix=".download."))
     try:
         wheels = staging / "wheels"
-        _pip(["download", "--quiet", "--dest", str(wheels), "-c", str(constraints), *plat,
-              *reqs], "downloading the image's wheels")
+        _pip(
+            ["download", "--quiet", "--dest", str(wheels), "-c", str(constraints), *plat, *reqs],
+            "downloading the image's wheels",
+        )
         # Resolve again, offline, from those wheels alone: the report is what pip will install.
-        _pip(["install", "--quiet", "--dry-run", "--ignore-installed", "--no-index",
-              "--find-links", str(wheels), "--target", str(staging / "unused"),
-              "--report", str(staging / "report.json"), "-c", str(constraints), *plat, *reqs],
-             "resolving the image's wheels offline")
+        _pip(
+            [
+                "install",
+                "--quiet",
+                "--dry-run",
+                "--ignore-installed",
+                "--no-index",
+                "--find-links",
+                str(wheels),
+                "--target",
+                str(staging / "unused"),
+                "--report",
+                str(staging / "report.json"),
+                "-c",
+                str(constraints),
+                *plat,
+                *reqs,
+            ],
+            "resolving the image's wheels offline",
+        )
         report = json.loads((staging / "report.json").read_text())
         lines = []
         for item in sorted(report["install"], key=lambda i: i["metadata"]["name"].lower()):
             digest = item["download_info"]["archive_info"]["hashes"]["sha256"]
-            lines.append(f"{item['metadata']['name']}=={item['metadata']['version']} "
-                         f"--hash=sha256:{digest}")
+            lines.append(
+                f"{item['metadata']['name']}=={item['metadata']['version']} --hash=sha256:{digest}"
+            )
         (staging / "requirements.txt").write_text("\n".join(lines) + "\n")
         if cache.exists():  # another process locked the same set meanwhile: keep theirs
             shutil.rmtree(staging)

@@ -24,12 +24,14 @@ import requests
 from pipelines.errors import ConfigError, InfraError
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"
-MANIFEST_TYPES = ", ".join([
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-])
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
 MODEL_ARTIFACT_TYPE = "application/vnd.mlops.model.config.v1+json"
 TFLITE_MEDIA_TYPE = "application/vnd.mlops.model.tflite"
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -105,8 +107,9 @@ class Registry:
 
             # ORAS logs every request at INFO; our own progress lines are enough.
             logging.getLogger("oras").setLevel(logging.WARNING)
-            self._client = oras.client.OrasClient(hostname=self.host,
-                                                  insecure=is_insecure(self.host))
+            self._client = oras.client.OrasClient(
+                hostname=self.host, insecure=is_insecure(self.host)
+            )
         return self._client
 
     def _request(self, method: str, repository: str, path: str) -> requests.Response:
@@ -114,12 +117,14 @@ class Registry:
         client.auth.load_configs(client.get_container(f"{self.host}/{repository}:x"))
         try:
             response: requests.Response = client.do_request(
-                self._url(path), method, headers={"Accept": MANIFEST_TYPES})
+                self._url(path), method, headers={"Accept": MANIFEST_TYPES}
+            )
         except (requests.RequestException, ValueError) as exc:
-            raise InfraError(f"registry {self.host}: {method} {path} failed: "
-                             f"{type(exc).__name__}: {str(exc)[:200]}",
-                             hint="start it with `make infra-up`, or check REGISTRY and "
-                             "`docker login`") from None
+            raise InfraError(
+                f"registry {self.host}: {method} {path} failed: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                hint="start it with `make infra-up`, or check REGISTRY and `docker login`",
+            ) from None
         return response
 
     def check(self) -> None:
@@ -127,8 +132,10 @@ class Registry:
         try:
             r = requests.get(self._url(""), timeout=self.timeout)
         except requests.RequestException as exc:
-            raise InfraError(f"registry {self.host} is unreachable: {type(exc).__name__}",
-                             hint="start it with `make infra-up`, or set REGISTRY") from None
+            raise InfraError(
+                f"registry {self.host} is unreachable: {type(exc).__name__}",
+                hint="start it with `make infra-up`, or set REGISTRY",
+            ) from None
         if r.status_code not in (200, 401):
             raise InfraError(f"registry {self.host} answered /v2/ with HTTP {r.status_code}")
 
@@ -138,21 +145,30 @@ class Registry:
         if r.status_code == 404:
             return None
         if r.status_code != 200:
-            raise InfraError(f"registry {self.host}: HEAD manifest {repository}:{reference} "
-                             f"answered HTTP {r.status_code}",
-                             hint="check the credentials (`docker login`) and REGISTRY")
+            raise InfraError(
+                f"registry {self.host}: HEAD manifest {repository}:{reference} "
+                f"answered HTTP {r.status_code}",
+                hint="check the credentials (`docker login`) and REGISTRY",
+            )
         return r.headers.get("Docker-Content-Digest")
 
     def manifest(self, repository: str, reference: str) -> dict[str, object]:
         r = self._request("GET", repository, f"{repository}/manifests/{reference}")
         if r.status_code != 200:
-            raise InfraError(f"registry {self.host}: manifest {repository}@{reference} "
-                             f"answered HTTP {r.status_code}")
+            raise InfraError(
+                f"registry {self.host}: manifest {repository}@{reference} "
+                f"answered HTTP {r.status_code}"
+            )
         doc: dict[str, object] = r.json()
         return doc
 
-    def push_model(self, repository: str, tag: str, files: dict[str, tuple[bytes, str]],
-                   annotations: dict[str, str]) -> str:
+    def push_model(
+        self,
+        repository: str,
+        tag: str,
+        files: dict[str, tuple[bytes, str]],
+        annotations: dict[str, str],
+    ) -> str:
         """Push ``{filename: (bytes, media type)}`` as one OCI artifact; return its digest."""
         self.check()
         client = self._oras()
@@ -165,12 +181,16 @@ class Registry:
                     target=f"{self.host}/{repository}:{tag}",
                     files=[f"{name}:{media}" for name, (_, media) in files.items()],
                     manifest_config=f"config.json:{MODEL_ARTIFACT_TYPE}",
-                    manifest_annotations=annotations, quiet=True)
+                    manifest_annotations=annotations,
+                    quiet=True,
+                )
             except (ValueError, requests.RequestException) as exc:
-                raise InfraError(f"pushing the model artifact to {self.host}/{repository} "
-                                 f"failed: {exc}") from None
+                raise InfraError(
+                    f"pushing the model artifact to {self.host}/{repository} failed: {exc}"
+                ) from None
         digest = response.headers.get("Docker-Content-Digest") or self.manifest_digest(
-            repository, tag)
+            repository, tag
+        )
         if not digest:
             raise InfraError(f"the registry did not report a digest for {repository}:{tag}")
         return str(digest)
@@ -192,8 +212,10 @@ class Registry:
                 raise InfraError(f"{ref} holds no {filename}")
             data = wanted[0].read_bytes()
         if expected_sha256 and hashlib.sha256(data).hexdigest() != expected_sha256:
-            raise InfraError(f"{ref}: {filename} does not have the recorded sha256 "
-                             f"{expected_sha256[:12]}…; the registry content was altered")
+            raise InfraError(
+                f"{ref}: {filename} does not have the recorded sha256 "
+                f"{expected_sha256[:12]}…; the registry content was altered"
+            )
         return data
 
 
@@ -204,7 +226,6 @@ def compressed_size(manifest: dict[str, object]) -> int:
         if isinstance(entry, dict):
             total += int(entry.get("size", 0))
     return total
-
 
 
 def login(host: str, username: str, password: str, config_dir: Path | None = None) -> Path:

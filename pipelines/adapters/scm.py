@@ -89,35 +89,45 @@ class _Http:
         self.session.headers.update(headers)
         self.what = what
 
-    def call(self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
-             params: dict[str, Any] | None = None) -> requests.Response:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> requests.Response:
         url = path if path.startswith("http") else f"{self.api}{path}"
         last = ""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                r = self.session.request(method, url, json=json_body, params=params,
-                                         timeout=TIMEOUT)
+                r = self.session.request(
+                    method, url, json=json_body, params=params, timeout=TIMEOUT
+                )
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}"
-                _sleep(min(2 ** attempt, 8))
+                _sleep(min(2**attempt, 8))
                 continue
             wait = _rate_limit_wait(r)
             if wait is not None:
                 if wait > MAX_WAIT_S or attempt == ATTEMPTS:
-                    raise InfraError(f"{self.what} rate limit reached; it resets in {wait:.0f} s",
-                                     hint="re-run the job later, or use a token with a higher "
-                                     "limit")
+                    raise InfraError(
+                        f"{self.what} rate limit reached; it resets in {wait:.0f} s",
+                        hint="re-run the job later, or use a token with a higher limit",
+                    )
                 _sleep(wait)
                 continue
             if r.status_code >= 500:
                 last = f"HTTP {r.status_code}"
-                _sleep(min(2 ** attempt, 8))
+                _sleep(min(2**attempt, 8))
                 continue
             if r.status_code >= 400:
                 self._fail(method, path, r)
             return r
-        raise InfraError(f"{self.what} API unavailable after {ATTEMPTS} attempts ({last})",
-                         hint="the provider may be down; re-run the job later")
+        raise InfraError(
+            f"{self.what} API unavailable after {ATTEMPTS} attempts ({last})",
+            hint="the provider may be down; re-run the job later",
+        )
 
     def _fail(self, method: str, path: str, r: requests.Response) -> None:
         try:
@@ -127,12 +137,16 @@ class _Http:
         message = redact(json.dumps(detail) if not isinstance(detail, str) else detail)
         where = f"{self.what} {method} {path}"
         if r.status_code == 401:
-            raise ConfigError(f"{where}: 401 Unauthorized: the token was refused",
-                              hint="check that the token is set, valid and not expired")
+            raise ConfigError(
+                f"{where}: 401 Unauthorized: the token was refused",
+                hint="check that the token is set, valid and not expired",
+            )
         if r.status_code in (403, 404):
-            raise ConfigError(f"{where}: {r.status_code}: {message}",
-                              hint="the repository/project may be wrong, or the token lacks "
-                              "access to it (pull requests: write)")
+            raise ConfigError(
+                f"{where}: {r.status_code}: {message}",
+                hint="the repository/project may be wrong, or the token lacks "
+                "access to it (pull requests: write)",
+            )
         raise ApiError(f"{where}: HTTP {r.status_code}: {message}")
 
     def pages(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -164,44 +178,70 @@ class GitHub:
     def __init__(self, cfg: GitOpsConfig) -> None:
         token = os.environ.get("GITHUB_TOKEN")
         if not token:
-            raise ConfigError("the github provider needs GITHUB_TOKEN",
-                              hint="in Actions: env GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }} "
-                              "with permissions pull-requests: write")
+            raise ConfigError(
+                "the github provider needs GITHUB_TOKEN",
+                hint="in Actions: env GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }} "
+                "with permissions pull-requests: write",
+            )
         if not cfg.github.repository:
-            raise ConfigError("github.repository is not set (owner/name)",
-                              hint="set it in manifests/gitops.yaml or GITHUB_REPOSITORY")
+            raise ConfigError(
+                "github.repository is not set (owner/name)",
+                hint="set it in manifests/gitops.yaml or GITHUB_REPOSITORY",
+            )
         self.repo = cfg.github.repository
-        self.http = _Http(cfg.github.api_url, {
-            "Authorization": f"Bearer {token}", "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "mlops-gitops"}, "GitHub")
+        self.http = _Http(
+            cfg.github.api_url,
+            {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/vnd.github+json",
+                "X-GitHub-Api-Version": "2022-11-28",
+                "User-Agent": "mlops-gitops",
+            },
+            "GitHub",
+        )
 
     def _pr(self, doc: dict[str, Any], created: bool) -> PullRequest:
-        return PullRequest(int(doc["number"]), str(doc["html_url"]), created,
-                           str(doc["head"]["ref"]), str(doc["base"]["ref"]))
+        return PullRequest(
+            int(doc["number"]),
+            str(doc["html_url"]),
+            created,
+            str(doc["head"]["ref"]),
+            str(doc["base"]["ref"]),
+        )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
         owner = self.repo.split("/")[0]
-        found = self.http.call("GET", f"/repos/{self.repo}/pulls", params={
-            "head": f"{owner}:{head}", "base": base, "state": "open"}).json()
+        found = self.http.call(
+            "GET",
+            f"/repos/{self.repo}/pulls",
+            params={"head": f"{owner}:{head}", "base": base, "state": "open"},
+        ).json()
         return self._pr(found[0], False) if found else None
 
     def list_open(self, *, base: str) -> list[PullRequest]:
-        return [self._pr(doc, False) for doc in self.http.pages(
-            f"/repos/{self.repo}/pulls", {"state": "open", "base": base})]
+        return [
+            self._pr(doc, False)
+            for doc in self.http.pages(f"/repos/{self.repo}/pulls", {"state": "open", "base": base})
+        ]
 
     def close(self, number: int) -> None:
-        self.http.call("PATCH", f"/repos/{self.repo}/pulls/{number}",
-                       json_body={"state": "closed"})
+        self.http.call("PATCH", f"/repos/{self.repo}/pulls/{number}", json_body={"state": "closed"})
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         existing = self.find_open(head=head, base=base)
         if existing is not None:
-            doc = self.http.call("PATCH", f"/repos/{self.repo}/pulls/{existing.number}",
-                                 json_body={"title": title, "body": body}).json()
+            doc = self.http.call(
+                "PATCH",
+                f"/repos/{self.repo}/pulls/{existing.number}",
+                json_body={"title": title, "body": body},
+            ).json()
             return self._pr(doc, False)
         try:
-            doc = self.http.call("POST", f"/repos/{self.repo}/pulls", json_body={
-                "title": title, "head": head, "base": base, "body": body}).json()
+            doc = self.http.call(
+                "POST",
+                f"/repos/{self.repo}/pulls",
+                json_body={"title": title, "head": head, "base": base, "body": body},
+            ).json()
         except ApiError as exc:
             # 422 "A pull request already exists": another job opened it meanwhile.
             existing = self.find_open(head=head, base=base)
@@ -214,11 +254,15 @@ class GitHub:
         text = f"{marker}\n{body}"
         for comment in self.http.pages(f"/repos/{self.repo}/issues/{number}/comments", {}):
             if marker in str(comment.get("body", "")):
-                doc = self.http.call("PATCH", f"/repos/{self.repo}/issues/comments/"
-                                     f"{comment['id']}", json_body={"body": text}).json()
+                doc = self.http.call(
+                    "PATCH",
+                    f"/repos/{self.repo}/issues/comments/{comment['id']}",
+                    json_body={"body": text},
+                ).json()
                 return str(doc["html_url"])
-        doc = self.http.call("POST", f"/repos/{self.repo}/issues/{number}/comments",
-                             json_body={"body": text}).json()
+        doc = self.http.call(
+            "POST", f"/repos/{self.repo}/issues/{number}/comments", json_body={"body": text}
+        ).json()
         return str(doc["html_url"])
 
 
@@ -231,44 +275,72 @@ class GitLab:
         elif os.environ.get("CI_JOB_TOKEN"):
             header = {"JOB-TOKEN": os.environ["CI_JOB_TOKEN"]}
         else:
-            raise ConfigError("the gitlab provider needs GITLAB_TOKEN (or CI_JOB_TOKEN)",
-                              hint="a project access token with the api scope, as a masked "
-                              "CI/CD variable")
+            raise ConfigError(
+                "the gitlab provider needs GITLAB_TOKEN (or CI_JOB_TOKEN)",
+                hint="a project access token with the api scope, as a masked CI/CD variable",
+            )
         if not cfg.gitlab.project:
-            raise ConfigError("gitlab.project is not set (id or group/name)",
-                              hint="set it in manifests/gitops.yaml or CI_PROJECT_ID")
+            raise ConfigError(
+                "gitlab.project is not set (id or group/name)",
+                hint="set it in manifests/gitops.yaml or CI_PROJECT_ID",
+            )
         self.project = urllib.parse.quote(str(cfg.gitlab.project), safe="")
         self.http = _Http(cfg.gitlab.api_url, {**header, "User-Agent": "mlops-gitops"}, "GitLab")
 
     def _mr(self, doc: dict[str, Any], created: bool) -> PullRequest:
-        return PullRequest(int(doc["iid"]), str(doc["web_url"]), created,
-                           str(doc["source_branch"]), str(doc["target_branch"]))
+        return PullRequest(
+            int(doc["iid"]),
+            str(doc["web_url"]),
+            created,
+            str(doc["source_branch"]),
+            str(doc["target_branch"]),
+        )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
-        found = self.http.call("GET", f"/projects/{self.project}/merge_requests", params={
-            "state": "opened", "source_branch": head, "target_branch": base}).json()
+        found = self.http.call(
+            "GET",
+            f"/projects/{self.project}/merge_requests",
+            params={"state": "opened", "source_branch": head, "target_branch": base},
+        ).json()
         return self._mr(found[0], False) if found else None
 
     def list_open(self, *, base: str) -> list[PullRequest]:
-        return [self._mr(doc, False) for doc in self.http.pages(
-            f"/projects/{self.project}/merge_requests",
-            {"state": "opened", "target_branch": base})]
+        return [
+            self._mr(doc, False)
+            for doc in self.http.pages(
+                f"/projects/{self.project}/merge_requests",
+                {"state": "opened", "target_branch": base},
+            )
+        ]
 
     def close(self, number: int) -> None:
-        self.http.call("PUT", f"/projects/{self.project}/merge_requests/{number}",
-                       json_body={"state_event": "close"})
+        self.http.call(
+            "PUT",
+            f"/projects/{self.project}/merge_requests/{number}",
+            json_body={"state_event": "close"},
+        )
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
         existing = self.find_open(head=head, base=base)
         if existing is not None:
-            doc = self.http.call("PUT", f"/projects/{self.project}/merge_requests/"
-                                 f"{existing.number}",
-                                 json_body={"title": title, "description": body}).json()
+            doc = self.http.call(
+                "PUT",
+                f"/projects/{self.project}/merge_requests/{existing.number}",
+                json_body={"title": title, "description": body},
+            ).json()
             return self._mr(doc, False)
         try:
-            doc = self.http.call("POST", f"/projects/{self.project}/merge_requests", json_body={
-                "source_branch": head, "target_branch": base, "title": title,
-                "description": body, "remove_source_branch": True}).json()
+            doc = self.http.call(
+                "POST",
+                f"/projects/{self.project}/merge_requests",
+                json_body={
+                    "source_branch": head,
+                    "target_branch": base,
+                    "title": title,
+                    "description": body,
+                    "remove_source_branch": True,
+                },
+            ).json()
         except ApiError as exc:
             # 409 "Another open merge request already exists for this source branch".
             if self.find_open(head=head, base=base) is None:
@@ -308,9 +380,10 @@ class Local:
             self.dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
-            raise InfraError(f"cannot keep local requests in {self.dir}: "
-                             f"{exc.strerror or exc}",
-                             hint=f"{self.dir} must be a folder this user can write") from None
+            raise InfraError(
+                f"cannot keep local requests in {self.dir}: {exc.strerror or exc}",
+                hint=f"{self.dir} must be a folder this user can write",
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -318,8 +391,9 @@ class Local:
             os.close(fd)
 
     def _pr(self, number: str, doc: dict[str, Any], created: bool) -> PullRequest:
-        return PullRequest(int(number), str(self.dir / f"{number}.md"), created, doc["head"],
-                           doc["base"])
+        return PullRequest(
+            int(number), str(self.dir / f"{number}.md"), created, doc["head"], doc["base"]
+        )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
         for number, doc in self._index().items():
@@ -328,9 +402,11 @@ class Local:
         return None
 
     def open_prs(self) -> list[tuple[PullRequest, dict[str, Any]]]:
-        return [(self._pr(n, d, False), d) for n, d in sorted(self._index().items(),
-                                                               key=lambda kv: int(kv[0]))
-                if d["state"] == "open"]
+        return [
+            (self._pr(n, d, False), d)
+            for n, d in sorted(self._index().items(), key=lambda kv: int(kv[0]))
+            if d["state"] == "open"
+        ]
 
     def list_open(self, *, base: str) -> list[PullRequest]:
         return [pr for pr, _ in self.open_prs() if pr.base == base]
@@ -344,8 +420,13 @@ class Local:
             found = self.find_open(head=head, base=base)
             number = str(found.number) if found else str(max(map(int, index), default=0) + 1)
             created = found is None
-            index[number] = {"head": head, "base": base, "title": title, "state": "open",
-                             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            index[number] = {
+                "head": head,
+                "base": base,
+                "title": title,
+                "state": "open",
+                "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             write_text(self.dir / f"{number}.md", f"# {title}\n\n{body}")
             write_json(self.dir / "index.json", index)
             return self._pr(number, index[number], created)

@@ -25,7 +25,8 @@ class WouldReactivate(NoPreviousRelease):
     def __init__(self, release_id: str, serving: str, color: str) -> None:
         super().__init__(
             f"the previous rollback took {release_id} out of service; rolling back again would "
-            f"make {release_id} ({color}) serve instead of {serving}")
+            f"make {release_id} ({color}) serve instead of {serving}"
+        )
         self.release_id = release_id
 
 
@@ -53,8 +54,7 @@ def release(slot: ModelSlot, candidate: ReleaseRecord) -> Transition:
     return Transition(ModelSlot.model_validate(new.model_dump()), True, target, replaced)
 
 
-def rolled_back_from(slot: ModelSlot, env: str,
-                     history: Iterable[Mapping[str, str]]) -> str | None:
+def rolled_back_from(slot: ModelSlot, env: str, history: Iterable[Mapping[str, str]]) -> str | None:
     """The release a rollback took out of service to make the serving release serve, if a
     rollback is how it came to serve; else None.
 
@@ -74,8 +74,9 @@ def rolled_back_from(slot: ModelSlot, env: str,
     return None
 
 
-def rollback(slot: ModelSlot, rolled_back: str | None = None, *,
-             reactivate: bool = False) -> Transition:
+def rollback(
+    slot: ModelSlot, rolled_back: str | None = None, *, reactivate: bool = False
+) -> Transition:
     """Flip the active color back to the release in the idle color.
 
     ``rolled_back`` is what the last rollback took out of service (``rolled_back_from``): if the
@@ -90,7 +91,8 @@ def rollback(slot: ModelSlot, rolled_back: str | None = None, *,
     if waiting is None:
         raise NoPreviousRelease(
             f"only one release has been deployed here ({serving.release_id if serving else '?'});"
-            " there is no previous release to return to")
+            " there is no previous release to return to"
+        )
     if rolled_back is not None and waiting.release_id == rolled_back and not reactivate:
         raise WouldReactivate(rolled_back, serving.release_id if serving else "?", idle)
     return Transition(slot.model_copy(update={"active": idle}), True, idle)
@@ -110,8 +112,9 @@ class LiveDeployment:
     desired: int
 
 
-def compare_live(slot: ModelSlot, deployments: dict[str, LiveDeployment],
-                 service_color: str | None) -> list[str]:
+def compare_live(
+    slot: ModelSlot, deployments: dict[str, LiveDeployment], service_color: str | None
+) -> list[str]:
     """Where the cluster differs from git (empty: in sync and ready)."""
     findings = []
     for color in ("blue", "green"):
@@ -122,13 +125,13 @@ def compare_live(slot: ModelSlot, deployments: dict[str, LiveDeployment],
             findings.append(f"{color}: {record.release_id} is in git but not deployed")
         elif record is not None and live is not None:
             if live.image != record.image:
-                findings.append(f"{color}: the cluster runs {live.image}, git says "
-                                f"{record.image}")
+                findings.append(f"{color}: the cluster runs {live.image}, git says {record.image}")
             if live.ready < live.desired:
                 findings.append(f"{color}: {live.ready}/{live.desired} pods ready")
     if service_color != slot.active:
-        findings.append(f"the Service selects {service_color or 'nothing'}, git says "
-                        f"{slot.active or 'nothing'}")
+        findings.append(
+            f"the Service selects {service_color or 'nothing'}, git says {slot.active or 'nothing'}"
+        )
     return findings
 
 
@@ -137,8 +140,9 @@ def age(released_at: str, now: str) -> str:
     import datetime as dt
 
     fmt = "%Y-%m-%dT%H:%M:%SZ"
-    seconds = int((dt.datetime.strptime(now, fmt) - dt.datetime.strptime(released_at, fmt))
-                  .total_seconds())
+    seconds = int(
+        (dt.datetime.strptime(now, fmt) - dt.datetime.strptime(released_at, fmt)).total_seconds()
+    )
     days, rest = divmod(max(seconds, 0), 86400)
     hours, rest = divmod(rest, 3600)
     minutes = rest // 60

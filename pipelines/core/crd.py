@@ -29,8 +29,10 @@ from typing import Any
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
-QUALIFIED_NAME = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-                  r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+QUALIFIED_NAME = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _STRING = {"type": "string"}
 # ObjectMeta as a client may send it (apimachinery's ValidateObjectMeta). Server-set fields are
 # known (so not "unknown"), with their types only.
@@ -42,24 +44,45 @@ OBJECT_META: dict[str, Any] = {
         "name": {"type": "string", "maxLength": 253, "pattern": DNS_SUBDOMAIN},
         "generateName": _STRING,
         "namespace": {"type": "string", "maxLength": 63, "pattern": DNS_LABEL},
-        "labels": {"type": "object",
-                   "propertyNames": {"maxLength": 317, "pattern": QUALIFIED_NAME},
-                   "additionalProperties": {"type": "string", "maxLength": 63,
-                                            "pattern": LABEL_VALUE}},
-        "annotations": {"type": "object", "propertyNames": {"pattern": QUALIFIED_NAME},
-                        "additionalProperties": _STRING},
+        "labels": {
+            "type": "object",
+            "propertyNames": {"maxLength": 317, "pattern": QUALIFIED_NAME},
+            "additionalProperties": {"type": "string", "maxLength": 63, "pattern": LABEL_VALUE},
+        },
+        "annotations": {
+            "type": "object",
+            "propertyNames": {"pattern": QUALIFIED_NAME},
+            "additionalProperties": _STRING,
+        },
         "finalizers": {"type": "array", "items": {"type": "string", "minLength": 1}},
         "ownerReferences": {"type": "array", "items": {"type": "object"}},
-        "uid": _STRING, "resourceVersion": _STRING, "selfLink": _STRING,
-        "generation": {"type": "integer"}, "creationTimestamp": {"type": ["string", "null"]},
-        "deletionTimestamp": _STRING, "deletionGracePeriodSeconds": {"type": "integer"},
+        "uid": _STRING,
+        "resourceVersion": _STRING,
+        "selfLink": _STRING,
+        "generation": {"type": "integer"},
+        "creationTimestamp": {"type": ["string", "null"]},
+        "deletionTimestamp": _STRING,
+        "deletionGracePeriodSeconds": {"type": "integer"},
         "managedFields": {"type": "array", "items": {"type": "object"}},
     },
 }
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 # Keywords with the same meaning in OpenAPI 3.0 and JSON Schema 2020-12.
-_SAME = ("type", "enum", "required", "minLength", "maxLength", "minItems", "maxItems",
-         "minProperties", "maxProperties", "multipleOf", "uniqueItems", "minimum", "maximum")
+_SAME = (
+    "type",
+    "enum",
+    "required",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "multipleOf",
+    "uniqueItems",
+    "minimum",
+    "maximum",
+)
 
 
 def translate_pattern(pattern: str) -> str:
@@ -86,7 +109,7 @@ def translate_pattern(pattern: str) -> str:
             out.append("[^" if pattern.startswith("[^", i) else "[")
             i += 1 if pattern.startswith("[^", i) else 0
         elif end:
-            flags = pattern[i + 2:end]
+            flags = pattern[i + 2 : end]
             if not out:
                 out.append(f"(?{flags})")  # a leading global flag is valid Python as it is
             else:
@@ -132,8 +155,9 @@ def structural(node: Mapping[str, Any], *, in_logic: bool = False) -> dict[str, 
     if node.get("x-kubernetes-list-type") == "set":
         out["uniqueItems"] = True
     if "properties" in node:
-        out["properties"] = {k: structural(v, in_logic=in_logic)
-                             for k, v in node["properties"].items()}
+        out["properties"] = {
+            k: structural(v, in_logic=in_logic) for k, v in node["properties"].items()
+        }
     if isinstance(node.get("items"), Mapping):
         out["items"] = structural(node["items"], in_logic=in_logic)
     extra = node.get("additionalProperties")
@@ -141,8 +165,11 @@ def structural(node: Mapping[str, Any], *, in_logic: bool = False) -> dict[str, 
         out["additionalProperties"] = structural(extra, in_logic=in_logic)
     elif isinstance(extra, bool):
         out["additionalProperties"] = extra
-    elif ("properties" in node and not in_logic
-          and not node.get("x-kubernetes-preserve-unknown-fields")):
+    elif (
+        "properties" in node
+        and not in_logic
+        and not node.get("x-kubernetes-preserve-unknown-fields")
+    ):
         # Value validations in allOf/anyOf/oneOf/not may not declare fields of their own
         # (structural schema rule), so only the node itself closes the object.
         out["additionalProperties"] = False
@@ -163,8 +190,11 @@ def served_versions(crd: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     """{apiVersion: openAPIV3Schema} of the versions the CRD serves."""
     spec = crd.get("spec") or {}
     group = spec.get("group", "")
-    return {f"{group}/{v['name']}": v["schema"]["openAPIV3Schema"]
-            for v in spec.get("versions") or [] if v.get("served") and v.get("schema")}
+    return {
+        f"{group}/{v['name']}": v["schema"]["openAPIV3Schema"]
+        for v in spec.get("versions") or []
+        if v.get("served") and v.get("schema")
+    }
 
 
 def object_schema(crd: Mapping[str, Any], api_version: str) -> dict[str, Any]:
@@ -177,6 +207,11 @@ def object_schema(crd: Mapping[str, Any], api_version: str) -> dict[str, Any]:
     # CRD schemas may only restrict metadata.name/generateName; ObjectMeta itself is the API
     # server's, so check it the same way for every kind.
     props["metadata"] = {"allOf": [OBJECT_META, props.get("metadata", {})]}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **root,
-            "type": "object", "properties": props, "additionalProperties": False,
-            "required": sorted({*root.get("required", []), "apiVersion", "kind", "metadata"})}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **root,
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+        "required": sorted({*root.get("required", []), "apiVersion", "kind", "metadata"}),
+    }

@@ -53,26 +53,33 @@ def incomparable(candidate: ModelIO, baseline: ModelIO, classes: int) -> list[st
     The paired comparison feeds the baseline the candidate's float inputs one example at a time
     and reads one probability per class, so anything else makes the comparison meaningless."""
     problems: list[str] = []
-    for kind, cand, base in (("input", candidate.inputs, baseline.inputs),
-                             ("output", candidate.outputs, baseline.outputs)):
+    for kind, cand, base in (
+        ("input", candidate.inputs, baseline.inputs),
+        ("output", candidate.outputs, baseline.outputs),
+    ):
         if len(base) != len(cand):
             problems.append(f"the baseline has {len(base)} {kind}(s), the candidate {len(cand)}")
             continue
         for c, b in zip(cand, base, strict=True):
             if b.quantized or b.dtype in ("int8", "uint8", "int16"):
-                problems.append(f"the baseline's {kind} is quantised ({b}); the gate feeds and "
-                                f"reads float tensors like the candidate's {c}")
+                problems.append(
+                    f"the baseline's {kind} is quantised ({b}); the gate feeds and "
+                    f"reads float tensors like the candidate's {c}"
+                )
             elif b.dtype != c.dtype:
                 problems.append(f"{kind} dtype: baseline {b.dtype}, candidate {c.dtype}")
             if b.shape != c.shape:
-                problems.append(f"{kind} shape: baseline {list(b.shape)}, candidate "
-                                f"{list(c.shape)}")
+                problems.append(
+                    f"{kind} shape: baseline {list(b.shape)}, candidate {list(c.shape)}"
+                )
     if len(baseline.outputs) == 1:
         out = baseline.outputs[0].shape
         predicted = out[-1] if out else 1
         if len(out) != 1 or predicted != classes:
-            problems.append(f"the baseline predicts {predicted} classes (output "
-                            f"{list(out)}); this model has {classes}")
+            problems.append(
+                f"the baseline predicts {predicted} classes (output "
+                f"{list(out)}); this model has {classes}"
+            )
     return list(dict.fromkeys(problems))
 
 
@@ -87,24 +94,34 @@ def absolute_rules(cfg: GateConfig, metrics: dict[str, Any]) -> list[RuleResult]
             continue
         value = float(metrics[name])
         ok = value >= minimum
-        results.append(RuleResult(
-            f"min_{name}", ok,
-            f"{name} {_pct(value)} {'>=' if ok else '<'} required {_pct(minimum)}",
-        ))
+        results.append(
+            RuleResult(
+                f"min_{name}",
+                ok,
+                f"{name} {_pct(value)} {'>=' if ok else '<'} required {_pct(minimum)}",
+            )
+        )
     if cfg.max_size_bytes is not None:
         size = int(metrics["size_bytes"])
         ok = size <= cfg.max_size_bytes
-        results.append(RuleResult(
-            "max_size_bytes", ok,
-            f"artifact size {size} bytes {'<=' if ok else '>'} limit {cfg.max_size_bytes} bytes",
-        ))
+        results.append(
+            RuleResult(
+                "max_size_bytes",
+                ok,
+                f"artifact size {size} bytes {'<=' if ok else '>'} "
+                f"limit {cfg.max_size_bytes} bytes",
+            )
+        )
     if cfg.max_latency_p99_ms is not None:
         p99 = float(metrics["latency_ms"]["p99"])
         ok = p99 <= cfg.max_latency_p99_ms
-        results.append(RuleResult(
-            "max_latency_p99_ms", ok,
-            f"p99 latency {p99:.3f} ms {'<=' if ok else '>'} limit {cfg.max_latency_p99_ms} ms",
-        ))
+        results.append(
+            RuleResult(
+                "max_latency_p99_ms",
+                ok,
+                f"p99 latency {p99:.3f} ms {'<=' if ok else '>'} limit {cfg.max_latency_p99_ms} ms",
+            )
+        )
     return results
 
 
@@ -117,10 +134,13 @@ def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list
     if failing:
         return [RuleResult("per_class_min_recall", False, "; ".join(failing))]
     worst_cls, worst = min(per_class_recall.items(), key=lambda kv: kv[1])
-    return [RuleResult(
-        "per_class_min_recall", True,
-        f"every class meets its recall minimum (lowest: class {worst_cls} at {_pct(worst)})",
-    )]
+    return [
+        RuleResult(
+            "per_class_min_recall",
+            True,
+            f"every class meets its recall minimum (lowest: class {worst_cls} at {_pct(worst)})",
+        )
+    ]
 
 
 def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleResult:
@@ -128,11 +148,18 @@ def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleRes
     name = f"change_{rule.require}"
     if comparison is None:
         ok = rule.on_missing_baseline == "pass"
-        return RuleResult(name, ok, (
-            "no baseline model: the change rule was not applied "
-            + ("(first release; on_missing_baseline=pass)" if ok
-               else "and on_missing_baseline=fail demands one")
-        ))
+        return RuleResult(
+            name,
+            ok,
+            (
+                "no baseline model: the change rule was not applied "
+                + (
+                    "(first release; on_missing_baseline=pass)"
+                    if ok
+                    else "and on_missing_baseline=fail demands one"
+                )
+            ),
+        )
     c = comparison
     facts = (
         f"accuracy delta {c.delta * 100:+.2f} pp, 95% CI [{c.ci_low * 100:+.2f}, "
@@ -141,8 +168,11 @@ def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleRes
     significant = c.p_value < rule.alpha
     if rule.require == "better":
         ok = c.delta > 0 and significant and c.ci_low > 0
-        verdict = ("significantly better than the baseline" if ok
-                   else "not significantly better than the baseline")
+        verdict = (
+            "significantly better than the baseline"
+            if ok
+            else "not significantly better than the baseline"
+        )
     else:
         worse = c.delta < 0 and significant
         beyond_margin = c.ci_low < -rule.max_drop
@@ -150,8 +180,10 @@ def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleRes
         if worse:
             verdict = f"significantly worse than the baseline (p < alpha={rule.alpha})"
         elif beyond_margin:
-            verdict = (f"cannot rule out a drop larger than the {_pct(rule.max_drop)} margin "
-                       "(CI lower bound below it)")
+            verdict = (
+                f"cannot rule out a drop larger than the {_pct(rule.max_drop)} margin "
+                "(CI lower bound below it)"
+            )
         else:
             verdict = "not significantly worse than the baseline"
     return RuleResult(name, ok, f"{verdict}: {facts}")

@@ -18,8 +18,15 @@ class Case:
     expect: int
 
 
-def malformed_requests(model: str, n_features: int, image_shape: tuple[int, int], low: float,
-                       high: float, max_batch: int, max_body_bytes: int) -> list[Case]:
+def malformed_requests(
+    model: str,
+    n_features: int,
+    image_shape: tuple[int, int],
+    low: float,
+    high: float,
+    max_batch: int,
+    max_body_bytes: int,
+) -> list[Case]:
     """Requests a correct server answers with the given 4xx, and never with a 5xx."""
     predict = f"/v1/models/{model}:predict"
     ok = [low] * n_features
@@ -40,26 +47,63 @@ def malformed_requests(model: str, n_features: int, image_shape: tuple[int, int]
         Case("string values", "POST", predict, body({"instances": [["1"] * n_features]}), 400),
         Case("boolean values", "POST", predict, body({"instances": [[True] * n_features]}), 400),
         Case("null values", "POST", predict, body({"instances": [[None] * n_features]}), 400),
-        Case("NaN literal", "POST", predict,
-             b'{"instances": [[NaN' + b", 0" * (n_features - 1) + b"]]}", 400),
-        Case("infinite value", "POST", predict,
-             b'{"instances": [[1e999' + b", 0" * (n_features - 1) + b"]]}", 400),
-        Case("above the range", "POST", predict, body({"instances": [[high + 1] * n_features]}),
-             400),
-        Case("below the range", "POST", predict, body({"instances": [[low - 1] * n_features]}),
-             400),
+        Case(
+            "NaN literal",
+            "POST",
+            predict,
+            b'{"instances": [[NaN' + b", 0" * (n_features - 1) + b"]]}",
+            400,
+        ),
+        Case(
+            "infinite value",
+            "POST",
+            predict,
+            b'{"instances": [[1e999' + b", 0" * (n_features - 1) + b"]]}",
+            400,
+        ),
+        Case(
+            "above the range", "POST", predict, body({"instances": [[high + 1] * n_features]}), 400
+        ),
+        Case(
+            "below the range", "POST", predict, body({"instances": [[low - 1] * n_features]}), 400
+        ),
         Case("unknown field", "POST", predict, body({"instances": [ok], "debug": True}), 400),
         # Parsers disagree on which copy of a key wins: a proxy could check one, we serve another.
-        Case("duplicate key", "POST", predict,
-             b'{"instances": [' + body(ok) + b'], "instances": [' + body(ok) + b"]}", 400),
-        Case("deeply nested instance", "POST", predict,
-             b'{"instances": [' + b"[" * 1000 + b"]" * 1000 + b"]}", 400),
-        Case("batch over the limit", "POST", predict,
-             body({"instances": [ok] * (max_batch + 1)}), 413),
-        Case("body over the limit", "POST", predict,
-             b'{"instances": [' + b" " * max_body_bytes + b"]}", 413),
-        Case("unknown model", "POST", "/v1/models/no-such-model:predict", body({"instances": [ok]}),
-             404),
+        Case(
+            "duplicate key",
+            "POST",
+            predict,
+            b'{"instances": [' + body(ok) + b'], "instances": [' + body(ok) + b"]}",
+            400,
+        ),
+        Case(
+            "deeply nested instance",
+            "POST",
+            predict,
+            b'{"instances": [' + b"[" * 1000 + b"]" * 1000 + b"]}",
+            400,
+        ),
+        Case(
+            "batch over the limit",
+            "POST",
+            predict,
+            body({"instances": [ok] * (max_batch + 1)}),
+            413,
+        ),
+        Case(
+            "body over the limit",
+            "POST",
+            predict,
+            b'{"instances": [' + b" " * max_body_bytes + b"]}",
+            413,
+        ),
+        Case(
+            "unknown model",
+            "POST",
+            "/v1/models/no-such-model:predict",
+            body({"instances": [ok]}),
+            404,
+        ),
         Case("wrong method", "GET", predict, b"", 405),
     ]
 
@@ -84,42 +128,107 @@ class Observations:
 def decide(o: Observations) -> Verdict:
     rules: list[RuleResult] = []
     if o.ready_seconds is None:
-        rules.append(RuleResult("ready", False, o.ready_error or
-                                f"/readyz did not answer 200 within {o.ready_timeout_s:g} s"))
+        rules.append(
+            RuleResult(
+                "ready",
+                False,
+                o.ready_error or f"/readyz did not answer 200 within {o.ready_timeout_s:g} s",
+            )
+        )
         return Verdict(False, rules)
-    rules.append(RuleResult("ready", True, f"/readyz answered 200 after {o.ready_seconds:.1f} s "
-                            f"(limit {o.ready_timeout_s:g} s)"))
+    rules.append(
+        RuleResult(
+            "ready",
+            True,
+            f"/readyz answered 200 after {o.ready_seconds:.1f} s (limit {o.ready_timeout_s:g} s)",
+        )
+    )
     if o.mismatches:
         shown = ", ".join(f"row {r}: evaluate {a}, image {b}" for r, a, b in o.mismatches[:5])
-        rules.append(RuleResult("same_predictions", False, f"{len(o.mismatches)} of {o.examples} "
-                                f"predictions differ from evaluate's ({shown})"))
+        rules.append(
+            RuleResult(
+                "same_predictions",
+                False,
+                f"{len(o.mismatches)} of {o.examples} predictions differ from evaluate's ({shown})",
+            )
+        )
     else:
-        rules.append(RuleResult("same_predictions", True, f"all {o.examples} test examples got "
-                                "the prediction evaluate measured"))
+        rules.append(
+            RuleResult(
+                "same_predictions",
+                True,
+                f"all {o.examples} test examples got the prediction evaluate measured",
+            )
+        )
     wrong = [(c, want, got) for c, want, got in o.malformed if got != want]
     if wrong:
         shown = "; ".join(f"{c}: {got} (want {want})" for c, want, got in wrong[:5])
-        rules.append(RuleResult("malformed_rejected", False,
-                                f"{len(wrong)} of {len(o.malformed)} malformed requests were "
-                                f"not refused as expected: {shown}"))
+        rules.append(
+            RuleResult(
+                "malformed_rejected",
+                False,
+                f"{len(wrong)} of {len(o.malformed)} malformed requests were "
+                f"not refused as expected: {shown}",
+            )
+        )
     else:
-        rules.append(RuleResult("malformed_rejected", True,
-                                f"all {len(o.malformed)} malformed requests got their 4xx"))
+        rules.append(
+            RuleResult(
+                "malformed_rejected",
+                True,
+                f"all {len(o.malformed)} malformed requests got their 4xx",
+            )
+        )
     stable = o.restarts == 0 and o.alive_after
-    rules.append(RuleResult("no_restart", stable, (
-        "the container never restarted and still answers /healthz" if stable else
-        f"the container restarted {o.restarts} time(s) or stopped answering /healthz")))
+    rules.append(
+        RuleResult(
+            "no_restart",
+            stable,
+            (
+                "the container never restarted and still answers /healthz"
+                if stable
+                else f"the container restarted {o.restarts} time(s) or stopped answering /healthz"
+            ),
+        )
+    )
     logs_ok = o.log_lines > 0 and not o.non_json_log_lines
-    rules.append(RuleResult("structured_logs", logs_ok, (
-        f"all {o.log_lines} log lines (stdout and stderr) are JSON objects" if logs_ok else
-        f"log lines that are not JSON: {o.non_json_log_lines[:3]!r}" if o.non_json_log_lines
-        else "the server wrote no log lines")))
-    rules.append(RuleResult("non_root", o.uid not in (None, 0), (
-        f"the server runs as uid {o.uid} on a read-only root filesystem" if o.uid else
-        "the server runs as root" if o.uid == 0 else "the server's uid could not be read")))
+    rules.append(
+        RuleResult(
+            "structured_logs",
+            logs_ok,
+            (
+                f"all {o.log_lines} log lines (stdout and stderr) are JSON objects"
+                if logs_ok
+                else f"log lines that are not JSON: {o.non_json_log_lines[:3]!r}"
+                if o.non_json_log_lines
+                else "the server wrote no log lines"
+            ),
+        )
+    )
+    rules.append(
+        RuleResult(
+            "non_root",
+            o.uid not in (None, 0),
+            (
+                f"the server runs as uid {o.uid} on a read-only root filesystem"
+                if o.uid
+                else "the server runs as root"
+                if o.uid == 0
+                else "the server's uid could not be read"
+            ),
+        )
+    )
     sbom_ok = not o.sbom_missing and not o.sbom_extra
-    rules.append(RuleResult("sbom_matches", sbom_ok, (
-        "the SBOM lists exactly the Python packages installed in the image" if sbom_ok else
-        f"SBOM drift: in the image only {o.sbom_missing[:5]}, in the SBOM only "
-        f"{o.sbom_extra[:5]}")))
+    rules.append(
+        RuleResult(
+            "sbom_matches",
+            sbom_ok,
+            (
+                "the SBOM lists exactly the Python packages installed in the image"
+                if sbom_ok
+                else f"SBOM drift: in the image only {o.sbom_missing[:5]}, in the SBOM only "
+                f"{o.sbom_extra[:5]}"
+            ),
+        )
+    )
     return Verdict(all(r.passed for r in rules), rules)

@@ -8,8 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 
-def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
-                   classes: list[int]) -> dict[str, Any]:
+def classification(
+    labels: NDArray[np.int64], predicted: NDArray[np.int64], classes: list[int]
+) -> dict[str, Any]:
     """Accuracy, macro and per-class precision/recall/F1, and the confusion matrix.
 
     ``labels`` and ``predicted`` are class indices into ``classes``.
@@ -19,9 +20,11 @@ def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
 
     idx = list(range(len(classes)))
     p, r, f, support = precision_recall_fscore_support(
-        labels, predicted, labels=idx, average=None, zero_division=0)
+        labels, predicted, labels=idx, average=None, zero_division=0
+    )
     mp, mr, mf, _ = precision_recall_fscore_support(
-        labels, predicted, labels=idx, average="macro", zero_division=0)
+        labels, predicted, labels=idx, average="macro", zero_division=0
+    )
     return {
         "n": int(labels.shape[0]),
         "accuracy": float(accuracy_score(labels, predicted)),
@@ -29,8 +32,12 @@ def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
         "macro_recall": float(mr),
         "macro_f1": float(mf),
         "per_class": {
-            str(c): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                     "support": int(support[i])}
+            str(c): {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(support[i]),
+            }
             for i, c in enumerate(classes)
         },
         "confusion_matrix": confusion_matrix(labels, predicted, labels=idx).tolist(),
@@ -39,5 +46,9 @@ def classification(labels: NDArray[np.int64], predicted: NDArray[np.int64],
 
 def latency_summary(latencies_ms: NDArray[np.float64]) -> dict[str, float]:
     p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
-    return {"p50": float(p50), "p90": float(p90), "p99": float(p99),
-            "mean": float(latencies_ms.mean())}
+    return {
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(latencies_ms.mean()),
+    }

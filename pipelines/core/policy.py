@@ -13,10 +13,20 @@ from typing import Any
 from pipelines.serving.settings import Settings
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-SECRETISH = re.compile(r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL)",
-                       re.IGNORECASE)
-NAMESPACED = {"ServiceAccount", "Deployment", "Service", "HorizontalPodAutoscaler",
-              "PodDisruptionBudget", "NetworkPolicy", "Job", "Secret", "ConfigMap"}
+SECRETISH = re.compile(
+    r"(TOKEN|PASSWORD|PASSWD|SECRET|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE
+)
+NAMESPACED = {
+    "ServiceAccount",
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "Job",
+    "Secret",
+    "ConfigMap",
+}
 # What a server's shutdown needs after its drain deadline and before the kubelet's SIGKILL:
 # uvicorn's lifespan shutdown and the process's exit, and the kubelet's own latency.
 SHUTDOWN_MARGIN_SECONDS = 5
@@ -47,8 +57,9 @@ def _containers(pod: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     yield from pod.get("containers", []) or []
 
 
-def shutdown_budget(grace: int, pre_stop: int, delay: int, drain: int,
-                    margin: int = SHUTDOWN_MARGIN_SECONDS) -> str | None:
+def shutdown_budget(
+    grace: int, pre_stop: int, delay: int, drain: int, margin: int = SHUTDOWN_MARGIN_SECONDS
+) -> str | None:
     """Why a grace period of ``grace`` s cannot hold a server's shutdown, or None if it can.
 
     The grace period counts from the start of the preStop hook (``pre_stop`` s); then the
@@ -58,9 +69,11 @@ def shutdown_budget(grace: int, pre_stop: int, delay: int, drain: int,
     need = pre_stop + delay + drain + margin
     if grace >= need:
         return None
-    return (f"terminationGracePeriodSeconds {grace} < preStop {pre_stop} + "
-            f"MLOPS_SHUTDOWN_DELAY_SECONDS {delay} + MLOPS_DRAIN_SECONDS {drain} + margin "
-            f"{margin} = {need}: raise the grace period or shorten the waits")
+    return (
+        f"terminationGracePeriodSeconds {grace} < preStop {pre_stop} + "
+        f"MLOPS_SHUTDOWN_DELAY_SECONDS {delay} + MLOPS_DRAIN_SECONDS {drain} + margin "
+        f"{margin} = {need}: raise the grace period or shorten the waits"
+    )
 
 
 def _seconds(raw: Any, default: int) -> int | None:
@@ -89,18 +102,25 @@ def _check_shutdown(pod: Mapping[str, Any], c: Mapping[str, Any]) -> Iterator[tu
 
     sleep = ((c.get("lifecycle") or {}).get("preStop") or {}).get("sleep") or {}
     waits = {
-        "terminationGracePeriodSeconds": _seconds(pod.get("terminationGracePeriodSeconds"),
-                                                  DEFAULT_GRACE_SECONDS),
+        "terminationGracePeriodSeconds": _seconds(
+            pod.get("terminationGracePeriodSeconds"), DEFAULT_GRACE_SECONDS
+        ),
         "preStop sleep": _seconds(sleep.get("seconds"), 0),
-        "MLOPS_SHUTDOWN_DELAY_SECONDS": variable("MLOPS_SHUTDOWN_DELAY_SECONDS",
-                                                 Settings.shutdown_delay),
+        "MLOPS_SHUTDOWN_DELAY_SECONDS": variable(
+            "MLOPS_SHUTDOWN_DELAY_SECONDS", Settings.shutdown_delay
+        ),
         "MLOPS_DRAIN_SECONDS": variable("MLOPS_DRAIN_SECONDS", Settings.drain_seconds),
     }
     name = c.get("name", "?")
     unreadable = [k for k, v in waits.items() if v is None]
     if unreadable:
-        yield "shutdown-budget", (f"container {name}: {', '.join(unreadable)} must be a literal "
-                                  "number of seconds, so that the shutdown budget can be checked")
+        yield (
+            "shutdown-budget",
+            (
+                f"container {name}: {', '.join(unreadable)} must be a literal "
+                "number of seconds, so that the shutdown budget can be checked"
+            ),
+        )
         return
     grace, pre_stop, delay, drain = (int(v or 0) for v in waits.values())
     problem = shutdown_budget(grace, pre_stop, delay, drain)
@@ -137,8 +157,13 @@ def _check_pod(kind: str, pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
                     yield "probes", f"container {name}: no {probe}"
         for env in c.get("env", []) or []:
             if "value" in env and SECRETISH.search(str(env.get("name", ""))):
-                yield "no-secrets", (f"container {name}: env {env['name']} carries a literal "
-                                     "value; reference a Secret with valueFrom instead")
+                yield (
+                    "no-secrets",
+                    (
+                        f"container {name}: env {env['name']} carries a literal "
+                        "value; reference a Secret with valueFrom instead"
+                    ),
+                )
     if kind == "Deployment":
         for c in pod.get("containers", []) or []:
             yield from _check_shutdown(pod, c)
@@ -169,23 +194,30 @@ def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
             for rule, message in _check_pod(kind, pod):
                 add(rule, message)
         if kind == "Deployment":
-            labels = (obj.get("spec", {}).get("template", {}).get("metadata", {})
-                      .get("labels") or {})
+            labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
             for label in ("app", "color", "release"):
                 if not labels.get(label):
                     add("labels", f"pod template has no {label!r} label")
         if kind == "Service":
             selector = obj.get("spec", {}).get("selector") or {}
             chosen = [
-                (f, d) for f, d in deployments.items()
-                if _selects(selector, d.get("spec", {}).get("template", {}).get("metadata", {})
-                            .get("labels") or {})
+                (f, d)
+                for f, d in deployments.items()
+                if _selects(
+                    selector,
+                    d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {},
+                )
             ]
             if len(chosen) != 1:
                 names = [d["metadata"]["name"] for _, d in chosen]
-                add("service-selects-one", f"selector {dict(selector)} matches "
-                    f"{len(chosen)} Deployment(s) {names}; exactly one is required")
+                add(
+                    "service-selects-one",
+                    f"selector {dict(selector)} matches "
+                    f"{len(chosen)} Deployment(s) {names}; exactly one is required",
+                )
             elif int(chosen[0][1].get("spec", {}).get("replicas", 1)) < 1:
-                add("service-selects-one", f"selects {chosen[0][1]['metadata']['name']}, which "
-                    "has no replicas")
+                add(
+                    "service-selects-one",
+                    f"selects {chosen[0][1]['metadata']['name']}, which has no replicas",
+                )
     return out

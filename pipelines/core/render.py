@@ -55,8 +55,11 @@ def _quote(value: Any) -> str:
 def environment(templates: Mapping[str, str]) -> jinja2.Environment:
     # YAML, not HTML: HTML escaping would corrupt values; every value goes through |q instead.
     env = jinja2.Environment(
-        loader=jinja2.DictLoader(dict(templates)), undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True, autoescape=False)  # noqa: S701
+        loader=jinja2.DictLoader(dict(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - the output is YAML, not HTML; values are quoted by `q`
+    )
     env.filters["q"] = _quote
     return env
 
@@ -73,18 +76,27 @@ def _one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> Ren
     if len(docs) != 1:
         raise RenderError(f"{template} rendered {len(docs)} documents, expected exactly one")
     obj = docs[0]
-    if not isinstance(obj, dict) or not obj.get("apiVersion") or not obj.get("kind") or \
-            not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
-        raise RenderError(f"{template} rendered an object without apiVersion, kind or "
-                          "metadata.name")
+    if (
+        not isinstance(obj, dict)
+        or not obj.get("apiVersion")
+        or not obj.get("kind")
+        or not isinstance(obj.get("metadata"), dict)
+        or not obj["metadata"].get("name")
+    ):
+        raise RenderError(
+            f"{template} rendered an object without apiVersion, kind or metadata.name"
+        )
     return RenderedObject(template, obj)
 
 
 def model_context(model: ModelConfig, replicas: int | None) -> dict[str, Any]:
     d = model.deploy
     return {
-        "name": model.name, "port": model.serving.port, "service_port": d.service_port,
-        "max_batch": model.serving.max_batch, "max_body_bytes": model.serving.max_body_bytes,
+        "name": model.name,
+        "port": model.serving.port,
+        "service_port": d.service_port,
+        "max_batch": model.serving.max_batch,
+        "max_body_bytes": model.serving.max_body_bytes,
         "replicas": replicas or d.replicas,
         "max_replicas": max(d.max_replicas, replicas or d.replicas),
         "target_cpu_utilization": d.target_cpu_utilization,
@@ -92,8 +104,9 @@ def model_context(model: ModelConfig, replicas: int | None) -> dict[str, Any]:
     }
 
 
-def environment_objects(state: EnvironmentState, models: Mapping[str, ModelConfig],
-                        templates: Mapping[str, str]) -> list[RenderedObject]:
+def environment_objects(
+    state: EnvironmentState, models: Mapping[str, ModelConfig], templates: Mapping[str, str]
+) -> list[RenderedObject]:
     jenv = environment(templates)
     ctx_env = {"name": state.environment, "namespace": state.namespace}
     out = [_one(jenv, "namespace.yaml.j2", {"env": ctx_env})]
@@ -101,34 +114,50 @@ def environment_objects(state: EnvironmentState, models: Mapping[str, ModelConfi
         if slot.active is None:
             continue
         if name not in models:
-            raise RenderError(f"environment {state.environment} deploys model {name!r}, which "
-                              "has no models/<name>/model.yaml here")
+            raise RenderError(
+                f"environment {state.environment} deploys model {name!r}, which "
+                "has no models/<name>/model.yaml here"
+            )
         model = model_context(models[name], slot.replicas)
         base = {"env": ctx_env, "model": model}
-        out += [_one(jenv, "serviceaccount.yaml.j2", base),
-                _one(jenv, "networkpolicy.yaml.j2", base)]
+        out += [
+            _one(jenv, "serviceaccount.yaml.j2", base),
+            _one(jenv, "networkpolicy.yaml.j2", base),
+        ]
         for color in COLORS:
             record = slot.color(color)
             if record is None:
                 continue
             ctx = {**base, "color": color, "release": record.model_dump()}
-            out += [_one(jenv, t, ctx) for t in ("deployment.yaml.j2", "hpa.yaml.j2",
-                                                   "pdb.yaml.j2")]
+            out += [
+                _one(jenv, t, ctx) for t in ("deployment.yaml.j2", "hpa.yaml.j2", "pdb.yaml.j2")
+            ]
         active = slot.color(slot.active)
         assert active is not None  # ModelSlot's validator guarantees it
-        out.append(_one(jenv, "service.yaml.j2", {**base, "role": "active", "color": slot.active,
-                                                  "release": active.model_dump()}))
+        out.append(
+            _one(
+                jenv,
+                "service.yaml.j2",
+                {**base, "role": "active", "color": slot.active, "release": active.model_dump()},
+            )
+        )
         idle = slot.idle
         preview = slot.color(idle) if idle else None
         if idle and preview is not None:
-            out.append(_one(jenv, "service.yaml.j2", {**base, "role": "preview", "color": idle,
-                                                      "release": preview.model_dump()}))
+            out.append(
+                _one(
+                    jenv,
+                    "service.yaml.j2",
+                    {**base, "role": "preview", "color": idle, "release": preview.model_dump()},
+                )
+            )
         out.append(_one(jenv, "smoke-job.yaml.j2", {**base, "release": active.model_dump()}))
     return _unique(out)
 
 
-def controller_objects(gitops: GitOpsConfig, states: list[EnvironmentState],
-                       templates: Mapping[str, str]) -> dict[str, list[RenderedObject]]:
+def controller_objects(
+    gitops: GitOpsConfig, states: list[EnvironmentState], templates: Mapping[str, str]
+) -> dict[str, list[RenderedObject]]:
     """Argo CD and Flux objects pointing each controller at rendered/<env>/."""
     jenv = environment(templates)
     base = {"gitops": gitops.model_dump(), "environments": [s.model_dump() for s in states]}
@@ -152,9 +181,13 @@ def _unique(objects: list[RenderedObject]) -> list[RenderedObject]:
 
 def to_files(objects: list[RenderedObject], source: str) -> dict[str, str]:
     """{filename: canonical YAML text}, one object per file."""
-    return {o.filename: HEADER.format(source=source) + yaml.safe_dump(
-        o.obj, sort_keys=True, default_flow_style=False, allow_unicode=False, width=100)
-        for o in objects}
+    return {
+        o.filename: HEADER.format(source=source)
+        + yaml.safe_dump(
+            o.obj, sort_keys=True, default_flow_style=False, allow_unicode=False, width=100
+        )
+        for o in objects
+    }
 
 
 @dataclass(frozen=True)

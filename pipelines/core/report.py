@@ -16,8 +16,9 @@ METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A markdown table (readable as plain text too), columns padded to their widest cell."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
@@ -67,14 +68,14 @@ def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
     rows = []
     for cls in sorted(cand, key=lambda c: (len(c), c))[:limit]:
         b = base.get(cls)
-        rows.append([cls, _pct(cand[cls]), _pct(b),
-                     "n/a" if b is None else _pp(cand[cls] - b)])
+        rows.append([cls, _pct(cand[cls]), _pct(b), "n/a" if b is None else _pp(cand[cls] - b)])
     return table(["class", "recall (candidate)", "recall (production)", "delta"], rows)
 
 
 def rules_list(rules: Sequence[Mapping[str, Any]]) -> str:
-    return "\n".join(f"- {'✅' if r['passed'] else '❌'} **{r['rule']}**: {_cell(r['reason'])}"
-                     for r in rules)
+    return "\n".join(
+        f"- {'✅' if r['passed'] else '❌'} **{r['rule']}**: {_cell(r['reason'])}" for r in rules
+    )
 
 
 def validation_summary(summary: Mapping[str, Any]) -> str:
@@ -82,8 +83,10 @@ def validation_summary(summary: Mapping[str, Any]) -> str:
     verdict = "passed" if summary.get("success") else "FAILED"
     total = int(summary.get("evaluated_expectations", 0))
     met = total - int(summary.get("failed_expectations", 0))
-    text = (f"{verdict}: {met} of {total} expectations met ({rows}); "
-            f"data md5 `{(summary.get('provenance') or {}).get('data_md5', '?')}`")
+    text = (
+        f"{verdict}: {met} of {total} expectations met ({rows}); "
+        f"data md5 `{(summary.get('provenance') or {}).get('data_md5', '?')}`"
+    )
     failures = summary.get("failures") or []
     if failures:
         text += "\n" + "\n".join(f"  - {_cell(f)}" for f in failures[:20])
@@ -100,50 +103,64 @@ def diff_summary(d: Diff) -> str:
     return "\n".join(lines)
 
 
-def promotion_body(*, env: str, source_env: str, release: Mapping[str, Any],
-                   previous: str | None, summary: Mapping[str, Any],
-                   blessing: Mapping[str, Any], infra: Mapping[str, Any], diff: Diff,
-                   sbom: str) -> str:
+def promotion_body(
+    *,
+    env: str,
+    source_env: str,
+    release: Mapping[str, Any],
+    previous: str | None,
+    summary: Mapping[str, Any],
+    blessing: Mapping[str, Any],
+    infra: Mapping[str, Any],
+    diff: Diff,
+    sbom: str,
+) -> str:
     """The promotion PR body: everything a reviewer needs to approve or refuse."""
     latency = infra.get("latency_ms") or {}
-    return "\n".join([
-        f"Promotes **{release['release_id']}** from {source_env} to **{env}**"
-        + (f" (replacing {previous})." if previous else " (the first release there)."),
-        "Merging this pull request is the deployment; the GitOps controller syncs it.",
-        "",
-        "## Data validation",
-        validation_summary(summary),
-        "",
-        "## Model: candidate vs production (paired, same test examples)",
-        metrics_table(blessing),
-        "",
-        "<details><summary>Per-class recall</summary>",
-        "",
-        per_class_table(blessing),
-        "",
-        "</details>",
-        "",
-        "## Gate",
-        rules_list(blessing.get("rules") or []),
-        "",
-        "## Image (verified by running it)",
-        f"- image: `{release['image']}`",
-        f"- model artifact: `{release.get('model_artifact') or 'n/a'}` "
-        f"(sha256 `{release['model_sha256']}`)",
-        f"- SBOM: {sbom}",
-        f"- latency over HTTP: p50 {latency.get('p50', 0):.2f} ms, "
-        f"p99 {latency.get('p99', 0):.2f} ms",
-        rules_list(infra.get("rules") or []),
-        "",
-        f"## Rendered changes in rendered/{env}/",
-        diff_summary(diff),
-        "",
-        f"Source commit `{release['source_commit']}`, data `{release['data_md5']}`.",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"Promotes **{release['release_id']}** from {source_env} to **{env}**"
+                + (f" (replacing {previous})." if previous else " (the first release there)."),
+                "Merging this pull request is the deployment; the GitOps controller syncs it.",
+                "",
+                "## Data validation",
+                validation_summary(summary),
+                "",
+                "## Model: candidate vs production (paired, same test examples)",
+                metrics_table(blessing),
+                "",
+                "<details><summary>Per-class recall</summary>",
+                "",
+                per_class_table(blessing),
+                "",
+                "</details>",
+                "",
+                "## Gate",
+                rules_list(blessing.get("rules") or []),
+                "",
+                "## Image (verified by running it)",
+                f"- image: `{release['image']}`",
+                f"- model artifact: `{release.get('model_artifact') or 'n/a'}` "
+                f"(sha256 `{release['model_sha256']}`)",
+                f"- SBOM: {sbom}",
+                f"- latency over HTTP: p50 {latency.get('p50', 0):.2f} ms, "
+                f"p99 {latency.get('p99', 0):.2f} ms",
+                rules_list(infra.get("rules") or []),
+                "",
+                f"## Rendered changes in rendered/{env}/",
+                diff_summary(diff),
+                "",
+                f"Source commit `{release['source_commit']}`, data `{release['data_md5']}`.",
+            ]
+        )
+        + "\n"
+    )
 
 
-def current_blessing(summary: Mapping[str, Any] | None, blessing: Mapping[str, Any] | None,
-                     model_sha256: str | None) -> Mapping[str, Any] | None:
+def current_blessing(
+    summary: Mapping[str, Any] | None, blessing: Mapping[str, Any] | None, model_sha256: str | None
+) -> Mapping[str, Any] | None:
     """The blessing, if it judged the data this run validated and the model this run trained
     (``model_sha256``: of the candidate on disk, None if there is none); else None. A run that
     stopped early leaves an earlier run's blessing on disk (a restored cache, say), and a
@@ -158,9 +175,14 @@ def current_blessing(summary: Mapping[str, Any] | None, blessing: Mapping[str, A
     return blessing if gated == model_sha256 else None
 
 
-def ci_report(*, model: str, summary: Mapping[str, Any] | None,
-              blessing: Mapping[str, Any] | None, links: Sequence[tuple[str, str]],
-              context: str) -> str:
+def ci_report(
+    *,
+    model: str,
+    summary: Mapping[str, Any] | None,
+    blessing: Mapping[str, Any] | None,
+    links: Sequence[tuple[str, str]],
+    context: str,
+) -> str:
     """The PR/MR comment and job summary of a pipeline run: the same text on every system."""
     if summary is not None and not summary.get("success"):
         headline = "❌ data validation failed: nothing was trained or gated"
@@ -174,11 +196,22 @@ def ci_report(*, model: str, summary: Mapping[str, Any] | None,
     if summary is not None:
         parts += ["**Data validation**: " + validation_summary(summary), ""]
     if blessing is not None:
-        parts += ["**Candidate vs production** (paired, same test examples)", "",
-                  metrics_table(blessing), "",
-                  "<details><summary>Per-class recall</summary>", "",
-                  per_class_table(blessing), "", "</details>", "",
-                  "**Gate**", "", rules_list(blessing.get("rules") or []), ""]
+        parts += [
+            "**Candidate vs production** (paired, same test examples)",
+            "",
+            metrics_table(blessing),
+            "",
+            "<details><summary>Per-class recall</summary>",
+            "",
+            per_class_table(blessing),
+            "",
+            "</details>",
+            "",
+            "**Gate**",
+            "",
+            rules_list(blessing.get("rules") or []),
+            "",
+        ]
     if links:
         parts += ["**Artifacts**: " + " · ".join(f"[{name}]({url})" for name, url in links), ""]
     parts.append(f"<sub>{_cell(context)}</sub>")

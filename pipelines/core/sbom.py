@@ -44,41 +44,69 @@ def _python_component(item: dict[str, Any]) -> Component:
     hashes = (item.get("download_info") or {}).get("archive_info", {}).get("hashes", {})
     purl = PackageURL(type="pypi", name=name.lower().replace("_", "-"), version=version)
     return Component(
-        type=ComponentType.LIBRARY, name=name, version=version, bom_ref=purl.to_string(),
-        purl=purl, description=(meta.get("summary") or None), licenses=_licenses(meta),
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=h) for a, h in sorted(hashes.items())
-                if a == "sha256"],
+        type=ComponentType.LIBRARY,
+        name=name,
+        version=version,
+        bom_ref=purl.to_string(),
+        purl=purl,
+        description=(meta.get("summary") or None),
+        licenses=_licenses(meta),
+        hashes=[
+            HashType(alg=HashAlgorithm.SHA_256, content=h)
+            for a, h in sorted(hashes.items())
+            if a == "sha256"
+        ],
     )
 
 
 def python_packages(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(normalised name, version) of every package pip's report installs."""
-    return sorted((str(i["metadata"]["name"]).lower().replace("_", "-"),
-                   str(i["metadata"]["version"])) for i in report["install"])
+    return sorted(
+        (str(i["metadata"]["name"]).lower().replace("_", "-"), str(i["metadata"]["version"]))
+        for i in report["install"]
+    )
 
 
-def build(report: dict[str, Any], *, image: str, release_id: str, model_name: str,
-          model_sha256: str, created: dt.datetime, properties: Iterable[tuple[str, str]] = ()
-          ) -> str:
+def build(
+    report: dict[str, Any],
+    *,
+    image: str,
+    release_id: str,
+    model_name: str,
+    model_sha256: str,
+    created: dt.datetime,
+    properties: Iterable[tuple[str, str]] = (),
+) -> str:
     """The SBOM as CycloneDX 1.6 JSON."""
     image_ref = f"image:{image}:{release_id}"
-    root = Component(type=ComponentType.CONTAINER, name=image, version=release_id,
-                     bom_ref=image_ref)
+    root = Component(
+        type=ComponentType.CONTAINER, name=image, version=release_id, bom_ref=image_ref
+    )
     model = Component(
-        type=ComponentType.MACHINE_LEARNING_MODEL, name=model_name, version=release_id,
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        name=model_name,
+        version=release_id,
         bom_ref=f"model:{model_name}:{model_sha256}",
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=model_sha256)],
     )
-    libraries = sorted((_python_component(i) for i in report["install"]),
-                       key=lambda c: (c.name.lower(), c.version or ""))
+    libraries = sorted(
+        (_python_component(i) for i in report["install"]),
+        key=lambda c: (c.name.lower(), c.version or ""),
+    )
     bom = Bom(
         serial_number=uuid.uuid5(NAMESPACE, f"{image}@{release_id}:{model_sha256}"),
-        metadata=BomMetaData(component=root, timestamp=created, properties=[
-            Property(name=k, value=v) for k, v in properties]),
+        metadata=BomMetaData(
+            component=root,
+            timestamp=created,
+            properties=[Property(name=k, value=v) for k, v in properties],
+        ),
         components=[model, *libraries],
     )
-    bom.dependencies.add(Dependency(ref=root.bom_ref, dependencies=[
-        Dependency(ref=c.bom_ref) for c in [model, *libraries]]))
+    bom.dependencies.add(
+        Dependency(
+            ref=root.bom_ref, dependencies=[Dependency(ref=c.bom_ref) for c in [model, *libraries]]
+        )
+    )
     text = str(JsonV1Dot6(bom).output_as_string(indent=2)) + "\n"
     # An SBOM that fails its own schema is worse than none: check before anyone stores it.
     error = JsonStrictValidator(SchemaVersion.V1_6).validate_str(text)
@@ -89,5 +117,8 @@ def build(report: dict[str, Any], *, image: str, release_id: str, model_name: st
 
 def components(sbom: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, version) of the Python libraries an SBOM lists, normalised as pip names them."""
-    return sorted((str(c["name"]).lower().replace("_", "-"), str(c.get("version", "")))
-                  for c in sbom.get("components", []) if c.get("type") == "library")
+    return sorted(
+        (str(c["name"]).lower().replace("_", "-"), str(c.get("version", "")))
+        for c in sbom.get("components", [])
+        if c.get("type") == "library"
+    )

@@ -43,8 +43,7 @@ RESERVED_FDS = 32
 
 
 class DrainingServer(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, state: ServerState,
-                 stats: ConnectionStats) -> None:
+    def __init__(self, config: uvicorn.Config, state: ServerState, stats: ConnectionStats) -> None:
         super().__init__(config)
         self.state = state
         self.stats = stats
@@ -66,8 +65,7 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Readiness goes red first, so a load balancer still polling stops sending traffic.
         self.state.draining = True
-        if sig == signal.SIGTERM and self.delay and self._exit_at is None and \
-                not self.should_exit:
+        if sig == signal.SIGTERM and self.delay and self._exit_at is None and not self.should_exit:
             # A signal handler: only note the time; the tick (every 0.1 s) acts on it.
             self._exit_at = time.monotonic() + self.delay
             return
@@ -92,9 +90,17 @@ def connection_limit(wanted: int) -> int:
     if soft == resource.RLIM_INFINITY or soft >= need:
         return wanted
     fitted = max(1, soft - RESERVED_FDS)
-    log.warning("connection limit lowered to fit the open-files limit", extra={"fields": {
-        "MLOPS_MAX_CONNECTIONS": wanted, "open_files_limit": soft, "max_connections": fitted,
-        "hint": "raise the open-files limit (ulimit -n) or lower MLOPS_MAX_CONNECTIONS"}})
+    log.warning(
+        "connection limit lowered to fit the open-files limit",
+        extra={
+            "fields": {
+                "MLOPS_MAX_CONNECTIONS": wanted,
+                "open_files_limit": soft,
+                "max_connections": fitted,
+                "hint": "raise the open-files limit (ulimit -n) or lower MLOPS_MAX_CONNECTIONS",
+            }
+        },
+    )
     return fitted
 
 
@@ -108,12 +114,23 @@ def main() -> int:
     stats = ConnectionStats()
     state = ServerState(settings, connection_stats=stats)
     app = create_app(settings, state)
-    limits = Limits(settings.header_timeout, settings.body_timeout, settings.keepalive_timeout,
-                    connection_limit(settings.max_connections))
+    limits = Limits(
+        settings.header_timeout,
+        settings.body_timeout,
+        settings.keepalive_timeout,
+        connection_limit(settings.max_connections),
+    )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, access_log=False,
-        timeout_graceful_shutdown=settings.drain_seconds, server_header=False,
-        proxy_headers=False, lifespan="on", http=protocol_class(limits, stats),
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=settings.drain_seconds,
+        server_header=False,
+        proxy_headers=False,
+        lifespan="on",
+        http=protocol_class(limits, stats),
         timeout_keep_alive=settings.keepalive_timeout,
         ws="none",  # no WebSocket routes: an upgraded connection would escape the deadlines
     )

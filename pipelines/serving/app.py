@@ -46,13 +46,17 @@ from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
 log = logging.getLogger("mlops.serving")
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-                   Awaitable[None]]
+ASGIApp = Callable[
+    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]
+]
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY), status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
+        status,
+        media_type="application/json",
+    )
 
 
 def _is_number(v: Any) -> bool:
@@ -87,12 +91,17 @@ def _flat_row(i: int, inst: Any, n: int, h: int, w: int, sent: _Sent) -> list[An
     """One instance as a flat list of numbers, either layout; the error says what it was."""
     if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
         return inst
-    if (isinstance(inst, list) and len(inst) == h
-            and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r)
-                    for r in inst)):
+    if (
+        isinstance(inst, list)
+        and len(inst) == h
+        and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r) for r in inst)
+    ):
         return [v for r in inst for v in r]
-    raise BadRequest(400, f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} "
-                     f"numbers), got {describe(sent.instance(i))}")
+    raise BadRequest(
+        400,
+        f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} "
+        f"numbers), got {describe(sent.instance(i))}",
+    )
 
 
 def _bound(v: float) -> str:
@@ -107,14 +116,18 @@ def _range_error(x: NDArray[np.float64], sig: Signature, sent: _Sent) -> BadRequ
     outside = (x < sig.low) | (x > sig.high)
     if outside.any():
         i, j = (int(k) for k in np.argwhere(outside)[0])
-        return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} = "
-                          f"{sent.value(i, j, sig.image_shape[1])} is outside the valid range "
-                          f"[{_bound(sig.low)}, {_bound(sig.high)}]")
+        return BadRequest(
+            400,
+            f"instance {i}: feature {sig.feature_names[j]} = "
+            f"{sent.value(i, j, sig.image_shape[1])} is outside the valid range "
+            f"[{_bound(sig.low)}, {_bound(sig.high)}]",
+        )
     return None
 
 
-def parse_instances(doc: Any, sig: Signature, max_batch: int,
-                    body: bytes | None = None) -> NDArray[np.float64]:
+def parse_instances(
+    doc: Any, sig: Signature, max_batch: int, body: bytes | None = None
+) -> NDArray[np.float64]:
     """Validate a decoded predict body; return the raw feature rows, shape (n, features).
 
     ``body``, the bytes ``doc`` was decoded from, lets an error quote numbers as they were sent.
@@ -125,29 +138,38 @@ def parse_instances(doc: Any, sig: Signature, max_batch: int,
     Anything else takes the slow path, which words the error.
     """
     if not isinstance(doc, dict):
-        raise BadRequest(400, "the body must be a JSON object with an \"instances\" list")
+        raise BadRequest(400, 'the body must be a JSON object with an "instances" list')
     unknown = set(doc) - {"instances", "signature_name"}
     if unknown:
-        raise BadRequest(400, f"unknown field(s) {quote_names(unknown)}; only \"instances\" "
-                         "(row format) and \"signature_name\" are accepted")
+        raise BadRequest(
+            400,
+            f'unknown field(s) {quote_names(unknown)}; only "instances" '
+            '(row format) and "signature_name" are accepted',
+        )
     if doc.get("signature_name", "serving_default") != "serving_default":
-        raise BadRequest(400, "signature_name must be \"serving_default\"")
+        raise BadRequest(400, 'signature_name must be "serving_default"')
     instances = doc.get("instances")
     if not isinstance(instances, list):
-        raise BadRequest(400, "\"instances\" must be a list of examples")
+        raise BadRequest(400, '"instances" must be a list of examples')
     if not instances:
-        raise BadRequest(400, "\"instances\" is empty: send at least one example")
+        raise BadRequest(400, '"instances" is empty: send at least one example')
     if len(instances) > max_batch:
-        raise BadRequest(413, f"{len(instances)} instances exceed the limit of {max_batch} per "
-                         "request; split the batch")
+        raise BadRequest(
+            413,
+            f"{len(instances)} instances exceed the limit of {max_batch} per "
+            "request; split the batch",
+        )
     n, (h, w), lo, hi = sig.n_features, sig.image_shape, sig.low, sig.high
     rows: list[list[Any]] = []
     slow = False
     for i, inst in enumerate(instances):
         # `_is_number` inlined (a call per value costs as much as the check); `type(v) is int`
         # excludes bool, and NaN fails both comparisons.
-        if (type(inst) is list and len(inst) == n
-                and all((type(v) is float or type(v) is int) and lo <= v <= hi for v in inst)):
+        if (
+            type(inst) is list
+            and len(inst) == n
+            and all((type(v) is float or type(v) is int) and lo <= v <= hi for v in inst)
+        ):
             rows.append(inst)
         else:
             rows.append(_flat_row(i, inst, n, h, w, _Sent(doc, body)))
@@ -168,8 +190,9 @@ async def read_body(request: Request, limit: int) -> bytes:
         if not declared.isdigit():
             raise BadRequest(400, "Content-Length is not a number")
         if len(declared) > 18 or int(declared) > limit:  # int() of 5,000 digits would raise
-            raise BadRequest(413, f"body of {quote_text(declared)} bytes exceeds the limit of "
-                             f"{limit}")
+            raise BadRequest(
+                413, f"body of {quote_text(declared)} bytes exceeds the limit of {limit}"
+            )
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():  # chunked bodies have no Content-Length to trust
@@ -206,34 +229,50 @@ def load(state: ServerState) -> None:
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
         return
     state.signature, state.classes = sig, sig.classes
-    state.metrics = Metrics(sig.model, state.settings.release, state.settings.color,
-                            sig.feature_names, sig.classes)
-    state.metrics.info.labels(sig.model, state.settings.release, state.settings.color,
-                              sig.model_sha256).set(1)
+    state.metrics = Metrics(
+        sig.model, state.settings.release, state.settings.color, sig.feature_names, sig.classes
+    )
+    state.metrics.info.labels(
+        sig.model, state.settings.release, state.settings.color, sig.model_sha256
+    ).set(1)
     if state.connection_stats is not None:
-        state.metrics.registry.register(ConnectionCollector(
-            state.connection_stats, list(LABELS),
-            [sig.model, state.settings.release, state.settings.color]))
+        state.metrics.registry.register(
+            ConnectionCollector(
+                state.connection_stats,
+                list(LABELS),
+                [sig.model, state.settings.release, state.settings.color],
+            )
+        )
     if sig.self_test_instances:
         x = scale_features(np.array(sig.self_test_instances), sig.low, sig.high, sig.image_shape)
         got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
         if got != sig.self_test_classes:
-            state.ready_reason = (f"self-test failed: predicted {got}, the package recorded "
-                                  f"{sig.self_test_classes}")
+            state.ready_reason = (
+                f"self-test failed: predicted {got}, the package recorded {sig.self_test_classes}"
+            )
             log.error("self-test failed", extra={"fields": {"reason": state.ready_reason}})
             return
     state.runtime = runtime
     state.ready_reason = ""
     state.metrics.ready.set(1)
-    log.info("model ready", extra={"fields": {
-        "model": sig.model, "release": state.settings.release, "color": state.settings.color,
-        "model_sha256": sig.model_sha256, "self_test_examples": len(sig.self_test_classes)}})
+    log.info(
+        "model ready",
+        extra={
+            "fields": {
+                "model": sig.model,
+                "release": state.settings.release,
+                "color": state.settings.color,
+                "model_sha256": sig.model_sha256,
+                "self_test_examples": len(sig.self_test_classes),
+            }
+        },
+    )
 
 
 def _route_name(path: str, model: str) -> str:
     """A bounded label for metrics: raw paths would let any client create new series."""
     if path.startswith(f"/v1/models/{model}"):
-        rest = path[len(f"/v1/models/{model}"):]
+        rest = path[len(f"/v1/models/{model}") :]
         return {":predict": "predict", "": "status", "/metadata": "metadata"}.get(rest, "other")
     return {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}.get(path, "other")
 
@@ -245,8 +284,12 @@ class Observe:
         self.app = app
         self.state = state
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self,
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -267,13 +310,22 @@ class Observe:
             elapsed = time.perf_counter() - start
             metrics = self.state.metrics
             if metrics is not None and self.state.signature is not None:
-                metrics.request(_route_name(scope["path"], self.state.signature.model), status,
-                                elapsed)
+                metrics.request(
+                    _route_name(scope["path"], self.state.signature.model), status, elapsed
+                )
             mode = self.state.settings.access_log
             if mode == "all" or (mode == "errors" and status >= 400):
-                log.info("request", extra={"fields": {
-                    "method": scope["method"], "path": scope["path"][:200], "status": status,
-                    "ms": round(elapsed * 1000, 3)}})
+                log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "method": scope["method"],
+                            "path": scope["path"][:200],
+                            "status": status,
+                            "ms": round(elapsed * 1000, 3),
+                        }
+                    },
+                )
 
 
 def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
@@ -303,9 +355,14 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             state.metrics.predicted(best)
             state.metrics.inputs.observe(raw)
         classes = state.classes
-        return json_response({"predictions": [
-            {"class": classes[k], "probabilities": probs[i]} for i, k in enumerate(best.tolist())
-        ]})
+        return json_response(
+            {
+                "predictions": [
+                    {"class": classes[k], "probabilities": probs[i]}
+                    for i, k in enumerate(best.tolist())
+                ]
+            }
+        )
 
     def status(_: Request) -> Response:
         if state.ready:
@@ -313,27 +370,56 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
         else:
             code, message = "UNAVAILABLE", state.ready_reason or "draining"
             st = "END" if state.draining else "LOADING"
-        return json_response({"model_version_status": [{
-            "version": settings.release, "state": st,
-            "status": {"error_code": code, "error_message": message}}]})
+        return json_response(
+            {
+                "model_version_status": [
+                    {
+                        "version": settings.release,
+                        "state": st,
+                        "status": {"error_code": code, "error_message": message},
+                    }
+                ]
+            }
+        )
 
     def metadata(_: Request) -> Response:
         sig = state.signature
         if sig is None:
             return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
         h, w = sig.image_shape
-        return json_response({
-            "model_spec": {"name": sig.model, "version": settings.release},
-            "metadata": {"signature_def": {"serving_default": {
-                "inputs": {"instances": {
-                    "dtype": "number", "shape": [-1, sig.n_features], "alternative_shape":
-                    [-1, h, w], "range": [sig.low, sig.high], "features": sig.feature_names}},
-                "outputs": {"class": {"values": sig.classes},
-                            "probabilities": {"dtype": "float32", "shape": [-1, len(sig.classes)]}},
-            }}, "model_sha256": sig.model_sha256, "color": settings.color,
-                "limits": {"max_batch": settings.max_batch,
-                           "max_body_bytes": settings.max_body_bytes}},
-        })
+        return json_response(
+            {
+                "model_spec": {"name": sig.model, "version": settings.release},
+                "metadata": {
+                    "signature_def": {
+                        "serving_default": {
+                            "inputs": {
+                                "instances": {
+                                    "dtype": "number",
+                                    "shape": [-1, sig.n_features],
+                                    "alternative_shape": [-1, h, w],
+                                    "range": [sig.low, sig.high],
+                                    "features": sig.feature_names,
+                                }
+                            },
+                            "outputs": {
+                                "class": {"values": sig.classes},
+                                "probabilities": {
+                                    "dtype": "float32",
+                                    "shape": [-1, len(sig.classes)],
+                                },
+                            },
+                        }
+                    },
+                    "model_sha256": sig.model_sha256,
+                    "color": settings.color,
+                    "limits": {
+                        "max_batch": settings.max_batch,
+                        "max_body_bytes": settings.max_body_bytes,
+                    },
+                },
+            }
+        )
 
     def healthz(_: Request) -> Response:
         return json_response({"status": "alive"})

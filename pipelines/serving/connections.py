@@ -72,8 +72,14 @@ class ConnectionStats:
 
 def _response(status: bytes, message: str, extra: bytes = b"") -> bytes:
     body = orjson.dumps({"error": message})
-    return (b"HTTP/1.1 " + status + b"\r\ncontent-type: application/json\r\n" + extra
-            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+    return (
+        b"HTTP/1.1 "
+        + status
+        + b"\r\ncontent-type: application/json\r\n"
+        + extra
+        + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+        + body
+    )
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -97,9 +103,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         if len(self.connections) > self.limits.max_connections:
             self.stats.refused += 1
-            self._refuse(_response(
-                b"503 Service Unavailable", f"more than {self.limits.max_connections} open "
-                "connections: retry, another replica may have room", b"retry-after: 1\r\n"))
+            self._refuse(
+                _response(
+                    b"503 Service Unavailable",
+                    f"more than {self.limits.max_connections} open "
+                    "connections: retry, another replica may have room",
+                    b"retry-after: 1\r\n",
+                )
+            )
             return
         self._phase, self._deadline = HEAD, _now() + self.limits.header_timeout
 
@@ -141,9 +152,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.stats.heads_too_large += 1
-                self._refuse(_response(
-                    b"431 Request Header Fields Too Large",
-                    f"the request line and headers exceed {MAX_HEAD_BYTES} bytes"))
+                self._refuse(
+                    _response(
+                        b"431 Request Header Fields Too Large",
+                        f"the request line and headers exceed {MAX_HEAD_BYTES} bytes",
+                    )
+                )
 
     def timeout_keep_alive_handler(self) -> None:
         if not self.transport.is_closing():
@@ -163,17 +177,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         if phase is BODY and not cycle.response_started:
             cycle.scope[TIMED_OUT] = True  # type: ignore[literal-required]
-            self.transport.write(_response(b"408 Request Timeout", "the request body did not "
-                                           f"arrive within {self.limits.body_timeout:g} s"))
+            self.transport.write(
+                _response(
+                    b"408 Request Timeout",
+                    f"the request body did not arrive within {self.limits.body_timeout:g} s",
+                )
+            )
         elif phase is HEAD and self._head_bytes:
-            self.transport.write(_response(b"408 Request Timeout", "the request head did not "
-                                           f"arrive within {self.limits.header_timeout:g} s"))
+            self.transport.write(
+                _response(
+                    b"408 Request Timeout",
+                    f"the request head did not arrive within {self.limits.header_timeout:g} s",
+                )
+            )
         self.transport.close()
 
 
 def protocol_class(limits: Limits, stats: ConnectionStats) -> type[GuardedHttpToolsProtocol]:
-    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
-                {"limits": limits, "stats": stats})
+    return type(
+        "GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits, "stats": stats}
+    )
 
 
 def sweep(connections: Iterable[Any], stats: ConnectionStats) -> None:
@@ -208,46 +231,69 @@ class RateLimitedLoopErrors:
         self._last[kind] = now
         held = self._held.pop(kind, 0)
         if isinstance(exc, OSError) and "accept" in kind:
-            log.error("cannot accept connections", extra={"fields": {
-                "error": str(exc), "held_back": held, "interval_s": self.interval,
-                "hint": "file descriptors ran out: lower MLOPS_MAX_CONNECTIONS or raise the "
-                        "open-files limit (ulimit -n)"}})
+            log.error(
+                "cannot accept connections",
+                extra={
+                    "fields": {
+                        "error": str(exc),
+                        "held_back": held,
+                        "interval_s": self.interval,
+                        "hint": "file descriptors ran out: lower MLOPS_MAX_CONNECTIONS or "
+                        "raise the open-files limit (ulimit -n)",
+                    }
+                },
+            )
             return
         if held:
-            log.error("event loop errors held back", extra={"fields": {
-                "kind": kind, "held_back": held, "interval_s": self.interval}})
+            log.error(
+                "event loop errors held back",
+                extra={"fields": {"kind": kind, "held_back": held, "interval_s": self.interval}},
+            )
         loop.default_exception_handler(context)
 
 
 class ConnectionCollector(Collector):
     """The counters above as Prometheus series with the server's identity labels."""
 
-    def __init__(self, stats: ConnectionStats, label_names: list[str],
-                 labels: list[str]) -> None:
+    def __init__(self, stats: ConnectionStats, label_names: list[str], labels: list[str]) -> None:
         self.stats = stats
         self.names = label_names
         self.labels = labels
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         s = self.stats
-        gauge = GaugeMetricFamily("mlops_connections_open", "Open HTTP connections, as of the "
-                                  "last sweep (every 0.5 s).", labels=self.names)
+        gauge = GaugeMetricFamily(
+            "mlops_connections_open",
+            "Open HTTP connections, as of the last sweep (every 0.5 s).",
+            labels=self.names,
+        )
         gauge.add_metric(self.labels, s.open)
         yield gauge
         for name, doc, value in (
-            ("mlops_connections_refused", "Connections refused with 503: too many open.",
-             s.refused),
-            ("mlops_request_heads_too_large", "Connections closed with 431: head too large.",
-             s.heads_too_large),
-            ("mlops_accept_errors", "Failed accept() calls (e.g. out of file descriptors).",
-             s.accept_errors),
+            (
+                "mlops_connections_refused",
+                "Connections refused with 503: too many open.",
+                s.refused,
+            ),
+            (
+                "mlops_request_heads_too_large",
+                "Connections closed with 431: head too large.",
+                s.heads_too_large,
+            ),
+            (
+                "mlops_accept_errors",
+                "Failed accept() calls (e.g. out of file descriptors).",
+                s.accept_errors,
+            ),
         ):
             counter = CounterMetricFamily(name, doc, labels=self.names)
             counter.add_metric(self.labels, value)
             yield counter
-        timeouts = CounterMetricFamily("mlops_connection_timeouts", "Connections closed by a "
-                                       "read timeout, by phase (head, body, idle).",
-                                       labels=[*self.names, "phase"])
+        timeouts = CounterMetricFamily(
+            "mlops_connection_timeouts",
+            "Connections closed by a read timeout, by phase (head, body, idle).",
+            labels=[*self.names, "phase"],
+        )
         for phase, value in sorted(s.timeouts.items()):
             timeouts.add_metric([*self.labels, phase], value)
         yield timeouts

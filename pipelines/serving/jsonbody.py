@@ -59,8 +59,9 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-_AS_SENT = json.JSONDecoder(parse_float=Literal, parse_int=Literal, parse_constant=Literal,
-                            object_pairs_hook=_unique_pairs)
+_AS_SENT = json.JSONDecoder(
+    parse_float=Literal, parse_int=Literal, parse_constant=Literal, object_pairs_hook=_unique_pairs
+)
 _NUMBER = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
@@ -85,21 +86,29 @@ def as_sent(body: bytes) -> Any:
     try:
         return _AS_SENT.decode(body.decode("utf-8"))
     except _Duplicate as dup:
-        raise BadRequest(400, f"duplicate key {describe(dup.key)} in a JSON object: send each "
-                         "key once (parsers disagree on which copy wins)") from None
+        raise BadRequest(
+            400,
+            f"duplicate key {describe(dup.key)} in a JSON object: send each "
+            "key once (parsers disagree on which copy wins)",
+        ) from None
     except RecursionError:
         # orjson accepts 1024 levels, the standard library fewer; no valid request has more
         # than four, so the client can be told plainly.
-        raise BadRequest(400, "the JSON is nested too deeply to be checked for duplicate keys; "
-                         "a request has at most 4 levels") from None
+        raise BadRequest(
+            400,
+            "the JSON is nested too deeply to be checked for duplicate keys; "
+            "a request has at most 4 levels",
+        ) from None
 
 
 def _syntax_error(body: bytes, exc: orjson.JSONDecodeError) -> str:
     if "infinity" in exc.msg:  # a number beyond float64, e.g. 1e400 or a 400-digit integer
         found = _NUMBER.match(body, exc.pos)
         number = quote_text(found.group().decode()) if found else "a number"
-        return (f"the number {number} at line {exc.lineno} column {exc.colno} is beyond the "
-                "range of a 64-bit float")
+        return (
+            f"the number {number} at line {exc.lineno} column {exc.colno} is beyond the "
+            "range of a 64-bit float"
+        )
     return f"the body is not valid JSON: {exc}"
 
 
@@ -107,7 +116,7 @@ def quote_text(text: str) -> str:
     """``text`` cut to a bounded length, saying how long it was."""
     if len(text) <= QUOTE_CHARS:
         return text
-    return f"{text[:QUOTE_CHARS - 10]}... ({len(text)} characters)"
+    return f"{text[: QUOTE_CHARS - 10]}... ({len(text)} characters)"
 
 
 def quote_names(names: Iterable[str]) -> str:
@@ -175,4 +184,4 @@ def describe(value: Any) -> str:
         parts.append(text)
         size += len(text)
     preview = "".join(parts)
-    return preview if len(preview) <= QUOTE_CHARS else preview[:QUOTE_CHARS - 3] + "..."
+    return preview if len(preview) <= QUOTE_CHARS else preview[: QUOTE_CHARS - 3] + "..."

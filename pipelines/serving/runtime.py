@@ -20,8 +20,9 @@ SIGNATURE = "signature.json"
 MODEL_FILE = "model.tflite"
 
 
-def scale_features(raw: NDArray[Any], low: float, high: float,
-                   image_shape: tuple[int, int]) -> NDArray[np.float32]:
+def scale_features(
+    raw: NDArray[Any], low: float, high: float, image_shape: tuple[int, int]
+) -> NDArray[np.float32]:
     """Raw feature rows (n, h*w) in [low, high] -> model inputs (n, h, w, 1) in [0, 1].
 
     Training, evaluation and the server all call this one function: a second copy of the
@@ -108,8 +109,9 @@ class Runtime:
             out[i] = self.predict_one(x[i])
         return out
 
-    def timed_predict(self, x: NDArray[np.float32]) -> tuple[NDArray[np.float32],
-                                                             NDArray[np.float64]]:
+    def timed_predict(
+        self, x: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
         """Probabilities and each example's invoke latency in milliseconds."""
         out = np.empty((x.shape[0], self.n_outputs), dtype=np.float32)
         lat = np.empty(x.shape[0], dtype=np.float64)

@@ -75,10 +75,10 @@ class Settings:
             drain_seconds=integer("MLOPS_DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
             header_timeout=integer("MLOPS_HEADER_TIMEOUT_SECONDS", cls.header_timeout, 1, 3600),
             body_timeout=integer("MLOPS_BODY_TIMEOUT_SECONDS", cls.body_timeout, 1, 3600),
-            keepalive_timeout=integer("MLOPS_KEEPALIVE_TIMEOUT_SECONDS", cls.keepalive_timeout,
-                                      1, 3600),
-            max_connections=integer("MLOPS_MAX_CONNECTIONS", cls.max_connections, 1,
-                                    1_000_000),
+            keepalive_timeout=integer(
+                "MLOPS_KEEPALIVE_TIMEOUT_SECONDS", cls.keepalive_timeout, 1, 3600
+            ),
+            max_connections=integer("MLOPS_MAX_CONNECTIONS", cls.max_connections, 1, 1_000_000),
             access_log=access,
             log_level=level,
         )

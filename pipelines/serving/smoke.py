@@ -26,8 +26,11 @@ def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"{url!r} is not an http(s) URL")
     request = urllib.request.Request(  # noqa: S310 - scheme checked above
-        url, data=data, method="GET" if data is None else "POST",
-        headers={"Content-Type": "application/json"})
+        url,
+        data=data,
+        method="GET" if data is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
         return json.loads(response.read())
 
@@ -36,8 +39,10 @@ def check(url: str, model: str, release: str, sig: Signature) -> str:
     """An empty string when the Service is healthy, else what is wrong."""
     status = _call(f"{url}/v1/models/{model}")["model_version_status"][0]
     if status["version"] != release or status["state"] != "AVAILABLE":
-        return (f"the Service answers for release {status['version']} ({status['state']}), "
-                f"not {release}")
+        return (
+            f"the Service answers for release {status['version']} ({status['state']}), "
+            f"not {release}"
+        )
     if sig.self_test_instances:
         out = _call(f"{url}/v1/models/{model}:predict", {"instances": sig.self_test_instances})
         got = [p["class"] for p in out["predictions"]]

@@ -20,8 +20,21 @@ from prometheus_client.registry import Collector
 
 # Sub-millisecond buckets: a LiteRT invoke of a small model takes microseconds, so the default
 # buckets (5 ms and up) would put every request in the first one.
-LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-                   1.0, 2.5)
+LATENCY_BUCKETS = (
+    0.0002,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+)
 LABELS = ("model", "release", "color")
 
 
@@ -130,16 +143,21 @@ class InputStatistics(Collector):
             self._fold()
             count, sums, squares = self._count, self._sum.copy(), self._squares.copy()
         label_names = [*LABELS, "feature"]
-        total = CounterMetricFamily("mlops_input_instances", "Instances accepted for prediction.",
-                                    labels=list(LABELS))
+        total = CounterMetricFamily(
+            "mlops_input_instances", "Instances accepted for prediction.", labels=list(LABELS)
+        )
         total.add_metric(self._labels, count)
         yield total
-        s = CounterMetricFamily("mlops_input_feature_sum",
-                                "Sum of each input feature over accepted instances.",
-                                labels=label_names)
-        q = CounterMetricFamily("mlops_input_feature_squares",
-                                "Sum of squares of each input feature over accepted instances.",
-                                labels=label_names)
+        s = CounterMetricFamily(
+            "mlops_input_feature_sum",
+            "Sum of each input feature over accepted instances.",
+            labels=label_names,
+        )
+        q = CounterMetricFamily(
+            "mlops_input_feature_squares",
+            "Sum of squares of each input feature over accepted instances.",
+            labels=label_names,
+        )
         for i, name in enumerate(self._names):
             s.add_metric([*self._labels, name], float(sums[i]))
             q.add_metric([*self._labels, name], float(squares[i]))
@@ -150,24 +168,43 @@ class InputStatistics(Collector):
 class Metrics:
     """Every series carries model, release and color, so blue and green can be told apart."""
 
-    def __init__(self, model: str, release: str, color: str, feature_names: list[str],
-                 classes: list[int]) -> None:
+    def __init__(
+        self, model: str, release: str, color: str, feature_names: list[str], classes: list[int]
+    ) -> None:
         labels = (model, release, color)
         self.registry = CollectorRegistry(auto_describe=True)
         self._latency = Histogram(
-            "mlops_request_duration_seconds", "Time to answer a request, by route.",
-            [*LABELS, "route"], buckets=LATENCY_BUCKETS, registry=self.registry)
+            "mlops_request_duration_seconds",
+            "Time to answer a request, by route.",
+            [*LABELS, "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
         self._requests = Counter(
-            "mlops_requests", "Requests answered, by route and HTTP status code.",
-            [*LABELS, "route", "code"], registry=self.registry)
+            "mlops_requests",
+            "Requests answered, by route and HTTP status code.",
+            [*LABELS, "route", "code"],
+            registry=self.registry,
+        )
         predictions = Counter(
-            "mlops_predictions", "Predictions returned, by predicted class.",
-            [*LABELS, "class"], registry=self.registry)
+            "mlops_predictions",
+            "Predictions returned, by predicted class.",
+            [*LABELS, "class"],
+            registry=self.registry,
+        )
         self._by_class = [predictions.labels(*labels, str(c)) for c in classes]
-        self.ready = Gauge("mlops_model_ready", "1 once the model loaded and self-tested.",
-                           list(LABELS), registry=self.registry).labels(*labels)
-        self.info = Gauge("mlops_model_info", "The model this process serves (always 1).",
-                          [*LABELS, "model_sha256"], registry=self.registry)
+        self.ready = Gauge(
+            "mlops_model_ready",
+            "1 once the model loaded and self-tested.",
+            list(LABELS),
+            registry=self.registry,
+        ).labels(*labels)
+        self.info = Gauge(
+            "mlops_model_info",
+            "The model this process serves (always 1).",
+            [*LABELS, "model_sha256"],
+            registry=self.registry,
+        )
         self.inputs = InputStatistics(feature_names, labels)
         self.registry.register(self.inputs)
         self._labels = labels
@@ -184,7 +221,8 @@ class Metrics:
         counter = self._request_children.get(key)
         if counter is None:
             counter = self._request_children[key] = self._requests.labels(
-                *self._labels, route, str(code))
+                *self._labels, route, str(code)
+            )
         counter.inc()
 
     def predicted(self, class_indices: NDArray[np.int64]) -> None:

@@ -30,9 +30,12 @@ from pipelines.core import report
 from pipelines.errors import ConfigError
 
 # (label, path under artifacts/<model>/) of what a reviewer opens.
-ARTIFACTS = (("Data Docs", "validate/data_docs/index.html"),
-             ("confusion matrix", "evaluate/confusion_matrix.png"),
-             ("training curves", "train/curves.png"), ("blessing", "gate/blessing.json"))
+ARTIFACTS = (
+    ("Data Docs", "validate/data_docs/index.html"),
+    ("confusion matrix", "evaluate/confusion_matrix.png"),
+    ("training curves", "train/curves.png"),
+    ("blessing", "gate/blessing.json"),
+)
 
 
 @dataclass(frozen=True)
@@ -79,18 +82,32 @@ def context() -> str:
     return " · ".join(x for x in (f"commit {sha[:12]}" if sha else "", run) if x) or "local run"
 
 
-def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
-        metrics_file: Path | None = None, artifacts_url: str = "") -> Report:
+def run(
+    ws: Workspace,
+    *,
+    post: bool = False,
+    summary_file: Path | None = None,
+    metrics_file: Path | None = None,
+    artifacts_url: str = "",
+) -> Report:
     summary = _optional(ws.artifacts("validate") / SUMMARY)
     on_disk = _optional(ws.artifacts("gate") / BLESSING)
     model = ws.artifacts("train") / TFLITE
-    blessing = report.current_blessing(summary, on_disk,
-                                       sha256_file(model) if model.is_file() else None)
+    blessing = report.current_blessing(
+        summary, on_disk, sha256_file(model) if model.is_file() else None
+    )
     if summary is None and on_disk is None:
-        raise ConfigError("nothing to report: no validation summary and no blessing",
-                          hint="run the pipeline first (mlops run --until gate)")
-    text = report.ci_report(model=ws.name, summary=summary, blessing=blessing,
-                            links=links(ws, artifacts_url), context=context())
+        raise ConfigError(
+            "nothing to report: no validation summary and no blessing",
+            hint="run the pipeline first (mlops run --until gate)",
+        )
+    text = report.ci_report(
+        model=ws.name,
+        summary=summary,
+        blessing=blessing,
+        links=links(ws, artifacts_url),
+        context=context(),
+    )
     if summary_file is not None:
         summary_file.parent.mkdir(parents=True, exist_ok=True)
         with summary_file.open("a", encoding="utf-8") as fh:
@@ -101,7 +118,8 @@ def run(ws: Workspace, *, post: bool = False, summary_file: Path | None = None,
     number = pr_number()
     if post and number is not None:
         posted = "comment at " + scm.provider(load_gitops(ws.root), ws.root).upsert_comment(
-            number, marker(ws.name), text)
+            number, marker(ws.name), text
+        )
     elif post:
         posted = "not posted: this run belongs to no pull/merge request"
     return Report(text, posted)

@@ -56,15 +56,20 @@ def trained_model(ws: Workspace) -> dict[str, Any]:
         raise ConfigError(f"no trained model at {artifact}", hint="run `mlops train` first")
     trained: dict[str, Any] = read_json(path)
     if trained.get("model_sha256") != sha256_file(artifact):
-        raise ConfigError(f"{artifact} is not the model train recorded in {path}",
-                          hint="run `mlops train` again")
+        raise ConfigError(
+            f"{artifact} is not the model train recorded in {path}", hint="run `mlops train` again"
+        )
     if trained.get("data_fingerprint") != fingerprint(ws):
-        raise ConfigError("the model was trained on other data than the current dataset",
-                          hint="run `mlops train` again")
+        raise ConfigError(
+            "the model was trained on other data than the current dataset",
+            hint="run `mlops train` again",
+        )
     if trained.get("classes") != ws.model.data.label.classes:
-        raise ConfigError(f"the model was trained for the classes {trained.get('classes')}, "
-                          f"model.yaml now lists {ws.model.data.label.classes}",
-                          hint="run `mlops train` again")
+        raise ConfigError(
+            f"the model was trained for the classes {trained.get('classes')}, "
+            f"model.yaml now lists {ws.model.data.label.classes}",
+            hint="run `mlops train` again",
+        )
     return trained
 
 
@@ -80,21 +85,25 @@ def run(ws: Workspace) -> EvaluateResult:
     classes = ws.model.data.label.classes
     metrics = classification(y, scored.predictions, classes)
     digest = sha256_file(artifact)
-    metrics.update({
-        "model": ws.name,
-        "model_sha256": digest,
-        "data_fingerprint": fingerprint(ws),
-        "size_bytes": artifact.stat().st_size,
-        "latency_ms": latency_summary(scored.latencies_ms),
-        "trained": trained,
-        "provenance": provenance(ws.root, ws.model.section_hash(*PARAMS, "gate")),
-    })
-    predictions = pd.DataFrame({
-        ROW_ID: test[ROW_ID].to_numpy(dtype=np.int64),
-        "label": np.asarray(classes)[y],
-        "predicted": np.asarray(classes)[scored.predictions],
-        "confidence": scored.probabilities.max(axis=1).astype(np.float64),
-    })
+    metrics.update(
+        {
+            "model": ws.name,
+            "model_sha256": digest,
+            "data_fingerprint": fingerprint(ws),
+            "size_bytes": artifact.stat().st_size,
+            "latency_ms": latency_summary(scored.latencies_ms),
+            "trained": trained,
+            "provenance": provenance(ws.root, ws.model.section_hash(*PARAMS, "gate")),
+        }
+    )
+    predictions = pd.DataFrame(
+        {
+            ROW_ID: test[ROW_ID].to_numpy(dtype=np.int64),
+            "label": np.asarray(classes)[y],
+            "predicted": np.asarray(classes)[scored.predictions],
+            "confidence": scored.probabilities.max(axis=1).astype(np.float64),
+        }
+    )
     with staged_dir(final) as out:
         write_json(out / METRICS, metrics)
         write_if_changed(out / PREDICTIONS, parquet_bytes(predictions))

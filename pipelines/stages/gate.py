@@ -51,8 +51,9 @@ def _fresh_metrics(ws: Workspace) -> dict[str, Any]:
     metrics: dict[str, Any] = read_json(path)
     artifact = candidate_artifact(ws)
     if not artifact.is_file() or metrics.get("model_sha256") != sha256_file(artifact):
-        raise ConfigError("the evaluation does not match the trained model",
-                          hint="run `mlops evaluate` again")
+        raise ConfigError(
+            "the evaluation does not match the trained model", hint="run `mlops evaluate` again"
+        )
     if metrics.get("data_fingerprint") != fingerprint(ws):
         raise ConfigError("the data changed since the evaluation", hint="re-run the pipeline")
     return metrics
@@ -63,8 +64,10 @@ def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str,
     x, y = features_and_labels(ws, test)
     candidate = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
     if not np.array_equal(candidate[ROW_ID].to_numpy(), test[ROW_ID].to_numpy()):
-        raise ConfigError("candidate predictions do not cover the current test split",
-                          hint="run `mlops evaluate` again")
+        raise ConfigError(
+            "candidate predictions do not cover the current test split",
+            hint="run `mlops evaluate` again",
+        )
     classes = ws.model.data.label.classes
     index = {c: i for i, c in enumerate(classes)}
     cand = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
@@ -75,16 +78,23 @@ def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str,
             f"baseline {baseline} cannot be compared with the candidate:\n"
             + "\n".join(f"  - {p}" for p in problems),
             hint="the baseline must be a float TFLite model of this model's inputs and classes; "
-                 "pass another with --baseline FILE")
+            "pass another with --baseline FILE",
+        )
     scored = model.score(x)
     rule = ws.model.gate.change
-    comparison = compare_paired(y, cand, scored.predictions,
-                                resamples=rule.bootstrap_resamples, seed=rule.seed)
+    comparison = compare_paired(
+        y, cand, scored.predictions, resamples=rule.bootstrap_resamples, seed=rule.seed
+    )
     base_metrics = classification(y, scored.predictions, classes)
-    info = {"path": str(baseline), "model_sha256": sha256_file(baseline),
-            "accuracy": comparison.baseline_accuracy,
-            "metrics": {**{m: base_metrics[m] for m in SUMMARY_METRICS},
-                        "per_class_recall": _recalls(base_metrics)}}
+    info = {
+        "path": str(baseline),
+        "model_sha256": sha256_file(baseline),
+        "accuracy": comparison.baseline_accuracy,
+        "metrics": {
+            **{m: base_metrics[m] for m in SUMMARY_METRICS},
+            "per_class_recall": _recalls(base_metrics),
+        },
+    }
     return comparison, info
 
 
@@ -111,14 +121,20 @@ def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
     if record is None:
         return None
     if not record.model_artifact:
-        raise ConfigError(f"{env}'s release {record.release_id} records no model artifact",
-                          hint="pass the baseline with --baseline FILE")
+        raise ConfigError(
+            f"{env}'s release {record.release_id} records no model artifact",
+            hint="pass the baseline with --baseline FILE",
+        )
     data = Registry(Reference.parse(record.model_artifact).host).pull_model(
-        record.model_artifact, MODEL_FILE, record.model_sha256)
+        record.model_artifact, MODEL_FILE, record.model_sha256
+    )
     path = ws.root / ".infra" / "baselines" / f"{record.model_sha256}.tflite"
     write_bytes(path, data)
-    return path, {"environment": env, "release_id": record.release_id,
-                  "model_artifact": record.model_artifact}
+    return path, {
+        "environment": env,
+        "release_id": record.release_id,
+        "model_artifact": record.model_artifact,
+    }
 
 
 def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
@@ -138,23 +154,34 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
         baseline_info.update(source)
     verdict = decide(ws.model.gate, metrics, comparison)
     with staged_dir(final) as out:
-        write_json(out / BLESSING, {
-            "model": ws.name,
-            "blessed": verdict.blessed,
-            "candidate": {**{k: metrics[k] for k in (
-                "model_sha256", *SUMMARY_METRICS, "size_bytes", "latency_ms")},
-                "per_class_recall": _recalls(metrics)},
-            "baseline": baseline_info,
-            "comparison": asdict(comparison) if comparison else None,
-            "rules": verdict.to_dict()["rules"],
-            "provenance": provenance(ws.root, ws.model.section_hash("gate"),
-                                     data_fingerprint=metrics["data_fingerprint"]),
-        })
+        write_json(
+            out / BLESSING,
+            {
+                "model": ws.name,
+                "blessed": verdict.blessed,
+                "candidate": {
+                    **{
+                        k: metrics[k]
+                        for k in ("model_sha256", *SUMMARY_METRICS, "size_bytes", "latency_ms")
+                    },
+                    "per_class_recall": _recalls(metrics),
+                },
+                "baseline": baseline_info,
+                "comparison": asdict(comparison) if comparison else None,
+                "rules": verdict.to_dict()["rules"],
+                "provenance": provenance(
+                    ws.root,
+                    ws.model.section_hash("gate"),
+                    data_fingerprint=metrics["data_fingerprint"],
+                ),
+            },
+        )
     if not verdict.blessed:
         reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
-        raise GateFailed(f"the gate refused the candidate ({len(verdict.failed)} rule(s) "
-                         f"failed):\n{reasons}",
-                         hint=f"see {final / BLESSING}; nothing downstream will run")
+        raise GateFailed(
+            f"the gate refused the candidate ({len(verdict.failed)} rule(s) failed):\n{reasons}",
+            hint=f"see {final / BLESSING}; nothing downstream will run",
+        )
     return GateResult(True, verdict, final / BLESSING)
 
 
@@ -167,18 +194,25 @@ def require_blessing(ws: Workspace) -> dict[str, Any]:
         raise GateFailed(f"no blessing at {path}", hint="run `mlops gate` first")
     blessing: dict[str, Any] = read_json(path)
     if not blessing.get("blessed"):
-        raise GateFailed(f"the candidate was not blessed ({path})",
-                         hint="read its reasons; a failed gate blocks every later stage")
+        raise GateFailed(
+            f"the candidate was not blessed ({path})",
+            hint="read its reasons; a failed gate blocks every later stage",
+        )
     artifact = candidate_artifact(ws)
     candidate = blessing.get("candidate") or {}
     if not artifact.is_file() or candidate.get("model_sha256") != sha256_file(artifact):
-        raise GateFailed("the blessing is for a different model artifact than the current one",
-                         hint="run the gate again on the current candidate")
+        raise GateFailed(
+            "the blessing is for a different model artifact than the current one",
+            hint="run the gate again on the current candidate",
+        )
     prov = blessing.get("provenance") or {}
     if prov.get("data_fingerprint") != fingerprint(ws):
-        raise GateFailed("the blessing is for other data than the current dataset",
-                         hint="run the pipeline again on the current data")
+        raise GateFailed(
+            "the blessing is for other data than the current dataset",
+            hint="run the pipeline again on the current data",
+        )
     if prov.get("params_sha256") != ws.model.section_hash("gate"):
-        raise GateFailed("the gate rules in model.yaml changed since the blessing",
-                         hint="run `mlops gate` again")
+        raise GateFailed(
+            "the gate rules in model.yaml changed since the blessing", hint="run `mlops gate` again"
+        )
     return blessing

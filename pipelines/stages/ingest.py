@@ -54,14 +54,20 @@ def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     labels = df[ws.model.data.label.column]
     idx = np.arange(len(df))
     try:
-        rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed,
-                                      stratify=labels)
-        train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
-                                      random_state=spec.seed, stratify=labels.iloc[rest])
+        rest, test = train_test_split(
+            idx, test_size=spec.test, random_state=spec.seed, stratify=labels
+        )
+        train, val = train_test_split(
+            rest,
+            test_size=spec.validation / (1 - spec.test),
+            random_state=spec.seed,
+            stratify=labels.iloc[rest],
+        )
     except (ValueError, TypeError):  # TypeError: labels of mixed types cannot be sorted
         rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed)
-        train, val = train_test_split(rest, test_size=spec.validation / (1 - spec.test),
-                                      random_state=spec.seed)
+        train, val = train_test_split(
+            rest, test_size=spec.validation / (1 - spec.test), random_state=spec.seed
+        )
     parts = {"train": train, "validation": val, "test": test}
     return {name: df.iloc[np.sort(parts[name])].reset_index(drop=True) for name in SPLITS}
 
@@ -83,8 +89,10 @@ def _ingest(ws: Workspace) -> IngestResult:
     try:
         blobs = {name: parquet_bytes(splits[name]) for name in SPLITS}
     except (pa.ArrowException, ValueError, TypeError) as exc:  # mixed types in one column
-        raise DataInvalid(f"the data source has a column Parquet cannot store: {exc}",
-                          hint="give every column one type (numbers, or text)") from exc
+        raise DataInvalid(
+            f"the data source has a column Parquet cannot store: {exc}",
+            hint="give every column one type (numbers, or text)",
+        ) from exc
     for name in SPLITS:
         changed |= write_if_changed(ws.split_path(name), blobs[name])
     md5 = dvc.track_data(ws.root, force=changed)

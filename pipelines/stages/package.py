@@ -72,8 +72,10 @@ def resolve_base_image(ws: Workspace) -> tuple[str, str]:
     else:
         image, source = ws.model.serving.base_image, "serving.base_image in model.yaml"
     if not re.match(PINNED_IMAGE, image):
-        raise ConfigError(f"base image {image!r} from {source} is not pinned by digest",
-                          hint="use NAME@sha256:<64 hex digits>")
+        raise ConfigError(
+            f"base image {image!r} from {source} is not pinned by digest",
+            hint="use NAME@sha256:<64 hex digits>",
+        )
     return image, source
 
 
@@ -84,9 +86,14 @@ def signature(ws: Workspace, model_sha256: str) -> Signature:
     predicted = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
     rows = test[spec.columns].iloc[:SELF_TEST_EXAMPLES].to_numpy(dtype=np.float64)
     return Signature(
-        model=ws.name, feature_names=spec.columns, image_shape=spec.image_shape,
-        low=spec.min, high=spec.max, classes=ws.model.data.label.classes,
-        model_sha256=model_sha256, self_test_instances=rows.tolist(),
+        model=ws.name,
+        feature_names=spec.columns,
+        image_shape=spec.image_shape,
+        low=spec.min,
+        high=spec.max,
+        classes=ws.model.data.label.classes,
+        model_sha256=model_sha256,
+        self_test_instances=rows.tolist(),
         self_test_classes=[int(v) for v in predicted["predicted"].iloc[:SELF_TEST_EXAMPLES]],
     )
 
@@ -120,8 +127,13 @@ def source_url(root: Path) -> str:
         return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
     if os.environ.get("CI_PROJECT_URL"):
         return os.environ["CI_PROJECT_URL"]
-    proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["git", "remote", "get-url", "origin"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     url = proc.stdout.strip() if proc.returncode == 0 else ""
     return re.sub(r"://[^/@]+@", "://", url) or "unknown"
 
@@ -166,44 +178,68 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
     if digest is None:
         created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
         buildargs = {
-            "BASE_IMAGE": base_image, "REVISION": commit + ("-dirty" if dirty else ""),
-            "SOURCE": source_url(ws.root), "CREATED": created, "VERSION": release_id,
-            "MODEL_NAME": ws.name, "MODEL_SHA256": model_sha, "RELEASE_ID": release_id,
+            "BASE_IMAGE": base_image,
+            "REVISION": commit + ("-dirty" if dirty else ""),
+            "SOURCE": source_url(ws.root),
+            "CREATED": created,
+            "VERSION": release_id,
+            "MODEL_NAME": ws.name,
+            "MODEL_SHA256": model_sha,
+            "RELEASE_ID": release_id,
         }
         progress(f"  building {repository}:{release_id} (network off)")
         with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
             _write_context(Path(tmp), files, locked.directory)
-            image_id = images.retried("image build", lambda: images.build(
-                client, Path(tmp), f"{repository}:{release_id}", buildargs, progress),
-                progress=progress)
+            image_id = images.retried(
+                "image build",
+                lambda: images.build(
+                    client, Path(tmp), f"{repository}:{release_id}", buildargs, progress
+                ),
+                progress=progress,
+            )
         size_bytes = int(client.images.get(image_id).attrs.get("Size", 0))
         progress(f"  pushing {repository}:{release_id}")
-        digest = images.retried("image push", lambda: images.push(
-            client, repository, release_id), progress=progress)
+        digest = images.retried(
+            "image push", lambda: images.push(client, repository, release_id), progress=progress
+        )
     else:
         progress(f"  re-using {repository}:{release_id}: the registry has these exact inputs")
     confirmed = registry.manifest_digest(repo_path, digest)
     if confirmed != digest:
-        raise InfraError(f"the registry does not serve {repository}@{digest} after the push",
-                         hint="check the registry's storage and logs")
+        raise InfraError(
+            f"the registry does not serve {repository}@{digest} after the push",
+            hint="check the registry's storage and logs",
+        )
     compressed = compressed_size(registry.manifest(repo_path, digest))
 
     model_repo = f"{repo_path}-model"
     model_digest = registry.manifest_digest(model_repo, release_id)
     if model_digest is None:
         model_digest = registry.push_model(
-            model_repo, release_id,
-            {MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
-             SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json")},
-            {"org.opencontainers.image.title": ws.name, "io.mlops.release.id": release_id,
-             "io.mlops.model.sha256": model_sha})
+            model_repo,
+            release_id,
+            {
+                MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
+                SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json"),
+            },
+            {
+                "org.opencontainers.image.title": ws.name,
+                "io.mlops.release.id": release_id,
+                "io.mlops.model.sha256": model_sha,
+            },
+        )
 
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     image_ref = f"{repository}@{digest}"
-    sbom_text = sbom.build(locked.report, image=repository, release_id=release_id,
-                           model_name=ws.name, model_sha256=model_sha, created=now,
-                           properties=[("io.mlops.image.digest", digest),
-                                       ("io.mlops.base_image", base_image)])
+    sbom_text = sbom.build(
+        locked.report,
+        image=repository,
+        release_id=release_id,
+        model_name=ws.name,
+        model_sha256=model_sha,
+        created=now,
+        properties=[("io.mlops.image.digest", digest), ("io.mlops.base_image", base_image)],
+    )
     record: dict[str, Any] = {
         "model": ws.name,
         "release_id": release_id,
@@ -222,8 +258,9 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
         "packages": len(locked.report["install"]),
         "seconds": round(time.monotonic() - started, 2),
         "sbom": SBOM,
-        "provenance": provenance(ws.root, ws.model.section_hash("serving", "deploy"),
-                                 model_sha256=model_sha),
+        "provenance": provenance(
+            ws.root, ws.model.section_hash("serving", "deploy"), model_sha256=model_sha
+        ),
     }
     with staged_dir(final) as out:
         write_text(out / SBOM, sbom_text)
@@ -241,6 +278,8 @@ def require_package(ws: Workspace) -> dict[str, Any]:
         raise ConfigError(f"no release record at {path}", hint="run `mlops package` first")
     record: dict[str, Any] = read_json(path)
     if record.get("model_sha256") != (blessing.get("candidate") or {}).get("model_sha256"):
-        raise ConfigError("the packaged image holds a different model than the blessed one",
-                          hint="run `mlops package` again")
+        raise ConfigError(
+            "the packaged image holds a different model than the blessed one",
+            hint="run `mlops package` again",
+        )
     return record

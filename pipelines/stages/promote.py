@@ -44,20 +44,29 @@ class PromoteResult:
 
 def evidence(ws: Workspace, release_id: str, image: str) -> dict[str, Any]:
     """The artifacts that prove ``release_id``; refuses evidence of any other release."""
-    paths = {"summary": ws.artifacts("validate") / SUMMARY,
-             "blessing": ws.artifacts("gate") / BLESSING,
-             "record": ws.artifacts("package") / RELEASE,
-             "infra": ws.artifacts("verify") / INFRA_BLESSING}
+    paths = {
+        "summary": ws.artifacts("validate") / SUMMARY,
+        "blessing": ws.artifacts("gate") / BLESSING,
+        "record": ws.artifacts("package") / RELEASE,
+        "infra": ws.artifacts("verify") / INFRA_BLESSING,
+    }
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
-        raise ConfigError(f"the evidence for {release_id} is incomplete: missing {missing}",
-                          hint="promote from the pipeline run that built this release")
+        raise ConfigError(
+            f"the evidence for {release_id} is incomplete: missing {missing}",
+            hint="promote from the pipeline run that built this release",
+        )
     docs = {k: read_json(p) for k, p in paths.items()}
     if docs["record"]["release_id"] != release_id or docs["infra"]["image"] != image:
-        raise ConfigError(f"the artifacts here are for {docs['record']['release_id']}, not "
-                          f"{release_id}", hint="promote from the pipeline run that built it")
-    if not (docs["blessing"].get("blessed") and docs["infra"].get("blessed")
-            and docs["summary"].get("success")):
+        raise ConfigError(
+            f"the artifacts here are for {docs['record']['release_id']}, not {release_id}",
+            hint="promote from the pipeline run that built it",
+        )
+    if not (
+        docs["blessing"].get("blessed")
+        and docs["infra"].get("blessed")
+        and docs["summary"].get("success")
+    ):
         raise CheckFailed(f"the evidence for {release_id} is not all green; refusing to promote")
     if docs["blessing"]["candidate"]["model_sha256"] != docs["record"]["model_sha256"]:
         raise ConfigError("the blessing and the release record disagree on the model")
@@ -72,35 +81,44 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         source = repo.read_state(from_env).models.get(ws.name, ModelSlot())
         serving = source.color(source.active) if source.active else None
         if serving is None:
-            raise ConfigError(f"nothing of {ws.name} serves in {from_env} yet",
-                              hint=f"run `mlops release --env {from_env}` first")
+            raise ConfigError(
+                f"nothing of {ws.name} serves in {from_env} yet",
+                hint=f"run `mlops release --env {from_env}` first",
+            )
         proof = evidence(ws, serving.release_id, serving.image)
         candidate = serving.model_copy(update={"released_at": now()})
         target = repo.read_state(to_env)
         slot = target.models.get(ws.name, ModelSlot())
         t = bluegreen.release(slot, candidate)
         if not t.changed:
-            return PromoteResult(serving.release_id,
-                                 f"{serving.release_id} already serves {to_env}")
+            return PromoteResult(
+                serving.release_id, f"{serving.release_id} already serves {to_env}"
+            )
         previous = slot.color(slot.active) if slot.active else None
         fields = trailers(candidate, to_env, t.color, **{"Promoted-From": from_env})
         message = gitops.format_message(
             f"promote({to_env}): {ws.name} {candidate.release_id} to {t.color}",
-            f"Proposed from {from_env}.", fields)
+            f"Proposed from {from_env}.",
+            fields,
+        )
 
         def change() -> str:
-            apply_state(repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name,
-                                                           t.slot))
+            apply_state(
+                repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
+            )
             return message
 
         if target.promotion == "direct":
             sha = land(repo, cfg, cfg.branch, change, progress)
             if sha is None:
-                return PromoteResult(candidate.release_id, f"nothing committed: {to_env} "
-                                     "already had this change")
-            return PromoteResult(candidate.release_id,
-                                 f"{candidate.release_id} now serves {to_env} ({t.color}); "
-                                 f"committed {sha[:12]} to {cfg.branch}")
+                return PromoteResult(
+                    candidate.release_id, f"nothing committed: {to_env} already had this change"
+                )
+            return PromoteResult(
+                candidate.release_id,
+                f"{candidate.release_id} now serves {to_env} ({t.color}); "
+                f"committed {sha[:12]} to {cfg.branch}",
+            )
 
         before = render.on_disk(repo.manifests, to_env)
         repo.commit(change())
@@ -108,19 +126,30 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         branch = scm.request_branch("promote", to_env, candidate.release_id)
         repo.push_request_branch(branch)  # ours: re-running the promotion updates it
         body = report.promotion_body(
-            env=to_env, source_env=from_env, release=candidate.model_dump(),
-            previous=previous.release_id if previous else None, summary=proof["summary"],
-            blessing=proof["blessing"], infra=proof["infra"],
+            env=to_env,
+            source_env=from_env,
+            release=candidate.model_dump(),
+            previous=previous.release_id if previous else None,
+            summary=proof["summary"],
+            blessing=proof["blessing"],
+            infra=proof["infra"],
             diff=diff(_names(before), _names(after)),
-            sbom=f"`{SBOM}` (sha256 `{proof['record']['sbom_sha256']}`), CycloneDX 1.6")
-        pr = provider.open_or_update(head=branch, base=cfg.branch,
-                                     title=f"Promote {ws.name} {candidate.release_id} to "
-                                     f"{to_env}", body=body)
-        closed, left = supersede(provider, repo, pr, scm.request_branch("promote", to_env),
-                                 candidate.release_id)
+            sbom=f"`{SBOM}` (sha256 `{proof['record']['sbom_sha256']}`), CycloneDX 1.6",
+        )
+        pr = provider.open_or_update(
+            head=branch,
+            base=cfg.branch,
+            title=f"Promote {ws.name} {candidate.release_id} to {to_env}",
+            body=body,
+        )
+        closed, left = supersede(
+            provider, repo, pr, scm.request_branch("promote", to_env), candidate.release_id
+        )
     verb = "opened" if pr.created else "updated"
-    detail = (f"{verb} #{pr.number} ({branch}); {candidate.release_id} serves {to_env} once "
-              "it is approved and merged")
+    detail = (
+        f"{verb} #{pr.number} ({branch}); {candidate.release_id} serves {to_env} once "
+        "it is approved and merged"
+    )
     if closed:
         detail += "; closed superseded " + ", ".join(f"#{n}" for n in closed)
     for number, why in left:
@@ -132,8 +161,9 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
 SUPERSEDED = "<!-- mlops:superseded -->"
 
 
-def supersede(provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest, prefix: str,
-              release_id: str) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
+def supersede(
+    provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest, prefix: str, release_id: str
+) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
     """Close the open requests from ``prefix`` branches opened before ``pr``. Returns those
     closed, and those left open with the reason: the new request is already up, so a refusal
     here (a token that may comment but not close, say) is a warning, not a failed promotion."""
@@ -143,8 +173,9 @@ def supersede(provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest
             continue
         try:
             # Said first and true either way: a reviewer still sees why, should closing fail.
-            provider.upsert_comment(old.number, SUPERSEDED,
-                                    f"Superseded by #{pr.number}, which promotes {release_id}.")
+            provider.upsert_comment(
+                old.number, SUPERSEDED, f"Superseded by #{pr.number}, which promotes {release_id}."
+            )
             provider.close(old.number)
         except (scm.ApiError, ConfigError, InfraError) as exc:
             left.append((old.number, str(exc)))
@@ -159,13 +190,16 @@ def _names(files: dict[str, str]) -> dict[str, str]:
     return {path.rsplit("/", 1)[-1]: text for path, text in files.items()}
 
 
-def _renders_as_committed(ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig,
-                          env: str) -> bool:
+def _renders_as_committed(
+    ws: Workspace, repo: gitops.Checkout, cfg: GitOpsConfig, env: str
+) -> bool:
     """``env``'s rendering and the controller objects are what its state renders (the other
     environments are not this request's: they may lag behind newer templates)."""
     rendering = render.render_with(ws.root, repo.manifests, cfg)
-    return (not rendering.violations_of(env)
-            and render.stale_diff(repo.manifests, rendering.files, env, controllers=True) == "")
+    return (
+        not rendering.violations_of(env)
+        and render.stale_diff(repo.manifests, rendering.files, env, controllers=True) == ""
+    )
 
 
 def _command(kind: str, env: str) -> str:
@@ -178,49 +212,70 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
     cfg = load_gitops(ws.root)
     provider = scm.provider(cfg, ws.root)
     if not isinstance(provider, scm.Local):
-        raise ConfigError(f"--merge plays the approval for the local provider only; with "
-                          f"{cfg.provider}, review and merge the request there")
-    candidates = [(pr, doc) for pr, doc in provider.open_prs()
-                  if pr.head.startswith(prefix) and pr.base == cfg.branch]
+        raise ConfigError(
+            f"--merge plays the approval for the local provider only; with "
+            f"{cfg.provider}, review and merge the request there"
+        )
+    candidates = [
+        (pr, doc)
+        for pr, doc in provider.open_prs()
+        if pr.head.startswith(prefix) and pr.base == cfg.branch
+    ]
     kind, env = prefix.split("/")[:2]
     if not candidates:
-        raise ConfigError(f"no open {kind} request for {env} (no open request from a {prefix}* "
-                          "branch)", hint=f"open one first: `{_command(kind, env)}`"
-                          + (f" (where {env}'s rollback mode is direct, that rolls back at "
-                             "once, with no request)" if kind == "rollback" else ""))
+        raise ConfigError(
+            f"no open {kind} request for {env} (no open request from a {prefix}* branch)",
+            hint=f"open one first: `{_command(kind, env)}`"
+            + (
+                f" (where {env}'s rollback mode is direct, that rolls back at "
+                "once, with no request)"
+                if kind == "rollback"
+                else ""
+            ),
+        )
     pr, doc = candidates[-1]
     fields: dict[str, str] = {}
     with gitops.checkout(cfg, ws.root) as repo:
 
         def change() -> str | None:
-            repo.git("fetch", "--quiet", "origin", f"+refs/heads/{pr.head}:refs/remotes/origin/"
-                     f"{pr.head}")
-            fields.update(gitops.trailers(repo.git("log", "-1", "--format=%B",
-                                                   f"origin/{pr.head}")))
+            repo.git(
+                "fetch", "--quiet", "origin", f"+refs/heads/{pr.head}:refs/remotes/origin/{pr.head}"
+            )
+            fields.update(
+                gitops.trailers(repo.git("log", "-1", "--format=%B", f"origin/{pr.head}"))
+            )
             fields["Approved-By"] = f"local reviewer (mlops {kind} --merge)"
             # --no-commit: land() makes the merge commit, with our message and trailers.
-            merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}",
-                              check=False)
+            merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}", check=False)
             # A textual merge can succeed and still be wrong: rendered YAML from before a
             # change to the environment, beside the changed state. Both must agree.
-            if ("CONFLICT" in merged or repo.git("ls-files", "--unmerged").strip()
-                    or not _renders_as_committed(ws, repo, cfg, env)):
+            if (
+                "CONFLICT" in merged
+                or repo.git("ls-files", "--unmerged").strip()
+                or not _renders_as_committed(ws, repo, cfg, env)
+            ):
                 repo.git("merge", "--abort", check=False)
-                raise CheckFailed(f"#{pr.number} no longer merges cleanly: its environment "
-                                  "(or the templates that render it) changed after it was "
-                                  "proposed",
-                                  hint=f"re-run `{_command(kind, env)}` to refresh it, "
-                                  "then merge")
-            return gitops.format_message(f"Merge #{pr.number}: {doc['title']}",
-                                         f"Merges {pr.head} into {cfg.branch}.", fields)
+                raise CheckFailed(
+                    f"#{pr.number} no longer merges cleanly: its environment "
+                    "(or the templates that render it) changed after it was "
+                    "proposed",
+                    hint=f"re-run `{_command(kind, env)}` to refresh it, then merge",
+                )
+            return gitops.format_message(
+                f"Merge #{pr.number}: {doc['title']}",
+                f"Merges {pr.head} into {cfg.branch}.",
+                fields,
+            )
 
         sha = land(repo, cfg, cfg.branch, change, progress)
         repo.git("push", "--quiet", "origin", "--delete", pr.head, check=False)
     if sha is None:
         provider.set_state(pr.number, "closed")
-        return (f"closed #{pr.number} ({pr.head}) without a merge: {cfg.branch} already has "
-                "its changes")
+        return (
+            f"closed #{pr.number} ({pr.head}) without a merge: {cfg.branch} already has its changes"
+        )
     provider.set_state(pr.number, "merged")
     serving = fields.get("Release-Id")
-    return (f"merged #{pr.number} ({pr.head}) as {sha[:12]}"
-            + (f"; {serving} now serves {env}" if serving else ""))
+    return f"merged #{pr.number} ({pr.head}) as {sha[:12]}" + (
+        f"; {serving} now serves {env}" if serving else ""
+    )

@@ -53,22 +53,35 @@ def candidate(ws: Workspace) -> ReleaseRecord:
     require_infra_blessing(ws)
     c = blessing["candidate"]
     return ReleaseRecord(
-        release_id=record["release_id"], image=record["image"],
-        model_sha256=record["model_sha256"], model_artifact=record["model_artifact"],
-        data_md5=record["data_md5"], source_commit=record["source_commit"], gate="blessed",
+        release_id=record["release_id"],
+        image=record["image"],
+        model_sha256=record["model_sha256"],
+        model_artifact=record["model_artifact"],
+        data_md5=record["data_md5"],
+        source_commit=record["source_commit"],
+        gate="blessed",
         metrics={k: round(float(c[k]), 6) for k in ("accuracy", "macro_f1") if k in c},
-        released_at=now())
+        released_at=now(),
+    )
 
 
 def trailers(record: ReleaseRecord, env: str, color: str, **extra: str) -> dict[str, str]:
-    return {"Release-Id": record.release_id, "Model-Sha256": record.model_sha256,
-            "Data-Md5": record.data_md5, "Image-Digest": record.image,
-            "Source-Commit": record.source_commit, "Gate": record.gate,
-            "Environment": env, "Color": color, **extra}
+    return {
+        "Release-Id": record.release_id,
+        "Model-Sha256": record.model_sha256,
+        "Data-Md5": record.data_md5,
+        "Image-Digest": record.image,
+        "Source-Commit": record.source_commit,
+        "Gate": record.gate,
+        "Environment": env,
+        "Color": color,
+        **extra,
+    }
 
 
-def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
-                new_state: EnvironmentState) -> render.Rendering:
+def apply_state(
+    repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig, new_state: EnvironmentState
+) -> render.Rendering:
     """Write ``new_state``, its environment's rendered/ and the controller objects (they list
     every environment's namespace, so a namespace edit that landed on the tip meanwhile is
     carried into them). Every other environment's rendered/ is left as it is: it changes only
@@ -91,26 +104,35 @@ def apply_state(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
     return rendering
 
 
-def require_state_rendered(repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig,
-                           state: EnvironmentState) -> None:
+def require_state_rendered(
+    repo: gitops.Checkout, ws: Workspace, cfg: GitOpsConfig, state: EnvironmentState
+) -> None:
     """The tip's rendered/<env>/ was made from <env>'s state as it is now (the same templates
     render both states alike), else an edit of environments/<env>.yaml has not been rendered."""
     env = state.environment
     before = repo.rendered_state(env)
     if before == state:
         return
-    if before is None or (render.render_environment(ws.root, before, cfg)
-                          != render.render_environment(ws.root, state, cfg)):
+    if before is None or (
+        render.render_environment(ws.root, before, cfg)
+        != render.render_environment(ws.root, state, cfg)
+    ):
         raise CheckFailed(
             f"environments/{env}.yaml on the GitOps branch was changed without rendering "
             f"rendered/{env}/ (a hand edit?)",
             hint=f"this change does not touch {env}: render it where it is reviewed (`mlops "
             f"render --env {env}` in a checkout of the GitOps repository, or `mlops promote "
-            f"--to {env}`), then re-run; nothing was pushed")
+            f"--to {env}`), then re-run; nothing was pushed",
+        )
 
 
-def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
-         change: Callable[[], str | None], progress: Progress) -> str | None:
+def land(
+    repo: gitops.Checkout,
+    cfg: GitOpsConfig,
+    branch: str,
+    change: Callable[[], str | None],
+    progress: Progress,
+) -> str | None:
     """Apply ``change`` (returns a commit message, or None when there is nothing to do), commit
     and push; on a moved branch, sync and re-apply. The remote gets the whole commit or none."""
     last = ""
@@ -127,18 +149,23 @@ def land(repo: gitops.Checkout, cfg: GitOpsConfig, branch: str,
         except gitops.PushRejected as exc:
             last = str(exc)
             pause = gitops.back_off(attempt)
-            progress(f"  {branch} moved on; re-applying on the new tip ({attempt}/"
-                     f"{cfg.push_attempts}) after {pause:.2f} s")
+            progress(
+                f"  {branch} moved on; re-applying on the new tip ({attempt}/"
+                f"{cfg.push_attempts}) after {pause:.2f} s"
+            )
             repo.sync(branch)
-    raise InfraError(f"the push to {branch} lost the race to other pushes {cfg.push_attempts} "
-                     f"times in a row (last: {last})",
-                     hint="re-run; if it persists, something else pushes to "
-                     f"{branch} continuously (push_attempts in manifests/gitops.yaml bounds "
-                     "the retries)")
+    raise InfraError(
+        f"the push to {branch} lost the race to other pushes {cfg.push_attempts} "
+        f"times in a row (last: {last})",
+        hint="re-run; if it persists, something else pushes to "
+        f"{branch} continuously (push_attempts in manifests/gitops.yaml bounds "
+        "the retries)",
+    )
 
 
-def publish(root: Path, ws: Workspace, env: str, record: ReleaseRecord,
-            progress: Progress = print) -> Landed:
+def publish(
+    root: Path, ws: Workspace, env: str, record: ReleaseRecord, progress: Progress = print
+) -> Landed:
     """Release ``record`` to ``env`` (the part shared by `mlops release` and tests)."""
     cfg = load_gitops(root)
     outcome: dict[str, Any] = {}
@@ -147,8 +174,10 @@ def publish(root: Path, ws: Workspace, env: str, record: ReleaseRecord,
         def change() -> str | None:
             state = repo.read_state(env)
             if state.promotion == "pr":
-                raise ConfigError(f"{env} changes only through promotion pull requests",
-                                  hint=f"run `mlops promote --to {env}`")
+                raise ConfigError(
+                    f"{env} changes only through promotion pull requests",
+                    hint=f"run `mlops promote --to {env}`",
+                )
             slot = state.models.get(ws.name, ModelSlot())
             t = bluegreen.release(slot, record)
             if not t.changed:
@@ -156,15 +185,16 @@ def publish(root: Path, ws: Workspace, env: str, record: ReleaseRecord,
                 return None
             apply_state(repo, ws, cfg, bluegreen.with_slot(state, ws.name, t.slot))
             before = slot.color(slot.active) if slot.active else None
-            outcome["detail"] = (f"{record.release_id} now serves {env} ({t.color})"
-                                 + (f"; {before.release_id} stays warm in "
-                                    f"{slot.active}" if before else ""))
+            outcome["detail"] = f"{record.release_id} now serves {env} ({t.color})" + (
+                f"; {before.release_id} stays warm in {slot.active}" if before else ""
+            )
             metrics = ", ".join(f"{k} {v:.4f}" for k, v in record.metrics.items())
             return gitops.format_message(
                 f"release({env}): {ws.name} {record.release_id} to {t.color}",
                 f"{metrics}.\nPreviously serving: "
                 f"{before.release_id + ' (' + str(slot.active) + ')' if before else 'nothing'}.",
-                trailers(record, env, t.color))
+                trailers(record, env, t.color),
+            )
 
         sha = land(repo, cfg, cfg.branch, change, progress)
     return Landed(sha, str(outcome.get("detail", "")))

@@ -45,8 +45,9 @@ class Rendering:
         """All violations, or those of ``env``'s rendering and the controller objects."""
         if env is None:
             return self.violations
-        return [v for v in self.violations
-                if v.file.startswith((f"rendered/{env}/", "controllers/"))]
+        return [
+            v for v in self.violations if v.file.startswith((f"rendered/{env}/", "controllers/"))
+        ]
 
 
 def models_of(root: Path) -> dict[str, ModelConfig]:
@@ -56,8 +57,10 @@ def models_of(root: Path) -> dict[str, ModelConfig]:
 def read_states(manifest_dir: Path) -> dict[str, EnvironmentState]:
     names = environment_names(manifest_dir)
     if not names:
-        raise ConfigError(f"{manifest_dir / 'environments'} holds no <env>.yaml",
-                          hint="restore manifests/environments/ from the template")
+        raise ConfigError(
+            f"{manifest_dir / 'environments'} holds no <env>.yaml",
+            hint="restore manifests/environments/ from the template",
+        )
     states = {}
     for name in names:
         path = manifest_dir / "environments" / f"{name}.yaml"
@@ -65,17 +68,32 @@ def read_states(manifest_dir: Path) -> dict[str, EnvironmentState]:
     return states
 
 
-def render_with(root: Path, manifest_dir: Path, gitops: GitOpsConfig,
-                states: Mapping[str, EnvironmentState] | None = None) -> Rendering:
+def render_with(
+    root: Path,
+    manifest_dir: Path,
+    gitops: GitOpsConfig,
+    states: Mapping[str, EnvironmentState] | None = None,
+) -> Rendering:
     """``render_all`` with the templates and models of the checkout at ``root``: what a release,
     a merge check or ``mlops render`` renders ``manifest_dir`` (here or a GitOps clone) with."""
-    return render_all(manifest_dir, manifests.load_templates(root / "manifests"), models_of(root),
-                      gitops, states, crds=root / "manifests" / manifests.CRDS)
+    return render_all(
+        manifest_dir,
+        manifests.load_templates(root / "manifests"),
+        models_of(root),
+        gitops,
+        states,
+        crds=root / "manifests" / manifests.CRDS,
+    )
 
 
-def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping[str, ModelConfig],
-               gitops: GitOpsConfig, states: Mapping[str, EnvironmentState] | None = None,
-               crds: Path | None = None) -> Rendering:
+def render_all(
+    manifest_dir: Path,
+    templates: Mapping[str, str],
+    models: Mapping[str, ModelConfig],
+    gitops: GitOpsConfig,
+    states: Mapping[str, EnvironmentState] | None = None,
+    crds: Path | None = None,
+) -> Rendering:
     """Render and check everything; ``states`` overrides what is on disk (a release in flight).
     ``crds``: the vendored CRDs custom kinds are checked against (default: manifest_dir's)."""
     crds = crds or manifest_dir / manifests.CRDS
@@ -89,35 +107,45 @@ def render_all(manifest_dir: Path, templates: Mapping[str, str], models: Mapping
             parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
             violations += policy.check(parsed)
             violations += manifests.schema_violations(crds, parsed, gitops.kubernetes_version)
-        controllers = render.controller_objects(gitops, [states[n] for n in sorted(states)],
-                                                templates)
+        controllers = render.controller_objects(
+            gitops, [states[n] for n in sorted(states)], templates
+        )
         for folder, objects in controllers.items():
             for fname, text in render.to_files(objects, "manifests/gitops.yaml").items():
                 files[f"controllers/{folder}/{fname}"] = text
             violations += manifests.schema_violations(
-                crds, {f"controllers/{folder}/{o.filename}": o.obj for o in objects},
-                gitops.kubernetes_version)
+                crds,
+                {f"controllers/{folder}/{o.filename}": o.obj for o in objects},
+                gitops.kubernetes_version,
+            )
     except render.RenderError as exc:
-        raise ConfigError(f"rendering failed: {exc}", hint="fix the template or the "
-                          "environment state; nothing was written") from None
+        raise ConfigError(
+            f"rendering failed: {exc}",
+            hint="fix the template or the environment state; nothing was written",
+        ) from None
     return Rendering(files, violations, states)
 
 
-def environment_files(name: str, objects: list[render.RenderedObject],
-                      gitops: GitOpsConfig) -> dict[str, str]:
+def environment_files(
+    name: str, objects: list[render.RenderedObject], gitops: GitOpsConfig
+) -> dict[str, str]:
     source = f"{gitops.path}/environments/{name}.yaml"
-    return {f"rendered/{name}/{fname}": text
-            for fname, text in render.to_files(objects, source).items()}
+    return {
+        f"rendered/{name}/{fname}": text for fname, text in render.to_files(objects, source).items()
+    }
 
 
 def render_environment(root: Path, state: EnvironmentState, gitops: GitOpsConfig) -> dict[str, str]:
     """rendered/<env>/ of one state with the templates and models at ``root``, unchecked."""
     try:
         objects = render.environment_objects(
-            state, models_of(root), manifests.load_templates(root / "manifests"))
+            state, models_of(root), manifests.load_templates(root / "manifests")
+        )
     except render.RenderError as exc:
-        raise ConfigError(f"rendering failed: {exc}", hint="fix the template or the "
-                          "environment state; nothing was written") from None
+        raise ConfigError(
+            f"rendering failed: {exc}",
+            hint="fix the template or the environment state; nothing was written",
+        ) from None
     return environment_files(state.environment, objects, gitops)
 
 
@@ -128,28 +156,38 @@ def owned(env: str | None, controllers: bool = False) -> tuple[str, ...]:
     if env is None:
         return OWNED
     if not re.fullmatch(DNS_LABEL, env):
-        raise ConfigError(f"{env!r} is not an environment name",
-                          hint="use one of the files in manifests/environments/, by name")
+        raise ConfigError(
+            f"{env!r} is not an environment name",
+            hint="use one of the files in manifests/environments/, by name",
+        )
     return (f"rendered/{env}", *(OWNED[1:] if controllers else ()))
 
 
-def on_disk(manifest_dir: Path, env: str | None = None,
-            controllers: bool = False) -> dict[str, str]:
+def on_disk(
+    manifest_dir: Path, env: str | None = None, controllers: bool = False
+) -> dict[str, str]:
     out: dict[str, str] = {}
     for folder in owned(env, controllers):
-        out.update({f"{folder}/{rel}": text
-                    for rel, text in manifests.read_tree(manifest_dir / folder).items()})
+        out.update(
+            {
+                f"{folder}/{rel}": text
+                for rel, text in manifests.read_tree(manifest_dir / folder).items()
+            }
+        )
     return out
 
 
-def select(files: Mapping[str, str], env: str | None,
-           controllers: bool = False) -> dict[str, str]:
-    return {k: v for k, v in files.items()
-            if any(k.startswith(f"{folder}/") for folder in owned(env, controllers))}
+def select(files: Mapping[str, str], env: str | None, controllers: bool = False) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in files.items()
+        if any(k.startswith(f"{folder}/") for folder in owned(env, controllers))
+    }
 
 
-def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None,
-          controllers: bool = False) -> None:
+def write(
+    manifest_dir: Path, files: Mapping[str, str], env: str | None = None, controllers: bool = False
+) -> None:
     """Replace the owned folders of ``manifest_dir`` (all, or ``env``'s and, with
     ``controllers``, the controller objects) with ``files``. A folder that resolves elsewhere
     (a symlink in a checkout) is refused before anything is written."""
@@ -158,14 +196,18 @@ def write(manifest_dir: Path, files: Mapping[str, str], env: str | None = None,
         inside(manifest_dir, manifest_dir / folder, "the rendered folder")
     for folder in owned(env, controllers):
         prefix = f"{folder}/"
-        manifests.replace_tree(manifest_dir / folder, {
-            k[len(prefix):]: v for k, v in files.items() if k.startswith(prefix)})
+        manifests.replace_tree(
+            manifest_dir / folder,
+            {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)},
+        )
 
 
 def require_rendered(files: Mapping[str, str], env: str | None) -> None:
     if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
-        raise ConfigError(f"environment {env!r} rendered nothing",
-                          hint="name an environment that has a manifests/environments/ file")
+        raise ConfigError(
+            f"environment {env!r} rendered nothing",
+            hint="name an environment that has a manifests/environments/ file",
+        )
 
 
 def require_clean(rendering: Rendering, env: str | None = None) -> None:
@@ -173,13 +215,16 @@ def require_clean(rendering: Rendering, env: str | None = None) -> None:
     violations = rendering.violations_of(env)
     if violations:
         listing = "\n".join(f"  - {v}" for v in violations)
-        raise CheckFailed(f"{len(violations)} manifest violation(s):\n{listing}",
-                          hint="fix the templates, model.yaml or environment state; "
-                          "nothing was written or committed")
+        raise CheckFailed(
+            f"{len(violations)} manifest violation(s):\n{listing}",
+            hint="fix the templates, model.yaml or environment state; "
+            "nothing was written or committed",
+        )
 
 
-def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = None,
-               controllers: bool = False) -> str:
+def stale_diff(
+    manifest_dir: Path, files: Mapping[str, str], env: str | None = None, controllers: bool = False
+) -> str:
     """A unified diff of what is on disk vs what rendering gives ('' when current)."""
     require_rendered(files, env)
     current = on_disk(manifest_dir, env, controllers)
@@ -191,7 +236,8 @@ def stale_diff(manifest_dir: Path, files: Mapping[str, str], env: str | None = N
                 current.get(path, "").splitlines(keepends=True),
                 files.get(path, "").splitlines(keepends=True),
                 fromfile=f"a/{path}" if path in current else "/dev/null",
-                tofile=f"b/{path}" if path in files else "/dev/null")
+                tofile=f"b/{path}" if path in files else "/dev/null",
+            )
     return "".join(lines)
 
 
@@ -211,8 +257,10 @@ def lint(manifest_dir: Path, gitops: GitOpsConfig) -> list[Violation]:
             continue
         parsed[path] = obj
     for env in sorted({p.split("/")[1] for p in parsed if p.startswith("rendered/")}):
-        violations += policy.check({p: o for p, o in parsed.items()
-                                    if p.startswith(f"rendered/{env}/")})
-    violations += manifests.schema_violations(manifest_dir / manifests.CRDS, parsed,
-                                              gitops.kubernetes_version)
+        violations += policy.check(
+            {p: o for p, o in parsed.items() if p.startswith(f"rendered/{env}/")}
+        )
+    violations += manifests.schema_violations(
+        manifest_dir / manifests.CRDS, parsed, gitops.kubernetes_version
+    )
     return violations

@@ -32,8 +32,9 @@ class RollbackResult:
     url: str = ""  # the request awaiting approval, in pr mode
 
 
-def plan(repo: gitops.Checkout, ws: Workspace, env: str,
-         slot: ModelSlot, reactivate: bool) -> bluegreen.Transition:
+def plan(
+    repo: gitops.Checkout, ws: Workspace, env: str, slot: ModelSlot, reactivate: bool
+) -> bluegreen.Transition:
     """The rollback of ``slot`` as the history on the checkout's tip allows it. Asked again on
     every retry: a rollback that landed meanwhile changes what this one would undo."""
     undone = bluegreen.rolled_back_from(slot, env, repo.history(env))
@@ -43,15 +44,18 @@ def plan(repo: gitops.Checkout, ws: Workspace, env: str,
         raise CheckFailed(
             f"not rolling {ws.name} back in {env}: {exc}",
             hint=f"to serve {exc.release_id} again anyway, re-run with --reactivate; to go "
-            "back further, release the older model again (it is no longer deployed)"
+            "back further, release the older model again (it is no longer deployed)",
         ) from None
     except bluegreen.NoPreviousRelease as exc:
-        raise CheckFailed(f"cannot roll {ws.name} back in {env}: {exc}",
-                          hint="roll forward instead: release a fixed model") from None
+        raise CheckFailed(
+            f"cannot roll {ws.name} back in {env}: {exc}",
+            hint="roll forward instead: release a fixed model",
+        ) from None
 
 
-def run(ws: Workspace, env: str, progress: Progress = print, *,
-        reactivate: bool = False) -> RollbackResult:
+def run(
+    ws: Workspace, env: str, progress: Progress = print, *, reactivate: bool = False
+) -> RollbackResult:
     cfg = load_gitops(ws.root)
     with gitops.checkout(cfg, ws.root) as repo:
         state = repo.read_state(env)
@@ -65,41 +69,61 @@ def run(ws: Workspace, env: str, progress: Progress = print, *,
             f"rollback({env}): {ws.name} back to {restored.release_id} ({t.color})",
             f"{current.release_id} stops serving; it stays deployed in {slot.active} until the "
             "next release replaces it.",
-            {**trailers(restored, env, t.color), "Rollback-Of": current.release_id})
+            {**trailers(restored, env, t.color), "Rollback-Of": current.release_id},
+        )
 
         def change() -> str | None:
             fresh = repo.read_state(env).models.get(ws.name, ModelSlot())
             if fresh.active != slot.active:
                 return None  # someone else flipped it meanwhile: nothing left to do
-            apply_state(repo, ws, cfg, bluegreen.with_slot(
-                repo.read_state(env), ws.name, plan(repo, ws, env, fresh, reactivate).slot))
+            apply_state(
+                repo,
+                ws,
+                cfg,
+                bluegreen.with_slot(
+                    repo.read_state(env), ws.name, plan(repo, ws, env, fresh, reactivate).slot
+                ),
+            )
             return message
 
         if state.rollback == "direct":
             sha = land(repo, cfg, cfg.branch, change, progress)
             if sha is None:
                 return RollbackResult(
-                    restored.release_id, current.release_id,
+                    restored.release_id,
+                    current.release_id,
                     f"nothing committed: {ws.name} in {env} changed while this rollback ran "
                     f"(it no longer served {current.release_id}); see `mlops status --env "
-                    f"{env}`")
-            return RollbackResult(restored.release_id, current.release_id,
-                                  f"{restored.release_id} serves {env} again (was "
-                                  f"{current.release_id}); committed {sha[:12]}")
+                    f"{env}`",
+                )
+            return RollbackResult(
+                restored.release_id,
+                current.release_id,
+                f"{restored.release_id} serves {env} again (was "
+                f"{current.release_id}); committed {sha[:12]}",
+            )
         branch = scm.request_branch("rollback", env, current.release_id)
         if change() is None or repo.commit(message) is None:
-            return RollbackResult(restored.release_id, current.release_id,
-                                  f"nothing to propose: {env} already changed; see `mlops "
-                                  f"status --env {env}`")
+            return RollbackResult(
+                restored.release_id,
+                current.release_id,
+                f"nothing to propose: {env} already changed; see `mlops status --env {env}`",
+            )
         repo.push_request_branch(branch)
         pr = scm.provider(cfg, ws.root).open_or_update(
-            head=branch, base=cfg.branch,
+            head=branch,
+            base=cfg.branch,
             title=f"Roll {ws.name} back to {restored.release_id} in {env}",
             body=f"Rolls back {current.release_id}: merging this makes {restored.release_id} "
-                 f"serve {env} again (color {t.color}, still deployed). Until then "
-                 f"{current.release_id} keeps serving.\n")
+            f"serve {env} again (color {t.color}, still deployed). Until then "
+            f"{current.release_id} keeps serving.\n",
+        )
     verb = "opened" if pr.created else "updated"
-    return RollbackResult(restored.release_id, current.release_id,
-                          f"{verb} #{pr.number} ({branch}) to roll {env} back to "
-                          f"{restored.release_id}; {current.release_id} serves until it is "
-                          "approved and merged", pr.url)
+    return RollbackResult(
+        restored.release_id,
+        current.release_id,
+        f"{verb} #{pr.number} ({branch}) to roll {env} back to "
+        f"{restored.release_id}; {current.release_id} serves until it is "
+        "approved and merged",
+        pr.url,
+    )

@@ -50,8 +50,9 @@ def stage_code(root: Path) -> dict[str, list[str]]:
 
 def sync_dvc_yaml(root: Path) -> bool:
     """Regenerate dvc.yaml from the model folders; True if it changed."""
-    models = {name: load_model(root, name).model.training.architecture
-              for name in model_names(root)}
+    models = {
+        name: load_model(root, name).model.training.architecture for name in model_names(root)
+    }
     text = dvcgraph.render(models, stage_code(root))
     path = root / "dvc.yaml"
     if path.is_file() and path.read_text(encoding="utf-8") == text:
@@ -60,11 +61,17 @@ def sync_dvc_yaml(root: Path) -> bool:
     return True
 
 
-def run(ws: Workspace, *, baseline: Path | None = None, force: bool = False,
-        until: str = STAGES[-1], progress: Callable[[str], None] = print) -> RunResult:
+def run(
+    ws: Workspace,
+    *,
+    baseline: Path | None = None,
+    force: bool = False,
+    until: str = STAGES[-1],
+    progress: Callable[[str], None] = print,
+) -> RunResult:
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}")
-    stages = STAGES[:STAGES.index(until) + 1]
+    stages = STAGES[: STAGES.index(until) + 1]
     result = RunResult(ws.name)
     sync_dvc_yaml(ws.root)
     cached = {s: dvcgraph.stage_name(s, ws.name) for s in dvcgraph.ORDER}
@@ -85,29 +92,40 @@ def run(ws: Workspace, *, baseline: Path | None = None, force: bool = False,
         prefix = f"[{step}/{len(stages)}] {stage:<9}"
         # DVC status is asked per stage, after the one before it ran: its outs are our deps.
         if stage in cached and not force and not dvc.changed_stages(ws.root, [cached[stage]]):
-            _record(result, progress, prefix, StageReport(stage, "skipped", 0.0,
-                                                          "unchanged since dvc.lock"))
+            _record(
+                result,
+                progress,
+                prefix,
+                StageReport(stage, "skipped", 0.0, "unchanged since dvc.lock"),
+            )
             continue
         progress(f"{prefix} …")
         start = time.monotonic()
         try:
             detail = runners[stage]()
         except MlopsError as exc:
-            _record(result, progress, prefix, StageReport(
-                stage, "failed", time.monotonic() - start, exc.message.splitlines()[0]))
+            _record(
+                result,
+                progress,
+                prefix,
+                StageReport(stage, "failed", time.monotonic() - start, exc.message.splitlines()[0]),
+            )
             result.error = exc
-            result.reports += [StageReport(s, "not run", 0.0, "an earlier stage failed")
-                               for s in stages[step:]]
+            result.reports += [
+                StageReport(s, "not run", 0.0, "an earlier stage failed") for s in stages[step:]
+            ]
             return result
-        _record(result, progress, prefix, StageReport(stage, "ran", time.monotonic() - start,
-                                                      detail))
+        _record(
+            result, progress, prefix, StageReport(stage, "ran", time.monotonic() - start, detail)
+        )
         if stage in cached:
             dvc.commit(ws.root, cached[stage])
     return result
 
 
-def _record(result: RunResult, progress: Callable[[str], None], prefix: str,
-            report: StageReport) -> None:
+def _record(
+    result: RunResult, progress: Callable[[str], None], prefix: str, report: StageReport
+) -> None:
     result.reports.append(report)
     progress(f"{prefix} {report.status:<8} {report.seconds:6.1f}s  {report.detail}".rstrip())
 

@@ -57,14 +57,19 @@ def _kube() -> tuple[Any, str]:
     return client, ""
 
 
-def live_state(client: Any, namespace: str, model: str
-               ) -> tuple[dict[str, LiveDeployment], str | None]:
+def live_state(
+    client: Any, namespace: str, model: str
+) -> tuple[dict[str, LiveDeployment], str | None]:
     apps, core = client.AppsV1Api(), client.CoreV1Api()
     deployments = {}
     for d in apps.list_namespaced_deployment(namespace, label_selector=f"app={model}").items:
         color = (d.metadata.labels or {}).get("color", "")
-        deployments[color] = LiveDeployment(color, d.spec.template.spec.containers[0].image,
-                                            d.status.ready_replicas or 0, d.spec.replicas or 0)
+        deployments[color] = LiveDeployment(
+            color,
+            d.spec.template.spec.containers[0].image,
+            d.status.ready_replicas or 0,
+            d.spec.replicas or 0,
+        )
     try:
         service = core.read_namespaced_service(model, namespace)
         selected = (service.spec.selector or {}).get("color")
@@ -103,9 +108,14 @@ def run(ws: Workspace, env: str | None = None, live: bool = True) -> StatusResul
         for name in names:
             state = repo.read_state(name)
             for model, slot in sorted(state.models.items()) or [(ws.name, ModelSlot())]:
-                row = Row(name, model, _describe(slot, slot.active, stamp),
-                          _describe(slot, slot.idle, stamp), why or "",
-                          awaiting=_awaiting(requests, name))
+                row = Row(
+                    name,
+                    model,
+                    _describe(slot, slot.active, stamp),
+                    _describe(slot, slot.idle, stamp),
+                    why or "",
+                    awaiting=_awaiting(requests, name),
+                )
                 if kube is not None:
                     try:
                         deployments, selected = live_state(kube, state.namespace, model)

@@ -84,10 +84,20 @@ def run(ws: Workspace) -> TrainResult:
     keras.utils.set_random_seed(cfg.seed)
     arch = modelcode.load(ws, cfg.architecture)
     model = arch.build_model(keras, tuple(x_train.shape[1:]), len(data.label.classes), cfg.params)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=cfg.epochs,
-                        batch_size=cfg.batch_size, shuffle=True, verbose=_keras_verbosity())
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = model.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        verbose=_keras_verbosity(),
+    )
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
 
     with staged_dir(final) as out:
@@ -96,9 +106,16 @@ def run(ws: Workspace) -> TrainResult:
         write_json(out / "history.json", curves)
         plots.training_curves(curves, out / "curves.png")
         digest = sha256_file(out / TFLITE)
-        write_json(out / "provenance.json", provenance(
-            ws.root, ws.model.section_hash(*PARAMS), model_sha256=digest,
-            tensorflow=tf.__version__, quantization=ws.model.export.quantization,
-            classes=data.label.classes, data_fingerprint=data_fingerprint,
-        ))
+        write_json(
+            out / "provenance.json",
+            provenance(
+                ws.root,
+                ws.model.section_hash(*PARAMS),
+                model_sha256=digest,
+                tensorflow=tf.__version__,
+                quantization=ws.model.export.quantization,
+                classes=data.label.classes,
+                data_fingerprint=data_fingerprint,
+            ),
+        )
     return TrainResult(final / TFLITE, digest, cfg.epochs, curves["val_accuracy"][-1])

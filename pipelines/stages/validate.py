@@ -80,8 +80,12 @@ def _numeric_labels(ws: Workspace, splits: dict[str, pd.DataFrame]) -> bool:
     """Class balance only means something for numeric labels; otherwise the rows suite already
     names the label column's dtype, and ten "class k: 0.000" lines would bury it."""
     column = ws.model.data.label.column
-    return all(column in df.columns and pd.api.types.is_numeric_dtype(df[column])
-               and not pd.api.types.is_bool_dtype(df[column]) for df in splits.values())
+    return all(
+        column in df.columns
+        and pd.api.types.is_numeric_dtype(df[column])
+        and not pd.api.types.is_bool_dtype(df[column])
+        for df in splits.values()
+    )
 
 
 def run(ws: Workspace) -> ValidateResult:
@@ -92,27 +96,39 @@ def run(ws: Workspace) -> ValidateResult:
     data = ws.model.data
     batches: list[tuple[str, str, pd.DataFrame]] = [(s, "rows", df) for s, df in splits.items()]
     if _numeric_labels(ws, splits):
-        batches += [(f"{s}_balance", "balance", label_distribution(ws, df))
-                    for s, df in splits.items()]
-    batches.append(("all_splits", "cross_split", pd.concat(
-        [distinct_within(ws, df) for df in splits.values()], ignore_index=True)))
-    suites = {"rows": suite.rows(data), "balance": suite.balance(data),
-              "cross_split": suite.cross_split(data)}
+        batches += [
+            (f"{s}_balance", "balance", label_distribution(ws, df)) for s, df in splits.items()
+        ]
+    batches.append(
+        (
+            "all_splits",
+            "cross_split",
+            pd.concat([distinct_within(ws, df) for df in splits.values()], ignore_index=True),
+        )
+    )
+    suites = {
+        "rows": suite.rows(data),
+        "balance": suite.balance(data),
+        "cross_split": suite.cross_split(data),
+    }
 
     with staged_dir(final) as out:
         outcome = gx.run_checkpoints(ws.name, batches, suites, out / "data_docs")
         failures = [f.describe() for f in outcome.failures]
-        write_json(out / SUMMARY, {
-            "model": ws.name,
-            "success": outcome.success,
-            "evaluated_expectations": len(outcome.results),
-            "failed_expectations": len(failures),
-            "failures": failures,
-            "rows": {s: len(df) for s, df in splits.items()},
-            "data_docs": "data_docs/index.html",
-            "data_fingerprint": fingerprint(ws),
-            "provenance": provenance(ws.root, ws.model.section_hash("data")),
-        })
+        write_json(
+            out / SUMMARY,
+            {
+                "model": ws.name,
+                "success": outcome.success,
+                "evaluated_expectations": len(outcome.results),
+                "failed_expectations": len(failures),
+                "failures": failures,
+                "rows": {s: len(df) for s, df in splits.items()},
+                "data_docs": "data_docs/index.html",
+                "data_fingerprint": fingerprint(ws),
+                "provenance": provenance(ws.root, ws.model.section_hash("data")),
+            },
+        )
         if outcome.success:
             write_json(out / REFERENCE_STATS, reference_stats(ws, splits["train"]))
     docs = final / "data_docs" / "index.html"
@@ -133,12 +149,17 @@ def require_valid_data(ws: Workspace) -> dict[str, Any]:
         raise ConfigError(f"no validation summary at {path}", hint="run `mlops validate` first")
     summary: dict[str, Any] = read_json(path)
     if not summary.get("success"):
-        raise DataInvalid(f"the data failed validation ({path}); refusing to go on",
-                          hint="fix the data and re-run `mlops validate`")
+        raise DataInvalid(
+            f"the data failed validation ({path}); refusing to go on",
+            hint="fix the data and re-run `mlops validate`",
+        )
     if summary.get("data_fingerprint") != fingerprint(ws):
-        raise ConfigError("the data changed since it was validated",
-                          hint="run `mlops validate` again")
+        raise ConfigError(
+            "the data changed since it was validated", hint="run `mlops validate` again"
+        )
     if (summary.get("provenance") or {}).get("params_sha256") != ws.model.section_hash("data"):
-        raise ConfigError("the `data` settings in model.yaml changed since the data was "
-                          "validated", hint="run `mlops validate` again")
+        raise ConfigError(
+            "the `data` settings in model.yaml changed since the data was validated",
+            hint="run `mlops validate` again",
+        )
     return summary

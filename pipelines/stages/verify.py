@@ -64,8 +64,7 @@ def engine_host() -> str:
     """Where a host-network container of the engine listens: here, or on a remote engine's
     host (DOCKER_HOST=tcp://docker:2375, as GitLab's docker:dind service sets)."""
     url = urllib.parse.urlparse(os.environ.get("DOCKER_HOST", ""))
-    return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else \
-        "127.0.0.1"
+    return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else "127.0.0.1"
 
 
 def free_port() -> int:
@@ -77,6 +76,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """A CI runner cancels with SIGTERM; make it unwind like Ctrl-C so the container goes."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
@@ -108,8 +108,13 @@ def _wait_ready(container: Any, base: str, timeout: float) -> tuple[float | None
     return None, f"/readyz did not answer 200 within {timeout:g} s {reason}".strip()
 
 
-def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tuple[str, str]],
-            progress: Callable[[str], None]) -> tuple[Observations, dict[str, float]]:
+def observe(
+    ws: Workspace,
+    container: Any,
+    base: str,
+    expected_packages: list[tuple[str, str]],
+    progress: Callable[[str], None],
+) -> tuple[Observations, dict[str, float]]:
     cfg = ws.model.serving
     spec = ws.model.data.features
     obs = Observations(ready_seconds=None, ready_timeout_s=cfg.verify.ready_timeout_s)
@@ -121,23 +126,26 @@ def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tu
     test = read_table(ws.split_path("test"), "test split")
     want = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
     if not np.array_equal(want[ROW_ID].to_numpy(), test[ROW_ID].to_numpy()):
-        raise ConfigError("evaluate's predictions do not cover the current test split",
-                          hint="re-run the pipeline")
+        raise ConfigError(
+            "evaluate's predictions do not cover the current test split", hint="re-run the pipeline"
+        )
     x = test[spec.columns].to_numpy(dtype=np.float64)
     expected = want["predicted"].to_numpy(dtype=np.int64)
     predict = f"{base}/v1/models/{ws.name}:predict"
     session = requests.Session()
     obs.examples = len(x)
     for start in range(0, len(x), BATCH):
-        r = session.post(predict, json={"instances": x[start:start + BATCH].tolist()}, timeout=10)
+        r = session.post(predict, json={"instances": x[start : start + BATCH].tolist()}, timeout=10)
         if r.status_code != 200:
-            raise CheckFailed(f"the image answered a valid request with HTTP {r.status_code}: "
-                              f"{r.text[:300]}")
+            raise CheckFailed(
+                f"the image answered a valid request with HTTP {r.status_code}: {r.text[:300]}"
+            )
         for offset, p in enumerate(r.json()["predictions"]):
             row = start + offset
             if int(p["class"]) != int(expected[row]):
-                obs.mismatches.append((int(test[ROW_ID].iloc[row]), int(expected[row]),
-                                       int(p["class"])))
+                obs.mismatches.append(
+                    (int(test[ROW_ID].iloc[row]), int(expected[row]), int(p["class"]))
+                )
 
     latencies = []
     for i in range(cfg.verify.latency_requests):
@@ -147,19 +155,27 @@ def observe(ws: Workspace, container: Any, base: str, expected_packages: list[tu
         latencies.append((time.perf_counter() - t0) * 1000)
     latency = latency_summary(np.array(latencies))
 
-    cases = infra_validation.malformed_requests(ws.name, spec.count, spec.image_shape, spec.min,
-                                                spec.max, cfg.max_batch, cfg.max_body_bytes)
+    cases = infra_validation.malformed_requests(
+        ws.name, spec.count, spec.image_shape, spec.min, spec.max, cfg.max_batch, cfg.max_body_bytes
+    )
     for case in cases:
         # A fresh connection per case: the server may close one after refusing a huge body.
-        r = requests.request(case.method, f"{base}{case.path}", data=case.body, timeout=10,
-                             headers={"Content-Type": "application/json"})
+        r = requests.request(
+            case.method,
+            f"{base}{case.path}",
+            data=case.body,
+            timeout=10,
+            headers={"Content-Type": "application/json"},
+        )
         obs.malformed.append((case.name, case.expect, r.status_code))
 
     container.reload()
     obs.restarts = int(container.attrs.get("RestartCount", 0))
     with contextlib.suppress(requests.RequestException):
-        obs.alive_after = (container.status == "running"
-                           and requests.get(f"{base}/healthz", timeout=2).status_code == 200)
+        obs.alive_after = (
+            container.status == "running"
+            and requests.get(f"{base}/healthz", timeout=2).status_code == 200
+        )
     result = container.exec_run(["python", "-c", LIST_PACKAGES], user="10001:10001")
     if result.exit_code == 0:
         inside = json.loads(result.output.decode())
@@ -193,39 +209,53 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     Registry(ref.host).check()
     client = images.engine()
     progress(f"  pulling {image}")
-    images.retried("image pull", lambda: images.pull(client, ref.name, str(ref.digest)),
-                   progress=progress)
+    images.retried(
+        "image pull", lambda: images.pull(client, ref.name, str(ref.digest)), progress=progress
+    )
     port = free_port()
     host = engine_host()
-    env = {"MLOPS_PORT": str(port), "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else
-           "0.0.0.0", "MLOPS_COLOR": "verify",  # noqa: S104 - a remote engine's own network
-           "MLOPS_RELEASE_ID": str(record["release_id"]),
-           "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
-           "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes)}
-    with _sigterm_as_interrupt(), images.running(client, image, environment=env,
-                                                 name_prefix="mlops-verify") as container:
-        obs, latency = observe(ws, container, f"http://{host}:{port}",
-                               sbom.components(sbom_doc), progress)
+    env = {
+        "MLOPS_PORT": str(port),
+        # A remote engine's own network: the container must listen where the engine forwards.
+        "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
+        "MLOPS_COLOR": "verify",
+        "MLOPS_RELEASE_ID": str(record["release_id"]),
+        "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
+        "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes),
+    }
+    with (
+        _sigterm_as_interrupt(),
+        images.running(client, image, environment=env, name_prefix="mlops-verify") as container,
+    ):
+        obs, latency = observe(
+            ws, container, f"http://{host}:{port}", sbom.components(sbom_doc), progress
+        )
     verdict = infra_validation.decide(obs)
     with staged_dir(final) as out:
-        write_json(out / INFRA_BLESSING, {
-            "model": ws.name,
-            "blessed": verdict.blessed,
-            "release_id": record["release_id"],
-            "image": image,
-            "model_sha256": record["model_sha256"],
-            "latency_ms": latency,
-            "examples": obs.examples,
-            "malformed_requests": [{"case": c, "expected": w, "got": g}
-                                   for c, w, g in obs.malformed],
-            "rules": verdict.to_dict()["rules"],
-            "provenance": provenance(ws.root, ws.model.section_hash("serving")),
-        })
+        write_json(
+            out / INFRA_BLESSING,
+            {
+                "model": ws.name,
+                "blessed": verdict.blessed,
+                "release_id": record["release_id"],
+                "image": image,
+                "model_sha256": record["model_sha256"],
+                "latency_ms": latency,
+                "examples": obs.examples,
+                "malformed_requests": [
+                    {"case": c, "expected": w, "got": g} for c, w, g in obs.malformed
+                ],
+                "rules": verdict.to_dict()["rules"],
+                "provenance": provenance(ws.root, ws.model.section_hash("serving")),
+            },
+        )
     path = final / INFRA_BLESSING
     if not verdict.blessed:
         reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
-        raise CheckFailed(f"the image failed verification ({len(verdict.failed)} rule(s)):\n"
-                          f"{reasons}", hint=f"see {path}; the release will not go ahead")
+        raise CheckFailed(
+            f"the image failed verification ({len(verdict.failed)} rule(s)):\n{reasons}",
+            hint=f"see {path}; the release will not go ahead",
+        )
     return VerifyResult(True, path, latency.get("p50", 0.0), latency.get("p99", 0.0))
 
 
@@ -237,10 +267,15 @@ def require_infra_blessing(ws: Workspace) -> dict[str, Any]:
         raise CheckFailed(f"no infra blessing at {path}", hint="run `mlops verify` first")
     blessing: dict[str, Any] = read_json(path)
     if not blessing.get("blessed"):
-        raise CheckFailed(f"the image failed verification ({path})",
-                          hint="read its reasons; a failed verification blocks the release")
-    if blessing.get("image") != record.get("image") or \
-            blessing.get("model_sha256") != record.get("model_sha256"):
-        raise CheckFailed("the infra blessing is for a different image than the release record",
-                          hint="run `mlops verify` again")
+        raise CheckFailed(
+            f"the image failed verification ({path})",
+            hint="read its reasons; a failed verification blocks the release",
+        )
+    if blessing.get("image") != record.get("image") or blessing.get("model_sha256") != record.get(
+        "model_sha256"
+    ):
+        raise CheckFailed(
+            "the infra blessing is for a different image than the release record",
+            hint="run `mlops verify` again",
+        )
     return blessing

@@ -18,14 +18,18 @@ BIN = Path(sys.executable).parent
 
 def mlops(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "CI": "1"}
-    return subprocess.run([str(BIN / "mlops"), *args], cwd=clone, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [str(BIN / "mlops"), *args], cwd=clone, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def statuses(stdout: str) -> dict[str, str]:
     rows = [line.split("|") for line in stdout.splitlines() if line.startswith("| ")]
-    return {cells[1].strip(): cells[2].strip() for cells in rows[1:] if len(cells) > 3
-            and cells[1].strip() in set(PIPELINE)}
+    return {
+        cells[1].strip(): cells[2].strip()
+        for cells in rows[1:]
+        if len(cells) > 3 and cells[1].strip() in set(PIPELINE)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,48 +48,78 @@ def test_cold_run_blesses_a_model(clone: Path) -> None:
     assert statuses(first.stdout) == dict.fromkeys(stages, "ran")
     assert "mlops run: done through gate" in first.stdout
     art = clone / "artifacts/digits"
-    for rel in ("validate/data_docs/index.html", "validate/summary.json", "train/curves.png",
-                "train/model.tflite", "evaluate/metrics.json", "evaluate/confusion_matrix.png",
-                "gate/blessing.json"):
+    for rel in (
+        "validate/data_docs/index.html",
+        "validate/summary.json",
+        "train/curves.png",
+        "train/model.tflite",
+        "evaluate/metrics.json",
+        "evaluate/confusion_matrix.png",
+        "gate/blessing.json",
+    ):
         assert (art / rel).is_file(), rel
     assert json.loads((art / "gate/blessing.json").read_text())["blessed"] is True
     # The fresh clone reproduced data.dvc exactly, and dvc.yaml was already current.
-    diff = subprocess.run(["git", "status", "--porcelain", "data.dvc", "dvc.yaml"], cwd=clone,
-                          capture_output=True, text=True, check=True)
+    diff = subprocess.run(
+        ["git", "status", "--porcelain", "data.dvc", "dvc.yaml"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert diff.stdout == ""
-    status = subprocess.run([str(BIN / "dvc"), "status"], cwd=clone, capture_output=True,
-                            text=True, check=True)
+    status = subprocess.run(
+        [str(BIN / "dvc"), "status"], cwd=clone, capture_output=True, text=True, check=True
+    )
     assert "Data and pipelines are up to date" in status.stdout
 
 
 def test_warm_run_skips_unchanged_stages(clone: Path) -> None:
     again = mlops(clone, "run", "--until", "gate")
     assert again.returncode == 0, again.stderr
-    assert statuses(again.stdout) == {"ingest": "ran", "validate": "skipped",
-                                      "train": "skipped", "evaluate": "skipped", "gate": "ran"}
+    assert statuses(again.stdout) == {
+        "ingest": "ran",
+        "validate": "skipped",
+        "train": "skipped",
+        "evaluate": "skipped",
+        "gate": "ran",
+    }
 
 
 def test_changed_parameter_reruns_only_what_depends_on_it(clone: Path) -> None:
     edit_model_yaml(clone, {"training.epochs": 3})
     result = mlops(clone, "run", "--until", "gate")
     assert result.returncode == 0, result.stderr
-    assert statuses(result.stdout) == {"ingest": "ran", "validate": "skipped", "train": "ran",
-                                       "evaluate": "ran", "gate": "ran"}
+    assert statuses(result.stdout) == {
+        "ingest": "ran",
+        "validate": "skipped",
+        "train": "ran",
+        "evaluate": "ran",
+        "gate": "ran",
+    }
 
 
 def test_full_run_releases_to_staging_and_proposes_production(
-        clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("BASE_IMAGE", infra)
     result = mlops(clone, "run")
     assert result.returncode == 0, result.stderr + result.stdout
     st = statuses(result.stdout)
-    assert st == {"ingest": "ran", "validate": "skipped", "train": "skipped",
-                  "evaluate": "skipped", "gate": "ran", "package": "ran", "verify": "ran",
-                  "release": "ran", "promote": "ran"}
+    assert st == {
+        "ingest": "ran",
+        "validate": "skipped",
+        "train": "skipped",
+        "evaluate": "skipped",
+        "gate": "ran",
+        "package": "ran",
+        "verify": "ran",
+        "release": "ran",
+        "promote": "ran",
+    }
     record = json.loads((clone / "artifacts/digits/package/release.json").read_text())
     assert "@sha256:" in record["image"]
-    infra_blessing = json.loads(
-        (clone / "artifacts/digits/verify/infra_blessing.json").read_text())
+    infra_blessing = json.loads((clone / "artifacts/digits/verify/infra_blessing.json").read_text())
     assert infra_blessing["blessed"] is True
     assert infra_blessing["image"] == record["image"]
     assert "| same_predictions" in result.stdout
@@ -97,7 +131,8 @@ def test_full_run_releases_to_staging_and_proposes_production(
 
 
 def test_approval_deploys_and_production_becomes_the_baseline(
-        clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After the merge, the next gate fetches production's model from the registry by digest
     and compares the candidate with it, paired."""
     monkeypatch.setenv("BASE_IMAGE", infra)
@@ -129,8 +164,12 @@ def test_invalid_data_stops_the_run_at_validation(clone: Path) -> None:
     df.to_parquet(path, index=False)
     # Ingest rewrites the split from the source, so corrupt the source of truth instead: a
     # file source pointing at a bad table.
-    df_all = pd.concat([pd.read_parquet(clone / f"data/digits/{s}.parquet")
-                        for s in ("train", "validation", "test")]).drop(columns=["row_id"])
+    df_all = pd.concat(
+        [
+            pd.read_parquet(clone / f"data/digits/{s}.parquet")
+            for s in ("train", "validation", "test")
+        ]
+    ).drop(columns=["row_id"])
     df_all.to_csv(clone / "bad.csv", index=False)
     edit_model_yaml(clone, {"data.source": {"kind": "file", "path": "bad.csv"}})
     result = mlops(clone, "run")

@@ -62,12 +62,19 @@ def _require(body: Any, fields: dict[str, type], optional: dict[str, type]) -> N
         raise ApiError(400, {"message": "Problems parsing JSON"})
     for name, kind in fields.items():
         if not isinstance(body.get(name), kind):
-            raise ApiError(422, {"message": "Validation Failed",
-                                 "errors": [{"field": name, "code": "missing_field"}]})
+            raise ApiError(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"field": name, "code": "missing_field"}],
+                },
+            )
     for name, kind in optional.items():
         if name in body and not isinstance(body[name], kind):
-            raise ApiError(422, {"message": "Validation Failed",
-                                 "errors": [{"field": name, "code": "invalid"}]})
+            raise ApiError(
+                422,
+                {"message": "Validation Failed", "errors": [{"field": name, "code": "invalid"}]},
+            )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -131,21 +138,27 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- GitHub REST v3 ------------------------------------------------------------------
 
-    def _github(self, method: str, path: str, q: dict[str, str], body: Any
-                ) -> tuple[int, Any, dict[str, str]]:
+    def _github(
+        self, method: str, path: str, q: dict[str, str], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
         s = self.state
         base = f"/repos/{s.repo}"
         if not path.startswith(base + "/"):
             raise ApiError(404, {"message": "Not Found"})
-        rest = path[len(base):]
+        rest = path[len(base) :]
         owner = s.repo.split("/")[0]
 
         def pr_json(n: int) -> dict[str, Any]:
             p = s.pulls[n]
-            return {"number": n, "state": p["state"], "title": p["title"], "body": p["body"],
-                    "html_url": f"https://github.example/{s.repo}/pull/{n}",
-                    "head": {"ref": p["head"], "label": f"{owner}:{p['head']}"},
-                    "base": {"ref": p["base"]}}
+            return {
+                "number": n,
+                "state": p["state"],
+                "title": p["title"],
+                "body": p["body"],
+                "html_url": f"https://github.example/{s.repo}/pull/{n}",
+                "head": {"ref": p["head"], "label": f"{owner}:{p['head']}"},
+                "base": {"ref": p["base"]},
+            }
 
         if rest == "/pulls" and method == "GET":
             if q.get("state", "open") not in ("open", "closed", "all"):
@@ -153,22 +166,46 @@ class Handler(BaseHTTPRequestHandler):
             head = q.get("head")
             if head is not None and not re.match(r"^[^:]+:.+$", head):
                 raise ApiError(422, {"message": "head must be user:ref-name"})
-            found = [pr_json(n) for n, p in sorted(s.pulls.items())
-                     if (head is None or f"{owner}:{p['head']}" == head)
-                     and ("base" not in q or p["base"] == q["base"])
-                     and (q.get("state", "open") in ("all", p["state"]))]
+            found = [
+                pr_json(n)
+                for n, p in sorted(s.pulls.items())
+                if (head is None or f"{owner}:{p['head']}" == head)
+                and ("base" not in q or p["base"] == q["base"])
+                and (q.get("state", "open") in ("all", p["state"]))
+            ]
             return self._page(found, q, path)
         if rest == "/pulls" and method == "POST":
-            _require(body, {"title": str, "head": str, "base": str},
-                     {"body": str, "draft": bool, "maintainer_can_modify": bool})
-            if any(p["head"] == body["head"] and p["base"] == body["base"]
-                   and p["state"] == "open" for p in s.pulls.values()):
-                raise ApiError(422, {"message": "Validation Failed", "errors": [{
-                    "resource": "PullRequest", "code": "custom",
-                    "message": f"A pull request already exists for {owner}:{body['head']}."}]})
+            _require(
+                body,
+                {"title": str, "head": str, "base": str},
+                {"body": str, "draft": bool, "maintainer_can_modify": bool},
+            )
+            if any(
+                p["head"] == body["head"] and p["base"] == body["base"] and p["state"] == "open"
+                for p in s.pulls.values()
+            ):
+                raise ApiError(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [
+                            {
+                                "resource": "PullRequest",
+                                "code": "custom",
+                                "message": "A pull request already exists for "
+                                f"{owner}:{body['head']}.",
+                            }
+                        ],
+                    },
+                )
             n = len(s.pulls) + 1
-            s.pulls[n] = {"title": body["title"], "body": body.get("body", ""),
-                          "head": body["head"], "base": body["base"], "state": "open"}
+            s.pulls[n] = {
+                "title": body["title"],
+                "body": body.get("body", ""),
+                "head": body["head"],
+                "base": body["base"],
+                "state": "open",
+            }
             return 201, pr_json(n), {}
         m = re.fullmatch(r"/pulls/(\d+)", rest)
         if m and method == "PATCH":
@@ -177,24 +214,33 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, {"message": "Not Found"})
             _require(body, {}, {"title": str, "body": str, "state": str, "base": str})
             if body.get("state", "open") not in ("open", "closed"):
-                raise ApiError(422, {"message": "Validation Failed",
-                                     "errors": [{"field": "state", "code": "invalid"}]})
-            s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base")
-                               if k in body})
+                raise ApiError(
+                    422,
+                    {
+                        "message": "Validation Failed",
+                        "errors": [{"field": "state", "code": "invalid"}],
+                    },
+                )
+            s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base") if k in body})
             return 200, pr_json(n), {}
         m = re.fullmatch(r"/issues/(\d+)/comments", rest)
         if m and method == "GET":
             n = int(m.group(1))
-            items = [{"id": cid, "body": c["body"],
-                      "html_url": f"https://github.example/c/{cid}"}
-                     for cid, c in sorted(s.comments.items()) if c["on"] == n]
+            items = [
+                {"id": cid, "body": c["body"], "html_url": f"https://github.example/c/{cid}"}
+                for cid, c in sorted(s.comments.items())
+                if c["on"] == n
+            ]
             return self._page(items, q, path)
         if m and method == "POST":
             _require(body, {"body": str}, {})
             cid = s.new_id()
             s.comments[cid] = {"on": int(m.group(1)), "body": body["body"]}
-            return 201, {"id": cid, "body": body["body"],
-                         "html_url": f"https://github.example/c/{cid}"}, {}
+            return (
+                201,
+                {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
+                {},
+            )
         m = re.fullmatch(r"/issues/comments/(\d+)", rest)
         if m and method == "PATCH":
             cid = int(m.group(1))
@@ -202,15 +248,19 @@ class Handler(BaseHTTPRequestHandler):
                 raise ApiError(404, {"message": "Not Found"})
             _require(body, {"body": str}, {})
             s.comments[cid]["body"] = body["body"]
-            return 200, {"id": cid, "body": body["body"],
-                         "html_url": f"https://github.example/c/{cid}"}, {}
+            return (
+                200,
+                {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
+                {},
+            )
         raise ApiError(404, {"message": "Not Found"})
 
-    def _page(self, items: list[Any], q: dict[str, str], path: str
-              ) -> tuple[int, Any, dict[str, str]]:
+    def _page(
+        self, items: list[Any], q: dict[str, str], path: str
+    ) -> tuple[int, Any, dict[str, str]]:
         per_page = min(int(q.get("per_page", 30)), 100)
         page = int(q.get("page", 1))
-        chunk = items[(page - 1) * per_page: page * per_page]
+        chunk = items[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(items):
             host = self.headers.get("Host")
@@ -220,8 +270,9 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- GitLab REST v4 ------------------------------------------------------------------
 
-    def _gitlab(self, method: str, path: str, q: dict[str, str], body: Any
-                ) -> tuple[int, Any, dict[str, str]]:
+    def _gitlab(
+        self, method: str, path: str, q: dict[str, str], body: Any
+    ) -> tuple[int, Any, dict[str, str]]:
         s = self.state
         # The project id is either numeric or the URL-encoded path (group%2Fname).
         m = re.fullmatch(r"/api/v4/projects/([^/]+)(/.*)", self.path.split("?")[0])
@@ -231,31 +282,53 @@ class Handler(BaseHTTPRequestHandler):
 
         def mr_json(iid: int) -> dict[str, Any]:
             p = s.pulls[iid]
-            return {"iid": iid, "id": iid + 5000, "state": p["state"], "title": p["title"],
-                    "description": p["body"], "source_branch": p["head"],
-                    "target_branch": p["base"],
-                    "web_url": f"https://gitlab.example/{s.project}/-/merge_requests/{iid}"}
+            return {
+                "iid": iid,
+                "id": iid + 5000,
+                "state": p["state"],
+                "title": p["title"],
+                "description": p["body"],
+                "source_branch": p["head"],
+                "target_branch": p["base"],
+                "web_url": f"https://gitlab.example/{s.project}/-/merge_requests/{iid}",
+            }
 
         if rest == "/merge_requests" and method == "GET":
             if q.get("state", "all") not in ("opened", "closed", "locked", "merged", "all"):
                 raise ApiError(400, {"error": "state does not have a valid value"})
-            found = [mr_json(i) for i, p in sorted(s.pulls.items())
-                     if q.get("state", "all") in ("all", p["state"])
-                     and q.get("source_branch", p["head"]) == p["head"]
-                     and q.get("target_branch", p["base"]) == p["base"]]
+            found = [
+                mr_json(i)
+                for i, p in sorted(s.pulls.items())
+                if q.get("state", "all") in ("all", p["state"])
+                and q.get("source_branch", p["head"]) == p["head"]
+                and q.get("target_branch", p["base"]) == p["base"]
+            ]
             return self._page(found, q, path)
         if rest == "/merge_requests" and method == "POST":
-            _require(body, {"source_branch": str, "target_branch": str, "title": str},
-                     {"description": str, "remove_source_branch": bool})
+            _require(
+                body,
+                {"source_branch": str, "target_branch": str, "title": str},
+                {"description": str, "remove_source_branch": bool},
+            )
             for iid, p in s.pulls.items():
                 if p["head"] == body["source_branch"] and p["state"] == "opened":
-                    raise ApiError(409, {"message": [
-                        f"Another open merge request already exists for this source branch: "
-                        f"!{iid}"]})
+                    raise ApiError(
+                        409,
+                        {
+                            "message": [
+                                "Another open merge request already exists for this "
+                                f"source branch: !{iid}"
+                            ]
+                        },
+                    )
             iid = len(s.pulls) + 1
-            s.pulls[iid] = {"title": body["title"], "body": body.get("description", ""),
-                            "head": body["source_branch"], "base": body["target_branch"],
-                            "state": "opened"}
+            s.pulls[iid] = {
+                "title": body["title"],
+                "body": body.get("description", ""),
+                "head": body["source_branch"],
+                "base": body["target_branch"],
+                "state": "opened",
+            }
             return 201, mr_json(iid), {}
         m2 = re.fullmatch(r"/merge_requests/(\d+)", rest)
         if m2 and method == "PUT":
@@ -275,8 +348,11 @@ class Handler(BaseHTTPRequestHandler):
         m2 = re.fullmatch(r"/merge_requests/(\d+)/notes", rest)
         if m2 and method == "GET":
             iid = int(m2.group(1))
-            items = [{"id": nid, "body": c["body"]} for nid, c in sorted(s.comments.items())
-                     if c["on"] == iid]
+            items = [
+                {"id": nid, "body": c["body"]}
+                for nid, c in sorted(s.comments.items())
+                if c["on"] == iid
+            ]
             return self._page(items, q, path)
         if m2 and method == "POST":
             _require(body, {"body": str}, {})

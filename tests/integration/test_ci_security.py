@@ -49,8 +49,14 @@ MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
 WRITE_SECRETS = {"GITOPS_TOKEN", "REGISTRY_PASSWORD"}
 # Read-only credentials a pull request's pipeline may use (README, "Security model").
 READ_SECRETS = {"GITHUB_TOKEN", "REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
-UNTRUSTED_TRIGGERS = {"pull_request", "pull_request_target", "workflow_run", "issue_comment",
-                      "pull_request_review", "pull_request_review_comment"}
+UNTRUSTED_TRIGGERS = {
+    "pull_request",
+    "pull_request_target",
+    "workflow_run",
+    "issue_comment",
+    "pull_request_review",
+    "pull_request_review_comment",
+}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -114,7 +120,8 @@ def test_write_secrets_live_only_in_protected_environments(path: Path) -> None:
             if "push" in triggers(workflow):
                 assert workflow["on"]["push"] == {"branches": ["main"]}
             assert job.get("environment") in ENVIRONMENTS, (
-                f"{name}: a write secret must be an environment secret of a protected environment")
+                f"{name}: a write secret must be an environment secret of a protected environment"
+            )
 
 
 def gitlab_jobs() -> dict[str, dict[str, Any]]:
@@ -136,13 +143,16 @@ def gitlab_jobs() -> dict[str, dict[str, Any]]:
         return merged
 
     reserved = {"workflow", "variables", "stages", "default", "include"}
-    return {name: resolve(name) for name in data
-            if name not in reserved and not name.startswith(".")}
+    return {
+        name: resolve(name) for name in data if name not in reserved and not name.startswith(".")
+    }
 
 
 def runs_for_merge_requests(job: dict[str, Any]) -> bool:
-    return any("merge_request_event" in rule.get("if", "") and rule.get("when") != "never"
-               for rule in job.get("rules", []))
+    return any(
+        "merge_request_event" in rule.get("if", "") and rule.get("when") != "never"
+        for rule in job.get("rules", [])
+    )
 
 
 def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
@@ -155,9 +165,14 @@ def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
             assert job["variables"].get("GITLAB_TOKEN") == "$MLOPS_REPORT_TOKEN", name
         if runs_for_merge_requests(job):
             assert job["variables"].get("GITLAB_TOKEN", "$MLOPS_REPORT_TOKEN") == (
-                "$MLOPS_REPORT_TOKEN"), name
-            for write in ("MLOPS_GITOPS_TOKEN", "MLOPS_GITLAB_TOKEN", "registry-login",
-                          "CI_REGISTRY_PASSWORD"):
+                "$MLOPS_REPORT_TOKEN"
+            ), name
+            for write in (
+                "MLOPS_GITOPS_TOKEN",
+                "MLOPS_GITLAB_TOKEN",
+                "registry-login",
+                "CI_REGISTRY_PASSWORD",
+            ):
                 assert write not in text, f"{name} (merge requests) uses {write}"
         elif "MLOPS_GITLAB_TOKEN" in text or "registry-login" in text:
             # Writing jobs run only for the default branch (protected variables reach them).
@@ -191,7 +206,8 @@ def test_github_jobs_hand_gitops_tokens_to_their_own_variables(path: Path) -> No
     if path.name == "ci.yml":
         pipeline = env_names(workflow["jobs"]["pipeline"])
         assert {k for k in pipeline if "GITOPS" in k and "TOKEN" in k} == {
-            "MLOPS_GITOPS_READ_TOKEN"}
+            "MLOPS_GITOPS_READ_TOKEN"
+        }
 
 
 def test_gitlab_jobs_never_map_a_gitops_token() -> None:
@@ -237,8 +253,11 @@ def test_gitlab_jobs_that_write_declare_their_environment() -> None:
 
 def test_readme_scopes_the_gitlab_write_tokens_to_environments() -> None:
     text = (ROOT / "README.md").read_text()
-    row = next(line for line in text.splitlines()
-               if line.startswith("| GitLab `MLOPS_GITOPS_TOKEN`, `MLOPS_GITLAB_TOKEN`"))
+    row = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("| GitLab `MLOPS_GITOPS_TOKEN`, `MLOPS_GITLAB_TOKEN`")
+    )
     assert "environment scope `staging` and `production`" in row
     for job in ("release", "promote", "rollback-staging", "rollback-production"):
         assert f"`{job}`" in row
@@ -254,10 +273,14 @@ def test_readme_scopes_the_gitlab_write_tokens_to_environments() -> None:
 def test_the_gitops_read_token_is_documented_as_read_only() -> None:
     """Where the settings are listed (README's tables, .gitlab-ci.yml's header), the read
     token is read-only: never given write scope."""
-    lines = [("README.md", line) for line in (ROOT / "README.md").read_text().splitlines()
-             if line.startswith("|")]
-    lines += [(".gitlab-ci.yml", line) for line in GITLAB.read_text().splitlines()
-              if line.startswith("#")]
+    lines = [
+        ("README.md", line)
+        for line in (ROOT / "README.md").read_text().splitlines()
+        if line.startswith("|")
+    ]
+    lines += [
+        (".gitlab-ci.yml", line) for line in GITLAB.read_text().splitlines() if line.startswith("#")
+    ]
     described = 0
     for where, line in lines:
         if "GITOPS_READ_TOKEN" not in line:
@@ -314,15 +337,17 @@ def test_one_rollback_job_per_environment_everywhere() -> None:
         assert job["env"]["ENV"] == env
         runs = [s["run"] for s in job["steps"] if "run" in s]
         assert runs[0] == "make check-inputs", "the model input is checked before anything"
-    gitlab = {job["environment"]["name"]: job for name, job in gitlab_jobs().items()
-              if name.startswith("rollback")}
+    gitlab = {
+        job["environment"]["name"]: job
+        for name, job in gitlab_jobs().items()
+        if name.startswith("rollback")
+    }
     assert sorted(gitlab) == ENVIRONMENTS
     for env, job in gitlab.items():
         # In the script line: a pipeline variable would override a job variable.
         assert "ENV" not in job["variables"]
         assert job["script"] == [f"ENV={env} make rollback"]
-        assert job["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH",
-                                 "when": "manual"}]
+        assert job["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", "when": "manual"}]
 
 
 def shell_lines() -> Iterator[tuple[str, str]]:
@@ -358,27 +383,64 @@ def canary(tmp_path: Path) -> Iterator[Path]:
 
 
 def hostile(canary: Path) -> list[str]:
-    return [f"x; touch {canary}", f"$(shell touch {canary})", f"$$(touch {canary})",
-            f"`touch {canary}`", f"digits'; touch {canary}; '", f'digits"; touch {canary}; "',
-            f"digits\ntouch {canary}"]
+    return [
+        f"x; touch {canary}",
+        f"$(shell touch {canary})",
+        f"$$(touch {canary})",
+        f"`touch {canary}`",
+        f"digits'; touch {canary}; '",
+        f'digits"; touch {canary}; "',
+        f"digits\ntouch {canary}",
+    ]
 
 
 def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "MLOPS_INSTALL",
-                         "REPORT_POST")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "MLOPS_INSTALL", "REPORT_POST")
+    }
     base["MLOPS_VENV"] = str(VENV_BIN.parent)
-    return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
-                          env={**base, **(env or {})}, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("var", ["MODEL", "ENV", "UNTIL", "PYTEST_ARGS", "REPORT_SUMMARY",
-                                 "REPORT_METRICS", "REPORT_POST", "MLOPS_VENV", "MLOPS_INSTALL"])
+@pytest.mark.parametrize(
+    "var",
+    [
+        "MODEL",
+        "ENV",
+        "UNTIL",
+        "PYTEST_ARGS",
+        "REPORT_SUMMARY",
+        "REPORT_METRICS",
+        "REPORT_POST",
+        "MLOPS_VENV",
+        "MLOPS_INSTALL",
+    ],
+)
 @pytest.mark.parametrize("where", ["command line", "environment"])
 def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: Path) -> None:
-    targets = ("run", "pipeline", "report", "release", "promote", "promote-merge", "rollback",
-               "status", "unit", "test")
+    targets = (
+        "run",
+        "pipeline",
+        "report",
+        "release",
+        "promote",
+        "promote-merge",
+        "rollback",
+        "status",
+        "unit",
+        "test",
+    )
     for value in hostile(canary):
         if where == "command line":
             result = make("-n", *targets, f"{var}={value}")
@@ -390,11 +452,20 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         assert not canary.exists(), (var, value, result.stdout)
 
 
-@pytest.mark.parametrize(("var", "target"), [("MODEL", "rollback"), ("ENV", "rollback"),
-                                             ("MODEL", "status"), ("MODEL", "report"),
-                                             ("ENV", "release"), ("REPORT_POST", "report")])
-def test_make_refuses_a_hostile_value_before_running_anything(var: str, target: str,
-                                                              canary: Path) -> None:
+@pytest.mark.parametrize(
+    ("var", "target"),
+    [
+        ("MODEL", "rollback"),
+        ("ENV", "rollback"),
+        ("MODEL", "status"),
+        ("MODEL", "report"),
+        ("ENV", "release"),
+        ("REPORT_POST", "report"),
+    ],
+)
+def test_make_refuses_a_hostile_value_before_running_anything(
+    var: str, target: str, canary: Path
+) -> None:
     for value in hostile(canary):
         for result in (make(target, f"{var}={value}"), make(target, env={var: value})):
             assert result.returncode == 2, result.stdout + result.stderr
@@ -405,16 +476,35 @@ def test_make_refuses_a_hostile_value_before_running_anything(var: str, target: 
 
 
 def check_inputs(**values: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("MODEL", "ENV", "UNTIL", "REPORT_POST")}
-    return subprocess.run([str(ROOT / "scripts/check-inputs.sh")], env={**env, **values},
-                          capture_output=True, text=True, timeout=30, check=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("MODEL", "ENV", "UNTIL", "REPORT_POST")}
+    return subprocess.run(
+        [str(ROOT / "scripts/check-inputs.sh")],
+        env={**env, **values},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
 
 
-@pytest.mark.parametrize("env", [
-    "./production", "production/", "Production", " production", "production ", "production\n",
-    "../environments/production", "manifests/environments/production", "production.yaml", "",
-    "*", "prod*", "staging production"])
+@pytest.mark.parametrize(
+    "env",
+    [
+        "./production",
+        "production/",
+        "Production",
+        " production",
+        "production ",
+        "production\n",
+        "../environments/production",
+        "manifests/environments/production",
+        "production.yaml",
+        "",
+        "*",
+        "prod*",
+        "staging production",
+    ],
+)
 def test_an_alias_of_an_environment_is_refused(env: str) -> None:
     result = check_inputs(ENV=env)
     assert result.returncode == 2
@@ -422,8 +512,9 @@ def test_an_alias_of_an_environment_is_refused(env: str) -> None:
     assert "production staging" in result.stderr
 
 
-@pytest.mark.parametrize("model", ["./digits", "digits/", "Digits", "../models/digits", "",
-                                   "dig*", "digits "])
+@pytest.mark.parametrize(
+    "model", ["./digits", "digits/", "Digits", "../models/digits", "", "dig*", "digits "]
+)
 def test_an_alias_of_a_model_is_refused(model: str) -> None:
     result = check_inputs(MODEL=model)
     assert result.returncode == 2
@@ -441,8 +532,9 @@ def test_every_defined_name_passes() -> None:
     assert check_inputs(UNTIL="deploy").returncode == 2
 
 
-def report_args(tmp_path: Path, post: str) -> tuple[subprocess.CompletedProcess[str],
-                                                      list[str] | None]:
+def report_args(
+    tmp_path: Path, post: str
+) -> tuple[subprocess.CompletedProcess[str], list[str] | None]:
     """`make report` for real, with REPORT_POST=post, its interpreter a stub that records its
     arguments (setup is not remade: no environment is needed)."""
     bin_dir = tmp_path / "venv/bin"
@@ -451,8 +543,16 @@ def report_args(tmp_path: Path, post: str) -> tuple[subprocess.CompletedProcess[
     stub = bin_dir / "python"
     stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
     stub.chmod(0o755)
-    result = make("-o", "setup", "report", env={
-        "MLOPS_VENV": str(tmp_path / "venv"), "ARGS_FILE": str(args_file), "REPORT_POST": post})
+    result = make(
+        "-o",
+        "setup",
+        "report",
+        env={
+            "MLOPS_VENV": str(tmp_path / "venv"),
+            "ARGS_FILE": str(args_file),
+            "REPORT_POST": post,
+        },
+    )
     args = args_file.read_text().splitlines() if args_file.exists() else None
     return result, args
 
@@ -467,8 +567,9 @@ def test_only_report_post_1_posts(tmp_path: Path, post: str, posts: bool) -> Non
     assert "" not in args  # no empty word stands in for a missing --post
 
 
-@pytest.mark.parametrize("post", ["yes", "true", "on", "2", " 1", "1 ", "01", "-1", "--post",
-                                  "0 --post", "1\n"])
+@pytest.mark.parametrize(
+    "post", ["yes", "true", "on", "2", " 1", "1 ", "01", "-1", "--post", "0 --post", "1\n"]
+)
 def test_any_other_report_post_is_refused(tmp_path: Path, post: str) -> None:
     result, args = report_args(tmp_path, post)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -516,13 +617,13 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
         assert "matrix" not in (job.get("strategy") or {}), job_id  # a matrix renames checks
         checks.add(str(job.get("name", job_id)))
     text = readme_flat()
-    listed = re.search(r"\*\*require status checks to pass\*\* with the checks (.*?) \(GitHub",
-                       text)
+    listed = re.search(
+        r"\*\*require status checks to pass\*\* with the checks (.*?) \(GitHub", text
+    )
     assert listed, "README must list the required checks"
     named = set(re.findall(r"`([^`]+)`", listed.group(1)))
     assert named == checks, f"README requires {named}; ci.yml reports {checks}"
-    header = " ".join(line.lstrip("# ") for line in ci_text.splitlines()
-                      if line.startswith("#"))
+    header = " ".join(line.lstrip("# ") for line in ci_text.splitlines() if line.startswith("#"))
     for check in checks:
         assert f'"{check}"' in header, f"ci.yml's header must name the check {check!r}"
     # Every other check the README calls required exists too.
@@ -532,14 +633,19 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
 
 def test_readme_lists_the_gitlab_merge_checks() -> None:
     text = readme_flat()
-    settings = text[text.index("Repository settings a fork must turn on.**"):]
-    for setting in ('**"Pipelines must succeed"** on',
-                    "`only_allow_merge_if_pipeline_succeeds: true`",
-                    '**"Skipped pipelines are considered successful"** off',
-                    "`allow_merge_on_skipped_pipeline: false`", "`[skip ci]`", "ci.skip"):
+    settings = text[text.index("Repository settings a fork must turn on.**") :]
+    for setting in (
+        '**"Pipelines must succeed"** on',
+        "`only_allow_merge_if_pipeline_succeeds: true`",
+        '**"Skipped pipelines are considered successful"** off',
+        "`allow_merge_on_skipped_pipeline: false`",
+        "`[skip ci]`",
+        "ci.skip",
+    ):
         assert setting in settings, setting
-    header = " ".join(line.lstrip("# ") for line in GITLAB.read_text().splitlines()
-                      if line.startswith("#"))
+    header = " ".join(
+        line.lstrip("# ") for line in GITLAB.read_text().splitlines() if line.startswith("#")
+    )
     assert '"Pipelines must succeed" on' in header
     assert '"Skipped pipelines are considered successful" off' in header
     # The README no longer says the rules guarantee a merge request its pipeline.
@@ -558,8 +664,10 @@ def rules_probe(tmp_path_factory: pytest.TempPathFactory) -> Path:
     require("gitlab-ci-local", GCL.is_file(), "run `make ci-tools` (npm)")
     root = tmp_path_factory.mktemp("rules")
     data = yaml.safe_load(GITLAB.read_text())
-    probe = {"variables": data["variables"],
-             "probe": {"script": ["true"], "rules": data["workflow"]["rules"]}}
+    probe = {
+        "variables": data["variables"],
+        "probe": {"script": ["true"], "rules": data["workflow"]["rules"]},
+    }
     (root / ".gitlab-ci.yml").write_text(yaml.safe_dump(probe))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
@@ -572,33 +680,56 @@ def pipeline_created(root: Path, **variables: str) -> bool:
     for key, value in variables.items():
         args += ["--variable", f"{key}={value}"]
     env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
-    result = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
+    )
     return any(line.split()[:1] == ["probe"] for line in result.stdout.splitlines())
 
 
-@pytest.mark.parametrize("message", [
-    "release(staging): x", "promote(production): x", "rollback(staging): x", RELEASE_MESSAGE,
-    "rollback(production): x\n\nRollback-Of: r1"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "release(staging): x",
+        "promote(production): x",
+        "rollback(staging): x",
+        RELEASE_MESSAGE,
+        "rollback(production): x\n\nRollback-Of: r1",
+    ],
+)
 @pytest.mark.parametrize("author", [BOT, "Dev <dev@example.invalid>"])
-def test_a_merge_request_always_gets_its_pipeline(rules_probe: Path, message: str,
-                                                  author: str) -> None:
-    assert pipeline_created(rules_probe, CI_PIPELINE_SOURCE="merge_request_event",
-                            CI_COMMIT_BRANCH="", CI_COMMIT_MESSAGE=message,
-                            CI_COMMIT_AUTHOR=author, CI_MERGE_REQUEST_IID="7")
+def test_a_merge_request_always_gets_its_pipeline(
+    rules_probe: Path, message: str, author: str
+) -> None:
+    assert pipeline_created(
+        rules_probe,
+        CI_PIPELINE_SOURCE="merge_request_event",
+        CI_COMMIT_BRANCH="",
+        CI_COMMIT_MESSAGE=message,
+        CI_COMMIT_AUTHOR=author,
+        CI_MERGE_REQUEST_IID="7",
+    )
 
 
-@pytest.mark.parametrize(("author", "message", "skipped"), [
-    (BOT, RELEASE_MESSAGE, True),
-    (BOT, "rollback(production): x\n\nRollback-Of: r1", True),
-    (BOT, "release(staging): no trailer", False),
-    ("Dev <dev@example.invalid>", RELEASE_MESSAGE, False),
-    ("Dev <dev@example.invalid>", "release(staging): x", False),
-])
-def test_only_mlops_own_default_branch_commits_are_skipped(rules_probe: Path, author: str,
-                                                           message: str, skipped: bool) -> None:
-    created = pipeline_created(rules_probe, CI_PIPELINE_SOURCE="push", CI_COMMIT_BRANCH="main",
-                               CI_COMMIT_MESSAGE=message, CI_COMMIT_AUTHOR=author)
+@pytest.mark.parametrize(
+    ("author", "message", "skipped"),
+    [
+        (BOT, RELEASE_MESSAGE, True),
+        (BOT, "rollback(production): x\n\nRollback-Of: r1", True),
+        (BOT, "release(staging): no trailer", False),
+        ("Dev <dev@example.invalid>", RELEASE_MESSAGE, False),
+        ("Dev <dev@example.invalid>", "release(staging): x", False),
+    ],
+)
+def test_only_mlops_own_default_branch_commits_are_skipped(
+    rules_probe: Path, author: str, message: str, skipped: bool
+) -> None:
+    created = pipeline_created(
+        rules_probe,
+        CI_PIPELINE_SOURCE="push",
+        CI_COMMIT_BRANCH="main",
+        CI_COMMIT_MESSAGE=message,
+        CI_COMMIT_AUTHOR=author,
+    )
     assert created is not skipped
 
 
@@ -622,33 +753,57 @@ def fake_checkout(root: Path, pin: str, venv: Path | None = None) -> Path:
     info = site / "foo-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: foo\nVersion: 1.0\n")
+
     def entry(path: Path) -> str:
         digest = base64.urlsafe_b64encode(hashlib.sha256(path.read_bytes()).digest())
         hashed = digest.rstrip(b"=").decode()
         return f"{path.relative_to(site)},sha256={hashed},{path.stat().st_size}"
-    (info / "RECORD").write_text("\n".join(
-        [entry(module), entry(info / "METADATA"), "foo-1.0.dist-info/RECORD,,"]) + "\n")
-    want = subprocess.run("cat pyproject.toml constraints.txt | sha256sum | cut -c1-16",
-                          shell=True, cwd=root, capture_output=True, text=True, check=True)
+
+    (info / "RECORD").write_text(
+        "\n".join([entry(module), entry(info / "METADATA"), "foo-1.0.dist-info/RECORD,,"]) + "\n"
+    )
+    want = subprocess.run(
+        "cat pyproject.toml constraints.txt | sha256sum | cut -c1-16",
+        shell=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     (venv / ".mlops-env").write_text(want.stdout)
     return site
 
 
-def bootstrap(root: Path, *, ci: bool, job: str = "41", **extra: str
-              ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLOPS_", "CI", "GITHUB_", "PIP_"))}
+def bootstrap(
+    root: Path, *, ci: bool, job: str = "41", **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "CI", "GITHUB_", "PIP_"))
+    }
     # python3 must be the interpreter the venv was made with; an index that does not answer
     # makes a rebuild fail fast instead of downloading anything.
     env["PATH"] = f"{Path(sys.executable).resolve().parent}:{env['PATH']}"
-    env.update({"RUNNER_TEMP": str(root), "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-                "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "", "PIP_RETRIES": "0",
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    env.update(
+        {
+            "RUNNER_TEMP": str(root),
+            "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": "",
+            "PIP_RETRIES": "0",
+            "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+        }
+    )
     if ci:
         env.update({"CI": "true", "CI_JOB_ID": job})
     env.update(extra)
-    return subprocess.run(["bash", str(root / "scripts/bootstrap.sh")], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        ["bash", str(root / "scripts/bootstrap.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_an_untouched_cached_venv_is_used(tmp_path: Path) -> None:
@@ -659,8 +814,9 @@ def test_an_untouched_cached_venv_is_used(tmp_path: Path) -> None:
     assert "rebuilding" not in result.stdout
 
 
-def test_a_cached_venv_with_a_matching_stamp_but_the_wrong_version_is_rebuilt(tmp_path: Path
-                                                                          ) -> None:
+def test_a_cached_venv_with_a_matching_stamp_but_the_wrong_version_is_rebuilt(
+    tmp_path: Path,
+) -> None:
     site = fake_checkout(tmp_path, "2.0")
     result = bootstrap(tmp_path, ci=True)
     assert "verify-venv: foo 1.0 is installed; constraints.txt: 2.0" in result.stderr
@@ -670,13 +826,16 @@ def test_a_cached_venv_with_a_matching_stamp_but_the_wrong_version_is_rebuilt(tm
     assert result.returncode != 0
 
 
-@pytest.mark.parametrize(("tamper", "reason"), [
-    ("file changed", "foo.py differs from its RECORD hash"),
-    ("file added", "sitecustomize.py belongs to no installed distribution"),
-    ("pth added", "zz.pth belongs to no installed distribution"),
-    ("unpinned package", "bar 1.0 is installed; constraints.txt: not pinned"),
-    ("interpreter", "bin/python is"),
-])
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        ("file changed", "foo.py differs from its RECORD hash"),
+        ("file added", "sitecustomize.py belongs to no installed distribution"),
+        ("pth added", "zz.pth belongs to no installed distribution"),
+        ("unpinned package", "bar 1.0 is installed; constraints.txt: not pinned"),
+        ("interpreter", "bin/python is"),
+    ],
+)
 def test_a_tampered_cached_venv_is_refused(tmp_path: Path, tamper: str, reason: str) -> None:
     """What bootstrap.sh runs in CI on a restored environment (the rebuild is shown above)."""
     site = fake_checkout(tmp_path, "1.0")
@@ -697,10 +856,16 @@ def test_a_tampered_cached_venv_is_refused(tmp_path: Path, tamper: str, reason: 
         python.symlink_to("/bin/sh")
     verify = [sys.executable, "-I", str(tmp_path / "scripts/verify-venv.py")]
     venv, constraints = str(tmp_path / ".venv"), str(tmp_path / "constraints.txt")
-    clean = subprocess.run([*verify, venv, constraints], capture_output=True, text=True,
-                           timeout=60, check=False)
-    full = subprocess.run([*verify, "--strict", "--files", venv, constraints],
-                          capture_output=True, text=True, timeout=60, check=False)
+    clean = subprocess.run(
+        [*verify, venv, constraints], capture_output=True, text=True, timeout=60, check=False
+    )
+    full = subprocess.run(
+        [*verify, "--strict", "--files", venv, constraints],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert full.returncode == 1
     assert reason in full.stderr
     # Outside CI only versions and the interpreter are checked: a developer's own additions pass.
@@ -775,7 +940,8 @@ def test_a_venv_is_checked_file_by_file_once_not_once_per_job(tmp_path: Path) ->
     assert byte_code.is_dir(), "the next job must not drop the byte code again"
     # Versions are still checked on every call: a wrong one is caught without the file check.
     (site / "foo-1.0.dist-info/METADATA").write_text(
-        "Metadata-Version: 2.1\nName: foo\nVersion: 1.1\n")
+        "Metadata-Version: 2.1\nName: foo\nVersion: 1.1\n"
+    )
     third = bootstrap(tmp_path, ci=True, job="43")
     assert "foo 1.1 is installed; constraints.txt: 1.0" in third.stderr
     assert "rebuilding it" in third.stdout
@@ -824,8 +990,11 @@ def report_modules() -> set[str]:
             req = Requirement(line)
             if req.marker is None or req.marker.evaluate({"extra": ""}):
                 todo.append(req.name)
-    return {module for module, owners in md.packages_distributions().items()
-            if any(canonicalize_name(d) in dists for d in owners)}
+    return {
+        module
+        for module, owners in md.packages_distributions().items()
+        if any(canonicalize_name(d) in dists for d in owners)
+    }
 
 
 # Runs `mlops report` as if only the report extra were installed: importing any other module of
@@ -866,16 +1035,26 @@ def report_evidence(root: Path) -> None:
     (art / "train").mkdir(parents=True, exist_ok=True)
     (art / "train/model.tflite").write_bytes(b"a model")
     files = {
-        "validate/summary.json": {"success": True, "evaluated_expectations": 604,
-                                  "failed_expectations": 0, "rows": {"test": 360},
-                                  "data_fingerprint": "d1", "provenance": {"data_md5": "d1"}},
-        "gate/blessing.json": {"blessed": True, "comparison": None, "baseline": None,
-                               "rules": [{"rule": "min_accuracy", "passed": True,
-                                          "reason": "accuracy 98% >= 90%"}],
-                               "provenance": {"data_fingerprint": "d1"},
-                               "candidate": {"accuracy": 0.98, "macro_f1": 0.97,
-                                             "model_sha256": hashlib.sha256(
-                                                 b"a model").hexdigest()}},
+        "validate/summary.json": {
+            "success": True,
+            "evaluated_expectations": 604,
+            "failed_expectations": 0,
+            "rows": {"test": 360},
+            "data_fingerprint": "d1",
+            "provenance": {"data_md5": "d1"},
+        },
+        "gate/blessing.json": {
+            "blessed": True,
+            "comparison": None,
+            "baseline": None,
+            "rules": [{"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}],
+            "provenance": {"data_fingerprint": "d1"},
+            "candidate": {
+                "accuracy": 0.98,
+                "macro_f1": 0.97,
+                "model_sha256": hashlib.sha256(b"a model").hexdigest(),
+            },
+        },
     }
     for rel, doc in files.items():
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -884,11 +1063,21 @@ def report_evidence(root: Path) -> None:
 
 def posting_env(api: FakeApi, **extra: str) -> dict[str, str]:
     """What the `report` job of ci.yml sets, pointed at the fake GitHub."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLOPS_", "CI", "GITHUB_", "RUNNER_", "REPORT_", "PYTEST"))}
-    env.update({"MLOPS_SCM_PROVIDER": "github", "GITHUB_API_URL": api.url,
-                "MLOPS_GITHUB_REPOSITORY": api.state.repo, "GITHUB_TOKEN": TOKEN,
-                "MLOPS_PR_NUMBER": "12", **extra})
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLOPS_", "CI", "GITHUB_", "RUNNER_", "REPORT_", "PYTEST"))
+    }
+    env.update(
+        {
+            "MLOPS_SCM_PROVIDER": "github",
+            "GITHUB_API_URL": api.url,
+            "MLOPS_GITHUB_REPOSITORY": api.state.repo,
+            "GITHUB_TOKEN": TOKEN,
+            "MLOPS_PR_NUMBER": "12",
+            **extra,
+        }
+    )
     return env
 
 
@@ -909,23 +1098,49 @@ def test_mlops_report_imports_only_the_report_extra(tmp_path: Path, github: Fake
     imported = tmp_path / "modules.json"
     summary = tmp_path / "summary.md"
     result = subprocess.run(
-        [sys.executable, "-c", ONLY_REPORT_EXTRA, json.dumps(sorted(report_modules())),
-         str(imported), "report", "--model", "digits", "--post", "--summary", str(summary)],
-        cwd=root, env=posting_env(github), capture_output=True, text=True, timeout=120,
-        check=False)
+        [
+            sys.executable,
+            "-c",
+            ONLY_REPORT_EXTRA,
+            json.dumps(sorted(report_modules())),
+            str(imported),
+            "report",
+            "--model",
+            "digits",
+            "--post",
+            "--summary",
+            str(summary),
+        ],
+        cwd=root,
+        env=posting_env(github),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "✅ blessed" in summary.read_text()
     (comment,) = github.state.comments.values()
     assert comment["on"] == 12
     assert "✅ blessed" in comment["body"]
     tops = {name.partition(".")[0] for name in json.loads(imported.read_text())}
-    for heavy in ("tensorflow", "keras", "great_expectations", "numpy", "pandas", "pyarrow",
-                  "dvc", "ai_edge_litert", "docker", "kubernetes", "git"):
+    for heavy in (
+        "tensorflow",
+        "keras",
+        "great_expectations",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "dvc",
+        "ai_edge_litert",
+        "docker",
+        "kubernetes",
+        "git",
+    ):
         assert heavy not in tops, heavy
 
 
-def test_the_report_install_holds_no_tensorflow_and_posts(tmp_path: Path, github: FakeApi
-                                                          ) -> None:
+def test_the_report_install_holds_no_tensorflow_and_posts(tmp_path: Path, github: FakeApi) -> None:
     """The report job's two commands, for real: `MLOPS_INSTALL=report make setup` builds an
     environment (from the package index pip is configured with) holding the report extra
     only, and `make report` posts the comment with it."""
@@ -933,22 +1148,42 @@ def test_the_report_install_holds_no_tensorflow_and_posts(tmp_path: Path, github
     report_evidence(root)
     env = posting_env(github, MLOPS_INSTALL="report", CI="true", RUNNER_TEMP=str(tmp_path))
     env["PATH"] = f"{Path(sys.executable).resolve().parent}:{env['PATH']}"
-    setup = subprocess.run(["make", "--no-print-directory", "setup"], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=600, check=False)
+    setup = subprocess.run(
+        ["make", "--no-print-directory", "setup"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if setup.returncode != 0 and "No matching distribution" in setup.stderr:
         require("a package index", False, setup.stderr[-300:])
     assert setup.returncode == 0, setup.stdout + setup.stderr
     assert "(report)" in setup.stdout
     site = next((root / ".venv/lib").glob("python3*/site-packages"))
-    installed = {canonicalize_name(d.metadata["Name"])
-                 for d in md.distributions(path=[str(site)])}
+    installed = {canonicalize_name(d.metadata["Name"]) for d in md.distributions(path=[str(site)])}
     assert {"pydantic", "pyyaml", "jinja2", "requests"} <= installed
-    for heavy in ("tensorflow-cpu", "tensorflow", "keras", "great-expectations", "numpy",
-                  "pandas", "dvc", "mlops-gitops"):
+    for heavy in (
+        "tensorflow-cpu",
+        "tensorflow",
+        "keras",
+        "great-expectations",
+        "numpy",
+        "pandas",
+        "dvc",
+        "mlops-gitops",
+    ):
         assert heavy not in installed, heavy
-    report = subprocess.run(["make", "--no-print-directory", "report"], cwd=root,
-                            env={**env, "REPORT_POST": "1"}, capture_output=True, text=True,
-                            timeout=300, check=False)
+    report = subprocess.run(
+        ["make", "--no-print-directory", "report"],
+        cwd=root,
+        env={**env, "REPORT_POST": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert report.returncode == 0, report.stdout + report.stderr
     assert "already verified" in report.stdout  # setup's check is not repeated
     (comment,) = github.state.comments.values()
@@ -961,10 +1196,22 @@ def test_the_report_install_holds_no_tensorflow_and_posts(tmp_path: Path, github
 
 
 def test_zizmor_auditor_finds_nothing_at_medium_or_above() -> None:
-    result = subprocess.run([str(VENV_BIN / "zizmor"), "--offline", "--persona", "auditor",
-                             "--min-severity", "medium", "--no-progress",
-                             str(ROOT / ".github/workflows")],
-                            capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [
+            str(VENV_BIN / "zizmor"),
+            "--offline",
+            "--persona",
+            "auditor",
+            "--min-severity",
+            "medium",
+            "--no-progress",
+            str(ROOT / ".github/workflows"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     makefile = (ROOT / "Makefile").read_text()
-    assert "zizmor\" --offline --persona auditor --min-severity medium" in makefile
+    assert 'zizmor" --offline --persona auditor --min-severity medium' in makefile

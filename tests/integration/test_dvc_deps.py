@@ -32,12 +32,20 @@ def module_path(module: str) -> str:
 
 @pytest.mark.parametrize("stage", dvcgraph.ORDER)
 def test_every_module_a_stage_runs_is_a_dvc_dep(workspace: Path, stage: str) -> None:
-    proc = subprocess.run([sys.executable, "-c", PROBE, stage, str(workspace)], cwd=workspace,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, stage, str(workspace)],
+        cwd=workspace,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (line,) = [x for x in proc.stdout.splitlines() if x.startswith("MODULES ")]
     loaded = {module_path(m) for m in line.split()[1:]}
-    deps = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][
-        dvcgraph.stage_name(stage, "digits")]["deps"])
+    deps = set(
+        yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][
+            dvcgraph.stage_name(stage, "digits")
+        ]["deps"]
+    )
     assert f"pipelines/stages/{stage}.py" in loaded  # the probe ran what it should
     assert loaded - deps == set(), f"{stage} runs code dvc.yaml does not watch"

@@ -22,7 +22,8 @@ def _tflite(tf: Any, model: Any, integer: Any = None) -> bytes:
         shape = tuple(int(d) for d in model.inputs[0].shape[1:])
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (
-            [np.random.default_rng(i).random((1, *shape), dtype=np.float32)] for i in range(8))
+            [np.random.default_rng(i).random((1, *shape), dtype=np.float32)] for i in range(8)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = integer
         converter.inference_output_type = integer
@@ -55,8 +56,9 @@ def baselines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     models["int32 input"] = _tflite(tf, dense(ints))
     ints = keras.Input(image)
     scores = layers.Dense(10)(layers.Flatten()(ints))
-    models["int32 output"] = _tflite(tf, keras.Model(
-        ints, layers.Lambda(lambda t: tf.cast(t * 100, tf.int32))(scores)))
+    models["int32 output"] = _tflite(
+        tf, keras.Model(ints, layers.Lambda(lambda t: tf.cast(t * 100, tf.int32))(scores))
+    )
     good = models["five classes"]
     models["empty file"] = b""
     models["truncated file"] = good[: len(good) // 2]
@@ -87,8 +89,12 @@ MISMATCH = {
 
 @pytest.mark.parametrize("case", list(MISMATCH))
 def test_incomparable_baseline_is_refused_and_leaves_no_blessing(
-        case: str, baselines: dict[str, Path], workspace: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    case: str,
+    baselines: dict[str, Path],
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     ws = load_model(workspace, "digits")
     assert gate.run(ws).blessed  # an earlier blessing for this very candidate
     monkeypatch.chdir(workspace)
@@ -104,8 +110,9 @@ def test_incomparable_baseline_is_refused_and_leaves_no_blessing(
     assert "no blessing" in capsys.readouterr().err
 
 
-def test_unreadable_baseline_is_a_usage_error(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_baseline_is_a_usage_error(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(workspace)
     folder = workspace / "a-folder.tflite"
     folder.mkdir()

@@ -30,16 +30,23 @@ def gitlab() -> Iterator[FakeApi]:
 
 
 def run_pipeline(repo: Path, api: FakeApi) -> subprocess.CompletedProcess[str]:
-    require("gitlab-ci-local", GCL.is_file() and shutil.which("rsync") is not None,
-            "run `make ci-tools` (npm) and install rsync")
+    require(
+        "gitlab-ci-local",
+        GCL.is_file() and shutil.which("rsync") is not None,
+        "run `make ci-tools` (npm) and install rsync",
+    )
     variables = {
         # What GitLab sets for a merge-request pipeline (no branch pipeline variables).
-        "CI_PIPELINE_SOURCE": "merge_request_event", "CI_COMMIT_BRANCH": "",
-        "CI_MERGE_REQUEST_IID": "7", "CI_API_V4_URL": api.url, "CI_PROJECT_ID": api.state.project,
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_COMMIT_BRANCH": "",
+        "CI_MERGE_REQUEST_IID": "7",
+        "CI_API_V4_URL": api.url,
+        "CI_PROJECT_ID": api.state.project,
         # The Reporter-role token the gate job hands to `make report` as GITLAB_TOKEN.
         "MLOPS_REPORT_TOKEN": TOKEN,
         # One prepared environment for every job, instead of 1.5 GB installed per job.
-        "MLOPS_VENV": str(VENV), "CI": "true",
+        "MLOPS_VENV": str(VENV),
+        "CI": "true",
     }
     # No --shell-isolation: with it, gitlab-ci-local runs after_script in a fresh copy of the
     # job folder, unlike GitLab, and the report would not see the gate's verdict.
@@ -63,8 +70,7 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab: FakeApi
-                                                             ) -> None:
+def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab: FakeApi) -> None:
     result = run_pipeline(repo, gitlab)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     for job in ("validate", "train", "gate"):
@@ -92,9 +98,12 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
 
 
 def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: FakeApi) -> None:
-    frames = [pd.read_parquet(ROOT / f"data/digits/{s}.parquet") if (
-        ROOT / f"data/digits/{s}.parquet").is_file() else None
-        for s in ("train", "validation", "test")]
+    frames = [
+        pd.read_parquet(ROOT / f"data/digits/{s}.parquet")
+        if (ROOT / f"data/digits/{s}.parquet").is_file()
+        else None
+        for s in ("train", "validation", "test")
+    ]
     if any(f is None for f in frames):
         from sklearn.datasets import load_digits
 
@@ -111,7 +120,8 @@ def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: Fak
     result = run_pipeline(repo, gitlab)
     assert result.returncode != 0
     summary = json.loads(
-        (exported(repo, "validate") / "artifacts/digits/validate/summary.json").read_text())
+        (exported(repo, "validate") / "artifacts/digits/validate/summary.json").read_text()
+    )
     assert summary["success"] is False
     assert any("pixel_10" in f for f in summary["failures"])
     assert not exported(repo, "train").exists()

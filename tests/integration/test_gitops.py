@@ -37,14 +37,16 @@ def remote(root: Path) -> Path:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout
 
 
 def commits(root: Path) -> list[dict[str, str]]:
     """The GitOps branch's history, oldest first: subject plus trailers."""
-    out = git(remote(root), "log", "--reverse", "--topo-order", "--format=%H%x00%s%x00%B%x1e",
-              "main")
+    out = git(
+        remote(root), "log", "--reverse", "--topo-order", "--format=%H%x00%s%x00%B%x1e", "main"
+    )
     history = []
     for entry in filter(str.strip, out.split("\x1e")):
         sha, subject, body = entry.strip().split("\x00")
@@ -86,19 +88,39 @@ def evidence(root: Path, rec: ReleaseRecord) -> None:
     art = root / "artifacts/digits"
     rules = [{"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}]
     files = {
-        "validate/summary.json": {"success": True, "evaluated_expectations": 604,
-                                  "failed_expectations": 0, "rows": {"test": 360},
-                                  "data_fingerprint": rec.data_md5,
-                                  "provenance": {"data_md5": rec.data_md5}},
-        "gate/blessing.json": {"blessed": True, "rules": rules, "comparison": None,
-                               "provenance": {"data_fingerprint": rec.data_md5},
-                               "baseline": None, "candidate": {
-                                   "model_sha256": rec.model_sha256, "accuracy": 0.98,
-                                   "macro_f1": 0.97, "per_class_recall": {"0": 1.0}}},
-        "package/release.json": {"release_id": rec.release_id, "image": rec.image,
-                                 "model_sha256": rec.model_sha256, "sbom_sha256": "f" * 64},
-        "verify/infra_blessing.json": {"blessed": True, "image": rec.image, "rules": rules,
-                                       "latency_ms": {"p50": 1.0, "p99": 2.0}},
+        "validate/summary.json": {
+            "success": True,
+            "evaluated_expectations": 604,
+            "failed_expectations": 0,
+            "rows": {"test": 360},
+            "data_fingerprint": rec.data_md5,
+            "provenance": {"data_md5": rec.data_md5},
+        },
+        "gate/blessing.json": {
+            "blessed": True,
+            "rules": rules,
+            "comparison": None,
+            "provenance": {"data_fingerprint": rec.data_md5},
+            "baseline": None,
+            "candidate": {
+                "model_sha256": rec.model_sha256,
+                "accuracy": 0.98,
+                "macro_f1": 0.97,
+                "per_class_recall": {"0": 1.0},
+            },
+        },
+        "package/release.json": {
+            "release_id": rec.release_id,
+            "image": rec.image,
+            "model_sha256": rec.model_sha256,
+            "sbom_sha256": "f" * 64,
+        },
+        "verify/infra_blessing.json": {
+            "blessed": True,
+            "image": rec.image,
+            "rules": rules,
+            "latency_ms": {"p50": 1.0, "p99": 2.0},
+        },
     }
     for rel, doc in files.items():
         (art / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -111,7 +133,8 @@ def test_a_release_is_one_commit_with_state_rendered_yaml_and_trailers(root: Pat
     history = commits(root)
     assert [c["subject"] for c in history] == [
         "Seed the GitOps repository from the template's manifests/",
-        "release(staging): digits digits-000000000001 to blue"]
+        "release(staging): digits digits-000000000001 to blue",
+    ]
     tip = history[-1]
     rec = record(1)
     assert tip["Release-Id"] == rec.release_id
@@ -142,8 +165,9 @@ def test_the_next_release_flips_colors_and_keeps_the_previous_warm(root: Path) -
     slot = state(root, "staging")["models"]["digits"]  # type: ignore[index]
     assert slot["active"] == "green"
     assert slot["blue"]["release_id"] == record(1).release_id
-    preview = yaml.safe_load(git(remote(root), "show",
-                                 "main:manifests/rendered/staging/service-digits-preview.yaml"))
+    preview = yaml.safe_load(
+        git(remote(root), "show", "main:manifests/rendered/staging/service-digits-preview.yaml")
+    )
     assert preview["spec"]["selector"]["color"] == "blue"
     assert_consistent(root)
 
@@ -156,8 +180,11 @@ def test_production_cannot_be_released_to_directly(root: Path) -> None:
 def test_a_policy_violation_blocks_the_release_and_nothing_is_pushed(root: Path) -> None:
     release(root, 1)
     template = root / "manifests/templates/deployment.yaml.j2"
-    template.write_text(template.read_text().replace("readOnlyRootFilesystem: true",
-                                                     "readOnlyRootFilesystem: false"))
+    template.write_text(
+        template.read_text().replace(
+            "readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"
+        )
+    )
     before = commits(root)
     with pytest.raises(CheckFailed, match="read-only-root"):
         release(root, 2)
@@ -177,9 +204,14 @@ publish(root, load_model(root, "digits"), "staging", record(int(sys.argv[2])),
 
 
 def _racer(root: Path, n: int) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", RACER, str(root), str(n)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return subprocess.Popen(
+        [sys.executable, "-c", RACER, str(root), str(n)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
 
 
 def test_ten_racing_releases_all_land_none_lost_or_garbled(root: Path) -> None:
@@ -208,7 +240,7 @@ def test_a_release_killed_at_any_point_leaves_all_or_nothing(root: Path) -> None
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         after = commits(root)
-        assert after[:len(before)] == before
+        assert after[: len(before)] == before
         assert len(after) - len(before) in (0, 1)
         if len(after) > len(before):
             landed += 1
@@ -220,23 +252,34 @@ def test_a_release_killed_at_any_point_leaves_all_or_nothing(root: Path) -> None
 
 
 def test_promotion_opens_one_request_updates_it_and_merge_deploys(
-        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     ws = load_model(root, "digits")
     release(root, 1)
     evidence(root, record(1))
     first = promote.run(ws, "production", "staging", **QUIET)
     assert first.created is True
     assert first.number == 1
-    assert first.detail == ("opened #1 (promote/production/digits-000000000001); "
-                            "digits-000000000001 serves production once it is approved and "
-                            "merged")
+    assert first.detail == (
+        "opened #1 (promote/production/digits-000000000001); "
+        "digits-000000000001 serves production once it is approved and "
+        "merged"
+    )
     branch = "promote/production/digits-000000000001"
     assert branch in git(remote(root), "branch", "--list")
     body = Path(first.url).read_text()
-    for section in ("## Data validation", "604 of 604 expectations met",
-                    "candidate vs production", "## Gate", "min_accuracy",
-                    "image: `r.example/d@sha256:", "SBOM:", "## Rendered changes",
-                    "added (7)", "`deployment-digits-blue.yaml`"):
+    for section in (
+        "## Data validation",
+        "604 of 604 expectations met",
+        "candidate vs production",
+        "## Gate",
+        "min_accuracy",
+        "image: `r.example/d@sha256:",
+        "SBOM:",
+        "## Rendered changes",
+        "added (7)",
+        "`deployment-digits-blue.yaml`",
+    ):
         assert section in body, section
     again = promote.run(ws, "production", "staging", **QUIET)
     assert (again.number, again.created) == (1, False)
@@ -246,8 +289,7 @@ def test_promotion_opens_one_request_updates_it_and_merge_deploys(
 
     capsys.readouterr()
     assert main_in(root, "promote", "--merge", "--to", "production") == 0
-    assert capsys.readouterr().out.rstrip().endswith("; digits-000000000001 now serves "
-                                                     "production")
+    assert capsys.readouterr().out.rstrip().endswith("; digits-000000000001 now serves production")
     slot = state(root, "production")["models"]["digits"]  # type: ignore[index]
     assert slot["blue"]["release_id"] == record(1).release_id
     merge = commits(root)[-1]
@@ -255,8 +297,9 @@ def test_promotion_opens_one_request_updates_it_and_merge_deploys(
     assert merge["Approved-By"].startswith("local reviewer")
     assert merge["Release-Id"] == record(1).release_id
     assert branch not in git(remote(root), "branch", "--list")
-    assert json.loads((root / ".infra/pull-requests/index.json").read_text())["1"]["state"] \
-        == "merged"
+    assert (
+        json.loads((root / ".infra/pull-requests/index.json").read_text())["1"]["state"] == "merged"
+    )
     assert_consistent(root)
 
 
@@ -334,9 +377,11 @@ def test_rollback_as_a_pull_request(root: Path, capsys: pytest.CaptureFixture[st
     assert main_in(root, "rollback", "--env", "staging") == 0
     out = capsys.readouterr().out
     # Nothing serves differently until the request is merged, and the message says so.
-    assert out.startswith("rollback: opened #1 (rollback/staging/digits-000000000002) to roll "
-                          "staging back to digits-000000000001; digits-000000000002 serves "
-                          "until it is approved and merged"), out
+    assert out.startswith(
+        "rollback: opened #1 (rollback/staging/digits-000000000002) to roll "
+        "staging back to digits-000000000001; digits-000000000002 serves "
+        "until it is approved and merged"
+    ), out
     assert "serves staging again" not in out
     assert state(root, "staging")["models"]["digits"]["active"] == "green"  # type: ignore[index]
     assert main_in(root, "rollback", "--env", "staging", "--merge") == 0
@@ -347,23 +392,27 @@ def test_rollback_as_a_pull_request(root: Path, capsys: pytest.CaptureFixture[st
     assert commits(root)[-1]["Rollback-Of"] == record(2).release_id
     # A second rollback would open a request that undoes the first: refused.
     assert main_in(root, "rollback", "--env", "staging") == 1
-    assert "the previous rollback took digits-000000000002 out of service" in \
-        capsys.readouterr().err
+    assert (
+        "the previous rollback took digits-000000000002 out of service" in capsys.readouterr().err
+    )
 
 
-def test_a_direct_rollback_says_what_serves_now(root: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_direct_rollback_says_what_serves_now(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     release(root, 1)
     release(root, 2)
     capsys.readouterr()
     assert main_in(root, "rollback", "--env", "staging") == 0
     out = capsys.readouterr().out
-    assert out.startswith("rollback: digits-000000000001 serves staging again (was "
-                          "digits-000000000002); committed "), out
+    assert out.startswith(
+        "rollback: digits-000000000001 serves staging again (was digits-000000000002); committed "
+    ), out
 
 
 def test_rolling_back_twice_does_not_silently_reactivate_what_the_first_removed(
-        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     release(root, 1)
     release(root, 2)
     assert main_in(root, "rollback", "--env", "staging") == 0  # 1 serves, 2 removed
@@ -371,9 +420,11 @@ def test_rolling_back_twice_does_not_silently_reactivate_what_the_first_removed(
     capsys.readouterr()
     assert main_in(root, "rollback", "--env", "staging") == 1
     err = capsys.readouterr().err
-    assert "not rolling digits back in staging: the previous rollback took " \
-           "digits-000000000002 out of service; rolling back again would make " \
-           "digits-000000000002 (green) serve instead of digits-000000000001" in err, err
+    assert (
+        "not rolling digits back in staging: the previous rollback took "
+        "digits-000000000002 out of service; rolling back again would make "
+        "digits-000000000002 (green) serve instead of digits-000000000001" in err
+    ), err
     assert "re-run with --reactivate" in err
     assert commits(root) == before
     # Asked for explicitly, it is done, and recorded as a rollback of 1.
@@ -392,15 +443,17 @@ def test_a_direct_promotion_says_it_deployed(root: Path) -> None:
     path = root / "manifests/environments/production.yaml"
     path.write_text(path.read_text().replace("promotion: pr", "promotion: direct"))
     result = promote_releases(root, 1)
-    assert result.detail.startswith("digits-000000000001 now serves production (blue); "
-                                    "committed "), result.detail
+    assert result.detail.startswith(
+        "digits-000000000001 now serves production (blue); committed "
+    ), result.detail
     assert result.detail.endswith(" to main")
     assert "None" not in result.detail
     assert commits(root)[-1]["Release-Id"] == record(1).release_id
 
 
 def test_merge_with_nothing_open_points_at_the_right_command(
-        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     release(root, 1)
     capsys.readouterr()
     assert main_in(root, "rollback", "--env", "staging", "--merge") == 2
@@ -414,8 +467,7 @@ def test_merge_with_nothing_open_points_at_the_right_command(
     assert "`mlops promote --to production`" in err
 
 
-def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
+def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Release, promote, approve, release again, promote, approve, roll production back."""
     ws = load_model(root, "digits")
     for n in (1, 2):
@@ -424,8 +476,10 @@ def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFix
         promote.run(ws, "production", "staging", **QUIET)
         assert main_in(root, "promote", "--merge", "--to", "production") == 0
     assert main_in(root, "rollback", "--env", "production") == 0
-    story = [(c["subject"].split(":")[0], c.get("Release-Id"), c.get("Rollback-Of"))
-             for c in commits(root)]
+    story = [
+        (c["subject"].split(":")[0], c.get("Release-Id"), c.get("Rollback-Of"))
+        for c in commits(root)
+    ]
     assert story == [
         ("Seed the GitOps repository from the template's manifests/", None, None),
         ("release(staging)", record(1).release_id, None),
@@ -445,7 +499,8 @@ def test_the_history_tells_the_whole_story(root: Path, capsys: pytest.CaptureFix
 
 
 def test_status_without_a_provider_token_still_shows_git(
-        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     release(root, 1)
     monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
     monkeypatch.delenv("GITHUB_TOKEN", raising=False)
@@ -455,8 +510,9 @@ def test_status_without_a_provider_token_still_shows_git(
     assert "open requests not checked: the github provider needs GITHUB_TOKEN" in out
 
 
-def test_tokens_never_appear_in_errors(root: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_tokens_never_appear_in_errors(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     secret = "ghp_s3cr3tT0kenValue"
     monkeypatch.setenv("MLOPS_GITOPS_TOKEN", secret)
     monkeypatch.setenv("MLOPS_GITOPS_REMOTE", f"https://user:{secret}@127.0.0.1:1/gitops.git")

@@ -45,8 +45,10 @@ def decline(root: Path, hook: str) -> None:
     """A server-side hook on the remote that refuses every push with a message (and, to prove
     redaction, the credential it was handed)."""
     path = remote(root) / "hooks" / hook
-    path.write_text("#!/bin/sh\necho \"GL-HOOK-ERR: $MLOPS_GITOPS_TOKEN pushes to this branch "
-                    "need a review\" >&2\nexit 1\n")
+    path.write_text(
+        '#!/bin/sh\necho "GL-HOOK-ERR: $MLOPS_GITOPS_TOKEN pushes to this branch '
+        'need a review" >&2\nexit 1\n'
+    )
     path.chmod(0o755)
 
 
@@ -57,7 +59,8 @@ def _pr_mode_rollback(root: Path) -> None:
 
 @pytest.mark.parametrize("hook", ["pre-receive", "update"])
 def test_a_push_refused_by_a_hook_fails_at_once_quoting_the_remote(
-        root: Path, hook: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, hook: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MLOPS_GITOPS_TOKEN", SECRET)
     release(root, 1)
     decline(root, hook)
@@ -77,7 +80,8 @@ def test_a_push_refused_by_a_hook_fails_at_once_quoting_the_remote(
 
 
 def test_promotion_and_pr_rollback_refused_by_a_hook_are_exit_3_with_the_message(
-        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MLOPS_GITOPS_TOKEN", SECRET)
     _pr_mode_rollback(root)
     release(root, 1)
@@ -85,8 +89,10 @@ def test_promotion_and_pr_rollback_refused_by_a_hook_are_exit_3_with_the_message
     evidence(root, record(2))
     decline(root, "pre-receive")
     ws = load_model(root, "digits")
-    for run in (lambda: promote.run(ws, "production", "staging", progress=print),
-                lambda: rollback.run(ws, "staging", progress=print)):
+    for run in (
+        lambda: promote.run(ws, "production", "staging", progress=print),
+        lambda: rollback.run(ws, "staging", progress=print),
+    ):
         with pytest.raises(InfraError, match="GL-HOOK-ERR: \\*\\*\\* pushes") as caught:
             run()
         assert "pre-receive hook declined" in str(caught.value)
@@ -105,14 +111,28 @@ def read_only_remote(root: Path) -> Iterator[str]:
     (receive-pack is not enabled): a remote this identity may read and may not write."""
     release(root, 1)
     port = _free_port()
-    daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
-                               f"--port={port}", f"--base-path={remote(root).parent}",
-                               str(remote(root).parent)], stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--reuseaddr",
+            "--export-all",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            f"--base-path={remote(root).parent}",
+            str(remote(root).parent),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = f"git://127.0.0.1:{port}/gitops.git"
         for _ in range(100):
-            if subprocess.run(["git", "ls-remote", url], capture_output=True,
-                              timeout=10).returncode == 0:
+            if (
+                subprocess.run(
+                    ["git", "ls-remote", url], capture_output=True, timeout=10
+                ).returncode
+                == 0
+            ):
                 break
         yield url
     finally:
@@ -121,15 +141,18 @@ def read_only_remote(root: Path) -> Iterator[str]:
 
 
 def test_a_read_only_remote_fails_release_promote_and_rollback_with_exit_3(
-        root: Path, read_only_remote: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, read_only_remote: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _pr_mode_rollback(root)
     release(root, 2)
     evidence(root, record(2))
     monkeypatch.setenv("MLOPS_GITOPS_REMOTE", read_only_remote)
     ws = load_model(root, "digits")
-    for run in (lambda: publish(root, ws, "staging", record(3), progress=print),
-                lambda: promote.run(ws, "production", "staging", progress=print),
-                lambda: rollback.run(ws, "staging", progress=print)):
+    for run in (
+        lambda: publish(root, ws, "staging", record(3), progress=print),
+        lambda: promote.run(ws, "production", "staging", progress=print),
+        lambda: rollback.run(ws, "staging", progress=print),
+    ):
         with pytest.raises(InfraError, match="access denied") as caught:
             run()
         assert caught.value.exit_code == 3
@@ -137,29 +160,46 @@ def test_a_read_only_remote_fails_release_promote_and_rollback_with_exit_3(
 
 def test_only_a_lost_race_counts_as_one() -> None:
     race, said = gitops.push_refusal(
-        "To /r.git\n!\tHEAD:refs/heads/main\t[rejected] (fetch first)\nDone\n", "")
+        "To /r.git\n!\tHEAD:refs/heads/main\t[rejected] (fetch first)\nDone\n", ""
+    )
     assert race
     assert said == "[rejected] (fetch first)"
     assert gitops.push_refusal(
         "!\tHEAD:refs/heads/main\t[remote rejected] (cannot lock ref 'refs/heads/main': is at "
-        "1 but expected 2)\n", "")[0]
+        "1 but expected 2)\n",
+        "",
+    )[0]
     for stdout, stderr in [
-        ("!\tHEAD:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n",
-         "remote: rejected: non-fast-forward pushes are not allowed here\n"),
-        ("!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)\n",
-         "remote: error: GH006: Protected branch update failed for refs/heads/main.\n"),
+        (
+            "!\tHEAD:refs/heads/main\t[remote rejected] (pre-receive hook declined)\n",
+            "remote: rejected: non-fast-forward pushes are not allowed here\n",
+        ),
+        (
+            "!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)\n",
+            "remote: error: GH006: Protected branch update failed for refs/heads/main.\n",
+        ),
         ("", "fatal: unable to access 'https://x/': The requested URL returned error: 403\n"),
-        ("!\tHEAD:refs/heads/promote/production/x\t[remote rejected] (cannot lock ref "
-         "'refs/heads/promote/production/x': 'refs/heads/promote/production' exists; cannot "
-         "create 'refs/heads/promote/production/x')\n", ""),
-        ("!\tHEAD:refs/heads/a\t[rejected] (non-fast-forward)\n"
-         "!\tHEAD:refs/heads/b\t[remote rejected] (hook declined)\n", ""),
+        (
+            "!\tHEAD:refs/heads/promote/production/x\t[remote rejected] (cannot lock ref "
+            "'refs/heads/promote/production/x': 'refs/heads/promote/production' exists; cannot "
+            "create 'refs/heads/promote/production/x')\n",
+            "",
+        ),
+        (
+            "!\tHEAD:refs/heads/a\t[rejected] (non-fast-forward)\n"
+            "!\tHEAD:refs/heads/b\t[remote rejected] (hook declined)\n",
+            "",
+        ),
     ]:
         race, said = gitops.push_refusal(stdout, stderr)
         assert not race, said
-    assert "GH006" in gitops.push_refusal(
-        "!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)\n",
-        "remote: error: GH006: Protected branch update failed.   \n")[1]
+    assert (
+        "GH006"
+        in gitops.push_refusal(
+            "!\tHEAD:refs/heads/main\t[remote rejected] (protected branch hook declined)\n",
+            "remote: error: GH006: Protected branch update failed.   \n",
+        )[1]
+    )
 
 
 PROMOTER = """
@@ -185,10 +225,17 @@ def _race_promotions(root: Path, n: int) -> list[subprocess.CompletedProcess[str
     gate = root.parent / "gate"
     shutil.rmtree(gate, ignore_errors=True)
     gate.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", PROMOTER, str(root), str(gate), f"r{i}"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-             for i in range(n)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROMOTER, str(root), str(gate), f"r{i}"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        for i in range(n)
+    ]
     for i in range(n):
         while not (gate / f"r{i}").exists() and procs[i].poll() is None:
             time.sleep(0.01)
@@ -201,7 +248,8 @@ def _race_promotions(root: Path, n: int) -> list[subprocess.CompletedProcess[str
 
 
 def test_concurrent_promotions_of_one_release_all_exit_cleanly_leaving_one_request(
-        root: Path) -> None:
+    root: Path,
+) -> None:
     release(root, 1)
     evidence(root, record(1))
     for p in _race_promotions(root, 6):
@@ -215,7 +263,8 @@ def test_concurrent_promotions_of_one_release_all_exit_cleanly_leaving_one_reque
 
 @pytest.mark.parametrize("kind", ["github", "gitlab"])
 def test_concurrent_promotions_through_a_provider_leave_one_request(
-        root: Path, monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    root: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
     from tests.fakes.scm_api import TOKEN, serve
 
     release(root, 1)
@@ -233,22 +282,29 @@ def test_concurrent_promotions_through_a_provider_leave_one_request(
         for p in _race_promotions(root, 4):
             assert "Traceback" not in p.stderr, p.stderr[-2000:]
             assert p.returncode == 0, p.stderr[-2000:]
-        assert [n for n, pr in api.state.pulls.items()
-                if pr["state"] in ("open", "opened")] == [1]
+        assert [n for n, pr in api.state.pulls.items() if pr["state"] in ("open", "opened")] == [1]
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.rglob("*") if p.name.endswith(".lock")
-                  or ".building" in p.name) if folder.is_dir() else []
+    return (
+        sorted(
+            p.name for p in folder.rglob("*") if p.name.endswith(".lock") or ".building" in p.name
+        )
+        if folder.is_dir()
+        else []
+    )
 
 
 def test_a_configured_remote_that_does_not_exist_is_exit_3_and_is_not_created(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     # A relative path that leaves the repository is refused earlier, as a configuration error
     # (tests/unit/test_paths.py); these are paths the configuration allows.
-    for configured in (str(tmp_path / "typo" / "gitops.git"), "gitops-typo.git",
-                       ".infra/gitops-typo.git"):
+    for configured in (
+        str(tmp_path / "typo" / "gitops.git"),
+        "gitops-typo.git",
+        ".infra/gitops-typo.git",
+    ):
         monkeypatch.setenv("MLOPS_GITOPS_REMOTE", configured)
         assert main_in(root, "status", "--no-live") == 3
         err = capsys.readouterr().err
@@ -266,13 +322,17 @@ def test_the_embedded_default_is_created_and_leaves_no_lock_behind(root: Path) -
     assert not Path(f"{remote(root)}.lock").exists()
 
 
-@pytest.mark.parametrize(("make", "says"), [
-    ("infra-is-a-file", "cannot create the embedded GitOps repository"),
-    ("remote-is-a-file", "exists but is not a git repository"),
-    ("remote-is-an-empty-folder", "exists but is not a git repository"),
-])
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        ("infra-is-a-file", "cannot create the embedded GitOps repository"),
+        ("remote-is-a-file", "exists but is not a git repository"),
+        ("remote-is-an-empty-folder", "exists but is not a git repository"),
+    ],
+)
 def test_an_unusable_default_remote_path_is_a_clear_error_and_leaves_nothing(
-        root: Path, make: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, make: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     infra = root / ".infra"
     if make == "infra-is-a-file":
         infra.write_text("not a folder")
@@ -330,12 +390,23 @@ STATUS = "import sys\nfrom pipelines.cli import main\nsys.exit(main(['status', '
 
 
 @pytest.mark.parametrize("scheme", ["http", "git"])
-def test_a_remote_that_never_answers_ends_in_exit_3(root: Path, silent_server: int,
-                                                    scheme: str) -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLOPS_GIT_TIMEOUT": "2",
-           "MLOPS_GITOPS_REMOTE": f"{scheme}://127.0.0.1:{silent_server}/gitops.git"}
-    proc = subprocess.run([sys.executable, "-c", STATUS], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
+def test_a_remote_that_never_answers_ends_in_exit_3(
+    root: Path, silent_server: int, scheme: str
+) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "MLOPS_GIT_TIMEOUT": "2",
+        "MLOPS_GITOPS_REMOTE": f"{scheme}://127.0.0.1:{silent_server}/gitops.git",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", STATUS],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "got no answer from" in proc.stderr
     assert "within 2 s" in proc.stderr
@@ -343,8 +414,9 @@ def test_a_remote_that_never_answers_ends_in_exit_3(root: Path, silent_server: i
     assert "MLOPS_GIT_TIMEOUT" in proc.stderr
 
 
-def test_the_git_timeout_is_a_typed_setting(root: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_git_timeout_is_a_typed_setting(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from pipelines.config import load_gitops
 
     assert load_gitops(root).git_timeout == 120
@@ -357,7 +429,8 @@ def test_the_git_timeout_is_a_typed_setting(root: Path, monkeypatch: pytest.Monk
 
 
 def test_an_unusable_local_requests_folder_is_exit_3_not_a_traceback(
-        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     release(root, 1)
     evidence(root, record(1))
     (root / ".infra/pull-requests").write_text("not a folder")
@@ -368,7 +441,8 @@ def test_an_unusable_local_requests_folder_is_exit_3_not_a_traceback(
 
 
 def test_a_push_the_remote_never_finishes_ends_in_exit_3(
-        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The remote takes the push and then hangs (here: in its pre-receive hook). The whole
     process group goes at the deadline: git, receive-pack and the hook alike."""
     release(root, 1)
@@ -386,24 +460,33 @@ def test_a_push_the_remote_never_finishes_ends_in_exit_3(
 
 
 def test_the_bot_identity_wins_over_the_runners_git_config(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """CI skips pipelines for mlops's own commits by their author: a runner whose git config
     names someone else must not change it when MLOPS_GIT_NAME / MLOPS_GIT_EMAIL are set."""
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = runner\n\temail = runner@ci.invalid\n")
     monkeypatch.setenv("HOME", str(home))
-    for var in ("GIT_CONFIG_GLOBAL", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
-                "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+    for var in (
+        "GIT_CONFIG_GLOBAL",
+        "GIT_AUTHOR_NAME",
+        "GIT_AUTHOR_EMAIL",
+        "GIT_COMMITTER_NAME",
+        "GIT_COMMITTER_EMAIL",
+    ):
         monkeypatch.delenv(var, raising=False)
     release(root, 1)
-    assert git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == \
-        "runner <runner@ci.invalid>"  # no variables: the user's own identity
+    assert (
+        git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == "runner <runner@ci.invalid>"
+    )  # no variables: the user's own identity
     monkeypatch.setenv("MLOPS_GIT_NAME", "mlops-bot")
     monkeypatch.setenv("MLOPS_GIT_EMAIL", "mlops-bot@users.noreply.invalid")
     release(root, 2)
-    assert git(remote(root), "log", "-1", "--format=%an <%ae>").strip() == \
-        "mlops-bot <mlops-bot@users.noreply.invalid>"
+    assert (
+        git(remote(root), "log", "-1", "--format=%an <%ae>").strip()
+        == "mlops-bot <mlops-bot@users.noreply.invalid>"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,15 +537,28 @@ class GitHttpServer:
                     self.end_headers()
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                env = {**os.environ, "GIT_PROJECT_ROOT": str(project_root),
-                       "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
-                       "REQUEST_METHOD": self.command, "REMOTE_USER": token,
-                       "REMOTE_ADDR": "127.0.0.1", "CONTENT_LENGTH": str(len(body)),
-                       "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                       "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                       "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
-                out = subprocess.run(["git", "http-backend"], input=body, env=env,
-                                     capture_output=True, timeout=60, check=False).stdout
+                env = {
+                    **os.environ,
+                    "GIT_PROJECT_ROOT": str(project_root),
+                    "GIT_HTTP_EXPORT_ALL": "1",
+                    "PATH_INFO": path,
+                    "QUERY_STRING": query,
+                    "REQUEST_METHOD": self.command,
+                    "REMOTE_USER": token,
+                    "REMOTE_ADDR": "127.0.0.1",
+                    "CONTENT_LENGTH": str(len(body)),
+                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+                }
+                out = subprocess.run(
+                    ["git", "http-backend"],
+                    input=body,
+                    env=env,
+                    capture_output=True,
+                    timeout=60,
+                    check=False,
+                ).stdout
                 head, found, payload = out.partition(b"\r\n\r\n")
                 if not found:
                     head, _, payload = out.partition(b"\n\n")
@@ -498,7 +594,8 @@ def http_remote(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttp
 
 
 def test_the_read_token_fetches_and_is_never_sent_with_a_push(
-        root: Path, http_remote: GitHttpServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, http_remote: GitHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """What a pull/merge-request gate holds: the read token reads production's state; a push
     (a release) carries no token at all, and fails with exit 3."""
     from pipelines.config import load_gitops
@@ -521,8 +618,9 @@ def test_the_read_token_fetches_and_is_never_sent_with_a_push(
     assert commits(root) == before
 
 
-def test_the_write_token_pushes(root: Path, http_remote: GitHttpServer,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_write_token_pushes(
+    root: Path, http_remote: GitHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A release job: the write token (and the read token beside it, which is not used)."""
     monkeypatch.setenv("MLOPS_GITOPS_TOKEN", WRITE_SECRET)
     monkeypatch.setenv("MLOPS_GITOPS_READ_TOKEN", READ_SECRET)
@@ -532,7 +630,6 @@ def test_the_write_token_pushes(root: Path, http_remote: GitHttpServer,
     assert commits(root)[-1]["subject"].startswith("release(staging): digits digits-000000000002")
 
 
-def test_the_read_token_is_redacted_like_the_write_token(monkeypatch: pytest.MonkeyPatch
-                                                         ) -> None:
+def test_the_read_token_is_redacted_like_the_write_token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_GITOPS_READ_TOKEN", READ_SECRET)
     assert gitops.redact(f"fatal: {READ_SECRET} was refused") == "fatal: *** was refused"

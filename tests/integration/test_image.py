@@ -23,8 +23,9 @@ pytestmark = pytest.mark.infra
 
 
 @pytest.fixture(scope="module")
-def packaged(prepared: Path, infra: str, tmp_path_factory: pytest.TempPathFactory
-             ) -> tuple[Path, dict[str, object]]:
+def packaged(
+    prepared: Path, infra: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, object]]:
     """A workspace whose blessed model was packaged and pushed once."""
     root = tmp_path_factory.mktemp("packaged") / "repo"
     shutil.copytree(prepared, root, symlinks=True)
@@ -42,13 +43,16 @@ def _base_image(infra: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BASE_IMAGE", infra)
 
 
-def test_pushed_digest_is_what_the_registry_serves(packaged: tuple[Path, dict[str, object]]
-                                                   ) -> None:
+def test_pushed_digest_is_what_the_registry_serves(
+    packaged: tuple[Path, dict[str, object]],
+) -> None:
     _, record = packaged
     ref = Reference.parse(str(record["image"]))
     head = requests.head(
         f"http://{ref.host}/v2/{ref.repository}/manifests/{record['release_id']}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}, timeout=10)
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        timeout=10,
+    )
     assert head.status_code == 200
     assert head.headers["Docker-Content-Digest"] == ref.digest
     assert record["compressed_size_bytes"] > 0
@@ -62,22 +66,26 @@ def test_image_labels_user_and_no_tensorflow(packaged: tuple[Path, dict[str, obj
     image = client.images.get(str(record["image"]))
     labels = image.labels
     assert labels["io.mlops.model.sha256"] == sha256_file(
-        root / "artifacts/digits/train/model.tflite")
+        root / "artifacts/digits/train/model.tflite"
+    )
     assert labels["io.mlops.release.id"] == record["release_id"]
     assert len(labels["org.opencontainers.image.revision"].removesuffix("-dirty")) == 40
     assert labels["org.opencontainers.image.created"].endswith("+00:00")
     assert "org.opencontainers.image.source" in labels
     assert image.attrs["Config"]["User"] == "10001:10001"
     assert image.attrs["Config"]["Entrypoint"] == ["python", "-m", "pipelines.serving"]
-    names = {c["name"].lower() for c in json.loads(
-        (root / "artifacts/digits/package/sbom.cdx.json").read_text())["components"]}
+    names = {
+        c["name"].lower()
+        for c in json.loads((root / "artifacts/digits/package/sbom.cdx.json").read_text())[
+            "components"
+        ]
+    }
     assert "tensorflow" not in names
     assert "tensorflow-cpu" not in names
     assert {"ai-edge-litert", "numpy", "starlette", "uvicorn"} <= names
 
 
-def test_sbom_is_valid_cyclonedx_with_the_model(packaged: tuple[Path, dict[str, object]]
-                                                ) -> None:
+def test_sbom_is_valid_cyclonedx_with_the_model(packaged: tuple[Path, dict[str, object]]) -> None:
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
 
@@ -95,8 +103,9 @@ def test_sbom_is_valid_cyclonedx_with_the_model(packaged: tuple[Path, dict[str, 
 
 def test_model_artifact_is_fetched_by_digest(packaged: tuple[Path, dict[str, object]]) -> None:
     root, record = packaged
-    data = Registry().pull_model(str(record["model_artifact"]), "model.tflite",
-                                 str(record["model_sha256"]))
+    data = Registry().pull_model(
+        str(record["model_artifact"]), "model.tflite", str(record["model_sha256"])
+    )
     assert data == (root / "artifacts/digits/train/model.tflite").read_bytes()
 
 
@@ -118,26 +127,41 @@ def test_verify_blesses_the_real_image(packaged: tuple[Path, dict[str, object]])
     assert blessing["blessed"] is True
     assert blessing["image"] == record["image"]
     assert {r["rule"] for r in blessing["rules"] if r["passed"]} == {
-        "ready", "same_predictions", "malformed_rejected", "no_restart", "structured_logs",
-        "non_root", "sbom_matches"}
+        "ready",
+        "same_predictions",
+        "malformed_rejected",
+        "no_restart",
+        "structured_logs",
+        "non_root",
+        "sbom_matches",
+    }
     assert blessing["examples"] == 360
     assert blessing["latency_ms"]["p99"] > 0
     assert all(m["got"] == m["expected"] for m in blessing["malformed_requests"])
     leftovers = docker.from_env().containers.list(
-        all=True, filters={"label": "io.mlops.purpose=mlops-verify"})
+        all=True, filters={"label": "io.mlops.purpose=mlops-verify"}
+    )
     assert leftovers == []
     assert verify.require_infra_blessing(load_model(root, "digits"))["blessed"] is True
 
 
-def test_a_tampered_image_fails_verification(packaged: tuple[Path, dict[str, object]],
-                                             tmp_path: Path) -> None:
+def test_a_tampered_image_fails_verification(
+    packaged: tuple[Path, dict[str, object]], tmp_path: Path
+) -> None:
     """An image holding a different model (self-consistent, so it becomes ready) must not pass
     for the one evaluate measured."""
     root, record = packaged
     other = tmp_path / "other"
     shutil.copytree(root, other, symlinks=True)
-    edit_model_yaml(other, {"training.epochs": 1, "gate.thresholds.accuracy": 0.1,
-                            "gate.thresholds.macro_f1": 0.1, "gate.per_class.min_recall": 0.0})
+    edit_model_yaml(
+        other,
+        {
+            "training.epochs": 1,
+            "gate.thresholds.accuracy": 0.1,
+            "gate.thresholds.macro_f1": 0.1,
+            "gate.per_class.min_recall": 0.0,
+        },
+    )
     ws_other = load_model(other, "digits")
     train.run(ws_other)
     evaluate.run(ws_other)
@@ -153,23 +177,35 @@ def test_a_tampered_image_fails_verification(packaged: tuple[Path, dict[str, obj
             verify.run(load_model(root, "digits"), progress=lambda _: None)
     finally:
         release.write_text(original)
-    failed = {r["rule"]: r["reason"] for r in json.loads(
-        (root / "artifacts/digits/verify/infra_blessing.json").read_text())["rules"]
-        if not r["passed"]}
+    failed = {
+        r["rule"]: r["reason"]
+        for r in json.loads((root / "artifacts/digits/verify/infra_blessing.json").read_text())[
+            "rules"
+        ]
+        if not r["passed"]
+    }
     assert set(failed) == {"same_predictions"}
     assert "predictions differ from evaluate's" in failed["same_predictions"]
 
 
-@pytest.mark.parametrize(("variable", "value", "code", "messages"), [
-    ("REGISTRY", "127.0.0.1:1", 3, ["registry 127.0.0.1:1 is unreachable", "make infra-up"]),
-    ("DOCKER_HOST", "unix:///nonexistent/docker.sock", 3, ["no docker engine is reachable"]),
-    ("BASE_IMAGE", "python:3.11-slim", 2, ["is not pinned by digest"]),
-], ids=["registry down", "engine down", "unpinned base image"])
-def test_package_refuses_with_exit_code_and_hint(packaged: tuple[Path, dict[str, object]],
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str],
-                                                 variable: str, value: str, code: int,
-                                                 messages: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "code", "messages"),
+    [
+        ("REGISTRY", "127.0.0.1:1", 3, ["registry 127.0.0.1:1 is unreachable", "make infra-up"]),
+        ("DOCKER_HOST", "unix:///nonexistent/docker.sock", 3, ["no docker engine is reachable"]),
+        ("BASE_IMAGE", "python:3.11-slim", 2, ["is not pinned by digest"]),
+    ],
+    ids=["registry down", "engine down", "unpinned base image"],
+)
+def test_package_refuses_with_exit_code_and_hint(
+    packaged: tuple[Path, dict[str, object]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    variable: str,
+    value: str,
+    code: int,
+    messages: list[str],
+) -> None:
     root, _ = packaged
     monkeypatch.chdir(root)
     monkeypatch.setenv(variable, value)

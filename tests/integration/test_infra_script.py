@@ -17,24 +17,34 @@ pytestmark = pytest.mark.infra
 
 
 def test_an_empty_registry_leads_to_building_the_base_image(infra: str, tmp_path: Path) -> None:
-    can_root = os.geteuid() == 0 or (shutil.which("sudo") is not None and subprocess.run(
-        ["sudo", "-n", "true"], capture_output=True).returncode == 0)
+    can_root = os.geteuid() == 0 or (
+        shutil.which("sudo") is not None
+        and subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0
+    )
     require("root or passwordless sudo", can_root, "infra.sh builds the base image as root")
     root = copy_repo(tmp_path / "repo")
     port = free_port()
     # A base recorded by an earlier run that this registry does not hold, as after a reset.
     (root / ".infra").mkdir()
     (root / ".infra/base-image").write_text(
-        f"127.0.0.1:{port}/mlops/python-base@sha256:{'0' * 64}\n")
+        f"127.0.0.1:{port}/mlops/python-base@sha256:{'0' * 64}\n"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("BASE_IMAGE", "REGISTRY")}
     # An unreachable mirror makes debootstrap, the step after both registry look-ups, fail fast.
     env |= {"REGISTRY": f"127.0.0.1:{port}", "MLOPS_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"}
     try:
-        up = subprocess.run(["scripts/infra.sh", "up"], cwd=root, env=env, capture_output=True,
-                            text=True, timeout=300)
+        up = subprocess.run(
+            ["scripts/infra.sh", "up"],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
-        subprocess.run(["scripts/infra.sh", "down"], cwd=root, env=env, capture_output=True,
-                       timeout=120)
+        subprocess.run(
+            ["scripts/infra.sh", "down"], cwd=root, env=env, capture_output=True, timeout=120
+        )
     assert f"registry: started on 127.0.0.1:{port}" in up.stdout
     assert "base image: debootstrap bookworm" in up.stdout, up.stdout + up.stderr
     assert up.returncode == 3, up.stdout + up.stderr

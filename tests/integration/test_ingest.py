@@ -28,8 +28,9 @@ def test_fresh_copy_reproduces_the_committed_hash(repo: Path) -> None:
     result = ingest.run(load_model(repo, "digits"))
     assert result.data_md5 == committed
     assert result.rows == {"train": 1167, "validation": 270, "test": 360}
-    status = subprocess.run([DVC, "status", "data.dvc"], cwd=repo, capture_output=True, text=True,
-                            check=True)
+    status = subprocess.run(
+        [DVC, "status", "data.dvc"], cwd=repo, capture_output=True, text=True, check=True
+    )
     assert "up to date" in status.stdout
     assert subprocess.run(["git", "diff", "--quiet", "data.dvc"], cwd=repo).returncode == 0
     # Idempotent: a second ingest rewrites nothing.
@@ -38,8 +39,10 @@ def test_fresh_copy_reproduces_the_committed_hash(repo: Path) -> None:
 
 def test_split_is_stratified_and_disjoint(repo: Path) -> None:
     ingest.run(load_model(repo, "digits"))
-    frames = {s: pd.read_parquet(repo / f"data/digits/{s}.parquet")
-              for s in ("train", "validation", "test")}
+    frames = {
+        s: pd.read_parquet(repo / f"data/digits/{s}.parquet")
+        for s in ("train", "validation", "test")
+    }
     ids = [set(df["row_id"]) for df in frames.values()]
     assert not ids[0] & ids[1]
     assert not ids[0] & ids[2]
@@ -66,13 +69,22 @@ def test_csv_source(repo: Path) -> None:
     assert validate.run(load_model(repo, "digits")).success
 
 
-@pytest.mark.parametrize(("name", "text", "error"), [
-    ("empty.csv", "", "empty file"),
-    ("nolabel.csv", "pixel_0,pixel_1\n1,2\n", "no label column 'label'"),
-], ids=["empty", "no-label-column"])
-def test_a_bad_source_file_is_invalid_data(repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str], name: str,
-                                           text: str, error: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "text", "error"),
+    [
+        ("empty.csv", "", "empty file"),
+        ("nolabel.csv", "pixel_0,pixel_1\n1,2\n", "no label column 'label'"),
+    ],
+    ids=["empty", "no-label-column"],
+)
+def test_a_bad_source_file_is_invalid_data(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    text: str,
+    error: str,
+) -> None:
     (repo / name).write_text(text)
     edit_model_yaml(repo, {"data.source": {"kind": "file", "path": name}})
     monkeypatch.chdir(repo)
@@ -88,7 +100,8 @@ def test_missing_source_file_is_a_usage_error(repo: Path, monkeypatch: pytest.Mo
 
 
 def test_a_failed_ingest_leaves_no_validation_that_vouches_for_the_data(
-        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pipelines.errors import ConfigError, DataInvalid
     from pipelines.stages import validate
 

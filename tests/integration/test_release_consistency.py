@@ -29,8 +29,9 @@ def root(tmp_path: Path) -> Path:
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                          check=True, timeout=60).stdout
+    return subprocess.run(
+        ["git", *args], cwd=repo, capture_output=True, text=True, check=True, timeout=60
+    ).stdout
 
 
 def human_edit(root: Path, env: str, namespace: str, tmp: Path) -> None:
@@ -45,8 +46,9 @@ def human_edit(root: Path, env: str, namespace: str, tmp: Path) -> None:
     git(work, "push", "--quiet", "origin", "HEAD:main")
 
 
-def edit_during_next_push(monkeypatch: pytest.MonkeyPatch, root: Path, env: str,
-                          namespace: str, tmp: Path) -> None:
+def edit_during_next_push(
+    monkeypatch: pytest.MonkeyPatch, root: Path, env: str, namespace: str, tmp: Path
+) -> None:
     """The edit lands between the operation's clone and its first push to main."""
     real_push = gitops.Checkout.push
     done: list[bool] = []
@@ -71,18 +73,22 @@ def assert_render_check_clean(root: Path) -> dict[str, str]:
 
 
 def subjects(root: Path) -> list[str]:
-    return git(root / ".infra" / "gitops.git", "log", "--reverse", "--format=%s",
-               "main").splitlines()
+    return git(
+        root / ".infra" / "gitops.git", "log", "--reverse", "--format=%s", "main"
+    ).splitlines()
 
 
 def test_a_namespace_edit_during_a_release_leaves_the_tip_consistent(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = load_model(root, "digits")
     publish(root, ws, "staging", record(1), **QUIET)  # seeds the remote
     edit_during_next_push(monkeypatch, root, "staging", "team-staging", tmp_path)
     assert publish(root, ws, "staging", record(2), **QUIET).commit is not None
-    assert subjects(root)[-2:] == ["staging: move to namespace team-staging",
-                                   "release(staging): digits digits-000000000002 to green"]
+    assert subjects(root)[-2:] == [
+        "staging: move to namespace team-staging",
+        "release(staging): digits digits-000000000002 to green",
+    ]
     files = assert_render_check_clean(root)
     app = yaml.safe_load(files["controllers/argocd/application-mlops-staging.yaml"])
     assert app["spec"]["destination"]["namespace"] == "team-staging"
@@ -92,7 +98,8 @@ def test_a_namespace_edit_during_a_release_leaves_the_tip_consistent(
 
 
 def test_an_unrendered_edit_of_another_environment_is_refused_not_rendered(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A staging release does not render production: not the hand edit of its namespace
     (that is production's change, to review as such), and not beside it either (the controller
     objects would send production's Application to a namespace its objects are not in)."""
@@ -105,7 +112,8 @@ def test_an_unrendered_edit_of_another_environment_is_refused_not_rendered(
 
 
 def test_a_rollback_refuses_an_unrendered_edit_of_another_environment(
-        root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ws = load_model(root, "digits")
     publish(root, ws, "staging", record(1), **QUIET)
     publish(root, ws, "staging", record(2), **QUIET)
@@ -116,22 +124,25 @@ def test_a_rollback_refuses_an_unrendered_edit_of_another_environment(
 
 
 def test_a_staging_release_with_new_templates_leaves_production_as_it_is(
-        root: Path, tmp_path: Path) -> None:
+    root: Path, tmp_path: Path
+) -> None:
     """Templates changed by a merge reach production only through its promotion request."""
     ws = load_model(root, "digits")
     publish(root, ws, "staging", record(1), **QUIET)
     before = remote_files(root)
     template = root / "manifests" / "templates" / "namespace.yaml.j2"  # every environment's
-    template.write_text(template.read_text().replace(
-        "  labels:\n", "  labels:\n    tier: serving\n", 1))
+    template.write_text(
+        template.read_text().replace("  labels:\n", "  labels:\n    tier: serving\n", 1)
+    )
     publish(root, ws, "staging", record(2), **QUIET)
     after = remote_files(root)
     production = [p for p in before if p.startswith("rendered/production/")]
     assert production
     assert {p: after.get(p) for p in production} == {p: before[p] for p in production}
     assert {p for p in after if p.startswith("rendered/production/")} == set(production)
-    assert any("tier: serving" in text for p, text in after.items()
-               if p.startswith("rendered/staging/"))
+    assert any(
+        "tier: serving" in text for p, text in after.items() if p.startswith("rendered/staging/")
+    )
 
 
 def remote_files(root: Path) -> dict[str, str]:

@@ -61,13 +61,19 @@ def use_github(monkeypatch: pytest.MonkeyPatch, api: FakeApi) -> None:
 
 
 def gh(api: FakeApi) -> scm.GitHub:
-    return scm.GitHub(GitOpsConfig.model_validate(
-        {"provider": "github", "github": {"api_url": api.url, "repository": api.state.repo}}))
+    return scm.GitHub(
+        GitOpsConfig.model_validate(
+            {"provider": "github", "github": {"api_url": api.url, "repository": api.state.repo}}
+        )
+    )
 
 
 def gl(api: FakeApi, project: str = "acme/gitops") -> scm.GitLab:
-    return scm.GitLab(GitOpsConfig.model_validate(
-        {"provider": "gitlab", "gitlab": {"api_url": api.url, "project": project}}))
+    return scm.GitLab(
+        GitOpsConfig.model_validate(
+            {"provider": "gitlab", "gitlab": {"api_url": api.url, "project": project}}
+        )
+    )
 
 
 def test_request_branches_round_trip_and_others_are_not_ours() -> None:
@@ -75,38 +81,56 @@ def test_request_branches_round_trip_and_others_are_not_ours() -> None:
     assert name == "promote/production/digits-0123"
     assert scm.parse_request_branch(name) == ("promote", "production", "digits-0123")
     assert scm.request_branch("rollback", "staging") == "rollback/staging/"
-    for other in ("main", "feature/x", "promote/production/", "release/production/r1",
-                  "promote/production/r1/extra"):
+    for other in (
+        "main",
+        "feature/x",
+        "promote/production/",
+        "release/production/r1",
+        "promote/production/r1/extra",
+    ):
         assert scm.parse_request_branch(other) is None, other
 
 
 def test_github_creates_then_updates_in_place(github: FakeApi) -> None:
     provider = gh(github)
-    first = provider.open_or_update(head="promote/production/r1", base="main", title="T1",
-                                    body="B1")
-    second = provider.open_or_update(head="promote/production/r1", base="main", title="T2",
-                                     body="B2")
+    first = provider.open_or_update(
+        head="promote/production/r1", base="main", title="T1", body="B1"
+    )
+    second = provider.open_or_update(
+        head="promote/production/r1", base="main", title="T2", body="B2"
+    )
     assert (first.number, first.created) == (1, True)
     assert (second.number, second.created) == (1, False)
     assert len(github.state.pulls) == 1
     assert github.state.pulls[1]["body"] == "B2"
     calls = [(r.method, r.path) for r in github.state.requests]
-    assert calls == [("GET", "/repos/acme/gitops/pulls"), ("POST", "/repos/acme/gitops/pulls"),
-                     ("GET", "/repos/acme/gitops/pulls"),
-                     ("PATCH", "/repos/acme/gitops/pulls/1")]
+    assert calls == [
+        ("GET", "/repos/acme/gitops/pulls"),
+        ("POST", "/repos/acme/gitops/pulls"),
+        ("GET", "/repos/acme/gitops/pulls"),
+        ("PATCH", "/repos/acme/gitops/pulls/1"),
+    ]
     lookup = github.state.requests[0]
-    assert lookup.query == {"head": "acme:promote/production/r1", "base": "main",
-                            "state": "open"}
-    assert github.state.requests[1].body == {"title": "T1", "head": "promote/production/r1",
-                                             "base": "main", "body": "B1"}
+    assert lookup.query == {"head": "acme:promote/production/r1", "base": "main", "state": "open"}
+    assert github.state.requests[1].body == {
+        "title": "T1",
+        "head": "promote/production/r1",
+        "base": "main",
+        "body": "B1",
+    }
     assert first.url == "https://github.example/acme/gitops/pull/1"
 
 
 def test_github_race_on_create_updates_the_winner(github: FakeApi) -> None:
     """Another job opened the PR between our lookup and our create: 422, then update."""
     github.state.script.append((200, {}, []))  # our lookup sees nothing...
-    github.state.pulls[1] = {"title": "theirs", "body": "", "head": "promote/p/r1",
-                             "base": "main", "state": "open"}  # ...but it exists now
+    github.state.pulls[1] = {
+        "title": "theirs",
+        "body": "",
+        "head": "promote/p/r1",
+        "base": "main",
+        "state": "open",
+    }  # ...but it exists now
     pr = gh(github).open_or_update(head="promote/p/r1", base="main", title="ours", body="ours")
     assert (pr.number, pr.created) == (1, False)
     assert github.state.pulls[1]["title"] == "ours"
@@ -129,15 +153,19 @@ def test_github_comment_is_found_across_pages_and_updated(github: FakeApi) -> No
 
 def test_github_lists_open_requests_across_pages_and_closes_one(github: FakeApi) -> None:
     for n in range(1, 131):
-        github.state.pulls[n] = {"title": f"T{n}", "body": "", "head": f"promote/p/r{n}",
-                                 "base": "main" if n % 13 else "other", "state": "open"}
+        github.state.pulls[n] = {
+            "title": f"T{n}",
+            "body": "",
+            "head": f"promote/p/r{n}",
+            "base": "main" if n % 13 else "other",
+            "state": "open",
+        }
     provider = gh(github)
     found = provider.list_open(base="main")
     assert [pr.number for pr in found] == [n for n in range(1, 131) if n % 13]
     assert found[0].head == "promote/p/r1"
     assert [r.query.get("page") for r in github.state.requests] == [None, "2"]
-    assert github.state.requests[0].query == {"state": "open", "base": "main",
-                                              "per_page": "100"}
+    assert github.state.requests[0].query == {"state": "open", "base": "main", "per_page": "100"}
     provider.close(5)
     assert github.state.requests[-1].method == "PATCH"
     assert github.state.requests[-1].path == "/repos/acme/gitops/pulls/5"
@@ -146,12 +174,16 @@ def test_github_lists_open_requests_across_pages_and_closes_one(github: FakeApi)
     assert 5 not in [pr.number for pr in provider.list_open(base="main")]
 
 
-@pytest.mark.parametrize(("status", "message"), [
-    (401, "401 Unauthorized: the token was refused"),
-    (404, "404"),
-])
-def test_github_auth_and_not_found_are_usage_errors(github: FakeApi, status: int,
-                                                     message: str) -> None:
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (401, "401 Unauthorized: the token was refused"),
+        (404, "404"),
+    ],
+)
+def test_github_auth_and_not_found_are_usage_errors(
+    github: FakeApi, status: int, message: str
+) -> None:
     github.state.script.append((status, {}, {"message": "nope"}))
     with pytest.raises(ConfigError, match=message) as caught:
         gh(github).find_open(head="x", base="main")
@@ -159,8 +191,9 @@ def test_github_auth_and_not_found_are_usage_errors(github: FakeApi, status: int
     assert TOKEN not in str(caught.value)
 
 
-def test_github_bad_token_is_refused_by_the_server(github: FakeApi,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_github_bad_token_is_refused_by_the_server(
+    github: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "wrong-token-value")
     with pytest.raises(ConfigError, match="token was refused") as caught:
         gh(github).find_open(head="x", base="main")
@@ -168,8 +201,18 @@ def test_github_bad_token_is_refused_by_the_server(github: FakeApi,
 
 
 def test_github_validation_error_is_reported(github: FakeApi) -> None:
-    github.state.script += [(200, {}, []), (422, {}, {"message": "Validation Failed", "errors": [
-        {"message": "No commits between main and promote/x"}]}), (200, {}, [])]
+    github.state.script += [
+        (200, {}, []),
+        (
+            422,
+            {},
+            {
+                "message": "Validation Failed",
+                "errors": [{"message": "No commits between main and promote/x"}],
+            },
+        ),
+        (200, {}, []),
+    ]
     with pytest.raises(ConfigError, match="No commits between main and promote/x"):
         gh(github).open_or_update(head="promote/x", base="main", title="t", body="b")
 
@@ -181,19 +224,23 @@ def test_rate_limit_with_retry_after_is_waited_out(github: FakeApi, waits: list[
     assert len(github.state.requests) == 2
 
 
-def test_primary_rate_limit_reset_far_away_is_exit_3(github: FakeApi,
-                                                     waits: list[float]) -> None:
-    github.state.script.append((403, {"x-ratelimit-remaining": "0",
-                                      "x-ratelimit-reset": "9999999999"},
-                                {"message": "API rate limit exceeded"}))
+def test_primary_rate_limit_reset_far_away_is_exit_3(github: FakeApi, waits: list[float]) -> None:
+    github.state.script.append(
+        (
+            403,
+            {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "9999999999"},
+            {"message": "API rate limit exceeded"},
+        )
+    )
     with pytest.raises(InfraError, match="rate limit reached") as caught:
         gh(github).find_open(head="x", base="main")
     assert caught.value.exit_code == 3
     assert waits == []
 
 
-def test_server_errors_are_retried_a_bounded_number_of_times(github: FakeApi,
-                                                             waits: list[float]) -> None:
+def test_server_errors_are_retried_a_bounded_number_of_times(
+    github: FakeApi, waits: list[float]
+) -> None:
     github.state.script += [(502, {}, {"message": "bad gateway"})] * 4
     with pytest.raises(InfraError, match="unavailable after 4 attempts"):
         gh(github).find_open(head="x", base="main")
@@ -213,50 +260,81 @@ def test_missing_token_or_repository_is_a_usage_error(monkeypatch: pytest.Monkey
 
 def test_gitlab_creates_then_updates_in_place(gitlab: FakeApi) -> None:
     provider = gl(gitlab)
-    first = provider.open_or_update(head="promote/production/r1", base="main", title="T1",
-                                    body="B1")
-    second = provider.open_or_update(head="promote/production/r1", base="main", title="T2",
-                                     body="B2")
+    first = provider.open_or_update(
+        head="promote/production/r1", base="main", title="T1", body="B1"
+    )
+    second = provider.open_or_update(
+        head="promote/production/r1", base="main", title="T2", body="B2"
+    )
     assert (first.number, first.created, second.number, second.created) == (1, True, 1, False)
     assert gitlab.state.pulls[1]["body"] == "B2"
     post = next(r for r in gitlab.state.requests if r.method == "POST")
     assert post.path == "/api/v4/projects/acme%2Fgitops/merge_requests"
-    assert post.body == {"source_branch": "promote/production/r1", "target_branch": "main",
-                         "title": "T1", "description": "B1", "remove_source_branch": True}
+    assert post.body == {
+        "source_branch": "promote/production/r1",
+        "target_branch": "main",
+        "title": "T1",
+        "description": "B1",
+        "remove_source_branch": True,
+    }
     assert post.headers["private-token"] == TOKEN
     assert first.url.endswith("/acme/gitops/-/merge_requests/1")
 
 
 def test_gitlab_conflict_on_create_updates_the_existing(gitlab: FakeApi) -> None:
     gitlab.state.script.append((200, {}, []))
-    gitlab.state.pulls[1] = {"title": "theirs", "body": "", "head": "p/r1", "base": "main",
-                             "state": "opened"}
+    gitlab.state.pulls[1] = {
+        "title": "theirs",
+        "body": "",
+        "head": "p/r1",
+        "base": "main",
+        "state": "opened",
+    }
     pr = gl(gitlab).open_or_update(head="p/r1", base="main", title="ours", body="ours")
     assert (pr.number, pr.created) == (1, False)
     assert gitlab.state.pulls[1]["body"] == "ours"
 
 
 def test_gitlab_lists_open_merge_requests_and_closes_one(gitlab: FakeApi) -> None:
-    for iid, (head, base, st) in enumerate([("promote/p/r1", "main", "opened"),
-                                            ("promote/p/r2", "main", "closed"),
-                                            ("promote/p/r3", "other", "opened"),
-                                            ("promote/p/r4", "main", "opened")], start=1):
-        gitlab.state.pulls[iid] = {"title": head, "body": "", "head": head, "base": base,
-                                   "state": st}
+    for iid, (head, base, st) in enumerate(
+        [
+            ("promote/p/r1", "main", "opened"),
+            ("promote/p/r2", "main", "closed"),
+            ("promote/p/r3", "other", "opened"),
+            ("promote/p/r4", "main", "opened"),
+        ],
+        start=1,
+    ):
+        gitlab.state.pulls[iid] = {
+            "title": head,
+            "body": "",
+            "head": head,
+            "base": base,
+            "state": st,
+        }
     provider = gl(gitlab)
     assert [(pr.number, pr.head) for pr in provider.list_open(base="main")] == [
-        (1, "promote/p/r1"), (4, "promote/p/r4")]
-    assert gitlab.state.requests[0].query == {"state": "opened", "target_branch": "main",
-                                              "per_page": "100"}
+        (1, "promote/p/r1"),
+        (4, "promote/p/r4"),
+    ]
+    assert gitlab.state.requests[0].query == {
+        "state": "opened",
+        "target_branch": "main",
+        "per_page": "100",
+    }
     provider.close(1)
     close = gitlab.state.requests[-1]
     assert (close.method, close.path, close.body) == (
-        "PUT", "/api/v4/projects/acme%2Fgitops/merge_requests/1", {"state_event": "close"})
+        "PUT",
+        "/api/v4/projects/acme%2Fgitops/merge_requests/1",
+        {"state_event": "close"},
+    )
     assert gitlab.state.pulls[1]["state"] == "closed"
 
 
-def test_gitlab_notes_upsert_and_job_token(gitlab: FakeApi,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gitlab_notes_upsert_and_job_token(
+    gitlab: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GITLAB_TOKEN")
     monkeypatch.setenv("CI_JOB_TOKEN", TOKEN)
     provider = gl(gitlab, project="acme/gitops")
@@ -273,8 +351,9 @@ def test_gitlab_unknown_project_is_a_usage_error(gitlab: FakeApi) -> None:
         gl(gitlab, project="acme/other").find_open(head="x", base="main")
 
 
-def test_promotion_through_github(root: Path, github: FakeApi,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promotion_through_github(
+    root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The whole promotion with the github provider: branch pushed, one PR with the evidence,
     updated in place on a re-run."""
     use_github(monkeypatch, github)
@@ -291,12 +370,14 @@ def test_promotion_through_github(root: Path, github: FakeApi,
     assert "## Rendered changes in rendered/production/" in pr["body"]
     assert "promote/production/digits-000000000001" in git(remote(root), "branch", "--list")
     assert len(commits(root)) == 2  # main is untouched until the PR is merged
-    assert json.dumps([r.headers for r in github.state.requests]).count(TOKEN) == \
-        len(github.state.requests)  # the token went only where it belongs: the header
+    assert json.dumps([r.headers for r in github.state.requests]).count(TOKEN) == len(
+        github.state.requests
+    )  # the token went only where it belongs: the header
 
 
 def test_a_newer_promotion_closes_the_older_pull_request_on_github(
-        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_github(monkeypatch, github)
     result = promote_releases(root, 1, 2)
     assert (result.number, result.superseded) == (2, (1,))
@@ -309,7 +390,8 @@ def test_a_newer_promotion_closes_the_older_pull_request_on_github(
 
 
 def test_a_token_that_cannot_close_leaves_the_older_request_open_with_a_warning(
-        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
     use_github(monkeypatch, github)
     github.state.deny.add(("PATCH", "/repos/acme/gitops/pulls/1"))
     result = promote_releases(root, 1, 2)
@@ -320,8 +402,8 @@ def test_a_token_that_cannot_close_leaves_the_older_request_open_with_a_warning(
 
 
 def test_report_comment_on_github_is_created_once_then_updated(
-        root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    root: Path, github: FakeApi, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`mlops report --post` on a pull request: the run's verdict, as one comment."""
     from tests.integration.test_gitops import main_in
 
@@ -347,17 +429,18 @@ def test_report_comment_on_github_is_created_once_then_updated(
     body = comments[0]["body"]
     assert body.startswith("<!-- mlops-report:digits -->")
     assert "✅ blessed" in body
-    assert "[all artifacts (Data Docs, plots, blessing)](https://github.example/artifacts/99)" \
-        in body
+    assert (
+        "[all artifacts (Data Docs, plots, blessing)](https://github.example/artifacts/99)" in body
+    )
     assert summary.read_text().count("### mlops · digits") == 2  # appended per run
     monkeypatch.delenv("GITHUB_REF")
     assert main_in(root, "report", "--post") == 0  # a push build: nothing to comment on
     assert "not posted: this run belongs to no pull/merge request" in capsys.readouterr().err
 
 
-def test_registry_login_writes_the_docker_config(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_registry_login_writes_the_docker_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import base64
 
     from pipelines.cli import main
@@ -372,6 +455,5 @@ def test_registry_login_writes_the_docker_config(tmp_path: Path,
     assert main(["registry-login"]) == 0
     assert "s3cret-pass" not in capsys.readouterr().out
     config = json.loads((tmp_path / "config.json").read_text())
-    assert base64.b64decode(config["auths"]["registry.example:5000"]["auth"]) == \
-        b"bot:s3cret-pass"
+    assert base64.b64decode(config["auths"]["registry.example:5000"]["auth"]) == b"bot:s3cret-pass"
     assert (tmp_path / "config.json").stat().st_mode & 0o777 == 0o600

@@ -49,8 +49,14 @@ def model_dir(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _client(model_dir: Path, **overrides: object) -> Iterator[TestClient]:
-    settings = Settings(model_dir=model_dir, release="r1", color="blue", max_batch=MAX_BATCH,
-                        max_body_bytes=MAX_BODY, **overrides)  # type: ignore[arg-type]
+    settings = Settings(
+        model_dir=model_dir,
+        release="r1",
+        color="blue",
+        max_batch=MAX_BATCH,
+        max_body_bytes=MAX_BODY,
+        **overrides,
+    )  # type: ignore[arg-type]
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -64,29 +70,33 @@ def client(model_dir: Path) -> Iterator[TestClient]:
 def test_rows(prepared: Path) -> tuple[np.ndarray, np.ndarray]:
     test = pd.read_parquet(prepared / "data/digits/test.parquet")
     preds = pd.read_parquet(prepared / "artifacts/digits/evaluate/predictions.parquet")
-    return (test[[f"pixel_{i}" for i in range(64)]].to_numpy(),
-            preds["predicted"].to_numpy())
+    return (test[[f"pixel_{i}" for i in range(64)]].to_numpy(), preds["predicted"].to_numpy())
 
 
 def test_health_readiness_status_and_metadata(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "alive"}
     assert client.get("/readyz").json() == {"status": "ready", "release": "r1"}
     status = client.get("/v1/models/digits").json()["model_version_status"][0]
-    assert status == {"version": "r1", "state": "AVAILABLE",
-                      "status": {"error_code": "OK", "error_message": ""}}
+    assert status == {
+        "version": "r1",
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
     meta = client.get("/v1/models/digits/metadata").json()
     sig = meta["metadata"]["signature_def"]["serving_default"]
     assert sig["inputs"]["instances"]["shape"] == [-1, 64]
     assert sig["outputs"]["class"]["values"] == list(range(10))
 
 
-def test_predictions_equal_evaluate(client: TestClient,
-                                    test_rows: tuple[np.ndarray, np.ndarray]) -> None:
+def test_predictions_equal_evaluate(
+    client: TestClient, test_rows: tuple[np.ndarray, np.ndarray]
+) -> None:
     x, expected = test_rows
     got: list[int] = []
     for start in range(0, len(x), MAX_BATCH):
-        r = client.post("/v1/models/digits:predict",
-                        json={"instances": x[start:start + MAX_BATCH].tolist()})
+        r = client.post(
+            "/v1/models/digits:predict", json={"instances": x[start : start + MAX_BATCH].tolist()}
+        )
         assert r.status_code == 200
         for p in r.json()["predictions"]:
             assert abs(sum(p["probabilities"]) - 1) < 1e-3
@@ -119,15 +129,19 @@ def test_a_chunked_body_over_the_limit_is_refused(client: TestClient) -> None:
     assert "exceeds the limit" in r.json()["error"]
 
 
-def test_metrics_carry_model_release_and_color(client: TestClient,
-                                               test_rows: tuple[np.ndarray, np.ndarray]) -> None:
+def test_metrics_carry_model_release_and_color(
+    client: TestClient, test_rows: tuple[np.ndarray, np.ndarray]
+) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     x, _ = test_rows
     client.post("/v1/models/digits:predict", json={"instances": x[:3].tolist()})
     client.post("/v1/models/digits:predict", content=b"{")
-    samples = [s for family in text_string_to_metric_families(client.get("/metrics").text)
-               for s in family.samples]
+    samples = [
+        s
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+    ]
     ident = {"model": "digits", "release": "r1", "color": "blue"}
 
     def value(name: str, **labels: str) -> float:
@@ -145,8 +159,12 @@ def test_metrics_carry_model_release_and_color(client: TestClient,
     assert value("mlops_model_ready") == 1.0
     # Routes are a bounded set: unknown paths do not create series of their own.
     client.get("/no/such/path/123")
-    routes = {s.labels.get("route") for family in text_string_to_metric_families(
-        client.get("/metrics").text) for s in family.samples if "route" in s.labels}
+    routes = {
+        s.labels.get("route")
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+        if "route" in s.labels
+    }
     assert routes <= {"predict", "status", "metadata", "healthz", "readyz", "metrics", "other"}
 
 
@@ -155,8 +173,9 @@ def test_a_failed_self_test_keeps_the_server_unready(model_dir: Path, tmp_path: 
     shutil.copytree(model_dir, bad)
     sig = Signature.from_json((bad / SIGNATURE).read_text())
     wrong = [(c + 1) % 10 for c in sig.self_test_classes]
-    (bad / SIGNATURE).write_text(Signature(**{**sig.__dict__, "self_test_classes": wrong})
-                                 .to_json())
+    (bad / SIGNATURE).write_text(
+        Signature(**{**sig.__dict__, "self_test_classes": wrong}).to_json()
+    )
     for client in _client(bad):
         r = client.get("/readyz")
         assert r.status_code == 503
@@ -164,8 +183,9 @@ def test_a_failed_self_test_keeps_the_server_unready(model_dir: Path, tmp_path: 
         assert client.get("/healthz").status_code == 200
         x = [[0.0] * 64]
         assert client.post("/v1/models/digits:predict", json={"instances": x}).status_code == 503
-        assert client.get("/v1/models/digits").json()["model_version_status"][0]["state"] == \
-            "LOADING"
+        assert (
+            client.get("/v1/models/digits").json()["model_version_status"][0]["state"] == "LOADING"
+        )
 
 
 def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path) -> None:
@@ -180,14 +200,24 @@ def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner,
-                                                                  max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=8) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=80,
 )
-near_valid = st.fixed_dictionaries({"instances": st.lists(
-    st.lists(st.one_of(st.floats(), st.integers(-10**30, 10**30), st.booleans(), st.none()),
-             min_size=62, max_size=66),
-    min_size=0, max_size=MAX_BATCH + 2)})
+near_valid = st.fixed_dictionaries(
+    {
+        "instances": st.lists(
+            st.lists(
+                st.one_of(st.floats(), st.integers(-(10**30), 10**30), st.booleans(), st.none()),
+                min_size=62,
+                max_size=66,
+            ),
+            min_size=0,
+            max_size=MAX_BATCH + 2,
+        )
+    }
+)
 
 
 FIXTURES_OK = [HealthCheck.function_scoped_fixture]
@@ -211,18 +241,27 @@ def test_fuzz_raw_bytes_never_get_a_5xx(client: TestClient, body: bytes) -> None
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=FIXTURES_OK)
-@given(depth=st.integers(0, 1100), open_=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
-       where=st.sampled_from(["instance", "cell", "signature_name", "top"]))
+@given(
+    depth=st.integers(0, 1100),
+    open_=st.sampled_from([b"[", b'{"a":', b'[{"a":']),
+    where=st.sampled_from(["instance", "cell", "signature_name", "top"]),
+)
 @example(depth=990, open_=b"[", where="instance")  # answered 500 before
-def test_any_nesting_depth_gets_a_4xx(client: TestClient, depth: int, open_: bytes,
-                                      where: str) -> None:
+def test_any_nesting_depth_gets_a_4xx(
+    client: TestClient, depth: int, open_: bytes, where: str
+) -> None:
     close = {b"[": b"]", b'{"a":': b"}", b'[{"a":': b"}]"}[open_]
     deep = open_ * depth + (b"1" if b"{" in open_ else b"") + close * depth
-    body = {"instance": b'{"instances": [' + deep + b"]}",
-            "cell": b'{"instances": [[' + deep + b"," + b"0," * 63 + b"0]]}",
-            "signature_name": b'{"instances": [[' + b"0," * 63 + b'0]], "signature_name": '
-            + deep + b"}",
-            "top": deep}[where]
+    body = {
+        "instance": b'{"instances": [' + deep + b"]}",
+        "cell": b'{"instances": [[' + deep + b"," + b"0," * 63 + b"0]]}",
+        "signature_name": b'{"instances": [['
+        + b"0," * 63
+        + b'0]], "signature_name": '
+        + deep
+        + b"}",
+        "top": deep,
+    }[where]
     with default_recursion_limit():
         r = client.post("/v1/models/digits:predict", content=body)
     assert 400 <= r.status_code < 500, r.text[:300]
@@ -247,9 +286,12 @@ class Server:
         from prometheus_client.parser import text_string_to_metric_families
 
         text = requests.get(self.url("/metrics"), timeout=5).text
-        return {(s.labels["route"], s.labels["code"]): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples
-                if s.name == "mlops_requests_total"}
+        return {
+            (s.labels["route"], s.labels["code"]): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "mlops_requests_total"
+        }
 
 
 def _wait_ready(srv: Server, timeout: float = 60) -> None:
@@ -266,15 +308,27 @@ def _wait_ready(srv: Server, timeout: float = 60) -> None:
 
 
 @contextlib.contextmanager
-def server(model_dir: Path, tmp_path: Path, preexec_fn: Callable[[], None] | None = None,
-           **env: str) -> Iterator[Server]:
+def server(
+    model_dir: Path, tmp_path: Path, preexec_fn: Callable[[], None] | None = None, **env: str
+) -> Iterator[Server]:
     port = free_port()
     log = tmp_path / f"server-{port}.log"
-    full_env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
-                "MLOPS_HOST": "127.0.0.1", "PYTHONUNBUFFERED": "1", **env}
+    full_env = {
+        **os.environ,
+        "MLOPS_MODEL_DIR": str(model_dir),
+        "MLOPS_PORT": str(port),
+        "MLOPS_HOST": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=full_env,
-                                stdout=out, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.serving"],
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
     srv = Server(port, proc, log)
     try:
         _wait_ready(srv)
@@ -296,14 +350,18 @@ BODY = json.dumps({"instances": [[0.0] * 64]}).encode()
 
 
 def _head(length: int | None = None, extra: bytes = b"") -> bytes:
-    framing = b"Transfer-Encoding: chunked\r\n" if length is None else \
-        b"Content-Length: %d\r\n" % length
-    return (b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
-            b"Content-Type: application/json\r\n" + framing + extra + b"\r\n")
+    framing = (
+        b"Transfer-Encoding: chunked\r\n" if length is None else b"Content-Length: %d\r\n" % length
+    )
+    return (
+        b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\n" + framing + extra + b"\r\n"
+    )
 
 
-def test_a_client_that_disconnects_mid_body_is_no_server_error(model_dir: Path,
-                                                               tmp_path: Path) -> None:
+def test_a_client_that_disconnects_mid_body_is_no_server_error(
+    model_dir: Path, tmp_path: Path
+) -> None:
     """Half a body, then the client goes: counted as 499 (client closed), never as a 500, and no
     error or traceback in the log."""
     with server(model_dir, tmp_path) as srv:
@@ -316,8 +374,10 @@ def test_a_client_that_disconnects_mid_body_is_no_server_error(model_dir: Path,
                         sock.sendall(_head(len(BODY)) + BODY[: len(BODY) // 2])
                     time.sleep(0.1)
         _poll(lambda: srv.requests_by_code().get(("predict", "499"), 0) == 6)
-        assert requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
-                             timeout=5).status_code == 200
+        assert (
+            requests.post(srv.url("/v1/models/digits:predict"), data=BODY, timeout=5).status_code
+            == 200
+        )
         codes = srv.requests_by_code()
         assert not [key for key in codes if key[1].startswith("5")], codes
         lines = srv.lines()
@@ -333,10 +393,20 @@ def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
     """A request whose body is still arriving when SIGTERM comes is answered, then the process
     ends."""
     port = free_port()
-    env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": str(port),
-           "MLOPS_HOST": "127.0.0.1", "MLOPS_DRAIN_SECONDS": "10"}
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.serving"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    env = {
+        **os.environ,
+        "MLOPS_MODEL_DIR": str(model_dir),
+        "MLOPS_PORT": str(port),
+        "MLOPS_HOST": "127.0.0.1",
+        "MLOPS_DRAIN_SECONDS": "10",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.serving"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -349,9 +419,12 @@ def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
             time.sleep(0.1)
         body = json.dumps({"instances": [[0.0] * 64]}).encode()
         sock = socket.create_connection(("127.0.0.1", port))
-        sock.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/json\r\n"
-                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body[:10])
+        sock.sendall(
+            b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body[:10]
+        )
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
@@ -372,8 +445,13 @@ def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
 
 def test_bad_settings_exit_2_with_a_json_line(model_dir: Path) -> None:
     env = {**os.environ, "MLOPS_MODEL_DIR": str(model_dir), "MLOPS_PORT": "eighty"}
-    proc = subprocess.run([sys.executable, "-m", "pipelines.serving"], env=env,
-                          capture_output=True, text=True, timeout=30)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.serving"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 2
     assert "MLOPS_PORT='eighty' is not an integer" in json.loads(proc.stdout)["msg"]
 
@@ -386,9 +464,14 @@ LIMIT = 6
 @pytest.fixture(scope="module")
 def guarded(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server with one-second read timeouts and room for LIMIT connections."""
-    with server(model_dir, tmp_path_factory.mktemp("guarded"),
-                MLOPS_HEADER_TIMEOUT_SECONDS="1", MLOPS_BODY_TIMEOUT_SECONDS="1",
-                MLOPS_KEEPALIVE_TIMEOUT_SECONDS="1", MLOPS_MAX_CONNECTIONS=str(LIMIT)) as srv:
+    with server(
+        model_dir,
+        tmp_path_factory.mktemp("guarded"),
+        MLOPS_HEADER_TIMEOUT_SECONDS="1",
+        MLOPS_BODY_TIMEOUT_SECONDS="1",
+        MLOPS_KEEPALIVE_TIMEOUT_SECONDS="1",
+        MLOPS_MAX_CONNECTIONS=str(LIMIT),
+    ) as srv:
         yield srv
 
 
@@ -405,10 +488,18 @@ def _connection_timeouts(srv: Server) -> dict[str, float]:
     from prometheus_client.parser import text_string_to_metric_families
 
     text = requests.get(srv.url("/metrics"), timeout=5).text
-    return {s.labels.get("phase", s.name): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if s.name in ("mlops_connection_timeouts_total", "mlops_connections_refused_total",
-                          "mlops_request_heads_too_large_total", "mlops_accept_errors_total")}
+    return {
+        s.labels.get("phase", s.name): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name
+        in (
+            "mlops_connection_timeouts_total",
+            "mlops_connections_refused_total",
+            "mlops_request_heads_too_large_total",
+            "mlops_accept_errors_total",
+        )
+    }
 
 
 def test_a_slowloris_client_is_disconnected_after_the_header_timeout(guarded: Server) -> None:
@@ -483,7 +574,8 @@ def test_a_huge_request_head_gets_431(guarded: Server) -> None:
 
 
 def test_connections_over_the_limit_are_refused_while_connected_clients_are_served(
-        guarded: Server) -> None:
+    guarded: Server,
+) -> None:
     session = requests.Session()  # one keep-alive connection, opened before the limit is hit
     assert session.get(guarded.url("/healthz"), timeout=5).status_code == 200
     refused_before = _connection_timeouts(guarded)["mlops_connections_refused_total"]
@@ -502,8 +594,7 @@ def test_connections_over_the_limit_are_refused_while_connected_clients_are_serv
     finally:
         for sock in held:
             sock.close()
-    assert _connection_timeouts(guarded)["mlops_connections_refused_total"] == \
-        refused_before + 3
+    assert _connection_timeouts(guarded)["mlops_connections_refused_total"] == refused_before + 3
     session.close()
     # The refused requests never reached the application: no 503 in its request counts.
     assert not [key for key in guarded.requests_by_code() if key[1] == "503"]
@@ -524,11 +615,13 @@ def _few_file_descriptors() -> None:
 
 
 def test_running_out_of_file_descriptors_logs_a_bounded_amount_and_recovers(
-        model_dir: Path, tmp_path: Path) -> None:
+    model_dir: Path, tmp_path: Path
+) -> None:
     """With 64 descriptors and hundreds of connections, accept() fails with EMFILE thousands of
     times a second; the log stays a few lines, and the server serves again once they go."""
-    with server(model_dir, tmp_path, preexec_fn=_few_file_descriptors,
-                MLOPS_HEADER_TIMEOUT_SECONDS="2") as srv:
+    with server(
+        model_dir, tmp_path, preexec_fn=_few_file_descriptors, MLOPS_HEADER_TIMEOUT_SECONDS="2"
+    ) as srv:
         start = srv.log.stat().st_size
         flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(300)]
         time.sleep(4)  # the metrics cannot be scraped meanwhile: no descriptor is left
@@ -542,11 +635,13 @@ def test_running_out_of_file_descriptors_logs_a_bounded_amount_and_recovers(
     accept_lines = [line for line in lines if line["msg"] == "cannot accept connections"]
     assert 1 <= len(accept_lines) <= 3, accept_lines
     assert logged < 20_000, logged
-    assert any(line["msg"] == "connection limit lowered to fit the open-files limit"
-               for line in lines)
+    assert any(
+        line["msg"] == "connection limit lowered to fit the open-files limit" for line in lines
+    )
 
 
 # -- draining -----------------------------------------------------------------------------
+
 
 def _request_on(sock: socket.socket) -> bytes:
     """One predict on an open keep-alive connection: the response, or b"" if the server
@@ -567,19 +662,20 @@ def _request_on(sock: socket.socket) -> bytes:
 
 def _predict_status(srv: Server) -> int | None:
     try:
-        return requests.post(srv.url("/v1/models/digits:predict"), data=BODY,
-                             timeout=5).status_code
+        return requests.post(srv.url("/v1/models/digits:predict"), data=BODY, timeout=5).status_code
     except requests.ConnectionError:
         return None  # refused: the listener is closed
 
 
 def test_draining_never_answers_503_to_a_request_it_could_still_receive(
-        model_dir: Path, tmp_path: Path) -> None:
+    model_dir: Path, tmp_path: Path
+) -> None:
     """After SIGTERM: /readyz is red at once, but requests on open keep-alive connections and
     on new connections are served (with Connection: close) until the delay is over; then the
     listener closes and idle connections are closed, never answered 503."""
-    with server(model_dir, tmp_path, MLOPS_SHUTDOWN_DELAY_SECONDS="3",
-                MLOPS_DRAIN_SECONDS="5") as srv:
+    with server(
+        model_dir, tmp_path, MLOPS_SHUTDOWN_DELAY_SECONDS="3", MLOPS_DRAIN_SECONDS="5"
+    ) as srv:
         pool = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(6)]
         for sock in pool:
             assert _request_on(sock).startswith(b"HTTP/1.1 200 ")
@@ -605,5 +701,8 @@ def test_draining_never_answers_503_to_a_request_it_could_still_receive(
         assert srv.proc.wait(timeout=15) in (0, -signal.SIGTERM)
     codes = [line.get("status") for line in srv.lines() if line["msg"] == "request"]
     assert 503 in codes  # /readyz, the only route that says the pod is going
-    assert not [line for line in srv.lines() if line["msg"] == "request" and
-                line.get("status") == 503 and line.get("path") != "/readyz"]
+    assert not [
+        line
+        for line in srv.lines()
+        if line["msg"] == "request" and line.get("status") == 503 and line.get("path") != "/readyz"
+    ]

@@ -30,8 +30,9 @@ def _nudge_data(workspace: Path) -> None:
     df.to_parquet(path, index=False)
 
 
-def test_blessing_does_not_survive_new_valid_data(workspace: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_blessing_does_not_survive_new_valid_data(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _bless(workspace)
     _nudge_data(workspace)
     ws = load_model(workspace, "digits")
@@ -64,8 +65,9 @@ def test_blessing_does_not_survive_changed_gate_rules(workspace: Path) -> None:
         gate.require_blessing(load_model(workspace, "digits"))
 
 
-def test_erroring_gate_removes_the_earlier_blessing(workspace: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_erroring_gate_removes_the_earlier_blessing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _bless(workspace)
     (workspace / "artifacts/digits/evaluate/metrics.json").write_text("{not json")
     monkeypatch.chdir(workspace)
@@ -74,9 +76,9 @@ def test_erroring_gate_removes_the_earlier_blessing(workspace: Path,
     assert main(["package"]) == 1
 
 
-def test_erroring_train_and_evaluate_leave_nothing(workspace: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_erroring_train_and_evaluate_leave_nothing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(workspace)
     (workspace / "artifacts/digits/train/model.tflite").unlink()
     assert main(["evaluate"]) == 2
@@ -102,18 +104,29 @@ def _fake_release(workspace: Path) -> None:
     out = workspace / "artifacts/digits/package"
     out.mkdir(parents=True)
     image = f"127.0.0.1:1/mlops/digits@{DIGEST}"
-    (out / "release.json").write_text(json.dumps({
-        "model": "digits", "release_id": "digits-000000000000", "image": image,
-        "model_sha256": blessing["candidate"]["model_sha256"]}))
+    (out / "release.json").write_text(
+        json.dumps(
+            {
+                "model": "digits",
+                "release_id": "digits-000000000000",
+                "image": image,
+                "model_sha256": blessing["candidate"]["model_sha256"],
+            }
+        )
+    )
     (out / "sbom.cdx.json").write_text("{}")
     verified = workspace / "artifacts/digits/verify"
     verified.mkdir(parents=True)
-    (verified / "infra_blessing.json").write_text(json.dumps({
-        "blessed": True, "image": image, "model_sha256": blessing["candidate"]["model_sha256"]}))
+    (verified / "infra_blessing.json").write_text(
+        json.dumps(
+            {"blessed": True, "image": image, "model_sha256": blessing["candidate"]["model_sha256"]}
+        )
+    )
 
 
 def test_package_and_verify_that_error_leave_no_earlier_record(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The registry is unreachable (exit 3): the previous release record and infra blessing
     must go, so that release cannot ship what this run did not build and verify."""
     _bless(workspace)
@@ -127,10 +140,9 @@ def test_package_and_verify_that_error_leave_no_earlier_record(
     assert not (workspace / "artifacts/digits/package").exists()
 
 
-def test_evaluate_refuses_a_model_trained_for_other_classes(workspace: Path,
-                                                            monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]
-                                                            ) -> None:
+def test_evaluate_refuses_a_model_trained_for_other_classes(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Same data, classes listed in another order: valid data, but the network's outputs
     now mean other classes."""
     edit_model_yaml(workspace, {"data.label.classes": list(range(9, -1, -1))})
@@ -141,8 +153,8 @@ def test_evaluate_refuses_a_model_trained_for_other_classes(workspace: Path,
 
 
 def test_the_report_does_not_show_an_earlier_runs_blessing(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A restored artifacts cache holds the last run's blessing for the same data; this run's
     training failed (train/ is gone: train clears it first). The report must not say blessed."""
     _bless(workspace)

@@ -68,16 +68,18 @@ def test_gate_blesses_and_compares_against_a_baseline(workspace: Path) -> None:
     assert gate.require_blessing(ws)["blessed"] is True
 
 
-def test_gate_without_baseline_says_so(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_gate_without_baseline_says_so(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(workspace)
     assert main(["gate"]) == 0
     out = capsys.readouterr().out
     assert "no baseline model: the change rule was not applied" in out
 
 
-def test_degraded_model_is_blocked(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_degraded_model_is_blocked(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Train on shuffled labels: the data stays valid, the model is junk, the gate says no."""
     baseline = workspace / "baseline.tflite"
     shutil.copy(workspace / "artifacts/digits/train/model.tflite", baseline)
@@ -119,16 +121,18 @@ def test_gate_refuses_stale_evaluation(workspace: Path) -> None:
         gate.run(ws)
 
 
-def test_missing_or_corrupt_baseline_is_a_usage_error(workspace: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_or_corrupt_baseline_is_a_usage_error(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(workspace)
     assert main(["gate", "--baseline", "nope.tflite"]) == 2
     (workspace / "junk.tflite").write_bytes(b"not a model")
     assert main(["gate", "--baseline", "junk.tflite"]) == 2
 
 
-def test_nothing_is_packaged_without_a_blessing(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_is_packaged_without_a_blessing(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.chdir(workspace)
     assert main(["package"]) == 1
     assert "no blessing" in capsys.readouterr().err
@@ -137,7 +141,7 @@ def test_nothing_is_packaged_without_a_blessing(workspace: Path, monkeypatch: py
 
 
 def test_a_baseline_that_cannot_be_looked_up_is_an_error_not_a_first_release(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Only the embedded GitOps repository may be absent (nothing released yet). A configured
     remote that does not exist, or a baseline environment that is not there, must not turn

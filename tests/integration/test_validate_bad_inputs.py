@@ -68,60 +68,112 @@ def leak_into_test(frames: Frames) -> None:
 
 
 CASES: dict[str, tuple[Callable[[Frames], None], list[str]]] = {
-    "missing column": (lambda f: f.update(train=f["train"].drop(columns=["pixel_5"])),
-                       ["train: expect_table_columns_to_match_ordered_list — missing column(s) "
-                        "['pixel_5']",
-                        "train.pixel_5: expect_column_values_to_not_be_null — could not run: "
-                        "column(s) ['pixel_5'] missing from the data"]),
-    "renamed column": (lambda f: f.update(train=f["train"].rename(columns={"pixel_5": "px_5"})),
-                       ["missing column(s) ['pixel_5']; unexpected column(s) ['px_5']",
-                        "train.pixel_5: expect_column_values_to_be_of_type — could not run: "
-                        "column(s) ['pixel_5'] missing"]),
-    "renamed label": (lambda f: f.update(test=f["test"].rename(columns={"label": "target"})),
-                      ["test: expect_table_columns_to_match_ordered_list — missing column(s) "
-                       "['label']; unexpected column(s) ['target']",
-                       "test.label: expect_column_values_to_be_in_set — could not run: "
-                       "column(s) ['label'] missing"]),
+    "missing column": (
+        lambda f: f.update(train=f["train"].drop(columns=["pixel_5"])),
+        [
+            "train: expect_table_columns_to_match_ordered_list — missing column(s) ['pixel_5']",
+            "train.pixel_5: expect_column_values_to_not_be_null — could not run: "
+            "column(s) ['pixel_5'] missing from the data",
+        ],
+    ),
+    "renamed column": (
+        lambda f: f.update(train=f["train"].rename(columns={"pixel_5": "px_5"})),
+        [
+            "missing column(s) ['pixel_5']; unexpected column(s) ['px_5']",
+            "train.pixel_5: expect_column_values_to_be_of_type — could not run: "
+            "column(s) ['pixel_5'] missing",
+        ],
+    ),
+    "renamed label": (
+        lambda f: f.update(test=f["test"].rename(columns={"label": "target"})),
+        [
+            "test: expect_table_columns_to_match_ordered_list — missing column(s) "
+            "['label']; unexpected column(s) ['target']",
+            "test.label: expect_column_values_to_be_in_set — could not run: "
+            "column(s) ['label'] missing",
+        ],
+    ),
     "columns out of order": (
         lambda f: f.update(train=f["train"][["row_id", "label", *f["train"].columns[1:-1]]]),
-        ["train: expect_table_columns_to_match_ordered_list — columns out of order"]),
-    "wrong dtype": (lambda f: f["train"].__setitem__("pixel_3", f["train"]["pixel_3"].astype(str)),
-                    ["train.pixel_3: expect_column_values_to_be_of_type — expected dtype float64",
-                     "train.pixel_3: expect_column_values_to_be_between — could not run "
-                     "(column 'pixel_3' has dtype"]),
-    "string labels": (string_labels,
-                      ["train.label: expect_column_values_to_be_of_type — expected dtype int64",
-                       "train.label: expect_column_values_to_be_in_set — expected values in "
-                       "[0, 1, 2"]),
-    "list column": (list_column,
-                    ["train.pixel_2: expect_column_values_to_be_of_type — expected dtype float64",
-                     "column 'pixel_2' has dtype object"]),
-    "string row ids": (lambda f: f["train"].__setitem__("row_id", f["train"]["row_id"].astype(str)),
-                       ["train.row_id: expect_column_values_to_be_of_type — expected dtype int64"]),
-    "NaN pixel": (lambda f: set_cell(f, "pixel_7", np.nan),
-                  ["train.pixel_7: expect_column_values_to_not_be_null"]),
-    "infinite pixel": (lambda f: set_cell(f, "pixel_8", np.inf),
-                       ["train.pixel_8: expect_column_values_to_be_between", "inf"]),
-    "out-of-range pixel": (lambda f: set_cell(f, "pixel_9", 17.0),
-                           ["train.pixel_9: expect_column_values_to_be_between", "17.0"]),
-    "unknown label": (lambda f: set_cell(f, "label", 11),
-                      ["train.label: expect_column_values_to_be_in_set", "[11]"]),
-    "one class missing": (drop_class, ["test.label: expect_column_distinct_values_to_contain_set",
-                                       "missing [3]", "test_balance.fraction", "class 3: 0.000"]),
+        ["train: expect_table_columns_to_match_ordered_list — columns out of order"],
+    ),
+    "wrong dtype": (
+        lambda f: f["train"].__setitem__("pixel_3", f["train"]["pixel_3"].astype(str)),
+        [
+            "train.pixel_3: expect_column_values_to_be_of_type — expected dtype float64",
+            "train.pixel_3: expect_column_values_to_be_between — could not run "
+            "(column 'pixel_3' has dtype",
+        ],
+    ),
+    "string labels": (
+        string_labels,
+        [
+            "train.label: expect_column_values_to_be_of_type — expected dtype int64",
+            "train.label: expect_column_values_to_be_in_set — expected values in [0, 1, 2",
+        ],
+    ),
+    "list column": (
+        list_column,
+        [
+            "train.pixel_2: expect_column_values_to_be_of_type — expected dtype float64",
+            "column 'pixel_2' has dtype object",
+        ],
+    ),
+    "string row ids": (
+        lambda f: f["train"].__setitem__("row_id", f["train"]["row_id"].astype(str)),
+        ["train.row_id: expect_column_values_to_be_of_type — expected dtype int64"],
+    ),
+    "NaN pixel": (
+        lambda f: set_cell(f, "pixel_7", np.nan),
+        ["train.pixel_7: expect_column_values_to_not_be_null"],
+    ),
+    "infinite pixel": (
+        lambda f: set_cell(f, "pixel_8", np.inf),
+        ["train.pixel_8: expect_column_values_to_be_between", "inf"],
+    ),
+    "out-of-range pixel": (
+        lambda f: set_cell(f, "pixel_9", 17.0),
+        ["train.pixel_9: expect_column_values_to_be_between", "17.0"],
+    ),
+    "unknown label": (
+        lambda f: set_cell(f, "label", 11),
+        ["train.label: expect_column_values_to_be_in_set", "[11]"],
+    ),
+    "one class missing": (
+        drop_class,
+        [
+            "test.label: expect_column_distinct_values_to_contain_set",
+            "missing [3]",
+            "test_balance.fraction",
+            "class 3: 0.000",
+        ],
+    ),
     "duplicated rows": (duplicate_row, ["train: expect_compound_columns_to_be_unique"]),
     "same image in train and test": (
-        leak_into_test, ["all_splits: expect_compound_columns_to_be_unique — leakage: the same "
-                         "image appears in more than one split"]),
+        leak_into_test,
+        [
+            "all_splits: expect_compound_columns_to_be_unique — leakage: the same "
+            "image appears in more than one split"
+        ],
+    ),
     "same example id in train and test": (
-        leak_id_into_test, ["all_splits.row_id: expect_column_values_to_be_unique — leakage: "
-                            "the same example id (row_id) appears in more than one split"]),
+        leak_id_into_test,
+        [
+            "all_splits.row_id: expect_column_values_to_be_unique — leakage: "
+            "the same example id (row_id) appears in more than one split"
+        ],
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_data_is_caught(case: str, workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                            capsys: pytest.CaptureFixture[str],
-                            caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_data_is_caught(
+    case: str,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     change, expected = CASES[case]
     corrupt(workspace, change)
     monkeypatch.chdir(workspace)
@@ -154,24 +206,27 @@ def test_leak_is_only_a_cross_split_failure(workspace: Path) -> None:
     assert "all_splits" in failures[0]
 
 
-def test_empty_file_is_caught(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_empty_file_is_caught(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     split(workspace, "validation").write_bytes(b"")
     monkeypatch.chdir(workspace)
     assert main(["validate"]) == 1
     assert "is an empty file (0 bytes)" in capsys.readouterr().err
 
 
-def test_table_without_rows_is_caught(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_table_without_rows_is_caught(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     corrupt(workspace, lambda f: f.update(validation=f["validation"].iloc[0:0]))
     monkeypatch.chdir(workspace)
     assert main(["validate"]) == 1
     assert "validation: expect_table_row_count_to_be_between" in capsys.readouterr().err
 
 
-def test_missing_split_is_a_usage_error(workspace: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_split_is_a_usage_error(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     split(workspace, "test").unlink()
     monkeypatch.chdir(workspace)
     assert main(["validate"]) == 2
@@ -219,11 +274,16 @@ def _digits_table(workspace: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True).drop(columns=["row_id"])
 
 
-@pytest.mark.parametrize("variant", ["names", "names and blanks", "parquet list column",
-                                     "parquet text pixels"])
+@pytest.mark.parametrize(
+    "variant", ["names", "names and blanks", "parquet list column", "parquet text pixels"]
+)
 def test_odd_sources_end_in_a_readable_refusal(
-        variant: str, workspace: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    variant: str,
+    workspace: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """A CSV whose label column holds text, or a Parquet file with an unexpected schema: ingest
     stores it, validate names the column and what was expected, nothing prints a traceback."""
     df = _digits_table(workspace)
@@ -253,8 +313,9 @@ def test_odd_sources_end_in_a_readable_refusal(
         assert "failed validation" in capsys.readouterr().err
 
 
-def test_a_failed_run_leaves_no_earlier_validation_behind(workspace: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_run_leaves_no_earlier_validation_behind(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The previous summary said success; a validate that errors must not leave it in place."""
     out = workspace / "artifacts/digits/validate"
     assert json.loads((out / "summary.json").read_text())["success"] is True
@@ -265,9 +326,9 @@ def test_a_failed_run_leaves_no_earlier_validation_behind(workspace: Path,
     assert main(["train"]) == 2  # no summary at all: "run `mlops validate` first"
 
 
-def test_changed_data_settings_need_a_new_validation(workspace: Path,
-                                                     monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_changed_data_settings_need_a_new_validation(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tests.conftest import edit_model_yaml
 
     edit_model_yaml(workspace, {"data.expectations.class_fraction_min": 0.09})
@@ -277,8 +338,8 @@ def test_changed_data_settings_need_a_new_validation(workspace: Path,
 
 
 def test_a_missing_split_after_validation_is_a_usage_error(
-        workspace: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     split(workspace, "validation").unlink()
     monkeypatch.chdir(workspace)
     for stage in ("train", "evaluate", "gate"):

@@ -19,7 +19,8 @@ def _refused(*_: object) -> int:
 
 
 def test_a_bug_is_exit_70_with_one_line_and_the_traceback_behind_debug(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setitem(cli.REPO_COMMANDS, "render", _boom)
     assert cli.main(["render"]) == cli.INTERNAL_ERROR == 70
     err = capsys.readouterr().err
@@ -34,7 +35,8 @@ def test_a_bug_is_exit_70_with_one_line_and_the_traceback_behind_debug(
 
 
 def test_a_provider_refusal_is_a_configuration_error_not_a_crash(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert issubclass(scm.ApiError, ConfigError)
     monkeypatch.setitem(cli.REPO_COMMANDS, "render", _refused)
     assert cli.main(["render"]) == 2
@@ -44,7 +46,8 @@ def test_a_provider_refusal_is_a_configuration_error_not_a_crash(
 
 
 def test_a_bug_message_does_not_leak_a_token(
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MLOPS_GITOPS_TOKEN", "s3cr3t-token-value")
 
     def leak(*_: object) -> int:

@@ -104,35 +104,47 @@ def test_cli_prints_schema(capsys: pytest.CaptureFixture[str]) -> None:
     assert json.loads(capsys.readouterr().out)["title"] == "ModelConfig"
 
 
-def test_cli_config_error_exit_code(root: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_config_error_exit_code(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     write(root, "name: digits\nbogus: 1\n")
     monkeypatch.chdir(root)
     assert main(["config"]) == 2
     assert "bogus: unknown key" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("key", "value", "fragment"), [
-    # pydantic's lax mode reads True as 1 and "0.9" as 0.9: every numeric setting is strict.
-    ("training.epochs", True, "training.epochs: Input should be a valid integer"),
-    ("training.learning_rate", True, "training.learning_rate: Input should be a valid number"),
-    ("gate.thresholds.accuracy", True, "gate.thresholds.accuracy: Input should be a valid number"),
-    ("gate.thresholds.macro_f1", "0.9", "gate.thresholds.macro_f1: Input should be a valid"),
-    ("gate.max_size_bytes", False, "gate.max_size_bytes: Input should be a valid integer"),
-    ("gate.per_class.min_recall", True, "gate.per_class.min_recall: Input should be a valid"),
-    ("gate.per_class.overrides", {8: True}, "gate.per_class.overrides.8: Input should be"),
-    ("gate.change.max_drop", float("inf"), "gate.change.max_drop: Input should be a finite"),
-    ("gate.change.bootstrap_resamples", 1000.0, "bootstrap_resamples: Input should be a valid"),
-    ("data.features.min", True, "data.features.min: Input should be a valid number"),
-    ("data.features.image_shape", [8, True], "data.features.image_shape.1: Input should be"),
-    ("data.label.classes", [0, 1, True], "data.label.classes.2: Input should be a valid integer"),
-    ("data.split.test", True, "data.split.test: Input should be a valid number"),
-    ("data.expectations.min_rows", True, "data.expectations.min_rows: Input should be a valid"),
-    ("serving.port", True, "serving.port: Input should be a valid integer"),
-    ("serving.verify.ready_timeout_s", True, "ready_timeout_s: Input should be a valid number"),
-    ("deploy.replicas", True, "deploy.replicas: Input should be a valid integer"),
-    ("training.seed", "7", "training.seed: Input should be a valid integer"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        # pydantic's lax mode reads True as 1 and "0.9" as 0.9: every numeric setting is strict.
+        ("training.epochs", True, "training.epochs: Input should be a valid integer"),
+        ("training.learning_rate", True, "training.learning_rate: Input should be a valid number"),
+        (
+            "gate.thresholds.accuracy",
+            True,
+            "gate.thresholds.accuracy: Input should be a valid number",
+        ),
+        ("gate.thresholds.macro_f1", "0.9", "gate.thresholds.macro_f1: Input should be a valid"),
+        ("gate.max_size_bytes", False, "gate.max_size_bytes: Input should be a valid integer"),
+        ("gate.per_class.min_recall", True, "gate.per_class.min_recall: Input should be a valid"),
+        ("gate.per_class.overrides", {8: True}, "gate.per_class.overrides.8: Input should be"),
+        ("gate.change.max_drop", float("inf"), "gate.change.max_drop: Input should be a finite"),
+        ("gate.change.bootstrap_resamples", 1000.0, "bootstrap_resamples: Input should be a valid"),
+        ("data.features.min", True, "data.features.min: Input should be a valid number"),
+        ("data.features.image_shape", [8, True], "data.features.image_shape.1: Input should be"),
+        (
+            "data.label.classes",
+            [0, 1, True],
+            "data.label.classes.2: Input should be a valid integer",
+        ),
+        ("data.split.test", True, "data.split.test: Input should be a valid number"),
+        ("data.expectations.min_rows", True, "data.expectations.min_rows: Input should be a valid"),
+        ("serving.port", True, "serving.port: Input should be a valid integer"),
+        ("serving.verify.ready_timeout_s", True, "ready_timeout_s: Input should be a valid number"),
+        ("deploy.replicas", True, "deploy.replicas: Input should be a valid integer"),
+        ("training.seed", "7", "training.seed: Input should be a valid integer"),
+    ],
+)
 def test_numbers_are_strict(root: Path, key: str, value: object, fragment: str) -> None:
     from tests.conftest import edit_model_yaml
 
@@ -146,24 +158,43 @@ def test_numbers_are_strict(root: Path, key: str, value: object, fragment: str) 
 def test_integers_still_count_as_numbers(root: Path) -> None:
     from tests.conftest import edit_model_yaml
 
-    edit_model_yaml(root, {"gate.thresholds.accuracy": 1, "gate.max_latency_p99_ms": 5,
-                           "gate.per_class.overrides": {8: 1}})
+    edit_model_yaml(
+        root,
+        {
+            "gate.thresholds.accuracy": 1,
+            "gate.max_latency_p99_ms": 5,
+            "gate.per_class.overrides": {8: 1},
+        },
+    )
     ws = load_model(root, "digits")
     assert ws.model.gate.thresholds.accuracy == 1.0
     assert ws.model.data.features.image_shape == (8, 8)
 
 
-@pytest.mark.parametrize(("changes", "fragment"), [
-    ({"gate.per_class.overrides": {11: 0.5}},
-     "gate.per_class.overrides names class(es) [11] that are not in data.label.classes"),
-    ({"data.label.classes": [1, 2, 3], "gate.per_class.overrides": {0: 0.5, 3: 0.5}},
-     "names class(es) [0]"),
-    ({"data.label.classes": [0, 1, 1]}, "classes lists [1] more than once"),
-    ({"data.expectations.class_fraction_min": 0.3, "data.expectations.class_fraction_max": 0.2},
-     "class_fraction_min must not exceed class_fraction_max"),
-])
-def test_settings_that_contradict_each_other(root: Path, changes: dict[str, object],
-                                             fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        (
+            {"gate.per_class.overrides": {11: 0.5}},
+            "gate.per_class.overrides names class(es) [11] that are not in data.label.classes",
+        ),
+        (
+            {"data.label.classes": [1, 2, 3], "gate.per_class.overrides": {0: 0.5, 3: 0.5}},
+            "names class(es) [0]",
+        ),
+        ({"data.label.classes": [0, 1, 1]}, "classes lists [1] more than once"),
+        (
+            {
+                "data.expectations.class_fraction_min": 0.3,
+                "data.expectations.class_fraction_max": 0.2,
+            },
+            "class_fraction_min must not exceed class_fraction_max",
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other(
+    root: Path, changes: dict[str, object], fragment: str
+) -> None:
     from tests.conftest import edit_model_yaml
 
     edit_model_yaml(root, changes)
@@ -173,14 +204,13 @@ def test_settings_that_contradict_each_other(root: Path, changes: dict[str, obje
     assert "{" not in str(err.value)  # a whole section is never dumped into the message
 
 
-@pytest.mark.parametrize(("written", "value"),
-                         [("1e-3", 0.001), ("3E-3", 0.003), ("+2.5e-3", 0.0025)])
-def test_exponent_numbers_without_a_dot_are_numbers(root: Path, written: str,
-                                                    value: float) -> None:
+@pytest.mark.parametrize(
+    ("written", "value"), [("1e-3", 0.001), ("3E-3", 0.003), ("+2.5e-3", 0.0025)]
+)
+def test_exponent_numbers_without_a_dot_are_numbers(root: Path, written: str, value: float) -> None:
     """YAML 1.2, not PyYAML's 1.1: `learning_rate: 1e-3` is a number, as users mean it."""
     path = root / "models" / "digits" / "model.yaml"
-    path.write_text(path.read_text().replace("learning_rate: 0.003",
-                                             f"learning_rate: {written}"))
+    path.write_text(path.read_text().replace("learning_rate: 0.003", f"learning_rate: {written}"))
     assert load_model(root, "digits").model.training.learning_rate == value
 
 

@@ -19,14 +19,43 @@ from pipelines.stages.release import apply_state
 from tests.conftest import edit_model_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-BAD_ENVS = ["../../x", "../../../x", "nope", "./production", "production/", "Production",
-            "production/../staging", ".", "..", "/tmp", "staging ", "staging;id", "staging\n"]
+BAD_ENVS = [
+    "../../x",
+    "../../../x",
+    "nope",
+    "./production",
+    "production/",
+    "Production",
+    "production/../staging",
+    ".",
+    "..",
+    "/tmp",
+    "staging ",
+    "staging;id",
+    "staging\n",
+]
 BAD_MODELS = ["../digits", "digits/", "./digits", "Digits", "nope", "models/digits", ".."]
-ENV_COMMANDS = [["render", "--env"], ["render", "--check", "--env"], ["release", "--env"],
-                ["rollback", "--env"], ["rollback", "--merge", "--env"], ["status", "--env"],
-                ["promote", "--to"], ["promote", "--from"], ["promote", "--merge", "--to"]]
-MODEL_COMMANDS = [["config"], ["ingest"], ["train"], ["gate"], ["release"], ["status"],
-                  ["report"], ["run"]]
+ENV_COMMANDS = [
+    ["render", "--env"],
+    ["render", "--check", "--env"],
+    ["release", "--env"],
+    ["rollback", "--env"],
+    ["rollback", "--merge", "--env"],
+    ["status", "--env"],
+    ["promote", "--to"],
+    ["promote", "--from"],
+    ["promote", "--merge", "--to"],
+]
+MODEL_COMMANDS = [
+    ["config"],
+    ["ingest"],
+    ["train"],
+    ["gate"],
+    ["release"],
+    ["status"],
+    ["report"],
+    ["run"],
+]
 
 
 @pytest.fixture
@@ -39,8 +68,9 @@ def outside(tmp_path: Path) -> Path:
 
 
 def survives(sentinel: Path) -> bool:
-    return (sentinel / "keep.txt").read_text() == "precious\n" and \
-        [p.name for p in sentinel.iterdir()] == ["keep.txt"]
+    return (sentinel / "keep.txt").read_text() == "precious\n" and [
+        p.name for p in sentinel.iterdir()
+    ] == ["keep.txt"]
 
 
 @pytest.fixture
@@ -57,8 +87,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize("command", ENV_COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("env", BAD_ENVS)
 def test_every_env_option_refuses_unknown_and_aliased_names(
-        repo: Path, outside: Path, command: list[str], env: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    repo: Path, outside: Path, command: list[str], env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*command, env]) == 2
     assert "known environments: production, staging" in capsys.readouterr().err
     assert survives(outside)
@@ -67,15 +97,17 @@ def test_every_env_option_refuses_unknown_and_aliased_names(
 @pytest.mark.parametrize("command", MODEL_COMMANDS, ids=" ".join)
 @pytest.mark.parametrize("model", BAD_MODELS)
 def test_every_model_option_refuses_unknown_and_aliased_names(
-        repo: Path, command: list[str], model: str, capsys: pytest.CaptureFixture[str]) -> None:
+    repo: Path, command: list[str], model: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([*command, "--model", model]) == 2
     assert "known models: digits" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("env", ["../../x", "../../../x", "../../../../x"])
 @pytest.mark.parametrize("check", [[], ["--check"]])
-def test_render_env_cannot_reach_outside(repo: Path, outside: Path, env: str, check: list[str],
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_render_env_cannot_reach_outside(
+    repo: Path, outside: Path, env: str, check: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
     before = stage.on_disk(repo / "manifests")
     assert main(["render", *check, "--env", env]) == 2
     assert survives(outside)
@@ -84,7 +116,8 @@ def test_render_env_cannot_reach_outside(repo: Path, outside: Path, env: str, ch
 
 
 def test_render_write_refuses_a_path_or_an_environment_that_rendered_nothing(
-        repo: Path, outside: Path) -> None:
+    repo: Path, outside: Path
+) -> None:
     rendering = stage.render_with(repo, repo / "manifests", load_gitops(repo, env={}))
     for env in ("../../../x", "nope"):
         with pytest.raises(ConfigError):
@@ -111,16 +144,32 @@ def test_a_symlinked_manifests_folder_is_not_followed_outside(repo: Path, outsid
     before = stage.on_disk(outside / "manifests")
     (outside / "manifests/rendered/staging/namespace-mlops-staging.yaml").write_text("# x\n")
     assert main(["render"]) == 2
-    assert (outside / "manifests/rendered/staging/namespace-mlops-staging.yaml").read_text() \
-        == "# x\n"
+    assert (
+        outside / "manifests/rendered/staging/namespace-mlops-staging.yaml"
+    ).read_text() == "# x\n"
     assert set(stage.on_disk(outside / "manifests")) == set(before)
 
 
-@pytest.mark.parametrize("path", ["../x", "../../x", "/tmp/x", "a/../../x", ".git", "a/.git",
-                                  "manifests/", "a//b", ".", "..", "./manifests", "a\\..\\x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../x",
+        "../../x",
+        "/tmp/x",
+        "a/../../x",
+        ".git",
+        "a/.git",
+        "manifests/",
+        "a//b",
+        ".",
+        "..",
+        "./manifests",
+        "a\\..\\x",
+    ],
+)
 def test_the_gitops_path_is_a_folder_inside_the_gitops_repository(
-        repo: Path, path: str, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    repo: Path, path: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(ConfigError, match="path"):
         load_gitops(repo, env={"MLOPS_GITOPS_PATH": path})
     monkeypatch.setenv("MLOPS_GITOPS_PATH", path)
@@ -128,8 +177,9 @@ def test_the_gitops_path_is_a_folder_inside_the_gitops_repository(
     assert "MLOPS_GITOPS_PATH" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("remote", ["--upload-pack=touch /tmp/pwned", "ext::sh -c touch% x",
-                                    "a\nb"])
+@pytest.mark.parametrize(
+    "remote", ["--upload-pack=touch /tmp/pwned", "ext::sh -c touch% x", "a\nb"]
+)
 def test_a_remote_cannot_be_an_option_or_a_remote_helper(repo: Path, remote: str) -> None:
     with pytest.raises(ConfigError, match="remote"):
         load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
@@ -141,18 +191,25 @@ def test_a_relative_local_remote_stays_inside_the_repository(repo: Path, remote:
         load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote})
 
 
-@pytest.mark.parametrize("remote", [".infra/gitops.git", "/srv/git/gitops.git",
-                                    "git@github.com:acme/gitops.git",
-                                    "https://github.com/acme/gitops.git"])
-def test_urls_absolute_paths_and_paths_inside_are_accepted_remotes(repo: Path,
-                                                                   remote: str) -> None:
+@pytest.mark.parametrize(
+    "remote",
+    [
+        ".infra/gitops.git",
+        "/srv/git/gitops.git",
+        "git@github.com:acme/gitops.git",
+        "https://github.com/acme/gitops.git",
+    ],
+)
+def test_urls_absolute_paths_and_paths_inside_are_accepted_remotes(repo: Path, remote: str) -> None:
     assert load_gitops(repo, env={"MLOPS_GITOPS_REMOTE": remote}).remote == remote
 
 
-@pytest.mark.parametrize("remote", ["gitops-host:org/gitops.git", "x:/../../y.git",
-                                    "git@github.com:acme/gitops.git"])
-def test_what_git_reads_as_a_host_is_never_resolved_as_a_local_path(repo: Path,
-                                                                     remote: str) -> None:
+@pytest.mark.parametrize(
+    "remote", ["gitops-host:org/gitops.git", "x:/../../y.git", "git@github.com:acme/gitops.git"]
+)
+def test_what_git_reads_as_a_host_is_never_resolved_as_a_local_path(
+    repo: Path, remote: str
+) -> None:
     """git reads a ":" before the first "/" as scp-like host:path (an ssh alias, say), so mlops
     must too: resolving it under the repository would point somewhere git never goes."""
     from pipelines.adapters import gitops
@@ -164,7 +221,8 @@ def test_what_git_reads_as_a_host_is_never_resolved_as_a_local_path(repo: Path,
 
 
 def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
-        repo: Path, outside: Path, tmp_path: Path) -> None:
+    repo: Path, outside: Path, tmp_path: Path
+) -> None:
     """A GitOps repository whose manifests folder is a symlink out of the checkout."""
     work = tmp_path / "checkout"
     work.mkdir()
@@ -178,10 +236,10 @@ def test_a_symlinked_gitops_folder_is_refused_before_anything_is_written(
     assert sorted(p.name for p in outside.iterdir()) == ["environments", "keep.txt"]
 
 
-@pytest.mark.parametrize("path", ["../x/data.csv", "/etc/passwd", "data/../../x.csv",
-                                  "linked/data.csv", ".git/config"])
-def test_the_data_source_stays_inside_the_repository(repo: Path, outside: Path,
-                                                     path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["../x/data.csv", "/etc/passwd", "data/../../x.csv", "linked/data.csv", ".git/config"]
+)
+def test_the_data_source_stays_inside_the_repository(repo: Path, outside: Path, path: str) -> None:
     (outside / "data.csv").write_text("a\n")
     (repo / "linked").symlink_to(outside)
     edit_model_yaml(repo, {"data.source": {"kind": "file", "path": path}})
@@ -189,10 +247,12 @@ def test_the_data_source_stays_inside_the_repository(repo: Path, outside: Path,
         load_model(repo, "digits")
 
 
-@pytest.mark.parametrize("path", ["../../x/evil.py", "/tmp/evil.py", "sub/../../evil.py",
-                                  "linked.py"])
-def test_the_architecture_stays_inside_the_model_folder(repo: Path, outside: Path,
-                                                        path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["../../x/evil.py", "/tmp/evil.py", "sub/../../evil.py", "linked.py"]
+)
+def test_the_architecture_stays_inside_the_model_folder(
+    repo: Path, outside: Path, path: str
+) -> None:
     (outside / "evil.py").write_text("raise SystemExit('ran')\n")
     (repo / "models/digits/linked.py").symlink_to(outside / "evil.py")
     edit_model_yaml(repo, {"training.architecture": path})
@@ -206,7 +266,8 @@ def test_a_data_file_inside_the_repository_is_fine(repo: Path) -> None:
 
 
 def test_metrics_must_stay_inside_but_the_summary_may_not(
-        repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """--metrics replaces a file: inside the repository only. --summary appends to the file
     GitHub keeps outside the checkout ($GITHUB_STEP_SUMMARY), so it is not restricted."""
     target = tmp_path / "metrics.txt"

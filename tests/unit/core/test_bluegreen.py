@@ -13,9 +13,14 @@ from pipelines.core.bluegreen import LiveDeployment, NoPreviousRelease, compare_
 
 def record(n: int) -> ReleaseRecord:
     return ReleaseRecord(
-        release_id=f"digits-{n:012d}", image=f"r.example/d@sha256:{n:064x}",
-        model_sha256=f"{n:064x}", data_md5="0" * 32 + ".dir", source_commit="a" * 40,
-        metrics={"accuracy": 0.9}, released_at="2026-11-21T00:00:00Z")
+        release_id=f"digits-{n:012d}",
+        image=f"r.example/d@sha256:{n:064x}",
+        model_sha256=f"{n:064x}",
+        data_md5="0" * 32 + ".dir",
+        source_commit="a" * 40,
+        metrics={"accuracy": 0.9},
+        released_at="2026-11-21T00:00:00Z",
+    )
 
 
 def invariants(slot: ModelSlot) -> None:
@@ -28,14 +33,19 @@ def invariants(slot: ModelSlot) -> None:
     assert slot.idle != slot.active
 
 
-ops = st.lists(st.one_of(st.tuples(st.just("release"), st.integers(0, 5)),
-                         st.tuples(st.just("rollback"), st.just(0))), max_size=40)
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("release"), st.integers(0, 5)), st.tuples(st.just("rollback"), st.just(0))
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=300)
 @given(ops)
 def test_every_sequence_keeps_one_active_color_and_the_preview_the_other(
-        sequence: list[tuple[str, int]]) -> None:
+    sequence: list[tuple[str, int]],
+) -> None:
     slot = ModelSlot()
     for op, n in sequence:
         before = slot
@@ -98,8 +108,10 @@ def test_an_inconsistent_state_is_refused() -> None:
 
 def test_live_comparison_names_every_difference() -> None:
     slot = bluegreen.release(bluegreen.release(ModelSlot(), record(1)).slot, record(2)).slot
-    ok = {"blue": LiveDeployment("blue", record(1).image, 2, 2),
-          "green": LiveDeployment("green", record(2).image, 2, 2)}
+    ok = {
+        "blue": LiveDeployment("blue", record(1).image, 2, 2),
+        "green": LiveDeployment("green", record(2).image, 2, 2),
+    }
     assert compare_live(slot, ok, "green") == []
     drift = {"blue": LiveDeployment("blue", record(3).image, 1, 2)}
     findings = compare_live(slot, drift, "blue")
@@ -124,15 +136,22 @@ def _released(*numbers: int) -> ModelSlot:
 
 def test_a_second_rollback_would_undo_the_first_and_is_refused() -> None:
     rolled = bluegreen.rollback(_released(1, 2)).slot  # 1 serves, 2 idle
-    history = [{"Release-Id": record(1).release_id, "Environment": "staging",
-                "Rollback-Of": record(2).release_id},
-               {"Release-Id": record(2).release_id, "Environment": "staging"}]
+    history = [
+        {
+            "Release-Id": record(1).release_id,
+            "Environment": "staging",
+            "Rollback-Of": record(2).release_id,
+        },
+        {"Release-Id": record(2).release_id, "Environment": "staging"},
+    ]
     undone = bluegreen.rolled_back_from(rolled, "staging", history)
     assert undone == record(2).release_id
-    with pytest.raises(bluegreen.WouldReactivate,
-                       match="took digits-000000000002 out of service; rolling back again would "
-                             "make digits-000000000002 \\(green\\) serve instead of "
-                             "digits-000000000001") as caught:
+    with pytest.raises(
+        bluegreen.WouldReactivate,
+        match="took digits-000000000002 out of service; rolling back again would "
+        "make digits-000000000002 \\(green\\) serve instead of "
+        "digits-000000000001",
+    ) as caught:
         bluegreen.rollback(rolled, undone)
     assert isinstance(caught.value, NoPreviousRelease)
     again = bluegreen.rollback(rolled, undone, reactivate=True)
@@ -141,22 +160,39 @@ def test_a_second_rollback_would_undo_the_first_and_is_refused() -> None:
 
 def test_what_made_the_serving_release_serve_decides() -> None:
     rolled = bluegreen.rollback(_released(1, 2)).slot
-    staging_rollback = {"Release-Id": record(1).release_id, "Environment": "staging",
-                        "Rollback-Of": record(2).release_id}
+    staging_rollback = {
+        "Release-Id": record(1).release_id,
+        "Environment": "staging",
+        "Rollback-Of": record(2).release_id,
+    }
     # A rollback of another environment, or an older one, is not what made 1 serve here.
     assert bluegreen.rolled_back_from(rolled, "production", [staging_rollback]) is None
-    assert bluegreen.rolled_back_from(rolled, "staging", [
-        {"Release-Id": record(1).release_id, "Environment": "staging"},  # re-released since
-        staging_rollback]) is None
+    assert (
+        bluegreen.rolled_back_from(
+            rolled,
+            "staging",
+            [
+                {"Release-Id": record(1).release_id, "Environment": "staging"},  # re-released since
+                staging_rollback,
+            ],
+        )
+        is None
+    )
     assert bluegreen.rolled_back_from(rolled, "staging", []) is None
     assert bluegreen.rolled_back_from(ModelSlot(), "staging", [staging_rollback]) is None
     # A normal rollback (what serves came from a release) is not refused.
     slot = _released(1, 2)
-    undone = bluegreen.rolled_back_from(slot, "staging", [
-        {"Release-Id": record(2).release_id, "Environment": "staging"}])
+    undone = bluegreen.rolled_back_from(
+        slot, "staging", [{"Release-Id": record(2).release_id, "Environment": "staging"}]
+    )
     assert bluegreen.rollback(slot, undone).slot.active == "blue"
     # After a rollback, the next release replaces the removed one: rollback works again.
     s3 = bluegreen.release(rolled, record(3)).slot
-    assert bluegreen.rollback(s3, bluegreen.rolled_back_from(s3, "staging", [
-        {"Release-Id": record(3).release_id, "Environment": "staging"},
-        staging_rollback])).slot.color("blue") == record(1)
+    assert bluegreen.rollback(
+        s3,
+        bluegreen.rolled_back_from(
+            s3,
+            "staging",
+            [{"Release-Id": record(3).release_id, "Environment": "staging"}, staging_rollback],
+        ),
+    ).slot.color("blue") == record(1)

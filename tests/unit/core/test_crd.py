@@ -28,8 +28,9 @@ SCP_URL = "git@github.com:acme/gitops.git"
 
 
 def controllers() -> dict[str, dict[str, Any]]:
-    return {p: yaml.safe_load(t) for p, t in rendered().files.items()
-            if p.startswith("controllers/")}
+    return {
+        p: yaml.safe_load(t) for p, t in rendered().files.items() if p.startswith("controllers/")
+    }
 
 
 def violations(obj: dict[str, Any], crds: Path = CRDS) -> list[str]:
@@ -49,6 +50,7 @@ def patterns(node: Any) -> Iterator[str]:
 
 # --- provenance ---------------------------------------------------------------------------
 
+
 def test_every_vendored_crd_is_listed_pinned_and_what_it_says() -> None:
     sums = dict(line.split("  ")[::-1] for line in (CRDS / "SHA256SUMS").read_text().splitlines())
     files = sorted(p.name for p in CRDS.glob("*.yaml") if p.name != "index.yaml")
@@ -58,8 +60,10 @@ def test_every_vendored_crd_is_listed_pinned_and_what_it_says() -> None:
         assert hashlib.sha256(data).hexdigest() == sums[entry["file"]], entry["file"]
         doc = manifests.load_crd(CRDS, entry["file"])
         assert doc["kind"] == "CustomResourceDefinition"
-        assert (doc["spec"]["group"], doc["spec"]["names"]["kind"]) == (entry["group"],
-                                                                        entry["kind"])
+        assert (doc["spec"]["group"], doc["spec"]["names"]["kind"]) == (
+            entry["group"],
+            entry["kind"],
+        )
         assert entry["upstream"].startswith("https://github.com/")
         assert entry["version"]
 
@@ -81,21 +85,26 @@ def test_every_pattern_of_every_vendored_crd_compiles(entry: dict[str, str]) -> 
             re.compile(pattern)
 
 
-@pytest.mark.parametrize(("go", "python", "matches", "misses"), [
-    ("^(?i)(abort|warn)?$", "^(?i:(abort|warn)?$)", ["WARN", ""], ["x"]),
-    ("^((?i)sun|mon)day$", "^((?i:sun)|(?i:mon))day$", ["SUNday", "MONday"], ["SUNDAY"]),
-    ("a(?i)b|c", "a(?i:b)|(?i:c)", ["aB", "C"], ["AB"]),
-    ("(?i)abc", "(?i)abc", ["ABC"], ["ab"]),
-    (r"[(?i)]x\z", r"[(?i)]x\Z", ["ix"], ["Ix", "ix\n"]),
-])
-def test_re2_inline_flags_become_python_scoped_flags(go: str, python: str, matches: list[str],
-                                                      misses: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("go", "python", "matches", "misses"),
+    [
+        ("^(?i)(abort|warn)?$", "^(?i:(abort|warn)?$)", ["WARN", ""], ["x"]),
+        ("^((?i)sun|mon)day$", "^((?i:sun)|(?i:mon))day$", ["SUNday", "MONday"], ["SUNDAY"]),
+        ("a(?i)b|c", "a(?i:b)|(?i:c)", ["aB", "C"], ["AB"]),
+        ("(?i)abc", "(?i)abc", ["ABC"], ["ab"]),
+        (r"[(?i)]x\z", r"[(?i)]x\Z", ["ix"], ["Ix", "ix\n"]),
+    ],
+)
+def test_re2_inline_flags_become_python_scoped_flags(
+    go: str, python: str, matches: list[str], misses: list[str]
+) -> None:
     assert crd.translate_pattern(go) == python
     assert all(re.search(python, s) for s in matches)
     assert not any(re.search(python, s) for s in misses)
 
 
 # --- what is rendered passes; what a controller refuses is refused -------------------------
+
 
 def test_the_rendered_controllers_pass_their_upstream_crds() -> None:
     objects = controllers()
@@ -111,8 +120,9 @@ def test_the_scp_like_url_is_refused_when_configured() -> None:
     assert "MLOPS_GITOPS_REPO_URL" in str(exc.value)
 
 
-def test_the_scp_like_url_makes_render_exit_2(monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_scp_like_url_makes_render_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MLOPS_GITOPS_REPO_URL", SCP_URL)
     assert main(["render", "--check"]) == 2
     assert "repo_url" in capsys.readouterr().err
@@ -123,17 +133,32 @@ def test_the_scp_like_url_is_refused_by_the_flux_crd_too() -> None:
     gitops = load_gitops(ROOT, env={}).model_copy(update={"repo_url": SCP_URL})
     result = stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, gitops, states())
     messages = [str(v) for v in result.violations]
-    assert any("gitrepository-mlops-gitops.yaml" in m and "spec.url" in m
-               and "(http|https|ssh)" in m for m in messages), messages
+    assert any(
+        "gitrepository-mlops-gitops.yaml" in m and "spec.url" in m and "(http|https|ssh)" in m
+        for m in messages
+    ), messages
 
 
-ACCEPTED = ["https://github.com/acme/gitops.git", "https://gitlab.example:8443/g/sub/gitops",
-            "ssh://git@github.com/acme/gitops.git", "http://gitea.local/acme/gitops.git",
-            "https://bot@github.com/acme/gitops.git"]
-REFUSED = [SCP_URL, "github.com/acme/gitops.git", "file:///srv/gitops.git", "/srv/gitops.git",
-           "https://user:s3cret@github.com/acme/gitops.git", "ssh://github.com:acme/gitops",
-           "git://github.com/acme/gitops.git", "https://github.com/acme/gitops.git\n- x",
-           "https://github.com", "ext::sh -c touch% /tmp/x", "HTTPS://github.com/a/b"]
+ACCEPTED = [
+    "https://github.com/acme/gitops.git",
+    "https://gitlab.example:8443/g/sub/gitops",
+    "ssh://git@github.com/acme/gitops.git",
+    "http://gitea.local/acme/gitops.git",
+    "https://bot@github.com/acme/gitops.git",
+]
+REFUSED = [
+    SCP_URL,
+    "github.com/acme/gitops.git",
+    "file:///srv/gitops.git",
+    "/srv/gitops.git",
+    "https://user:s3cret@github.com/acme/gitops.git",
+    "ssh://github.com:acme/gitops",
+    "git://github.com/acme/gitops.git",
+    "https://github.com/acme/gitops.git\n- x",
+    "https://github.com",
+    "ext::sh -c touch% /tmp/x",
+    "HTTPS://github.com/a/b",
+]
 
 
 @pytest.mark.parametrize("url", ACCEPTED)
@@ -151,13 +176,19 @@ def test_repo_urls_outside_the_allow_list_are_refused(url: str) -> None:
 
 # --- mutations: every vendored kind, and the controllers' own fields ----------------------
 
+
 @pytest.mark.parametrize("entry", INDEX, ids=lambda e: e["kind"])
 def test_unknown_fields_and_bad_metadata_are_refused_for_every_vendored_kind(
-        entry: dict[str, str]) -> None:
+    entry: dict[str, str],
+) -> None:
     doc = manifests.load_crd(CRDS, entry["file"])
     for api_version in crd.served_versions(doc):
-        base = {"apiVersion": api_version, "kind": entry["kind"],
-                "metadata": {"name": "x", "namespace": "mlops"}, "spec": {}}
+        base = {
+            "apiVersion": api_version,
+            "kind": entry["kind"],
+            "metadata": {"name": "x", "namespace": "mlops"},
+            "spec": {},
+        }
         baseline = set(violations(base))  # required spec fields may be missing: not the point
         for mutation, expected in [
             ({"spec": {"bogus": 1}}, "'bogus' was unexpected"),
@@ -169,8 +200,9 @@ def test_unknown_fields_and_bad_metadata_are_refused_for_every_vendored_kind(
         ]:
             found = set(violations({**base, **mutation})) - baseline
             assert any(expected in m for m in found), (entry["kind"], mutation, found)
-    bad_version = violations({"apiVersion": f"{entry['group']}/v9", "kind": entry["kind"],
-                              "metadata": {"name": "x"}})
+    bad_version = violations(
+        {"apiVersion": f"{entry['group']}/v9", "kind": entry["kind"], "metadata": {"name": "x"}}
+    )
     assert any("is not served" in m for m in bad_version)
 
 
@@ -190,41 +222,58 @@ def mutate(obj: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
 DELETE = object()
 MUTATIONS = {
     "controllers/flux/gitrepository-mlops-gitops.yaml": [
-        ("spec.url", SCP_URL), ("spec.interval", "1 minute"), ("spec.ref.brnch", "main"),
-        ("spec.url", DELETE), ("spec.provider", "bitbucket")],
+        ("spec.url", SCP_URL),
+        ("spec.interval", "1 minute"),
+        ("spec.ref.brnch", "main"),
+        ("spec.url", DELETE),
+        ("spec.provider", "bitbucket"),
+    ],
     "controllers/flux/kustomization-mlops-staging.yaml": [
-        ("spec.prune", "yes"), ("spec.sourceRef.kind", "HelmRepository"),
-        ("spec.timeout", "5 min"), ("spec.path", 5), ("spec.sourceRef.nme", "x"),
-        ("spec.interval", DELETE)],
+        ("spec.prune", "yes"),
+        ("spec.sourceRef.kind", "HelmRepository"),
+        ("spec.timeout", "5 min"),
+        ("spec.path", 5),
+        ("spec.sourceRef.nme", "x"),
+        ("spec.interval", DELETE),
+    ],
     "controllers/argocd/application-mlops-staging.yaml": [
-        ("spec.destination", DELETE), ("spec.source.directory.recurse", "no"),
-        ("spec.syncPolicy.automated.prune", "true"), ("spec.sourc", {}),
-        ("spec.syncPolicy.retry.limit", "five")],
+        ("spec.destination", DELETE),
+        ("spec.source.directory.recurse", "no"),
+        ("spec.syncPolicy.automated.prune", "true"),
+        ("spec.sourc", {}),
+        ("spec.syncPolicy.retry.limit", "five"),
+    ],
     "controllers/argocd/appproject-mlops.yaml": [
         ("spec.sourceRepos", "https://github.com/acme/gitops.git"),
-        ("spec.destinations.0.namespac", "x"), ("spec.clusterResourceWhitelist.0.kind", 1)],
+        ("spec.destinations.0.namespac", "x"),
+        ("spec.clusterResourceWhitelist.0.kind", 1),
+    ],
 }
 
 
-@pytest.mark.parametrize(("path", "field", "value"), [
-    (path, field, value) for path, cases in MUTATIONS.items() for field, value in cases],
-    ids=lambda v: "delete" if v is DELETE else str(v))
-def test_mutations_of_the_rendered_controllers_are_caught(path: str, field: str,
-                                                          value: Any) -> None:
+@pytest.mark.parametrize(
+    ("path", "field", "value"),
+    [(path, field, value) for path, cases in MUTATIONS.items() for field, value in cases],
+    ids=lambda v: "delete" if v is DELETE else str(v),
+)
+def test_mutations_of_the_rendered_controllers_are_caught(
+    path: str, field: str, value: Any
+) -> None:
     obj = controllers()[path]
     assert violations(obj) == []
     assert violations(mutate(obj, field, value)) != []
 
 
 def test_a_custom_kind_without_a_vendored_crd_is_refused() -> None:
-    found = violations({"apiVersion": "example.com/v1", "kind": "Widget",
-                        "metadata": {"name": "x"}})
+    found = violations(
+        {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x"}}
+    )
     assert any("manifests/crds/" in m for m in found), found
 
 
 def test_lint_refuses_an_unknown_field_in_a_committed_controller(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     for rel in ("manifests", "models"):
         shutil.copytree(ROOT / rel, tmp_path / rel)
     (tmp_path / "pyproject.toml").write_text("")

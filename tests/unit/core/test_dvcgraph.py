@@ -7,8 +7,11 @@ from pipelines.core import dvcgraph
 from pipelines.stages.run import stage_code
 
 ROOT = Path(__file__).resolve().parents[3]
-CODE = {"validate": ["pipelines/v.py"], "train": ["pipelines/t.py", "pipelines/a.py"],
-        "evaluate": []}
+CODE = {
+    "validate": ["pipelines/v.py"],
+    "train": ["pipelines/t.py", "pipelines/a.py"],
+    "evaluate": [],
+}
 
 
 def test_render_is_stable_and_sorted() -> None:
@@ -20,8 +23,13 @@ def test_render_is_stable_and_sorted() -> None:
 
 def test_train_depends_on_its_architecture_code_and_params() -> None:
     train = yaml.safe_load(dvcgraph.render({"m": "net.py"}, CODE))["stages"]["train-m"]
-    assert train["deps"] == ["data/m", "artifacts/m/validate", "models/m/net.py",
-                             "pipelines/a.py", "pipelines/t.py"]
+    assert train["deps"] == [
+        "data/m",
+        "artifacts/m/validate",
+        "models/m/net.py",
+        "pipelines/a.py",
+        "pipelines/t.py",
+    ]
     assert train["params"] == [{"models/m/model.yaml": ["data", "training", "export"]}]
     assert train["outs"] == [{"artifacts/m/train": {"cache": False}}]
 
@@ -34,12 +42,14 @@ def test_a_stages_code_is_what_its_module_imports() -> None:
         assert "pipelines/stages/__init__.py" in code[stage]
         assert "pipelines/config.py" in code[stage]
     for stage in ("train", "evaluate"):
-        assert {"pipelines/adapters/datasets.py", "pipelines/adapters/modelcode.py"} <= \
-            set(code[stage])
+        assert {"pipelines/adapters/datasets.py", "pipelines/adapters/modelcode.py"} <= set(
+            code[stage]
+        )
     assert all((ROOT / path).is_file() for paths in code.values() for path in paths)
 
 
 def test_committed_dvc_yaml_is_current() -> None:
     models = {n: load_model(ROOT, n).model.training.architecture for n in model_names(ROOT)}
     assert (ROOT / "dvc.yaml").read_text() == dvcgraph.render(models, stage_code(ROOT)), (
-        "dvc.yaml is stale: run `mlops run` (or regenerate it) and commit the result")
+        "dvc.yaml is stale: run `mlops run` (or regenerate it) and commit the result"
+    )

@@ -7,29 +7,51 @@ from pipelines.core.gating import decide
 from pipelines.core.stats import PairedComparison
 
 
-def metrics(accuracy: float = 0.97, f1: float = 0.97, recalls: dict[str, float] | None = None,
-            size: int = 40_000, p99: float = 0.02) -> dict[str, Any]:
+def metrics(
+    accuracy: float = 0.97,
+    f1: float = 0.97,
+    recalls: dict[str, float] | None = None,
+    size: int = 40_000,
+    p99: float = 0.02,
+) -> dict[str, Any]:
     recalls = recalls or {str(c): 0.95 for c in range(10)}
     return {
-        "accuracy": accuracy, "macro_f1": f1, "macro_precision": f1, "macro_recall": f1,
-        "size_bytes": size, "latency_ms": {"p99": p99},
+        "accuracy": accuracy,
+        "macro_f1": f1,
+        "macro_precision": f1,
+        "macro_recall": f1,
+        "size_bytes": size,
+        "latency_ms": {"p99": p99},
         "per_class": {c: {"recall": r} for c, r in recalls.items()},
     }
 
 
-def comparison(delta: float, ci: tuple[float, float], p: float, b: int = 5,
-               c: int = 5) -> PairedComparison:
-    return PairedComparison(n=360, candidate_accuracy=0.9 + delta, baseline_accuracy=0.9,
-                            delta=delta, ci_low=ci[0], ci_high=ci[1], b=b, c=c, p_value=p)
+def comparison(
+    delta: float, ci: tuple[float, float], p: float, b: int = 5, c: int = 5
+) -> PairedComparison:
+    return PairedComparison(
+        n=360,
+        candidate_accuracy=0.9 + delta,
+        baseline_accuracy=0.9,
+        delta=delta,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        b=b,
+        c=c,
+        p_value=p,
+    )
 
 
 def cfg(**change: Any) -> GateConfig:
-    return GateConfig.model_validate({
-        "thresholds": {"accuracy": 0.9, "macro_f1": 0.9},
-        "max_size_bytes": 100_000, "max_latency_p99_ms": 1.0,
-        "per_class": {"min_recall": 0.8, "overrides": {8: 0.7}},
-        "change": change,
-    })
+    return GateConfig.model_validate(
+        {
+            "thresholds": {"accuracy": 0.9, "macro_f1": 0.9},
+            "max_size_bytes": 100_000,
+            "max_latency_p99_ms": 1.0,
+            "per_class": {"min_recall": 0.8, "overrides": {8: 0.7}},
+            "change": change,
+        }
+    )
 
 
 def rule(verdict: Any, name: str) -> Any:
@@ -41,8 +63,13 @@ def test_good_candidate_without_baseline_is_blessed_and_says_so() -> None:
     assert v.blessed
     assert "no baseline model" in rule(v, "change_not_worse").reason
     assert {r.rule for r in v.rules} == {
-        "min_accuracy", "min_macro_f1", "max_size_bytes", "max_latency_p99_ms",
-        "per_class_min_recall", "change_not_worse"}
+        "min_accuracy",
+        "min_macro_f1",
+        "max_size_bytes",
+        "max_latency_p99_ms",
+        "per_class_min_recall",
+        "change_not_worse",
+    }
 
 
 def test_missing_baseline_can_be_made_to_fail() -> None:
@@ -89,19 +116,25 @@ def test_equal_model_is_not_worse() -> None:
     assert "p=1" in rule(v, "change_not_worse").reason
 
 
-@pytest.mark.parametrize(("delta", "ci", "p", "blessed"), [
-    (0.03, (0.01, 0.05), 0.01, True),
-    (0.01, (-0.01, 0.03), 0.3, False),   # better, but not significantly
-    (-0.01, (-0.03, 0.01), 0.3, False),
-])
-def test_better_requires_significance(delta: float, ci: tuple[float, float], p: float,
-                                      blessed: bool) -> None:
+@pytest.mark.parametrize(
+    ("delta", "ci", "p", "blessed"),
+    [
+        (0.03, (0.01, 0.05), 0.01, True),
+        (0.01, (-0.01, 0.03), 0.3, False),  # better, but not significantly
+        (-0.01, (-0.03, 0.01), 0.3, False),
+    ],
+)
+def test_better_requires_significance(
+    delta: float, ci: tuple[float, float], p: float, blessed: bool
+) -> None:
     v = decide(cfg(require="better"), metrics(), comparison(delta, ci, p))
     assert rule(v, "change_better").passed is blessed
 
 
-def _io(inputs: list[tuple[tuple[int, ...], str, bool]],
-        outputs: list[tuple[tuple[int, ...], str, bool]]) -> Any:
+def _io(
+    inputs: list[tuple[tuple[int, ...], str, bool]],
+    outputs: list[tuple[tuple[int, ...], str, bool]],
+) -> Any:
     from pipelines.core.gating import ModelIO, TensorSpec
 
     return ModelIO(tuple(TensorSpec(*t) for t in inputs), tuple(TensorSpec(*t) for t in outputs))
@@ -114,23 +147,47 @@ def test_comparable_baseline_has_no_problems() -> None:
     assert incomparable(model, model, 10) == []
 
 
-@pytest.mark.parametrize(("inputs", "outputs", "fragment"), [
-    ([((64,), "float32", False)], [((10,), "float32", False)],
-     "input shape: baseline [64], candidate [8, 8, 1]"),
-    ([((8, 8, 1), "int8", True)], [((10,), "float32", False)], "the baseline's input is quantised"),
-    ([((8, 8, 1), "float32", False)], [((10,), "uint8", True)],
-     "the baseline's output is quantised"),
-    ([((8, 8, 1), "float32", False)], [((10,), "float16", False)],
-     "output dtype: baseline float16, candidate float32"),
-    ([((8, 8, 1), "float32", False)], [((3,), "float32", False)],
-     "the baseline predicts 3 classes (output [3]); this model has 10"),
-    ([((8, 8, 1), "float32", False)], [((2, 5), "float32", False)],
-     "output shape: baseline [2, 5], candidate [10]"),
-    ([((8, 8, 1), "float32", False)] * 2, [((10,), "float32", False)],
-     "the baseline has 2 input(s), the candidate 1"),
-])
-def test_incomparable_baselines_name_the_mismatch(inputs: Any, outputs: Any,
-                                                  fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "fragment"),
+    [
+        (
+            [((64,), "float32", False)],
+            [((10,), "float32", False)],
+            "input shape: baseline [64], candidate [8, 8, 1]",
+        ),
+        (
+            [((8, 8, 1), "int8", True)],
+            [((10,), "float32", False)],
+            "the baseline's input is quantised",
+        ),
+        (
+            [((8, 8, 1), "float32", False)],
+            [((10,), "uint8", True)],
+            "the baseline's output is quantised",
+        ),
+        (
+            [((8, 8, 1), "float32", False)],
+            [((10,), "float16", False)],
+            "output dtype: baseline float16, candidate float32",
+        ),
+        (
+            [((8, 8, 1), "float32", False)],
+            [((3,), "float32", False)],
+            "the baseline predicts 3 classes (output [3]); this model has 10",
+        ),
+        (
+            [((8, 8, 1), "float32", False)],
+            [((2, 5), "float32", False)],
+            "output shape: baseline [2, 5], candidate [10]",
+        ),
+        (
+            [((8, 8, 1), "float32", False)] * 2,
+            [((10,), "float32", False)],
+            "the baseline has 2 input(s), the candidate 1",
+        ),
+    ],
+)
+def test_incomparable_baselines_name_the_mismatch(inputs: Any, outputs: Any, fragment: str) -> None:
     from pipelines.core.gating import incomparable
 
     candidate = _io([((8, 8, 1), "float32", False)], [((10,), "float32", False)])

@@ -12,8 +12,11 @@ from tests.unit.core.test_render import rendered
 
 
 def staging() -> dict[str, dict[str, Any]]:
-    return {p: yaml.safe_load(t) for p, t in rendered().files.items()
-            if p.startswith("rendered/staging/")}
+    return {
+        p: yaml.safe_load(t)
+        for p, t in rendered().files.items()
+        if p.startswith("rendered/staging/")
+    }
 
 
 def rules(files: dict[str, dict[str, Any]]) -> set[str]:
@@ -53,8 +56,11 @@ def test_probes_non_root_and_capabilities() -> None:
 def test_secrets_are_never_committed() -> None:
     files = staging()
     files["rendered/staging/secret-x.yaml"] = {
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x", "namespace": "n"},
-        "stringData": {"password": "hunter2"}}
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "x", "namespace": "n"},
+        "stringData": {"password": "hunter2"},
+    }
     assert rules(files) == {"no-secrets"}
 
 
@@ -72,27 +78,38 @@ def test_the_shutdown_budget_needs_the_waits_plus_a_margin() -> None:
     assert policy.shutdown_budget(5 + 5 + 20 + margin, 5, 5, 20) is None
     problem = policy.shutdown_budget(30, 5, 5, 20)
     assert problem is not None
-    assert f"30 < preStop 5 + MLOPS_SHUTDOWN_DELAY_SECONDS 5 + MLOPS_DRAIN_SECONDS 20 + " \
-           f"margin {margin} = {30 + margin}" in problem
+    assert (
+        f"30 < preStop 5 + MLOPS_SHUTDOWN_DELAY_SECONDS 5 + MLOPS_DRAIN_SECONDS 20 + "
+        f"margin {margin} = {30 + margin}" in problem
+    )
     assert policy.shutdown_budget(29, 0, 0, 20, margin=10) is not None
     assert policy.shutdown_budget(30, 0, 0, 20, margin=10) is None
 
 
 def test_the_default_rendering_leaves_time_to_drain() -> None:
     for env in ("staging", "production"):
-        files = {p: yaml.safe_load(t) for p, t in rendered().files.items()
-                 if p.startswith(f"rendered/{env}/")}
+        files = {
+            p: yaml.safe_load(t)
+            for p, t in rendered().files.items()
+            if p.startswith(f"rendered/{env}/")
+        }
         deployments = [o for o in files.values() if o["kind"] == "Deployment"]
         assert deployments
         for d in deployments:
             pod = d["spec"]["template"]["spec"]
             (c,) = pod["containers"]
-            env_vars = {e["name"]: int(e["value"]) for e in c["env"]
-                        if e["name"] in ("MLOPS_SHUTDOWN_DELAY_SECONDS", "MLOPS_DRAIN_SECONDS")}
+            env_vars = {
+                e["name"]: int(e["value"])
+                for e in c["env"]
+                if e["name"] in ("MLOPS_SHUTDOWN_DELAY_SECONDS", "MLOPS_DRAIN_SECONDS")
+            }
             # The waits are explicit in the rendered Deployment, not left to the server's defaults.
             assert sorted(env_vars) == ["MLOPS_DRAIN_SECONDS", "MLOPS_SHUTDOWN_DELAY_SECONDS"]
-            waits = (c["lifecycle"]["preStop"]["sleep"]["seconds"]
-                     + env_vars["MLOPS_SHUTDOWN_DELAY_SECONDS"] + env_vars["MLOPS_DRAIN_SECONDS"])
+            waits = (
+                c["lifecycle"]["preStop"]["sleep"]["seconds"]
+                + env_vars["MLOPS_SHUTDOWN_DELAY_SECONDS"]
+                + env_vars["MLOPS_DRAIN_SECONDS"]
+            )
             assert pod["terminationGracePeriodSeconds"] >= waits + policy.SHUTDOWN_MARGIN_SECONDS
         assert "shutdown-budget" not in rules(files)
 
@@ -109,8 +126,12 @@ def test_a_grace_period_too_short_for_the_drain_is_a_violation() -> None:
     assert rules(files) == {"shutdown-budget"}
     pod["terminationGracePeriodSeconds"] = 300
     env[:] = [e for e in env if not e["name"].startswith("MLOPS_DRAIN")]
-    env.append({"name": "MLOPS_DRAIN_SECONDS", "valueFrom": {"configMapKeyRef": {
-        "name": "x", "key": "drain"}}})
+    env.append(
+        {
+            "name": "MLOPS_DRAIN_SECONDS",
+            "valueFrom": {"configMapKeyRef": {"name": "x", "key": "drain"}},
+        }
+    )
     violations = policy.check(files)
     assert [v.rule for v in violations] == ["shutdown-budget"]
     assert "MLOPS_DRAIN_SECONDS must be a literal number of seconds" in violations[0].message

@@ -30,29 +30,39 @@ MODELS = {"digits": load_model(ROOT, "digits").model}
 def record(n: int, **overrides: str) -> ReleaseRecord:
     registry = "registry.example/mlops"
     fields: dict[str, object] = {
-        "release_id": f"digits-{n:012d}", "image": f"{registry}/digits@sha256:{n:064x}",
+        "release_id": f"digits-{n:012d}",
+        "image": f"{registry}/digits@sha256:{n:064x}",
         "model_sha256": f"{n:064x}",
         "model_artifact": f"{registry}/digits-model@sha256:{n:064x}",
-        "data_md5": "c41d00808c9f6c89700de487e190c932.dir", "source_commit": "a" * 40,
-        "metrics": {"accuracy": 0.98}, "released_at": "2026-11-21T12:00:00Z"}
+        "data_md5": "c41d00808c9f6c89700de487e190c932.dir",
+        "source_commit": "a" * 40,
+        "metrics": {"accuracy": 0.98},
+        "released_at": "2026-11-21T12:00:00Z",
+    }
     fields.update(overrides)
     return ReleaseRecord.model_construct(**fields)  # type: ignore[arg-type]
 
 
 def states() -> dict[str, EnvironmentState]:
     return {
-        "staging": EnvironmentState(environment="staging", namespace="mlops-staging",
-                                    models={"digits": ModelSlot(active="green", blue=record(1),
-                                                                green=record(2))}),
-        "production": EnvironmentState(environment="production", namespace="mlops-production",
-                                       promotion="pr", models={"digits": ModelSlot(
-                                           active="blue", replicas=3, blue=record(1))}),
+        "staging": EnvironmentState(
+            environment="staging",
+            namespace="mlops-staging",
+            models={"digits": ModelSlot(active="green", blue=record(1), green=record(2))},
+        ),
+        "production": EnvironmentState(
+            environment="production",
+            namespace="mlops-production",
+            promotion="pr",
+            models={"digits": ModelSlot(active="blue", replicas=3, blue=record(1))},
+        ),
     }
 
 
 def rendered() -> stage.Rendering:
-    return stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, load_gitops(ROOT, env={}),
-                            states())
+    return stage.render_all(
+        ROOT / "manifests", TEMPLATES, MODELS, load_gitops(ROOT, env={}), states()
+    )
 
 
 def test_rendering_matches_the_golden_files() -> None:
@@ -75,12 +85,19 @@ def test_objects_per_environment() -> None:
     files = rendered().files
     staging = sorted(p.split("/")[-1] for p in files if p.startswith("rendered/staging/"))
     assert staging == [
-        "deployment-digits-blue.yaml", "deployment-digits-green.yaml",
-        "horizontalpodautoscaler-digits-blue.yaml", "horizontalpodautoscaler-digits-green.yaml",
-        "job-digits-smoke-000000000002.yaml", "namespace-mlops-staging.yaml",
-        "networkpolicy-digits.yaml", "poddisruptionbudget-digits-blue.yaml",
-        "poddisruptionbudget-digits-green.yaml", "service-digits-preview.yaml",
-        "service-digits.yaml", "serviceaccount-digits.yaml"]
+        "deployment-digits-blue.yaml",
+        "deployment-digits-green.yaml",
+        "horizontalpodautoscaler-digits-blue.yaml",
+        "horizontalpodautoscaler-digits-green.yaml",
+        "job-digits-smoke-000000000002.yaml",
+        "namespace-mlops-staging.yaml",
+        "networkpolicy-digits.yaml",
+        "poddisruptionbudget-digits-blue.yaml",
+        "poddisruptionbudget-digits-green.yaml",
+        "service-digits-preview.yaml",
+        "service-digits.yaml",
+        "serviceaccount-digits.yaml",
+    ]
     active = yaml.safe_load(files["rendered/staging/service-digits.yaml"])
     preview = yaml.safe_load(files["rendered/staging/service-digits-preview.yaml"])
     assert active["spec"]["selector"] == {"app": "digits", "color": "green"}
@@ -89,7 +106,10 @@ def test_objects_per_environment() -> None:
     deployment = yaml.safe_load(files["rendered/staging/deployment-digits-green.yaml"])
     assert deployment["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "0"
     assert deployment["spec"]["template"]["metadata"]["labels"] == {
-        "app": "digits", "color": "green", "release": "digits-000000000002"}
+        "app": "digits",
+        "color": "green",
+        "release": "digits-000000000002",
+    }
     job = yaml.safe_load(files["rendered/staging/job-digits-smoke-000000000002.yaml"])
     assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
     prod = [p for p in files if p.startswith("rendered/production/")]
@@ -112,12 +132,18 @@ EVIL = [
 @pytest.mark.parametrize("evil", EVIL)
 def test_no_value_can_change_the_yaml_structure(evil: str) -> None:
     """Values bypass validation here (model_construct) to prove the renderer alone is safe."""
-    evil_record = record(2, release_id=evil, source_commit=evil, released_at=evil,
-                         data_md5=evil)
+    evil_record = record(2, release_id=evil, source_commit=evil, released_at=evil, data_md5=evil)
     state = EnvironmentState.model_construct(
-        environment="staging", namespace="mlops-staging", promotion="direct",
-        rollback="direct", models={"digits": ModelSlot.model_construct(
-            active="green", replicas=None, blue=record(1), green=evil_record)})
+        environment="staging",
+        namespace="mlops-staging",
+        promotion="direct",
+        rollback="direct",
+        models={
+            "digits": ModelSlot.model_construct(
+                active="green", replicas=None, blue=record(1), green=evil_record
+            )
+        },
+    )
     benign = render.environment_objects(states()["staging"], MODELS, TEMPLATES)
     objects = render.environment_objects(state, MODELS, TEMPLATES)
     assert [o.kind for o in objects] == [o.kind for o in benign]
@@ -135,15 +161,22 @@ def test_no_value_can_change_the_yaml_structure(evil: str) -> None:
 
 
 def test_a_template_that_emits_two_documents_is_refused() -> None:
-    broken = {**TEMPLATES, "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"] + "\n---\n"
-              "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n"}
+    broken = {
+        **TEMPLATES,
+        "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"] + "\n---\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\n",
+    }
     with pytest.raises(render.RenderError, match="2 documents"):
         render.environment_objects(states()["staging"], MODELS, broken)
 
 
 def test_an_undefined_variable_is_an_error_not_an_empty_string() -> None:
-    broken = {**TEMPLATES, "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"].replace(
-        "env.namespace", "env.nmaespace")}
+    broken = {
+        **TEMPLATES,
+        "namespace.yaml.j2": TEMPLATES["namespace.yaml.j2"].replace(
+            "env.namespace", "env.nmaespace"
+        ),
+    }
     with pytest.raises(render.RenderError, match="nmaespace"):
         render.environment_objects(states()["staging"], MODELS, broken)
 
@@ -164,12 +197,13 @@ def manifests_copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_check_shows_a_diff_and_fails_when_stale(manifests_copy: Path,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_shows_a_diff_and_fails_when_stale(
+    manifests_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     tmp_path = manifests_copy
     (tmp_path / "manifests/rendered/staging/namespace-mlops-staging.yaml").write_text(
-        "# edited by hand\n")
+        "# edited by hand\n"
+    )
     monkeypatch.chdir(tmp_path)
     assert main(["render", "--check"]) == 1
     captured = capsys.readouterr()
@@ -180,9 +214,9 @@ def test_check_shows_a_diff_and_fails_when_stale(manifests_copy: Path,
     assert main(["render", "--check"]) == 0
 
 
-def test_lint_lists_every_violation_in_committed_files(manifests_copy: Path,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_lint_lists_every_violation_in_committed_files(
+    manifests_copy: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     tmp_path = manifests_copy
     stage.write(tmp_path / "manifests", rendered().files)
     path = tmp_path / "manifests/rendered/staging/deployment-digits-green.yaml"
@@ -197,8 +231,12 @@ def test_lint_lists_every_violation_in_committed_files(manifests_copy: Path,
     monkeypatch.chdir(tmp_path)
     assert main(["lint-manifests"]) == 1
     err = capsys.readouterr().err
-    for expected in ("[image-by-digest]", "[resources] container server: no limits.cpu",
-                     "[read-only-root]", "[no-secrets] container server: env API_TOKEN",
-                     "[schema] Kubernetes 1.33"):
+    for expected in (
+        "[image-by-digest]",
+        "[resources] container server: no limits.cpu",
+        "[read-only-root]",
+        "[no-secrets] container server: env API_TOKEN",
+        "[schema] Kubernetes 1.33",
+    ):
         assert expected in err, expected
     assert "deployment-digits-green.yaml (Deployment/digits-green)" in err

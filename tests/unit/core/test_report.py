@@ -3,33 +3,63 @@ from pipelines.core.report import table
 
 def test_table_pads_columns() -> None:
     assert table(["a", "bb"], [["xxx", "y"]]).splitlines() == [
-        "| a   | bb |", "|-----|----|", "| xxx | y  |"]
+        "| a   | bb |",
+        "|-----|----|",
+        "| xxx | y  |",
+    ]
 
 
 def test_ci_report_headlines_and_tables() -> None:
     from pipelines.core.report import ci_report, gitlab_metrics
 
     rules = [{"rule": "min_accuracy", "passed": False, "reason": "accuracy 80% < 90%|x"}]
-    blessing = {"blessed": False, "rules": rules, "baseline": {"metrics": {
-        "accuracy": 0.95, "per_class_recall": {"0": 0.9}}},
-        "comparison": {"delta": -0.15, "ci_low": -0.2, "ci_high": -0.1, "p_value": 1e-6,
-                       "b": 1, "c": 50},
-        "candidate": {"accuracy": 0.8, "macro_f1": 0.79, "per_class_recall": {"0": 0.7}}}
-    summary = {"success": True, "evaluated_expectations": 10, "failed_expectations": 0,
-               "rows": {"test": 3}, "provenance": {"data_md5": "m"}}
-    text = ci_report(model="digits", summary=summary, blessing=blessing,
-                     links=[("Data Docs", "https://ci/x/index.html")], context="commit abc")
+    blessing = {
+        "blessed": False,
+        "rules": rules,
+        "baseline": {"metrics": {"accuracy": 0.95, "per_class_recall": {"0": 0.9}}},
+        "comparison": {
+            "delta": -0.15,
+            "ci_low": -0.2,
+            "ci_high": -0.1,
+            "p_value": 1e-6,
+            "b": 1,
+            "c": 50,
+        },
+        "candidate": {"accuracy": 0.8, "macro_f1": 0.79, "per_class_recall": {"0": 0.7}},
+    }
+    summary = {
+        "success": True,
+        "evaluated_expectations": 10,
+        "failed_expectations": 0,
+        "rows": {"test": 3},
+        "provenance": {"data_md5": "m"},
+    }
+    text = ci_report(
+        model="digits",
+        summary=summary,
+        blessing=blessing,
+        links=[("Data Docs", "https://ci/x/index.html")],
+        context="commit abc",
+    )
     assert "❌ refused by the gate" in text
     assert "| accuracy | 80.00%    | 95.00%     | -15.00 pp | [-20.00 pp, -10.00 pp]" in text
     assert "McNemar p=1e-06 (b=1, c=50)" in text
     assert "accuracy 80% < 90%\\|x" in text  # a pipe in a reason cannot break the table
     assert "[Data Docs](https://ci/x/index.html)" in text
     assert gitlab_metrics(blessing).splitlines() == [
-        "accuracy 0.800000", "macro_f1 0.790000", "accuracy_delta -0.150000",
-        "mcnemar_p 1e-06", "blessed 0"]
-    invalid = ci_report(model="digits", summary={**summary, "success": False,
-                                                 "failures": ["test.label: missing [3]"]},
-                        blessing=None, links=[], context="")
+        "accuracy 0.800000",
+        "macro_f1 0.790000",
+        "accuracy_delta -0.150000",
+        "mcnemar_p 1e-06",
+        "blessed 0",
+    ]
+    invalid = ci_report(
+        model="digits",
+        summary={**summary, "success": False, "failures": ["test.label: missing [3]"]},
+        blessing=None,
+        links=[],
+        context="",
+    )
     assert "❌ data validation failed" in invalid
     assert "test.label: missing [3]" in invalid
 
@@ -37,14 +67,26 @@ def test_ci_report_headlines_and_tables() -> None:
 def test_a_blessing_counts_only_for_the_data_and_model_this_run_made() -> None:
     from pipelines.core.report import ci_report, current_blessing
 
-    blessing = {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9,
-                                                            "model_sha256": "m1"},
-                "provenance": {"data_fingerprint": "new"}}
-    valid = {"success": True, "evaluated_expectations": 1, "failed_expectations": 0,
-             "rows": {}, "data_fingerprint": "new"}
+    blessing = {
+        "blessed": True,
+        "rules": [],
+        "candidate": {"accuracy": 0.9, "model_sha256": "m1"},
+        "provenance": {"data_fingerprint": "new"},
+    }
+    valid = {
+        "success": True,
+        "evaluated_expectations": 1,
+        "failed_expectations": 0,
+        "rows": {},
+        "data_fingerprint": "new",
+    }
     assert current_blessing(valid, blessing, "m1") is blessing
-    for summary in (None, {**valid, "success": False}, {**valid, "data_fingerprint": "old"},
-                    {k: v for k, v in valid.items() if k != "data_fingerprint"}):
+    for summary in (
+        None,
+        {**valid, "success": False},
+        {**valid, "data_fingerprint": "old"},
+        {k: v for k, v in valid.items() if k != "data_fingerprint"},
+    ):
         assert current_blessing(summary, blessing, "m1") is None, summary
     # Same data, but this run's training failed (no model) or trained another model: the
     # blessing is an earlier run's (a restored artifacts cache), not this one's.
@@ -52,10 +94,16 @@ def test_a_blessing_counts_only_for_the_data_and_model_this_run_made() -> None:
     assert current_blessing(valid, blessing, "m2") is None
     assert current_blessing(valid, {**blessing, "candidate": {"accuracy": 0.9}}, "m1") is None
     # Validation failed on new data; the blessing on disk is an earlier run's on other data.
-    stale = ci_report(model="digits", summary={**valid, "success": False, "failures": ["x"]},
-                      blessing=current_blessing({**valid, "success": False},
-                                                {**blessing, "provenance": {
-                                                    "data_fingerprint": "old"}}, "m1"),
-                      links=[], context="")
+    stale = ci_report(
+        model="digits",
+        summary={**valid, "success": False, "failures": ["x"]},
+        blessing=current_blessing(
+            {**valid, "success": False},
+            {**blessing, "provenance": {"data_fingerprint": "old"}},
+            "m1",
+        ),
+        links=[],
+        context="",
+    )
     assert "✅" not in stale
     assert "❌ data validation failed" in stale

@@ -11,13 +11,16 @@ def exact_two_sided(b: int, c: int) -> float:
     return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
 
 
-@pytest.mark.parametrize(("b", "c", "expected"), [
-    (1, 9, 0.021484375),        # 2 * (C(10,0) + C(10,1)) / 2^10
-    (0, 5, 0.0625),             # 2 / 2^5
-    (5, 5, 1.0),
-    (0, 0, 1.0),                # no discordant pairs: no evidence either way
-    (3, 12, exact_two_sided(3, 12)),
-])
+@pytest.mark.parametrize(
+    ("b", "c", "expected"),
+    [
+        (1, 9, 0.021484375),  # 2 * (C(10,0) + C(10,1)) / 2^10
+        (0, 5, 0.0625),  # 2 / 2^5
+        (5, 5, 1.0),
+        (0, 0, 1.0),  # no discordant pairs: no evidence either way
+        (3, 12, exact_two_sided(3, 12)),
+    ],
+)
 def test_mcnemar_exact_known_values(b: int, c: int, expected: float) -> None:
     assert mcnemar_exact(b, c) == pytest.approx(expected, rel=1e-12)
 
@@ -52,8 +55,8 @@ def test_bootstrap_is_seeded_and_covers_the_delta() -> None:
 
 def test_compare_paired_counts_discordant_pairs() -> None:
     labels = np.array([0, 1, 2, 3, 4, 5], dtype=np.int64)
-    cand = np.array([0, 1, 2, 3, 9, 9], dtype=np.int64)   # right on 4
-    base = np.array([0, 9, 9, 3, 4, 9], dtype=np.int64)   # right on 3
+    cand = np.array([0, 1, 2, 3, 9, 9], dtype=np.int64)  # right on 4
+    base = np.array([0, 9, 9, 3, 4, 9], dtype=np.int64)  # right on 3
     cmp = compare_paired(labels, cand, base, resamples=200, seed=0)
     assert (cmp.b, cmp.c) == (2, 1)
     assert cmp.delta == pytest.approx(1 / 6)
@@ -63,5 +66,10 @@ def test_compare_paired_counts_discordant_pairs() -> None:
 
 def test_compare_paired_rejects_mismatched_lengths() -> None:
     with pytest.raises(ValueError, match="equal length"):
-        compare_paired(np.zeros(3, np.int64), np.zeros(3, np.int64), np.zeros(2, np.int64),
-                       resamples=100, seed=0)
+        compare_paired(
+            np.zeros(3, np.int64),
+            np.zeros(3, np.int64),
+            np.zeros(2, np.int64),
+            resamples=100,
+            seed=0,
+        )

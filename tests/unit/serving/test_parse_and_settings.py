@@ -17,13 +17,19 @@ from pipelines.serving.runtime import Signature, scale_features
 from pipelines.serving.settings import Settings, SettingsError
 from pipelines.serving.telemetry import JsonFormatter, native_stderr_as_log
 
-SIG = Signature(model="digits", feature_names=[f"pixel_{i}" for i in range(64)],
-                image_shape=(8, 8), low=0.0, high=16.0, classes=list(range(10)))
+SIG = Signature(
+    model="digits",
+    feature_names=[f"pixel_{i}" for i in range(64)],
+    image_shape=(8, 8),
+    low=0.0,
+    high=16.0,
+    classes=list(range(10)),
+)
 
 
 def test_flat_and_nested_instances_are_the_same_rows() -> None:
     flat = [float(i % 17) for i in range(64)]
-    nested = [flat[r * 8:(r + 1) * 8] for r in range(8)]
+    nested = [flat[r * 8 : (r + 1) * 8] for r in range(8)]
     doc = {"instances": [flat, nested]}
     x = parse_instances(doc, SIG, max_batch=4)
     assert x.shape == (2, 64)
@@ -32,20 +38,23 @@ def test_flat_and_nested_instances_are_the_same_rows() -> None:
     assert x[0].tolist() == flat
 
 
-@pytest.mark.parametrize(("doc", "status", "message"), [
-    ([1, 2], 400, "JSON object"),
-    ({"inputs": []}, 400, "unknown field"),
-    ({"instances": "x"}, 400, "must be a list"),
-    ({"instances": []}, 400, "is empty"),
-    ({"instances": [[0] * 63]}, 400, "instance 0: expected a list of 64 numbers"),
-    ({"instances": [[0] * 64, [True] * 64]}, 400, "instance 1"),
-    ({"instances": [[0] * 64] * 5}, 413, "exceed the limit of 4"),
-    ({"instances": [[17] + [0] * 63]}, 400, "pixel_0 = 17 is outside the valid range [0, 16]"),
-    ({"instances": [[0] * 63 + [-0.5]]}, 400, "pixel_63 = -0.5"),
-    ({"instances": [[float("inf")] + [0] * 63]}, 400, "pixel_0 is not finite"),
-    ({"instances": [[10**400] + [0] * 63]}, 400, "too large"),
-    ({"instances": [[0] * 64], "signature_name": "other"}, 400, "serving_default"),
-])
+@pytest.mark.parametrize(
+    ("doc", "status", "message"),
+    [
+        ([1, 2], 400, "JSON object"),
+        ({"inputs": []}, 400, "unknown field"),
+        ({"instances": "x"}, 400, "must be a list"),
+        ({"instances": []}, 400, "is empty"),
+        ({"instances": [[0] * 63]}, 400, "instance 0: expected a list of 64 numbers"),
+        ({"instances": [[0] * 64, [True] * 64]}, 400, "instance 1"),
+        ({"instances": [[0] * 64] * 5}, 413, "exceed the limit of 4"),
+        ({"instances": [[17] + [0] * 63]}, 400, "pixel_0 = 17 is outside the valid range [0, 16]"),
+        ({"instances": [[0] * 63 + [-0.5]]}, 400, "pixel_63 = -0.5"),
+        ({"instances": [[float("inf")] + [0] * 63]}, 400, "pixel_0 is not finite"),
+        ({"instances": [[10**400] + [0] * 63]}, 400, "too large"),
+        ({"instances": [[0] * 64], "signature_name": "other"}, 400, "serving_default"),
+    ],
+)
 def test_bad_requests_say_what_is_wrong(doc: object, status: int, message: str) -> None:
     with pytest.raises(BadRequest) as caught:
         parse_instances(doc, SIG, max_batch=4)
@@ -66,8 +75,9 @@ def test_malformed_suite_is_refused_by_the_parser() -> None:
     """Every body-level case of verify's suite fails validation with the status it expects.
     (Routing, size limits and JSON syntax are the server's part: see its tests.)"""
     checked = 0
-    for case in malformed_requests("digits", 64, (8, 8), 0.0, 16.0, max_batch=4,
-                                   max_body_bytes=1024):
+    for case in malformed_requests(
+        "digits", 64, (8, 8), 0.0, 16.0, max_batch=4, max_body_bytes=1024
+    ):
         if case.method != "POST" or "digits:predict" not in case.path or len(case.body) > 1024:
             continue
         with pytest.raises(BadRequest) as caught:
@@ -92,37 +102,69 @@ def test_signature_round_trips() -> None:
 
 def test_settings_defaults_and_overrides() -> None:
     assert Settings.from_env({}) == Settings()
-    s = Settings.from_env({"MLOPS_PORT": "9000", "MLOPS_MODEL_DIR": "/m", "MLOPS_COLOR": "blue",
-                           "MLOPS_ACCESS_LOG": "all", "MLOPS_MAX_BATCH": "8"})
+    s = Settings.from_env(
+        {
+            "MLOPS_PORT": "9000",
+            "MLOPS_MODEL_DIR": "/m",
+            "MLOPS_COLOR": "blue",
+            "MLOPS_ACCESS_LOG": "all",
+            "MLOPS_MAX_BATCH": "8",
+        }
+    )
     assert (s.port, s.model_dir, s.color, s.access_log, s.max_batch) == (
-        9000, Path("/m"), "blue", "all", 8)
-    s = Settings.from_env({"MLOPS_HEADER_TIMEOUT_SECONDS": "2", "MLOPS_BODY_TIMEOUT_SECONDS": "3",
-                           "MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "4", "MLOPS_MAX_CONNECTIONS": "5"})
+        9000,
+        Path("/m"),
+        "blue",
+        "all",
+        8,
+    )
+    s = Settings.from_env(
+        {
+            "MLOPS_HEADER_TIMEOUT_SECONDS": "2",
+            "MLOPS_BODY_TIMEOUT_SECONDS": "3",
+            "MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "4",
+            "MLOPS_MAX_CONNECTIONS": "5",
+        }
+    )
     assert (s.header_timeout, s.body_timeout, s.keepalive_timeout, s.max_connections) == (
-        2, 3, 4, 5)
+        2,
+        3,
+        4,
+        5,
+    )
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"MLOPS_PORT": "http"}, "MLOPS_PORT='http' is not an integer"),
-    ({"MLOPS_PORT": "70000"}, "outside [1, 65535]"),
-    ({"MLOPS_MAX_BATCH": "0"}, "MLOPS_MAX_BATCH=0"),
-    ({"MLOPS_ACCESS_LOG": "yes"}, "use all, errors or none"),
-    ({"MLOPS_LOG_LEVEL": "loud"}, "MLOPS_LOG_LEVEL"),
-    ({"MLOPS_HEADER_TIMEOUT_SECONDS": "0"}, "MLOPS_HEADER_TIMEOUT_SECONDS=0 is outside [1, 3600]"),
-    ({"MLOPS_BODY_TIMEOUT_SECONDS": "1.5"}, "MLOPS_BODY_TIMEOUT_SECONDS='1.5' is not an integer"),
-    ({"MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "MLOPS_KEEPALIVE_TIMEOUT_SECONDS=-1"),
-    ({"MLOPS_MAX_CONNECTIONS": "0"}, "MLOPS_MAX_CONNECTIONS=0"),
-    ({"MLOPS_MAX_CONNECTIONS": "many"}, "MLOPS_MAX_CONNECTIONS='many'"),
-    ({"MLOPS_SHUTDOWN_DELAY_SECONDS": "-5"}, "MLOPS_SHUTDOWN_DELAY_SECONDS=-5"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"MLOPS_PORT": "http"}, "MLOPS_PORT='http' is not an integer"),
+        ({"MLOPS_PORT": "70000"}, "outside [1, 65535]"),
+        ({"MLOPS_MAX_BATCH": "0"}, "MLOPS_MAX_BATCH=0"),
+        ({"MLOPS_ACCESS_LOG": "yes"}, "use all, errors or none"),
+        ({"MLOPS_LOG_LEVEL": "loud"}, "MLOPS_LOG_LEVEL"),
+        (
+            {"MLOPS_HEADER_TIMEOUT_SECONDS": "0"},
+            "MLOPS_HEADER_TIMEOUT_SECONDS=0 is outside [1, 3600]",
+        ),
+        (
+            {"MLOPS_BODY_TIMEOUT_SECONDS": "1.5"},
+            "MLOPS_BODY_TIMEOUT_SECONDS='1.5' is not an integer",
+        ),
+        ({"MLOPS_KEEPALIVE_TIMEOUT_SECONDS": "-1"}, "MLOPS_KEEPALIVE_TIMEOUT_SECONDS=-1"),
+        ({"MLOPS_MAX_CONNECTIONS": "0"}, "MLOPS_MAX_CONNECTIONS=0"),
+        ({"MLOPS_MAX_CONNECTIONS": "many"}, "MLOPS_MAX_CONNECTIONS='many'"),
+        ({"MLOPS_SHUTDOWN_DELAY_SECONDS": "-5"}, "MLOPS_SHUTDOWN_DELAY_SECONDS=-5"),
+    ],
+)
 def test_bad_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Settings.from_env(env)
 
 
 def test_log_lines_are_json_with_fields() -> None:
-    record = logging.LogRecord("mlops.serving", logging.INFO, __file__, 1, "request %s", ("x",),
-                               None)
+    record = logging.LogRecord(
+        "mlops.serving", logging.INFO, __file__, 1, "request %s", ("x",), None
+    )
     record.fields = {"status": 400, "path": '/v1/"quoted"\n'}
     line = JsonFormatter().format(record)
     doc = json.loads(line)
@@ -132,17 +174,19 @@ def test_log_lines_are_json_with_fields() -> None:
     assert "\n" not in line
 
 
-def test_native_stderr_becomes_json_log_lines(caplog: pytest.LogCaptureFixture,
-                                              capfd: pytest.CaptureFixture[str]) -> None:
+def test_native_stderr_becomes_json_log_lines(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
     """What C++ code writes to fd 2 while a model loads is re-logged, and fd 2 is restored."""
     logger = logging.getLogger("mlops.serving.test")
     chatter = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n" + b"x" * 200_000
-    with caplog.at_level(logging.INFO, logger="mlops.serving.test"), \
-            native_stderr_as_log(logger):
+    with caplog.at_level(logging.INFO, logger="mlops.serving.test"), native_stderr_as_log(logger):
         os.write(2, chatter[:60])
         os.write(2, chatter[60:] + b"\n\n")  # more than a pipe holds: the drain keeps up
     assert [r.getMessage()[:55] for r in caplog.records] == [
-        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", "x" * 55]
+        "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",
+        "x" * 55,
+    ]
     assert caplog.records[0].fields == {"source": "native stderr"}  # type: ignore[attr-defined]
     assert capfd.readouterr().err == ""  # nothing reached the real stderr
     os.write(2, b"after\n")
@@ -167,13 +211,19 @@ def test_loop_errors_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
     try:
         with caplog.at_level(logging.ERROR, logger="mlops.serving"):
             for _ in range(10_000):
-                handler(loop, {"message": "socket.accept() out of system resource",
-                               "exception": OSError(24, "Too many open files")})
+                handler(
+                    loop,
+                    {
+                        "message": "socket.accept() out of system resource",
+                        "exception": OSError(24, "Too many open files"),
+                    },
+                )
             for _ in range(100):
                 handler(loop, {"message": "something else", "exception": ValueError("x")})
     finally:
         loop.close()
     assert stats.accept_errors == 10_000
     assert [r.getMessage() for r in caplog.records if r.name == "mlops.serving"] == [
-        "cannot accept connections"]
+        "cannot accept connections"
+    ]
     assert passed_on == ["something else"]
