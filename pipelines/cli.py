@@ -15,6 +15,7 @@ from pipelines import __version__
 from pipelines.config import DEFAULT_MODEL, Workspace, find_root, json_schema, load_model
 from pipelines.core.dvcgraph import PIPELINE
 from pipelines.errors import MlopsError
+from pipelines.pipeline import STAGES
 
 EPILOG = """\
 exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
@@ -72,37 +73,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
     p.add_argument("--schema", action="store_true", help="print the JSON schema of model.yaml")
-    add("ingest", "Write the dataset and its deterministic split under data/, tracked by data.dvc.")
-    add(
-        "validate",
-        "Run the Great Expectations suite as Checkpoints; write Data Docs. Exit 1 on invalid data.",
+    stage_parsers = {name: add(name, stage.help) for name, stage in STAGES.items()}
+    baseline(stage_parsers["gate"])
+    stage_parsers["release"].add_argument(
+        "--env", default="staging", help="environment (default: %(default)s)"
     )
-    add("train", "Train the Keras model with fixed seeds; export the TFLite serving artifact.")
-    add("evaluate", "Score the TFLite artifact (with LiteRT) on the test split.")
-    baseline(add("gate", "Apply the gate rules and write blessing.json. Exit 1 when refused."))
-    add(
-        "package",
-        "Build the serving image of the blessed model (hermetic, network off), push "
-        "it and the model artifact to REGISTRY, and write the release record and SBOM. "
-        "Re-uses an image the registry already has for the same inputs.",
-    )
-    add(
-        "verify",
-        "Run the pushed image by digest (non-root, read-only), query it with the test "
-        "split and malformed requests, and write infra_blessing.json. Exit 1 when refused.",
-    )
-    p = add(
-        "release",
-        "Put the verified candidate into the idle color of an environment, flip "
-        "its Service, and commit state and rendered YAML to the GitOps repository.",
-    )
-    p.add_argument("--env", default="staging", help="environment (default: %(default)s)")
-    p = add(
-        "promote",
-        "Open (or update) the pull request that promotes the release serving "
-        "--from to --to, with the evidence; older open promotions to --to are closed as "
-        "superseded. --merge approves it (local provider only).",
-    )
+    p = stage_parsers["promote"]
     p.add_argument(
         "--to",
         default="production",
@@ -242,91 +218,33 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import ingest
+def _stage(ws: Workspace, args: argparse.Namespace) -> int:
+    """Any pipeline stage, from the registry: the same run and summary as in `mlops run`."""
+    from pipelines.pipeline import Options
 
-    r = ingest.run(ws)
-    print(f"ingest: {'wrote' if r.changed else 'unchanged'} {r.rows}; data.dvc md5 {r.data_md5}")
-    return 0
+    if args.command == "promote" and args.merge:
+        from pipelines.adapters.scm import request_branch
+        from pipelines.stages import promote
 
-
-def _validate(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import validate
-
-    v = validate.run(ws)
-    print(f"validate: all {v.evaluated} expectations passed; Data Docs: {v.docs_index}")
-    return 0
-
-
-def _train(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import train
-
-    t = train.run(ws)
-    print(
-        f"train: {t.epochs} epochs, val accuracy {t.final_val_accuracy:.4f}; "
-        f"{t.tflite} sha256 {t.tflite_sha256}"
-    )
-    return 0
-
-
-def _evaluate(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import evaluate
-
-    m = evaluate.run(ws).metrics
-    print(
-        f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
-        f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes"
-    )
-    return 0
-
-
-def _gate(ws: Workspace, args: argparse.Namespace) -> int:
-    from pipelines.stages import gate
-
-    _print_rules(gate.run(ws, args.baseline).blessing)
-    print("gate: blessed")
-    return 0
-
-
-def _package(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import package
-
-    pkg = package.run(ws, progress=_progress)
-    print(
-        f"package: {'re-used' if pkg.reused else 'built and pushed'} {pkg.image}\n"
-        f"  release {pkg.release_id}; model artifact {pkg.model_artifact}; record {pkg.record}"
-    )
-    return 0
-
-
-def _verify(ws: Workspace, _: argparse.Namespace) -> int:
-    from pipelines.stages import verify
-
-    _print_rules(verify.run(ws, progress=_progress).infra_blessing)
-    print("verify: the image is blessed")
-    return 0
-
-
-def _release(ws: Workspace, args: argparse.Namespace) -> int:
-    from pipelines.stages import release
-
-    landed = release.run(ws, args.env, progress=_progress)
-    print(
-        f"release: {landed.detail}" + (f" (commit {landed.commit[:12]})" if landed.commit else "")
-    )
-    return 0
-
-
-def _promote(ws: Workspace, args: argparse.Namespace) -> int:
-    from pipelines.adapters.scm import request_branch
-    from pipelines.stages import promote
-
-    if args.merge:
         prefix = request_branch("promote", args.to_env)
         print(f"promote: {promote.merge_local(ws, prefix, _progress)}")
         return 0
-    r = promote.run(ws, args.to_env, args.from_env, progress=_progress)
-    print(f"promote: {r.release_id}: {r.detail}" + (f"\n  {r.url}" if r.url else ""))
+    stage = STAGES[args.command]
+    opts = Options(
+        progress=_progress,
+        baseline=getattr(args, "baseline", None),
+        env=getattr(args, "env", None) or Options.env,
+        to_env=getattr(args, "to_env", None) or Options.to_env,
+        from_env=getattr(args, "from_env", None) or Options.from_env,
+    )
+    try:
+        summary = stage.execute(ws, opts)
+    finally:
+        # A stage that ran wrote its rules whether it blessed or refused; an earlier run's
+        # record was removed before the stage started, so this is never a stale table.
+        if stage.rules and (ws.artifacts(stage.name) / stage.rules).is_file():
+            _print_rules(ws.artifacts(stage.name) / stage.rules)
+    print(f"{stage.name}: {summary}")
     return 0
 
 
@@ -444,10 +362,10 @@ def _lint(_: argparse.Namespace) -> int:
 
 
 def _run(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines import pipeline
     from pipelines.core.report import table
-    from pipelines.stages import run
 
-    result = run.run(
+    result = pipeline.run(
         ws, baseline=args.baseline, force=args.force, until=args.until, progress=_progress
     )
     print()
@@ -457,11 +375,10 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
             [[r.stage, r.status, f"{r.seconds:.1f}", r.detail] for r in result.reports],
         )
     )
-    for stage, record in (("gate", "blessing.json"), ("verify", "infra_blessing.json")):
-        path = ws.artifacts(stage) / record
-        if path.is_file() and any(
-            r.stage == stage and r.status in ("ran", "failed") for r in result.reports
-        ):
+    for report in result.reports:
+        record = STAGES[report.stage].rules
+        path = ws.artifacts(report.stage) / (record or "")
+        if record and path.is_file() and report.status in ("ran", "failed"):
             print()
             _print_rules(path)
     if result.error is not None:
@@ -475,15 +392,7 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
-    "ingest": _ingest,
-    "validate": _validate,
-    "train": _train,
-    "evaluate": _evaluate,
-    "gate": _gate,
-    "package": _package,
-    "verify": _verify,
-    "release": _release,
-    "promote": _promote,
+    **dict.fromkeys(STAGES, _stage),
     "rollback": _rollback,
     "status": _status,
     "run": _run,

@@ -29,6 +29,7 @@ from pipelines.errors import ConfigError
 SUMMARY = "summary.json"  # validate/
 BLESSING = "blessing.json"  # gate/
 TFLITE = "model.tflite"  # train/: the candidate
+INFRA_BLESSING = "infra_blessing.json"  # verify/
 
 
 def write_bytes(path: Path, data: bytes) -> None:

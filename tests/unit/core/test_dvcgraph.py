@@ -4,7 +4,7 @@ import yaml
 
 from pipelines.config import load_model, model_names
 from pipelines.core import dvcgraph
-from pipelines.stages.run import stage_code
+from pipelines.pipeline import stage_code
 
 ROOT = Path(__file__).resolve().parents[3]
 CODE = {
