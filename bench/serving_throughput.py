@@ -63,6 +63,7 @@ def image_figures(repo: Path) -> list[list[str]]:
     from pipelines.adapters import images, pydeps
     from pipelines.adapters.artifacts import sha256_file
     from pipelines.config import load_model
+    from pipelines.evidence import candidate_artifact
     from pipelines.stages import package
 
     ws = load_model(repo, "digits")
@@ -71,7 +72,7 @@ def image_figures(repo: Path) -> list[list[str]]:
     arch = client.info()["Architecture"]
     locked = pydeps.lock(ROOT, arch)
     files = package.context_files(
-        ws, package.signature(ws, sha256_file(package.candidate_artifact(ws))), locked
+        ws, package.signature(ws, sha256_file(candidate_artifact(ws))), locked
     )
     with tempfile.TemporaryDirectory() as tmp:
         package._write_context(Path(tmp), files, locked.directory)

@@ -274,8 +274,8 @@ def _evaluate(ws: Workspace, _: argparse.Namespace) -> int:
 
     m = evaluate.run(ws).metrics
     print(
-        f"evaluate: accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
-        f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes"
+        f"evaluate: accuracy {m.accuracy:.4f}, macro F1 {m.macro_f1:.4f}, "
+        f"p99 {m.latency_ms['p99']:.3f} ms, {m.size_bytes} bytes"
     )
     return 0
 
@@ -402,8 +402,8 @@ def _registry_login(_: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from pipelines.adapters import rendering as render
     from pipelines.config import inside, load_gitops
-    from pipelines.stages import render
 
     root = find_root()
     manifests = inside(root, root / "manifests", "manifests/")
@@ -427,9 +427,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _lint(_: argparse.Namespace) -> int:
+    from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
     from pipelines.errors import CheckFailed
-    from pipelines.stages import render
 
     root = find_root()
     violations = render.lint(root / "manifests", load_gitops(root))

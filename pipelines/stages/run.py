@@ -154,7 +154,7 @@ def _evaluate(ws: Workspace) -> str:
     from pipelines.stages import evaluate
 
     m = evaluate.run(ws).metrics
-    return f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}"
+    return f"accuracy {m.accuracy:.4f}, macro F1 {m.macro_f1:.4f}"
 
 
 def _gate(ws: Workspace, baseline: Path | None) -> str:
