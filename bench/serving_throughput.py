@@ -13,7 +13,6 @@ and for the image part a docker engine and registry (`make infra-up`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -103,11 +102,15 @@ def image_figures(repo: Path) -> list[list[str]]:
                 "",
             ]
         )
-        record = json.loads((repo / "artifacts/digits/package/release.json").read_text())
+        from pipelines import evidence
+
+        record = evidence.load(
+            repo / "artifacts/digits/package/release.json", evidence.PackagedRelease
+        )
         rows.append(
             [
                 "image size, compressed in the registry",
-                f"{record['compressed_size_bytes'] / 1e6:.0f} MB",
+                f"{record.compressed_size_bytes / 1e6:.0f} MB",
                 "< 150 MB",
             ]
         )

@@ -220,14 +220,20 @@ def _progress(line: str) -> None:
     print(line, flush=True)
 
 
-def _print_rules(blessing_path: Path) -> None:
+def _print_rules(path: Path) -> None:
+    """The rules of a blessing or an infra blessing (gate/ or verify/), one per row."""
+    from pipelines import evidence
     from pipelines.core.report import table
 
-    rules = json.loads(blessing_path.read_text(encoding="utf-8"))["rules"]
+    rules = (
+        evidence.load(path, evidence.Blessing).rules
+        if path.name == evidence.Blessing.FILE
+        else evidence.load(path, evidence.InfraBlessing).rules
+    )
     print(
         table(
             ["rule", "verdict", "reason"],
-            [[r["rule"], "pass" if r["passed"] else "FAIL", r["reason"]] for r in rules],
+            [[r.rule, "pass" if r.passed else "FAIL", r.reason] for r in rules],
         )
     )
 

@@ -63,16 +63,6 @@ def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def read_json(path: Path) -> Any:
-    """A JSON record; a truncated or hand-broken one is a usage error, not a traceback."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON: {exc}", hint="delete it and re-run the stage that writes it"
-        ) from exc
-
-
 def invalidate(final: Path) -> None:
     """Remove a stage's previous output folder before the stage does its work.
 
