@@ -129,9 +129,9 @@ def post_script(dest: Path, body: str) -> Path:
 
 
 def free_port() -> int:
-    from pipelines.stages.verify import free_port
-
-    return free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:

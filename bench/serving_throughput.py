@@ -13,7 +13,6 @@ and for the image part a docker engine and registry (`make infra-up`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -63,6 +62,7 @@ def image_figures(repo: Path) -> list[list[str]]:
     from pipelines.adapters import images, pydeps
     from pipelines.adapters.artifacts import sha256_file
     from pipelines.config import load_model
+    from pipelines.evidence import candidate_artifact
     from pipelines.stages import package
 
     ws = load_model(repo, "digits")
@@ -71,7 +71,7 @@ def image_figures(repo: Path) -> list[list[str]]:
     arch = client.info()["Architecture"]
     locked = pydeps.lock(ROOT, arch)
     files = package.context_files(
-        ws, package.signature(ws, sha256_file(package.candidate_artifact(ws))), locked
+        ws, package.signature(ws, sha256_file(candidate_artifact(ws))), locked
     )
     with tempfile.TemporaryDirectory() as tmp:
         package._write_context(Path(tmp), files, locked.directory)
@@ -102,11 +102,15 @@ def image_figures(repo: Path) -> list[list[str]]:
                 "",
             ]
         )
-        record = json.loads((repo / "artifacts/digits/package/release.json").read_text())
+        from pipelines import evidence
+
+        record = evidence.load(
+            repo / "artifacts/digits/package/release.json", evidence.PackagedRelease
+        )
         rows.append(
             [
                 "image size, compressed in the registry",
-                f"{record['compressed_size_bytes'] / 1e6:.0f} MB",
+                f"{record.compressed_size_bytes / 1e6:.0f} MB",
                 "< 150 MB",
             ]
         )

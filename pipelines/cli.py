@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pipelines import __version__
+from pipelines import __version__, evidence
 from pipelines.config import DEFAULT_MODEL, Workspace, find_root, json_schema, load_model
 from pipelines.core.dvcgraph import PIPELINE
 from pipelines.errors import MlopsError
@@ -196,14 +196,20 @@ def _progress(line: str) -> None:
     print(line, flush=True)
 
 
-def _print_rules(blessing_path: Path) -> None:
+def _print_rules(
+    ws: Workspace, kind: type[evidence.Blessing] | type[evidence.InfraBlessing]
+) -> None:
+    """The rules of a blessing or an infra blessing, one per row, if the stage wrote one."""
     from pipelines.core.report import table
 
-    rules = json.loads(blessing_path.read_text(encoding="utf-8"))["rules"]
+    path = evidence.at(ws, kind)
+    if not path.is_file():
+        return
+    rules = evidence.load(path, kind).rules
     print(
         table(
             ["rule", "verdict", "reason"],
-            [[r["rule"], "pass" if r["passed"] else "FAIL", r["reason"]] for r in rules],
+            [[r.rule, "pass" if r.passed else "FAIL", r.reason] for r in rules],
         )
     )
 
@@ -237,13 +243,10 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
         to_env=getattr(args, "to_env", None) or Options.to_env,
         from_env=getattr(args, "from_env", None) or Options.from_env,
     )
-    try:
-        summary = stage.execute(ws, opts)
-    finally:
-        # A stage that ran wrote its rules whether it blessed or refused; an earlier run's
-        # record was removed before the stage started, so this is never a stale table.
-        if stage.rules and (ws.artifacts(stage.name) / stage.rules).is_file():
-            _print_rules(ws.artifacts(stage.name) / stage.rules)
+    summary = stage.execute(ws, opts)
+    # A refusal raises, and its message lists the failed rules; a blessing shows them all.
+    if stage.rules:
+        _print_rules(ws, stage.rules)
     print(f"{stage.name}: {summary}")
     return 0
 
@@ -320,8 +323,8 @@ def _registry_login(_: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from pipelines.adapters import rendering as render
     from pipelines.config import inside, load_gitops
-    from pipelines.stages import render
 
     root = find_root()
     manifests = inside(root, root / "manifests", "manifests/")
@@ -345,9 +348,9 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _lint(_: argparse.Namespace) -> int:
+    from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
     from pipelines.errors import CheckFailed
-    from pipelines.stages import render
 
     root = find_root()
     violations = render.lint(root / "manifests", load_gitops(root))
@@ -376,11 +379,10 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
         )
     )
     for report in result.reports:
-        record = STAGES[report.stage].rules
-        path = ws.artifacts(report.stage) / (record or "")
-        if record and path.is_file() and report.status in ("ran", "failed"):
+        kind = STAGES[report.stage].rules
+        if kind and report.status in ("ran", "failed"):
             print()
-            _print_rules(path)
+            _print_rules(ws, kind)
     if result.error is not None:
         print(f"\nmlops run: {result.error}", file=sys.stderr)
         return result.error.exit_code

@@ -44,3 +44,11 @@ class InfraError(MlopsError):
     """Infrastructure unavailable: docker daemon, registry, git remote. Exit 3."""
 
     exit_code = 3
+
+
+class EvidenceError(ConfigError):
+    """A record one stage hands to the next (pipelines/evidence.py) is missing, unreadable, of
+    another schema version, or not for the exact artifact, data and settings on disk. Exit 2,
+    like any other usage error: the stages were run out of order or their inputs changed since;
+    re-running the stage that writes the record fixes it. (A record that is current but says
+    no, a failed validation, gate or verification, keeps its check's exit 1.)"""

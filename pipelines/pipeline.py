@@ -18,8 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines import evidence
 from pipelines.adapters import codegraph, dvc
-from pipelines.adapters.artifacts import BLESSING, INFRA_BLESSING, write_text
+from pipelines.adapters.artifacts import write_text
 from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
@@ -51,8 +52,8 @@ class Stage:
     name: str
     help: str
     execute: Callable[[Workspace, Options], str]
-    # The evidence file (in the stage's artifacts) whose rule table is shown after it ran.
-    rules: str | None = None
+    # The evidence whose rule table is shown after the stage ran, blessed or refused.
+    rules: type[evidence.Blessing] | type[evidence.InfraBlessing] | None = None
 
 
 def _ingest(ws: Workspace, _: Options) -> str:
@@ -84,8 +85,8 @@ def _evaluate(ws: Workspace, _: Options) -> str:
 
     m = evaluate.run(ws).metrics
     return (
-        f"accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}, "
-        f"p99 {m['latency_ms']['p99']:.3f} ms, {m['size_bytes']} bytes"
+        f"accuracy {m.accuracy:.4f}, macro F1 {m.macro_f1:.4f}, "
+        f"p99 {m.latency_ms['p99']:.3f} ms, {m.size_bytes} bytes"
     )
 
 
@@ -146,7 +147,7 @@ _TABLE = (
         "gate",
         "Apply the gate rules and write blessing.json. Exit 1 when refused.",
         _gate,
-        rules=BLESSING,
+        rules=evidence.Blessing,
     ),
     Stage(
         "package",
@@ -160,7 +161,7 @@ _TABLE = (
         "Run the pushed image by digest (non-root, read-only), query it with the test split and "
         "malformed requests, and write infra_blessing.json. Exit 1 when refused.",
         _verify,
-        rules=INFRA_BLESSING,
+        rules=evidence.InfraBlessing,
     ),
     Stage(
         "release",

@@ -21,14 +21,21 @@ from typing import Any
 import yaml
 
 from pipelines import __version__
+from pipelines.config import SPLITS, Workspace
 from pipelines.errors import ConfigError
 
 # Records that are read outside the stage that writes them, by file name. They live here, not
 # only in their stages, so a reader (`mlops report`) need not import validate's and gate's
 # pandas, numpy and LiteRT: the CI job that posts the report installs none of those.
 SUMMARY = "summary.json"  # validate/
-BLESSING = "blessing.json"  # gate/
+REFERENCE_STATS = "reference_stats.json"  # validate/
 TFLITE = "model.tflite"  # train/: the candidate
+PROVENANCE = "provenance.json"  # train/
+METRICS = "metrics.json"  # evaluate/
+PREDICTIONS = "predictions.parquet"  # evaluate/
+BLESSING = "blessing.json"  # gate/
+RELEASE = "release.json"  # package/
+SBOM = "sbom.cdx.json"  # package/
 INFRA_BLESSING = "infra_blessing.json"  # verify/
 
 
@@ -54,16 +61,6 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    """A JSON record; a truncated or hand-broken one is a usage error, not a traceback."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            f"{path} is not valid JSON: {exc}", hint="delete it and re-run the stage that writes it"
-        ) from exc
 
 
 def invalidate(final: Path) -> None:
@@ -103,6 +100,20 @@ def sha256_file(path: Path) -> str:
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(ws: Workspace) -> str:
+    """sha256 over the split files: ties every downstream artifact to the exact data it saw."""
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        path = ws.split_path(split)
+        if not path.is_file():
+            raise ConfigError(
+                f"{split} split: {path} does not exist", hint="run `mlops ingest` first"
+            )
+        digest.update(split.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 

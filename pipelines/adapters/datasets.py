@@ -76,19 +76,3 @@ def features_and_labels(
     index = {c: i for i, c in enumerate(ws.model.data.label.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
     return x, y
-
-
-def fingerprint(ws: Workspace) -> str:
-    """sha256 over the split files: ties every downstream artifact to the exact data it saw."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for split in SPLITS:
-        path = ws.split_path(split)
-        if not path.is_file():
-            raise ConfigError(
-                f"{split} split: {path} does not exist", hint="run `mlops ingest` first"
-            )
-        digest.update(split.encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()

@@ -16,18 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines import evidence
 from pipelines.adapters import scm
-from pipelines.adapters.artifacts import (
-    BLESSING,
-    SUMMARY,
-    TFLITE,
-    read_json,
-    sha256_file,
-    write_text,
-)
+from pipelines.adapters.artifacts import sha256_file, write_text
 from pipelines.config import Workspace, load_gitops
 from pipelines.core import report
 from pipelines.errors import ConfigError
+from pipelines.evidence import Blessing, Record, ValidationSummary
 
 # (label, path under artifacts/<model>/) of what a reviewer opens.
 ARTIFACTS = (
@@ -48,8 +43,10 @@ def marker(model: str) -> str:
     return f"<!-- mlops-report:{model} -->"
 
 
-def _optional(path: Path) -> Any:
-    return read_json(path) if path.is_file() else None
+def _optional(ws: Workspace, kind: type[Record]) -> dict[str, Any] | None:
+    """The record as the report renders it (plain JSON), or None where the stage has not run."""
+    path = evidence.at(ws, kind)
+    return evidence.load(path, kind).model_dump(mode="json") if path.is_file() else None
 
 
 def links(ws: Workspace, artifacts_url: str) -> list[tuple[str, str]]:
@@ -90,9 +87,9 @@ def run(
     metrics_file: Path | None = None,
     artifacts_url: str = "",
 ) -> Report:
-    summary = _optional(ws.artifacts("validate") / SUMMARY)
-    on_disk = _optional(ws.artifacts("gate") / BLESSING)
-    model = ws.artifacts("train") / TFLITE
+    summary = _optional(ws, ValidationSummary)
+    on_disk = _optional(ws, Blessing)
+    model = evidence.candidate_artifact(ws)
     blessing = report.current_blessing(
         summary, on_disk, sha256_file(model) if model.is_file() else None
     )

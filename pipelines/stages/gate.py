@@ -8,33 +8,40 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipelines.adapters.artifacts import (
     BLESSING,
+    PREDICTIONS,
     invalidate,
-    provenance,
-    read_json,
     sha256_file,
     staged_dir,
     write_bytes,
-    write_json,
 )
-from pipelines.adapters.datasets import ROW_ID, features_and_labels, fingerprint, read_table
+from pipelines.adapters.datasets import ROW_ID, features_and_labels, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import Workspace, load_gitops, require_environment
 from pipelines.core.gating import Verdict, decide, incomparable
 from pipelines.core.metrics import classification
 from pipelines.core.stats import PairedComparison, compare_paired
 from pipelines.errors import ConfigError, GateFailed
+from pipelines.evidence import (
+    Baseline,
+    Blessing,
+    Candidate,
+    Comparison,
+    GateProvenance,
+    Rule,
+    SummaryMetrics,
+    candidate_artifact,
+    made,
+    require_evaluation,
+    require_valid_data,
+    save,
+)
 from pipelines.serving.runtime import MODEL_FILE
-from pipelines.stages.evaluate import METRICS, PREDICTIONS, candidate_artifact
-from pipelines.stages.validate import require_valid_data
-
-SUMMARY_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
 
 
 @dataclass(frozen=True)
@@ -44,22 +51,9 @@ class GateResult:
     blessing: Path
 
 
-def _fresh_metrics(ws: Workspace) -> dict[str, Any]:
-    path = ws.artifacts("evaluate") / METRICS
-    if not path.is_file():
-        raise ConfigError(f"no evaluation at {path}", hint="run `mlops evaluate` first")
-    metrics: dict[str, Any] = read_json(path)
-    artifact = candidate_artifact(ws)
-    if not artifact.is_file() or metrics.get("model_sha256") != sha256_file(artifact):
-        raise ConfigError(
-            "the evaluation does not match the trained model", hint="run `mlops evaluate` again"
-        )
-    if metrics.get("data_fingerprint") != fingerprint(ws):
-        raise ConfigError("the data changed since the evaluation", hint="re-run the pipeline")
-    return metrics
-
-
-def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str, Any]]:
+def _compare(
+    ws: Workspace, baseline: Path, source: dict[str, str]
+) -> tuple[PairedComparison, Baseline]:
     test = read_table(ws.split_path("test"), "test split")
     x, y = features_and_labels(ws, test)
     candidate = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
@@ -86,20 +80,20 @@ def _compare(ws: Workspace, baseline: Path) -> tuple[PairedComparison, dict[str,
         y, cand, scored.predictions, resamples=rule.bootstrap_resamples, seed=rule.seed
     )
     base_metrics = classification(y, scored.predictions, classes)
-    info = {
-        "path": str(baseline),
-        "model_sha256": sha256_file(baseline),
-        "accuracy": comparison.baseline_accuracy,
-        "metrics": {
-            **{m: base_metrics[m] for m in SUMMARY_METRICS},
-            "per_class_recall": _recalls(base_metrics),
-        },
-    }
+    info = Baseline(
+        path=str(baseline),
+        model_sha256=sha256_file(baseline),
+        accuracy=comparison.baseline_accuracy,
+        metrics=SummaryMetrics(
+            accuracy=base_metrics["accuracy"],
+            macro_precision=base_metrics["macro_precision"],
+            macro_recall=base_metrics["macro_recall"],
+            macro_f1=base_metrics["macro_f1"],
+            per_class_recall={c: float(v["recall"]) for c, v in base_metrics["per_class"].items()},
+        ),
+        **source,
+    )
     return comparison, info
-
-
-def _recalls(metrics: dict[str, Any]) -> dict[str, float]:
-    return {c: float(v["recall"]) for c, v in metrics["per_class"].items()}
 
 
 def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
@@ -141,40 +135,43 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
     final = ws.artifacts("gate")
     invalidate(final)  # an error below must not leave an earlier blessing in force
     require_valid_data(ws)
-    metrics = _fresh_metrics(ws)
+    metrics = require_evaluation(ws)
     comparison: PairedComparison | None = None
-    baseline_info: dict[str, Any] | None = None
+    baseline_info: Baseline | None = None
     source: dict[str, str] = {"source": "--baseline"}
     if baseline is None:
         found = production_baseline(ws)
         if found is not None:
             baseline, source = found
     if baseline is not None:
-        comparison, baseline_info = _compare(ws, baseline)
-        baseline_info.update(source)
-    verdict = decide(ws.model.gate, metrics, comparison)
+        comparison, baseline_info = _compare(ws, baseline, source)
+    verdict = decide(ws.model.gate, metrics.model_dump(), comparison)
     with staged_dir(final) as out:
-        write_json(
+        save(
             out / BLESSING,
-            {
-                "model": ws.name,
-                "blessed": verdict.blessed,
-                "candidate": {
-                    **{
-                        k: metrics[k]
-                        for k in ("model_sha256", *SUMMARY_METRICS, "size_bytes", "latency_ms")
-                    },
-                    "per_class_recall": _recalls(metrics),
-                },
-                "baseline": baseline_info,
-                "comparison": asdict(comparison) if comparison else None,
-                "rules": verdict.to_dict()["rules"],
-                "provenance": provenance(
+            Blessing(
+                model=ws.name,
+                blessed=verdict.blessed,
+                candidate=Candidate(
+                    model_sha256=metrics.model_sha256,
+                    accuracy=metrics.accuracy,
+                    macro_precision=metrics.macro_precision,
+                    macro_recall=metrics.macro_recall,
+                    macro_f1=metrics.macro_f1,
+                    size_bytes=metrics.size_bytes,
+                    latency_ms=metrics.latency_ms,
+                    per_class_recall=metrics.per_class_recall(),
+                ),
+                baseline=baseline_info,
+                comparison=Comparison(**asdict(comparison)) if comparison else None,
+                rules=[Rule(**asdict(r)) for r in verdict.rules],
+                provenance=made(
+                    GateProvenance,
                     ws.root,
                     ws.model.section_hash("gate"),
-                    data_fingerprint=metrics["data_fingerprint"],
+                    data_fingerprint=metrics.data_fingerprint,
                 ),
-            },
+            ),
         )
     if not verdict.blessed:
         reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
@@ -183,36 +180,3 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
             hint=f"see {final / BLESSING}; nothing downstream will run",
         )
     return GateResult(True, verdict, final / BLESSING)
-
-
-def require_blessing(ws: Workspace) -> dict[str, Any]:
-    """Downstream guard: a blessing for exactly the current candidate artifact, data (which
-    must still pass validation) and gate rules."""
-    require_valid_data(ws)
-    path = ws.artifacts("gate") / BLESSING
-    if not path.is_file():
-        raise GateFailed(f"no blessing at {path}", hint="run `mlops gate` first")
-    blessing: dict[str, Any] = read_json(path)
-    if not blessing.get("blessed"):
-        raise GateFailed(
-            f"the candidate was not blessed ({path})",
-            hint="read its reasons; a failed gate blocks every later stage",
-        )
-    artifact = candidate_artifact(ws)
-    candidate = blessing.get("candidate") or {}
-    if not artifact.is_file() or candidate.get("model_sha256") != sha256_file(artifact):
-        raise GateFailed(
-            "the blessing is for a different model artifact than the current one",
-            hint="run the gate again on the current candidate",
-        )
-    prov = blessing.get("provenance") or {}
-    if prov.get("data_fingerprint") != fingerprint(ws):
-        raise GateFailed(
-            "the blessing is for other data than the current dataset",
-            hint="run the pipeline again on the current data",
-        )
-    if prov.get("params_sha256") != ws.model.section_hash("gate"):
-        raise GateFailed(
-            "the gate rules in model.yaml changed since the blessing", hint="run `mlops gate` again"
-        )
-    return blessing

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -28,13 +27,13 @@ import pandas as pd
 import pipelines
 from pipelines.adapters import images, pydeps
 from pipelines.adapters.artifacts import (
+    PREDICTIONS,
+    RELEASE,
+    SBOM,
     git_commit,
     invalidate,
-    provenance,
-    read_json,
     sha256_file,
     staged_dir,
-    write_json,
     write_text,
 )
 from pipelines.adapters.datasets import read_table
@@ -42,12 +41,16 @@ from pipelines.adapters.registry import TFLITE_MEDIA_TYPE, Registry, compressed_
 from pipelines.config import PINNED_IMAGE, Workspace
 from pipelines.core import sbom
 from pipelines.errors import ConfigError, InfraError
+from pipelines.evidence import (
+    ModelProvenance,
+    PackagedRelease,
+    candidate_artifact,
+    made,
+    require_blessing,
+    save,
+)
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
-from pipelines.stages.evaluate import PREDICTIONS, candidate_artifact
-from pipelines.stages.gate import require_blessing
 
-RELEASE = "release.json"
-SBOM = "sbom.cdx.json"
 SELF_TEST_EXAMPLES = 5
 SERVING_DIR = Path(pipelines.__file__).parent / "serving"
 
@@ -154,7 +157,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
     final = ws.artifacts("package")
     invalidate(final)  # a failed build or push must not leave the previous release record
     blessing = require_blessing(ws)
-    model_sha = str(blessing["candidate"]["model_sha256"])
+    model_sha = blessing.candidate.model_sha256
     base_image, base_source = resolve_base_image(ws)
     registry = Registry()
     registry.check()
@@ -240,46 +243,34 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
         created=now,
         properties=[("io.mlops.image.digest", digest), ("io.mlops.base_image", base_image)],
     )
-    record: dict[str, Any] = {
-        "model": ws.name,
-        "release_id": release_id,
-        "image": image_ref,
-        "image_tag": f"{repository}:{release_id}",
-        "model_artifact": f"{registry.host}/{model_repo}@{model_digest}",
-        "model_sha256": model_sha,
-        "data_md5": blessing["provenance"]["data_md5"],
-        "source_commit": commit,
-        "base_image": base_image,
-        "platform": f"linux/{arch}",
-        "build_key": key,
-        "reused": reused,
-        "size_bytes": size_bytes,
-        "compressed_size_bytes": compressed,
-        "packages": len(locked.report["install"]),
-        "seconds": round(time.monotonic() - started, 2),
-        "sbom": SBOM,
-        "provenance": provenance(
-            ws.root, ws.model.section_hash("serving", "deploy"), model_sha256=model_sha
-        ),
-    }
     with staged_dir(final) as out:
         write_text(out / SBOM, sbom_text)
-        record["sbom_sha256"] = sha256_file(out / SBOM)
-        write_text(out / SIGNATURE, sig.to_json())
-        write_json(out / RELEASE, record)
-    return PackageResult(release_id, image_ref, record["model_artifact"], reused, final / RELEASE)
-
-
-def require_package(ws: Workspace) -> dict[str, Any]:
-    """Downstream guard: a release record for exactly the blessed model on disk."""
-    blessing = require_blessing(ws)
-    path = ws.artifacts("package") / RELEASE
-    if not path.is_file():
-        raise ConfigError(f"no release record at {path}", hint="run `mlops package` first")
-    record: dict[str, Any] = read_json(path)
-    if record.get("model_sha256") != (blessing.get("candidate") or {}).get("model_sha256"):
-        raise ConfigError(
-            "the packaged image holds a different model than the blessed one",
-            hint="run `mlops package` again",
+        record = PackagedRelease(
+            model=ws.name,
+            release_id=release_id,
+            image=image_ref,
+            image_tag=f"{repository}:{release_id}",
+            model_artifact=f"{registry.host}/{model_repo}@{model_digest}",
+            model_sha256=model_sha,
+            data_md5=blessing.provenance.data_md5,
+            source_commit=commit,
+            base_image=base_image,
+            platform=f"linux/{arch}",
+            build_key=key,
+            reused=reused,
+            size_bytes=size_bytes,
+            compressed_size_bytes=compressed,
+            packages=len(locked.report["install"]),
+            seconds=round(time.monotonic() - started, 2),
+            sbom=SBOM,
+            sbom_sha256=sha256_file(out / SBOM),
+            provenance=made(
+                ModelProvenance,
+                ws.root,
+                ws.model.section_hash("serving", "deploy"),
+                model_sha256=model_sha,
+            ),
         )
-    return record
+        write_text(out / SIGNATURE, sig.to_json())
+        save(out / RELEASE, record)
+    return PackageResult(release_id, image_ref, record.model_artifact, reused, final / RELEASE)

@@ -16,18 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from pipelines.adapters import gitops, scm
-from pipelines.adapters.artifacts import BLESSING, SUMMARY, read_json
+from pipelines.adapters import rendering as render
+from pipelines.adapters.artifacts import SBOM
+from pipelines.adapters.releasing import apply_state, land, now, trailers
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.render import diff
 from pipelines.errors import CheckFailed, ConfigError, InfraError
-from pipelines.stages import render
-from pipelines.stages.package import RELEASE, SBOM
-from pipelines.stages.release import apply_state, land, now, trailers
-from pipelines.stages.verify import INFRA_BLESSING
+from pipelines.evidence import (
+    Blessing,
+    InfraBlessing,
+    PackagedRelease,
+    ValidationSummary,
+    at,
+    load,
+)
 
 Progress = Callable[[str], None]
 
@@ -42,35 +47,41 @@ class PromoteResult:
     superseded: tuple[int, ...] = ()
 
 
-def evidence(ws: Workspace, release_id: str, image: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Evidence:
+    """What a pipeline run left for one release: the promotion request shows all of it."""
+
+    summary: ValidationSummary
+    blessing: Blessing
+    record: PackagedRelease
+    infra: InfraBlessing
+
+
+def evidence(ws: Workspace, release_id: str, image: str) -> Evidence:
     """The artifacts that prove ``release_id``; refuses evidence of any other release."""
-    paths = {
-        "summary": ws.artifacts("validate") / SUMMARY,
-        "blessing": ws.artifacts("gate") / BLESSING,
-        "record": ws.artifacts("package") / RELEASE,
-        "infra": ws.artifacts("verify") / INFRA_BLESSING,
-    }
-    missing = [str(p) for p in paths.values() if not p.is_file()]
+    kinds = (ValidationSummary, Blessing, PackagedRelease, InfraBlessing)
+    missing = [str(at(ws, k)) for k in kinds if not at(ws, k).is_file()]
     if missing:
         raise ConfigError(
             f"the evidence for {release_id} is incomplete: missing {missing}",
             hint="promote from the pipeline run that built this release",
         )
-    docs = {k: read_json(p) for k, p in paths.items()}
-    if docs["record"]["release_id"] != release_id or docs["infra"]["image"] != image:
+    proof = Evidence(
+        summary=load(at(ws, ValidationSummary), ValidationSummary),
+        blessing=load(at(ws, Blessing), Blessing),
+        record=load(at(ws, PackagedRelease), PackagedRelease),
+        infra=load(at(ws, InfraBlessing), InfraBlessing),
+    )
+    if proof.record.release_id != release_id or proof.infra.image != image:
         raise ConfigError(
-            f"the artifacts here are for {docs['record']['release_id']}, not {release_id}",
+            f"the artifacts here are for {proof.record.release_id}, not {release_id}",
             hint="promote from the pipeline run that built it",
         )
-    if not (
-        docs["blessing"].get("blessed")
-        and docs["infra"].get("blessed")
-        and docs["summary"].get("success")
-    ):
+    if not (proof.blessing.blessed and proof.infra.blessed and proof.summary.success):
         raise CheckFailed(f"the evidence for {release_id} is not all green; refusing to promote")
-    if docs["blessing"]["candidate"]["model_sha256"] != docs["record"]["model_sha256"]:
+    if proof.blessing.candidate.model_sha256 != proof.record.model_sha256:
         raise ConfigError("the blessing and the release record disagree on the model")
-    return docs
+    return proof
 
 
 def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -> PromoteResult:
@@ -130,11 +141,11 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
             source_env=from_env,
             release=candidate.model_dump(),
             previous=previous.release_id if previous else None,
-            summary=proof["summary"],
-            blessing=proof["blessing"],
-            infra=proof["infra"],
+            summary=proof.summary.model_dump(mode="json"),
+            blessing=proof.blessing.model_dump(mode="json"),
+            infra=proof.infra.model_dump(mode="json"),
             diff=diff(_names(before), _names(after)),
-            sbom=f"`{SBOM}` (sha256 `{proof['record']['sbom_sha256']}`), CycloneDX 1.6",
+            sbom=f"`{SBOM}` (sha256 `{proof.record.sbom_sha256}`), CycloneDX 1.6",
         )
         pr = provider.open_or_update(
             head=branch,

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipelines.adapters import gitops, scm
+from pipelines.adapters.releasing import apply_state, land, trailers
 from pipelines.config import ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen
 from pipelines.errors import CheckFailed
-from pipelines.stages.release import apply_state, land, trailers
 
 Progress = Callable[[str], None]
 

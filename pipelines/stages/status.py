@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.adapters import gitops, scm
+from pipelines.adapters.releasing import now
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, environment_names, load_gitops
 from pipelines.core.bluegreen import LiveDeployment, age, compare_live
 from pipelines.errors import ConfigError, InfraError
-from pipelines.stages.release import now
 
 
 @dataclass

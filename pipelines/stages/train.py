@@ -12,19 +12,18 @@ from typing import Any
 
 from pipelines.adapters import modelcode, plots
 from pipelines.adapters.artifacts import (
+    PROVENANCE,
     TFLITE,
+    fingerprint,
     invalidate,
-    provenance,
     sha256_file,
     staged_dir,
     write_bytes,
     write_json,
 )
-from pipelines.adapters.datasets import features_and_labels, fingerprint, read_table
+from pipelines.adapters.datasets import features_and_labels, read_table
 from pipelines.config import Workspace
-from pipelines.stages.validate import require_valid_data
-
-PARAMS = ("data", "training", "export")
+from pipelines.evidence import TRAIN_PARAMS, TrainingRecord, made, require_valid_data, save
 
 
 @dataclass(frozen=True)
@@ -106,11 +105,12 @@ def run(ws: Workspace) -> TrainResult:
         write_json(out / "history.json", curves)
         plots.training_curves(curves, out / "curves.png")
         digest = sha256_file(out / TFLITE)
-        write_json(
-            out / "provenance.json",
-            provenance(
+        save(
+            out / PROVENANCE,
+            made(
+                TrainingRecord,
                 ws.root,
-                ws.model.section_hash(*PARAMS),
+                ws.model.section_hash(*TRAIN_PARAMS),
                 model_sha256=digest,
                 tensorflow=tf.__version__,
                 quantization=ws.model.export.quantization,

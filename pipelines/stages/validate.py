@@ -9,24 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from pipelines import evidence
 from pipelines.adapters import gx, modelcode
-from pipelines.adapters.artifacts import (
-    SUMMARY,
-    invalidate,
-    provenance,
-    read_json,
-    staged_dir,
-    write_json,
-)
-from pipelines.adapters.datasets import ROW_ID, fingerprint, read_splits
+from pipelines.adapters.artifacts import SUMMARY, fingerprint, invalidate, staged_dir
+from pipelines.adapters.datasets import ROW_ID, read_splits
 from pipelines.config import Workspace
-from pipelines.errors import ConfigError, DataInvalid
-
-REFERENCE_STATS = "reference_stats.json"
+from pipelines.errors import DataInvalid
+from pipelines.evidence import Provenance, ReferenceStats, ValidationSummary
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ def label_distribution(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reference_stats(ws: Workspace, train: pd.DataFrame) -> dict[str, Any]:
+def reference_stats(ws: Workspace, train: pd.DataFrame) -> ReferenceStats:
     spec = ws.model.data.features
     desc = train[spec.columns].describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
     features = {
@@ -56,11 +48,11 @@ def reference_stats(ws: Workspace, train: pd.DataFrame) -> dict[str, Any]:
         for col in spec.columns
     }
     dist = label_distribution(ws, train)
-    return {
-        "rows": len(train),
-        "features": features,
-        "label_distribution": {str(c): float(f) for c, f in dist["fraction"].items()},
-    }
+    return ReferenceStats(
+        rows=len(train),
+        features=features,
+        label_distribution={str(c): float(f) for c, f in dist["fraction"].items()},
+    )
 
 
 def distinct_within(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
@@ -115,22 +107,22 @@ def run(ws: Workspace) -> ValidateResult:
     with staged_dir(final) as out:
         outcome = gx.run_checkpoints(ws.name, batches, suites, out / "data_docs")
         failures = [f.describe() for f in outcome.failures]
-        write_json(
+        evidence.save(
             out / SUMMARY,
-            {
-                "model": ws.name,
-                "success": outcome.success,
-                "evaluated_expectations": len(outcome.results),
-                "failed_expectations": len(failures),
-                "failures": failures,
-                "rows": {s: len(df) for s, df in splits.items()},
-                "data_docs": "data_docs/index.html",
-                "data_fingerprint": fingerprint(ws),
-                "provenance": provenance(ws.root, ws.model.section_hash("data")),
-            },
+            ValidationSummary(
+                model=ws.name,
+                success=outcome.success,
+                evaluated_expectations=len(outcome.results),
+                failed_expectations=len(failures),
+                failures=failures,
+                rows={s: len(df) for s, df in splits.items()},
+                data_docs="data_docs/index.html",
+                data_fingerprint=fingerprint(ws),
+                provenance=evidence.made(Provenance, ws.root, ws.model.section_hash("data")),
+            ),
         )
         if outcome.success:
-            write_json(out / REFERENCE_STATS, reference_stats(ws, splits["train"]))
+            evidence.save(out / ReferenceStats.FILE, reference_stats(ws, splits["train"]))
     docs = final / "data_docs" / "index.html"
     if not outcome.success:
         listing = "\n".join(f"  - {f}" for f in failures)
@@ -140,26 +132,3 @@ def run(ws: Workspace) -> ValidateResult:
             hint=f"open {docs} for the full report; fix the data, then re-run",
         )
     return ValidateResult(True, len(outcome.results), [], final / SUMMARY, docs)
-
-
-def require_valid_data(ws: Workspace) -> dict[str, Any]:
-    """Downstream guard: the current data must have passed validation. Returns the summary."""
-    path = ws.artifacts("validate") / SUMMARY
-    if not path.is_file():
-        raise ConfigError(f"no validation summary at {path}", hint="run `mlops validate` first")
-    summary: dict[str, Any] = read_json(path)
-    if not summary.get("success"):
-        raise DataInvalid(
-            f"the data failed validation ({path}); refusing to go on",
-            hint="fix the data and re-run `mlops validate`",
-        )
-    if summary.get("data_fingerprint") != fingerprint(ws):
-        raise ConfigError(
-            "the data changed since it was validated", hint="run `mlops validate` again"
-        )
-    if (summary.get("provenance") or {}).get("params_sha256") != ws.model.section_hash("data"):
-        raise ConfigError(
-            "the `data` settings in model.yaml changed since the data was validated",
-            hint="run `mlops validate` again",
-        )
-    return summary

@@ -26,13 +26,7 @@ import pandas as pd
 import requests
 
 from pipelines.adapters import images
-from pipelines.adapters.artifacts import (
-    invalidate,
-    provenance,
-    read_json,
-    staged_dir,
-    write_json,
-)
+from pipelines.adapters.artifacts import INFRA_BLESSING, PREDICTIONS, SBOM, invalidate, staged_dir
 from pipelines.adapters.datasets import ROW_ID, read_table
 from pipelines.adapters.registry import Reference, Registry
 from pipelines.config import Workspace
@@ -40,10 +34,16 @@ from pipelines.core import infra_validation, sbom
 from pipelines.core.infra_validation import Observations
 from pipelines.core.metrics import latency_summary
 from pipelines.errors import CheckFailed, ConfigError
-from pipelines.stages.evaluate import PREDICTIONS
-from pipelines.stages.package import SBOM, require_package
+from pipelines.evidence import (
+    InfraBlessing,
+    MalformedRequest,
+    Provenance,
+    Rule,
+    made,
+    require_package,
+    save,
+)
 
-INFRA_BLESSING = "infra_blessing.json"
 BATCH = 32
 LIST_PACKAGES = (
     "import importlib.metadata as m, json, os; print(json.dumps({'uid': os.getuid(), 'packages':"
@@ -67,7 +67,7 @@ def engine_host() -> str:
     return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else "127.0.0.1"
 
 
-def free_port() -> int:
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -201,7 +201,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     final = ws.artifacts("verify")
     invalidate(final)  # an engine or registry error must not leave an earlier infra blessing
     record = require_package(ws)
-    image = str(record["image"])
+    image = record.image
     ref = Reference.parse(image)
     if not ref.digest:
         raise ConfigError(f"{image} in the release record is not pinned by digest")
@@ -212,14 +212,14 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     images.retried(
         "image pull", lambda: images.pull(client, ref.name, str(ref.digest)), progress=progress
     )
-    port = free_port()
+    port = _free_port()
     host = engine_host()
     env = {
         "MLOPS_PORT": str(port),
         # A remote engine's own network: the container must listen where the engine forwards.
         "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
         "MLOPS_COLOR": "verify",
-        "MLOPS_RELEASE_ID": str(record["release_id"]),
+        "MLOPS_RELEASE_ID": record.release_id,
         "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
         "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes),
     }
@@ -232,22 +232,22 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
         )
     verdict = infra_validation.decide(obs)
     with staged_dir(final) as out:
-        write_json(
+        save(
             out / INFRA_BLESSING,
-            {
-                "model": ws.name,
-                "blessed": verdict.blessed,
-                "release_id": record["release_id"],
-                "image": image,
-                "model_sha256": record["model_sha256"],
-                "latency_ms": latency,
-                "examples": obs.examples,
-                "malformed_requests": [
-                    {"case": c, "expected": w, "got": g} for c, w, g in obs.malformed
+            InfraBlessing(
+                model=ws.name,
+                blessed=verdict.blessed,
+                release_id=record.release_id,
+                image=image,
+                model_sha256=record.model_sha256,
+                latency_ms=latency,
+                examples=obs.examples,
+                malformed_requests=[
+                    MalformedRequest(case=c, expected=w, got=g) for c, w, g in obs.malformed
                 ],
-                "rules": verdict.to_dict()["rules"],
-                "provenance": provenance(ws.root, ws.model.section_hash("serving")),
-            },
+                rules=[Rule(rule=r.rule, passed=r.passed, reason=r.reason) for r in verdict.rules],
+                provenance=made(Provenance, ws.root, ws.model.section_hash("serving")),
+            ),
         )
     path = final / INFRA_BLESSING
     if not verdict.blessed:
@@ -257,25 +257,3 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
             hint=f"see {path}; the release will not go ahead",
         )
     return VerifyResult(True, path, latency.get("p50", 0.0), latency.get("p99", 0.0))
-
-
-def require_infra_blessing(ws: Workspace) -> dict[str, Any]:
-    """Downstream guard: the image in the release record passed verification."""
-    record = require_package(ws)
-    path = ws.artifacts("verify") / INFRA_BLESSING
-    if not path.is_file():
-        raise CheckFailed(f"no infra blessing at {path}", hint="run `mlops verify` first")
-    blessing: dict[str, Any] = read_json(path)
-    if not blessing.get("blessed"):
-        raise CheckFailed(
-            f"the image failed verification ({path})",
-            hint="read its reasons; a failed verification blocks the release",
-        )
-    if blessing.get("image") != record.get("image") or blessing.get("model_sha256") != record.get(
-        "model_sha256"
-    ):
-        raise CheckFailed(
-            "the infra blessing is for a different image than the release record",
-            hint="run `mlops verify` again",
-        )
-    return blessing

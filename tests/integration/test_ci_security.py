@@ -35,7 +35,9 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from pipelines import evidence
 from pipelines.core.dvcgraph import PIPELINE
+from tests import util
 from tests.conftest import ROOT, copy_repo, require
 from tests.fakes.scm_api import TOKEN, FakeApi, serve
 
@@ -1034,31 +1036,10 @@ def report_evidence(root: Path) -> None:
     # The report shows a blessing only for the model on disk (its sha256).
     (art / "train").mkdir(parents=True, exist_ok=True)
     (art / "train/model.tflite").write_bytes(b"a model")
-    files = {
-        "validate/summary.json": {
-            "success": True,
-            "evaluated_expectations": 604,
-            "failed_expectations": 0,
-            "rows": {"test": 360},
-            "data_fingerprint": "d1",
-            "provenance": {"data_md5": "d1"},
-        },
-        "gate/blessing.json": {
-            "blessed": True,
-            "comparison": None,
-            "baseline": None,
-            "rules": [{"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}],
-            "provenance": {"data_fingerprint": "d1"},
-            "candidate": {
-                "accuracy": 0.98,
-                "macro_f1": 0.97,
-                "model_sha256": hashlib.sha256(b"a model").hexdigest(),
-            },
-        },
-    }
-    for rel, doc in files.items():
-        (art / rel).parent.mkdir(parents=True, exist_ok=True)
-        (art / rel).write_text(json.dumps(doc))
+    evidence.save(art / "validate/summary.json", util.validation_summary("d1"))
+    evidence.save(
+        art / "gate/blessing.json", util.blessing(hashlib.sha256(b"a model").hexdigest(), "d1")
+    )
 
 
 def posting_env(api: FakeApi, **extra: str) -> dict[str, str]:

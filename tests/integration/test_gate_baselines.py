@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pipelines import evidence
 from pipelines.cli import main
 from pipelines.config import load_model
-from pipelines.errors import GateFailed
+from pipelines.errors import EvidenceError
 from pipelines.stages import gate
 
 
@@ -104,9 +105,9 @@ def test_incomparable_baseline_is_refused_and_leaves_no_blessing(
     assert "Traceback" not in out + err
     # The refused comparison leaves nothing a later stage could take for a blessing.
     assert not (workspace / "artifacts/digits/gate").exists()
-    with pytest.raises(GateFailed, match="no blessing"):
-        gate.require_blessing(ws)
-    assert main(["package"]) == 1
+    with pytest.raises(EvidenceError, match="no blessing"):
+        evidence.require_blessing(ws)
+    assert main(["package"]) == 2
     assert "no blessing" in capsys.readouterr().err
 
 

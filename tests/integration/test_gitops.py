@@ -16,11 +16,15 @@ import pytest
 import yaml
 
 from pipelines.adapters import gitops
+from pipelines.adapters import rendering as render
+from pipelines.adapters.releasing import apply_state, land
 from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
 from pipelines.errors import CheckFailed, ConfigError
-from pipelines.stages import promote, render, status
-from pipelines.stages.release import apply_state, land, publish
+from pipelines.evidence import save
+from pipelines.stages import promote, status
+from pipelines.stages.release import publish
+from tests import util
 from tests.conftest import ROOT, copy_repo
 from tests.unit.core.test_bluegreen import record
 
@@ -86,45 +90,16 @@ def assert_consistent(root: Path) -> None:
 def evidence(root: Path, rec: ReleaseRecord) -> None:
     """The artifacts a pipeline run leaves for a release (what promote reads)."""
     art = root / "artifacts/digits"
-    rules = [{"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}]
-    files = {
-        "validate/summary.json": {
-            "success": True,
-            "evaluated_expectations": 604,
-            "failed_expectations": 0,
-            "rows": {"test": 360},
-            "data_fingerprint": rec.data_md5,
-            "provenance": {"data_md5": rec.data_md5},
-        },
-        "gate/blessing.json": {
-            "blessed": True,
-            "rules": rules,
-            "comparison": None,
-            "provenance": {"data_fingerprint": rec.data_md5},
-            "baseline": None,
-            "candidate": {
-                "model_sha256": rec.model_sha256,
-                "accuracy": 0.98,
-                "macro_f1": 0.97,
-                "per_class_recall": {"0": 1.0},
-            },
-        },
-        "package/release.json": {
-            "release_id": rec.release_id,
-            "image": rec.image,
-            "model_sha256": rec.model_sha256,
-            "sbom_sha256": "f" * 64,
-        },
-        "verify/infra_blessing.json": {
-            "blessed": True,
-            "image": rec.image,
-            "rules": rules,
-            "latency_ms": {"p50": 1.0, "p99": 2.0},
-        },
+    records = {
+        "validate/summary.json": util.validation_summary(rec.data_md5, rec.data_md5),
+        "gate/blessing.json": util.blessing(rec.model_sha256, rec.data_md5),
+        "package/release.json": util.packaged_release(rec.release_id, rec.image, rec.model_sha256),
+        "verify/infra_blessing.json": util.infra_blessing(
+            rec.release_id, rec.image, rec.model_sha256
+        ),
     }
-    for rel, doc in files.items():
-        (art / rel).parent.mkdir(parents=True, exist_ok=True)
-        (art / rel).write_text(json.dumps(doc))
+    for rel, doc in records.items():
+        save(art / rel, doc)
 
 
 def test_a_release_is_one_commit_with_state_rendered_yaml_and_trailers(root: Path) -> None:
@@ -195,7 +170,8 @@ RACER = """
 import sys
 from pathlib import Path
 from pipelines.config import load_model
-from pipelines.stages.release import apply_state, land, publish
+from pipelines.adapters.releasing import apply_state, land
+from pipelines.stages.release import publish
 from tests.unit.core.test_bluegreen import record
 root = Path(sys.argv[1])
 publish(root, load_model(root, "digits"), "staging", record(int(sys.argv[2])),

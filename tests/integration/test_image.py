@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipelines import evidence
 from pipelines.adapters.artifacts import sha256_file
 from pipelines.adapters.registry import Reference, Registry
 from pipelines.cli import main
@@ -142,7 +143,7 @@ def test_verify_blesses_the_real_image(packaged: tuple[Path, dict[str, object]])
         all=True, filters={"label": "io.mlops.purpose=mlops-verify"}
     )
     assert leftovers == []
-    assert verify.require_infra_blessing(load_model(root, "digits"))["blessed"] is True
+    assert evidence.require_infra_blessing(load_model(root, "digits")).blessed is True
 
 
 def test_a_tampered_image_fails_verification(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.stages.verify import free_port
 from tests.conftest import copy_repo, require
+from tests.util import free_port
 
 pytestmark = pytest.mark.infra
 

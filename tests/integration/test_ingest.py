@@ -102,6 +102,7 @@ def test_missing_source_file_is_a_usage_error(repo: Path, monkeypatch: pytest.Mo
 def test_a_failed_ingest_leaves_no_validation_that_vouches_for_the_data(
     repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pipelines import evidence
     from pipelines.errors import ConfigError, DataInvalid
     from pipelines.stages import validate
 
@@ -114,4 +115,4 @@ def test_a_failed_ingest_leaves_no_validation_that_vouches_for_the_data(
         ingest.run(ws)
     assert not ws.artifacts("validate").exists()
     with pytest.raises(ConfigError, match="no validation summary"):
-        validate.require_valid_data(ws)
+        evidence.require_valid_data(ws)

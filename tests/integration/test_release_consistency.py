@@ -13,9 +13,10 @@ import pytest
 import yaml
 
 from pipelines.adapters import gitops
+from pipelines.adapters import rendering as render
 from pipelines.config import load_gitops, load_model
 from pipelines.errors import CheckFailed
-from pipelines.stages import render, rollback
+from pipelines.stages import rollback
 from pipelines.stages.release import publish
 from tests.conftest import copy_repo
 from tests.unit.core.test_bluegreen import record

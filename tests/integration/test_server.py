@@ -31,8 +31,8 @@ from pipelines.serving.app import create_app
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 from pipelines.serving.settings import Settings
 from pipelines.stages.package import signature
-from pipelines.stages.verify import free_port
 from tests.conftest import default_recursion_limit
+from tests.util import free_port
 
 MAX_BATCH = 16
 MAX_BODY = 64 * 1024

@@ -9,10 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pipelines import evidence
 from pipelines.cli import main
 from pipelines.config import load_model
-from pipelines.errors import ConfigError, DataInvalid, GateFailed
+from pipelines.errors import ConfigError, DataInvalid, EvidenceError
 from pipelines.stages import gate, validate
+from tests import util
 from tests.conftest import edit_model_yaml
 
 DIGEST = "sha256:" + "0" * 64
@@ -37,10 +39,10 @@ def test_blessing_does_not_survive_new_valid_data(
     _nudge_data(workspace)
     ws = load_model(workspace, "digits")
     validate.run(ws)  # the new data is valid, and the old blessing is for the old data
-    with pytest.raises(GateFailed, match="other data than the current dataset"):
-        gate.require_blessing(ws)
+    with pytest.raises(EvidenceError, match="other data than the current dataset"):
+        evidence.require_blessing(ws)
     monkeypatch.chdir(workspace)
-    assert main(["package"]) == 1
+    assert main(["package"]) == 2
     # The model itself was trained on the old data: evaluate will not score it as current.
     assert main(["evaluate"]) == 2
 
@@ -55,14 +57,14 @@ def test_blessing_does_not_survive_failed_validation(workspace: Path) -> None:
     with pytest.raises(DataInvalid):
         validate.run(ws)
     with pytest.raises(DataInvalid, match="failed validation"):
-        gate.require_blessing(ws)
+        evidence.require_blessing(ws)
 
 
 def test_blessing_does_not_survive_changed_gate_rules(workspace: Path) -> None:
     _bless(workspace)
     edit_model_yaml(workspace, {"gate.thresholds.accuracy": 0.99})
-    with pytest.raises(GateFailed, match=r"gate rules in model\.yaml changed"):
-        gate.require_blessing(load_model(workspace, "digits"))
+    with pytest.raises(EvidenceError, match=r"gate rules in model\.yaml changed"):
+        evidence.require_blessing(load_model(workspace, "digits"))
 
 
 def test_erroring_gate_removes_the_earlier_blessing(
@@ -73,7 +75,7 @@ def test_erroring_gate_removes_the_earlier_blessing(
     monkeypatch.chdir(workspace)
     assert main(["gate"]) == 2  # a broken record is a usage error, not a traceback
     assert not (workspace / "artifacts/digits/gate").exists()
-    assert main(["package"]) == 1
+    assert main(["package"]) == 2
 
 
 def test_erroring_train_and_evaluate_leave_nothing(
@@ -101,26 +103,14 @@ def test_evaluate_refuses_a_model_train_did_not_record(workspace: Path) -> None:
 
 def _fake_release(workspace: Path) -> None:
     blessing = json.loads((workspace / "artifacts/digits/gate/blessing.json").read_text())
+    sha = blessing["candidate"]["model_sha256"]
     out = workspace / "artifacts/digits/package"
-    out.mkdir(parents=True)
     image = f"127.0.0.1:1/mlops/digits@{DIGEST}"
-    (out / "release.json").write_text(
-        json.dumps(
-            {
-                "model": "digits",
-                "release_id": "digits-000000000000",
-                "image": image,
-                "model_sha256": blessing["candidate"]["model_sha256"],
-            }
-        )
-    )
+    evidence.save(out / "release.json", util.packaged_release("digits-000000000000", image, sha))
     (out / "sbom.cdx.json").write_text("{}")
-    verified = workspace / "artifacts/digits/verify"
-    verified.mkdir(parents=True)
-    (verified / "infra_blessing.json").write_text(
-        json.dumps(
-            {"blessed": True, "image": image, "model_sha256": blessing["candidate"]["model_sha256"]}
-        )
+    evidence.save(
+        workspace / "artifacts/digits/verify/infra_blessing.json",
+        util.infra_blessing("digits-000000000000", image, sha),
     )
 
 

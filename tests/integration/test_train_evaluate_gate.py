@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipelines import evidence
 from pipelines.adapters.artifacts import sha256_file
 from pipelines.cli import main
 from pipelines.config import load_model
-from pipelines.errors import ConfigError, GateFailed
+from pipelines.errors import ConfigError, EvidenceError, GateFailed
 from pipelines.stages import evaluate, gate, train, validate
 from tests.conftest import edit_model_yaml
 
@@ -65,7 +66,7 @@ def test_gate_blesses_and_compares_against_a_baseline(workspace: Path) -> None:
     assert blessing["comparison"]["delta"] == 0.0
     assert blessing["comparison"]["p_value"] == 1.0
     assert blessing["baseline"]["model_sha256"] == sha256_file(baseline)
-    assert gate.require_blessing(ws)["blessed"] is True
+    assert evidence.require_blessing(ws).blessed is True
 
 
 def test_gate_without_baseline_says_so(
@@ -101,7 +102,7 @@ def test_degraded_model_is_blocked(
     assert blessing["blessed"] is False
     assert blessing["comparison"]["c"] > 100  # baseline right, candidate wrong
     with pytest.raises(GateFailed, match="not blessed"):
-        gate.require_blessing(ws)
+        evidence.require_blessing(ws)
 
 
 def test_blessing_is_bound_to_the_artifact(workspace: Path) -> None:
@@ -109,8 +110,8 @@ def test_blessing_is_bound_to_the_artifact(workspace: Path) -> None:
     gate.run(ws)
     artifact = workspace / "artifacts/digits/train/model.tflite"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
-    with pytest.raises(GateFailed, match="different model artifact"):
-        gate.require_blessing(ws)
+    with pytest.raises(EvidenceError, match="different model artifact"):
+        evidence.require_blessing(ws)
 
 
 def test_gate_refuses_stale_evaluation(workspace: Path) -> None:
@@ -134,10 +135,10 @@ def test_nothing_is_packaged_without_a_blessing(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.chdir(workspace)
-    assert main(["package"]) == 1
+    assert main(["package"]) == 2
     assert "no blessing" in capsys.readouterr().err
     assert not (workspace / "artifacts/digits/package").exists()
-    assert main(["verify"]) == 1
+    assert main(["verify"]) == 2
 
 
 def test_a_baseline_that_cannot_be_looked_up_is_an_error_not_a_first_release(

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from pipelines.adapters import gitops
+from pipelines.adapters import rendering as stage
+from pipelines.adapters.releasing import apply_state
 from pipelines.cli import main
 from pipelines.config import load_gitops, load_model
 from pipelines.errors import ConfigError
-from pipelines.stages import render as stage
-from pipelines.stages.release import apply_state
 from tests.conftest import edit_model_yaml
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,11 +15,11 @@ import pytest
 import yaml
 
 from pipelines.adapters import manifests
+from pipelines.adapters import rendering as stage
 from pipelines.cli import main
 from pipelines.config import load_gitops
 from pipelines.core import crd
 from pipelines.errors import ConfigError
-from pipelines.stages import render as stage
 from tests.unit.core.test_render import MODELS, ROOT, TEMPLATES, rendered, states
 
 CRDS = ROOT / "manifests" / "crds"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.adapters import rendering as stage
 from pipelines.adapters.manifests import load_templates
 from pipelines.cli import main
 from pipelines.config import (
@@ -19,7 +20,6 @@ from pipelines.config import (
     load_model,
 )
 from pipelines.core import render
-from pipelines.stages import render as stage
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden"

@@ -1,7 +1,9 @@
-"""render and lint-manifests: environment state -> rendered/<env>/ and controllers/, checked.
+"""Rendering a manifests folder: environment state -> rendered/<env>/ and controllers/, checked.
 
-``run`` renders every environment (or one) of a manifests folder: this repository's, or the
-GitOps repository's checkout during a release. Nothing is written unless every object passes
+The library behind `mlops render` and `mlops lint-manifests`, and behind every release,
+promotion and rollback (they re-render what they change). It renders every environment (or
+one) of a manifests folder: this repository's, or the GitOps repository's checkout during a
+release. Nothing is written unless every object passes
 kubernetes-validate --strict and the project's policy; ``check`` compares with what is on disk.
 """
 

@@ -1,0 +1,495 @@
+"""Typed evidence: the records one stage hands on to the next.
+
+Every record is a frozen pydantic model with a schema ``version``. ``save`` writes one
+atomically; ``load`` reads one back or refuses it (missing, truncated, another version, unknown
+or missing fields); ``require`` also refuses a record that is not for the exact artifact, data
+and settings on disk, or whose verdict is no. The JSON field names are the ones reviewers, CI
+and the report have always read.
+
+This module imports nothing heavier than pydantic and PyYAML: `mlops report` reads these
+records in a CI job that installs only the `report` extra (no numpy, pandas or TensorFlow).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipelines.adapters.artifacts import (
+    BLESSING,
+    INFRA_BLESSING,
+    METRICS,
+    PROVENANCE,
+    REFERENCE_STATS,
+    RELEASE,
+    SUMMARY,
+    TFLITE,
+    fingerprint,
+    provenance,
+    sha256_file,
+    write_json,
+)
+from pipelines.config import Workspace
+from pipelines.errors import CheckFailed, DataInvalid, EvidenceError, GateFailed
+
+# Bumped when a record's meaning changes; a record of any other version is refused, so a
+# stage never trusts what an older (or newer) mlops wrote.
+SCHEMA_VERSION = 1
+# The model.yaml sections a training depends on (its provenance hashes them).
+TRAIN_PARAMS = ("data", "training", "export")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Rule(Frozen):
+    rule: str
+    passed: bool
+    reason: str
+
+
+class Provenance(Frozen):
+    """Who made a record from what (adapters/artifacts.provenance)."""
+
+    git_commit: str
+    git_dirty: bool
+    data_md5: str
+    params_sha256: str
+    created: str
+    mlops_version: str
+
+
+class GateProvenance(Provenance):
+    data_fingerprint: str
+
+
+class ModelProvenance(Provenance):
+    model_sha256: str
+
+
+P = TypeVar("P", bound=Provenance)
+
+
+def made(kind: type[P], root: Path, params_hash: str, **extra: Any) -> P:
+    """A provenance record of ``kind`` for the workspace at ``root``."""
+    return kind.model_validate(provenance(root, params_hash, **extra))
+
+
+class Record(Frozen):
+    """A file one stage writes for later stages. Subclasses name the stage and the file."""
+
+    STAGE: ClassVar[str]
+    FILE: ClassVar[str]
+    TITLE: ClassVar[str]
+    # binding -> message when the record's value differs from the current one; the message may
+    # use {path}, {recorded} and {current}.
+    STALE: ClassVar[dict[str, str]] = {}
+
+    version: int = SCHEMA_VERSION
+
+    def binding(self) -> dict[str, object]:
+        """What on disk this record is for (see STALE)."""
+        return {}
+
+    def refusal(self, path: Path) -> CheckFailed | None:
+        """Why a current record still forbids going on (its check said no), if it does."""
+        return None
+
+
+class ValidationSummary(Record):
+    STAGE, FILE, TITLE = "validate", SUMMARY, "validation summary"
+    STALE = {
+        "data_fingerprint": "the data changed since it was validated",
+        "data_settings": "the `data` settings in model.yaml changed since the data was validated",
+    }
+
+    model: str
+    success: bool
+    evaluated_expectations: int
+    failed_expectations: int
+    failures: list[str]
+    rows: dict[str, int]
+    data_docs: str
+    data_fingerprint: str
+    provenance: Provenance
+
+    def binding(self) -> dict[str, object]:
+        return {
+            "data_fingerprint": self.data_fingerprint,
+            "data_settings": self.provenance.params_sha256,
+        }
+
+    def refusal(self, path: Path) -> CheckFailed | None:
+        if self.success:
+            return None
+        return DataInvalid(
+            f"the data failed validation ({path}); refusing to go on",
+            hint="fix the data and re-run `mlops validate`",
+        )
+
+
+class ReferenceStats(Record):
+    """The training split's profile, for later skew and drift checks."""
+
+    STAGE, FILE, TITLE = "validate", REFERENCE_STATS, "reference statistics"
+
+    rows: int
+    features: dict[str, dict[str, float]]
+    label_distribution: dict[str, float]
+
+
+class TrainingRecord(Record, Provenance):
+    """train's provenance.json: the exported model and what it was trained on."""
+
+    STAGE, FILE, TITLE = "train", PROVENANCE, "training record"
+    STALE = {
+        "model_sha256": f"{{path.parent}}/{TFLITE} is not the model train recorded in {{path}}",
+        "data_fingerprint": "the model was trained on other data than the current dataset",
+        "classes": "the model was trained for the classes {recorded}, model.yaml now lists "
+        "{current}",
+    }
+
+    model_sha256: str
+    tensorflow: str
+    quantization: str
+    classes: list[int]
+    data_fingerprint: str
+
+    def binding(self) -> dict[str, object]:
+        return {
+            "model_sha256": self.model_sha256,
+            "data_fingerprint": self.data_fingerprint,
+            "classes": self.classes,
+        }
+
+
+class ClassMetrics(Frozen):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Metrics(Record):
+    """evaluate's metrics.json: the serving artifact scored on the test split."""
+
+    STAGE, FILE, TITLE = "evaluate", METRICS, "evaluation"
+    STALE = {
+        "model_sha256": "the evaluation does not match the trained model",
+        "data_fingerprint": "the data changed since the evaluation",
+    }
+
+    n: int
+    accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    per_class: dict[str, ClassMetrics]
+    confusion_matrix: list[list[int]]
+    model: str
+    model_sha256: str
+    data_fingerprint: str
+    size_bytes: int
+    latency_ms: dict[str, float]
+    trained: TrainingRecord
+    provenance: Provenance
+
+    def binding(self) -> dict[str, object]:
+        return {"model_sha256": self.model_sha256, "data_fingerprint": self.data_fingerprint}
+
+    def per_class_recall(self) -> dict[str, float]:
+        return {c: m.recall for c, m in self.per_class.items()}
+
+
+class SummaryMetrics(Frozen):
+    accuracy: float
+    macro_precision: float
+    macro_recall: float
+    macro_f1: float
+    per_class_recall: dict[str, float]
+
+
+class Candidate(SummaryMetrics):
+    model_sha256: str
+    size_bytes: int
+    latency_ms: dict[str, float]
+
+
+def _absent(value: object) -> bool:
+    return value is None
+
+
+class Baseline(Frozen):
+    """The model the candidate was compared with: a file given on the command line
+    (``source``), or what an environment serves (``environment``, ``release_id``, ...)."""
+
+    path: str
+    model_sha256: str
+    accuracy: float
+    metrics: SummaryMetrics
+    # Only the keys of the baseline's origin are written, as before the records were typed.
+    source: str | None = Field(default=None, exclude_if=_absent)
+    environment: str | None = Field(default=None, exclude_if=_absent)
+    release_id: str | None = Field(default=None, exclude_if=_absent)
+    model_artifact: str | None = Field(default=None, exclude_if=_absent)
+
+
+class Comparison(Frozen):
+    """core.stats.PairedComparison, as recorded."""
+
+    n: int
+    candidate_accuracy: float
+    baseline_accuracy: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    b: int
+    c: int
+    p_value: float
+
+
+class Blessing(Record):
+    """gate's blessing.json: the verdict on the candidate, with its reasons."""
+
+    STAGE, FILE, TITLE = "gate", BLESSING, "blessing"
+    STALE = {
+        "model_sha256": "the blessing is for a different model artifact than the current one",
+        "data_fingerprint": "the blessing is for other data than the current dataset",
+        "gate_settings": "the gate rules in model.yaml changed since the blessing",
+    }
+
+    model: str
+    blessed: bool
+    candidate: Candidate
+    baseline: Baseline | None
+    comparison: Comparison | None
+    rules: list[Rule]
+    provenance: GateProvenance
+
+    def binding(self) -> dict[str, object]:
+        return {
+            "model_sha256": self.candidate.model_sha256,
+            "data_fingerprint": self.provenance.data_fingerprint,
+            "gate_settings": self.provenance.params_sha256,
+        }
+
+    def refusal(self, path: Path) -> CheckFailed | None:
+        if self.blessed:
+            return None
+        return GateFailed(
+            f"the candidate was not blessed ({path})",
+            hint="read its reasons; a failed gate blocks every later stage",
+        )
+
+
+class PackagedRelease(Record):
+    """package's release.json: the image built for the blessed model, by digest."""
+
+    STAGE, FILE, TITLE = "package", RELEASE, "release record"
+    STALE = {"model_sha256": "the packaged image holds a different model than the blessed one"}
+
+    model: str
+    release_id: str
+    image: str
+    image_tag: str
+    model_artifact: str
+    model_sha256: str
+    data_md5: str
+    source_commit: str
+    base_image: str
+    platform: str
+    build_key: str
+    reused: bool
+    size_bytes: int | None
+    compressed_size_bytes: int
+    packages: int
+    seconds: float
+    sbom: str
+    sbom_sha256: str
+    provenance: ModelProvenance
+
+    def binding(self) -> dict[str, object]:
+        return {"model_sha256": self.model_sha256}
+
+
+class MalformedRequest(Frozen):
+    case: str
+    expected: int
+    got: int
+
+
+class InfraBlessing(Record):
+    """verify's infra_blessing.json: how the pushed image behaved when run by digest."""
+
+    STAGE, FILE, TITLE = "verify", INFRA_BLESSING, "infra blessing"
+    STALE = {
+        "image": "the infra blessing is for a different image than the release record",
+        "model_sha256": "the infra blessing is for a different image than the release record",
+    }
+
+    model: str
+    blessed: bool
+    release_id: str
+    image: str
+    model_sha256: str
+    latency_ms: dict[str, float]
+    examples: int
+    malformed_requests: list[MalformedRequest]
+    rules: list[Rule]
+    provenance: Provenance
+
+    def binding(self) -> dict[str, object]:
+        return {"image": self.image, "model_sha256": self.model_sha256}
+
+    def refusal(self, path: Path) -> CheckFailed | None:
+        if self.blessed:
+            return None
+        return CheckFailed(
+            f"the image failed verification ({path})",
+            hint="read its reasons; a failed verification blocks the release",
+        )
+
+
+R = TypeVar("R", bound=Record)
+
+
+def _rerun(kind: type[Record]) -> str:
+    return f"re-run `mlops {kind.STAGE}`, which writes it (`mlops run` re-runs what changed)"
+
+
+def save(path: Path, record: Record) -> None:
+    """Write ``record`` atomically (a reader sees the old file or the new one)."""
+    write_json(path, record.model_dump(mode="json"))
+
+
+def load(path: Path, kind: type[R]) -> R:
+    """The record at ``path``; EvidenceError if it is missing or is not a current ``kind``."""
+    if not path.is_file():
+        raise EvidenceError(f"no {kind.TITLE} at {path}", hint=f"run `mlops {kind.STAGE}` first")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EvidenceError(
+            f"{path} is not valid JSON (truncated or edited by hand?): {exc}", hint=_rerun(kind)
+        ) from exc
+    version = raw.get("version") if isinstance(raw, dict) else None
+    if version != SCHEMA_VERSION:
+        raise EvidenceError(
+            f"{path} is a {kind.TITLE} of schema version {version}, this mlops reads version "
+            f"{SCHEMA_VERSION} (written by another mlops?)",
+            hint=_rerun(kind),
+        )
+    try:
+        return kind.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: "
+            + ("unknown field" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()[:5]
+        )
+        raise EvidenceError(
+            f"{path} is not a valid {kind.TITLE}: {problems}", hint=_rerun(kind)
+        ) from None
+
+
+def require(path: Path, kind: type[R], **current: object) -> R:
+    """The record at ``path``, refused unless its bindings equal ``current`` (the artifact, data
+    and settings on disk now) and its verdict is yes. Refusals are EvidenceError (exit 2), but
+    a current record whose check said no keeps that check's error (exit 1)."""
+    record = load(path, kind)
+    refusal = record.refusal(path)
+    if refusal is not None:
+        raise refusal
+    recorded = record.binding()
+    for key, value in current.items():
+        if recorded[key] != value:
+            message = kind.STALE[key].format(path=path, recorded=recorded[key], current=value)
+            raise EvidenceError(message, hint=_rerun(kind))
+    return record
+
+
+# Where each record lives, and the guards every stage runs before it trusts its inputs.
+
+
+def at(ws: Workspace, kind: type[Record]) -> Path:
+    return ws.artifacts(kind.STAGE) / kind.FILE
+
+
+def candidate_artifact(ws: Workspace) -> Path:
+    """The model train exported: what evaluate scores, gate blesses and package ships."""
+    return ws.artifacts("train") / TFLITE
+
+
+def _candidate_sha256(ws: Workspace) -> str | None:
+    artifact = candidate_artifact(ws)
+    return sha256_file(artifact) if artifact.is_file() else None
+
+
+def require_valid_data(ws: Workspace) -> ValidationSummary:
+    """The current data, under the current `data` settings, passed validation."""
+    return require(
+        at(ws, ValidationSummary),
+        ValidationSummary,
+        data_fingerprint=fingerprint(ws),
+        data_settings=ws.model.section_hash("data"),
+    )
+
+
+def require_trained(ws: Workspace) -> TrainingRecord:
+    """Train's record of exactly the model on disk, trained on the current data and classes."""
+    artifact = candidate_artifact(ws)
+    if not artifact.is_file():
+        raise EvidenceError(f"no trained model at {artifact}", hint="run `mlops train` first")
+    return require(
+        at(ws, TrainingRecord),
+        TrainingRecord,
+        model_sha256=sha256_file(artifact),
+        data_fingerprint=fingerprint(ws),
+        classes=ws.model.data.label.classes,
+    )
+
+
+def require_evaluation(ws: Workspace) -> Metrics:
+    """Evaluate's metrics of exactly the model on disk, on the current data."""
+    return require(
+        at(ws, Metrics),
+        Metrics,
+        model_sha256=_candidate_sha256(ws),
+        data_fingerprint=fingerprint(ws),
+    )
+
+
+def require_blessing(ws: Workspace) -> Blessing:
+    """A blessing for exactly the current candidate, data (which must still pass validation)
+    and gate rules."""
+    require_valid_data(ws)
+    return require(
+        at(ws, Blessing),
+        Blessing,
+        model_sha256=_candidate_sha256(ws),
+        data_fingerprint=fingerprint(ws),
+        gate_settings=ws.model.section_hash("gate"),
+    )
+
+
+def require_package(ws: Workspace) -> PackagedRelease:
+    """A release record for exactly the blessed model on disk."""
+    blessing = require_blessing(ws)
+    return require(
+        at(ws, PackagedRelease), PackagedRelease, model_sha256=blessing.candidate.model_sha256
+    )
+
+
+def require_infra_blessing(ws: Workspace) -> InfraBlessing:
+    """The image in the release record passed verification."""
+    record = require_package(ws)
+    return require(
+        at(ws, InfraBlessing),
+        InfraBlessing,
+        image=record.image,
+        model_sha256=record.model_sha256,
+    )
