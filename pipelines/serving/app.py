@@ -41,7 +41,13 @@ from pipelines.serving.jsonbody import (
     quote_names,
     quote_text,
 )
-from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
+from pipelines.serving.runtime import (
+    SIGNATURE,
+    Runtime,
+    Signature,
+    load_model_dir,
+    scale_features,
+)
 from pipelines.serving.settings import Settings
 from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
 
@@ -491,6 +497,6 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
 def _model_name(settings: Settings) -> str:
     """The name routes are built on, known before the model loads (routes are static)."""
     try:
-        return Signature.from_json((settings.model_dir / "signature.json").read_text()).model
+        return Signature.from_json((settings.model_dir / SIGNATURE).read_text()).model
     except (OSError, ValueError, KeyError, TypeError):
         return "model"
