@@ -165,6 +165,8 @@ def running_server(
 
 def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
     """One wrk run on core 1 against the predict endpoint: requests/s, p50 and p99 (ms)."""
+    from pipelines.serving import contract
+
     cmd = [
         "taskset",
         "-c",
@@ -176,7 +178,7 @@ def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, fl
         "--latency",
         "-s",
         str(script),
-        f"http://127.0.0.1:{port}/v1/models/digits:predict",
+        f"http://127.0.0.1:{port}{contract.predict_path('digits')}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]

@@ -119,6 +119,8 @@ def main() -> None:
         "--worker", nargs=3, metavar=("PORT", "COUNT", "SECONDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    from pipelines.serving.contract import SERVER_MODULE, Env
+
     if args.worker:
         slow_client_worker(int(args.worker[0]), int(args.worker[1]), float(args.worker[2]))
         return
@@ -138,12 +140,12 @@ def main() -> None:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "TF_CPP_MIN_LOG_LEVEL": "3",
-            "MLOPS_MODEL_DIR": str(mdir),
-            "MLOPS_PORT": str(port),
-            "MLOPS_HOST": "127.0.0.1",
-            "MLOPS_MAX_CONNECTIONS": str(args.slow + 1024),
+            Env.MODEL_DIR: str(mdir),
+            Env.PORT: str(port),
+            Env.HOST: "127.0.0.1",
+            Env.MAX_CONNECTIONS: str(args.slow + 1024),
         }
-        with running_server([PY, "-m", "pipelines.serving"], env, port, stop_timeout=60) as server:
+        with running_server([PY, "-m", SERVER_MODULE], env, port, stop_timeout=60) as server:
             wrk(port, script, 2, args.connections)  # warm-up
             quiet = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             span = 18 + args.runs * (args.seconds + 1)

@@ -169,6 +169,8 @@ def main() -> None:
         "and compare what each piece adds under load with its cost in isolation",
     )
     args = parser.parse_args()
+    from pipelines.serving.contract import SERVER_MODULE, Env
+
     require_tools("wrk", "taskset")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -181,12 +183,12 @@ def main() -> None:
         port = free_port()
         results["ours"] = serve(
             "ours",
-            [PY, "-m", "pipelines.serving"],
+            [PY, "-m", SERVER_MODULE],
             {
                 **env,
-                "MLOPS_MODEL_DIR": str(mdir),
-                "MLOPS_PORT": str(port),
-                "MLOPS_HOST": "127.0.0.1",
+                Env.MODEL_DIR: str(mdir),
+                Env.PORT: str(port),
+                Env.HOST: "127.0.0.1",
             },
             port,
             script,

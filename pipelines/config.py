@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from pipelines.errors import ConfigError
+from pipelines.serving import contract
 
 MODELS_DIR = "models"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -223,7 +224,7 @@ class VerifyConfig(_Section):
 
 
 class ServingConfig(_Section):
-    port: int = Field(8080, ge=1024, le=65535)
+    port: int = Field(contract.PORT, ge=1024, le=65535)
     max_batch: int = Field(256, gt=0, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=256)
     base_image: str = Field(

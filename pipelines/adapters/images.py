@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pipelines.errors import ConfigError, InfraError
+from pipelines.serving import contract
 
 T = TypeVar("T")
 ATTEMPTS = 3
@@ -154,7 +155,7 @@ def running(
             environment=environment,
             network_mode="host",
             read_only=True,
-            user="10001:10001",
+            user=contract.USER,
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=256,

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from pipelines.core.gating import RuleResult, Verdict
+from pipelines.serving import contract
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ def malformed_requests(
     max_body_bytes: int,
 ) -> list[Case]:
     """Requests a correct server answers with the given 4xx, and never with a 5xx."""
-    predict = f"/v1/models/{model}:predict"
+    predict = contract.predict_path(model)
     ok = [low] * n_features
     h, w = image_shape
 
@@ -100,7 +101,7 @@ def malformed_requests(
         Case(
             "unknown model",
             "POST",
-            "/v1/models/no-such-model:predict",
+            contract.predict_path("no-such-model"),
             body({"instances": [ok]}),
             404,
         ),
@@ -132,7 +133,8 @@ def decide(o: Observations) -> Verdict:
             RuleResult(
                 "ready",
                 False,
-                o.ready_error or f"/readyz did not answer 200 within {o.ready_timeout_s:g} s",
+                o.ready_error
+                or f"{contract.READY_PATH} did not answer 200 within {o.ready_timeout_s:g} s",
             )
         )
         return Verdict(False, rules)
@@ -140,7 +142,8 @@ def decide(o: Observations) -> Verdict:
         RuleResult(
             "ready",
             True,
-            f"/readyz answered 200 after {o.ready_seconds:.1f} s (limit {o.ready_timeout_s:g} s)",
+            f"{contract.READY_PATH} answered 200 after {o.ready_seconds:.1f} s "
+            f"(limit {o.ready_timeout_s:g} s)",
         )
     )
     if o.mismatches:
@@ -185,9 +188,10 @@ def decide(o: Observations) -> Verdict:
             "no_restart",
             stable,
             (
-                "the container never restarted and still answers /healthz"
+                f"the container never restarted and still answers {contract.HEALTH_PATH}"
                 if stable
-                else f"the container restarted {o.restarts} time(s) or stopped answering /healthz"
+                else f"the container restarted {o.restarts} time(s) or stopped answering "
+                f"{contract.HEALTH_PATH}"
             ),
         )
     )

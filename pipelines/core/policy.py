@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.serving.contract import Env
 from pipelines.serving.settings import Settings
 
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -71,7 +72,7 @@ def shutdown_budget(
         return None
     return (
         f"terminationGracePeriodSeconds {grace} < preStop {pre_stop} + "
-        f"MLOPS_SHUTDOWN_DELAY_SECONDS {delay} + MLOPS_DRAIN_SECONDS {drain} + margin "
+        f"{Env.SHUTDOWN_DELAY_SECONDS} {delay} + {Env.DRAIN_SECONDS} {drain} + margin "
         f"{margin} = {need}: raise the grace period or shorten the waits"
     )
 
@@ -106,10 +107,10 @@ def _check_shutdown(pod: Mapping[str, Any], c: Mapping[str, Any]) -> Iterator[tu
             pod.get("terminationGracePeriodSeconds"), DEFAULT_GRACE_SECONDS
         ),
         "preStop sleep": _seconds(sleep.get("seconds"), 0),
-        "MLOPS_SHUTDOWN_DELAY_SECONDS": variable(
-            "MLOPS_SHUTDOWN_DELAY_SECONDS", Settings.shutdown_delay
+        Env.SHUTDOWN_DELAY_SECONDS.value: variable(
+            Env.SHUTDOWN_DELAY_SECONDS, Settings.shutdown_delay
         ),
-        "MLOPS_DRAIN_SECONDS": variable("MLOPS_DRAIN_SECONDS", Settings.drain_seconds),
+        Env.DRAIN_SECONDS.value: variable(Env.DRAIN_SECONDS, Settings.drain_seconds),
     }
     name = c.get("name", "?")
     unreadable = [k for k, v in waits.items() if v is None]

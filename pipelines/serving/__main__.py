@@ -33,6 +33,7 @@ from pipelines.serving.connections import (
     protocol_class,
     sweep,
 )
+from pipelines.serving.contract import Env
 from pipelines.serving.settings import Settings, SettingsError
 from pipelines.serving.telemetry import configure_logging
 
@@ -94,10 +95,10 @@ def connection_limit(wanted: int) -> int:
         "connection limit lowered to fit the open-files limit",
         extra={
             "fields": {
-                "MLOPS_MAX_CONNECTIONS": wanted,
+                Env.MAX_CONNECTIONS.value: wanted,
                 "open_files_limit": soft,
                 "max_connections": fitted,
-                "hint": "raise the open-files limit (ulimit -n) or lower MLOPS_MAX_CONNECTIONS",
+                "hint": f"raise the open-files limit (ulimit -n) or lower {Env.MAX_CONNECTIONS}",
             }
         },
     )

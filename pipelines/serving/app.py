@@ -1,6 +1,6 @@
 """The model server: TensorFlow Serving's REST contract on Starlette, run by uvicorn.
 
-Routes (``<name>`` is the model's name):
+Routes (``<name>`` is the model's name), as contract.routes() defines them:
   POST /v1/models/<name>:predict   {"instances": [[...], ...]} -> {"predictions": [...]}
   GET  /v1/models/<name>           status, as TF Serving reports it
   GET  /v1/models/<name>/metadata  the input and output signature
@@ -14,6 +14,7 @@ Bad input is always answered 4xx with ``{"error": "..."}`` saying what was wrong
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -30,6 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from pipelines.serving import contract
 from pipelines.serving.connections import TIMED_OUT, ConnectionCollector, ConnectionStats
 from pipelines.serving.jsonbody import (
     BadRequest,
@@ -39,7 +41,13 @@ from pipelines.serving.jsonbody import (
     quote_names,
     quote_text,
 )
-from pipelines.serving.runtime import Runtime, Signature, load_model_dir, scale_features
+from pipelines.serving.runtime import (
+    SIGNATURE,
+    Runtime,
+    Signature,
+    load_model_dir,
+    scale_features,
+)
 from pipelines.serving.settings import Settings
 from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
 
@@ -125,18 +133,9 @@ def _range_error(x: NDArray[np.float64], sig: Signature, sent: _Sent) -> BadRequ
     return None
 
 
-def parse_instances(
-    doc: Any, sig: Signature, max_batch: int, body: bytes | None = None
-) -> NDArray[np.float64]:
-    """Validate a decoded predict body; return the raw feature rows, shape (n, features).
-
-    ``body``, the bytes ``doc`` was decoded from, lets an error quote numbers as they were sent.
-
-    The common request, flat rows of in-range numbers, is checked in one pure-Python pass per
-    row: in the server that costs about half of what numpy's conversion and reductions do,
-    because each numpy call pays its dispatch overhead with caches the event loop has cooled.
-    Anything else takes the slow path, which words the error.
-    """
+def _instances(doc: Any, max_batch: int) -> list[Any]:
+    """The "instances" list of a decoded predict body: an object with no unknown fields, holding
+    a non-empty list within the batch limit."""
     if not isinstance(doc, dict):
         raise BadRequest(400, 'the body must be a JSON object with an "instances" list')
     unknown = set(doc) - {"instances", "signature_name"}
@@ -159,6 +158,22 @@ def parse_instances(
             f"{len(instances)} instances exceed the limit of {max_batch} per "
             "request; split the batch",
         )
+    return instances
+
+
+def parse_instances(
+    doc: Any, sig: Signature, max_batch: int, body: bytes | None = None
+) -> NDArray[np.float64]:
+    """Validate a decoded predict body; return the raw feature rows, shape (n, features).
+
+    ``body``, the bytes ``doc`` was decoded from, lets an error quote numbers as they were sent.
+
+    The common request, flat rows of in-range numbers, is checked in one pure-Python pass per
+    row: in the server that costs about half of what numpy's conversion and reductions do,
+    because each numpy call pays its dispatch overhead with caches the event loop has cooled.
+    Anything else takes the slow path, which words the error.
+    """
+    instances = _instances(doc, max_batch)
     n, (h, w), lo, hi = sig.n_features, sig.image_shape, sig.low, sig.high
     rows: list[list[Any]] = []
     slow = False
@@ -269,12 +284,14 @@ def load(state: ServerState) -> None:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _route_names(model: str) -> dict[str, str]:
+    return {path: name for name, (_, path) in contract.routes(model).items()}
+
+
 def _route_name(path: str, model: str) -> str:
     """A bounded label for metrics: raw paths would let any client create new series."""
-    if path.startswith(f"/v1/models/{model}"):
-        rest = path[len(f"/v1/models/{model}") :]
-        return {":predict": "predict", "": "status", "/metadata": "metadata"}.get(rest, "other")
-    return {"/healthz": "healthz", "/readyz": "readyz", "/metrics": "metrics"}.get(path, "other")
+    return _route_names(model).get(path, "other")
 
 
 class Observe:
@@ -328,13 +345,18 @@ class Observe:
                 )
 
 
-def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
-    state = state or ServerState(settings)
-    model_name = _model_name(settings)
+class Handlers:
+    """The endpoints, one method per route of the contract (same names)."""
 
-    async def predict(request: Request) -> Response:
+    def __init__(self, settings: Settings, state: ServerState, model_name: str) -> None:
+        self.settings = settings
+        self.state = state
+        self.model_name = model_name
+
+    async def predict(self, request: Request) -> Response:
         # Draining does not stop predictions: until the listener closes, this pod may still be
         # in a Service's endpoints (see __main__). Only /readyz says it is going away.
+        state, settings = self.state, self.settings
         if state.signature is None or state.runtime is None:
             return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
         sig = state.signature
@@ -364,7 +386,8 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             }
         )
 
-    def status(_: Request) -> Response:
+    def status(self, _: Request) -> Response:
+        state = self.state
         if state.ready:
             code, message, st = "OK", "", "AVAILABLE"
         else:
@@ -374,7 +397,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             {
                 "model_version_status": [
                     {
-                        "version": settings.release,
+                        "version": self.settings.release,
                         "state": st,
                         "status": {"error_code": code, "error_message": message},
                     }
@@ -382,10 +405,10 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             }
         )
 
-    def metadata(_: Request) -> Response:
-        sig = state.signature
+    def metadata(self, _: Request) -> Response:
+        settings, sig = self.settings, self.state.signature
         if sig is None:
-            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
+            return json_response({"error": f"not ready: {self.state.ready_reason}"}, 503)
         h, w = sig.image_shape
         return json_response(
             {
@@ -421,43 +444,49 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             }
         )
 
-    def healthz(_: Request) -> Response:
+    def healthz(self, _: Request) -> Response:
         return json_response({"status": "alive"})
 
-    def readyz(_: Request) -> Response:
+    def readyz(self, _: Request) -> Response:
+        state = self.state
         if state.ready:
-            return json_response({"status": "ready", "release": settings.release})
+            return json_response({"status": "ready", "release": self.settings.release})
         reason = "draining: shutting down" if state.draining else state.ready_reason
         return json_response({"status": "not ready", "reason": reason}, 503)
 
-    def metrics(_: Request) -> Response:
-        if state.metrics is None:
+    def metrics(self, _: Request) -> Response:
+        if self.state.metrics is None:
             return Response(b"", media_type=CONTENT_TYPE_LATEST)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(
+            generate_latest(self.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(self, _: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         detail = exc.detail
         if exc.status_code == 404:
-            detail = f"no such route; this server serves model {model_name!r}"
+            detail = f"no such route; this server serves model {self.model_name!r}"
         return json_response({"error": detail}, exc.status_code)
+
+
+def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
+    state = state or ServerState(settings)
+    model_name = _model_name(settings)
+    handlers = Handlers(settings, state, model_name)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         load(state)
         yield
 
-    base = f"/v1/models/{model_name}"
     app = Starlette(
         routes=[
-            Route(f"{base}:predict", predict, methods=["POST"]),
-            Route(base, status, methods=["GET"]),
-            Route(f"{base}/metadata", metadata, methods=["GET"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            # Each route's handler is the method of the same name: a route added to the contract
+            # without one fails here, at start-up.
+            Route(path, getattr(handlers, name), methods=[method])
+            for name, (method, path) in contract.routes(model_name).items()
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: handlers.http_error},
         lifespan=lifespan,
     )
     app.state.server = state
@@ -468,6 +497,6 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
 def _model_name(settings: Settings) -> str:
     """The name routes are built on, known before the model loads (routes are static)."""
     try:
-        return Signature.from_json((settings.model_dir / "signature.json").read_text()).model
+        return Signature.from_json((settings.model_dir / SIGNATURE).read_text()).model
     except (OSError, ValueError, KeyError, TypeError):
         return "model"

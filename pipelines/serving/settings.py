@@ -1,6 +1,5 @@
 """Server settings, read only from environment variables (twelve-factor, and what Kubernetes
-sets). Every variable is prefixed ``MLOPS_``: Kubernetes injects ``<SERVICE>_PORT`` variables
-for every Service in the namespace, and an unprefixed ``PORT`` would collide with them."""
+sets). Their names are the contract's (contract.Env)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.serving import contract
+from pipelines.serving.contract import Env
+
 
 class SettingsError(ValueError):
     """A variable is malformed; the message names it and what is allowed."""
@@ -16,9 +18,9 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: Path = Path("/model")
+    model_dir: Path = Path(contract.MODEL_DIR)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves on all of its interfaces
-    port: int = 8080
+    port: int = contract.PORT
     release: str = "unknown"
     color: str = "none"
     max_batch: int = 256
@@ -57,28 +59,28 @@ class Settings:
                 raise SettingsError(f"{name}={value} is outside [{low}, {high}]")
             return value
 
-        access = env.get("MLOPS_ACCESS_LOG", cls.access_log).lower()
+        access = env.get(Env.ACCESS_LOG, cls.access_log).lower()
         if access not in ("all", "errors", "none"):
-            raise SettingsError(f"MLOPS_ACCESS_LOG={access!r}: use all, errors or none")
-        level = env.get("MLOPS_LOG_LEVEL", "INFO").upper()
+            raise SettingsError(f"{Env.ACCESS_LOG}={access!r}: use all, errors or none")
+        level = env.get(Env.LOG_LEVEL, "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"MLOPS_LOG_LEVEL={level!r}: use DEBUG, INFO, WARNING or ERROR")
+            raise SettingsError(f"{Env.LOG_LEVEL}={level!r}: use DEBUG, INFO, WARNING or ERROR")
         return cls(
-            model_dir=Path(env.get("MLOPS_MODEL_DIR", str(cls.model_dir))),
-            host=env.get("MLOPS_HOST", cls.host),
-            port=integer("MLOPS_PORT", cls.port, 1, 65535),
-            release=env.get("MLOPS_RELEASE_ID", cls.release),
-            color=env.get("MLOPS_COLOR", cls.color),
-            max_batch=integer("MLOPS_MAX_BATCH", cls.max_batch, 1, 100_000),
-            max_body_bytes=integer("MLOPS_MAX_BODY_BYTES", cls.max_body_bytes, 256, 1 << 30),
-            shutdown_delay=integer("MLOPS_SHUTDOWN_DELAY_SECONDS", cls.shutdown_delay, 0, 3600),
-            drain_seconds=integer("MLOPS_DRAIN_SECONDS", cls.drain_seconds, 0, 3600),
-            header_timeout=integer("MLOPS_HEADER_TIMEOUT_SECONDS", cls.header_timeout, 1, 3600),
-            body_timeout=integer("MLOPS_BODY_TIMEOUT_SECONDS", cls.body_timeout, 1, 3600),
+            model_dir=Path(env.get(Env.MODEL_DIR, str(cls.model_dir))),
+            host=env.get(Env.HOST, cls.host),
+            port=integer(Env.PORT, cls.port, 1, 65535),
+            release=env.get(Env.RELEASE_ID, cls.release),
+            color=env.get(Env.COLOR, cls.color),
+            max_batch=integer(Env.MAX_BATCH, cls.max_batch, 1, 100_000),
+            max_body_bytes=integer(Env.MAX_BODY_BYTES, cls.max_body_bytes, 256, 1 << 30),
+            shutdown_delay=integer(Env.SHUTDOWN_DELAY_SECONDS, cls.shutdown_delay, 0, 3600),
+            drain_seconds=integer(Env.DRAIN_SECONDS, cls.drain_seconds, 0, 3600),
+            header_timeout=integer(Env.HEADER_TIMEOUT_SECONDS, cls.header_timeout, 1, 3600),
+            body_timeout=integer(Env.BODY_TIMEOUT_SECONDS, cls.body_timeout, 1, 3600),
             keepalive_timeout=integer(
-                "MLOPS_KEEPALIVE_TIMEOUT_SECONDS", cls.keepalive_timeout, 1, 3600
+                Env.KEEPALIVE_TIMEOUT_SECONDS, cls.keepalive_timeout, 1, 3600
             ),
-            max_connections=integer("MLOPS_MAX_CONNECTIONS", cls.max_connections, 1, 1_000_000),
+            max_connections=integer(Env.MAX_CONNECTIONS, cls.max_connections, 1, 1_000_000),
             access_log=access,
             log_level=level,
         )

@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from pipelines.serving import contract
+from pipelines.serving.contract import Env
 from pipelines.serving.runtime import SIGNATURE, Signature
 
 
@@ -37,14 +39,14 @@ def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
 
 def check(url: str, model: str, release: str, sig: Signature) -> str:
     """An empty string when the Service is healthy, else what is wrong."""
-    status = _call(f"{url}/v1/models/{model}")["model_version_status"][0]
+    status = _call(url + contract.model_path(model))["model_version_status"][0]
     if status["version"] != release or status["state"] != "AVAILABLE":
         return (
             f"the Service answers for release {status['version']} ({status['state']}), "
             f"not {release}"
         )
     if sig.self_test_instances:
-        out = _call(f"{url}/v1/models/{model}:predict", {"instances": sig.self_test_instances})
+        out = _call(url + contract.predict_path(model), {"instances": sig.self_test_instances})
         got = [p["class"] for p in out["predictions"]]
         if got != sig.self_test_classes:
             return f"self-test predictions {got} differ from the packaged {sig.self_test_classes}"
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attempts", type=int, default=30)
     parser.add_argument("--interval", type=float, default=2.0)
     args = parser.parse_args(argv)
-    model_dir = Path(os.environ.get("MLOPS_MODEL_DIR", "/model"))
+    model_dir = Path(os.environ.get(Env.MODEL_DIR, contract.MODEL_DIR))
     sig = Signature.from_json((model_dir / SIGNATURE).read_text(encoding="utf-8"))
     problem = ""
     for attempt in range(1, args.attempts + 1):

@@ -39,7 +39,7 @@ from pipelines.adapters.artifacts import (
 from pipelines.adapters.datasets import read_table
 from pipelines.adapters.registry import TFLITE_MEDIA_TYPE, Registry, compressed_size
 from pipelines.config import PINNED_IMAGE, Workspace
-from pipelines.core import sbom
+from pipelines.core import render, sbom
 from pipelines.errors import ConfigError, InfraError
 from pipelines.evidence import (
     ModelProvenance,
@@ -49,6 +49,7 @@ from pipelines.evidence import (
     require_blessing,
     save,
 )
+from pipelines.serving import contract
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 
 SELF_TEST_EXAMPLES = 5
@@ -101,10 +102,17 @@ def signature(ws: Workspace, model_sha256: str) -> Signature:
     )
 
 
+def dockerfile() -> bytes:
+    """The image's Dockerfile: its template with the serving contract's values filled in."""
+    text = (SERVING_DIR / "Dockerfile.j2").read_text(encoding="utf-8")
+    template = render.environment({"Dockerfile": text}).get_template("Dockerfile")
+    return template.render(serving=contract.template_values()).encode()
+
+
 def context_files(ws: Workspace, sig: Signature, locked: pydeps.LockedWheels) -> dict[str, bytes]:
     """Every file of the build context but the wheels (which the lock's hashes cover)."""
     files = {
-        "Dockerfile": (SERVING_DIR / "Dockerfile").read_bytes(),
+        "Dockerfile": dockerfile(),
         "requirements.txt": locked.requirements.encode(),
         "app/pipelines/__init__.py": (SERVING_DIR.parent / "__init__.py").read_bytes(),
         f"model/{MODEL_FILE}": candidate_artifact(ws).read_bytes(),

@@ -43,6 +43,8 @@ from pipelines.evidence import (
     require_package,
     save,
 )
+from pipelines.serving import contract
+from pipelines.serving.contract import Env
 
 BATCH = 32
 LIST_PACKAGES = (
@@ -99,13 +101,13 @@ def _wait_ready(container: Any, base: str, timeout: float) -> tuple[float | None
             tail = container.logs(tail=10).decode(errors="replace")
             return None, f"the container exited ({container.attrs['State']['ExitCode']}): {tail}"
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+            if requests.get(base + contract.READY_PATH, timeout=2).status_code == 200:
                 return time.monotonic() - start, ""
         time.sleep(0.2)
     reason = ""
     with contextlib.suppress(requests.RequestException):
-        reason = requests.get(f"{base}/readyz", timeout=2).text
-    return None, f"/readyz did not answer 200 within {timeout:g} s {reason}".strip()
+        reason = requests.get(base + contract.READY_PATH, timeout=2).text
+    return None, f"{contract.READY_PATH} did not answer 200 within {timeout:g} s {reason}".strip()
 
 
 def observe(
@@ -131,7 +133,7 @@ def observe(
         )
     x = test[spec.columns].to_numpy(dtype=np.float64)
     expected = want["predicted"].to_numpy(dtype=np.int64)
-    predict = f"{base}/v1/models/{ws.name}:predict"
+    predict = base + contract.predict_path(ws.name)
     session = requests.Session()
     obs.examples = len(x)
     for start in range(0, len(x), BATCH):
@@ -174,9 +176,9 @@ def observe(
     with contextlib.suppress(requests.RequestException):
         obs.alive_after = (
             container.status == "running"
-            and requests.get(f"{base}/healthz", timeout=2).status_code == 200
+            and requests.get(base + contract.HEALTH_PATH, timeout=2).status_code == 200
         )
-    result = container.exec_run(["python", "-c", LIST_PACKAGES], user="10001:10001")
+    result = container.exec_run(["python", "-c", LIST_PACKAGES], user=contract.USER)
     if result.exit_code == 0:
         inside = json.loads(result.output.decode())
         obs.uid = int(inside["uid"])
@@ -214,14 +216,14 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     )
     port = _free_port()
     host = engine_host()
-    env = {
-        "MLOPS_PORT": str(port),
+    env: dict[str, str] = {
+        Env.PORT: str(port),
         # A remote engine's own network: the container must listen where the engine forwards.
-        "MLOPS_HOST": "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
-        "MLOPS_COLOR": "verify",
-        "MLOPS_RELEASE_ID": record.release_id,
-        "MLOPS_MAX_BATCH": str(ws.model.serving.max_batch),
-        "MLOPS_MAX_BODY_BYTES": str(ws.model.serving.max_body_bytes),
+        Env.HOST: "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
+        Env.COLOR: "verify",
+        Env.RELEASE_ID: record.release_id,
+        Env.MAX_BATCH: str(ws.model.serving.max_batch),
+        Env.MAX_BODY_BYTES: str(ws.model.serving.max_body_bytes),
     }
     with (
         _sigterm_as_interrupt(),

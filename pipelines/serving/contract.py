@@ -1,0 +1,96 @@
+"""The serving contract: what the server, its image, verify and the rendered manifests must agree
+on, defined here once.
+
+The server (app.py, settings.py, smoke.py) builds its routes and reads its variables from these
+names; ``mlops package`` renders the Dockerfile with them; verify runs and queries the image
+with them; the manifest templates see them as ``serving.*``. A route or variable renamed here is
+renamed everywhere, so the Deployment's probes can never point at a path the server does not
+serve.
+
+Standard library only, and no imports from the rest of ``pipelines``: the image carries it, and
+stages, adapters and core import it without pulling in the server.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+# A numeric user and group, so Kubernetes can check runAsNonRoot without a passwd entry.
+UID = 10001
+USER = f"{UID}:{UID}"
+# The port the server listens on unless MLOPS_PORT says otherwise (model.yaml's serving.port
+# sets it per model).
+PORT = 8080
+# Where the image holds the model and its signature.json.
+MODEL_DIR = "/model"
+# `python -m` targets: the server (the image's entry point) and the post-deployment smoke test.
+SERVER_MODULE = "pipelines.serving"
+SMOKE_MODULE = "pipelines.serving.smoke"
+
+HEALTH_PATH = "/healthz"  # the process is alive: startup and liveness probes
+READY_PATH = "/readyz"  # the model loaded and passed its self-test: readiness probe
+METRICS_PATH = "/metrics"  # Prometheus text format
+
+
+class Env(StrEnum):
+    """The environment variables the server reads (settings.py). All are prefixed ``MLOPS_``:
+    Kubernetes injects ``<SERVICE>_PORT`` variables, and an unprefixed ``PORT`` would collide."""
+
+    MODEL_DIR = "MLOPS_MODEL_DIR"
+    HOST = "MLOPS_HOST"
+    PORT = "MLOPS_PORT"
+    RELEASE_ID = "MLOPS_RELEASE_ID"
+    COLOR = "MLOPS_COLOR"
+    MAX_BATCH = "MLOPS_MAX_BATCH"
+    MAX_BODY_BYTES = "MLOPS_MAX_BODY_BYTES"
+    SHUTDOWN_DELAY_SECONDS = "MLOPS_SHUTDOWN_DELAY_SECONDS"
+    DRAIN_SECONDS = "MLOPS_DRAIN_SECONDS"
+    HEADER_TIMEOUT_SECONDS = "MLOPS_HEADER_TIMEOUT_SECONDS"
+    BODY_TIMEOUT_SECONDS = "MLOPS_BODY_TIMEOUT_SECONDS"
+    KEEPALIVE_TIMEOUT_SECONDS = "MLOPS_KEEPALIVE_TIMEOUT_SECONDS"
+    MAX_CONNECTIONS = "MLOPS_MAX_CONNECTIONS"
+    ACCESS_LOG = "MLOPS_ACCESS_LOG"
+    LOG_LEVEL = "MLOPS_LOG_LEVEL"
+
+
+def model_path(model: str) -> str:
+    """The model's status route, and the base of its other routes (TF Serving's REST API)."""
+    return f"/v1/models/{model}"
+
+
+def predict_path(model: str) -> str:
+    return f"{model_path(model)}:predict"
+
+
+def metadata_path(model: str) -> str:
+    return f"{model_path(model)}/metadata"
+
+
+def routes(model: str) -> dict[str, tuple[str, str]]:
+    """Every route the server serves for ``model``: {name: (method, path)}. The names are the
+    ``route`` label of the server's metrics."""
+    return {
+        "predict": ("POST", predict_path(model)),
+        "status": ("GET", model_path(model)),
+        "metadata": ("GET", metadata_path(model)),
+        "healthz": ("GET", HEALTH_PATH),
+        "readyz": ("GET", READY_PATH),
+        "metrics": ("GET", METRICS_PATH),
+    }
+
+
+def template_values() -> dict[str, Any]:
+    """The contract as templates see it: ``serving.uid``, ``serving.env.port``, ..."""
+    return {
+        "uid": UID,
+        "port": PORT,
+        "model_dir": MODEL_DIR,
+        "server_module": SERVER_MODULE,
+        "smoke_module": SMOKE_MODULE,
+        "health_path": HEALTH_PATH,
+        "ready_path": READY_PATH,
+        "metrics_path": METRICS_PATH,
+        # Plain strings: a template's `q` filter writes them as JSON.
+        "env": {var.name.lower(): var.value for var in Env},
+    }
