@@ -73,12 +73,10 @@ def pr_number() -> int | None:
 
 def context() -> str:
     env = read_settings()
-    sha = env.commit_sha
+    sha = env.commit_sha  # GITHUB_SHA, else CI_COMMIT_SHA
     run = ""
     if env.github_run_id:
-        server = env.github_server_url
-        repo = env.github_repository
-        run = f"{server}/{repo}/actions/runs/{env.github_run_id}"
+        run = f"{env.github_server_url}/{env.github_repository}/actions/runs/{env.github_run_id}"
     run = run or env.ci_pipeline_url
     return " · ".join(x for x in (f"commit {sha[:12]}" if sha else "", run) if x) or "local run"
 
