@@ -12,7 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipelines import __version__, evidence
-from pipelines.config import DEFAULT_MODEL, Workspace, find_root, json_schema, load_model
+from pipelines.config import (
+    DEFAULT_MODEL,
+    Workspace,
+    find_root,
+    json_schema,
+    load_model,
+    read_settings,
+    reveal,
+)
 from pipelines.core.dvcgraph import PIPELINE
 from pipelines.errors import MlopsError
 from pipelines.pipeline import STAGES
@@ -40,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=os.environ.get("MLOPS_DEBUG") == "1",
+        default=read_settings().debug,
         help="print the traceback of an internal error (also MLOPS_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -146,7 +154,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--artifacts-url",
-        default=os.environ.get("MLOPS_ARTIFACTS_URL", ""),
+        default=read_settings().artifacts_url,
         help="where the CI stored artifacts/ (default: $MLOPS_ARTIFACTS_URL)",
     )
     add(
@@ -310,8 +318,8 @@ def _registry_login(_: argparse.Namespace) -> int:
     from pipelines.adapters.registry import Registry, login
     from pipelines.errors import ConfigError
 
-    user = os.environ.get("REGISTRY_USERNAME") or os.environ.get("CI_REGISTRY_USER")
-    password = os.environ.get("REGISTRY_PASSWORD") or os.environ.get("CI_REGISTRY_PASSWORD")
+    env = read_settings()
+    user, password = env.registry_username, reveal(env.registry_password)
     if not user or not password:
         raise ConfigError(
             "no registry credentials in the environment",

@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.adapters.artifacts import data_md5
 from pipelines.errors import ConfigError
 
+# Sets DVC's default in our own process (a user's value wins); not a setting we read.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 

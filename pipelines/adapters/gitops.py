@@ -43,11 +43,14 @@ from pipelines.config import (
     dump_environment,
     is_local_path,
     parse_environment,
+    read_settings,
+    reveal,
 )
+from pipelines.config.settings import GITOPS_TOKEN_VARS
 from pipelines.errors import ConfigError, InfraError
 
 # The environment variables of the write token and of the read-only one, in that order.
-TOKEN_VARS = ("MLOPS_GITOPS_TOKEN", "MLOPS_GITOPS_READ_TOKEN")
+TOKEN_VARS = GITOPS_TOKEN_VARS
 DEFAULT_NAME = "mlops-bot"
 DEFAULT_EMAIL = "mlops-bot@users.noreply.invalid"
 SEED_FOLDERS = ("environments", "rendered", "controllers")
@@ -146,8 +149,8 @@ def push_refusal(stdout: str, stderr: str) -> tuple[bool, str]:
 
 
 def redact(text: str) -> str:
-    for var in (*TOKEN_VARS, "GITHUB_TOKEN", "GITLAB_TOKEN", "CI_JOB_TOKEN"):
-        value = os.environ.get(var)
+    for token in read_settings().tokens:
+        value = reveal(token)
         if value and len(value) >= 4:
             text = text.replace(value, "***")
     # Credentials embedded in URLs (https://user:secret@host/...)
@@ -176,11 +179,14 @@ def is_default_remote(root: Path, remote: str) -> bool:
 def _token(*, push: bool) -> str | None:
     """The write token for anything; the read-only token, when there is no write token, for
     anything but a push."""
-    write, read = TOKEN_VARS
-    return os.environ.get(write) or (None if push else os.environ.get(read))
+    env = read_settings()
+    token = env.gitops_token or (None if push else env.gitops_read_token)
+    return reveal(token) or None
 
 
 def _git_env(cfg: GitOpsConfig, *, push: bool = False) -> dict[str, str]:
+    # git's environment: ours, handed on whole (not a setting mlops reads), plus these. Its
+    # GIT_CONFIG_COUNT is read below only to append to the entries it already holds.
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     # git's own stall detection, so an HTTP transfer that stops moving ends with git's message
     # (our deadline still bounds the whole command, and covers git:// and ssh too). Set in the
@@ -340,8 +346,11 @@ def _identity(work: Path) -> None:
     """Commits need an author: MLOPS_GIT_NAME / MLOPS_GIT_EMAIL when set, else the user's git
     identity, else the bot's. The variables win over a runner's git config: CI recognises
     mlops's own commits by this author (MLOPS_BOT_AUTHOR in .gitlab-ci.yml)."""
-    for key, fallback in (("user.name", DEFAULT_NAME), ("user.email", DEFAULT_EMAIL)):
-        chosen = os.environ.get("MLOPS_GIT_" + key.split(".")[1].upper(), "")
+    env = read_settings()
+    for key, chosen, fallback in (
+        ("user.name", env.git_name, DEFAULT_NAME),
+        ("user.email", env.git_email, DEFAULT_EMAIL),
+    ):
         if (
             not chosen
             and run_git(["config", key], cwd=work, timeout=LOCAL_TIMEOUT_S).stdout.strip()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 from packaging.requirements import Requirement
 
+from pipelines.config.settings import read_settings
 from pipelines.errors import ConfigError, InfraError
 
 PYTHON = "3.11"  # the image's Python: Debian bookworm's python3 and python:3.11-slim
@@ -65,8 +65,7 @@ def serving_requirements() -> list[str]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mlops" / "wheels"
+    return read_settings().cache_home / "mlops" / "wheels"
 
 
 def platform_args(arch: str) -> list[str]:

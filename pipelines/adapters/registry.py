@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import tempfile
 from dataclasses import dataclass
@@ -21,9 +20,9 @@ from typing import Any
 
 import requests
 
+from pipelines.config.settings import read_settings
 from pipelines.errors import ConfigError, InfraError
 
-DEFAULT_REGISTRY = "127.0.0.1:5000"
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.manifest.v1+json",
@@ -38,11 +37,11 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def registry_host() -> str:
-    return os.environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/")
+    return read_settings().registry
 
 
 def is_insecure(host: str) -> bool:
-    if os.environ.get("REGISTRY_INSECURE") == "1":
+    if read_settings().registry_insecure:
         return True
     return host.split(":")[0] in ("127.0.0.1", "localhost", "::1")
 
@@ -233,11 +232,10 @@ def login(host: str, username: str, password: str, config_dir: Path | None = Non
     both the Docker SDK and ORAS look. The file is written 0600 and the secret never printed."""
     import base64
     import json
-    import os
 
     from pipelines.adapters.artifacts import write_text
 
-    base = config_dir or Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    base = config_dir or read_settings().docker_config_dir
     path = base / "config.json"
     config: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     token = base64.b64encode(f"{username}:{password}".encode()).decode()

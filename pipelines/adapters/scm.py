@@ -26,7 +26,7 @@ import requests
 
 from pipelines.adapters.artifacts import write_json, write_text
 from pipelines.adapters.gitops import redact
-from pipelines.config import GitOpsConfig
+from pipelines.config import GitOpsConfig, read_settings, reveal
 from pipelines.errors import ConfigError, InfraError
 
 TIMEOUT = 30
@@ -176,7 +176,7 @@ class GitHub:
     name = "github"
 
     def __init__(self, cfg: GitOpsConfig) -> None:
-        token = os.environ.get("GITHUB_TOKEN")
+        token = reveal(read_settings().github_token)
         if not token:
             raise ConfigError(
                 "the github provider needs GITHUB_TOKEN",
@@ -270,10 +270,11 @@ class GitLab:
     name = "gitlab"
 
     def __init__(self, cfg: GitOpsConfig) -> None:
-        if os.environ.get("GITLAB_TOKEN"):
-            header = {"PRIVATE-TOKEN": os.environ["GITLAB_TOKEN"]}
-        elif os.environ.get("CI_JOB_TOKEN"):
-            header = {"JOB-TOKEN": os.environ["CI_JOB_TOKEN"]}
+        env = read_settings()
+        if env.gitlab_token:
+            header = {"PRIVATE-TOKEN": reveal(env.gitlab_token)}
+        elif env.ci_job_token:
+            header = {"JOB-TOKEN": reveal(env.ci_job_token)}
         else:
             raise ConfigError(
                 "the gitlab provider needs GITLAB_TOKEN (or CI_JOB_TOKEN)",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord
+from pipelines.config.schema import EnvironmentState, ModelSlot, ReleaseRecord
 
 
 class NoPreviousRelease(Exception):

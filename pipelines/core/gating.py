@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.config import GateConfig
+from pipelines.config.schema import GateConfig
 from pipelines.core.stats import PairedComparison
 
 

@@ -10,7 +10,6 @@ holds `pull-requests: write` and installs nothing else (tests/integration/test_c
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from pipelines import evidence
 from pipelines.adapters import scm
 from pipelines.adapters.artifacts import sha256_file, write_text
-from pipelines.config import Workspace, load_gitops
+from pipelines.config import Workspace, load_gitops, read_settings
 from pipelines.core import report
 from pipelines.errors import ConfigError
 from pipelines.evidence import Blessing, Record, ValidationSummary
@@ -61,21 +60,21 @@ def links(ws: Workspace, artifacts_url: str) -> list[tuple[str, str]]:
 
 
 def pr_number() -> int | None:
-    for var in ("MLOPS_PR_NUMBER", "CI_MERGE_REQUEST_IID"):
-        if os.environ.get(var, "").isdigit():
-            return int(os.environ[var])
-    m = re.fullmatch(r"refs/pull/(\d+)/merge", os.environ.get("GITHUB_REF", ""))
+    env = read_settings()
+    for value in (env.pr_number, env.ci_merge_request_iid):  # MLOPS_PR_NUMBER first
+        if value.isdigit():
+            return int(value)
+    m = re.fullmatch(r"refs/pull/(\d+)/merge", env.github_ref)
     return int(m.group(1)) if m else None
 
 
 def context() -> str:
-    sha = os.environ.get("GITHUB_SHA") or os.environ.get("CI_COMMIT_SHA") or ""
+    env = read_settings()
+    sha = env.commit_sha  # GITHUB_SHA, else CI_COMMIT_SHA
     run = ""
-    if os.environ.get("GITHUB_RUN_ID"):
-        server = os.environ.get("GITHUB_SERVER_URL", "")
-        repo = os.environ.get("GITHUB_REPOSITORY", "")
-        run = f"{server}/{repo}/actions/runs/{os.environ['GITHUB_RUN_ID']}"
-    run = run or os.environ.get("CI_PIPELINE_URL", "")
+    if env.github_run_id:
+        run = f"{env.github_server_url}/{env.github_repository}/actions/runs/{env.github_run_id}"
+    run = run or env.ci_pipeline_url
     return " · ".join(x for x in (f"commit {sha[:12]}" if sha else "", run) if x) or "local run"
 
 

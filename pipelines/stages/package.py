@@ -38,7 +38,7 @@ from pipelines.adapters.artifacts import (
 )
 from pipelines.adapters.datasets import read_table
 from pipelines.adapters.registry import TFLITE_MEDIA_TYPE, Registry, compressed_size
-from pipelines.config import PINNED_IMAGE, Workspace
+from pipelines.config import PINNED_IMAGE, Workspace, read_settings
 from pipelines.core import render, sbom
 from pipelines.errors import ConfigError, InfraError
 from pipelines.evidence import (
@@ -69,8 +69,9 @@ def resolve_base_image(ws: Workspace) -> tuple[str, str]:
     """(image, where it came from): BASE_IMAGE, else the one `make infra-up` built, else
     model.yaml. Always pinned by digest: a tag can move under a release."""
     state = ws.root / ".infra" / "base-image"
-    if os.environ.get("BASE_IMAGE"):
-        image, source = os.environ["BASE_IMAGE"], "BASE_IMAGE"
+    base = read_settings().base_image
+    if base:
+        image, source = base, "BASE_IMAGE"
     elif state.is_file():
         image, source = state.read_text().strip(), f"{state} (written by `make infra-up`)"
     else:
@@ -134,10 +135,11 @@ def build_key(files: dict[str, bytes], base_image: str, arch: str) -> str:
 
 def source_url(root: Path) -> str:
     """Where the source lives, for the OCI label; never with credentials in it."""
-    if os.environ.get("GITHUB_SERVER_URL") and os.environ.get("GITHUB_REPOSITORY"):
-        return f"{os.environ['GITHUB_SERVER_URL']}/{os.environ['GITHUB_REPOSITORY']}"
-    if os.environ.get("CI_PROJECT_URL"):
-        return os.environ["CI_PROJECT_URL"]
+    env = read_settings()
+    if env.github_server_url and env.github_repository:
+        return f"{env.github_server_url}/{env.github_repository}"
+    if env.ci_project_url:
+        return env.ci_project_url
     proc = subprocess.run(
         ["git", "remote", "get-url", "origin"],
         cwd=root,

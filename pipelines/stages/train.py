@@ -22,7 +22,7 @@ from pipelines.adapters.artifacts import (
     write_json,
 )
 from pipelines.adapters.datasets import features_and_labels, read_table
-from pipelines.config import Workspace
+from pipelines.config import Workspace, read_settings
 from pipelines.evidence import TRAIN_PARAMS, TrainingRecord, made, require_valid_data, save
 
 
@@ -36,12 +36,13 @@ class TrainResult:
 
 def _keras_verbosity() -> int:
     """A live progress bar on a terminal; one line per epoch in logs; silence in CI."""
-    if os.environ.get("CI"):
+    if read_settings().ci:
         return 0
     return 1 if sys.stdout.isatty() else 2
 
 
 def _import_tensorflow(threads: int) -> Any:
+    # Sets TensorFlow's default in our own process (a user's value wins); not a setting we read.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import socket
 import time
@@ -29,7 +28,7 @@ from pipelines.adapters import images
 from pipelines.adapters.artifacts import INFRA_BLESSING, PREDICTIONS, SBOM, invalidate, staged_dir
 from pipelines.adapters.datasets import ROW_ID, read_table
 from pipelines.adapters.registry import Reference, Registry
-from pipelines.config import Workspace
+from pipelines.config import Workspace, read_settings
 from pipelines.core import infra_validation, sbom
 from pipelines.core.infra_validation import Observations
 from pipelines.core.metrics import latency_summary
@@ -65,7 +64,7 @@ class VerifyResult:
 def engine_host() -> str:
     """Where a host-network container of the engine listens: here, or on a remote engine's
     host (DOCKER_HOST=tcp://docker:2375, as GitLab's docker:dind service sets)."""
-    url = urllib.parse.urlparse(os.environ.get("DOCKER_HOST", ""))
+    url = urllib.parse.urlparse(read_settings().docker_host)
     return url.hostname if url.scheme in ("tcp", "http", "https") and url.hostname else "127.0.0.1"
 
 

@@ -1,26 +1,25 @@
-"""Typed, validated configuration: ``models/<name>/model.yaml`` and the workspace layout.
+"""The configuration's types and their validation: pure, no file and no environment access.
 
-Every model.yaml is parsed into frozen pydantic models that forbid unknown keys, so a typo
-fails loudly with the file, the key and what is allowed, instead of silently using a default.
+``models/<name>/model.yaml``, ``manifests/gitops.yaml`` and ``manifests/environments/<env>.yaml``
+are parsed (by loading.py) into these frozen pydantic models, which forbid unknown keys, so a
+typo fails loudly with the file, the key and what is allowed, instead of silently using a
+default. core/ imports this module only: it decides, it reads nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     StrictInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -30,31 +29,7 @@ from pipelines.serving import contract
 
 MODELS_DIR = "models"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-_M = TypeVar("_M", bound=BaseModel)
 DEFAULT_MODEL = "digits"
-
-
-class _Loader(yaml.SafeLoader):
-    """PyYAML reads YAML 1.1, where `1e-3` (no dot) is a string; strict numbers would then
-    refuse what every YAML 1.2 reader, and every user, takes for 0.001."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 class _Strict(BaseModel):
@@ -326,90 +301,6 @@ class Workspace:
 SPLITS = ("train", "validation", "test")
 
 
-def find_root(start: Path | None = None) -> Path:
-    """The repository root: the nearest folder upwards with ``models/`` and ``pyproject.toml``."""
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / MODELS_DIR).is_dir() and (candidate / "pyproject.toml").is_file():
-            return candidate
-    raise ConfigError(
-        f"no repository root found at or above {here}",
-        hint="run mlops inside a clone of this template (a folder with models/ and pyproject.toml)",
-    )
-
-
-def model_names(root: Path) -> list[str]:
-    return sorted(p.parent.name for p in (root / MODELS_DIR).glob("*/model.yaml"))
-
-
-def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
-    root = root.resolve()
-    require_known("model", name, model_names(root))
-    path = root / MODELS_DIR / name / "model.yaml"
-    if not path.is_file():
-        known = ", ".join(model_names(root)) or "none"
-        raise ConfigError(f"{path}: no such model config", hint=f"known models: {known}")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    try:
-        model = ModelConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
-    if model.name != name:
-        raise ConfigError(
-            f"{path}: key 'name' is {model.name!r} but the folder is {name!r}",
-            hint="the folder name and the name key must agree",
-        )
-    check_model_paths(root, model, path)
-    return Workspace(root=root, model=model)
-
-
-def format_validation_error(
-    path: Path, exc: ValidationError, cls: type[BaseModel] | None = None
-) -> str:
-    lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-        # Drop the union tag pydantic inserts for discriminated unions (e.g. "file").
-        key = ".".join(loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(cls or ModelConfig, err["loc"][:-1])
-            lines.append(f"  - {key}: unknown key (allowed here: {', '.join(allowed)})")
-        elif isinstance(err.get("input"), dict):  # a whole section: the message says it all
-            lines.append(f"  - {key}: {err['msg']}")
-        else:
-            lines.append(f"  - {key}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    current: Any = cls
-    for part in loc:
-        fields = getattr(current, "model_fields", None)
-        if fields is None or part not in fields:
-            break
-        annotation = fields[part].annotation
-        current = _first_model(annotation)
-        if current is None:
-            return []
-    fields = getattr(current, "model_fields", {})
-    return sorted(fields)
-
-
-def _first_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _first_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
 def json_schema() -> dict[str, Any]:
     return ModelConfig.model_json_schema()
 
@@ -489,7 +380,7 @@ class GitLabSettings(_Strict):
 
 class GitOpsConfig(_Strict):
     """manifests/gitops.yaml: where releases are committed and how promotions are proposed.
-    Every key can be overridden by an environment variable (see ENV_OVERRIDES)."""
+    Every key can be overridden by an environment variable (see settings.ENV_OVERRIDES)."""
 
     remote: str = Field(
         ".infra/gitops.git",
@@ -568,106 +459,6 @@ class GitOpsConfig(_Strict):
         return value
 
 
-# Environment variables that override manifests/gitops.yaml; CI sets the ones it knows.
-ENV_OVERRIDES = {
-    "MLOPS_GITOPS_REMOTE": ("remote",),
-    "MLOPS_GITOPS_BRANCH": ("branch",),
-    "MLOPS_GITOPS_PATH": ("path",),
-    "MLOPS_GITOPS_REPO_URL": ("repo_url",),
-    "MLOPS_GIT_TIMEOUT": ("git_timeout",),
-    "MLOPS_SCM_PROVIDER": ("provider",),
-    "GITHUB_API_URL": ("github", "api_url"),
-    "GITHUB_REPOSITORY": ("github", "repository"),
-    "CI_API_V4_URL": ("gitlab", "api_url"),
-    "CI_PROJECT_ID": ("gitlab", "project"),
-    # Later entries win: a separate GitOps repository (GITHUB_* cannot be overridden in Actions).
-    "MLOPS_GITHUB_REPOSITORY": ("github", "repository"),
-    "MLOPS_GITLAB_PROJECT": ("gitlab", "project"),
-}
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        raw = load_yaml(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def _validated(cls: type[_M], path: Path, raw: dict[str, Any]) -> _M:
-    try:
-        return cls.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc, cls)) from None
-
-
-def load_gitops(root: Path, env: dict[str, str] | None = None) -> GitOpsConfig:
-    path = root / "manifests" / "gitops.yaml"
-    raw = _read_yaml(path) if path.is_file() else {}
-    environ = os.environ if env is None else env
-    applied = []
-    for var, keys in ENV_OVERRIDES.items():
-        if environ.get(var):
-            node = raw
-            for key in keys[:-1]:
-                node = node.setdefault(key, {})
-            node[keys[-1]] = environ[var]
-            applied.append(var)
-    try:
-        cfg = _validated(GitOpsConfig, path, raw)
-        if is_local_path(cfg.remote) and not Path(cfg.remote).is_absolute():
-            # A relative remote is relative to the repository and stays in it (../ tricks
-            # would create or write a repository elsewhere); an absolute path is explicit.
-            inside(root, root / cfg.remote, f"{path}: remote")
-        return cfg
-    except ConfigError as exc:
-        if not applied:
-            raise
-        raise ConfigError(
-            f"{exc}\n  (with the environment overrides {', '.join(applied)})",
-            hint="fix the value in manifests/gitops.yaml or the environment "
-            "variable that overrides it",
-        ) from None
-
-
-def parse_environment(path: Path, text: str) -> EnvironmentState:
-    try:
-        raw = load_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    state = _validated(EnvironmentState, path, raw)
-    if state.environment != path.stem:
-        raise ConfigError(
-            f"{path}: environment is {state.environment!r} but the file is {path.name}",
-            hint="the file name and the environment key must agree",
-        )
-    return state
-
-
-def environment_names(manifests: Path) -> list[str]:
-    return sorted(p.stem for p in (manifests / "environments").glob("*.yaml"))
-
-
-ENVIRONMENT_HEADER = """\
-# Environment state: the only input a release edits. `mlops release`, `mlops promote` and
-# `mlops rollback` rewrite this file in the GitOps repository, together with rendered/{env}/,
-# in one commit. promotion/rollback: direct (a commit) or pr (a pull request to approve).
-"""
-
-
-def dump_environment(state: EnvironmentState) -> str:
-    body = yaml.safe_dump(state.model_dump(mode="json"), sort_keys=False, width=100)
-    return ENVIRONMENT_HEADER.format(env=state.environment) + body
-
-
 # --- Names and paths given by users: allow-lists, and nothing outside the repository ---------
 
 # URLs both Argo CD and Flux fetch: Flux's GitRepository requires ^(http|https|ssh)://, Argo CD
@@ -700,17 +491,6 @@ def relative_path_problem(value: str) -> str | None:
     return None
 
 
-def inside(base: Path, path: Path, what: str) -> Path:
-    """``path`` resolved (symlinks followed), refused unless it stays inside ``base``."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(base.resolve()):
-        raise ConfigError(
-            f"{what} {path} resolves to {resolved}, outside {base.resolve()}",
-            hint=f"{what} must stay inside {base.resolve()}; nothing was written",
-        )
-    return resolved
-
-
 def require_known(what: str, value: str, known: list[str]) -> str:
     """``value`` exactly as one of ``known`` (no aliases: ./production, production/,
     Production), else a usage error listing them."""
@@ -719,30 +499,3 @@ def require_known(what: str, value: str, known: list[str]) -> str:
             f"unknown {what} {value!r}", hint=f"known {what}s: {', '.join(known) or 'none'}"
         )
     return value
-
-
-def require_environment(root: Path, name: str) -> str:
-    """An environment name from the allow-list: the files in manifests/environments/."""
-    return require_known("environment", name, environment_names(root / "manifests"))
-
-
-def check_model_paths(root: Path, model: ModelConfig, where: Path) -> None:
-    """The paths model.yaml names stay inside the repository (the data file) and inside the
-    model's folder (the architecture), after resolving symlinks."""
-    model_dir = root / MODELS_DIR / model.name
-    arch = model.training.architecture
-    if relative_path_problem(arch):
-        raise ConfigError(
-            f"{where}: training.architecture {relative_path_problem(arch)}",
-            hint=f"name a file inside {model_dir}",
-        )
-    inside(model_dir, model_dir / arch, f"{where}: training.architecture")
-    source = model.data.source
-    if isinstance(source, FileSource):
-        problem = relative_path_problem(source.path)
-        if problem:
-            raise ConfigError(
-                f"{where}: data.source.path {problem}",
-                hint="name a file inside the repository, relative to its root",
-            )
-        inside(root, root / source.path, f"{where}: data.source.path")
