@@ -54,6 +54,44 @@ class Env(StrEnum):
     LOG_LEVEL = "MLOPS_LOG_LEVEL"
 
 
+# Every series the server exports carries these labels; the rendered rules, alerts and dashboard
+# group and join on them.
+LABELS = ("model", "release", "color")
+
+
+class Metric(StrEnum):
+    """The series the server exports on METRICS_PATH, as Prometheus names them (counters end in
+    ``_total``). The rendered recording rules, alerts and dashboard use these names, so the
+    server and the monitoring objects cannot drift apart. Extra labels are noted per series."""
+
+    # Traffic and answers
+    REQUESTS = "mlops_requests_total"  # route, code
+    LATENCY = "mlops_request_duration_seconds"  # histogram; route
+    READY = "mlops_model_ready"
+    INFO = "mlops_model_info"  # model_sha256
+    # What production sends: running sums, so the rules derive windowed means and variances
+    INSTANCES = "mlops_input_instances_total"
+    FEATURE_SUM = "mlops_input_feature_sum_total"  # feature
+    FEATURE_SQUARES = "mlops_input_feature_squares_total"  # feature
+    PREDICTIONS = "mlops_predictions_total"  # class
+    ANOMALY_SCORE = "mlops_anomaly_score"  # histogram of each instance's anomaly score
+    ANOMALIES = "mlops_anomalies_total"  # instances whose score exceeded the threshold
+    # The release's reference profile (computed at train time, shipped in the image), exported
+    # as gauges so the rules are the same for every release.
+    REFERENCE_FEATURE_MEAN = "mlops_reference_feature_mean"  # feature
+    REFERENCE_FEATURE_STDDEV = "mlops_reference_feature_stddev"  # feature; floored, never 0
+    REFERENCE_CLASS_RATIO = "mlops_reference_class_ratio"  # class; the expected share
+    # Calibrated thresholds, by statistic: "feature_effect" (|window mean - mean| / stddev
+    # above which a feature counts as drifted), "drifted_fraction" (share of drifted features
+    # that alarms), "prediction_psi" (PSI between the window's classes and the reference).
+    REFERENCE_DRIFT_THRESHOLD = "mlops_reference_drift_threshold"  # statistic
+    # The window size, in instances, the drift thresholds were calibrated for.
+    REFERENCE_WINDOW_INSTANCES = "mlops_reference_window_instances"
+    REFERENCE_ANOMALY_THRESHOLD = "mlops_reference_anomaly_threshold"  # epsilon on the score
+    # The expected share of anomalous instances on reference-like traffic.
+    REFERENCE_ANOMALY_RATE = "mlops_reference_anomaly_rate"
+
+
 def model_path(model: str) -> str:
     """The model's status route, and the base of its other routes (TF Serving's REST API)."""
     return f"/v1/models/{model}"
