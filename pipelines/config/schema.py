@@ -365,6 +365,21 @@ class EnvironmentState(_Strict):
         ),
     )
     rollback: Literal["direct", "pr"] = "direct"
+    auto_rollback: Literal["off", "pr", "direct"] = Field(
+        "off",
+        description=(
+            "What the guard (mlops guard) may do when an alert with action=rollback fires for "
+            "this environment: nothing, open a rollback pull request, or commit the rollback. "
+            "Alerts carry action=rollback only where this is not off."
+        ),
+    )
+    quarantined: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Release ids the guard took out of service. release and promote refuse them until "
+            "a person removes the id here, in a reviewed commit."
+        ),
+    )
     models: dict[str, ModelSlot] = Field(default_factory=dict)
 
 
