@@ -32,6 +32,7 @@ from tests.integration.test_gitops import (
     remote,
 )
 from tests.unit.core.test_bluegreen import record
+from tests.util import free_port
 
 SECRET = "ghp_hookEchoedThisToken42"
 
@@ -110,7 +111,7 @@ def read_only_remote(root: Path) -> Iterator[str]:
     """The GitOps repository served by git daemon, which serves fetches and refuses pushes
     (receive-pack is not enabled): a remote this identity may read and may not write."""
     release(root, 1)
-    port = _free_port()
+    port = free_port()
     daemon = subprocess.Popen(
         [
             "git",
@@ -349,13 +350,6 @@ def test_an_unusable_default_remote_path_is_a_clear_error_and_leaves_nothing(
     assert "Traceback" not in err
     assert (sorted(p.name for p in infra.iterdir()) if infra.is_dir() else None) == before
     assert _leftovers(root / ".infra") == []
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
