@@ -94,7 +94,7 @@ lint: setup ## ruff (format and rules), and the import contracts (pyproject.toml
 	"$$MLOPS_BIN/ruff" check pipelines tests bench models
 	"$$MLOPS_BIN/lint-imports" --no-cache
 
-typecheck: setup ## mypy (strict on pipelines/)
+typecheck: setup ## mypy (strict, on pipelines/ and tests/)
 	"$$MLOPS_BIN/mypy"
 
 unit: setup ## fast tests only
