@@ -41,10 +41,12 @@ setup: ## create the virtualenv with pinned dependencies (idempotent)
 run: check-inputs setup infra-up ## the whole pipeline on the default model, with local infrastructure
 	$(MLOPS) run --model "$$MODEL"
 
-test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and run every test
+test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and run every test (coverage floor)
 	@scripts/infra.sh up --if-possible
 	@# PYTEST_ARGS is a list of words: split on blanks, never globbed or evaluated.
-	set -f; "$$MLOPS_BIN/pytest" $$PYTEST_ARGS
+	@# --cov: line and branch coverage of pipelines/, Python subprocesses included, held to
+	@# pyproject's [tool.coverage.report] fail_under (so the floor applies to the whole suite).
+	set -f; "$$MLOPS_BIN/pytest" --cov $$PYTEST_ARGS
 
 pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
@@ -94,7 +96,7 @@ lint: setup ## ruff (format and rules), and the import contracts (pyproject.toml
 	"$$MLOPS_BIN/ruff" check pipelines tests bench models
 	"$$MLOPS_BIN/lint-imports" --no-cache
 
-typecheck: setup ## mypy (strict on pipelines/)
+typecheck: setup ## mypy (strict, on pipelines/ and tests/)
 	"$$MLOPS_BIN/mypy"
 
 unit: setup ## fast tests only

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines import evidence
-from pipelines.adapters import codegraph, dvc
+from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import write_text
 from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
@@ -184,6 +184,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in _TABLE}
 
 def stage_code(root: Path) -> dict[str, list[str]]:
     """Per DVC-cached stage, the pipelines/ files its module runs (derived from its imports)."""
+    # Imported here: grimp is not in the `report` extra, and `mlops report` loads this module.
+    from pipelines.adapters import codegraph
+
     files = codegraph.module_files(root, [dvcgraph.stage_module(s) for s in dvcgraph.ORDER])
     return {stage: files[dvcgraph.stage_module(stage)] for stage in dvcgraph.ORDER}
 

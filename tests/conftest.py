@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -56,7 +56,7 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def edit_model_yaml(root: Path, changes: dict[str, object], model: str = "digits") -> None:
+def edit_model_yaml(root: Path, changes: Mapping[str, object], model: str = "digits") -> None:
     """Set dotted keys (e.g. {"training.epochs": 3}) in a copy's model.yaml."""
     path = root / "models" / model / "model.yaml"
     doc = yaml.safe_load(path.read_text())

@@ -141,6 +141,23 @@ def _flag_group_end(pattern: str, start: int) -> int:
 
 def structural(node: Mapping[str, Any], *, in_logic: bool = False) -> dict[str, Any]:
     """One OpenAPI schema node as strict JSON Schema (see the module docstring)."""
+    out = _value_keywords(node)
+    out.update(_object_keywords(node, in_logic=in_logic))
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in node:
+            out[key] = [structural(s, in_logic=True) for s in node[key]]
+    if "not" in node:
+        out["not"] = structural(node["not"], in_logic=True)
+    if node.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **out}
+    if node.get("nullable"):
+        out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def _value_keywords(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The node's own value constraints (types, bounds, lengths, pattern), translated."""
     out: dict[str, Any] = {k: node[k] for k in _SAME if k in node}
     if "pattern" in node:
         out["pattern"] = translate_pattern(str(node["pattern"]))
@@ -154,6 +171,12 @@ def structural(node: Mapping[str, Any], *, in_logic: bool = False) -> dict[str, 
         out["maximum"] = min(out.get("maximum", high), high)
     if node.get("x-kubernetes-list-type") == "set":
         out["uniqueItems"] = True
+    return out
+
+
+def _object_keywords(node: Mapping[str, Any], *, in_logic: bool) -> dict[str, Any]:
+    """The node's fields and items, each translated, and whether unknown fields are refused."""
+    out: dict[str, Any] = {}
     if "properties" in node:
         out["properties"] = {
             k: structural(v, in_logic=in_logic) for k, v in node["properties"].items()
@@ -173,16 +196,6 @@ def structural(node: Mapping[str, Any], *, in_logic: bool = False) -> dict[str, 
         # Value validations in allOf/anyOf/oneOf/not may not declare fields of their own
         # (structural schema rule), so only the node itself closes the object.
         out["additionalProperties"] = False
-    for key in ("allOf", "anyOf", "oneOf"):
-        if key in node:
-            out[key] = [structural(s, in_logic=True) for s in node[key]]
-    if "not" in node:
-        out["not"] = structural(node["not"], in_logic=True)
-    if node.get("x-kubernetes-int-or-string"):
-        out.pop("type", None)
-        out = {"anyOf": [{"type": "integer"}, {"type": "string"}], **out}
-    if node.get("nullable"):
-        out = {"anyOf": [out, {"type": "null"}]}
     return out
 
 

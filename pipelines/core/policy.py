@@ -136,38 +136,53 @@ def _check_pod(kind: str, pod: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
         image = str(c.get("image", ""))
         if not DIGEST.search(image):
             yield "image-by-digest", f"container {name}: image {image!r} is not pinned by digest"
-        res = c.get("resources") or {}
-        for section in ("requests", "limits"):
-            for resource in ("cpu", "memory"):
-                if not (res.get(section) or {}).get(resource):
-                    yield "resources", f"container {name}: no {section}.{resource}"
-        csc = c.get("securityContext") or {}
-        non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
-        uid = csc.get("runAsUser", psc.get("runAsUser"))
-        if non_root is not True or uid == 0:
-            yield "non-root", f"container {name}: runAsNonRoot must be true (and runAsUser not 0)"
-        if csc.get("allowPrivilegeEscalation") is not False:
-            yield "non-root", f"container {name}: allowPrivilegeEscalation must be false"
-        if csc.get("readOnlyRootFilesystem") is not True:
-            yield "read-only-root", f"container {name}: readOnlyRootFilesystem must be true"
-        if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
-            yield "capabilities", f"container {name}: capabilities.drop must include ALL"
+        yield from _check_resources(name, c)
+        yield from _check_security(name, psc, c)
         if kind == "Deployment":
             for probe in ("readinessProbe", "livenessProbe"):
                 if not c.get(probe):
                     yield "probes", f"container {name}: no {probe}"
-        for env in c.get("env", []) or []:
-            if "value" in env and SECRETISH.search(str(env.get("name", ""))):
-                yield (
-                    "no-secrets",
-                    (
-                        f"container {name}: env {env['name']} carries a literal "
-                        "value; reference a Secret with valueFrom instead"
-                    ),
-                )
+        yield from _check_env(name, c)
     if kind == "Deployment":
         for c in pod.get("containers", []) or []:
             yield from _check_shutdown(pod, c)
+
+
+def _check_resources(name: str, c: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    res = c.get("resources") or {}
+    for section in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            if not (res.get(section) or {}).get(resource):
+                yield "resources", f"container {name}: no {section}.{resource}"
+
+
+def _check_security(
+    name: str, psc: Mapping[str, Any], c: Mapping[str, Any]
+) -> Iterator[tuple[str, str]]:
+    # The container's securityContext, falling back to the pod's where Kubernetes does.
+    csc = c.get("securityContext") or {}
+    non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+    uid = csc.get("runAsUser", psc.get("runAsUser"))
+    if non_root is not True or uid == 0:
+        yield "non-root", f"container {name}: runAsNonRoot must be true (and runAsUser not 0)"
+    if csc.get("allowPrivilegeEscalation") is not False:
+        yield "non-root", f"container {name}: allowPrivilegeEscalation must be false"
+    if csc.get("readOnlyRootFilesystem") is not True:
+        yield "read-only-root", f"container {name}: readOnlyRootFilesystem must be true"
+    if "ALL" not in ((csc.get("capabilities") or {}).get("drop") or []):
+        yield "capabilities", f"container {name}: capabilities.drop must include ALL"
+
+
+def _check_env(name: str, c: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    for env in c.get("env", []) or []:
+        if "value" in env and SECRETISH.search(str(env.get("name", ""))):
+            yield (
+                "no-secrets",
+                (
+                    f"container {name}: env {env['name']} carries a literal "
+                    "value; reference a Secret with valueFrom instead"
+                ),
+            )
 
 
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
@@ -176,49 +191,59 @@ def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
 
 def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
     """Policy violations across one environment's rendered objects ({filename: object})."""
-    out: list[Violation] = []
     deployments = {f: o for f, o in files.items() if o.get("kind") == "Deployment"}
+    out: list[Violation] = []
     for file, obj in sorted(files.items()):
         kind = str(obj.get("kind"))
-        meta = obj.get("metadata") or {}
-        ident = f"{kind}/{meta.get('name', '?')}"
-
-        def add(rule: str, message: str, file: str = file, ident: str = ident) -> None:
-            out.append(Violation(file, ident, rule, message))
-
-        if kind in NAMESPACED and not meta.get("namespace"):
-            add("namespaced", "no metadata.namespace")
-        if kind == "Secret" and (obj.get("data") or obj.get("stringData")):
-            add("no-secrets", "Secret values must not be committed; use an external secret store")
-        pod = _pod_spec(obj)
-        if pod is not None:
-            for rule, message in _check_pod(kind, pod):
-                add(rule, message)
-        if kind == "Deployment":
-            labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
-            for label in ("app", "color", "release"):
-                if not labels.get(label):
-                    add("labels", f"pod template has no {label!r} label")
-        if kind == "Service":
-            selector = obj.get("spec", {}).get("selector") or {}
-            chosen = [
-                (f, d)
-                for f, d in deployments.items()
-                if _selects(
-                    selector,
-                    d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {},
-                )
-            ]
-            if len(chosen) != 1:
-                names = [d["metadata"]["name"] for _, d in chosen]
-                add(
-                    "service-selects-one",
-                    f"selector {dict(selector)} matches "
-                    f"{len(chosen)} Deployment(s) {names}; exactly one is required",
-                )
-            elif int(chosen[0][1].get("spec", {}).get("replicas", 1)) < 1:
-                add(
-                    "service-selects-one",
-                    f"selects {chosen[0][1]['metadata']['name']}, which has no replicas",
-                )
+        ident = f"{kind}/{(obj.get('metadata') or {}).get('name', '?')}"
+        out.extend(
+            Violation(file, ident, rule, message)
+            for rule, message in _check_object(kind, obj, deployments)
+        )
     return out
+
+
+def _check_object(
+    kind: str, obj: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    meta = obj.get("metadata") or {}
+    if kind in NAMESPACED and not meta.get("namespace"):
+        yield "namespaced", "no metadata.namespace"
+    if kind == "Secret" and (obj.get("data") or obj.get("stringData")):
+        yield "no-secrets", "Secret values must not be committed; use an external secret store"
+    pod = _pod_spec(obj)
+    if pod is not None:
+        yield from _check_pod(kind, pod)
+    if kind == "Deployment":
+        labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+        for label in ("app", "color", "release"):
+            if not labels.get(label):
+                yield "labels", f"pod template has no {label!r} label"
+    if kind == "Service":
+        yield from _check_service(obj, deployments)
+
+
+def _check_service(
+    obj: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    selector = obj.get("spec", {}).get("selector") or {}
+    chosen = [
+        (f, d)
+        for f, d in deployments.items()
+        if _selects(
+            selector,
+            d.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {},
+        )
+    ]
+    if len(chosen) != 1:
+        names = [d["metadata"]["name"] for _, d in chosen]
+        yield (
+            "service-selects-one",
+            f"selector {dict(selector)} matches "
+            f"{len(chosen)} Deployment(s) {names}; exactly one is required",
+        )
+    elif int(chosen[0][1].get("spec", {}).get("replicas", 1)) < 1:
+        yield (
+            "service-selects-one",
+            f"selects {chosen[0][1]['metadata']['name']}, which has no replicas",
+        )

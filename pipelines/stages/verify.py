@@ -109,7 +109,7 @@ def _wait_ready(container: Any, base: str, timeout: float) -> tuple[float | None
     return None, f"{contract.READY_PATH} did not answer 200 within {timeout:g} s {reason}".strip()
 
 
-def observe(
+def observe(  # noqa: C901 - one visit to the running image, its checks in order
     ws: Workspace,
     container: Any,
     base: str,

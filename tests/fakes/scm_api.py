@@ -17,7 +17,7 @@ import json
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -136,124 +136,161 @@ class Handler(BaseHTTPRequestHandler):
         elif TOKEN not in (h.get("private-token"), h.get("job-token")):
             raise ApiError(401, {"message": "401 Unauthorized"})
 
+    # Each API is a table of routes: (method, path pattern below the repository or project,
+    # action). An action gets the pattern's numeric groups; a request no route takes is a 404.
+
+    def _route(
+        self,
+        routes: tuple[Route, ...],
+        method: str,
+        rest: str,
+        q: dict[str, str],
+        body: Any,
+        path: str,
+        not_found: dict[str, str],
+    ) -> tuple[int, Any, dict[str, str]]:
+        for verb, pattern, action in routes:
+            m = re.fullmatch(pattern, rest)
+            if m and method == verb:
+                return action(self, tuple(int(g) for g in m.groups()), q, body, path)
+        raise ApiError(404, not_found)
+
     # --- GitHub REST v3 ------------------------------------------------------------------
 
     def _github(
         self, method: str, path: str, q: dict[str, str], body: Any
     ) -> tuple[int, Any, dict[str, str]]:
-        s = self.state
-        base = f"/repos/{s.repo}"
+        base = f"/repos/{self.state.repo}"
         if not path.startswith(base + "/"):
             raise ApiError(404, {"message": "Not Found"})
         rest = path[len(base) :]
-        owner = s.repo.split("/")[0]
+        return self._route(GITHUB_ROUTES, method, rest, q, body, path, {"message": "Not Found"})
 
-        def pr_json(n: int) -> dict[str, Any]:
-            p = s.pulls[n]
-            return {
-                "number": n,
-                "state": p["state"],
-                "title": p["title"],
-                "body": p["body"],
-                "html_url": f"https://github.example/{s.repo}/pull/{n}",
-                "head": {"ref": p["head"], "label": f"{owner}:{p['head']}"},
-                "base": {"ref": p["base"]},
-            }
+    def _owner(self) -> str:
+        return self.state.repo.split("/")[0]
 
-        if rest == "/pulls" and method == "GET":
-            if q.get("state", "open") not in ("open", "closed", "all"):
-                raise ApiError(422, {"message": "Validation Failed"})
-            head = q.get("head")
-            if head is not None and not re.match(r"^[^:]+:.+$", head):
-                raise ApiError(422, {"message": "head must be user:ref-name"})
-            found = [
-                pr_json(n)
-                for n, p in sorted(s.pulls.items())
-                if (head is None or f"{owner}:{p['head']}" == head)
-                and ("base" not in q or p["base"] == q["base"])
-                and (q.get("state", "open") in ("all", p["state"]))
-            ]
-            return self._page(found, q, path)
-        if rest == "/pulls" and method == "POST":
-            _require(
-                body,
-                {"title": str, "head": str, "base": str},
-                {"body": str, "draft": bool, "maintainer_can_modify": bool},
+    def _pr_json(self, n: int) -> dict[str, Any]:
+        s, owner = self.state, self._owner()
+        p = s.pulls[n]
+        return {
+            "number": n,
+            "state": p["state"],
+            "title": p["title"],
+            "body": p["body"],
+            "html_url": f"https://github.example/{s.repo}/pull/{n}",
+            "head": {"ref": p["head"], "label": f"{owner}:{p['head']}"},
+            "base": {"ref": p["base"]},
+        }
+
+    def _gh_list_pulls(
+        self, _ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        owner = self._owner()
+        if q.get("state", "open") not in ("open", "closed", "all"):
+            raise ApiError(422, {"message": "Validation Failed"})
+        head = q.get("head")
+        if head is not None and not re.match(r"^[^:]+:.+$", head):
+            raise ApiError(422, {"message": "head must be user:ref-name"})
+        found = [
+            self._pr_json(n)
+            for n, p in sorted(self.state.pulls.items())
+            if (head is None or f"{owner}:{p['head']}" == head)
+            and ("base" not in q or p["base"] == q["base"])
+            and (q.get("state", "open") in ("all", p["state"]))
+        ]
+        return self._page(found, q, path)
+
+    def _gh_create_pull(
+        self, _ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        s = self.state
+        _require(
+            body,
+            {"title": str, "head": str, "base": str},
+            {"body": str, "draft": bool, "maintainer_can_modify": bool},
+        )
+        if any(
+            p["head"] == body["head"] and p["base"] == body["base"] and p["state"] == "open"
+            for p in s.pulls.values()
+        ):
+            raise ApiError(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": "A pull request already exists for "
+                            f"{self._owner()}:{body['head']}.",
+                        }
+                    ],
+                },
             )
-            if any(
-                p["head"] == body["head"] and p["base"] == body["base"] and p["state"] == "open"
-                for p in s.pulls.values()
-            ):
-                raise ApiError(
-                    422,
-                    {
-                        "message": "Validation Failed",
-                        "errors": [
-                            {
-                                "resource": "PullRequest",
-                                "code": "custom",
-                                "message": "A pull request already exists for "
-                                f"{owner}:{body['head']}.",
-                            }
-                        ],
-                    },
-                )
-            n = len(s.pulls) + 1
-            s.pulls[n] = {
-                "title": body["title"],
-                "body": body.get("body", ""),
-                "head": body["head"],
-                "base": body["base"],
-                "state": "open",
-            }
-            return 201, pr_json(n), {}
-        m = re.fullmatch(r"/pulls/(\d+)", rest)
-        if m and method == "PATCH":
-            n = int(m.group(1))
-            if n not in s.pulls:
-                raise ApiError(404, {"message": "Not Found"})
-            _require(body, {}, {"title": str, "body": str, "state": str, "base": str})
-            if body.get("state", "open") not in ("open", "closed"):
-                raise ApiError(
-                    422,
-                    {
-                        "message": "Validation Failed",
-                        "errors": [{"field": "state", "code": "invalid"}],
-                    },
-                )
-            s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base") if k in body})
-            return 200, pr_json(n), {}
-        m = re.fullmatch(r"/issues/(\d+)/comments", rest)
-        if m and method == "GET":
-            n = int(m.group(1))
-            items = [
-                {"id": cid, "body": c["body"], "html_url": f"https://github.example/c/{cid}"}
-                for cid, c in sorted(s.comments.items())
-                if c["on"] == n
-            ]
-            return self._page(items, q, path)
-        if m and method == "POST":
-            _require(body, {"body": str}, {})
-            cid = s.new_id()
-            s.comments[cid] = {"on": int(m.group(1)), "body": body["body"]}
-            return (
-                201,
-                {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
-                {},
+        n = len(s.pulls) + 1
+        s.pulls[n] = {
+            "title": body["title"],
+            "body": body.get("body", ""),
+            "head": body["head"],
+            "base": body["base"],
+            "state": "open",
+        }
+        return 201, self._pr_json(n), {}
+
+    def _gh_update_pull(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        s, (n,) = self.state, ids
+        if n not in s.pulls:
+            raise ApiError(404, {"message": "Not Found"})
+        _require(body, {}, {"title": str, "body": str, "state": str, "base": str})
+        if body.get("state", "open") not in ("open", "closed"):
+            raise ApiError(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"field": "state", "code": "invalid"}],
+                },
             )
-        m = re.fullmatch(r"/issues/comments/(\d+)", rest)
-        if m and method == "PATCH":
-            cid = int(m.group(1))
-            if cid not in s.comments:
-                raise ApiError(404, {"message": "Not Found"})
-            _require(body, {"body": str}, {})
-            s.comments[cid]["body"] = body["body"]
-            return (
-                200,
-                {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
-                {},
-            )
-        raise ApiError(404, {"message": "Not Found"})
+        s.pulls[n].update({k: body[k] for k in ("title", "body", "state", "base") if k in body})
+        return 200, self._pr_json(n), {}
+
+    def _gh_list_comments(
+        self, ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        (n,) = ids
+        items = [
+            {"id": cid, "body": c["body"], "html_url": f"https://github.example/c/{cid}"}
+            for cid, c in sorted(self.state.comments.items())
+            if c["on"] == n
+        ]
+        return self._page(items, q, path)
+
+    def _gh_create_comment(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        _require(body, {"body": str}, {})
+        cid = self.state.new_id()
+        self.state.comments[cid] = {"on": ids[0], "body": body["body"]}
+        return (
+            201,
+            {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
+            {},
+        )
+
+    def _gh_update_comment(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        (cid,) = ids
+        if cid not in self.state.comments:
+            raise ApiError(404, {"message": "Not Found"})
+        _require(body, {"body": str}, {})
+        self.state.comments[cid]["body"] = body["body"]
+        return (
+            200,
+            {"id": cid, "body": body["body"], "html_url": f"https://github.example/c/{cid}"},
+            {},
+        )
 
     def _page(
         self, items: list[Any], q: dict[str, str], path: str
@@ -273,101 +310,116 @@ class Handler(BaseHTTPRequestHandler):
     def _gitlab(
         self, method: str, path: str, q: dict[str, str], body: Any
     ) -> tuple[int, Any, dict[str, str]]:
-        s = self.state
         # The project id is either numeric or the URL-encoded path (group%2Fname).
         m = re.fullmatch(r"/api/v4/projects/([^/]+)(/.*)", self.path.split("?")[0])
-        if not m or urllib.parse.unquote(m.group(1)) != s.project or "/" in m.group(1):
+        if not m or urllib.parse.unquote(m.group(1)) != self.state.project or "/" in m.group(1):
             raise ApiError(404, {"message": "404 Project Not Found"})
-        rest = m.group(2)
+        not_found = {"message": "404 Not Found"}
+        return self._route(GITLAB_ROUTES, method, m.group(2), q, body, path, not_found)
 
-        def mr_json(iid: int) -> dict[str, Any]:
-            p = s.pulls[iid]
-            return {
-                "iid": iid,
-                "id": iid + 5000,
-                "state": p["state"],
-                "title": p["title"],
-                "description": p["body"],
-                "source_branch": p["head"],
-                "target_branch": p["base"],
-                "web_url": f"https://gitlab.example/{s.project}/-/merge_requests/{iid}",
-            }
+    def _mr_json(self, iid: int) -> dict[str, Any]:
+        s = self.state
+        p = s.pulls[iid]
+        return {
+            "iid": iid,
+            "id": iid + 5000,
+            "state": p["state"],
+            "title": p["title"],
+            "description": p["body"],
+            "source_branch": p["head"],
+            "target_branch": p["base"],
+            "web_url": f"https://gitlab.example/{s.project}/-/merge_requests/{iid}",
+        }
 
-        if rest == "/merge_requests" and method == "GET":
-            if q.get("state", "all") not in ("opened", "closed", "locked", "merged", "all"):
-                raise ApiError(400, {"error": "state does not have a valid value"})
-            found = [
-                mr_json(i)
-                for i, p in sorted(s.pulls.items())
-                if q.get("state", "all") in ("all", p["state"])
-                and q.get("source_branch", p["head"]) == p["head"]
-                and q.get("target_branch", p["base"]) == p["base"]
-            ]
-            return self._page(found, q, path)
-        if rest == "/merge_requests" and method == "POST":
-            _require(
-                body,
-                {"source_branch": str, "target_branch": str, "title": str},
-                {"description": str, "remove_source_branch": bool},
-            )
-            for iid, p in s.pulls.items():
-                if p["head"] == body["source_branch"] and p["state"] == "opened":
-                    raise ApiError(
-                        409,
-                        {
-                            "message": [
-                                "Another open merge request already exists for this "
-                                f"source branch: !{iid}"
-                            ]
-                        },
-                    )
-            iid = len(s.pulls) + 1
-            s.pulls[iid] = {
-                "title": body["title"],
-                "body": body.get("description", ""),
-                "head": body["source_branch"],
-                "base": body["target_branch"],
-                "state": "opened",
-            }
-            return 201, mr_json(iid), {}
-        m2 = re.fullmatch(r"/merge_requests/(\d+)", rest)
-        if m2 and method == "PUT":
-            iid = int(m2.group(1))
-            if iid not in s.pulls:
-                raise ApiError(404, {"message": "404 Not found"})
-            _require(body, {}, {"title": str, "description": str, "state_event": str})
-            if "title" in body:
-                s.pulls[iid]["title"] = body["title"]
-            if "description" in body:
-                s.pulls[iid]["body"] = body["description"]
-            if "state_event" in body:
-                if body["state_event"] not in ("close", "reopen"):
-                    raise ApiError(400, {"error": "state_event does not have a valid value"})
-                s.pulls[iid]["state"] = "closed" if body["state_event"] == "close" else "opened"
-            return 200, mr_json(iid), {}
-        m2 = re.fullmatch(r"/merge_requests/(\d+)/notes", rest)
-        if m2 and method == "GET":
-            iid = int(m2.group(1))
-            items = [
-                {"id": nid, "body": c["body"]}
-                for nid, c in sorted(s.comments.items())
-                if c["on"] == iid
-            ]
-            return self._page(items, q, path)
-        if m2 and method == "POST":
-            _require(body, {"body": str}, {})
-            nid = s.new_id()
-            s.comments[nid] = {"on": int(m2.group(1)), "body": body["body"]}
-            return 201, {"id": nid, "body": body["body"]}, {}
-        m2 = re.fullmatch(r"/merge_requests/(\d+)/notes/(\d+)", rest)
-        if m2 and method == "PUT":
-            nid = int(m2.group(2))
-            if nid not in s.comments:
-                raise ApiError(404, {"message": "404 Not found"})
-            _require(body, {"body": str}, {})
-            s.comments[nid]["body"] = body["body"]
-            return 200, {"id": nid, "body": body["body"]}, {}
-        raise ApiError(404, {"message": "404 Not Found"})
+    def _gl_list_mrs(
+        self, _ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        if q.get("state", "all") not in ("opened", "closed", "locked", "merged", "all"):
+            raise ApiError(400, {"error": "state does not have a valid value"})
+        found = [
+            self._mr_json(i)
+            for i, p in sorted(self.state.pulls.items())
+            if q.get("state", "all") in ("all", p["state"])
+            and q.get("source_branch", p["head"]) == p["head"]
+            and q.get("target_branch", p["base"]) == p["base"]
+        ]
+        return self._page(found, q, path)
+
+    def _gl_create_mr(
+        self, _ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        s = self.state
+        _require(
+            body,
+            {"source_branch": str, "target_branch": str, "title": str},
+            {"description": str, "remove_source_branch": bool},
+        )
+        for iid, p in s.pulls.items():
+            if p["head"] == body["source_branch"] and p["state"] == "opened":
+                raise ApiError(
+                    409,
+                    {
+                        "message": [
+                            "Another open merge request already exists for this "
+                            f"source branch: !{iid}"
+                        ]
+                    },
+                )
+        iid = len(s.pulls) + 1
+        s.pulls[iid] = {
+            "title": body["title"],
+            "body": body.get("description", ""),
+            "head": body["source_branch"],
+            "base": body["target_branch"],
+            "state": "opened",
+        }
+        return 201, self._mr_json(iid), {}
+
+    def _gl_update_mr(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        s, (iid,) = self.state, ids
+        if iid not in s.pulls:
+            raise ApiError(404, {"message": "404 Not found"})
+        _require(body, {}, {"title": str, "description": str, "state_event": str})
+        if "title" in body:
+            s.pulls[iid]["title"] = body["title"]
+        if "description" in body:
+            s.pulls[iid]["body"] = body["description"]
+        if "state_event" in body:
+            if body["state_event"] not in ("close", "reopen"):
+                raise ApiError(400, {"error": "state_event does not have a valid value"})
+            s.pulls[iid]["state"] = "closed" if body["state_event"] == "close" else "opened"
+        return 200, self._mr_json(iid), {}
+
+    def _gl_list_notes(
+        self, ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        (iid,) = ids
+        items = [
+            {"id": nid, "body": c["body"]}
+            for nid, c in sorted(self.state.comments.items())
+            if c["on"] == iid
+        ]
+        return self._page(items, q, path)
+
+    def _gl_create_note(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        _require(body, {"body": str}, {})
+        nid = self.state.new_id()
+        self.state.comments[nid] = {"on": ids[0], "body": body["body"]}
+        return 201, {"id": nid, "body": body["body"]}, {}
+
+    def _gl_update_note(
+        self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        nid = ids[1]  # /merge_requests/<iid>/notes/<nid>: the note's id alone names it
+        if nid not in self.state.comments:
+            raise ApiError(404, {"message": "404 Not found"})
+        _require(body, {"body": str}, {})
+        self.state.comments[nid]["body"] = body["body"]
+        return 200, {"id": nid, "body": body["body"]}, {}
 
     def do_GET(self) -> None:
         self._handle("GET")
@@ -380,6 +432,30 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self) -> None:
         self._handle("PUT")
+
+
+# An action: (handler, the route pattern's numeric groups, query, JSON body, request path).
+Route = tuple[
+    str,
+    str,
+    Callable[[Handler, tuple[int, ...], dict[str, str], Any, str], tuple[int, Any, dict[str, str]]],
+]
+GITHUB_ROUTES: tuple[Route, ...] = (
+    ("GET", r"/pulls", Handler._gh_list_pulls),
+    ("POST", r"/pulls", Handler._gh_create_pull),
+    ("PATCH", r"/pulls/(\d+)", Handler._gh_update_pull),
+    ("GET", r"/issues/(\d+)/comments", Handler._gh_list_comments),
+    ("POST", r"/issues/(\d+)/comments", Handler._gh_create_comment),
+    ("PATCH", r"/issues/comments/(\d+)", Handler._gh_update_comment),
+)
+GITLAB_ROUTES: tuple[Route, ...] = (
+    ("GET", r"/merge_requests", Handler._gl_list_mrs),
+    ("POST", r"/merge_requests", Handler._gl_create_mr),
+    ("PUT", r"/merge_requests/(\d+)", Handler._gl_update_mr),
+    ("GET", r"/merge_requests/(\d+)/notes", Handler._gl_list_notes),
+    ("POST", r"/merge_requests/(\d+)/notes", Handler._gl_create_note),
+    ("PUT", r"/merge_requests/(\d+)/notes/(\d+)", Handler._gl_update_note),
+)
 
 
 @dataclass

@@ -62,7 +62,7 @@ UNTRUSTED_TRIGGERS = {
 
 
 def load(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text())
+    data: dict[Any, Any] = yaml.safe_load(path.read_text())  # a key may be True, below
     # YAML 1.1 reads the key `on` as True.
     if True in data:
         data["on"] = data.pop(True)

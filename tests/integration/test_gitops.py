@@ -214,7 +214,7 @@ def test_a_release_killed_at_any_point_leaves_all_or_nothing(root: Path) -> None
         proc = _racer(root, 200 + trial)
         time.sleep(rng.uniform(0.2, 2.5))  # somewhere in clone, render, commit or push
         proc.send_signal(signal.SIGKILL)
-        proc.wait()
+        proc.communicate()  # waits, and closes its pipes (wait() alone left them open)
         after = commits(root)
         assert after[: len(before)] == before
         assert len(after) - len(before) in (0, 1)

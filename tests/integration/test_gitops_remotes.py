@@ -4,6 +4,7 @@ answers, and promotions of one release racing each other."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -490,83 +492,93 @@ READ_SECRET = "glpat-readOnlyToken0123"
 WRITE_SECRET = "glpat-writeToken456789"
 
 
+def _token_of(header: str | None) -> str:
+    """Which token a request's Basic auth carries: "read", "write", "other" or "none"."""
+    if not header or not header.startswith("Basic "):
+        return "none"
+    secret = base64.b64decode(header[6:]).decode().partition(":")[2]
+    return {READ_SECRET: "read", WRITE_SECRET: "write"}.get(secret, "other")
+
+
+class _GitHttpHandler(BaseHTTPRequestHandler):
+    # Set per server (GitHttpServer makes a subclass): the repositories' folder, and the
+    # (service, token) of each request, in order.
+    project_root: Path
+    seen: list[tuple[str, str]]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.handle_git()
+
+    def do_POST(self) -> None:
+        self.handle_git()
+
+    def handle_git(self) -> None:
+        path, _, query = self.path.partition("?")
+        service = "receive-pack" if "receive-pack" in self.path else "upload-pack"
+        token = _token_of(self.headers.get("Authorization"))
+        self.seen.append((service, token))
+        allowed = {"write"} if service == "receive-pack" else {"read", "write"}
+        if token not in allowed:
+            self.send_response(401 if token == "none" else 403)
+            self.send_header("WWW-Authenticate", 'Basic realm="gitops"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {
+            **os.environ,
+            "GIT_PROJECT_ROOT": str(self.project_root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "REMOTE_USER": token,
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_LENGTH": str(len(body)),
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+            "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
+        }
+        out = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        ).stdout
+        self._relay_cgi(out)
+
+    def _relay_cgi(self, out: bytes) -> None:
+        """Send a CGI response (headers, a blank line, the payload) as this HTTP response."""
+        head, found, payload = out.partition(b"\r\n\r\n")
+        if not found:
+            head, _, payload = out.partition(b"\n\n")
+        headers = [line.split(":", 1) for line in head.decode().splitlines() if line]
+        status = next((v.strip() for k, v in headers if k.lower() == "status"), "200")
+        self.send_response(int(status.split()[0]))
+        for key, value in headers:
+            if key.lower() != "status":
+                self.send_header(key, value.strip())
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
 class GitHttpServer:
     """The GitOps repository served by `git http-backend` (git's smart HTTP), behind Basic auth
     with two tokens: the read token may fetch, only the write token may push. Records, per
     request, the service and which token (if any) came with it."""
 
     def __init__(self, project_root: Path) -> None:
-        import base64
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.seen: list[tuple[str, str]] = []
-        server_self = self
-
-        def who(header: str | None) -> str:
-            if not header or not header.startswith("Basic "):
-                return "none"
-            secret = base64.b64decode(header[6:]).decode().partition(":")[2]
-            return {READ_SECRET: "read", WRITE_SECRET: "write"}.get(secret, "other")
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                self.handle_git()
-
-            def do_POST(self) -> None:
-                self.handle_git()
-
-            def handle_git(self) -> None:
-                path, _, query = self.path.partition("?")
-                service = "receive-pack" if "receive-pack" in self.path else "upload-pack"
-                token = who(self.headers.get("Authorization"))
-                server_self.seen.append((service, token))
-                allowed = {"write"} if service == "receive-pack" else {"read", "write"}
-                if token not in allowed:
-                    self.send_response(401 if token == "none" else 403)
-                    self.send_header("WWW-Authenticate", 'Basic realm="gitops"')
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                env = {
-                    **os.environ,
-                    "GIT_PROJECT_ROOT": str(project_root),
-                    "GIT_HTTP_EXPORT_ALL": "1",
-                    "PATH_INFO": path,
-                    "QUERY_STRING": query,
-                    "REQUEST_METHOD": self.command,
-                    "REMOTE_USER": token,
-                    "REMOTE_ADDR": "127.0.0.1",
-                    "CONTENT_LENGTH": str(len(body)),
-                    "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                    "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
-                    "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
-                }
-                out = subprocess.run(
-                    ["git", "http-backend"],
-                    input=body,
-                    env=env,
-                    capture_output=True,
-                    timeout=60,
-                    check=False,
-                ).stdout
-                head, found, payload = out.partition(b"\r\n\r\n")
-                if not found:
-                    head, _, payload = out.partition(b"\n\n")
-                headers = [line.split(":", 1) for line in head.decode().splitlines() if line]
-                status = next((v.strip() for k, v in headers if k.lower() == "status"), "200")
-                self.send_response(int(status.split()[0]))
-                for key, value in headers:
-                    if key.lower() != "status":
-                        self.send_header(key, value.strip())
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        handler = type(
+            "Handler", (_GitHttpHandler,), {"project_root": project_root, "seen": self.seen}
+        )
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/gitops.git"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

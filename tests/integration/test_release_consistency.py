@@ -21,7 +21,7 @@ from pipelines.stages.release import publish
 from tests.conftest import copy_repo
 from tests.unit.core.test_bluegreen import record
 
-QUIET = {"progress": lambda _: None}
+QUIET: dict[str, Any] = {"progress": lambda _: None}
 
 
 @pytest.fixture

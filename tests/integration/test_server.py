@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -48,7 +49,7 @@ def model_dir(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _client(model_dir: Path, **overrides: object) -> Iterator[TestClient]:
+def _client(model_dir: Path, **overrides: Any) -> Iterator[TestClient]:
     settings = Settings(
         model_dir=model_dir,
         release="r1",
@@ -56,7 +57,7 @@ def _client(model_dir: Path, **overrides: object) -> Iterator[TestClient]:
         max_batch=MAX_BATCH,
         max_body_bytes=MAX_BODY,
         **overrides,
-    )  # type: ignore[arg-type]
+    )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
@@ -438,6 +439,7 @@ def test_sigterm_drains_the_request_in_flight(model_dir: Path) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert proc.stdout is not None  # started with stdout=PIPE
     lines = [json.loads(line) for line in proc.stdout.read().splitlines() if line.strip()]
     assert any(line["msg"] == "model ready" for line in lines)
     assert any("Shutting down" in line["msg"] for line in lines)

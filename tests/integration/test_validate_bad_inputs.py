@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ def corrupt(root: Path, change: Callable[[Frames], None]) -> None:
         df.to_parquet(split(root, name), index=False)
 
 
-def set_cell(frames: Frames, column: str, value: object) -> None:
+def set_cell(frames: Frames, column: str, value: Any) -> None:
     df = frames["train"]
     if df[column].dtype != object and not isinstance(value, float | int):
         df[column] = df[column].astype(object)
@@ -49,7 +50,9 @@ def duplicate_row(frames: Frames) -> None:
 
 def leak_id_into_test(frames: Frames) -> None:
     """A different image under an id the training split already uses: a leak by identity."""
-    frames["test"].loc[0, "row_id"] = frames["train"].loc[0, "row_id"]
+    # Any: pandas-stubs types a cell read more widely than a cell write accepts.
+    taken: Any = frames["train"].loc[0, "row_id"]
+    frames["test"].loc[0, "row_id"] = taken
 
 
 def string_labels(frames: Frames) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipelines import cli, pipeline
+from pipelines.adapters import dvc
 from pipelines.config import Workspace, load_gitops, load_model
 from pipelines.core import dvcgraph
 from pipelines.errors import GateFailed
@@ -21,7 +23,9 @@ def test_the_registry_lists_the_pipeline_in_order() -> None:
 
 
 def test_every_stage_is_a_command_with_the_registrys_help() -> None:
-    subparsers = next(a for a in cli._parser()._actions if a.dest == "command").choices  # type: ignore[attr-defined]
+    action = next(a for a in cli._parser()._actions if a.dest == "command")
+    assert isinstance(action, argparse._SubParsersAction)
+    subparsers = action._name_parser_map
     for name, stage in pipeline.STAGES.items():
         assert subparsers[name].description == stage.help
         assert cli.STAGE_COMMANDS[name] is cli._stage
@@ -71,8 +75,8 @@ def test_the_cli_passes_its_flags_and_run_passes_gitops_yamls_environments(
     for name in pipeline.STAGES:
         if name != "promote":
             _replace(monkeypatch, name, lambda ws, opts: "ok")
-    monkeypatch.setattr(pipeline.dvc, "changed_stages", lambda root, stages: stages)
-    monkeypatch.setattr(pipeline.dvc, "commit", lambda root, stage: None)
+    monkeypatch.setattr(dvc, "changed_stages", lambda root, stages: stages)
+    monkeypatch.setattr(dvc, "commit", lambda root, stage: None)
     pipeline.run(load_model(ROOT, "digits"), progress=lambda _: None)
     gitops = load_gitops(ROOT)
     assert (seen[-1].to_env, seen[-1].from_env) == (
@@ -90,8 +94,8 @@ def test_a_refusal_stops_the_run_and_later_stages_do_not_run(
     monkeypatch.chdir(ROOT)
     for name in ("ingest", "validate", "train", "evaluate"):
         _replace(monkeypatch, name, lambda ws, opts: "ok")
-    monkeypatch.setattr(pipeline.dvc, "changed_stages", lambda root, stages: stages)
-    monkeypatch.setattr(pipeline.dvc, "commit", lambda root, stage: None)
+    monkeypatch.setattr(dvc, "changed_stages", lambda root, stages: stages)
+    monkeypatch.setattr(dvc, "commit", lambda root, stage: None)
     _replace(monkeypatch, "gate", refuse)
     result = pipeline.run(load_model(ROOT, "digits"), until="verify", progress=lambda _: None)
     assert isinstance(result.error, GateFailed)

@@ -52,7 +52,7 @@ def test_every_sequence_keeps_one_active_color_and_the_preview_the_other(
         if op == "release":
             t = bluegreen.release(slot, record(n))
             if t.changed:
-                assert t.slot.color(t.slot.active).release_id == record(n).release_id  # type: ignore[union-attr]
+                assert t.slot.color(t.slot.active).release_id == record(n).release_id  # type: ignore[arg-type, union-attr]
                 # What served before is still deployed, in the idle color.
                 if before.active is not None:
                     assert t.slot.color(t.slot.idle) == before.color(before.active)  # type: ignore[arg-type]

@@ -190,14 +190,15 @@ def test_unknown_fields_and_bad_metadata_are_refused_for_every_vendored_kind(
             "spec": {},
         }
         baseline = set(violations(base))  # required spec fields may be missing: not the point
-        for mutation, expected in [
+        mutations: list[tuple[dict[str, Any], str]] = [
             ({"spec": {"bogus": 1}}, "'bogus' was unexpected"),
             ({"bogus": 1}, "'bogus' was unexpected"),
             ({"metadata": {"name": "x", "nmespace": "mlops"}}, "'nmespace' was unexpected"),
             ({"metadata": {"name": "Not_A_Name"}}, "does not match"),
             ({"metadata": {"name": "x", "labels": {"a": 1}}}, "is not of type 'string'"),
             ({"metadata": {}}, "'name' is a required property"),
-        ]:
+        ]
+        for mutation, expected in mutations:
             found = set(violations({**base, **mutation})) - baseline
             assert any(expected in m for m in found), (entry["kind"], mutation, found)
     bad_version = violations(

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipelines.serving.app import BadRequest, parse_instances
-from pipelines.serving.jsonbody import QUOTE_CHARS, decode, describe
+from pipelines.serving.app import parse_instances
+from pipelines.serving.jsonbody import QUOTE_CHARS, BadRequest, decode, describe
 from pipelines.serving.runtime import Signature
 from tests.conftest import default_recursion_limit
 

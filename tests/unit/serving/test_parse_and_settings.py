@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pipelines.core.infra_validation import malformed_requests
-from pipelines.serving.app import BadRequest, parse_instances
-from pipelines.serving.jsonbody import decode
+from pipelines.serving.app import parse_instances
+from pipelines.serving.jsonbody import BadRequest, decode
 from pipelines.serving.runtime import Signature, scale_features
 from pipelines.serving.settings import Settings, SettingsError
 from pipelines.serving.telemetry import JsonFormatter, native_stderr_as_log
