@@ -4,6 +4,7 @@
 #
 #   scripts/infra.sh up [--if-possible]   start what is missing (root on Debian installs it)
 #   scripts/infra.sh status               say what is running and where
+#   scripts/infra.sh monitoring           install Prometheus and Alertmanager (promtool, amtool)
 #   scripts/infra.sh down                 stop what `up` started (images and data are kept)
 #
 # Teams with Docker Desktop or a CI runner keep their own engine and registry: set DOCKER_HOST,
@@ -191,9 +192,14 @@ case "$cmd" in
   up)
     command -v curl >/dev/null 2>&1 || apt_install curl
     start_engine; start_registry; base_image
+    # Last: where it cannot be installed (--if-possible), the rest is up already.
+    apt_install prometheus prometheus-alertmanager
     log "ready: REGISTRY=$REGISTRY BASE_IMAGE=${BASE_IMAGE:-$(cat "$STATE/base-image")}" ;;
   status) status ;;
   apt) shift; apt_install "$@" ;;  # used by `make bench` for wrk
+  # Debian's packages; there is no systemd here, so tests start the binaries themselves.
+  monitoring) apt_install prometheus prometheus-alertmanager
+    log "monitoring: $(promtool --version 2>&1 | head -1)" ;;
   down) stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
   *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac
