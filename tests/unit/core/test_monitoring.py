@@ -182,3 +182,18 @@ def test_crd_schemas_refuse_unknown_fields_in_monitoring_objects() -> None:
     messages = [v.message for v in manifests.schema_violations(crds, bad, "1.33")]
     assert len(messages) == 2
     assert all("Additional properties are not allowed" in m for m in messages), messages
+
+
+def test_the_readme_has_every_alerts_runbook_and_row() -> None:
+    """runbook_url points at README.md#<alert>: each alert has its heading there, and its row
+    in the alert table states the rendered windows, severity and rollback."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for name, rule in alert_rules().items():
+        assert f"\n#### {name}\n" in readme, name
+        (row,) = [r for r in readme.splitlines() if r.startswith(f"| [{name}](#{name.lower()})")]
+        cells = [c.strip() for c in row.split("|")[1:-1]]
+        windows = f"{rule['for']} / {rule['keep_firing_for']}".replace("m", " m")
+        rollback = "yes" if "action" in rule["labels"] else "no"
+        assert cells[2:] == [windows, rule["labels"]["severity"], rollback], name
