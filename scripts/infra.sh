@@ -56,6 +56,20 @@ apt_install() {
 
 engine_up() { docker info >/dev/null 2>&1; }
 
+# promtool and amtool (the alert-rule tests), from Debian's packages. Nothing runs: the tests
+# start the binaries themselves (there is no systemd here). Without root, missing tools are
+# reported, not fatal: those tests skip, or fail under MLOPS_REQUIRE_INFRA=1.
+monitoring_tools() {
+  if ! { command -v promtool && command -v amtool; } >/dev/null 2>&1; then
+    if ! is_root_debian; then
+      log "prometheus, alertmanager: not installed, and installing needs root on Debian"
+      return 0
+    fi
+    apt_install prometheus prometheus-alertmanager
+  fi
+  log "monitoring: $(promtool --version 2>&1 | head -1)"
+}
+
 wait_for() {  # wait_for SECONDS COMMAND...
   local deadline=$((SECONDS + $1)); shift
   until "$@" >/dev/null 2>&1; do
@@ -191,15 +205,12 @@ cmd=${1:-}
 case "$cmd" in
   up)
     command -v curl >/dev/null 2>&1 || apt_install curl
-    start_engine; start_registry; base_image
-    # Last: where it cannot be installed (--if-possible), the rest is up already.
-    apt_install prometheus prometheus-alertmanager
+    monitoring_tools; start_engine; start_registry; base_image
     log "ready: REGISTRY=$REGISTRY BASE_IMAGE=${BASE_IMAGE:-$(cat "$STATE/base-image")}" ;;
   status) status ;;
   apt) shift; apt_install "$@" ;;  # used by `make bench` for wrk
   # Debian's packages; there is no systemd here, so tests start the binaries themselves.
-  monitoring) apt_install prometheus prometheus-alertmanager
-    log "monitoring: $(promtool --version 2>&1 | head -1)" ;;
+  monitoring) apt_install prometheus prometheus-alertmanager; monitoring_tools ;;
   down) stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
   *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac
