@@ -58,8 +58,10 @@ def _option(value: str) -> VariableOption:
 
 def _panel(title: str, unit: str, *queries: tuple[str, str]) -> timeseries.Panel:
     panel = timeseries.Panel().title(title).unit(unit).height(8).span(12)
-    for expr, legend in queries:
-        panel = panel.with_target(prometheus.Dataquery().expr(expr).legend_format(legend))
+    # Grafana tells a panel's queries apart by refId: A, B, ...
+    for i, (expr, legend) in enumerate(queries):
+        query = prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + i))
+        panel = panel.with_target(query)
     return panel
 
 

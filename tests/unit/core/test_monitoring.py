@@ -125,6 +125,7 @@ def test_the_dashboard_is_a_sidecar_config_map_with_the_three_variables() -> Non
         if "record" in r
     }
     for panel in board["panels"]:
+        assert [t["refId"] for t in panel["targets"]] == ["A", "B"][: len(panel["targets"])]
         for target in panel["targets"]:
             used = re.findall(r"mlops:[a-z_:0-9]+", target["expr"])
             assert all(u in recorded for u in used), target["expr"]
