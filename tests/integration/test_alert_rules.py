@@ -56,19 +56,36 @@ def test_rendered_rules_pass_promtool_check(promtool: str, env: str, tmp_path: P
     assert "SUCCESS: 19 rules found" in out
 
 
-@pytest.mark.parametrize("auto_rollback", ["direct", "off"])
+# Shorter windows, as a local loop test would render them (RuleSettings is what shrinks them).
+SHORT = monitoring.RuleSettings(
+    window="5m",
+    drift_for="3m",
+    drift_keep_firing_for="3m",
+    anomaly_for="3m",
+    latency_for="3m",
+    errors_for="2m",
+    down_for="1m",
+    keep_firing_for="2m",
+)
+
+
+@pytest.mark.parametrize(
+    ("auto_rollback", "settings"),
+    [("direct", monitoring.settings_for(50)), ("off", monitoring.settings_for(50)), ("pr", SHORT)],
+    ids=["rollback-allowed", "rollback-off", "short-windows"],
+)
 def test_every_alert_fires_on_its_fault_stays_quiet_and_resolves(
-    promtool: str, auto_rollback: str, tmp_path: Path
+    promtool: str, auto_rollback: str, settings: monitoring.RuleSettings, tmp_path: Path
 ) -> None:
     """The production windows, as rendered for staging (auto_rollback direct: the drift, error
-    and down alerts carry action=rollback) and as for an environment that allows none."""
+    and down alerts carry action=rollback) and for an environment that allows none; and the
+    windows shrunk, as tests render them."""
     state = EnvironmentState(
         environment=scenarios.ENVIRONMENT,
         namespace=scenarios.NAMESPACE,
         auto_rollback=auto_rollback,  # type: ignore[arg-type]
     )
     scope = monitoring.Scope(state.environment, state.namespace, "digits", state.auto_rollback)
-    settings = monitoring.settings_for(latency_p99_ms=50)
     rule_file({"groups": monitoring.rule_groups(scope, settings)}, tmp_path / "rules.yaml")
     scenarios.write("rules.yaml", tmp_path / "rules.test.yaml", rollback=auto_rollback != "off")
     out = run(promtool, "test", "rules", "rules.test.yaml", cwd=tmp_path)

@@ -36,7 +36,8 @@ LATENCY_BUCKETS = ("0.01", "0.05", "0.1", "+Inf")
 class Traffic:
     """What one minute of traffic looks like; the reference-like defaults never alarm."""
 
-    instances: float = 60.0  # per minute: 600 in a 10 m window, above WINDOW_INSTANCES
+    # Per minute: 1000 in a 10 m window, 500 in a 5 m one; both above WINDOW_INSTANCES.
+    instances: float = 100.0
     feature_mean: float = MEAN
     feature_var: float = STDDEV**2
     class_shares: tuple[float, float] = (0.5, 0.5)
