@@ -44,7 +44,8 @@ class Traffic:
     anomaly_share: float = ANOMALY_RATE
     errors_share: float = 0.0
     latency_bucket: str = "0.01"  # the smallest bucket every request falls in
-    up: bool = True
+    up: bool = True  # the target answers scrapes
+    ready: bool = True  # the server reports its model loaded
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,8 @@ def gauge(value: float, minutes: int) -> str:
     return f"{_num(value)}x{minutes}"
 
 
-def _up(phases: Sequence[Phase]) -> str:
-    values = [("1" if p.traffic.up else "0", p.minutes) for p in phases]
+def _flag(phases: Sequence[Phase], attr: str) -> str:
+    values = [("1" if getattr(p.traffic, attr) else "0", p.minutes) for p in phases]
     first, *rest = values
     return " ".join([f"{first[0]}x{first[1]}", *(f"{v}x{m - 1}" for v, m in rest)])
 
@@ -90,12 +91,12 @@ def _rates(phases: Sequence[Phase], per_minute: Any) -> str:
 def input_series(phases: Sequence[Phase]) -> list[dict[str, str]]:
     total = sum(p.minutes for p in phases)
     out = [
-        _series(TARGET, Metric.READY, gauge(1, total)),
+        _series(TARGET, Metric.READY, _flag(phases, "ready")),
         _series(TARGET, Metric.REFERENCE_WINDOW_INSTANCES, gauge(WINDOW_INSTANCES, total)),
         _series(TARGET, Metric.REFERENCE_ANOMALY_RATE, gauge(ANOMALY_RATE, total)),
         _series(TARGET, Metric.INSTANCES, _rates(phases, lambda t: t.instances)),
         _series(TARGET, Metric.ANOMALIES, _rates(phases, lambda t: t.instances * t.anomaly_share)),
-        _series({**TARGET, "instance": "10.0.0.7:8080", "job": "x"}, "up", _up(phases)),
+        _series({**TARGET, "instance": "10.0.0.7:8080", "job": "x"}, "up", _flag(phases, "up")),
     ]
     for stat, value in THRESHOLDS.items():
         labels = {**TARGET, "statistic": stat}
@@ -194,6 +195,7 @@ class Case:
     quiet_at: tuple[str, ...] = ("30m", "59m")
     firing_at: tuple[str, ...] = ("95m", "119m")
     resolved_at: tuple[str, ...] = ("170m", "239m")
+    why: str = "its fault"
 
     def phases(self) -> list[Phase]:
         return [Phase(60), Phase(60, self.fault), Phase(120)]
@@ -204,7 +206,7 @@ class Case:
         checks += [firing(self.alert, t, labels) for t in self.firing_at]
         checks += [firing(self.alert, t, None) for t in self.resolved_at]
         return {
-            "name": f"{self.alert}: quiet, fires on its fault, resolves",
+            "name": f"{self.alert}: quiet, fires on {self.why}, resolves",
             "interval": "1m",
             "input_series": input_series(self.phases()),
             "promql_expr_test": checks,
@@ -212,7 +214,7 @@ class Case:
 
 
 def cases(rollback: bool) -> list[Case]:
-    """One per alert; ``rollback``: the environment allows automatic rollback."""
+    """One or more per alert; ``rollback``: the environment allows automatic rollback."""
     shifted = MEAN + 1.5 * STDDEV  # effect size 1.5, three times the calibrated threshold
     return [
         Case("ModelInputDrift", "warning", rollback, Traffic(feature_mean=shifted)),
@@ -220,7 +222,8 @@ def cases(rollback: bool) -> list[Case]:
         Case("ModelInputAnomalies", "warning", False, Traffic(anomaly_share=0.1)),
         Case("ModelLatencyHigh", "warning", False, Traffic(latency_bucket="0.1")),
         Case("ModelErrorRate", "critical", rollback, Traffic(errors_share=0.2)),
-        Case("ModelDown", "critical", rollback, Traffic(up=False)),
+        Case("ModelDown", "critical", rollback, Traffic(up=False), why="targets down"),
+        Case("ModelDown", "critical", rollback, Traffic(ready=False), why="model not ready"),
     ]
 
 
