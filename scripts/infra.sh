@@ -4,6 +4,7 @@
 #
 #   scripts/infra.sh up [--if-possible]   start what is missing (root on Debian installs it)
 #   scripts/infra.sh status               say what is running and where
+#   scripts/infra.sh monitoring           install Prometheus and Alertmanager (promtool, amtool)
 #   scripts/infra.sh down                 stop what `up` started (images and data are kept)
 #
 # Teams with Docker Desktop or a CI runner keep their own engine and registry: set DOCKER_HOST,
@@ -54,6 +55,20 @@ apt_install() {
 }
 
 engine_up() { docker info >/dev/null 2>&1; }
+
+# promtool and amtool (the alert-rule tests), from Debian's packages. Nothing runs: the tests
+# start the binaries themselves (there is no systemd here). Without root, missing tools are
+# reported, not fatal: those tests skip, or fail under MLOPS_REQUIRE_INFRA=1.
+monitoring_tools() {
+  if ! { command -v promtool && command -v amtool; } >/dev/null 2>&1; then
+    if ! is_root_debian; then
+      log "prometheus, alertmanager: not installed, and installing needs root on Debian"
+      return 0
+    fi
+    apt_install prometheus prometheus-alertmanager
+  fi
+  log "monitoring: $(promtool --version 2>&1 | head -1)"
+}
 
 wait_for() {  # wait_for SECONDS COMMAND...
   local deadline=$((SECONDS + $1)); shift
@@ -190,10 +205,12 @@ cmd=${1:-}
 case "$cmd" in
   up)
     command -v curl >/dev/null 2>&1 || apt_install curl
-    start_engine; start_registry; base_image
+    monitoring_tools; start_engine; start_registry; base_image
     log "ready: REGISTRY=$REGISTRY BASE_IMAGE=${BASE_IMAGE:-$(cat "$STATE/base-image")}" ;;
   status) status ;;
   apt) shift; apt_install "$@" ;;  # used by `make bench` for wrk
+  # Debian's packages; there is no systemd here, so tests start the binaries themselves.
+  monitoring) apt_install prometheus prometheus-alertmanager; monitoring_tools ;;
   down) stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
   *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac

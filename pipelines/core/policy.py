@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.core.monitoring import ALERT_ANNOTATIONS, ALERT_LABELS, SEVERITIES
 from pipelines.serving.contract import Env
 from pipelines.serving.settings import Settings
 
@@ -185,6 +186,44 @@ def _check_env(name: str, c: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
             )
 
 
+def _alert_rules(obj: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    for group in (obj.get("spec") or {}).get("groups") or []:
+        yield from (r for r in group.get("rules") or [] if "alert" in r)
+
+
+def _check_alert(rule: Mapping[str, Any]) -> Iterator[str]:
+    """What the guard, Alertmanager's routes and people rely on in every alert: how long it
+    must hold and keep firing, its environment and severity, where its runbook is, and an
+    action the guard knows."""
+    labels, notes = rule.get("labels") or {}, rule.get("annotations") or {}
+    yield from (f"no {key!r}" for key in ("for", "keep_firing_for") if not rule.get(key))
+    yield from (f"no {label!r} label" for label in ALERT_LABELS if not labels.get(label))
+    yield from (f"no {note!r} annotation" for note in ALERT_ANNOTATIONS if not notes.get(note))
+    if labels.get("severity", SEVERITIES[0]) not in SEVERITIES:
+        yield f"severity {labels['severity']!r} is not one of {', '.join(SEVERITIES)}"
+    if labels.get("action", "rollback") != "rollback":
+        yield f"action {labels['action']!r}: the only action is 'rollback'"
+
+
+def _check_monitoring(
+    kind: str, obj: Mapping[str, Any], deployments: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    if kind == "PrometheusRule":
+        for rule in _alert_rules(obj):
+            yield from (("alerts", f"alert {rule['alert']}: {m}") for m in _check_alert(rule))
+    if kind == "PodMonitor":
+        selector = (obj.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        if not any(_selects(selector, _template_labels(d)) for d in deployments.values()):
+            yield "monitor-selects", f"selector {dict(selector)} matches no Deployment's pods"
+
+
+def _template_labels(deployment: Mapping[str, Any]) -> Mapping[str, str]:
+    labels: Mapping[str, str] = (
+        deployment.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
+    )
+    return labels
+
+
 def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
@@ -219,6 +258,7 @@ def _check_object(
         for label in ("app", "color", "release"):
             if not labels.get(label):
                 yield "labels", f"pod template has no {label!r} label"
+    yield from _check_monitoring(kind, obj, deployments)
     if kind == "Service":
         yield from _check_service(obj, deployments)
 

@@ -48,6 +48,8 @@ def states() -> dict[str, EnvironmentState]:
         "staging": EnvironmentState(
             environment="staging",
             namespace="mlops-staging",
+            # The guard may roll staging back: its rollback-worthy alerts carry action=rollback.
+            auto_rollback="direct",
             models={"digits": ModelSlot(active="green", blue=record(1), green=record(2))},
         ),
         "production": EnvironmentState(
@@ -85,6 +87,7 @@ def test_objects_per_environment() -> None:
     files = rendered().files
     staging = sorted(p.split("/")[-1] for p in files if p.startswith("rendered/staging/"))
     assert staging == [
+        "configmap-digits-dashboard.yaml",
         "deployment-digits-blue.yaml",
         "deployment-digits-green.yaml",
         "horizontalpodautoscaler-digits-blue.yaml",
@@ -94,6 +97,8 @@ def test_objects_per_environment() -> None:
         "networkpolicy-digits.yaml",
         "poddisruptionbudget-digits-blue.yaml",
         "poddisruptionbudget-digits-green.yaml",
+        "podmonitor-digits.yaml",
+        "prometheusrule-digits.yaml",
         "service-digits-preview.yaml",
         "service-digits.yaml",
         "serviceaccount-digits.yaml",
