@@ -137,7 +137,7 @@ def decide(
             f"rate limit: {len(recent)} automatic rollback(s) in {state.environment} within "
             f"{limit.window} (at most {limit.max_rollbacks})",
         )
-    return Decision(True, f"rolling {alert.model} back from {alert.release}", state.auto_rollback)
+    return Decision(True, f"roll {alert.model} back from {alert.release}", state.auto_rollback)
 
 
 def alert_trailers(alert: Alert) -> dict[str, str]:
