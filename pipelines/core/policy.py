@@ -174,6 +174,12 @@ def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _is_guard(obj: Mapping[str, Any]) -> bool:
+    """The guard's Deployment runs no model: it has no color or release to label."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get("app.kubernetes.io/component") == "guard")
+
+
 def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
     """Policy violations across one environment's rendered objects ({filename: object})."""
     out: list[Violation] = []
@@ -194,7 +200,7 @@ def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
         if pod is not None:
             for rule, message in _check_pod(kind, pod):
                 add(rule, message)
-        if kind == "Deployment":
+        if kind == "Deployment" and not _is_guard(obj):
             labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
             for label in ("app", "color", "release"):
                 if not labels.get(label):
