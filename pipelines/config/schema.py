@@ -400,8 +400,9 @@ class GuardDeploy(_Strict):
         "",
         pattern=r"^$|" + PINNED_IMAGE,
         description=(
-            "The tools image (git and mlops, no TensorFlow or GX; guard/Dockerfile), pinned by "
-            "digest. Required once an environment turns auto_rollback on."
+            "The tools image (git and mlops, no TensorFlow or GX; "
+            "scripts/tools-image/Dockerfile), pinned by digest. Required once an "
+            "environment turns auto_rollback on."
         ),
     )
     port: int = Field(9095, ge=1024, le=65535)

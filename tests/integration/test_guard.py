@@ -42,8 +42,13 @@ def set_policy(root: Path, env: str, **fields: object) -> None:
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
+TOOLS_IMAGE = "registry.example/mlops-tools@sha256:" + "ab" * 32
+
+
 def make_root(tmp_path: Path, auto: str = "direct") -> Path:
     root = copy_repo(tmp_path / "repo")
+    path = root / "manifests" / "gitops.yaml"
+    path.write_text(path.read_text().replace('  image: ""', f"  image: {TOOLS_IMAGE}"))
     set_policy(root, "staging", auto_rollback=auto)
     release(root, 1)
     release(root, 2)  # 2 serves (green), 1 stays warm (blue)
@@ -173,6 +178,8 @@ def test_a_firing_alert_rolls_back_once_with_the_alerts_trailers_and_quarantines
         doc = state(root, "staging")
         assert doc["models"]["digits"]["active"] == "blue"  # type: ignore[index]
         assert doc["quarantined"] == [record(2).release_id]
+        rendered = git(remote(root), "show", "--name-only", "--format=", "main").split()
+        assert "manifests/rendered/staging/service-digits.yaml" in rendered
         # Alertmanager repeats itself: the same alert again changes nothing.
         for _ in range(3):
             again = post(url, payload(alert(), alert()))
