@@ -30,14 +30,26 @@ def guard_files(r: stage.Rendering) -> dict[str, str]:
     return {p: t for p, t in r.files.items() if "mlops-guard" in p}
 
 
+def kinds(r: stage.Rendering) -> list[dict[str, str]]:
+    project = yaml.safe_load(r.files["controllers/argocd/appproject-mlops.yaml"])
+    allowed: list[dict[str, str]] = project["spec"]["namespaceResourceWhitelist"]
+    return allowed
+
+
+ROUTE = {"group": "monitoring.coreos.com", "kind": "AlertmanagerConfig"}
+
+
 def test_no_guard_where_auto_rollback_is_off() -> None:
-    assert guard_files(render("off")) == {}
+    r = render("off")
+    assert guard_files(r) == {}
+    assert ROUTE not in kinds(r)
 
 
 @pytest.mark.parametrize("auto", ["pr", "direct"])
 def test_the_guard_renders_valid_and_clean_where_auto_rollback_is_on(auto: str) -> None:
     r = render(auto)
     assert r.violations == []
+    assert ROUTE in kinds(r)  # Argo CD may sync the route
     assert sorted(guard_files(r)) == [
         "rendered/staging/alertmanagerconfig-mlops-guard.yaml",
         "rendered/staging/deployment-mlops-guard.yaml",
