@@ -26,6 +26,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core import guard as rules
-from pipelines.errors import CheckFailed, ConfigError, InfraError, MlopsError
+from pipelines.errors import CheckFailed, ConfigError, MlopsError
 
 MAX_BODY_BYTES = 1_048_576
 MAX_ALERTS = 1000
@@ -116,8 +117,6 @@ def _log(event: str, **fields: Any) -> None:
 def _known(cfg: GuardConfig, alert: rules.Alert) -> str | None:
     """Why the alert's environment or model is not one of ours (None: both are). The labels
     become paths and branch names, so they are matched exactly against the allow-lists."""
-    import re
-
     env, model = alert.environment, alert.model
     if not re.fullmatch(DNS_LABEL, env) or env not in environment_names(cfg.root / "manifests"):
         return f"unknown environment {env!r}"
@@ -163,11 +162,9 @@ def handle(cfg: GuardConfig, hook: Webhook) -> tuple[int, list[Result]]:
             result = act(cfg, alert)
         except CheckFailed as exc:
             result = Result("refused", exc.message, alert.fingerprint)
-        except ConfigError as exc:
+        except ConfigError as exc:  # an environment or model the GitOps repository lacks
             result = Result("ignored", exc.message, alert.fingerprint)
-        except InfraError as exc:
-            status, result = 503, Result("failed", exc.message, alert.fingerprint)
-        except MlopsError as exc:
+        except MlopsError as exc:  # InfraError: git unreachable, the push refused
             status, result = 503, Result("failed", exc.message, alert.fingerprint)
         _log(
             "alert",

@@ -22,6 +22,7 @@ import uvicorn
 import yaml
 from pydantic import SecretStr
 
+from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.core.guard import RateLimit
 from pipelines.errors import CheckFailed
@@ -337,3 +338,12 @@ def test_promote_refuses_a_release_quarantined_in_the_target(tmp_path: Path) -> 
     assert "environments/production.yaml" in str(exc.value)
     assert commits(root) == before
     assert git(remote(root), "branch", "--list", "promote/*") == ""
+
+
+def test_the_guard_does_not_start_without_its_token(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("MLOPS_GUARD_TOKEN", raising=False)
+    assert main(["guard", "serve", "--port", "1"]) == 2
+    assert "set MLOPS_GUARD_TOKEN" in capsys.readouterr().err
+    assert main(["guard", "serve", "--max-rollbacks", "0"]) == 2
