@@ -183,6 +183,32 @@ def _parser() -> argparse.ArgumentParser:
         model=False,
     )
     p = add(
+        "guard",
+        "The guard: receive Alertmanager webhooks and roll back (a commit or a PR, per the "
+        "environment's auto_rollback) the release an action=rollback alert names, then "
+        "quarantine it.",
+        model=False,
+    )
+    guard = p.add_subparsers(dest="guard_command", required=True, metavar="ACTION")
+    p = guard.add_parser("serve", help="serve POST /alerts, /healthz and /metrics")
+    p.add_argument("--host", default="127.0.0.1", help="address (default: %(default)s)")
+    p.add_argument("--port", type=int, default=9095, help="port (default: %(default)s)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="decide and log, but commit and open nothing"
+    )
+    p.add_argument(
+        "--max-rollbacks",
+        type=int,
+        default=1,
+        help="automatic rollbacks allowed per environment per window (default: %(default)s)",
+    )
+    p.add_argument(
+        "--window-minutes",
+        type=int,
+        default=60,
+        help="the rate limit's window (default: %(default)s)",
+    )
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -355,6 +381,25 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _guard(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from pipelines.core.guard import RateLimit
+    from pipelines.errors import ConfigError
+    from pipelines.stages import guard
+
+    if args.max_rollbacks < 1 or args.window_minutes < 1:
+        raise ConfigError("--max-rollbacks and --window-minutes must be at least 1")
+    cfg = guard.configure(
+        find_root(),
+        read_settings().guard_token,
+        RateLimit(args.max_rollbacks, dt.timedelta(minutes=args.window_minutes)),
+        args.dry_run,
+    )
+    guard.run(cfg, args.host, args.port)
+    return 0
+
+
 def _lint(_: argparse.Namespace) -> int:
     from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
@@ -413,6 +458,7 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config,
     "render": _render,
     "lint-manifests": _lint,
+    "guard": _guard,
     "registry-login": _registry_login,
 }
 

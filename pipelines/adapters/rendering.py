@@ -29,7 +29,7 @@ from pipelines.config import (
     model_names,
     parse_environment,
 )
-from pipelines.core import policy, render
+from pipelines.core import guard_render, policy, render
 from pipelines.core.policy import Violation
 from pipelines.errors import CheckFailed, ConfigError
 
@@ -104,7 +104,7 @@ def render_all(
     violations: list[Violation] = []
     try:
         for name, state in sorted(states.items()):
-            objects = render.environment_objects(state, models, templates)
+            objects = _objects(state, models, templates, gitops)
             files.update(environment_files(name, objects, gitops))
             parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
             violations += policy.check(parsed)
@@ -128,6 +128,19 @@ def render_all(
     return Rendering(files, violations, states)
 
 
+def _objects(
+    state: EnvironmentState,
+    models: Mapping[str, ModelConfig],
+    templates: Mapping[str, str],
+    gitops: GitOpsConfig,
+) -> list[render.RenderedObject]:
+    """An environment's objects: its models' and, where auto_rollback is on, its guard's."""
+    return render._unique(
+        render.environment_objects(state, models, templates)
+        + guard_render.guard_objects(state, gitops, templates)
+    )
+
+
 def environment_files(
     name: str, objects: list[render.RenderedObject], gitops: GitOpsConfig
 ) -> dict[str, str]:
@@ -140,8 +153,8 @@ def environment_files(
 def render_environment(root: Path, state: EnvironmentState, gitops: GitOpsConfig) -> dict[str, str]:
     """rendered/<env>/ of one state with the templates and models at ``root``, unchecked."""
     try:
-        objects = render.environment_objects(
-            state, models_of(root), manifests.load_templates(root / "manifests")
+        objects = _objects(
+            state, models_of(root), manifests.load_templates(root / "manifests"), gitops
         )
     except render.RenderError as exc:
         raise ConfigError(

@@ -393,6 +393,28 @@ class GitLabSettings(_Strict):
     project: str = Field("", description="Numeric id or full path (group/name).")
 
 
+class GuardDeploy(_Strict):
+    """How `mlops guard` is rendered into each environment whose auto_rollback is not off."""
+
+    image: str = Field(
+        "",
+        pattern=r"^$|" + PINNED_IMAGE,
+        description=(
+            "The tools image (git and mlops, no TensorFlow or GX; "
+            "scripts/tools-image/Dockerfile), pinned by digest. Required once an "
+            "environment turns auto_rollback on."
+        ),
+    )
+    port: int = Field(9095, ge=1024, le=65535)
+    max_rollbacks: int = Field(1, ge=1, le=100)
+    window_minutes: int = Field(60, ge=1, le=7 * 24 * 60)
+    token_secret: str = Field("mlops-guard", pattern=DNS_LABEL, description="Key `token`.")
+    git_secret: str = Field(
+        "mlops-gitops-write", pattern=DNS_LABEL, description="Key `token`: MLOPS_GITOPS_TOKEN."
+    )
+    alertmanager_namespace: str = Field("monitoring", pattern=DNS_LABEL)
+
+
 class GitOpsConfig(_Strict):
     """manifests/gitops.yaml: where releases are committed and how promotions are proposed.
     Every key can be overridden by an environment variable (see settings.ENV_OVERRIDES)."""
@@ -440,6 +462,7 @@ class GitOpsConfig(_Strict):
     )
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
+    guard: GuardDeploy = Field(default_factory=GuardDeploy)
 
     @field_validator("path")
     @classmethod

@@ -75,6 +75,8 @@ class Settings:
     git_name: str  # MLOPS_GIT_NAME: the author of mlops's commits
     git_email: str  # MLOPS_GIT_EMAIL
     pr_number: str  # MLOPS_PR_NUMBER: the pull request the report comments on
+    # MLOPS_GUARD_TOKEN: the bearer token Alertmanager's webhooks to `mlops guard` must carry
+    guard_token: SecretStr | None
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -146,6 +148,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         git_name=text("MLOPS_GIT_NAME"),
         git_email=text("MLOPS_GIT_EMAIL"),
         pr_number=text("MLOPS_PR_NUMBER"),
+        guard_token=secret("MLOPS_GUARD_TOKEN"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=environ.get("REGISTRY_INSECURE") == "1",

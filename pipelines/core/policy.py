@@ -228,6 +228,12 @@ def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
 
 
+def _is_guard(obj: Mapping[str, Any]) -> bool:
+    """The guard's Deployment runs no model: it has no color or release to label."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return bool(labels.get("app.kubernetes.io/component") == "guard")
+
+
 def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
     """Policy violations across one environment's rendered objects ({filename: object})."""
     deployments = {f: o for f, o in files.items() if o.get("kind") == "Deployment"}
@@ -253,7 +259,7 @@ def _check_object(
     pod = _pod_spec(obj)
     if pod is not None:
         yield from _check_pod(kind, pod)
-    if kind == "Deployment":
+    if kind == "Deployment" and not _is_guard(obj):
         labels = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {}
         for label in ("app", "color", "release"):
             if not labels.get(label):

@@ -23,6 +23,7 @@ from pipelines.adapters.artifacts import SBOM
 from pipelines.adapters.releasing import apply_state, land, now, trailers
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
+from pipelines.core.guard import quarantine_refusal
 from pipelines.core.render import diff
 from pipelines.errors import CheckFailed, ConfigError, InfraError
 from pipelines.evidence import (
@@ -99,6 +100,14 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         proof = evidence(ws, serving.release_id, serving.image)
         candidate = serving.model_copy(update={"released_at": now()})
         target = repo.read_state(to_env)
+        why = quarantine_refusal(target, serving.release_id)
+        if why is not None:
+            raise CheckFailed(
+                why,
+                hint=f"promote a fixed release instead; to allow {serving.release_id} again, "
+                f"remove it from quarantined in environments/{to_env}.yaml on the GitOps "
+                "branch in a reviewed commit, then re-run",
+            )
         slot = target.models.get(ws.name, ModelSlot())
         t = bluegreen.release(slot, candidate)
         if not t.changed:

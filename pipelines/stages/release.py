@@ -16,9 +16,10 @@ from typing import Any
 
 from pipelines.adapters import gitops
 from pipelines.adapters.releasing import Progress, apply_state, land, now, trailers
-from pipelines.config import ModelSlot, ReleaseRecord, Workspace, load_gitops
+from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord, Workspace, load_gitops
 from pipelines.core import bluegreen
-from pipelines.errors import ConfigError
+from pipelines.core.guard import quarantine_refusal
+from pipelines.errors import CheckFailed, ConfigError
 from pipelines.evidence import require_blessing, require_infra_blessing, require_package
 
 
@@ -47,6 +48,20 @@ def candidate(ws: Workspace) -> ReleaseRecord:
     )
 
 
+def refuse_quarantined(state: EnvironmentState, release_id: str) -> None:
+    """A release the guard took out of service stays out until a person says otherwise: no
+    automation may re-release it (argocd-image-updater#1249)."""
+    why = quarantine_refusal(state, release_id)
+    if why is not None:
+        env = state.environment
+        raise CheckFailed(
+            why,
+            hint=f"release a fixed model instead; to allow {release_id} again, remove it from "
+            f"quarantined in environments/{env}.yaml on the GitOps branch in a reviewed "
+            "commit, then re-run",
+        )
+
+
 def publish(
     root: Path, ws: Workspace, env: str, record: ReleaseRecord, progress: Progress = print
 ) -> Landed:
@@ -62,6 +77,7 @@ def publish(
                     f"{env} changes only through promotion pull requests",
                     hint=f"run `mlops promote --to {env}`",
                 )
+            refuse_quarantined(state, record.release_id)
             slot = state.models.get(ws.name, ModelSlot())
             t = bluegreen.release(slot, record)
             if not t.changed:

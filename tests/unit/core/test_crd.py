@@ -20,6 +20,7 @@ from pipelines.cli import main
 from pipelines.config import load_gitops
 from pipelines.core import crd
 from pipelines.errors import ConfigError
+from tests.unit.core import test_render
 from tests.unit.core.test_render import MODELS, ROOT, TEMPLATES, rendered, states
 
 CRDS = ROOT / "manifests" / "crds"
@@ -130,7 +131,7 @@ def test_the_scp_like_url_makes_render_exit_2(
 
 def test_the_scp_like_url_is_refused_by_the_flux_crd_too() -> None:
     """Even past the config (model_construct skips validation), the CRD check refuses it."""
-    gitops = load_gitops(ROOT, env={}).model_copy(update={"repo_url": SCP_URL})
+    gitops = test_render.gitops().model_copy(update={"repo_url": SCP_URL})
     result = stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, gitops, states())
     messages = [str(v) for v in result.violations]
     assert any(
@@ -163,7 +164,9 @@ REFUSED = [
 
 @pytest.mark.parametrize("url", ACCEPTED)
 def test_every_accepted_repo_url_passes_both_controllers(url: str) -> None:
-    gitops = load_gitops(ROOT, env={"MLOPS_GITOPS_REPO_URL": url})
+    gitops = load_gitops(ROOT, env={"MLOPS_GITOPS_REPO_URL": url}).model_copy(
+        update={"guard": test_render.gitops().guard}
+    )
     result = stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, gitops, states())
     assert result.violations == []
 

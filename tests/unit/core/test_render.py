@@ -14,6 +14,7 @@ from pipelines.adapters.manifests import load_templates
 from pipelines.cli import main
 from pipelines.config import (
     EnvironmentState,
+    GitOpsConfig,
     ModelSlot,
     ReleaseRecord,
     load_gitops,
@@ -61,10 +62,18 @@ def states() -> dict[str, EnvironmentState]:
     }
 
 
-def rendered() -> stage.Rendering:
-    return stage.render_all(
-        ROOT / "manifests", TEMPLATES, MODELS, load_gitops(ROOT, env={}), states()
+def gitops() -> GitOpsConfig:
+    """The repository's gitops.yaml with the guard's tools image set: staging allows automatic
+    rollback, and rendering refuses a guard without a pinned image."""
+    cfg = load_gitops(ROOT, env={})
+    guard = cfg.guard.model_copy(
+        update={"image": f"registry.example/mlops/tools@sha256:{'f' * 64}"}
     )
+    return cfg.model_copy(update={"guard": guard})
+
+
+def rendered() -> stage.Rendering:
+    return stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, gitops(), states())
 
 
 def test_rendering_matches_the_golden_files() -> None:
@@ -87,20 +96,24 @@ def test_objects_per_environment() -> None:
     files = rendered().files
     staging = sorted(p.split("/")[-1] for p in files if p.startswith("rendered/staging/"))
     assert staging == [
+        "alertmanagerconfig-mlops-guard.yaml",  # staging allows automatic rollback: the guard
         "configmap-digits-dashboard.yaml",
         "deployment-digits-blue.yaml",
         "deployment-digits-green.yaml",
+        "deployment-mlops-guard.yaml",
         "horizontalpodautoscaler-digits-blue.yaml",
         "horizontalpodautoscaler-digits-green.yaml",
         "job-digits-smoke-000000000002.yaml",
         "namespace-mlops-staging.yaml",
         "networkpolicy-digits.yaml",
+        "networkpolicy-mlops-guard.yaml",
         "poddisruptionbudget-digits-blue.yaml",
         "poddisruptionbudget-digits-green.yaml",
         "podmonitor-digits.yaml",
         "prometheusrule-digits.yaml",
         "service-digits-preview.yaml",
         "service-digits.yaml",
+        "service-mlops-guard.yaml",
         "serviceaccount-digits.yaml",
     ]
     active = yaml.safe_load(files["rendered/staging/service-digits.yaml"])
