@@ -117,6 +117,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/validation_vs_pandas.py
 	"$$MLOPS_BIN/python" bench/serving_throughput.py
 	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
+	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp

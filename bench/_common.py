@@ -97,8 +97,9 @@ def trained_workspace(tmp: Path) -> Path:
     return repo
 
 
-def model_dir(repo: Path, dest: Path) -> Path:
-    """The folder the server loads (model.tflite, signature.json), from ``repo``'s training."""
+def model_dir(repo: Path, dest: Path, with_profile: bool = False) -> Path:
+    """The folder the server loads (model.tflite, signature.json and, with ``with_profile``, the
+    reference profile as the image ships it), from ``repo``'s training."""
     from pipelines.adapters.artifacts import sha256_file
     from pipelines.config import load_model
     from pipelines.stages.package import signature
@@ -106,7 +107,11 @@ def model_dir(repo: Path, dest: Path) -> Path:
     artifact = repo / "artifacts/digits/train/model.tflite"
     dest.mkdir()
     shutil.copy(artifact, dest / "model.tflite")
-    sig = signature(load_model(repo, "digits"), sha256_file(artifact))
+    profile_sha = ""
+    if with_profile:
+        shutil.copy(repo / "artifacts/digits/train/profile.json", dest / "profile.json")
+        profile_sha = sha256_file(dest / "profile.json")
+    sig = signature(load_model(repo, "digits"), sha256_file(artifact), profile_sha)
     (dest / "signature.json").write_text(sig.to_json())
     return dest
 

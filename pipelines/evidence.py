@@ -22,6 +22,7 @@ from pipelines.adapters.artifacts import (
     BLESSING,
     INFRA_BLESSING,
     METRICS,
+    PROFILE,
     PROVENANCE,
     REFERENCE_STATS,
     RELEASE,
@@ -165,6 +166,85 @@ class TrainingRecord(Record, Provenance):
             "data_fingerprint": self.data_fingerprint,
             "classes": self.classes,
         }
+
+
+class AnomalyModel(Frozen):
+    """A multivariate Gaussian on the training features (Ledoit-Wolf shrinkage) and the
+    threshold on its Mahalanobis distance, chosen on the validation split."""
+
+    center: list[float]
+    precision: list[list[float]]
+    shrinkage: float
+    threshold: float
+    false_alarm_rate: float
+    validation_rate: float
+
+
+class DriftCalibration(Frozen):
+    """Drift thresholds at the (1 - false_alarm_rate) quantile of bootstrap windows of the
+    validation split; a live statistic above one alarms."""
+
+    window_instances: int
+    false_alarm_rate: float
+    windows: int
+    seed: int
+    feature_effect: float
+    drifted_fraction: float
+    prediction_psi: float
+    psi_floor: float
+
+
+class ProfileSummary(Frozen):
+    """What a release record says about the profile its image ships."""
+
+    sha256: str
+    window_instances: int
+    false_alarm_rate: float
+    feature_effect: float
+    drifted_fraction: float
+    prediction_psi: float
+    anomaly_threshold: float
+    anomaly_false_alarm_rate: float
+
+
+class Profile(Record):
+    """train's profile.json: what production inputs and predictions should look like. The
+    training split gives the per-feature statistics, the predicted-class shares and the
+    Gaussian; the validation split calibrates the thresholds. Shipped in the image beside the
+    model; the server reads the same JSON (serving/reference.py)."""
+
+    STAGE, FILE, TITLE = "train", PROFILE, "reference profile"
+    STALE = {"model_sha256": f"{{path}} is not the profile of {{path.parent}}/{TFLITE}"}
+
+    model: str
+    model_sha256: str
+    rows: int
+    validation_rows: int
+    features: list[str]
+    mean: list[float]
+    stddev: list[float]
+    stddev_floor: float
+    bins: list[list[float]]
+    classes: list[int]
+    class_ratio: list[float]
+    anomaly: AnomalyModel
+    drift: DriftCalibration
+    provenance: ModelProvenance
+
+    def binding(self) -> dict[str, object]:
+        return {"model_sha256": self.model_sha256}
+
+    def summary(self, sha256: str) -> ProfileSummary:
+        return ProfileSummary(
+            sha256=sha256,
+            window_instances=self.drift.window_instances,
+            false_alarm_rate=self.drift.false_alarm_rate,
+            feature_effect=self.drift.feature_effect,
+            drifted_fraction=self.drift.drifted_fraction,
+            prediction_psi=self.drift.prediction_psi,
+            anomaly_threshold=self.anomaly.threshold,
+            anomaly_false_alarm_rate=self.anomaly.false_alarm_rate,
+        )
 
 
 class ClassMetrics(Frozen):
@@ -311,6 +391,8 @@ class PackagedRelease(Record):
     sbom: str
     sbom_sha256: str
     provenance: ModelProvenance
+    # None only in records written before the image shipped a profile.
+    profile: ProfileSummary | None = None
 
     def binding(self) -> dict[str, object]:
         return {"model_sha256": self.model_sha256}
@@ -451,6 +533,11 @@ def require_trained(ws: Workspace) -> TrainingRecord:
         data_fingerprint=fingerprint(ws),
         classes=ws.model.data.label.classes,
     )
+
+
+def require_profile(ws: Workspace, model_sha256: str) -> Profile:
+    """train's reference profile of exactly the model ``model_sha256``."""
+    return require(at(ws, Profile), Profile, model_sha256=model_sha256)
 
 
 def require_evaluation(ws: Workspace) -> Metrics:

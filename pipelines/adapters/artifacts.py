@@ -31,6 +31,7 @@ SUMMARY = "summary.json"  # validate/
 REFERENCE_STATS = "reference_stats.json"  # validate/
 TFLITE = "model.tflite"  # train/: the candidate
 PROVENANCE = "provenance.json"  # train/
+PROFILE = "profile.json"  # train/: the reference profile, shipped beside the model
 METRICS = "metrics.json"  # evaluate/
 PREDICTIONS = "predictions.parquet"  # evaluate/
 BLESSING = "blessing.json"  # gate/

@@ -8,6 +8,7 @@ default. core/ imports this module only: it decides, it reads nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -213,6 +214,54 @@ class ServingConfig(_Section):
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
 
 
+class MonitoringConfig(_Section):
+    """How a release is watched: the reference profile train computes (its window, false-alarm
+    rates and bootstrap), and the service level the rendered alerts hold it to."""
+
+    window_instances: int = Field(
+        200,
+        ge=20,
+        le=100_000,
+        description=(
+            "Instances in one drift window. The drift thresholds are calibrated for windows of "
+            "this size; the alert rules look at windows holding about as many."
+        ),
+    )
+    false_alarm_rate: Fraction = Field(
+        0.01,
+        le=0.5,
+        description="Share of reference-like windows allowed to exceed each drift threshold.",
+    )
+    anomaly_false_alarm_rate: Fraction = Field(
+        0.01,
+        le=0.5,
+        description="Share of reference-like instances allowed to score above the anomaly "
+        "threshold (epsilon), chosen on the validation split.",
+    )
+    bootstrap_windows: int = Field(
+        2000, ge=100, le=100_000, description="Windows drawn to calibrate the drift thresholds."
+    )
+    seed: int = 0
+    latency_p99_ms: float = Field(
+        25.0,
+        gt=0,
+        le=60_000,
+        description="Service level: the p99 request latency, in milliseconds, above which "
+        "the latency alert fires.",
+    )
+
+
+# The monitoring settings the reference profile depends on (train reads them; the SLO is not
+# one of them, so changing it does not retrain).
+PROFILE_PARAMS = (
+    "window_instances",
+    "false_alarm_rate",
+    "anomaly_false_alarm_rate",
+    "bootstrap_windows",
+    "seed",
+)
+
+
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 
 
@@ -254,6 +303,7 @@ class ModelConfig(_Section):
     gate: GateConfig = Field(default_factory=GateConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
     @model_validator(mode="after")
     def _overrides_name_real_classes(self) -> ModelConfig:
@@ -266,8 +316,12 @@ class ModelConfig(_Section):
         return self
 
     def section_hash(self, *sections: str) -> str:
-        """sha256 of the named sections, canonically serialised: the stage's parameter hash."""
-        payload = {s: self.model_dump(mode="json")[s] for s in sections}
+        """sha256 of the named sections, canonically serialised: the stage's parameter hash.
+        A dotted name ("monitoring.seed") names one key of a section, as DVC's params do."""
+        dump = self.model_dump(mode="json")
+        payload = {
+            s: functools.reduce(lambda node, key: node[key], s.split("."), dump) for s in sections
+        }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
 

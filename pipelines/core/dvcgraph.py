@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from pipelines.config.schema import PROFILE_PARAMS
+
 # Per stage: the model's own code whose change must invalidate it, the model.yaml sections it
 # reads, and the folders it writes. The stage's code in pipelines/ is not listed here: it is
 # derived from what the stage module imports (adapters/codegraph.py). Ingest is not here:
@@ -23,7 +25,9 @@ STAGES: dict[str, dict[str, list[str]]] = {
     },
     "train": {
         "code": ["models/{m}/{architecture}"],
-        "params": ["data", "training", "export"],
+        # The reference profile's settings (train computes it), not the whole monitoring
+        # section: a new latency SLO must not retrain the model.
+        "params": ["data", "training", "export", *(f"monitoring.{k}" for k in PROFILE_PARAMS)],
         "deps": ["data/{m}", "artifacts/{m}/validate"],
     },
     "evaluate": {

@@ -54,7 +54,7 @@ class RuleSettings:
     errors_for: str = "5m"
     down_for: str = "3m"
     keep_firing_for: str = "5m"
-    latency_p99_ms: float = 50.0
+    latency_p99_ms: float = 25.0  # model.yaml's default (config/schema.py)
     max_error_ratio: float = 0.05  # share of predict requests answered 5xx
     min_requests: int = 20  # below this many predict requests in the window, ratios are noise
     # One-sided z of the anomaly-rate test (about 1 false alarm in 1000 windows): the window's

@@ -179,7 +179,8 @@ def environment_objects(
                 )
             )
         out.append(_one(jenv, "smoke-job.yaml.j2", {**base, "release": active.model_dump()}))
-        out += monitoring_objects(state, name, rules or monitoring.settings_for())
+        slo = models[name].monitoring.latency_p99_ms
+        out += monitoring_objects(state, name, rules or monitoring.settings_for(slo))
     return _unique(out)
 
 

@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +34,7 @@ from starlette.routing import Route
 
 from pipelines.serving import contract
 from pipelines.serving.connections import TIMED_OUT, ConnectionCollector, ConnectionStats
+from pipelines.serving.contract import LABELS
 from pipelines.serving.jsonbody import (
     BadRequest,
     as_sent,
@@ -41,6 +43,7 @@ from pipelines.serving.jsonbody import (
     quote_names,
     quote_text,
 )
+from pipelines.serving.reference import PROFILE, Reference, load_reference
 from pipelines.serving.runtime import (
     SIGNATURE,
     Runtime,
@@ -49,7 +52,7 @@ from pipelines.serving.runtime import (
     scale_features,
 )
 from pipelines.serving.settings import Settings
-from pipelines.serving.telemetry import LABELS, Metrics, native_stderr_as_log
+from pipelines.serving.telemetry import Metrics, native_stderr_as_log
 
 log = logging.getLogger("mlops.serving")
 Scope = MutableMapping[str, Any]
@@ -243,9 +246,22 @@ def load(state: ServerState) -> None:
         state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
         return
+    try:
+        reference = _reference(state.settings.model_dir, sig)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        state.ready_reason = (
+            f"the reference profile in {state.settings.model_dir} is unusable: {exc}"
+        )
+        log.error("profile load failed", extra={"fields": {"reason": state.ready_reason}})
+        return
     state.signature, state.classes = sig, sig.classes
     state.metrics = Metrics(
-        sig.model, state.settings.release, state.settings.color, sig.feature_names, sig.classes
+        sig.model,
+        state.settings.release,
+        state.settings.color,
+        sig.feature_names,
+        sig.classes,
+        reference,
     )
     state.metrics.info.labels(
         sig.model, state.settings.release, state.settings.color, sig.model_sha256
@@ -282,6 +298,24 @@ def load(state: ServerState) -> None:
             }
         },
     )
+
+
+def _reference(model_dir: Path, sig: Signature) -> Reference | None:
+    """The profile the signature names; None, said in a log line, for a model packaged before
+    releases had one (it is served, but exports no reference gauges and no anomaly scores)."""
+    if not sig.profile_sha256:
+        log.warning(
+            "no reference profile: serving without reference gauges or anomaly scores",
+            extra={"fields": {"model": sig.model, "hint": "re-package with a current mlops"}},
+        )
+        return None
+    reference = load_reference(model_dir / PROFILE, sig.profile_sha256)
+    if reference.features != sig.feature_names or reference.classes != sig.classes:
+        raise ValueError("its features or classes differ from the signature's")
+    n = len(sig.feature_names)
+    if reference.center.shape != (n,) or reference.precision.shape != (n, n):
+        raise ValueError(f"its Gaussian is not of dimension {n}")
+    return reference
 
 
 @functools.lru_cache(maxsize=8)

@@ -48,6 +48,9 @@ class Signature:
     # runtime in this very process reproduces them.
     self_test_instances: list[list[float]] = field(default_factory=list)
     self_test_classes: list[int] = field(default_factory=list)
+    # sha256 of the reference profile shipped beside the model (reference.PROFILE); empty in
+    # images packaged before releases had one.
+    profile_sha256: str = ""
 
     @property
     def n_features(self) -> int:

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+from pipelines.serving.contract import LABELS, Metric
+from pipelines.serving.reference import Reference
 
 # Sub-millisecond buckets: a LiteRT invoke of a small model takes microseconds, so the default
 # buckets (5 ms and up) would put every request in the first one.
@@ -35,7 +38,9 @@ LATENCY_BUCKETS = (
     1.0,
     2.5,
 )
-LABELS = ("model", "release", "color")
+# Anomaly-score buckets as multiples of the release's threshold epsilon: the histogram says how
+# far past (or short of) it traffic is, with the same few series for every release.
+ANOMALY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
 
 
 class JsonFormatter(logging.Formatter):
@@ -104,25 +109,39 @@ def native_stderr_as_log(logger: logging.Logger) -> Iterator[None]:
 
 
 class InputStatistics(Collector):
-    """Running per-feature sums of the instances served, for drift alerts.
+    """Running per-feature sums of the instances served, for drift alerts, and their anomaly
+    scores when the release has a reference profile.
 
-    ``rate(sum) / rate(count)`` over a window is the live mean of a feature; compared with
-    ``reference_stats.json`` from validate it shows drift. Kept in numpy and exported at scrape
-    time, because 64 prometheus counters per instance would cost more than the prediction.
+    ``rate(sum) / rate(count)`` over a window is the live mean of a feature; compared with the
+    reference gauges it shows drift. Kept in numpy and exported at scrape time, because 64
+    prometheus counters per instance would cost more than the prediction. The anomaly scores
+    are computed in the same blocks, one matrix product per block: every scrape folds what is
+    pending first, so the exported counts are exact, and a request pays only a list append.
     """
 
-    def __init__(self, feature_names: list[str], labels: tuple[str, str, str]) -> None:
+    # Requests are folded into the sums in blocks: one numpy reduction per block instead of three
+    # per request keeps the cost per prediction under a microsecond.
+    BLOCK = 256
+
+    def __init__(
+        self,
+        feature_names: list[str],
+        labels: tuple[str, str, str],
+        reference: Reference | None = None,
+    ) -> None:
         self._names = feature_names
         self._labels = list(labels)
+        self._reference = reference
         self._lock = threading.Lock()
         self._count = 0
         self._sum = np.zeros(len(feature_names), dtype=np.float64)
         self._squares = np.zeros(len(feature_names), dtype=np.float64)
         self._pending: list[NDArray[np.float64]] = []
-
-    # Requests are folded into the sums in blocks: one numpy reduction per block instead of three
-    # per request keeps the cost per prediction under a microsecond.
-    BLOCK = 256
+        eps = reference.anomaly_threshold if reference else 1.0
+        self._bounds = np.array([eps * b for b in ANOMALY_BUCKETS])
+        self._buckets = np.zeros(len(ANOMALY_BUCKETS) + 1, dtype=np.int64)  # the last is +Inf
+        self._score_sum = 0.0
+        self._anomalies = 0
 
     def observe(self, raw: NDArray[np.float64]) -> None:
         with self._lock:
@@ -137,24 +156,42 @@ class InputStatistics(Collector):
             self._count += block.shape[0]
             self._sum += block.sum(axis=0)
             self._squares += np.square(block).sum(axis=0)
+            if self._reference is not None:
+                self._score(self._reference.scores(block))
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def _score(self, scores: NDArray[np.float64]) -> None:
+        # side="left": a score equal to a bound belongs to that bucket (Prometheus' "le").
+        where = np.searchsorted(self._bounds, scores, side="left")
+        self._buckets += np.bincount(where, minlength=self._buckets.shape[0])
+        self._score_sum += float(scores.sum())
+        assert self._reference is not None
+        self._anomalies += int(np.count_nonzero(scores > self._reference.anomaly_threshold))
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
         with self._lock:
             self._fold()
             count, sums, squares = self._count, self._sum.copy(), self._squares.copy()
+            buckets, score_sum, anomalies = self._buckets.copy(), self._score_sum, self._anomalies
+        yield from self._input_families(count, sums, squares)
+        if self._reference is not None:
+            yield from self._anomaly_families(buckets, score_sum, anomalies)
+
+    def _input_families(
+        self, count: int, sums: NDArray[np.float64], squares: NDArray[np.float64]
+    ) -> Iterator[CounterMetricFamily]:
         label_names = [*LABELS, "feature"]
         total = CounterMetricFamily(
-            "mlops_input_instances", "Instances accepted for prediction.", labels=list(LABELS)
+            Metric.INSTANCES, "Instances accepted for prediction.", labels=list(LABELS)
         )
         total.add_metric(self._labels, count)
         yield total
         s = CounterMetricFamily(
-            "mlops_input_feature_sum",
+            Metric.FEATURE_SUM,
             "Sum of each input feature over accepted instances.",
             labels=label_names,
         )
         q = CounterMetricFamily(
-            "mlops_input_feature_squares",
+            Metric.FEATURE_SQUARES,
             "Sum of squares of each input feature over accepted instances.",
             labels=label_names,
         )
@@ -164,49 +201,147 @@ class InputStatistics(Collector):
         yield s
         yield q
 
+    def _anomaly_families(
+        self, buckets: NDArray[np.int64], score_sum: float, anomalies: int
+    ) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        histogram = HistogramMetricFamily(
+            Metric.ANOMALY_SCORE,
+            "Each instance's anomaly score: its Mahalanobis distance from the reference.",
+            labels=list(LABELS),
+        )
+        cumulative = np.cumsum(buckets).tolist()
+        bounds = [repr(float(b)) for b in self._bounds] + ["+Inf"]
+        histogram.add_metric(self._labels, list(zip(bounds, cumulative, strict=True)), score_sum)
+        yield histogram
+        counter = CounterMetricFamily(
+            Metric.ANOMALIES,
+            "Instances whose anomaly score exceeded the reference threshold.",
+            labels=list(LABELS),
+        )
+        counter.add_metric(self._labels, anomalies)
+        yield counter
+
+
+class ReferenceGauges(Collector):
+    """The release's reference profile as gauges, so the rendered rules and alerts compare live
+    signals with whatever release a pod serves, with no per-release rule. Constant: built once
+    at load, a few series per feature and class."""
+
+    def __init__(self, reference: Reference, labels: tuple[str, str, str]) -> None:
+        self._families = list(_reference_families(reference, list(labels)))
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield from self._families
+
+
+def _gauge(
+    name: Metric, doc: str, labels: list[str], values: dict[str, float], extra: str = ""
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, doc, labels=[*LABELS, extra] if extra else list(LABELS))
+    for key, value in values.items():
+        family.add_metric([*labels, key] if extra else labels, value)
+    return family
+
+
+def _reference_families(ref: Reference, labels: list[str]) -> Iterator[GaugeMetricFamily]:
+    yield _gauge(
+        Metric.REFERENCE_FEATURE_MEAN,
+        "Each feature's mean in the training split.",
+        labels,
+        dict(zip(ref.features, ref.mean, strict=True)),
+        "feature",
+    )
+    yield _gauge(
+        Metric.REFERENCE_FEATURE_STDDEV,
+        "Each feature's standard deviation in the training split (floored, never 0).",
+        labels,
+        dict(zip(ref.features, ref.stddev, strict=True)),
+        "feature",
+    )
+    yield _gauge(
+        Metric.REFERENCE_CLASS_RATIO,
+        "Each class's share of the model's predictions on the training split.",
+        labels,
+        {str(c): r for c, r in zip(ref.classes, ref.class_ratio, strict=True)},
+        "class",
+    )
+    yield _gauge(
+        Metric.REFERENCE_DRIFT_THRESHOLD,
+        "Drift thresholds calibrated on the validation split, by statistic.",
+        labels,
+        ref.drift_thresholds,
+        "statistic",
+    )
+    yield _gauge(
+        Metric.REFERENCE_WINDOW_INSTANCES,
+        "The window size, in instances, the drift thresholds were calibrated for.",
+        labels,
+        {"": float(ref.window_instances)},
+    )
+    yield _gauge(
+        Metric.REFERENCE_ANOMALY_THRESHOLD,
+        "Epsilon: an instance whose anomaly score exceeds it counts as an anomaly.",
+        labels,
+        {"": ref.anomaly_threshold},
+    )
+    yield _gauge(
+        Metric.REFERENCE_ANOMALY_RATE,
+        "The expected share of anomalies on reference-like traffic.",
+        labels,
+        {"": ref.anomaly_rate},
+    )
+
 
 class Metrics:
     """Every series carries model, release and color, so blue and green can be told apart."""
 
     def __init__(
-        self, model: str, release: str, color: str, feature_names: list[str], classes: list[int]
+        self,
+        model: str,
+        release: str,
+        color: str,
+        feature_names: list[str],
+        classes: list[int],
+        reference: Reference | None = None,
     ) -> None:
         labels = (model, release, color)
         self.registry = CollectorRegistry(auto_describe=True)
         self._latency = Histogram(
-            "mlops_request_duration_seconds",
+            Metric.LATENCY,
             "Time to answer a request, by route.",
             [*LABELS, "route"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self._requests = Counter(
-            "mlops_requests",
+            Metric.REQUESTS,
             "Requests answered, by route and HTTP status code.",
             [*LABELS, "route", "code"],
             registry=self.registry,
         )
         predictions = Counter(
-            "mlops_predictions",
+            Metric.PREDICTIONS,
             "Predictions returned, by predicted class.",
             [*LABELS, "class"],
             registry=self.registry,
         )
         self._by_class = [predictions.labels(*labels, str(c)) for c in classes]
         self.ready = Gauge(
-            "mlops_model_ready",
+            Metric.READY,
             "1 once the model loaded and self-tested.",
             list(LABELS),
             registry=self.registry,
         ).labels(*labels)
         self.info = Gauge(
-            "mlops_model_info",
+            Metric.INFO,
             "The model this process serves (always 1).",
             [*LABELS, "model_sha256"],
             registry=self.registry,
         )
-        self.inputs = InputStatistics(feature_names, labels)
+        self.inputs = InputStatistics(feature_names, labels, reference)
         self.registry.register(self.inputs)
+        if reference is not None:
+            self.registry.register(ReferenceGauges(reference, labels))
         self._labels = labels
         # Children are cached: labels() costs a dict lookup and a lock on every call.
         self._latency_children: dict[str, Any] = {}

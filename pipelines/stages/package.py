@@ -28,6 +28,7 @@ import pipelines
 from pipelines.adapters import images, pydeps
 from pipelines.adapters.artifacts import (
     PREDICTIONS,
+    PROFILE,
     RELEASE,
     SBOM,
     git_commit,
@@ -47,9 +48,11 @@ from pipelines.evidence import (
     candidate_artifact,
     made,
     require_blessing,
+    require_profile,
     save,
 )
 from pipelines.serving import contract
+from pipelines.serving.reference import PROFILE as SERVED_PROFILE
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 
 SELF_TEST_EXAMPLES = 5
@@ -84,8 +87,10 @@ def resolve_base_image(ws: Workspace) -> tuple[str, str]:
     return image, source
 
 
-def signature(ws: Workspace, model_sha256: str) -> Signature:
-    """The serving contract, with self-test examples whose predictions evaluate recorded."""
+def signature(ws: Workspace, model_sha256: str, profile_sha256: str = "") -> Signature:
+    """The serving contract, with self-test examples whose predictions evaluate recorded, and
+    the sha256 of the reference profile shipped beside the model (none: the server exports no
+    reference gauges)."""
     spec = ws.model.data.features
     test = read_table(ws.split_path("test"), "test split")
     predicted = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
@@ -100,6 +105,7 @@ def signature(ws: Workspace, model_sha256: str) -> Signature:
         model_sha256=model_sha256,
         self_test_instances=rows.tolist(),
         self_test_classes=[int(v) for v in predicted["predicted"].iloc[:SELF_TEST_EXAMPLES]],
+        profile_sha256=profile_sha256,
     )
 
 
@@ -119,6 +125,8 @@ def context_files(ws: Workspace, sig: Signature, locked: pydeps.LockedWheels) ->
         f"model/{MODEL_FILE}": candidate_artifact(ws).read_bytes(),
         f"model/{SIGNATURE}": sig.to_json().encode(),
     }
+    if sig.profile_sha256:
+        files[f"model/{SERVED_PROFILE}"] = (ws.artifacts("train") / PROFILE).read_bytes()
     for path in sorted(SERVING_DIR.glob("*.py")):
         files[f"app/pipelines/serving/{path.name}"] = path.read_bytes()
     return files
@@ -177,7 +185,9 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
 
     started = time.monotonic()
     locked = pydeps.lock(ws.root, arch)
-    sig = signature(ws, model_sha)
+    profile = require_profile(ws, model_sha)
+    profile_sha = sha256_file(ws.artifacts("train") / PROFILE)
+    sig = signature(ws, model_sha, profile_sha)
     files = context_files(ws, sig, locked)
     key = build_key(files, base_image, arch)
     release_id = f"{ws.name}-{key[:12]}"
@@ -234,6 +244,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
             {
                 MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
                 SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json"),
+                SERVED_PROFILE: (files[f"model/{SERVED_PROFILE}"], "application/json"),
             },
             {
                 "org.opencontainers.image.title": ws.name,
@@ -280,6 +291,7 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
                 ws.model.section_hash("serving", "deploy"),
                 model_sha256=model_sha,
             ),
+            profile=profile.summary(profile_sha),
         )
         write_text(out / SIGNATURE, sig.to_json())
         save(out / RELEASE, record)

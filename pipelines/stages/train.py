@@ -10,8 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
 from pipelines.adapters import modelcode, plots
 from pipelines.adapters.artifacts import (
+    PROFILE,
     PROVENANCE,
     TFLITE,
     fingerprint,
@@ -22,8 +27,24 @@ from pipelines.adapters.artifacts import (
     write_json,
 )
 from pipelines.adapters.datasets import features_and_labels, read_table
-from pipelines.config import Workspace, read_settings
-from pipelines.evidence import TRAIN_PARAMS, TrainingRecord, made, require_valid_data, save
+from pipelines.adapters.litert import TFLiteModel
+from pipelines.config import PROFILE_PARAMS, Workspace, read_settings
+from pipelines.core import profile
+from pipelines.evidence import (
+    TRAIN_PARAMS,
+    AnomalyModel,
+    DriftCalibration,
+    ModelProvenance,
+    Profile,
+    TrainingRecord,
+    made,
+    require_valid_data,
+    save,
+)
+
+# A feature that never moved in training (digits' blank corners) gets this share of its declared
+# range as standard deviation: a live window may move it a little before it counts as drifted.
+STDDEV_FLOOR_OF_RANGE = 0.01
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,75 @@ def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
         return bytes(converter.convert())
 
 
+def _raw(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
+    return df[ws.model.data.features.columns].to_numpy(dtype=np.float64)
+
+
+def reference_profile(
+    ws: Workspace, tflite: Path, train: pd.DataFrame, validation: pd.DataFrame
+) -> Profile:
+    """The profile of the exported model: statistics and Gaussian from the training split,
+    predicted-class shares of the served artifact itself, thresholds calibrated on validation."""
+    cfg, spec, classes = ws.model.monitoring, ws.model.data.features, ws.model.data.label.classes
+    x_train, x_val = _raw(ws, train), _raw(ws, validation)
+    served = TFLiteModel.load(tflite, "exported model")
+    pred_train, pred_val = (
+        served.score(features_and_labels(ws, df)[0]).predictions for df in (train, validation)
+    )
+    features = profile.feature_profile(x_train, STDDEV_FLOOR_OF_RANGE * (spec.max - spec.min))
+    ratio = profile.class_ratio(pred_train, len(classes))
+    gaussian = profile.fit_gaussian(x_train)
+    eps = profile.anomaly_threshold(gaussian, x_val, cfg.anomaly_false_alarm_rate)
+    drift = profile.drift_thresholds(
+        x_val,
+        pred_val,
+        features,
+        ratio,
+        window=cfg.window_instances,
+        windows=cfg.bootstrap_windows,
+        false_alarm_rate=cfg.false_alarm_rate,
+        seed=cfg.seed,
+    )
+    digest = sha256_file(tflite)
+    return Profile(
+        model=ws.name,
+        model_sha256=digest,
+        rows=len(train),
+        validation_rows=len(validation),
+        features=spec.columns,
+        mean=features.mean.tolist(),
+        stddev=features.stddev.tolist(),
+        stddev_floor=STDDEV_FLOOR_OF_RANGE * (spec.max - spec.min),
+        bins=features.bins.tolist(),
+        classes=classes,
+        class_ratio=ratio.tolist(),
+        anomaly=AnomalyModel(
+            center=gaussian.center.tolist(),
+            precision=gaussian.precision.tolist(),
+            shrinkage=gaussian.shrinkage,
+            threshold=eps.threshold,
+            false_alarm_rate=cfg.anomaly_false_alarm_rate,
+            validation_rate=eps.held_out_rate,
+        ),
+        drift=DriftCalibration(
+            window_instances=cfg.window_instances,
+            false_alarm_rate=cfg.false_alarm_rate,
+            windows=cfg.bootstrap_windows,
+            seed=cfg.seed,
+            feature_effect=drift.feature_effect,
+            drifted_fraction=drift.drifted_fraction,
+            prediction_psi=drift.prediction_psi,
+            psi_floor=profile.PSI_FLOOR,
+        ),
+        provenance=made(
+            ModelProvenance,
+            ws.root,
+            ws.model.section_hash(*(f"monitoring.{k}" for k in PROFILE_PARAMS)),
+            model_sha256=digest,
+        ),
+    )
+
+
 def run(ws: Workspace) -> TrainResult:
     final = ws.artifacts("train")
     invalidate(final)  # a failed training must not leave the previous model to evaluate
@@ -73,8 +163,10 @@ def run(ws: Workspace) -> TrainResult:
     data_fingerprint = fingerprint(ws)
     cfg = ws.model.training
     data = ws.model.data
-    x_train, y_train = features_and_labels(ws, read_table(ws.split_path("train"), "train split"))
-    x_val, y_val = features_and_labels(ws, read_table(ws.split_path("validation"), "validation"))
+    train_df = read_table(ws.split_path("train"), "train split")
+    val_df = read_table(ws.split_path("validation"), "validation")
+    x_train, y_train = features_and_labels(ws, train_df)
+    x_val, y_val = features_and_labels(ws, val_df)
 
     tf = _import_tensorflow(cfg.threads)
     keras = tf.keras
@@ -106,6 +198,7 @@ def run(ws: Workspace) -> TrainResult:
         write_json(out / "history.json", curves)
         plots.training_curves(curves, out / "curves.png")
         digest = sha256_file(out / TFLITE)
+        save(out / PROFILE, reference_profile(ws, out / TFLITE, train_df, val_df))
         save(
             out / PROVENANCE,
             made(

@@ -4,6 +4,7 @@ that must fail. Skips without the infrastructure locally; fails in CI (MLOPS_REQ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -110,6 +111,25 @@ def test_model_artifact_is_fetched_by_digest(packaged: tuple[Path, dict[str, obj
         str(record["model_artifact"]), "model.tflite", str(record["model_sha256"])
     )
     assert data == (root / "artifacts/digits/train/model.tflite").read_bytes()
+
+
+def test_the_profile_ships_with_the_model_and_the_release_summarises_it(
+    packaged: tuple[Path, dict[str, object]],
+) -> None:
+    root, record = packaged
+    trained = (root / "artifacts/digits/train/profile.json").read_bytes()
+    summary = record["profile"]
+    assert isinstance(summary, dict)
+    assert summary["sha256"] == hashlib.sha256(trained).hexdigest()
+    profile = json.loads(trained)
+    assert summary["window_instances"] == profile["drift"]["window_instances"] == 200
+    assert summary["anomaly_threshold"] == profile["anomaly"]["threshold"]
+    signature = json.loads((root / "artifacts/digits/package/signature.json").read_text())
+    assert signature["profile_sha256"] == summary["sha256"]
+    fetched = Registry().pull_model(
+        str(record["model_artifact"]), "profile.json", str(summary["sha256"])
+    )
+    assert fetched == trained
 
 
 def test_same_inputs_reuse_the_pushed_image(packaged: tuple[Path, dict[str, object]]) -> None:

@@ -23,12 +23,16 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from prometheus_client.samples import Sample
 from starlette.testclient import TestClient
 
+from pipelines import evidence
 from pipelines.adapters.artifacts import sha256_file
 from pipelines.config import load_model
 from pipelines.core.infra_validation import malformed_requests
 from pipelines.serving.app import create_app
+from pipelines.serving.contract import Metric
+from pipelines.serving.reference import PROFILE
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 from pipelines.serving.settings import Settings
 from pipelines.stages.package import signature
@@ -39,14 +43,23 @@ MAX_BATCH = 16
 MAX_BODY = 64 * 1024
 
 
-@pytest.fixture(scope="session")
-def model_dir(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _model_dir(prepared: Path, out: Path, with_profile: bool) -> Path:
+    """The folder the image holds: the model, its signature and (as package ships it) the
+    reference profile the signature names."""
     ws = load_model(prepared, "digits")
-    out = tmp_path_factory.mktemp("model")
     artifact = prepared / "artifacts/digits/train/model.tflite"
     shutil.copy(artifact, out / MODEL_FILE)
-    (out / SIGNATURE).write_text(signature(ws, sha256_file(artifact)).to_json())
+    profile_sha = ""
+    if with_profile:
+        shutil.copy(prepared / "artifacts/digits/train" / PROFILE, out / PROFILE)
+        profile_sha = sha256_file(out / PROFILE)
+    (out / SIGNATURE).write_text(signature(ws, sha256_file(artifact), profile_sha).to_json())
     return out
+
+
+@pytest.fixture(scope="session")
+def model_dir(prepared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _model_dir(prepared, tmp_path_factory.mktemp("model"), with_profile=True)
 
 
 def _client(model_dir: Path, **overrides: Any) -> Iterator[TestClient]:
@@ -167,6 +180,101 @@ def test_metrics_carry_model_release_and_color(
         if "route" in s.labels
     }
     assert routes <= {"predict", "status", "metadata", "healthz", "readyz", "metrics", "other"}
+
+
+def _samples(client: TestClient) -> list[Sample]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [
+        s
+        for family in text_string_to_metric_families(client.get("/metrics").text)
+        for s in family.samples
+    ]
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float:
+    ident = {"model": "digits", "release": "r1", "color": "blue"}
+    found = [s.value for s in samples if s.name == name and s.labels == {**ident, **labels}]
+    assert len(found) == 1, (name, labels, found)
+    return float(found[0])
+
+
+def test_the_reference_profile_is_exported_as_gauges(model_dir: Path, prepared: Path) -> None:
+    profile = evidence.load(prepared / "artifacts/digits/train" / PROFILE, evidence.Profile)
+    for client in _client(model_dir):
+        samples = _samples(client)
+    assert _value(samples, Metric.REFERENCE_FEATURE_MEAN, feature="pixel_36") == pytest.approx(
+        profile.mean[36]
+    )
+    stddev = [s for s in samples if s.name == Metric.REFERENCE_FEATURE_STDDEV]
+    assert len(stddev) == 64
+    assert min(s.value for s in stddev) == profile.stddev_floor > 0
+    ratios = [s for s in samples if s.name == Metric.REFERENCE_CLASS_RATIO]
+    assert {s.labels["class"] for s in ratios} == {str(c) for c in range(10)}
+    assert sum(s.value for s in ratios) == pytest.approx(1.0)
+    drift = profile.drift
+    for statistic, expected in (
+        ("feature_effect", drift.feature_effect),
+        ("drifted_fraction", drift.drifted_fraction),
+        ("prediction_psi", drift.prediction_psi),
+    ):
+        got = _value(samples, Metric.REFERENCE_DRIFT_THRESHOLD, statistic=statistic)
+        assert got == pytest.approx(expected)
+    assert _value(samples, Metric.REFERENCE_WINDOW_INSTANCES) == 200
+    assert _value(samples, Metric.REFERENCE_ANOMALY_THRESHOLD) == profile.anomaly.threshold
+    assert _value(samples, Metric.REFERENCE_ANOMALY_RATE) == 0.01
+    # Bounded: a few series per feature and class, whatever the traffic.
+    assert len({(s.name, tuple(sorted(s.labels.items()))) for s in samples}) < 400
+
+
+def test_an_out_of_distribution_instance_is_counted_as_an_anomaly_a_test_instance_is_not(
+    model_dir: Path, test_rows: tuple[np.ndarray, np.ndarray]
+) -> None:
+    x, _ = test_rows
+    # A test-split digit, then a valid but unlike one: every pixel lit, corners included.
+    for client in _client(model_dir):
+        ok = client.post("/v1/models/digits:predict", json={"instances": [x[0].tolist()]})
+        assert ok.status_code == 200
+        before = _samples(client)
+        odd = client.post("/v1/models/digits:predict", json={"instances": [[16.0] * 64]})
+        assert odd.status_code == 200
+        after = _samples(client)
+    assert _value(before, Metric.ANOMALIES) == 0
+    assert _value(before, f"{Metric.ANOMALY_SCORE}_count") == 1
+    assert _value(after, Metric.ANOMALIES) == 1
+    assert _value(after, f"{Metric.ANOMALY_SCORE}_count") == 2
+    eps = _value(after, Metric.REFERENCE_ANOMALY_THRESHOLD)
+    # The unlike instance scores past every finite bucket (8 epsilon); the digit within epsilon.
+    assert _value(after, f"{Metric.ANOMALY_SCORE}_bucket", le="+Inf") == 2
+    assert _value(after, f"{Metric.ANOMALY_SCORE}_bucket", le=repr(8.0 * eps)) == 1
+    assert _value(before, f"{Metric.ANOMALY_SCORE}_bucket", le=repr(1.0 * eps)) == 1
+
+
+def test_a_model_without_a_profile_is_served_without_reference_gauges(
+    prepared: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bare = _model_dir(prepared, tmp_path, with_profile=False)
+    with caplog.at_level("WARNING", logger="mlops.serving"):
+        for client in _client(bare):
+            r = client.post("/v1/models/digits:predict", json={"instances": [[0.0] * 64]})
+            assert r.status_code == 200
+            samples = _samples(client)
+    assert "no reference profile" in caplog.text
+    names = {s.name for s in samples}
+    assert Metric.INSTANCES in names
+    assert not {n for n in names if n.startswith(("mlops_reference_", "mlops_anomal"))}
+
+
+def test_a_profile_that_is_not_the_signed_one_keeps_the_server_unready(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "model"
+    shutil.copytree(model_dir, bad)
+    (bad / PROFILE).write_text((bad / PROFILE).read_text().replace('"seed": 0', '"seed": 1'))
+    for client in _client(bad):
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert "reference profile" in r.json()["reason"]
 
 
 def test_a_failed_self_test_keeps_the_server_unready(model_dir: Path, tmp_path: Path) -> None:

@@ -40,10 +40,35 @@ def test_artifacts_of_a_trained_model(prepared: Path) -> None:
     assert (preds["label"] == preds["predicted"]).mean() == pytest.approx(metrics["accuracy"])
 
 
+def test_train_writes_the_reference_profile_of_its_model(prepared: Path) -> None:
+    ws = load_model(prepared, "digits")
+    tflite = prepared / "artifacts/digits/train/model.tflite"
+    profile = evidence.require_profile(ws, sha256_file(tflite))
+    assert profile.features == ws.model.data.features.columns
+    assert (profile.rows, profile.validation_rows) == (1167, 270)
+    # digits has constant pixels: their stddev is floored, and the Gaussian still inverts.
+    assert min(profile.stddev) == profile.stddev_floor > 0
+    assert np.all(np.isfinite(profile.anomaly.precision))
+    assert sum(profile.class_ratio) == pytest.approx(1.0)
+    assert 0 < profile.anomaly.validation_rate <= 0.02
+    drift = profile.drift
+    assert drift.window_instances == ws.model.monitoring.window_instances == 200
+    assert drift.feature_effect > 0
+    assert drift.prediction_psi > 0
+    assert 0 <= drift.drifted_fraction < 0.5
+
+
 def test_training_is_deterministic(workspace: Path, prepared: Path) -> None:
     ws = load_model(workspace, "digits")
     again = train.run(ws)
     assert again.tflite_sha256 == sha256_file(prepared / "artifacts/digits/train/model.tflite")
+    profile = "artifacts/digits/train/profile.json"
+    # Its provenance holds a timestamp; everything computed from the data is identical.
+    kept = evidence.load(prepared / profile, evidence.Profile).model_dump(exclude={"provenance"})
+    assert (
+        evidence.load(workspace / profile, evidence.Profile).model_dump(exclude={"provenance"})
+        == kept
+    )
 
 
 def test_quantized_artifact_is_smaller_than_float(workspace: Path, prepared: Path) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipelines import evidence
@@ -165,3 +166,75 @@ def test_evidence_imports_nothing_the_report_job_does_not_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == ""
+
+
+def _profile() -> evidence.Profile:
+    return evidence.Profile(
+        model="digits",
+        model_sha256=SHA,
+        rows=10,
+        validation_rows=5,
+        features=["a", "b"],
+        mean=[1.0, 0.0],
+        stddev=[0.5, 0.16],
+        stddev_floor=0.16,
+        bins=[[0.0, 1.0, 2.0], [0.0, 0.0, 0.0]],
+        classes=[0, 1],
+        class_ratio=[0.25, 0.75],
+        anomaly=evidence.AnomalyModel(
+            center=[1.0, 0.0],
+            precision=[[4.0, 0.0], [0.0, 2.0]],
+            shrinkage=0.1,
+            threshold=3.5,
+            false_alarm_rate=0.01,
+            validation_rate=0.0,
+        ),
+        drift=evidence.DriftCalibration(
+            window_instances=200,
+            false_alarm_rate=0.01,
+            windows=100,
+            seed=0,
+            feature_effect=0.4,
+            drifted_fraction=0.1,
+            prediction_psi=0.05,
+            psi_floor=1e-4,
+        ),
+        provenance=evidence.ModelProvenance(
+            git_commit="c" * 40,
+            git_dirty=False,
+            data_md5="",
+            params_sha256="p",
+            created="2026-01-01T00:00:00+00:00",
+            mlops_version="0",
+            model_sha256=SHA,
+        ),
+    )
+
+
+def test_a_profile_round_trips_and_the_server_reads_the_same_file(tmp_path: Path) -> None:
+    import hashlib
+
+    from pipelines.serving.reference import load_reference
+
+    path = tmp_path / "train" / evidence.Profile.FILE
+    evidence.save(path, _profile())
+    assert evidence.load(path, evidence.Profile) == _profile()
+    assert evidence.require(path, evidence.Profile, model_sha256=SHA) == _profile()
+    with pytest.raises(EvidenceError, match="not the profile"):
+        evidence.require(path, evidence.Profile, model_sha256="b" * 64)
+    ref = load_reference(path, hashlib.sha256(path.read_bytes()).hexdigest())
+    assert ref.features == ["a", "b"]
+    assert ref.drift_thresholds == {
+        "feature_effect": 0.4,
+        "drifted_fraction": 0.1,
+        "prediction_psi": 0.05,
+    }
+    assert ref.scores(np.array([[1.0, 0.0], [2.0, 0.0]])).tolist() == [0.0, 2.0]
+    with pytest.raises(ValueError, match="sha256"):
+        load_reference(path, "0" * 64)
+    summary = _profile().summary("f" * 64)
+    assert (summary.sha256, summary.anomaly_threshold, summary.window_instances) == (
+        "f" * 64,
+        3.5,
+        200,
+    )

@@ -30,7 +30,21 @@ def test_train_depends_on_its_architecture_code_and_params() -> None:
         "pipelines/a.py",
         "pipelines/t.py",
     ]
-    assert train["params"] == [{"models/m/model.yaml": ["data", "training", "export"]}]
+    # The profile's settings retrain (train writes the profile); the latency SLO does not.
+    assert train["params"] == [
+        {
+            "models/m/model.yaml": [
+                "data",
+                "training",
+                "export",
+                "monitoring.window_instances",
+                "monitoring.false_alarm_rate",
+                "monitoring.anomaly_false_alarm_rate",
+                "monitoring.bootstrap_windows",
+                "monitoring.seed",
+            ]
+        }
+    ]
     assert train["outs"] == [{"artifacts/m/train": {"cache": False}}]
 
 
