@@ -373,6 +373,8 @@ def alert_rule(alert: Alert, scope: Scope, s: RuleSettings) -> dict[str, Any]:
             "summary": alert.summary,
             "description": alert.description,
             "runbook_url": f"{s.runbook}#{alert.name.lower()}",
+            # The guard writes it into the rollback commit's Alert-Value trailer.
+            "value": "{{ $value }}",
         },
     }
 
