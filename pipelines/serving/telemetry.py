@@ -39,7 +39,10 @@ LABELS = ("model", "release", "color")
 
 
 class JsonFormatter(logging.Formatter):
+    """Log records as one JSON object per line, with any structured fields merged in."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -56,6 +59,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """Log JSON lines to stdout at level, uvicorn's loggers included."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -125,6 +129,7 @@ class InputStatistics(Collector):
     BLOCK = 256
 
     def observe(self, raw: NDArray[np.float64]) -> None:
+        """Add a batch of instances; they are folded into the sums in blocks."""
         with self._lock:
             self._pending.append(raw)
             if len(self._pending) >= self.BLOCK:
@@ -139,6 +144,7 @@ class InputStatistics(Collector):
             self._squares += np.square(block).sum(axis=0)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
+        """The instance count and per-feature sums and squares, as counters."""
         with self._lock:
             self._fold()
             count, sums, squares = self._count, self._sum.copy(), self._squares.copy()
@@ -213,6 +219,7 @@ class Metrics:
         self._request_children: dict[tuple[str, int], Any] = {}
 
     def request(self, route: str, code: int, seconds: float) -> None:
+        """Record one request's latency and status code, by route."""
         child = self._latency_children.get(route)
         if child is None:
             child = self._latency_children[route] = self._latency.labels(*self._labels, route)
@@ -226,5 +233,6 @@ class Metrics:
         counter.inc()
 
     def predicted(self, class_indices: NDArray[np.int64]) -> None:
+        """Count the predicted classes of a batch."""
         for i in class_indices.tolist():
             self._by_class[i].inc()
