@@ -26,6 +26,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RollbackResult:
+    """What serves after the rollback, what was taken out, and any request to approve."""
+
     restored: str  # the release that serves (or will, once the request is merged)
     rolled_back: str  # the release taken out of service
     detail: str  # the whole truth, one line: what changed, or what now awaits approval
@@ -56,6 +58,7 @@ def plan(
 def run(
     ws: Workspace, env: str, progress: Progress = print, *, reactivate: bool = False
 ) -> RollbackResult:
+    """Roll env back to the release in its idle color (or reactivate it, if asked)."""
     cfg = load_gitops(ws.root)
     with gitops.checkout(cfg, ws.root) as repo:
         state = repo.read_state(env)

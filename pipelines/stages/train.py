@@ -28,6 +28,8 @@ from pipelines.evidence import TRAIN_PARAMS, TrainingRecord, made, require_valid
 
 @dataclass(frozen=True)
 class TrainResult:
+    """The TFLite artifact, its hash, epochs run and the final validation accuracy."""
+
     tflite: Path
     tflite_sha256: str
     epochs: int
@@ -55,6 +57,7 @@ def _import_tensorflow(threads: int) -> Any:
 
 
 def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
+    """Convert a Keras model to TFLite bytes with the configured quantization."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantization == "dynamic_range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -67,6 +70,7 @@ def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
 
 
 def run(ws: Workspace) -> TrainResult:
+    """Train the model on the validated data and export its TFLite artifact."""
     final = ws.artifacts("train")
     invalidate(final)  # a failed training must not leave the previous model to evaluate
     require_valid_data(ws)
