@@ -43,10 +43,14 @@ TRAIN_PARAMS = ("data", "training", "export")
 
 
 class Frozen(BaseModel):
+    """A record's base: immutable, and unknown keys are an error, not silently kept."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Rule(Frozen):
+    """One gate rule's outcome, as blessing.json records it."""
+
     rule: str
     passed: bool
     reason: str
@@ -64,10 +68,14 @@ class Provenance(Frozen):
 
 
 class GateProvenance(Provenance):
+    """Provenance that also names the data the gate decided on."""
+
     data_fingerprint: str
 
 
 class ModelProvenance(Provenance):
+    """Provenance that also names the model artifact by hash."""
+
     model_sha256: str
 
 
@@ -101,6 +109,8 @@ class Record(Frozen):
 
 
 class ValidationSummary(Record):
+    """validate's summary.json: the verdict on the data, with the failures."""
+
     STAGE, FILE, TITLE = "validate", SUMMARY, "validation summary"
     STALE = {
         "data_fingerprint": "the data changed since it was validated",
@@ -118,12 +128,14 @@ class ValidationSummary(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The data and its `data` settings that were validated."""
         return {
             "data_fingerprint": self.data_fingerprint,
             "data_settings": self.provenance.params_sha256,
         }
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """Failed validation stops every later stage."""
         if self.success:
             return None
         return DataInvalid(
@@ -160,6 +172,7 @@ class TrainingRecord(Record, Provenance):
     data_fingerprint: str
 
     def binding(self) -> dict[str, object]:
+        """The model artifact, the data it was trained on, and its classes."""
         return {
             "model_sha256": self.model_sha256,
             "data_fingerprint": self.data_fingerprint,
@@ -168,6 +181,8 @@ class TrainingRecord(Record, Provenance):
 
 
 class ClassMetrics(Frozen):
+    """One class's test metrics."""
+
     precision: float
     recall: float
     f1: float
@@ -199,13 +214,17 @@ class Metrics(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The model artifact and data that were scored."""
         return {"model_sha256": self.model_sha256, "data_fingerprint": self.data_fingerprint}
 
     def per_class_recall(self) -> dict[str, float]:
+        """Each class's recall, by class."""
         return {c: m.recall for c, m in self.per_class.items()}
 
 
 class SummaryMetrics(Frozen):
+    """The headline test metrics of a model, as the gate compares them."""
+
     accuracy: float
     macro_precision: float
     macro_recall: float
@@ -214,6 +233,8 @@ class SummaryMetrics(Frozen):
 
 
 class Candidate(SummaryMetrics):
+    """The candidate's metrics, with its artifact's hash, size and latency."""
+
     model_sha256: str
     size_bytes: int
     latency_ms: dict[str, float]
@@ -271,6 +292,7 @@ class Blessing(Record):
     provenance: GateProvenance
 
     def binding(self) -> dict[str, object]:
+        """The candidate, the data and the gate settings the verdict was reached on."""
         return {
             "model_sha256": self.candidate.model_sha256,
             "data_fingerprint": self.provenance.data_fingerprint,
@@ -278,6 +300,7 @@ class Blessing(Record):
         }
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """An unblessed candidate stops every later stage."""
         if self.blessed:
             return None
         return GateFailed(
@@ -313,10 +336,13 @@ class PackagedRelease(Record):
     provenance: ModelProvenance
 
     def binding(self) -> dict[str, object]:
+        """The model artifact the image was built with."""
         return {"model_sha256": self.model_sha256}
 
 
 class MalformedRequest(Frozen):
+    """A malformed request the image answered with the wrong status."""
+
     case: str
     expected: int
     got: int
@@ -343,9 +369,11 @@ class InfraBlessing(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The image and model artifact that were verified."""
         return {"image": self.image, "model_sha256": self.model_sha256}
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """A failed verification stops the release."""
         if self.blessed:
             return None
         return CheckFailed(
@@ -416,6 +444,7 @@ def require(path: Path, kind: type[R], **current: object) -> R:
 
 
 def at(ws: Workspace, kind: type[Record]) -> Path:
+    """Where a kind of record lives in a workspace."""
     return ws.artifacts(kind.STAGE) / kind.FILE
 
 
