@@ -72,7 +72,7 @@ def cache_dir() -> Path:
 
 
 def platform_args(arch: str) -> list[str]:
-    """pip's platform arguments for an image architecture; unsupported ones are a usage error."""
+    """The platform arguments pip downloads an architecture's wheels with; others are refused."""
     machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
         arch.lower()
     )
