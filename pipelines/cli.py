@@ -481,6 +481,7 @@ def _require_known_names(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The `mlops` command: run a subcommand and map its errors to an exit code."""
     args = _parser().parse_args(argv)
     try:
         _require_known_names(args)

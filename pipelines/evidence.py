@@ -44,10 +44,14 @@ TRAIN_PARAMS = ("data", "training", "export")
 
 
 class Frozen(BaseModel):
+    """A record's base: immutable, and unknown keys are an error, not silently kept."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Rule(Frozen):
+    """One gate rule's outcome, as blessing.json records it."""
+
     rule: str
     passed: bool
     reason: str
@@ -65,10 +69,14 @@ class Provenance(Frozen):
 
 
 class GateProvenance(Provenance):
+    """Provenance that also names the data the gate decided on."""
+
     data_fingerprint: str
 
 
 class ModelProvenance(Provenance):
+    """Provenance that also names the model artifact by hash."""
+
     model_sha256: str
 
 
@@ -102,6 +110,8 @@ class Record(Frozen):
 
 
 class ValidationSummary(Record):
+    """validate's summary.json: the verdict on the data, with the failures."""
+
     STAGE, FILE, TITLE = "validate", SUMMARY, "validation summary"
     STALE = {
         "data_fingerprint": "the data changed since it was validated",
@@ -119,12 +129,14 @@ class ValidationSummary(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The data and its `data` settings that were validated."""
         return {
             "data_fingerprint": self.data_fingerprint,
             "data_settings": self.provenance.params_sha256,
         }
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """Failed validation stops every later stage."""
         if self.success:
             return None
         return DataInvalid(
@@ -161,6 +173,7 @@ class TrainingRecord(Record, Provenance):
     data_fingerprint: str
 
     def binding(self) -> dict[str, object]:
+        """The model artifact, the data it was trained on, and its classes."""
         return {
             "model_sha256": self.model_sha256,
             "data_fingerprint": self.data_fingerprint,
@@ -232,9 +245,11 @@ class Profile(Record):
     provenance: ModelProvenance
 
     def binding(self) -> dict[str, object]:
+        """What the profile is for: the model it was computed with."""
         return {"model_sha256": self.model_sha256}
 
     def summary(self, sha256: str) -> ProfileSummary:
+        """The profile in a few numbers, for the release record."""
         return ProfileSummary(
             sha256=sha256,
             window_instances=self.drift.window_instances,
@@ -248,6 +263,8 @@ class Profile(Record):
 
 
 class ClassMetrics(Frozen):
+    """One class's test metrics."""
+
     precision: float
     recall: float
     f1: float
@@ -279,13 +296,17 @@ class Metrics(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The model artifact and data that were scored."""
         return {"model_sha256": self.model_sha256, "data_fingerprint": self.data_fingerprint}
 
     def per_class_recall(self) -> dict[str, float]:
+        """Each class's recall, by class."""
         return {c: m.recall for c, m in self.per_class.items()}
 
 
 class SummaryMetrics(Frozen):
+    """The headline test metrics of a model, as the gate compares them."""
+
     accuracy: float
     macro_precision: float
     macro_recall: float
@@ -294,6 +315,8 @@ class SummaryMetrics(Frozen):
 
 
 class Candidate(SummaryMetrics):
+    """The candidate's metrics, with its artifact's hash, size and latency."""
+
     model_sha256: str
     size_bytes: int
     latency_ms: dict[str, float]
@@ -351,6 +374,7 @@ class Blessing(Record):
     provenance: GateProvenance
 
     def binding(self) -> dict[str, object]:
+        """The candidate, the data and the gate settings the verdict was reached on."""
         return {
             "model_sha256": self.candidate.model_sha256,
             "data_fingerprint": self.provenance.data_fingerprint,
@@ -358,6 +382,7 @@ class Blessing(Record):
         }
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """An unblessed candidate stops every later stage."""
         if self.blessed:
             return None
         return GateFailed(
@@ -395,10 +420,13 @@ class PackagedRelease(Record):
     profile: ProfileSummary | None = None
 
     def binding(self) -> dict[str, object]:
+        """The model artifact the image was built with."""
         return {"model_sha256": self.model_sha256}
 
 
 class MalformedRequest(Frozen):
+    """A malformed request the image answered with the wrong status."""
+
     case: str
     expected: int
     got: int
@@ -425,9 +453,11 @@ class InfraBlessing(Record):
     provenance: Provenance
 
     def binding(self) -> dict[str, object]:
+        """The image and model artifact that were verified."""
         return {"image": self.image, "model_sha256": self.model_sha256}
 
     def refusal(self, path: Path) -> CheckFailed | None:
+        """A failed verification stops the release."""
         if self.blessed:
             return None
         return CheckFailed(
@@ -498,6 +528,7 @@ def require(path: Path, kind: type[R], **current: object) -> R:
 
 
 def at(ws: Workspace, kind: type[Record]) -> Path:
+    """Where a kind of record lives in a workspace."""
     return ws.artifacts(kind.STAGE) / kind.FILE
 
 
@@ -536,7 +567,7 @@ def require_trained(ws: Workspace) -> TrainingRecord:
 
 
 def require_profile(ws: Workspace, model_sha256: str) -> Profile:
-    """train's reference profile of exactly the model ``model_sha256``."""
+    """Train's reference profile of exactly the model ``model_sha256``."""
     return require(at(ws, Profile), Profile, model_sha256=model_sha256)
 
 

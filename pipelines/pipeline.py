@@ -206,6 +206,8 @@ def sync_dvc_yaml(root: Path) -> bool:
 
 @dataclass
 class StageReport:
+    """How one stage went: ran, skipped, failed or not run, with its time and a detail."""
+
     stage: str
     status: str  # ran | skipped | failed | not run
     seconds: float = 0.0
@@ -214,12 +216,15 @@ class StageReport:
 
 @dataclass
 class RunResult:
+    """A pipeline run: each stage's report, and the error that stopped it, if any."""
+
     model: str
     reports: list[StageReport] = field(default_factory=list)
     error: MlopsError | None = None
 
     @property
     def ok(self) -> bool:
+        """Whether the run finished without error."""
         return self.error is None
 
 
@@ -231,6 +236,7 @@ def run(
     until: str = dvcgraph.PIPELINE[-1],
     progress: Progress = print,
 ) -> RunResult:
+    """Run the stages up to until, skipping those DVC finds unchanged unless forced."""
     if until not in STAGES:
         raise ValueError(f"unknown stage {until!r}")
     stages = dvcgraph.PIPELINE[: dvcgraph.PIPELINE.index(until) + 1]

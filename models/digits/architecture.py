@@ -12,6 +12,7 @@ from typing import Any
 def build_model(
     keras: Any, input_shape: tuple[int, int, int], num_classes: int, params: dict[str, Any]
 ) -> Any:
+    """The digits CNN: conv blocks (params["filters"]) then a softmax over num_classes."""
     filters = params.get("filters", [16, 32])
     layers = keras.layers
     model = keras.Sequential(name="digits_cnn")

@@ -16,6 +16,7 @@ import great_expectations.expectations as gxe
 
 
 def rows(data: Any) -> list[Any]:
+    """The suite run on each split: schema, types, nulls, ranges, label set, duplicates, size."""
     features = data.features.columns
     label = data.label.column
     columns = ["row_id", *features, label]
@@ -45,6 +46,7 @@ def rows(data: Any) -> list[Any]:
 
 
 def balance(data: Any) -> list[Any]:
+    """The suite run on each split's class distribution: every class fraction within bounds."""
     e = data.expectations
     return [
         gxe.ExpectColumnValuesToBeBetween(
@@ -54,6 +56,7 @@ def balance(data: Any) -> list[Any]:
 
 
 def cross_split(data: Any) -> list[Any]:
+    """The suite run on all splits stacked: no example or image in two splits (leakage)."""
     return [
         gxe.ExpectColumnValuesToBeUnique(
             column="row_id",

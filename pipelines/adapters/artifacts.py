@@ -41,6 +41,7 @@ INFRA_BLESSING = "infra_blessing.json"  # verify/
 
 
 def write_bytes(path: Path, data: bytes) -> None:
+    """Write a file atomically (temp file, then rename), world-readable, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -57,10 +58,12 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically; see write_bytes."""
     write_bytes(path, text.encode("utf-8"))
 
 
 def write_json(path: Path, obj: Any) -> None:
+    """Write JSON atomically with sorted keys, so reruns give the same bytes; NaN is refused."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
@@ -97,6 +100,7 @@ def staged_dir(final: Path) -> Iterator[Path]:
 
 
 def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -140,6 +144,7 @@ def data_md5(root: Path) -> str:
 
 
 def provenance(root: Path, params_hash: str, **extra: Any) -> dict[str, Any]:
+    """Where an artifact came from: git commit and dirtiness, data and params hashes, plus extra."""
     commit, dirty = git_commit(root)
     record: dict[str, Any] = {
         "git_commit": commit,

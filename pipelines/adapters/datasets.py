@@ -41,6 +41,7 @@ def read_table(path: Path, what: str) -> pd.DataFrame:
 
 
 def read_splits(ws: Workspace) -> dict[str, pd.DataFrame]:
+    """Every data split of the workspace, by split name."""
     return {split: read_table(ws.split_path(split), f"{split} split") for split in SPLITS}
 
 

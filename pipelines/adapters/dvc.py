@@ -57,5 +57,6 @@ def changed_stages(root: Path, stages: list[str]) -> set[str]:
 
 
 def commit(root: Path, stage: str) -> None:
+    """Record a stage's outputs in dvc.lock without rerunning it."""
     with _repo(root) as repo:
         repo.commit(f"dvc.yaml:{stage}", force=True)

@@ -149,6 +149,7 @@ def push_refusal(stdout: str, stderr: str) -> tuple[bool, str]:
 
 
 def redact(text: str) -> str:
+    """The text with tokens and URL credentials masked, so that it can be logged or shown."""
     for token in read_settings().tokens:
         value = reveal(token)
         if value and len(value) >= 4:
@@ -158,6 +159,7 @@ def redact(text: str) -> str:
 
 
 def resolve_remote(cfg: GitOpsConfig, root: Path) -> str:
+    """The GitOps remote, with a local path made absolute against the project root."""
     if not is_local_path(cfg.remote):
         return cfg.remote
     return str((root / cfg.remote).resolve())
@@ -217,9 +219,11 @@ class Checkout:
 
     @property
     def manifests(self) -> Path:
+        """The manifests folder inside the checkout."""
         return self.work / self.cfg.path
 
     def git(self, *args: str, check: bool = True) -> str:
+        """Run git in the checkout with the remote's credentials; its stdout (errors redacted)."""
         env = _git_env(self.cfg, push=args[0] == "push")
         proc = run_git(
             list(args),
@@ -236,9 +240,11 @@ class Checkout:
         return proc.stdout
 
     def state_path(self, env: str) -> Path:
+        """The file holding an environment's state."""
         return self.manifests / "environments" / f"{env}.yaml"
 
     def read_state(self, env: str) -> EnvironmentState:
+        """An environment's state; a usage error naming the known environments if it has none."""
         path = self.state_path(env)
         if not path.is_file():
             known = sorted(p.stem for p in path.parent.glob("*.yaml"))
@@ -249,6 +255,7 @@ class Checkout:
         return parse_environment(path, path.read_text(encoding="utf-8"))
 
     def write_state(self, state: EnvironmentState) -> None:
+        """Write an environment's state back to its file."""
         path = self.state_path(state.environment)
         path.write_text(dump_environment(state), encoding="utf-8")
 
@@ -277,6 +284,7 @@ class Checkout:
         return entries[:-1] if entries and not entries[-1] else entries
 
     def head(self) -> str:
+        """The commit the checkout is at."""
         return self.git("rev-parse", "HEAD").strip()
 
     def commit(self, message: str) -> str | None:
@@ -366,6 +374,7 @@ def _checked(args: list[str], cwd: Path | None = None) -> None:
 
 
 def is_repository(path: Path) -> bool:
+    """Whether the path is a git repository, bare or not."""
     return (path / "HEAD").is_file() or (path / ".git").exists()
 
 
@@ -488,6 +497,7 @@ def _fields(lines: list[str]) -> dict[str, str]:
 
 
 def format_message(subject: str, body: str, fields: Mapping[str, str]) -> str:
+    """A commit message: subject, optional body, then the fields as git trailers."""
     lines = [subject, "", body.rstrip(), ""] if body else [subject, ""]
     lines += [f"{k}: {v}" for k, v in fields.items()]
     return "\n".join(lines) + "\n"

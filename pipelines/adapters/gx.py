@@ -19,6 +19,8 @@ SITE = "mlops"
 
 @dataclass(frozen=True)
 class ExpectationOutcome:
+    """One expectation's result on one batch, with what was observed and examples of failures."""
+
     batch: str
     expectation: str
     column: str | None
@@ -32,6 +34,7 @@ class ExpectationOutcome:
     meaning: str | None = None  # the suite's own words for what a failure means
 
     def describe(self) -> str:
+        """The outcome as one line a person reads: where, which expectation, and why it failed."""
         where = f"{self.batch}" + (f".{self.column}" if self.column else "")
         parts = [f"{where}: {self.expectation}"]
         if self.meaning:
@@ -54,6 +57,8 @@ class ExpectationOutcome:
 
 @dataclass(frozen=True)
 class CheckpointOutcome:
+    """A checkpoint run: success, each expectation's outcome, statistics and the docs site."""
+
     success: bool
     results: list[ExpectationOutcome]
     statistics: dict[str, dict[str, Any]]
@@ -61,6 +66,7 @@ class CheckpointOutcome:
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
+        """The expectations that failed."""
         return [r for r in self.results if not r.success]
 
 

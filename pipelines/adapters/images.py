@@ -22,6 +22,7 @@ START_HINT = "start one with `make infra-up` (or Docker Desktop), or point DOCKE
 
 
 def engine() -> Any:
+    """A Docker client that answered a ping; an infra error says how to start the engine."""
     import docker
     import docker.errors
 
@@ -129,6 +130,7 @@ def push(client: Any, repository: str, tag: str) -> str:
 
 
 def pull(client: Any, repository: str, digest: str) -> None:
+    """Pull an image by digest; an error in the stream is transient, so the caller may retry."""
     for chunk in client.api.pull(repository, tag=digest, stream=True, decode=True):
         if "error" in chunk:
             raise TransientError(chunk["error"])

@@ -20,15 +20,20 @@ TFLITE_IDENTIFIER = b"TFL3"
 
 @dataclass(frozen=True)
 class Scored:
+    """A model's class probabilities for a batch and the latency of each call."""
+
     probabilities: NDArray[np.float32]
     latencies_ms: NDArray[np.float64]
 
     @property
     def predictions(self) -> NDArray[np.int64]:
+        """The most probable class of each example."""
         return np.asarray(self.probabilities.argmax(axis=1), dtype=np.int64)
 
 
 class TFLiteModel:
+    """A loaded TFLite model with the tensor specs it was checked against."""
+
     def __init__(self, runtime: Runtime, io: ModelIO) -> None:
         self.runtime = runtime
         self.io = io

@@ -24,6 +24,7 @@ CRDS = "crds"
 
 
 def load_templates(manifests: Path) -> dict[str, str]:
+    """The manifest templates (*.j2), by path relative to the templates folder."""
     base = manifests / TEMPLATES
     return {
         str(p.relative_to(base)): p.read_text(encoding="utf-8") for p in sorted(base.rglob("*.j2"))
@@ -63,6 +64,7 @@ def replace_tree(base: Path, files: Mapping[str, str]) -> None:
 
 
 def parse(text: str) -> dict[str, Any]:
+    """A YAML document as a mapping; anything else (empty, a list) is an empty mapping."""
     obj = yaml.safe_load(text)
     return obj if isinstance(obj, dict) else {}
 

@@ -10,6 +10,7 @@ from pipelines.errors import ConfigError
 
 
 def load(ws: Workspace, filename: str) -> ModuleType:
+    """Import a Python file from the model's folder; a usage error if missing or not Python."""
     path = ws.model_dir / filename
     if not path.is_file():
         raise ConfigError(f"{path} does not exist", hint=f"models/{ws.name}/ must define it")

@@ -28,6 +28,7 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Plot loss and accuracy per epoch, training against validation, to a file."""
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
     for key, ax in (("loss", loss_ax), ("accuracy", acc_ax)):
@@ -42,6 +43,7 @@ def training_curves(history: dict[str, list[float]], path: Path) -> None:
 
 
 def confusion_matrix(matrix: list[list[int]], classes: list[int], path: Path) -> None:
+    """Plot a confusion matrix with counts in the cells to a file."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.imshow(matrix, cmap="Blues")

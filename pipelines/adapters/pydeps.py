@@ -33,6 +33,8 @@ GLIBC_MINORS = range(17, 37)
 
 @dataclass(frozen=True)
 class LockedWheels:
+    """Downloaded serving wheels, their hash-pinned requirements, and pip's report of them."""
+
     directory: Path
     requirements: str  # name==version --hash=sha256:... per line, for pip --require-hashes
     report: dict[str, Any]  # pip's installation report of exactly those wheels
@@ -65,10 +67,12 @@ def serving_requirements() -> list[str]:
 
 
 def cache_dir() -> Path:
+    """Where downloaded wheels are cached between runs."""
     return read_settings().cache_home / "mlops" / "wheels"
 
 
 def platform_args(arch: str) -> list[str]:
+    """The platform arguments pip downloads an architecture's wheels with; others are refused."""
     machine = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
         arch.lower()
     )
@@ -106,6 +110,7 @@ def _pip(args: list[str], what: str) -> None:
 
 
 def lock(root: Path, arch: str) -> LockedWheels:
+    """Resolve the serving wheels for an architecture within constraints.txt, cached by input."""
     constraints = root / "constraints.txt"
     if not constraints.is_file():
         raise ConfigError(f"{constraints} is missing", hint="restore it from git")

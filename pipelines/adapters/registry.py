@@ -37,10 +37,12 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def registry_host() -> str:
+    """The container registry host from the settings."""
     return read_settings().registry
 
 
 def is_insecure(host: str) -> bool:
+    """Whether to talk plain HTTP to a registry: when configured, or when it is on loopback."""
     if read_settings().registry_insecure:
         return True
     return host.split(":")[0] in ("127.0.0.1", "localhost", "::1")
@@ -57,6 +59,7 @@ class Reference:
 
     @classmethod
     def parse(cls, ref: str) -> Reference:
+        """Parse host[:port]/repository[:tag][@digest]; a usage error if there is no host."""
         name, _, digest = ref.partition("@")
         host, _, rest = name.partition("/")
         if not rest or ("." not in host and ":" not in host and host != "localhost"):
@@ -70,6 +73,7 @@ class Reference:
 
     @property
     def name(self) -> str:
+        """The reference without tag or digest."""
         return f"{self.host}/{self.repository}"
 
     def __str__(self) -> str:
@@ -152,6 +156,7 @@ class Registry:
         return r.headers.get("Docker-Content-Digest")
 
     def manifest(self, repository: str, reference: str) -> dict[str, object]:
+        """An image manifest by tag or digest; an infra error unless the registry answers 200."""
         r = self._request("GET", repository, f"{repository}/manifests/{reference}")
         if r.status_code != 200:
             raise InfraError(

@@ -16,10 +16,12 @@ Progress = Callable[[str], None]
 
 
 def now() -> str:
+    """The current UTC time as an ISO 8601 timestamp to the second."""
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def trailers(record: ReleaseRecord, env: str, color: str, **extra: str) -> dict[str, str]:
+    """The git trailers that record a release in the GitOps commit."""
     return {
         "Release-Id": record.release_id,
         "Model-Sha256": record.model_sha256,

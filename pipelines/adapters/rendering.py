@@ -39,6 +39,8 @@ OWNED = ("rendered", "controllers/argocd", "controllers/flux")
 
 @dataclass(frozen=True)
 class Rendering:
+    """Rendered manifest files, the policy violations in them, and the states they came from."""
+
     files: dict[str, str]  # path relative to the manifests folder -> text
     violations: list[Violation] = field(default_factory=list)
     states: dict[str, EnvironmentState] = field(default_factory=dict)
@@ -53,10 +55,12 @@ class Rendering:
 
 
 def models_of(root: Path) -> dict[str, ModelConfig]:
+    """Every model's configuration, by name."""
     return {name: load_model(root, name).model for name in model_names(root)}
 
 
 def read_states(manifest_dir: Path) -> dict[str, EnvironmentState]:
+    """Every environment's state; a usage error if there is none."""
     names = environment_names(manifest_dir)
     if not names:
         raise ConfigError(
@@ -144,6 +148,7 @@ def _objects(
 def environment_files(
     name: str, objects: list[render.RenderedObject], gitops: GitOpsConfig
 ) -> dict[str, str]:
+    """An environment's rendered objects as files under rendered/<env>/."""
     source = f"{gitops.path}/environments/{name}.yaml"
     return {
         f"rendered/{name}/{fname}": text for fname, text in render.to_files(objects, source).items()
@@ -181,6 +186,7 @@ def owned(env: str | None, controllers: bool = False) -> tuple[str, ...]:
 def on_disk(
     manifest_dir: Path, env: str | None = None, controllers: bool = False
 ) -> dict[str, str]:
+    """The rendered files now on disk in the folders this rendering owns."""
     out: dict[str, str] = {}
     for folder in owned(env, controllers):
         out.update(
@@ -193,6 +199,7 @@ def on_disk(
 
 
 def select(files: Mapping[str, str], env: str | None, controllers: bool = False) -> dict[str, str]:
+    """The files in the folders owned for an environment (all, if env is None)."""
     return {
         k: v
         for k, v in files.items()
@@ -218,6 +225,7 @@ def write(
 
 
 def require_rendered(files: Mapping[str, str], env: str | None) -> None:
+    """Refuse an environment that rendered nothing: it is most likely misspelled."""
     if env is not None and not any(k.startswith(f"rendered/{env}/") for k in files):
         raise ConfigError(
             f"environment {env!r} rendered nothing",

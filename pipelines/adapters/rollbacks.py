@@ -36,6 +36,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RollbackResult:
+    """What serves after the rollback, what was taken out, and any request to approve."""
+
     restored: str  # the release that serves (or will, once the request is merged)
     rolled_back: str  # the release taken out of service
     detail: str  # the whole truth, one line: what changed, or what now awaits approval
@@ -97,6 +99,7 @@ def roll_back(
     reactivate: bool = False,
     auto: Automatic | None = None,
 ) -> RollbackResult:
+    """Roll ``env`` back to its idle color's release, by hand or for the guard (``automatic``)."""
     cfg = load_gitops(ws.root)
     with gitops.checkout(cfg, ws.root) as repo:
         state = repo.read_state(env)

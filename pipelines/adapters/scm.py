@@ -37,6 +37,8 @@ MAX_WAIT_S = 60.0
 
 @dataclass(frozen=True)
 class PullRequest:
+    """A pull (merge) request, and whether this call created it."""
+
     number: int
     url: str
     created: bool
@@ -62,17 +64,24 @@ def parse_request_branch(name: str) -> tuple[str, str, str] | None:
 
 
 class Provider(Protocol):
+    """A place that hosts pull requests: GitHub, GitLab, or a local folder."""
+
     name: str
 
-    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest: ...
+    def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a request from head into base, or update the open one; it is idempotent."""
 
-    def find_open(self, *, head: str, base: str) -> PullRequest | None: ...
+    def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        """The open request from head into base, if there is one."""
 
-    def list_open(self, *, base: str) -> list[PullRequest]: ...
+    def list_open(self, *, base: str) -> list[PullRequest]:
+        """The open requests into base."""
 
-    def close(self, number: int) -> None: ...
+    def close(self, number: int) -> None:
+        """Close a request without merging it."""
 
-    def upsert_comment(self, number: int, marker: str, body: str) -> str: ...
+    def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Post the comment, or replace the one carrying marker; where it can be read."""
 
 
 class ApiError(ConfigError):
@@ -173,6 +182,8 @@ def _rate_limit_wait(r: requests.Response) -> float | None:
 
 
 class GitHub:
+    """Pull requests on GitHub through its REST API."""
+
     name = "github"
 
     def __init__(self, cfg: GitOpsConfig) -> None:
@@ -210,6 +221,7 @@ class GitHub:
         )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        """The open pull request from head into base, if there is one."""
         owner = self.repo.split("/")[0]
         found = self.http.call(
             "GET",
@@ -219,15 +231,18 @@ class GitHub:
         return self._pr(found[0], False) if found else None
 
     def list_open(self, *, base: str) -> list[PullRequest]:
+        """The open pull requests into base."""
         return [
             self._pr(doc, False)
             for doc in self.http.pages(f"/repos/{self.repo}/pulls", {"state": "open", "base": base})
         ]
 
     def close(self, number: int) -> None:
+        """Close a pull request without merging it."""
         self.http.call("PATCH", f"/repos/{self.repo}/pulls/{number}", json_body={"state": "closed"})
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a pull request, or update the title and body of the open one."""
         existing = self.find_open(head=head, base=base)
         if existing is not None:
             doc = self.http.call(
@@ -251,6 +266,7 @@ class GitHub:
         return self._pr(doc, True)
 
     def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Post a comment, or edit the one carrying the marker; its URL."""
         text = f"{marker}\n{body}"
         for comment in self.http.pages(f"/repos/{self.repo}/issues/{number}/comments", {}):
             if marker in str(comment.get("body", "")):
@@ -267,6 +283,8 @@ class GitHub:
 
 
 class GitLab:
+    """Merge requests on GitLab through its REST API."""
+
     name = "gitlab"
 
     def __init__(self, cfg: GitOpsConfig) -> None:
@@ -298,6 +316,7 @@ class GitLab:
         )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        """The open merge request from head into base, if there is one."""
         found = self.http.call(
             "GET",
             f"/projects/{self.project}/merge_requests",
@@ -306,6 +325,7 @@ class GitLab:
         return self._mr(found[0], False) if found else None
 
     def list_open(self, *, base: str) -> list[PullRequest]:
+        """The open merge requests into base."""
         return [
             self._mr(doc, False)
             for doc in self.http.pages(
@@ -315,6 +335,7 @@ class GitLab:
         ]
 
     def close(self, number: int) -> None:
+        """Close a merge request without merging it."""
         self.http.call(
             "PUT",
             f"/projects/{self.project}/merge_requests/{number}",
@@ -322,6 +343,7 @@ class GitLab:
         )
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a merge request, or update the title and description of the open one."""
         existing = self.find_open(head=head, base=base)
         if existing is not None:
             doc = self.http.call(
@@ -350,6 +372,7 @@ class GitLab:
         return self._mr(doc, True)
 
     def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Post a note, or edit the one carrying the marker; its URL."""
         text = f"{marker}\n{body}"
         base = f"/projects/{self.project}/merge_requests/{number}/notes"
         for note in self.http.pages(base, {"sort": "asc"}):
@@ -397,12 +420,14 @@ class Local:
         )
 
     def find_open(self, *, head: str, base: str) -> PullRequest | None:
+        """The open request from head into base, if there is one."""
         for number, doc in self._index().items():
             if doc["head"] == head and doc["base"] == base and doc["state"] == "open":
                 return self._pr(number, doc, False)
         return None
 
     def open_prs(self) -> list[tuple[PullRequest, dict[str, Any]]]:
+        """Every open request with its stored record, in number order."""
         return [
             (self._pr(n, d, False), d)
             for n, d in sorted(self._index().items(), key=lambda kv: int(kv[0]))
@@ -410,12 +435,15 @@ class Local:
         ]
 
     def list_open(self, *, base: str) -> list[PullRequest]:
+        """The open requests into base."""
         return [pr for pr, _ in self.open_prs() if pr.base == base]
 
     def close(self, number: int) -> None:
+        """Mark a request closed."""
         self.set_state(number, "closed")
 
     def open_or_update(self, *, head: str, base: str, title: str, body: str) -> PullRequest:
+        """Open a request, or update the open one, under the folder's lock."""
         with self._locked():
             index = self._index()
             found = self.find_open(head=head, base=base)
@@ -433,18 +461,21 @@ class Local:
             return self._pr(number, index[number], created)
 
     def set_state(self, number: int, state: str) -> None:
+        """Set a request's state (open, closed, merged) under the folder's lock."""
         with self._locked():
             index = self._index()
             index[str(number)]["state"] = state
             write_json(self.dir / "index.json", index)
 
     def upsert_comment(self, number: int, marker: str, body: str) -> str:
+        """Write the request's comment file (one per request); its path."""
         path = self.dir / "comments" / f"{number}.md"
         write_text(path, f"{marker}\n{body}")
         return str(path)
 
 
 def provider(cfg: GitOpsConfig, root: Path) -> Provider:
+    """The pull-request provider the GitOps config names."""
     if cfg.provider == "github":
         return GitHub(cfg)
     if cfg.provider == "gitlab":

@@ -53,6 +53,7 @@ _Loader.add_implicit_resolver(
 
 
 def load_yaml(text: str) -> Any:
+    """Parse YAML safely, reading `1e-3` as a number as YAML 1.2 does (PyYAML reads 1.1)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -69,10 +70,12 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def model_names(root: Path) -> list[str]:
+    """The models that have a models/<name>/model.yaml, sorted."""
     return sorted(p.parent.name for p in (root / MODELS_DIR).glob("*/model.yaml"))
 
 
 def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
+    """A model's validated config and workspace; a usage error naming the known models."""
     root = root.resolve()
     require_known("model", name, model_names(root))
     path = root / MODELS_DIR / name / "model.yaml"
@@ -101,6 +104,7 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
 def format_validation_error(
     path: Path, exc: ValidationError, cls: type[BaseModel] | None = None
 ) -> str:
+    """A pydantic error as lines a person fixes: the file, then each bad key and what is wrong."""
     lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
@@ -192,6 +196,7 @@ def load_gitops(root: Path, env: Mapping[str, str] | None = None) -> GitOpsConfi
 
 
 def parse_environment(path: Path, text: str) -> EnvironmentState:
+    """Validate an environment state file; a usage error naming the file if it is malformed."""
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
@@ -208,6 +213,7 @@ def parse_environment(path: Path, text: str) -> EnvironmentState:
 
 
 def environment_names(manifests: Path) -> list[str]:
+    """The environments that have a state file, sorted."""
     return sorted(p.stem for p in (manifests / "environments").glob("*.yaml"))
 
 
@@ -219,6 +225,7 @@ ENVIRONMENT_HEADER = """\
 
 
 def dump_environment(state: EnvironmentState) -> str:
+    """An environment state as YAML, under a header saying which commands rewrite it."""
     body = yaml.safe_dump(state.model_dump(mode="json"), sort_keys=False, width=100)
     return ENVIRONMENT_HEADER.format(env=state.environment) + body
 

@@ -48,15 +48,21 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class SklearnDigitsSource(_Section):
+    """Data from scikit-learn's bundled 8x8 digits, which needs no download."""
+
     kind: Literal["sklearn_digits"] = "sklearn_digits"
 
 
 class FileSource(_Section):
+    """Data from a CSV or Parquet file in the repository."""
+
     kind: Literal["file"]
     path: str = Field(description="CSV or Parquet file, relative to the repository root.")
 
 
 class FeatureSpec(_Section):
+    """The feature columns (prefix + index), the image shape they form, and their value range."""
+
     prefix: str = Field("pixel_", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     count: int = Field(64, gt=0)
     # YAML has lists, not tuples: the pair itself is lax, its items strict.
@@ -75,10 +81,13 @@ class FeatureSpec(_Section):
 
     @property
     def columns(self) -> list[str]:
+        """The feature column names, in order."""
         return [f"{self.prefix}{i}" for i in range(self.count)]
 
 
 class LabelSpec(_Section):
+    """The label column and the classes it may hold."""
+
     column: str = Field("label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     classes: list[int] = Field(default_factory=lambda: list(range(10)), min_length=2)
 
@@ -91,6 +100,8 @@ class LabelSpec(_Section):
 
 
 class SplitSpec(_Section):
+    """The validation and test fractions, and the seed of the split."""
+
     validation: Fraction = 0.15
     test: Fraction = 0.2
     seed: int = 42
@@ -103,6 +114,8 @@ class SplitSpec(_Section):
 
 
 class ExpectationSpec(_Section):
+    """What the data must satisfy before training: row count and class balance."""
+
     min_rows: int = Field(50, gt=0)
     class_fraction_min: Fraction = 0.05
     class_fraction_max: Fraction = 0.2
@@ -115,6 +128,8 @@ class ExpectationSpec(_Section):
 
 
 class DataConfig(_Section):
+    """Where the data comes from, its columns, its split and its expectations."""
+
     source: SklearnDigitsSource | FileSource = Field(
         default_factory=SklearnDigitsSource, discriminator="kind"
     )
@@ -125,6 +140,8 @@ class DataConfig(_Section):
 
 
 class TrainingConfig(_Section):
+    """How the model is built and trained."""
+
     architecture: str = Field("architecture.py", description="File defining build_model().")
     epochs: int = Field(12, gt=0, le=1000)
     batch_size: int = Field(32, gt=0)
@@ -135,15 +152,21 @@ class TrainingConfig(_Section):
 
 
 class ExportConfig(_Section):
+    """How the trained model is converted to TFLite."""
+
     quantization: Literal["none", "dynamic_range", "float16"] = "dynamic_range"
 
 
 class PerClassRule(_Section):
+    """The minimum recall of every class, with per-class overrides."""
+
     min_recall: float = Field(0.8, ge=0, le=1)
     overrides: dict[int, Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=dict)
 
 
 class ChangeRule(_Section):
+    """How the candidate must compare with the serving model on the same test set."""
+
     require: Literal["not_worse", "better"] = "not_worse"
     max_drop: float = Field(
         0.01,
@@ -167,6 +190,8 @@ class ChangeRule(_Section):
 
 
 class Thresholds(_Section):
+    """Minimum test metrics; a metric left unset is not gated."""
+
     accuracy: float | None = Field(0.9, ge=0, le=1)
     macro_precision: float | None = Field(None, ge=0, le=1)
     macro_recall: float | None = Field(None, ge=0, le=1)
@@ -174,6 +199,8 @@ class Thresholds(_Section):
 
 
 class GateConfig(_Section):
+    """What a model must meet to be blessed for release."""
+
     thresholds: Thresholds = Field(default_factory=Thresholds)
     max_size_bytes: int | None = Field(None, gt=0)
     max_latency_p99_ms: float | None = Field(None, gt=0)
@@ -185,6 +212,8 @@ PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
 
 
 class VerifyConfig(_Section):
+    """How the built image is checked before release."""
+
     ready_timeout_s: float = Field(
         60.0,
         gt=0,
@@ -200,6 +229,8 @@ class VerifyConfig(_Section):
 
 
 class ServingConfig(_Section):
+    """The serving process and the image it runs in."""
+
     port: int = Field(contract.PORT, ge=1024, le=65535)
     max_batch: int = Field(256, gt=0, le=100_000)
     max_body_bytes: int = Field(1_048_576, ge=256)
@@ -266,6 +297,8 @@ QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
 
 
 class Resources(_Section):
+    """CPU and memory requests and limits of a serving pod."""
+
     cpu_request: str = Field("100m", pattern=QUANTITY)
     memory_request: str = Field("128Mi", pattern=QUANTITY)
     cpu_limit: str = Field("500m", pattern=QUANTITY)
@@ -273,6 +306,8 @@ class Resources(_Section):
 
 
 class DeployConfig(_Section):
+    """How the model is deployed to Kubernetes."""
+
     image_repository: str = Field("digits", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
     replicas: int = Field(
         2,
@@ -295,6 +330,8 @@ class DeployConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """A model's configuration: models/<name>/model.yaml."""
+
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
     description: str = ""
     data: DataConfig = Field(default_factory=DataConfig)
@@ -335,20 +372,25 @@ class Workspace:
 
     @property
     def name(self) -> str:
+        """The model's name."""
         return self.model.name
 
     @property
     def model_dir(self) -> Path:
+        """The model's folder, models/<name>/."""
         return self.root / MODELS_DIR / self.name
 
     @property
     def data_dir(self) -> Path:
+        """Where the model's data splits are written."""
         return self.root / "data" / self.name
 
     def split_path(self, split: str) -> Path:
+        """The Parquet file of one data split."""
         return self.data_dir / f"{split}.parquet"
 
     def artifacts(self, stage: str) -> Path:
+        """The folder a stage writes its artifacts to."""
         return self.root / "artifacts" / self.name / stage
 
 
@@ -356,6 +398,7 @@ SPLITS = ("train", "validation", "test")
 
 
 def json_schema() -> dict[str, Any]:
+    """The JSON schema of model.yaml, for editors and `mlops config --schema`."""
     return ModelConfig.model_json_schema()
 
 
@@ -397,6 +440,7 @@ class ModelSlot(_Strict):
         return self
 
     def color(self, name: str) -> ReleaseRecord | None:
+        """The release in a color (blue or green), if any."""
         record: ReleaseRecord | None = getattr(self, name)
         return record
 
@@ -409,6 +453,8 @@ class ModelSlot(_Strict):
 
 
 class EnvironmentState(_Strict):
+    """An environment's state in the GitOps repository: where it runs and what is deployed."""
+
     environment: str = Field(pattern=DNS_LABEL, max_length=30)
     namespace: str = Field(pattern=DNS_LABEL, max_length=63)
     promotion: Literal["direct", "pr"] = Field(
@@ -438,11 +484,15 @@ class EnvironmentState(_Strict):
 
 
 class GitHubSettings(_Strict):
+    """Where pull requests go on GitHub."""
+
     api_url: str = "https://api.github.com"
     repository: str = Field("", pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
 
 class GitLabSettings(_Strict):
+    """Where merge requests go on GitLab."""
+
     api_url: str = "https://gitlab.com/api/v4"
     project: str = Field("", description="Numeric id or full path (group/name).")
 

@@ -32,6 +32,8 @@ class WouldReactivate(NoPreviousRelease):
 
 @dataclass(frozen=True)
 class Transition:
+    """The outcome of a transition: the new slot, whether it changed, and what was overwritten."""
+
     slot: ModelSlot
     changed: bool
     color: str  # the color now active
@@ -99,6 +101,7 @@ def rollback(
 
 
 def with_slot(state: EnvironmentState, model: str, slot: ModelSlot) -> EnvironmentState:
+    """A copy of the state with one model's slot replaced; the input state is left as it was."""
     models = dict(state.models)
     models[model] = slot
     return state.model_copy(update={"models": models})
@@ -106,6 +109,8 @@ def with_slot(state: EnvironmentState, model: str, slot: ModelSlot) -> Environme
 
 @dataclass(frozen=True)
 class LiveDeployment:
+    """What the cluster reports for one color's Deployment: its image and replica counts."""
+
     color: str
     image: str
     ready: int

@@ -114,6 +114,7 @@ def build(scope: Scope, s: RuleSettings) -> dict[str, Any]:
 
 
 def config_map(scope: Scope, s: RuleSettings) -> dict[str, Any]:
+    """The dashboard as a ConfigMap, the form in which Grafana's sidecar picks it up."""
     text = json.dumps(build(scope, s), indent=2, sort_keys=True, ensure_ascii=True)
     return {
         "apiVersion": "v1",

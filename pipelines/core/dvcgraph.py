@@ -42,10 +42,12 @@ PIPELINE = ["ingest", *ORDER, "gate", "package", "verify", "release", "promote"]
 
 
 def stage_name(stage: str, model: str) -> str:
+    """The DVC stage name of a pipeline stage for one model."""
     return f"{stage}-{model}"
 
 
 def stage_module(stage: str) -> str:
+    """The module that implements a pipeline stage."""
     return f"pipelines.stages.{stage}"
 
 

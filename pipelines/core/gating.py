@@ -11,6 +11,8 @@ from pipelines.core.stats import PairedComparison
 
 @dataclass(frozen=True)
 class RuleResult:
+    """One gate rule's outcome, with the reason a reviewer reads."""
+
     rule: str
     passed: bool
     reason: str
@@ -18,14 +20,18 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class Verdict:
+    """Whether a model is blessed, and the rule results that decided it."""
+
     blessed: bool
     rules: list[RuleResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The verdict as plain JSON-ready data."""
         return {"blessed": self.blessed, "rules": [asdict(r) for r in self.rules]}
 
     @property
     def failed(self) -> list[RuleResult]:
+        """The rules that did not pass."""
         return [r for r in self.rules if not r.passed]
 
 
@@ -43,6 +49,8 @@ class TensorSpec:
 
 @dataclass(frozen=True)
 class ModelIO:
+    """A model's input and output tensor specs, as the serving contract checks them."""
+
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
@@ -88,6 +96,7 @@ def _pct(x: float) -> str:
 
 
 def absolute_rules(cfg: GateConfig, metrics: dict[str, Any]) -> list[RuleResult]:
+    """One rule per configured metric threshold; unset thresholds are skipped."""
     results: list[RuleResult] = []
     for name, minimum in cfg.thresholds.model_dump().items():
         if minimum is None:
@@ -126,6 +135,7 @@ def absolute_rules(cfg: GateConfig, metrics: dict[str, Any]) -> list[RuleResult]
 
 
 def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list[RuleResult]:
+    """A single rule that fails if any class's recall is below its minimum."""
     failing: list[str] = []
     for cls, recall in sorted(per_class_recall.items(), key=lambda kv: int(kv[0])):
         minimum = cfg.per_class.overrides.get(int(cls), cfg.per_class.min_recall)
@@ -144,6 +154,7 @@ def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list
 
 
 def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleResult:
+    """The rule comparing candidate with baseline; without a baseline, the config decides."""
     rule = cfg.change
     name = f"change_{rule.require}"
     if comparison is None:
@@ -194,6 +205,7 @@ def decide(
     metrics: dict[str, Any],
     comparison: PairedComparison | None,
 ) -> Verdict:
+    """The gate verdict: blessed only if every absolute, per-class and change rule passes."""
     rules = [
         *absolute_rules(cfg, metrics),
         *per_class_rules(cfg, {k: v["recall"] for k, v in metrics["per_class"].items()}),

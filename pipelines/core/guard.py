@@ -48,18 +48,22 @@ class Alert:
 
     @property
     def name(self) -> str:
+        """The alert's name (``alertname``)."""
         return self.labels.get("alertname", "")
 
     @property
     def environment(self) -> str:
+        """The environment the alert is about."""
         return self.labels.get("environment", "")
 
     @property
     def model(self) -> str:
+        """The model the alert is about."""
         return self.labels.get("model", "")
 
     @property
     def release(self) -> str:
+        """The release the alert blames: the guard acts only while it is active."""
         return self.labels.get("release", "")
 
 
@@ -73,12 +77,16 @@ class Acted:
 
 @dataclass(frozen=True)
 class RateLimit:
+    """At most ``max_rollbacks`` automatic rollbacks per environment within ``window``."""
+
     max_rollbacks: int
     window: dt.timedelta
 
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether the guard acts on an alert, why (not), and how."""
+
     act: bool
     reason: str  # why (not): one line for the log and the webhook's answer
     mode: Mode | None = None  # how, when act

@@ -27,6 +27,7 @@ TEMPLATES = (
 def guard_objects(
     state: EnvironmentState, gitops: GitOpsConfig, templates: Mapping[str, str]
 ) -> list[RenderedObject]:
+    """The guard's objects for one environment; none where auto_rollback is off."""
     if state.auto_rollback == "off":
         return []
     if not gitops.guard.image:

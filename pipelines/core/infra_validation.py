@@ -12,6 +12,8 @@ from pipelines.serving import contract
 
 @dataclass(frozen=True)
 class Case:
+    """A malformed request the image must refuse, and the status code it must answer."""
+
     name: str
     method: str
     path: str
@@ -111,6 +113,8 @@ def malformed_requests(
 
 @dataclass
 class Observations:
+    """What verify observed while starting and querying the real image."""
+
     ready_seconds: float | None
     ready_timeout_s: float
     ready_error: str = ""
@@ -127,6 +131,7 @@ class Observations:
 
 
 def decide(o: Observations) -> Verdict:
+    """The infra-validation verdict over what verify observed."""
     rules: list[RuleResult] = []
     if o.ready_seconds is None:
         rules.append(

@@ -45,6 +45,7 @@ def classification(
 
 
 def latency_summary(latencies_ms: NDArray[np.float64]) -> dict[str, float]:
+    """Percentiles (p50, p90, p99) and the mean of a set of latencies, in milliseconds."""
     p50, p90, p99 = np.percentile(latencies_ms, [50, 90, 99])
     return {
         "p50": float(p50),

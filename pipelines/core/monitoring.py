@@ -82,6 +82,7 @@ class Scope:
 
     @property
     def selector(self) -> str:
+        """The PromQL label matchers that pick this scope's series."""
         # json.dumps quotes the same way PromQL does (double quotes, backslash escapes).
         return f"namespace={json.dumps(self.namespace)}, model={json.dumps(self.model)}"
 
@@ -119,6 +120,7 @@ class Names:
 
 
 def names(s: RuleSettings) -> Names:
+    """The recorded series names for these settings."""
     return Names(
         instances=record_name("input_instances:increase", s),
         feature_mean=record_name("input_feature_mean", s),
@@ -241,6 +243,7 @@ def _service_rules(scope: Scope, s: RuleSettings, n: Names) -> list[tuple[str, s
 
 
 def recording_rules(scope: Scope, s: RuleSettings) -> list[dict[str, Any]]:
+    """The recording rules for input, prediction and service signals, labelled by environment."""
     n = names(s)
     rules = _input_rules(scope, s, n) + _prediction_rules(scope, s, n)
     rules += _service_rules(scope, s, n)
@@ -252,6 +255,8 @@ def recording_rules(scope: Scope, s: RuleSettings) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class Alert:
+    """One alerting rule before it is rendered for Prometheus."""
+
     name: str
     expr: str
     for_: str
@@ -355,11 +360,13 @@ def _down_alert(scope: Scope, s: RuleSettings) -> Alert:
 
 
 def alerts(scope: Scope, s: RuleSettings) -> list[Alert]:
+    """The drift, service and down alerts for a scope."""
     n = names(s)
     return [*_drift_alerts(scope, s, n), *_service_alerts(s, n), _down_alert(scope, s)]
 
 
 def alert_rule(alert: Alert, scope: Scope, s: RuleSettings) -> dict[str, Any]:
+    """An alert as a Prometheus rule; alerts that may roll back are labelled when enabled."""
     labels = {"environment": scope.environment, "severity": alert.severity}
     if scope.auto_rollback != "off" and alert.name in ROLLBACK_ALERTS:
         labels["action"] = "rollback"
@@ -408,6 +415,7 @@ def _metadata(name: str, scope: Scope, **labels: str) -> dict[str, Any]:
 
 
 def prometheus_rule(scope: Scope, s: RuleSettings) -> dict[str, Any]:
+    """The PrometheusRule object the Prometheus Operator loads for a scope."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",

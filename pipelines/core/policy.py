@@ -38,6 +38,8 @@ DEFAULT_GRACE_SECONDS = 30
 
 @dataclass(frozen=True)
 class Violation:
+    """A policy rule an object breaks, with the file and object it was found in."""
+
     file: str
     object: str
     rule: str

@@ -26,6 +26,8 @@ BINS = 10  # quantile bins per feature (deciles)
 
 @dataclass(frozen=True)
 class FeatureProfile:
+    """Per feature: the reference mean, floored standard deviation and quantile edges."""
+
     mean: F64
     stddev: F64  # floored: a constant feature would otherwise divide by zero
     bins: F64  # (features, BINS + 1) quantile edges
@@ -33,6 +35,8 @@ class FeatureProfile:
 
 @dataclass(frozen=True)
 class Gaussian:
+    """The shrunk multivariate Gaussian that scores how unusual an instance is."""
+
     center: F64
     precision: F64  # inverse of the shrunk covariance
     shrinkage: float
@@ -40,18 +44,23 @@ class Gaussian:
 
 @dataclass(frozen=True)
 class AnomalyThreshold:
+    """Epsilon on the anomaly score, and the share of held-out rows above it."""
+
     threshold: float  # epsilon on the Mahalanobis distance
     held_out_rate: float  # share of held-out rows above it
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
+    """The calibrated drift thresholds, one per statistic the rules compare."""
+
     feature_effect: float
     drifted_fraction: float
     prediction_psi: float
 
 
 def feature_profile(x: F64, stddev_floor: float) -> FeatureProfile:
+    """Mean, floored standard deviation and quantile edges of each column of ``x``."""
     if x.ndim != 2 or x.shape[0] < 2:
         raise ValueError("need a 2-D array with at least two rows")
     if stddev_floor <= 0:

@@ -31,19 +31,24 @@ class RenderError(ValueError):
 
 @dataclass(frozen=True)
 class RenderedObject:
+    """A Kubernetes object rendered from a template, with the template it came from."""
+
     template: str
     obj: dict[str, Any]
 
     @property
     def kind(self) -> str:
+        """The object's Kubernetes kind."""
         return str(self.obj["kind"])
 
     @property
     def name(self) -> str:
+        """The object's metadata name."""
         return str(self.obj["metadata"]["name"])
 
     @property
     def filename(self) -> str:
+        """The file the object is written to: kind and name, so that names never collide."""
         return f"{self.kind.lower()}-{self.name}.yaml"
 
 
@@ -55,6 +60,7 @@ def _quote(value: Any) -> str:
 
 
 def environment(templates: Mapping[str, str]) -> jinja2.Environment:
+    """A strict Jinja environment over the templates: an undefined variable is an error."""
     # YAML, not HTML: HTML escaping would corrupt values; every value goes through |q instead.
     env = jinja2.Environment(
         loader=jinja2.DictLoader(dict(templates)),
@@ -92,6 +98,7 @@ def _one(env: jinja2.Environment, template: str, context: dict[str, Any]) -> Ren
 
 
 def model_context(model: ModelConfig, replicas: int | None) -> dict[str, Any]:
+    """The template variables for one model's serving objects."""
     d = model.deploy
     return {
         "name": model.name,
@@ -221,12 +228,15 @@ def to_files(objects: list[RenderedObject], source: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Diff:
+    """The names of rendered objects added, changed and removed against what was there."""
+
     added: list[str]
     changed: list[str]
     removed: list[str]
 
     @property
     def empty(self) -> bool:
+        """Whether nothing was added, changed or removed."""
         return not (self.added or self.changed or self.removed)
 
 

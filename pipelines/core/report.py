@@ -63,6 +63,7 @@ def metrics_table(blessing: Mapping[str, Any]) -> str:
 
 
 def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
+    """A Markdown table of per-class recall, candidate against baseline, capped at limit rows."""
     cand = blessing["candidate"].get("per_class_recall") or {}
     base = ((blessing.get("baseline") or {}).get("metrics") or {}).get("per_class_recall") or {}
     rows = []
@@ -73,12 +74,14 @@ def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
 
 
 def rules_list(rules: Sequence[Mapping[str, Any]]) -> str:
+    """The gate rules as a Markdown list, passed or failed, with their reasons."""
     return "\n".join(
         f"- {'✅' if r['passed'] else '❌'} **{r['rule']}**: {_cell(r['reason'])}" for r in rules
     )
 
 
 def validation_summary(summary: Mapping[str, Any]) -> str:
+    """One line on the data validation: verdict, expectations met, and rows per split."""
     rows = ", ".join(f"{k} {v}" for k, v in (summary.get("rows") or {}).items())
     verdict = "passed" if summary.get("success") else "FAILED"
     total = int(summary.get("evaluated_expectations", 0))
@@ -94,6 +97,7 @@ def validation_summary(summary: Mapping[str, Any]) -> str:
 
 
 def diff_summary(d: Diff) -> str:
+    """The rendered-object changes as Markdown, one line per kind of change."""
     if d.empty:
         return "No rendered object changes."
     lines = []

@@ -10,6 +10,8 @@ from numpy.typing import NDArray
 
 @dataclass(frozen=True)
 class PairedComparison:
+    """Candidate against baseline on the same examples: accuracies, delta with CI, discordance."""
+
     n: int
     candidate_accuracy: float
     baseline_accuracy: float
@@ -65,6 +67,7 @@ def compare_paired(
     resamples: int,
     seed: int,
 ) -> PairedComparison:
+    """Compare two prediction vectors on the same labels, with a bootstrap CI for the delta."""
     if not (labels.shape == candidate.shape == baseline.shape) or labels.ndim != 1:
         raise ValueError("labels and both prediction vectors must be 1-D and of equal length")
     if labels.shape[0] == 0:

@@ -44,6 +44,8 @@ RESERVED_FDS = 32
 
 
 class DrainingServer(uvicorn.Server):
+    """uvicorn's server, draining on SIGTERM: readiness goes red, serving goes on, then stops."""
+
     def __init__(self, config: uvicorn.Config, state: ServerState, stats: ConnectionStats) -> None:
         super().__init__(config)
         self.state = state
@@ -52,10 +54,12 @@ class DrainingServer(uvicorn.Server):
         self._exit_at: float | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """Install the rate-limited loop error handler, then start as uvicorn does."""
         asyncio.get_running_loop().set_exception_handler(RateLimitedLoopErrors(self.stats))
         await super().startup(sockets)
 
     async def on_tick(self, counter: int) -> bool:
+        """Sweep expired connections, and start the graceful shutdown once the delay is over."""
         if counter % SWEEP_EVERY_TICKS == 0:
             sweep(self.server_state.connections, self.stats)
         if self._exit_at is not None and time.monotonic() >= self._exit_at:
@@ -64,6 +68,7 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Mark the server draining; a first SIGTERM only schedules the exit, after the delay."""
         # Readiness goes red first, so a load balancer still polling stops sending traffic.
         self.state.draining = True
         if sig == signal.SIGTERM and self.delay and self._exit_at is None and not self.should_exit:
@@ -106,6 +111,7 @@ def connection_limit(wanted: int) -> int:
 
 
 def main() -> int:
+    """Serve the model until stopped; the process's exit code (2 for bad configuration)."""
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

@@ -63,6 +63,7 @@ ASGIApp = Callable[
 
 
 def json_response(payload: Any, status: int = 200) -> Response:
+    """A JSON response; numpy values are serialized as their Python equivalents."""
     return Response(
         orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY),
         status,
@@ -203,6 +204,7 @@ def parse_instances(
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (BadRequest) beyond limit, whether declared or streamed."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
@@ -223,6 +225,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 @dataclass
 class ServerState:
+    """What the server holds at run time: the model, metrics, and why it is not ready yet."""
+
     settings: Settings
     signature: Signature | None = None
     runtime: Runtime | None = None
@@ -234,6 +238,7 @@ class ServerState:
 
     @property
     def ready(self) -> bool:
+        """Whether the server takes traffic: the model is loaded and it is not draining."""
         return self.runtime is not None and not self.ready_reason and not self.draining
 
 
@@ -341,6 +346,7 @@ class Observe:
         receive: Callable[[], Awaitable[Message]],
         send: Callable[[Message], Awaitable[None]],
     ) -> None:
+        """Pass an HTTP request on, then record its route, status and latency."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -388,6 +394,7 @@ class Handlers:
         self.model_name = model_name
 
     async def predict(self, request: Request) -> Response:
+        """The predict route: instances in, class probabilities and predictions out."""
         # Draining does not stop predictions: until the listener closes, this pod may still be
         # in a Service's endpoints (see __main__). Only /readyz says it is going away.
         state, settings = self.state, self.settings
@@ -421,6 +428,7 @@ class Handlers:
         )
 
     def status(self, _: Request) -> Response:
+        """The model status route, in TF Serving's shape (AVAILABLE, LOADING or END)."""
         state = self.state
         if state.ready:
             code, message, st = "OK", "", "AVAILABLE"
@@ -440,6 +448,7 @@ class Handlers:
         )
 
     def metadata(self, _: Request) -> Response:
+        """The model metadata route: the signature clients send and get back."""
         settings, sig = self.settings, self.state.signature
         if sig is None:
             return json_response({"error": f"not ready: {self.state.ready_reason}"}, 503)
@@ -479,9 +488,11 @@ class Handlers:
         )
 
     def healthz(self, _: Request) -> Response:
+        """Liveness: the process answers."""
         return json_response({"status": "alive"})
 
     def readyz(self, _: Request) -> Response:
+        """Readiness: 200 with the release when serving, 503 with the reason otherwise."""
         state = self.state
         if state.ready:
             return json_response({"status": "ready", "release": self.settings.release})
@@ -489,6 +500,7 @@ class Handlers:
         return json_response({"status": "not ready", "reason": reason}, 503)
 
     def metrics(self, _: Request) -> Response:
+        """The Prometheus metrics, in the text exposition format."""
         if self.state.metrics is None:
             return Response(b"", media_type=CONTENT_TYPE_LATEST)
         return Response(
@@ -496,6 +508,7 @@ class Handlers:
         )
 
     async def http_error(self, _: Request, exc: Exception) -> Response:
+        """Starlette's HTTP errors as JSON; a 404 names the model this server serves."""
         assert isinstance(exc, HTTPException)
         detail = exc.detail
         if exc.status_code == 404:
@@ -504,6 +517,7 @@ class Handlers:
 
 
 def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
+    """The serving application; it loads the model at startup, in its lifespan."""
     state = state or ServerState(settings)
     model_name = _model_name(settings)
     handlers = Handlers(settings, state, model_name)

@@ -53,6 +53,8 @@ _now = time.monotonic  # what asyncio's loop.time() returns, without its extra c
 
 @dataclass(frozen=True)
 class Limits:
+    """Connection deadlines (seconds) and the number of connections accepted at once."""
+
     header_timeout: float
     body_timeout: float
     keepalive_timeout: float
@@ -99,6 +101,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # by uvicorn's own timer (timeout_keep_alive).
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Refuse the connection with 503 if over the limit, else start its header deadline."""
         HttpToolsProtocol.connection_made(self, transport)
         self._head_bytes = 0
         if len(self.connections) > self.limits.max_connections:
@@ -126,6 +129,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        """Feed the parser, and move the deadline on when a request head completes."""
         phase = self._phase
         if phase is LINGER_PHASE:
             return
@@ -160,6 +164,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 )
 
     def timeout_keep_alive_handler(self) -> None:
+        """Count an idle connection's timeout, then close it as uvicorn does."""
         if not self.transport.is_closing():
             self.stats.timeouts[IDLE] += 1
         super().timeout_keep_alive_handler()
@@ -194,6 +199,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 def protocol_class(limits: Limits, stats: ConnectionStats) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates, bound to these limits and counters."""
     return type(
         "GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,), {"limits": limits, "stats": stats}
     )
@@ -220,6 +226,7 @@ class RateLimitedLoopErrors:
         self._held: dict[str, int] = {}
 
     def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """Count accept errors; log the error unless its kind was logged within the interval."""
         kind = str(context.get("message", ""))
         exc = context.get("exception")
         if isinstance(exc, OSError) and "accept" in kind:
@@ -261,6 +268,7 @@ class ConnectionCollector(Collector):
         self.labels = labels
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """The connection gauges and counters, as of the last sweep."""
         s = self.stats
         gauge = GaugeMetricFamily(
             "mlops_connections_open",

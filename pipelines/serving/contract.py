@@ -98,10 +98,12 @@ def model_path(model: str) -> str:
 
 
 def predict_path(model: str) -> str:
+    """The predict route of a model."""
     return f"{model_path(model)}:predict"
 
 
 def metadata_path(model: str) -> str:
+    """The metadata route of a model."""
     return f"{model_path(model)}/metadata"
 
 

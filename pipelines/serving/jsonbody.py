@@ -30,6 +30,8 @@ QUOTE_NAMES = 5  # the most client keys named in one error message
 
 
 class BadRequest(Exception):
+    """A request the server refuses, with the HTTP status and the message the client gets."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status

@@ -52,10 +52,12 @@ class Reference:
     drift_thresholds: dict[str, float]
 
     def scores(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The anomaly score of each row of ``x``."""
         return anomaly_scores(x, self.center, self.precision)
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Reference:
+        """The reference from profile.json's decoded document."""
         anomaly, drift = doc["anomaly"], doc["drift"]
         return cls(
             features=list(doc["features"]),

@@ -54,13 +54,16 @@ class Signature:
 
     @property
     def n_features(self) -> int:
+        """The number of input features."""
         return len(self.feature_names)
 
     def to_json(self) -> str:
+        """The signature as JSON, as shipped in the image."""
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Signature:
+        """Read a signature written by to_json."""
         raw = json.loads(text)
         raw["image_shape"] = tuple(raw["image_shape"])
         return cls(**raw)
@@ -89,19 +92,23 @@ class Runtime:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example (the batch dimension left out)."""
         return tuple(int(d) for d in self._input["shape"][1:])
 
     @property
     def n_outputs(self) -> int:
+        """The number of classes the model scores."""
         return int(self._output["shape"][-1])
 
     def predict_one(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The class probabilities of one example."""
         self._set(self._in_index, x[np.newaxis, ...])
         self._invoke()
         out: NDArray[np.float32] = self._get(self._out_index)[0]
         return out
 
     def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The class probabilities of a batch, one row per example."""
         if x.shape[0] == 1:  # the usual online request: get_tensor already returns a copy
             self._set(self._in_index, x)
             self._invoke()
@@ -126,5 +133,6 @@ class Runtime:
 
 
 def load_model_dir(directory: Path) -> tuple[Signature, Runtime]:
+    """The signature and runtime of the model in a folder."""
     signature = Signature.from_json((directory / SIGNATURE).read_text(encoding="utf-8"))
     return signature, Runtime((directory / MODEL_FILE).read_bytes())

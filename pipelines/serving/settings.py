@@ -18,6 +18,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
+    """The server's settings, read from the environment the Deployment sets."""
+
     model_dir: Path = Path(contract.MODEL_DIR)
     host: str = "0.0.0.0"  # noqa: S104 - a container serves on all of its interfaces
     port: int = contract.PORT
@@ -45,6 +47,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables; an unset or empty variable keeps its default."""
         env = os.environ if env is None else env
 
         def integer(name: str, default: int, low: int, high: int) -> int:

@@ -54,6 +54,7 @@ def check(url: str, model: str, release: str, sig: Signature) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the smoke test; 0 when the Service serves the release and its predictions match."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True, help="base URL of the Service")
     parser.add_argument("--model", required=True)

@@ -44,7 +44,10 @@ ANOMALY_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0)
 
 
 class JsonFormatter(logging.Formatter):
+    """Log records as one JSON object per line, with any structured fields merged in."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -61,6 +64,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str) -> None:
+    """Log JSON lines to stdout at level, uvicorn's loggers included."""
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -144,6 +148,7 @@ class InputStatistics(Collector):
         self._anomalies = 0
 
     def observe(self, raw: NDArray[np.float64]) -> None:
+        """Add a batch of instances; they are folded into the sums in blocks."""
         with self._lock:
             self._pending.append(raw)
             if len(self._pending) >= self.BLOCK:
@@ -168,6 +173,7 @@ class InputStatistics(Collector):
         self._anomalies += int(np.count_nonzero(scores > self._reference.anomaly_threshold))
 
     def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        """The input sums and the anomaly series, after folding in what is waiting."""
         with self._lock:
             self._fold()
             count, sums, squares = self._count, self._sum.copy(), self._squares.copy()
@@ -231,6 +237,7 @@ class ReferenceGauges(Collector):
         self._families = list(_reference_families(reference, list(labels)))
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The reference gauges, built once: they never change for a process."""
         yield from self._families
 
 
@@ -348,6 +355,7 @@ class Metrics:
         self._request_children: dict[tuple[str, int], Any] = {}
 
     def request(self, route: str, code: int, seconds: float) -> None:
+        """Record one request's latency and status code, by route."""
         child = self._latency_children.get(route)
         if child is None:
             child = self._latency_children[route] = self._latency.labels(*self._labels, route)
@@ -361,5 +369,6 @@ class Metrics:
         counter.inc()
 
     def predicted(self, class_indices: NDArray[np.int64]) -> None:
+        """Count the predicted classes of a batch."""
         for i in class_indices.tolist():
             self._by_class[i].inc()

@@ -34,11 +34,14 @@ ARTIFACTS = (
 
 @dataclass(frozen=True)
 class Report:
+    """The report's Markdown, and where it was posted (empty when it was not)."""
+
     markdown: str
     posted: str = ""
 
 
 def marker(model: str) -> str:
+    """The hidden marker by which a model's report comment is found and updated."""
     return f"<!-- mlops-report:{model} -->"
 
 
@@ -60,6 +63,7 @@ def links(ws: Workspace, artifacts_url: str) -> list[tuple[str, str]]:
 
 
 def pr_number() -> int | None:
+    """The pull or merge request this CI run is for, if any."""
     env = read_settings()
     for value in (env.pr_number, env.ci_merge_request_iid):  # MLOPS_PR_NUMBER first
         if value.isdigit():
@@ -69,6 +73,7 @@ def pr_number() -> int | None:
 
 
 def context() -> str:
+    """A line naming the commit and CI run the report describes."""
     env = read_settings()
     sha = env.commit_sha  # GITHUB_SHA, else CI_COMMIT_SHA
     run = ""
@@ -86,6 +91,7 @@ def run(
     metrics_file: Path | None = None,
     artifacts_url: str = "",
 ) -> Report:
+    """Build the report from the artifacts on disk; optionally post it and write the job summary."""
     summary = _optional(ws, ValidationSummary)
     on_disk = _optional(ws, Blessing)
     model = evidence.candidate_artifact(ws)

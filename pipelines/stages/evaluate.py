@@ -41,11 +41,14 @@ from pipelines.evidence import (
 
 @dataclass(frozen=True)
 class EvaluateResult:
+    """The test metrics and the file they were written to."""
+
     metrics: Metrics
     metrics_path: Path
 
 
 def run(ws: Workspace) -> EvaluateResult:
+    """Score the candidate's TFLite artifact on the test split and write metrics.json."""
     final = ws.artifacts("evaluate")
     invalidate(final)  # an error below must not leave the previous metrics for the gate
     require_valid_data(ws)

@@ -46,6 +46,8 @@ from pipelines.serving.runtime import MODEL_FILE
 
 @dataclass(frozen=True)
 class GateResult:
+    """Whether the candidate is blessed, the verdict, and the blessing file."""
+
     blessed: bool
     verdict: Verdict
     blessing: Path
@@ -132,6 +134,7 @@ def production_baseline(ws: Workspace) -> tuple[Path, dict[str, str]] | None:
 
 
 def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
+    """Decide on the candidate against the thresholds and the baseline; write blessing.json."""
     final = ws.artifacts("gate")
     invalidate(final)  # an error below must not leave an earlier blessing in force
     require_valid_data(ws)

@@ -62,6 +62,8 @@ class _Payload(BaseModel):
 
 
 class WebhookAlert(_Payload):
+    """One alert of Alertmanager's webhook payload (version 4)."""
+
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -72,6 +74,8 @@ class WebhookAlert(_Payload):
 
 
 class Webhook(_Payload):
+    """Alertmanager's webhook payload, version 4."""
+
     version: Literal["4"]
     groupKey: str
     truncatedAlerts: int = 0
@@ -85,6 +89,7 @@ class Webhook(_Payload):
 
 
 def to_alert(a: WebhookAlert) -> rules.Alert:
+    """The payload's alert as the guard's decisions take it."""
     return rules.Alert(
         a.status, dict(a.labels), dict(a.annotations), a.startsAt, a.generatorURL, a.fingerprint
     )
@@ -97,6 +102,8 @@ Outcome = Literal["rolled_back", "proposed", "dry_run", "ignored", "refused", "f
 
 @dataclass(frozen=True)
 class Result:
+    """What the guard did with one alert, and why."""
+
     outcome: Outcome
     detail: str
     fingerprint: str = ""
@@ -104,6 +111,8 @@ class Result:
 
 @dataclass(frozen=True)
 class GuardConfig:
+    """What the running guard needs: the checkout, its token, its limits."""
+
     root: Path  # the mlops checkout: models, templates and gitops.yaml
     token: SecretStr
     limit: rules.RateLimit
@@ -271,6 +280,7 @@ async def _read(request: Any) -> bytes | None:
 def configure(
     root: Path, token: SecretStr | None, limit: rules.RateLimit, dry_run: bool
 ) -> GuardConfig:
+    """The guard's configuration; refuses to start without a webhook token."""
     if token is None or not reveal(token):
         raise ConfigError(
             "the guard has no webhook token",

@@ -17,6 +17,8 @@ from pipelines.errors import DataInvalid
 
 @dataclass(frozen=True)
 class IngestResult:
+    """Rows per split, whether data/ changed, and the data's MD5."""
+
     rows: dict[str, int]
     changed: bool
     data_md5: str
@@ -73,6 +75,7 @@ def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def run(ws: Workspace) -> IngestResult:
+    """Write the dataset and its split; on failure, the last validation is invalidated."""
     try:
         return _ingest(ws)
     except BaseException:

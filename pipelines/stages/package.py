@@ -61,6 +61,8 @@ SERVING_DIR = Path(pipelines.__file__).parent / "serving"
 
 @dataclass(frozen=True)
 class PackageResult:
+    """The release built: its id, image by digest, model artifact, and whether it was reused."""
+
     release_id: str
     image: str
     model_artifact: str
@@ -172,6 +174,7 @@ def _write_context(target: Path, files: dict[str, bytes], wheels: Path) -> None:
 
 
 def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult:
+    """Build and push the serving image of the blessed model; write the release record."""
     final = ws.artifacts("package")
     invalidate(final)  # a failed build or push must not leave the previous release record
     blessing = require_blessing(ws)

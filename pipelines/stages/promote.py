@@ -40,6 +40,8 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class PromoteResult:
+    """The release proposed, what happened, and the request opened or updated."""
+
     release_id: str
     detail: str
     url: str = ""
@@ -86,6 +88,7 @@ def evidence(ws: Workspace, release_id: str, image: str) -> Evidence:
 
 
 def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -> PromoteResult:
+    """Propose from_env's serving release for to_env as a pull request."""
     root = ws.root
     cfg = load_gitops(root)
     provider = scm.provider(cfg, root)

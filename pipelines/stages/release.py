@@ -25,6 +25,8 @@ from pipelines.evidence import require_blessing, require_infra_blessing, require
 
 @dataclass(frozen=True)
 class Landed:
+    """The GitOps commit a release made (None if already in place), and what it did."""
+
     commit: str | None  # None: nothing to do (already in place)
     detail: str
 
@@ -101,4 +103,5 @@ def publish(
 
 
 def run(ws: Workspace, env: str, progress: Progress = print) -> Landed:
+    """Release the verified candidate into env."""
     return publish(ws.root, ws, env, candidate(ws), progress)

@@ -21,4 +21,5 @@ __all__ = ["RollbackResult", "plan", "run"]
 def run(
     ws: Workspace, env: str, progress: Progress = print, *, reactivate: bool = False
 ) -> RollbackResult:
+    """Roll ``env`` back to the release in its idle color (``mlops rollback``)."""
     return roll_back(ws, env, progress, reactivate=reactivate)

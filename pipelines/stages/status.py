@@ -21,6 +21,8 @@ from pipelines.errors import ConfigError, InfraError
 
 @dataclass
 class Row:
+    """One model in one environment: releases in git, what the cluster runs, and findings."""
+
     env: str
     model: str
     active: str
@@ -32,6 +34,8 @@ class Row:
 
 @dataclass
 class StatusResult:
+    """One row per environment and model, and why requests were not listed, if so."""
+
     rows: list[Row]
     requests_note: str = ""  # why open requests could not be listed, if they could not
 
@@ -60,6 +64,7 @@ def _kube() -> tuple[Any, str]:
 def live_state(
     client: Any, namespace: str, model: str
 ) -> tuple[dict[str, LiveDeployment], str | None]:
+    """The model's Deployments by color, and the color its Service selects."""
     apps, core = client.AppsV1Api(), client.CoreV1Api()
     deployments = {}
     for d in apps.list_namespaced_deployment(namespace, label_selector=f"app={model}").items:
@@ -98,6 +103,7 @@ def _awaiting(requests: list[scm.PullRequest], env: str) -> str:
 
 
 def run(ws: Workspace, env: str | None = None, live: bool = True) -> StatusResult:
+    """Each environment's releases from git, compared with the cluster when live."""
     cfg = load_gitops(ws.root)
     stamp = now()
     rows: list[Row] = []

@@ -49,6 +49,8 @@ STDDEV_FLOOR_OF_RANGE = 0.01
 
 @dataclass(frozen=True)
 class TrainResult:
+    """The TFLite artifact, its hash, epochs run and the final validation accuracy."""
+
     tflite: Path
     tflite_sha256: str
     epochs: int
@@ -76,6 +78,7 @@ def _import_tensorflow(threads: int) -> Any:
 
 
 def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
+    """Convert a Keras model to TFLite bytes with the configured quantization."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if quantization == "dynamic_range":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -157,6 +160,7 @@ def reference_profile(
 
 
 def run(ws: Workspace) -> TrainResult:
+    """Train the model on the validated data and export its TFLite artifact."""
     final = ws.artifacts("train")
     invalidate(final)  # a failed training must not leave the previous model to evaluate
     require_valid_data(ws)

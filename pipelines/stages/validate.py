@@ -23,6 +23,8 @@ from pipelines.evidence import Provenance, ReferenceStats, ValidationSummary
 
 @dataclass(frozen=True)
 class ValidateResult:
+    """The validation verdict, expectations evaluated, failures, and the files written."""
+
     success: bool
     evaluated: int
     failures: list[str]
@@ -41,6 +43,7 @@ def label_distribution(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
 
 
 def reference_stats(ws: Workspace, train: pd.DataFrame) -> ReferenceStats:
+    """The training features' profile, the reference for later skew and drift checks."""
     spec = ws.model.data.features
     desc = train[spec.columns].describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
     features = {
@@ -81,6 +84,7 @@ def _numeric_labels(ws: Workspace, splits: dict[str, pd.DataFrame]) -> bool:
 
 
 def run(ws: Workspace) -> ValidateResult:
+    """Run the expectation suites over every split; write the summary and Data Docs."""
     final = ws.artifacts("validate")
     invalidate(final)  # a run that errors must not leave an earlier summary behind
     splits = read_splits(ws)

@@ -55,6 +55,8 @@ LIST_PACKAGES = (
 
 @dataclass(frozen=True)
 class VerifyResult:
+    """Whether the image passed infra validation, the blessing file, and its latency."""
+
     blessed: bool
     infra_blessing: Path
     p50_ms: float
@@ -116,6 +118,7 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
     expected_packages: list[tuple[str, str]],
     progress: Callable[[str], None],
 ) -> tuple[Observations, dict[str, float]]:
+    """Query the running image (readiness, predictions, bad requests, logs): what it did."""
     cfg = ws.model.serving
     spec = ws.model.data.features
     obs = Observations(ready_seconds=None, ready_timeout_s=cfg.verify.ready_timeout_s)
@@ -199,6 +202,7 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
 
 
 def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
+    """Run the packaged image by digest and infra-validate it; write the infra blessing."""
     final = ws.artifacts("verify")
     invalidate(final)  # an engine or registry error must not leave an earlier infra blessing
     record = require_package(ws)
