@@ -94,7 +94,8 @@ def infra_status() -> tuple[bool, str]:
     try:
         import docker
 
-        docker.from_env(timeout=5).ping()
+        with contextlib.closing(docker.from_env(timeout=5)) as client:
+            client.ping()
     except Exception as exc:  # any failure to reach the engine means "not here"
         return False, f"no docker engine ({type(exc).__name__}); run `make infra-up`"
     try:

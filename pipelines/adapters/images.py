@@ -26,10 +26,13 @@ def engine() -> Any:
     import docker
     import docker.errors
 
+    client = None
     try:
         client = docker.from_env(timeout=120)
         client.ping()
     except (docker.errors.DockerException, OSError) as exc:
+        if client is not None:
+            client.close()  # its socket would otherwise be left to the garbage collector
         raise InfraError(f"no docker engine is reachable: {_short(exc)}", hint=START_HINT) from None
     return client
 

@@ -183,119 +183,123 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> PackageResult
     registry = Registry()
     registry.check()
     client = images.engine()
-    arch = str(client.info().get("Architecture", "x86_64"))
-    progress(f"  base image {base_image} ({base_source})")
+    try:
+        arch = str(client.info().get("Architecture", "x86_64"))
+        progress(f"  base image {base_image} ({base_source})")
 
-    started = time.monotonic()
-    locked = pydeps.lock(ws.root, arch)
-    profile = require_profile(ws, model_sha)
-    profile_sha = sha256_file(ws.artifacts("train") / PROFILE)
-    sig = signature(ws, model_sha, profile_sha)
-    files = context_files(ws, sig, locked)
-    key = build_key(files, base_image, arch)
-    release_id = f"{ws.name}-{key[:12]}"
-    repo_path = registry.repository(ws.model.deploy.image_repository)
-    repository = f"{registry.host}/{repo_path}"
-    commit, dirty = git_commit(ws.root)
+        started = time.monotonic()
+        locked = pydeps.lock(ws.root, arch)
+        profile = require_profile(ws, model_sha)
+        profile_sha = sha256_file(ws.artifacts("train") / PROFILE)
+        sig = signature(ws, model_sha, profile_sha)
+        files = context_files(ws, sig, locked)
+        key = build_key(files, base_image, arch)
+        release_id = f"{ws.name}-{key[:12]}"
+        repo_path = registry.repository(ws.model.deploy.image_repository)
+        repository = f"{registry.host}/{repo_path}"
+        commit, dirty = git_commit(ws.root)
 
-    digest = registry.manifest_digest(repo_path, release_id)
-    reused = digest is not None
-    size_bytes: int | None = None
-    if digest is None:
-        created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
-        buildargs = {
-            "BASE_IMAGE": base_image,
-            "REVISION": commit + ("-dirty" if dirty else ""),
-            "SOURCE": source_url(ws.root),
-            "CREATED": created,
-            "VERSION": release_id,
-            "MODEL_NAME": ws.name,
-            "MODEL_SHA256": model_sha,
-            "RELEASE_ID": release_id,
-        }
-        progress(f"  building {repository}:{release_id} (network off)")
-        with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
-            _write_context(Path(tmp), files, locked.directory)
-            image_id = images.retried(
-                "image build",
-                lambda: images.build(
-                    client, Path(tmp), f"{repository}:{release_id}", buildargs, progress
-                ),
-                progress=progress,
+        digest = registry.manifest_digest(repo_path, release_id)
+        reused = digest is not None
+        size_bytes: int | None = None
+        if digest is None:
+            created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+            buildargs = {
+                "BASE_IMAGE": base_image,
+                "REVISION": commit + ("-dirty" if dirty else ""),
+                "SOURCE": source_url(ws.root),
+                "CREATED": created,
+                "VERSION": release_id,
+                "MODEL_NAME": ws.name,
+                "MODEL_SHA256": model_sha,
+                "RELEASE_ID": release_id,
+            }
+            progress(f"  building {repository}:{release_id} (network off)")
+            with tempfile.TemporaryDirectory(prefix="mlops-build-") as tmp:
+                _write_context(Path(tmp), files, locked.directory)
+                image_id = images.retried(
+                    "image build",
+                    lambda: images.build(
+                        client, Path(tmp), f"{repository}:{release_id}", buildargs, progress
+                    ),
+                    progress=progress,
+                )
+            size_bytes = int(client.images.get(image_id).attrs.get("Size", 0))
+            progress(f"  pushing {repository}:{release_id}")
+            digest = images.retried(
+                "image push", lambda: images.push(client, repository, release_id), progress=progress
             )
-        size_bytes = int(client.images.get(image_id).attrs.get("Size", 0))
-        progress(f"  pushing {repository}:{release_id}")
-        digest = images.retried(
-            "image push", lambda: images.push(client, repository, release_id), progress=progress
-        )
-    else:
-        progress(f"  re-using {repository}:{release_id}: the registry has these exact inputs")
-    confirmed = registry.manifest_digest(repo_path, digest)
-    if confirmed != digest:
-        raise InfraError(
-            f"the registry does not serve {repository}@{digest} after the push",
-            hint="check the registry's storage and logs",
-        )
-    compressed = compressed_size(registry.manifest(repo_path, digest))
+        else:
+            progress(f"  re-using {repository}:{release_id}: the registry has these exact inputs")
+        confirmed = registry.manifest_digest(repo_path, digest)
+        if confirmed != digest:
+            raise InfraError(
+                f"the registry does not serve {repository}@{digest} after the push",
+                hint="check the registry's storage and logs",
+            )
+        compressed = compressed_size(registry.manifest(repo_path, digest))
 
-    model_repo = f"{repo_path}-model"
-    model_digest = registry.manifest_digest(model_repo, release_id)
-    if model_digest is None:
-        model_digest = registry.push_model(
-            model_repo,
-            release_id,
-            {
-                MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
-                SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json"),
-                SERVED_PROFILE: (files[f"model/{SERVED_PROFILE}"], "application/json"),
-            },
-            {
-                "org.opencontainers.image.title": ws.name,
-                "io.mlops.release.id": release_id,
-                "io.mlops.model.sha256": model_sha,
-            },
-        )
+        model_repo = f"{repo_path}-model"
+        model_digest = registry.manifest_digest(model_repo, release_id)
+        if model_digest is None:
+            model_digest = registry.push_model(
+                model_repo,
+                release_id,
+                {
+                    MODEL_FILE: (files[f"model/{MODEL_FILE}"], TFLITE_MEDIA_TYPE),
+                    SIGNATURE: (files[f"model/{SIGNATURE}"], "application/json"),
+                    SERVED_PROFILE: (files[f"model/{SERVED_PROFILE}"], "application/json"),
+                },
+                {
+                    "org.opencontainers.image.title": ws.name,
+                    "io.mlops.release.id": release_id,
+                    "io.mlops.model.sha256": model_sha,
+                },
+            )
 
-    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    image_ref = f"{repository}@{digest}"
-    sbom_text = sbom.build(
-        locked.report,
-        image=repository,
-        release_id=release_id,
-        model_name=ws.name,
-        model_sha256=model_sha,
-        created=now,
-        properties=[("io.mlops.image.digest", digest), ("io.mlops.base_image", base_image)],
-    )
-    with staged_dir(final) as out:
-        write_text(out / SBOM, sbom_text)
-        record = PackagedRelease(
-            model=ws.name,
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        image_ref = f"{repository}@{digest}"
+        sbom_text = sbom.build(
+            locked.report,
+            image=repository,
             release_id=release_id,
-            image=image_ref,
-            image_tag=f"{repository}:{release_id}",
-            model_artifact=f"{registry.host}/{model_repo}@{model_digest}",
+            model_name=ws.name,
             model_sha256=model_sha,
-            data_md5=blessing.provenance.data_md5,
-            source_commit=commit,
-            base_image=base_image,
-            platform=f"linux/{arch}",
-            build_key=key,
-            reused=reused,
-            size_bytes=size_bytes,
-            compressed_size_bytes=compressed,
-            packages=len(locked.report["install"]),
-            seconds=round(time.monotonic() - started, 2),
-            sbom=SBOM,
-            sbom_sha256=sha256_file(out / SBOM),
-            provenance=made(
-                ModelProvenance,
-                ws.root,
-                ws.model.section_hash("serving", "deploy"),
-                model_sha256=model_sha,
-            ),
-            profile=profile.summary(profile_sha),
+            created=now,
+            properties=[("io.mlops.image.digest", digest), ("io.mlops.base_image", base_image)],
         )
-        write_text(out / SIGNATURE, sig.to_json())
-        save(out / RELEASE, record)
-    return PackageResult(release_id, image_ref, record.model_artifact, reused, final / RELEASE)
+        with staged_dir(final) as out:
+            write_text(out / SBOM, sbom_text)
+            record = PackagedRelease(
+                model=ws.name,
+                release_id=release_id,
+                image=image_ref,
+                image_tag=f"{repository}:{release_id}",
+                model_artifact=f"{registry.host}/{model_repo}@{model_digest}",
+                model_sha256=model_sha,
+                data_md5=blessing.provenance.data_md5,
+                source_commit=commit,
+                base_image=base_image,
+                platform=f"linux/{arch}",
+                build_key=key,
+                reused=reused,
+                size_bytes=size_bytes,
+                compressed_size_bytes=compressed,
+                packages=len(locked.report["install"]),
+                seconds=round(time.monotonic() - started, 2),
+                sbom=SBOM,
+                sbom_sha256=sha256_file(out / SBOM),
+                provenance=made(
+                    ModelProvenance,
+                    ws.root,
+                    ws.model.section_hash("serving", "deploy"),
+                    model_sha256=model_sha,
+                ),
+                profile=profile.summary(profile_sha),
+            )
+            write_text(out / SIGNATURE, sig.to_json())
+            save(out / RELEASE, record)
+        return PackageResult(release_id, image_ref, record.model_artifact, reused, final / RELEASE)
+    finally:
+        # The engine's socket; left to the garbage collector, it warns (ResourceWarning).
+        client.close()

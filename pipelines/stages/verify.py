@@ -213,52 +213,58 @@ def run(ws: Workspace, progress: Callable[[str], None] = print) -> VerifyResult:
     sbom_doc = json.loads((ws.artifacts("package") / SBOM).read_text(encoding="utf-8"))
     Registry(ref.host).check()
     client = images.engine()
-    progress(f"  pulling {image}")
-    images.retried(
-        "image pull", lambda: images.pull(client, ref.name, str(ref.digest)), progress=progress
-    )
-    port = _free_port()
-    host = engine_host()
-    env: dict[str, str] = {
-        Env.PORT: str(port),
-        # A remote engine's own network: the container must listen where the engine forwards.
-        Env.HOST: "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
-        Env.COLOR: "verify",
-        Env.RELEASE_ID: record.release_id,
-        Env.MAX_BATCH: str(ws.model.serving.max_batch),
-        Env.MAX_BODY_BYTES: str(ws.model.serving.max_body_bytes),
-    }
-    with (
-        _sigterm_as_interrupt(),
-        images.running(client, image, environment=env, name_prefix="mlops-verify") as container,
-    ):
-        obs, latency = observe(
-            ws, container, f"http://{host}:{port}", sbom.components(sbom_doc), progress
+    try:
+        progress(f"  pulling {image}")
+        images.retried(
+            "image pull", lambda: images.pull(client, ref.name, str(ref.digest)), progress=progress
         )
-    verdict = infra_validation.decide(obs)
-    with staged_dir(final) as out:
-        save(
-            out / INFRA_BLESSING,
-            InfraBlessing(
-                model=ws.name,
-                blessed=verdict.blessed,
-                release_id=record.release_id,
-                image=image,
-                model_sha256=record.model_sha256,
-                latency_ms=latency,
-                examples=obs.examples,
-                malformed_requests=[
-                    MalformedRequest(case=c, expected=w, got=g) for c, w, g in obs.malformed
-                ],
-                rules=[Rule(rule=r.rule, passed=r.passed, reason=r.reason) for r in verdict.rules],
-                provenance=made(Provenance, ws.root, ws.model.section_hash("serving")),
-            ),
-        )
-    path = final / INFRA_BLESSING
-    if not verdict.blessed:
-        reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
-        raise CheckFailed(
-            f"the image failed verification ({len(verdict.failed)} rule(s)):\n{reasons}",
-            hint=f"see {path}; the release will not go ahead",
-        )
-    return VerifyResult(True, path, latency.get("p50", 0.0), latency.get("p99", 0.0))
+        port = _free_port()
+        host = engine_host()
+        env: dict[str, str] = {
+            Env.PORT: str(port),
+            # A remote engine's own network: the container must listen where the engine forwards.
+            Env.HOST: "127.0.0.1" if host == "127.0.0.1" else "0.0.0.0",  # noqa: S104
+            Env.COLOR: "verify",
+            Env.RELEASE_ID: record.release_id,
+            Env.MAX_BATCH: str(ws.model.serving.max_batch),
+            Env.MAX_BODY_BYTES: str(ws.model.serving.max_body_bytes),
+        }
+        with (
+            _sigterm_as_interrupt(),
+            images.running(client, image, environment=env, name_prefix="mlops-verify") as container,
+        ):
+            obs, latency = observe(
+                ws, container, f"http://{host}:{port}", sbom.components(sbom_doc), progress
+            )
+        verdict = infra_validation.decide(obs)
+        with staged_dir(final) as out:
+            save(
+                out / INFRA_BLESSING,
+                InfraBlessing(
+                    model=ws.name,
+                    blessed=verdict.blessed,
+                    release_id=record.release_id,
+                    image=image,
+                    model_sha256=record.model_sha256,
+                    latency_ms=latency,
+                    examples=obs.examples,
+                    malformed_requests=[
+                        MalformedRequest(case=c, expected=w, got=g) for c, w, g in obs.malformed
+                    ],
+                    rules=[
+                        Rule(rule=r.rule, passed=r.passed, reason=r.reason) for r in verdict.rules
+                    ],
+                    provenance=made(Provenance, ws.root, ws.model.section_hash("serving")),
+                ),
+            )
+        path = final / INFRA_BLESSING
+        if not verdict.blessed:
+            reasons = "\n".join(f"  - {r.rule}: {r.reason}" for r in verdict.failed)
+            raise CheckFailed(
+                f"the image failed verification ({len(verdict.failed)} rule(s)):\n{reasons}",
+                hint=f"see {path}; the release will not go ahead",
+            )
+        return VerifyResult(True, path, latency.get("p50", 0.0), latency.get("p99", 0.0))
+    finally:
+        # The engine's socket; left to the garbage collector, it warns (ResourceWarning).
+        client.close()

@@ -253,8 +253,9 @@ def test_promotion_opens_one_request_updates_it_and_merge_deploys(
         "image: `r.example/d@sha256:",
         "SBOM:",
         "## Rendered changes",
-        "added (7)",
+        "added (10)",  # the 7 serving objects, and the rules, PodMonitor and dashboard
         "`deployment-digits-blue.yaml`",
+        "`prometheusrule-digits.yaml`",
     ):
         assert section in body, section
     again = promote.run(ws, "production", "staging", **QUIET)
