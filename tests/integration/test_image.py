@@ -222,9 +222,6 @@ def test_a_tampered_image_fails_verification(
     ],
     ids=["registry down", "engine down", "unpinned base image"],
 )
-# A Docker client whose engine is unreachable leaves a unix socket for the garbage collector
-# even after close() (the SDK's connection pool): its ResourceWarning lands in the next test.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_package_refuses_with_exit_code_and_hint(
     packaged: tuple[Path, dict[str, object]],
     monkeypatch: pytest.MonkeyPatch,
