@@ -75,7 +75,11 @@ def serving(root: Path, *, dry_run: bool = False, max_rollbacks: int = 5) -> Ite
     )
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(guard.app(cfg), host="127.0.0.1", port=port, log_level="warning")
+        # log_config=None: uvicorn's own dictConfig would close every logging handler other
+        # tests installed, pytest's captured streams among them.
+        uvicorn.Config(
+            guard.app(cfg), host="127.0.0.1", port=port, log_level="warning", log_config=None
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
