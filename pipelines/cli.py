@@ -22,7 +22,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core.dvcgraph import PIPELINE
-from pipelines.errors import MlopsError
+from pipelines.errors import ConfigError, MlopsError
 from pipelines.pipeline import STAGES
 
 EPILOG = """\
@@ -48,7 +48,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--debug",
         action="store_true",
-        default=read_settings().debug,
         help="print the traceback of an internal error (also MLOPS_DEBUG=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -342,7 +341,6 @@ def _report(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _registry_login(_: argparse.Namespace) -> int:
     from pipelines.adapters.registry import Registry, login
-    from pipelines.errors import ConfigError
 
     env = read_settings()
     user, password = env.registry_username, reveal(env.registry_password)
@@ -482,7 +480,13 @@ def _require_known_names(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `mlops` command: run a subcommand and map its errors to an exit code."""
+    try:
+        settings = read_settings()  # the parser's defaults read it too: refuse a bad flag first
+    except ConfigError as exc:
+        print(f"mlops: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     args = _parser().parse_args(argv)
+    args.debug = args.debug or settings.debug
     try:
         _require_known_names(args)
         if args.command in REPO_COMMANDS:

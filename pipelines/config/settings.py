@@ -18,9 +18,12 @@ job installs (a test keeps the report's imports within it). And what these varia
 mostly "unset or empty: absent" and "this CI's name, else that one's", which reads more plainly
 written out in ``read_settings`` than as pydantic-settings' aliases and parsing rules.
 
-Semantics are those of the reads this module replaced: an empty value counts as unset except
-where noted (REGISTRY), and a flag is on only for exactly "1" (MLOPS_DEBUG, REGISTRY_INSECURE)
-or, for CI, any non-empty value. Values are not validated here beyond that: the GitOps
+An empty value counts as unset except where noted (REGISTRY). A flag (MLOPS_DEBUG,
+REGISTRY_INSECURE) is on for 1/true/yes/on and off for 0/false/no/off or unset, in any case;
+any other value is refused (ConfigError, exit 2) rather than read as "off", because
+``REGISTRY_INSECURE=ture`` silently meaning "off" hides the typo. CI is what CI systems set: off
+when unset or false-like, on for any other value (they set "true", "1" or their own name).
+Values are not validated here beyond that: the GitOps
 overrides are strings that ``load_gitops`` validates with gitops.yaml's own schema, so a bad
 one fails there as a ConfigError naming the key and the variable.
 
@@ -36,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import SecretStr
+
+from pipelines.errors import ConfigError
 
 DEFAULT_REGISTRY = "127.0.0.1:5000"  # the registry scripts/infra.sh starts
 
@@ -66,7 +71,7 @@ class Settings:
     """The variables, by what they are for. Strings are "" when the variable is unset."""
 
     # --- mlops's own ---------------------------------------------------------------------
-    debug: bool  # MLOPS_DEBUG=1: print the traceback of an internal error
+    debug: bool  # MLOPS_DEBUG: print the traceback of an internal error
     artifacts_url: str  # MLOPS_ARTIFACTS_URL: where CI stored artifacts/, for the report
     # (variable, value) of each ENV_OVERRIDES variable that is set, in ENV_OVERRIDES's order
     gitops_overrides: tuple[tuple[str, str], ...]
@@ -80,7 +85,7 @@ class Settings:
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
-    registry_insecure: bool  # REGISTRY_INSECURE=1: plain HTTP to a non-loopback registry
+    registry_insecure: bool  # REGISTRY_INSECURE: plain HTTP to a non-loopback registry
     registry_username: str  # REGISTRY_USERNAME, else GitLab's CI_REGISTRY_USER
     registry_password: SecretStr | None  # REGISTRY_PASSWORD, else CI_REGISTRY_PASSWORD
     docker_config: str  # DOCKER_CONFIG (see docker_config_dir)
@@ -93,7 +98,7 @@ class Settings:
     ci_job_token: SecretStr | None  # CI_JOB_TOKEN (GitLab's job token)
 
     # --- what CI tells us about the run ---------------------------------------------------
-    ci: bool  # CI set to anything: quiet progress output
+    ci: bool  # CI set and not false-like: quiet progress output
     github_server_url: str  # GITHUB_SERVER_URL
     github_repository: str  # GITHUB_REPOSITORY (owner/name)
     github_ref: str  # GITHUB_REF (refs/pull/<n>/merge on a pull request)
@@ -128,6 +133,20 @@ class Settings:
         )
 
 
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"", "0", "false", "no", "off"})
+
+
+def _flag(environ: Mapping[str, str], var: str) -> bool:
+    value = environ.get(var, "").strip().lower()
+    if value in _ON | _OFF:
+        return value in _ON
+    raise ConfigError(
+        f"{var}={environ[var]!r} is not a flag",
+        hint=f"set {var} to 1, true, yes or on (or 0, false, no, off, or unset it)",
+    )
+
+
 def read_settings(env: Mapping[str, str] | None = None) -> Settings:
     """The settings from ``env``, else from the process environment as it is now."""
     environ: Mapping[str, str] = os.environ if env is None else env
@@ -140,7 +159,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         return SecretStr(value) if value else None
 
     return Settings(
-        debug=environ.get("MLOPS_DEBUG") == "1",
+        debug=_flag(environ, "MLOPS_DEBUG"),
         artifacts_url=text("MLOPS_ARTIFACTS_URL"),
         gitops_overrides=tuple((var, environ[var]) for var in ENV_OVERRIDES if environ.get(var)),
         gitops_token=secret("MLOPS_GITOPS_TOKEN"),
@@ -151,7 +170,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
-        registry_insecure=environ.get("REGISTRY_INSECURE") == "1",
+        registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
         registry_username=text("REGISTRY_USERNAME") or text("CI_REGISTRY_USER"),
         registry_password=secret("REGISTRY_PASSWORD", "CI_REGISTRY_PASSWORD"),
         docker_config=text("DOCKER_CONFIG"),
@@ -160,7 +179,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         github_token=secret("GITHUB_TOKEN"),
         gitlab_token=secret("GITLAB_TOKEN"),
         ci_job_token=secret("CI_JOB_TOKEN"),
-        ci=bool(environ.get("CI")),
+        ci=environ.get("CI", "").strip().lower() not in _OFF,
         github_server_url=text("GITHUB_SERVER_URL"),
         github_repository=text("GITHUB_REPOSITORY"),
         github_ref=text("GITHUB_REF"),

@@ -29,9 +29,12 @@ def test_a_bug_is_exit_70_with_one_line_and_the_traceback_behind_debug(
     assert "Traceback" not in err
     assert cli.main(["--debug", "render"]) == 70
     assert "Traceback (most recent call last)" in capsys.readouterr().err
-    monkeypatch.setenv("MLOPS_DEBUG", "1")
+    monkeypatch.setenv("MLOPS_DEBUG", "true")
     assert cli.main(["render"]) == 70
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+    monkeypatch.setenv("MLOPS_DEBUG", "maybe")  # a typo is refused, not read as "off"
+    assert cli.main(["render"]) == 2
+    assert "mlops: error: MLOPS_DEBUG='maybe' is not a flag" in capsys.readouterr().err
 
 
 def test_a_provider_refusal_is_a_configuration_error_not_a_crash(

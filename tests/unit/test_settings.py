@@ -135,8 +135,8 @@ def test_defaults_with_nothing_set() -> None:
 def test_values_keep_the_semantics_of_the_reads_they_replaced() -> None:
     s = read_settings(
         {
-            "MLOPS_DEBUG": "true",  # only "1" turns it on
-            "CI": "false",  # any non-empty value does
+            "MLOPS_DEBUG": "off",
+            "CI": "gitlab",  # any value but a false-like one
             "REGISTRY": "ghcr.io/team/",
             "REGISTRY_USERNAME": "",  # empty: GitLab's name is used
             "CI_REGISTRY_USER": "gitlab-ci-token",
@@ -159,6 +159,25 @@ def test_values_keep_the_semantics_of_the_reads_they_replaced() -> None:
     assert s.github_token is None
     assert read_settings({"MLOPS_DEBUG": "1", "REGISTRY_INSECURE": "1"}).debug is True
     assert read_settings({"REGISTRY": ""}).registry == ""  # set but empty is taken as given
+
+
+@pytest.mark.parametrize(
+    ("value", "on"),
+    [
+        *[("1", True), ("true", True), ("YES", True), (" on ", True)],
+        *[("", False), ("0", False), ("False", False), ("no", False), ("off", False)],
+    ],
+)
+def test_flags_read_the_usual_spellings(value: str, on: bool) -> None:
+    s = read_settings({"MLOPS_DEBUG": value, "REGISTRY_INSECURE": value, "CI": value})
+    assert (s.debug, s.registry_insecure, s.ci) == (on, on, on)
+
+
+@pytest.mark.parametrize("var", ["MLOPS_DEBUG", "REGISTRY_INSECURE"])
+def test_a_flag_that_is_no_flag_is_refused_not_read_as_off(var: str) -> None:
+    with pytest.raises(ConfigError, match=f"{var}='ture' is not a flag") as caught:
+        read_settings({var: "ture"})
+    assert caught.value.exit_code == 2
 
 
 def test_gitops_overrides_are_the_set_ones_in_their_order() -> None:
