@@ -5,12 +5,12 @@ re-applying it on a branch that moved. Release, promote and rollback all go thro
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from pipelines.adapters import gitops
+from pipelines.adapters import gitops, scm
 from pipelines.adapters import rendering as render
 from pipelines.config import EnvironmentState, GitOpsConfig, ReleaseRecord, Workspace, inside
-from pipelines.errors import CheckFailed, InfraError
+from pipelines.errors import CheckFailed, ConfigError, InfraError
 
 Progress = Callable[[str], None]
 
@@ -117,3 +117,28 @@ def land(
         f"{branch} continuously (push_attempts in manifests/gitops.yaml bounds "
         "the retries)",
     )
+
+
+def close_requests(
+    provider: scm.Provider,
+    repo: gitops.Checkout,
+    requests: Iterable[scm.PullRequest],
+    marker: str,
+    comment: str,
+) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
+    """Comment ``comment`` on each request, close it and delete its branch. Returns those
+    closed, and those left open with the reason: the caller's own change is already made, so a
+    refusal here (a token that may comment but not close, say) is a warning, not a failure."""
+    closed, left = [], []
+    for old in requests:
+        try:
+            # Said first and true either way: a reviewer still sees why, should closing fail.
+            provider.upsert_comment(old.number, marker, comment)
+            provider.close(old.number)
+        except (scm.ApiError, ConfigError, InfraError) as exc:
+            left.append((old.number, str(exc)))
+            continue
+        # A branch left behind (a token without delete rights) is harmless once closed.
+        repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
+        closed.append(old.number)
+    return tuple(closed), left

@@ -14,7 +14,9 @@ An automatic rollback (``Automatic``) differs in three ways: the guard's policy 
 environment's ``auto_rollback``) chooses commit or pull request; it is a compare-and-swap, so
 it changes nothing unless the alert's release still serves on the tip it lands on, re-checked
 on every re-apply; and the same commit quarantines the release it takes out of service, with
-the alert's facts as trailers.
+the alert's facts as trailers. It also closes the open promotion requests of that release,
+so that a promotion proposed before the alert cannot carry it into another environment
+(``mlops promote --merge`` re-checks the quarantine, for a request that could not be closed).
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pipelines.adapters import gitops, scm
-from pipelines.adapters.releasing import apply_state, land, trailers
+from pipelines.adapters.releasing import apply_state, close_requests, land, trailers
 from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord, Workspace, load_gitops
 from pipelines.core import bluegreen
 from pipelines.core import guard as rules
 from pipelines.errors import CheckFailed
 
 Progress = Callable[[str], None]
+QUARANTINED = "<!-- mlops:quarantined -->"
 
 
 @dataclass(frozen=True)
@@ -153,7 +156,8 @@ def roll_back(
                 restored.release_id,
                 current.release_id,
                 f"{restored.release_id} serves {env} again (was "
-                f"{current.release_id}); committed {sha[:12]}",
+                f"{current.release_id}); committed {sha[:12]}"
+                + _close_promotions(ws, repo, current.release_id, env, auto, progress),
                 commit=sha,
             )
         branch = scm.request_branch("rollback", env, current.release_id)
@@ -173,15 +177,55 @@ def roll_back(
             f"serve {env} again (color {t.color}, still deployed). Until then "
             f"{current.release_id} keeps serving.\n",
         )
+        closing = _close_promotions(ws, repo, current.release_id, env, auto, progress)
     verb = "opened" if pr.created else "updated"
     return RollbackResult(
         restored.release_id,
         current.release_id,
         f"{verb} #{pr.number} ({branch}) to roll {env} back to "
         f"{restored.release_id}; {current.release_id} serves until it is "
-        "approved and merged",
+        "approved and merged" + closing,
         pr.url,
         sha,
+    )
+
+
+def _close_promotions(
+    ws: Workspace,
+    repo: gitops.Checkout,
+    release_id: str,
+    env: str,
+    auto: Automatic | None,
+    progress: Progress,
+) -> str:
+    """Close the open promotion requests of the release an automatic rollback took out; the
+    words to add to the result. A person's rollback closes nothing: they decide about the
+    requests themselves."""
+    if auto is None:
+        return ""
+    provider = scm.provider(repo.cfg, ws.root)
+    promotions = [
+        pr
+        for pr in provider.list_open(base=repo.cfg.branch)
+        if (parsed := scm.parse_request_branch(pr.head)) is not None
+        and parsed[0] == "promote"
+        and parsed[2] == release_id
+    ]
+    closed, left = close_requests(
+        provider,
+        repo,
+        promotions,
+        QUARANTINED,
+        f"Closed by mlops guard: {release_id} was rolled back in {env} after an alert and is "
+        f"quarantined there. Promote a fixed release instead.",
+    )
+    for number, why in left:
+        progress(f"warning: promotion #{number} of {release_id} is still open, close it: {why}")
+    return "".join(
+        [
+            "; closed its promotion " + ", ".join(f"#{n}" for n in closed) if closed else "",
+            *(f"; could not close its promotion #{n}" for n, _ in left),
+        ]
     )
 
 

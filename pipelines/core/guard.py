@@ -182,3 +182,13 @@ def quarantine_refusal(state: EnvironmentState, release_id: str) -> str | None:
         f"{release_id} is quarantined in {state.environment}: the guard rolled it back "
         "after an alert"
     )
+
+
+def quarantined_anywhere(states: Iterable[EnvironmentState], release_id: str) -> str | None:
+    """Why ``release_id`` may not be promoted anywhere: a guard quarantined it in one of
+    ``states`` (None: none did). A release rolled back in staging must not reach production
+    through a promotion request opened before the alert."""
+    return next(
+        (why for state in states if (why := quarantine_refusal(state, release_id)) is not None),
+        None,
+    )

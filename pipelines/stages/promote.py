@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pipelines.adapters import gitops, scm
 from pipelines.adapters import rendering as render
 from pipelines.adapters.artifacts import SBOM
-from pipelines.adapters.releasing import apply_state, land, now, trailers
-from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
+from pipelines.adapters.releasing import apply_state, close_requests, land, now, trailers
+from pipelines.config import GitOpsConfig, ModelSlot, Workspace, environment_names, load_gitops
 from pipelines.core import bluegreen, report
-from pipelines.core.guard import quarantine_refusal
+from pipelines.core.guard import quarantine_refusal, quarantined_anywhere
 from pipelines.core.render import diff
-from pipelines.errors import CheckFailed, ConfigError, InfraError
+from pipelines.errors import CheckFailed, ConfigError
 from pipelines.evidence import (
     Blessing,
     InfraBlessing,
@@ -187,26 +187,37 @@ SUPERSEDED = "<!-- mlops:superseded -->"
 def supersede(
     provider: scm.Provider, repo: gitops.Checkout, pr: scm.PullRequest, prefix: str, release_id: str
 ) -> tuple[tuple[int, ...], list[tuple[int, str]]]:
-    """Close the open requests from ``prefix`` branches opened before ``pr``. Returns those
-    closed, and those left open with the reason: the new request is already up, so a refusal
-    here (a token that may comment but not close, say) is a warning, not a failed promotion."""
-    closed, left = [], []
-    for old in provider.list_open(base=pr.base):
-        if not (old.head.startswith(prefix) and old.number < pr.number):
-            continue
-        try:
-            # Said first and true either way: a reviewer still sees why, should closing fail.
-            provider.upsert_comment(
-                old.number, SUPERSEDED, f"Superseded by #{pr.number}, which promotes {release_id}."
-            )
-            provider.close(old.number)
-        except (scm.ApiError, ConfigError, InfraError) as exc:
-            left.append((old.number, str(exc)))
-            continue
-        # A branch left behind (a token without delete rights) is harmless once closed.
-        repo.git("push", "--quiet", "origin", "--delete", old.head, check=False)
-        closed.append(old.number)
-    return tuple(closed), left
+    """Close the open requests from ``prefix`` branches opened before ``pr``."""
+    older = [
+        old
+        for old in provider.list_open(base=pr.base)
+        if old.head.startswith(prefix) and old.number < pr.number
+    ]
+    return close_requests(
+        provider,
+        repo,
+        older,
+        SUPERSEDED,
+        f"Superseded by #{pr.number}, which promotes {release_id}.",
+    )
+
+
+def _refuse_quarantined_promotion(repo: gitops.Checkout, head: str) -> None:
+    """A promotion opened before the guard quarantined its release must not merge: the guard
+    closes such requests, but one it could not close (or reopened by hand) is checked again
+    here, against every environment's state on the tip being merged into."""
+    parsed = scm.parse_request_branch(head)
+    if parsed is None or parsed[0] != "promote":
+        return
+    release_id = parsed[2]
+    states = [repo.read_state(env) for env in environment_names(repo.manifests)]
+    why = quarantined_anywhere(states, release_id)
+    if why is not None:
+        raise CheckFailed(
+            f"not merging the promotion of {release_id}: {why}",
+            hint="promote a fixed release instead; to allow this one again, remove it from "
+            "quarantined in that environment's state in a reviewed commit",
+        )
 
 
 def _names(files: dict[str, str]) -> dict[str, str]:
@@ -268,6 +279,7 @@ def merge_local(ws: Workspace, prefix: str, progress: Progress = print) -> str:
                 gitops.trailers(repo.git("log", "-1", "--format=%B", f"origin/{pr.head}"))
             )
             fields["Approved-By"] = f"local reviewer (mlops {kind} --merge)"
+            _refuse_quarantined_promotion(repo, pr.head)
             # --no-commit: land() makes the merge commit, with our message and trailers.
             merged = repo.git("merge", "--no-ff", "--no-commit", f"origin/{pr.head}", check=False)
             # A textual merge can succeed and still be wrong: rendered YAML from before a

@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import uvicorn
 import yaml
 from pydantic import SecretStr
 
+from pipelines.adapters import scm
 from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.core.guard import RateLimit
@@ -30,6 +30,7 @@ from pipelines.stages import guard, promote
 from tests.conftest import copy_repo
 from tests.integration.test_gitops import commits, evidence, git, release, remote, state
 from tests.unit.core.test_bluegreen import record
+from tests.util import free_port
 
 TOKEN = "s3cret-webhook-token"
 QUIET = {"progress": lambda _: None}
@@ -59,13 +60,6 @@ def make_root(tmp_path: Path, auto: str = "direct") -> Path:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     return make_root(tmp_path)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager
@@ -342,6 +336,32 @@ def test_promote_refuses_a_release_quarantined_in_the_target(tmp_path: Path) -> 
     assert "environments/production.yaml" in str(exc.value)
     assert commits(root) == before
     assert git(remote(root), "branch", "--list", "promote/*") == ""
+
+
+def test_the_guard_closes_the_promotion_of_the_release_it_rolls_back(root: Path) -> None:
+    """A promotion proposed before the alert must not carry the bad release to production:
+    the guard closes it, and should it be reopened, merging it is refused."""
+    ws = load_model(root, "digits")
+    evidence(root, record(2))
+    assert promote.run(ws, "production", "staging", **QUIET).number == 1
+    branch = f"promote/production/{record(2).release_id}"
+    proposed = git(remote(root), "rev-parse", branch).strip()
+    with serving(root) as url:
+        r = post(url, payload(alert()))
+        assert outcomes(r) == ["rolled_back"]
+        assert "closed its promotion #1" in r.json()["results"][0]["detail"]
+    local = scm.Local(root)
+    assert local.list_open(base="main") == []
+    comment = (local.dir / "comments" / "1.md").read_text()
+    assert f"{record(2).release_id} was rolled back in staging" in comment
+    assert git(remote(root), "branch", "--list", "promote/*") == ""
+    # Reopened by hand, its branch pushed back: merging it is still refused.
+    git(remote(root), "branch", branch, proposed)
+    local.set_state(1, "open")
+    before = commits(root)
+    with pytest.raises(CheckFailed, match="not merging the promotion of digits-000000000002"):
+        promote.merge_local(ws, "promote/production/")
+    assert commits(root) == before
 
 
 def test_the_guard_does_not_start_without_its_token(
