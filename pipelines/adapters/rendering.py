@@ -139,9 +139,12 @@ def _objects(
     gitops: GitOpsConfig,
 ) -> list[render.RenderedObject]:
     """An environment's objects: its models' and, where auto_rollback is on, its guard's."""
-    return render._unique(
-        render.environment_objects(state, models, templates)
-        + guard_render.guard_objects(state, gitops, templates)
+    return render.with_selector_labels(
+        render._unique(
+            render.environment_objects(state, models, templates)
+            + guard_render.guard_objects(state, gitops, templates)
+        ),
+        gitops.monitoring.selector_labels,
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictInt,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -519,6 +520,38 @@ class GuardDeploy(_Strict):
     alertmanager_namespace: str = Field("monitoring", pattern=DNS_LABEL)
 
 
+# A Kubernetes label's key (an optional DNS-subdomain prefix and a name) and value.
+LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY = rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{LABEL_NAME}$"
+LABEL_VALUE = rf"^({LABEL_NAME})?$"
+# The labels mlops selects its own objects by: a fork's selector labels must not change them.
+OWN_LABELS = frozenset({"app", "app.kubernetes.io/managed-by", "grafana_dashboard"})
+
+
+class MonitoringDeploy(_Strict):
+    """How the monitoring objects are found by the cluster's Prometheus Operator."""
+
+    selector_labels: dict[
+        Annotated[str, StringConstraints(pattern=LABEL_KEY)],
+        Annotated[str, StringConstraints(pattern=LABEL_VALUE)],
+    ] = Field(
+        default_factory=dict,
+        description=(
+            "Labels added to every PrometheusRule, PodMonitor and AlertmanagerConfig, so that "
+            "the operator's ruleSelector, podMonitorSelector and alertmanagerConfigSelector "
+            "pick them up (kube-prometheus-stack selects `release: <its Helm release name>`)."
+        ),
+    )
+
+    @field_validator("selector_labels")
+    @classmethod
+    def _not_our_own(cls, value: dict[str, str]) -> dict[str, str]:
+        taken = sorted(OWN_LABELS & value.keys())
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: mlops sets these labels itself")
+        return value
+
+
 class GitOpsConfig(_Strict):
     """manifests/gitops.yaml: where releases are committed and how promotions are proposed.
     Every key can be overridden by an environment variable (see settings.ENV_OVERRIDES)."""
@@ -567,6 +600,7 @@ class GitOpsConfig(_Strict):
     github: GitHubSettings = Field(default_factory=GitHubSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
     guard: GuardDeploy = Field(default_factory=GuardDeploy)
+    monitoring: MonitoringDeploy = Field(default_factory=MonitoringDeploy)
 
     @field_validator("path")
     @classmethod

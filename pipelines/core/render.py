@@ -132,6 +132,29 @@ def monitoring_objects(
     ]
 
 
+# The kinds the Prometheus Operator selects by label (its rule, pod-monitor and
+# alertmanager-config selectors).
+OPERATOR_KINDS = frozenset({"PrometheusRule", "PodMonitor", "AlertmanagerConfig"})
+
+
+def with_selector_labels(
+    objects: list[RenderedObject], labels: Mapping[str, str]
+) -> list[RenderedObject]:
+    """``objects`` with ``labels`` added to each one the Prometheus Operator selects by label."""
+    if not labels:
+        return objects
+    out = []
+    for o in objects:
+        if o.kind in OPERATOR_KINDS:
+            meta = o.obj["metadata"]
+            o = RenderedObject(
+                o.template,
+                {**o.obj, "metadata": {**meta, "labels": {**meta.get("labels", {}), **labels}}},
+            )
+        out.append(o)
+    return out
+
+
 def environment_objects(
     state: EnvironmentState,
     models: Mapping[str, ModelConfig],

@@ -258,3 +258,35 @@ def test_lint_lists_every_violation_in_committed_files(
     ):
         assert expected in err, expected
     assert "deployment-digits-green.yaml (Deployment/digits-green)" in err
+
+
+def test_selector_labels_reach_the_objects_the_operator_selects_and_no_others() -> None:
+    """gitops.yaml's monitoring.selector_labels (kube-prometheus-stack selects by `release`)."""
+    labelled = {
+        path.rsplit("/", 1)[-1]
+        for path, text in rendered().files.items()
+        if yaml.safe_load(text)["metadata"].get("labels", {}).get("release")
+        == "kube-prometheus-stack"
+    }
+    assert labelled == {
+        "prometheusrule-digits.yaml",
+        "podmonitor-digits.yaml",
+        "alertmanagerconfig-mlops-guard.yaml",
+    }
+
+
+@pytest.mark.parametrize(
+    ("labels", "why"),
+    [
+        ({"app": "x"}, "mlops sets these labels itself"),
+        ({"app.kubernetes.io/managed-by": "x"}, "mlops sets these labels itself"),
+        ({"bad key!": "x"}, "String should match pattern"),
+        ({"release": "no spaces"}, "String should match pattern"),
+        ({"release": "x" * 64}, "String should match pattern"),
+    ],
+)
+def test_selector_labels_are_kubernetes_labels_and_not_ours(
+    labels: dict[str, str], why: str
+) -> None:
+    with pytest.raises(ValueError, match=why):
+        GitOpsConfig.model_validate({"monitoring": {"selector_labels": labels}})
