@@ -193,7 +193,6 @@ def test_change_requests_run_to_the_gate_and_hold_no_credential(tree: list[Any])
         if name in CHANGE_REQUEST_STAGES:
             assert "anyOf changeRequest environment" in when, (name, when)
             assert not bound_credentials(stage), f"{name} runs change requests' code"
-            assert "DOCKER_POD" not in json.dumps(stage), f"{name}: no Docker engine for it"
         else:
             # Everything else runs on the primary branch only, never for a change request.
             assert "not changeRequest" in when, (name, when)
@@ -255,21 +254,27 @@ def test_rollback_choices_are_the_environments_and_each_names_its_own(tree: list
     assert "beforeInput True" in condition(production)
 
 
-def test_pods_mount_no_service_account_token_and_docker_only_over_a_socket(
+def test_pods_are_valid_mount_no_token_and_reach_docker_over_a_socket_only(
     tree: list[Any],
 ) -> None:
-    pods = {
-        n["declare"]: yaml.safe_load(n["value"])
-        for n in tree
-        if isinstance(n, dict) and n.get("declare", "").endswith("_POD")
+    import kubernetes_validate
+
+    used = {
+        name: {c["args"][0] for c in calls([stage], "yamlFile")}
+        for name, stage in stages(tree).items()
     }
-    assert set(pods) == {"PYTHON_POD", "DOCKER_POD"}
-    for name, pod in pods.items():
-        assert pod["spec"]["automountServiceAccountToken"] is False, name
-    python = pods["PYTHON_POD"]["spec"]["containers"]
-    assert [c["name"] for c in python] == ["python"]
-    assert not any(c.get("securityContext") for c in python)
-    dind = next(c for c in pods["DOCKER_POD"]["spec"]["containers"] if c["name"] == "dind")
+    python, docker = "scripts/jenkins/pod-python.yaml", "scripts/jenkins/pod-docker.yaml"
+    for name, files in used.items():
+        # The Docker engine (a privileged sidecar) only where the primary branch packages.
+        assert files == ({docker} if name in REGISTRY_STAGES else {python}), name
+    pods = {path: yaml.safe_load((ROOT / path).read_text()) for path in (python, docker)}
+    for path, pod in pods.items():
+        kubernetes_validate.validate(pod, "1.33", strict=True)  # gitops.yaml's default
+        assert pod["spec"]["automountServiceAccountToken"] is False, path
+    containers = pods[python]["spec"]["containers"]
+    assert [c["name"] for c in containers] == ["python"]
+    assert not any(c.get("securityContext") for c in containers)
+    dind = next(c for c in pods[docker]["spec"]["containers"] if c["name"] == "dind")
     assert dind["args"] == ["--host=unix:///var/run/docker.sock"], "no TCP listener"
 
 
