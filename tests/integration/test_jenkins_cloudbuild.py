@@ -1,5 +1,5 @@
-"""The Jenkinsfile and the Cloud Build files, checked on the real files (README, "Jenkins and
-Cloud Build"):
+"""The Jenkinsfile and the Cloud Build files, checked on the real files (README, "CI: Jenkins
+and Cloud Build"):
 
 - the Jenkinsfile parses with Groovy's compiler (Debian's groovy; no Jenkins server runs here),
   and its structure, read from Groovy's syntax tree, keeps the security model: change requests
