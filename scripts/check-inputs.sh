@@ -6,6 +6,7 @@
 # `Production` or ` production` are refused, not normalised).
 #   MODEL  a folder under models/            ENV  a file manifests/environments/<ENV>.yaml
 #   UNTIL  a pipeline stage (see `mlops run --help`)
+#   REGISTRY, MLOPS_GITOPS_BRANCH  where set: a registry reference, a plain branch name
 #   REPORT_POST  1 posts the report as the PR/MR comment; empty or 0 does not. Anything else
 #          (`yes`, `true`, `on`, ` 1`) is refused rather than guessed: `make report` used to post
 #          for any non-empty value, so REPORT_POST=0 posted.
@@ -51,3 +52,15 @@ one_of "$env" "${envs[@]}" || fail ENV "$env" "an environment of this repository
 one_of "$until" "${STAGES[@]}" || fail UNTIL "$until" "a pipeline stage" "${STAGES[*]}"
 one_of "$post" "" 0 1 ||
   fail REPORT_POST "$post" "empty, 0 or 1" "1 (post the report), 0 or empty (do not post)"
+
+# Where set (CI variables, Cloud Build substitutions): REGISTRY as a registry reference
+# host[:port][/namespace] in lower case, and MLOPS_GITOPS_BRANCH as a plain branch name, so
+# neither can carry anything a shell, docker or git would read as more.
+registry=${REGISTRY-}
+[[ -z "$registry" ||
+  "$registry" =~ ^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$ ]] ||
+  fail REGISTRY "$registry" "a registry reference" "host[:port][/namespace], e.g. ghcr.io/acme"
+branch=${MLOPS_GITOPS_BRANCH-}
+[[ -z "$branch" || ("$branch" =~ ^[A-Za-z0-9][A-Za-z0-9._/-]*$ && "$branch" != *..* &&
+  "$branch" != */ && "$branch" != *.lock) ]] ||
+  fail MLOPS_GITOPS_BRANCH "$branch" "a branch name" "letters, digits and . _ / - (e.g. main)"
