@@ -217,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
         "The gate's baseline as a bundle (a folder: production's model file and baseline.json, "
         "saying where it came from), so that a pull request's gate needs no credential: the "
         "default branch exports it with the read credentials, pull requests fetch it.",
+        model=False,
     )
     actions = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
     out_default = read_settings().baseline
@@ -234,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
         ),
     ):
         action = actions.add_parser(name, help=text, description=text)
+        action.add_argument(
+            "--model",
+            default=DEFAULT_MODEL,
+            help="folder name under models/ (default: %(default)s)",
+        )
         action.add_argument(
             "--out",
             type=Path,

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +131,25 @@ def test_export_without_a_release_writes_a_record_the_gate_reads_as_no_baseline(
     assert main(["gate", "--baseline", BUNDLE]) == 0
     out = capsys.readouterr().out
     assert "no baseline model (production had no release at GitOps commit" in out, out
+
+
+def test_make_baseline_exports_to_mlops_baseline(workspace: Path) -> None:
+    """The target CI calls: MODEL and MLOPS_BASELINE reach mlops through the environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLOPS_", "MAKEFLAGS"))}
+    env |= {"MLOPS_VENV": str(Path(sys.executable).parent.parent), "MLOPS_BASELINE": BUNDLE}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "baseline"],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "production has no release yet" in result.stdout
+    record = evidence.load(workspace / BUNDLE / BaselineBundle.FILE, BaselineBundle)
+    assert (record.model, record.release) == ("digits", None)
 
 
 def test_export_refuses_a_folder_outside_the_repository(
