@@ -14,7 +14,7 @@ REPORT_METRICS ?=
 # environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL and REPORT_POST pass
 # scripts/check-inputs.sh first.
 USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
-	MLOPS_INSTALL
+	MLOPS_INSTALL MLOPS_BASELINE
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
@@ -27,7 +27,7 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
-	registry-login promote-merge render check-inputs
+	registry-login promote-merge render check-inputs baseline baseline-fetch
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -50,6 +50,13 @@ test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and ru
 
 pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
+
+# MLOPS_BASELINE (the bundle folder) reaches mlops through the environment: --out's default.
+baseline: check-inputs setup ## export production's model and its record to MLOPS_BASELINE (read credentials)
+	$(MLOPS) baseline export --model "$$MODEL"
+
+baseline-fetch: setup ## GitLab CI: fetch the default branch's baseline bundle into MLOPS_BASELINE (CI_JOB_TOKEN)
+	$(MLOPS) baseline fetch
 
 report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
 	@# Only REPORT_POST=1 posts: 0 and empty do not (check-inputs refuses any other value).

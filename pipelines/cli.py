@@ -69,13 +69,17 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     def baseline(p: argparse.ArgumentParser) -> None:
+        default = read_settings().baseline
         p.add_argument(
             "--baseline",
             type=Path,
-            metavar="TFLITE",
-            help="TFLite model to compare against (default: the model production "
-            "serves, fetched from the registry by digest; none before the first "
-            "production release)",
+            default=Path(default) if default else None,
+            metavar="TFLITE|DIR",
+            help="what to compare against: a TFLite file, or a bundle folder from `mlops "
+            "baseline export` (its record is checked against the model file; an empty "
+            "folder means no baseline, and on_missing_baseline decides). Default: "
+            "MLOPS_BASELINE if set, else the model production serves, fetched from the "
+            "registry by digest (none before the first production release)",
         )
 
     p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
@@ -208,6 +212,42 @@ def _parser() -> argparse.ArgumentParser:
         help="the rate limit's window (default: %(default)s)",
     )
     p = add(
+        "baseline",
+        "The gate's baseline as a bundle (a folder: production's model file and baseline.json, "
+        "saying where it came from), so that a pull request's gate needs no credential: the "
+        "default branch exports it with the read credentials, pull requests fetch it.",
+        model=False,
+    )
+    actions = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    out_default = read_settings().baseline
+    for name, text in (
+        (
+            "export",
+            "write the bundle of the model's baseline environment: its active release's model "
+            "pulled from the registry by digest, read from the GitOps repository (needs their "
+            "read credentials)",
+        ),
+        (
+            "fetch",
+            "GitLab CI: download the bundle the default branch's `baseline` job exported, with "
+            "CI_JOB_TOKEN; none yet (or expired) leaves the folder empty",
+        ),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument(
+            "--model",
+            default=DEFAULT_MODEL,
+            help="folder name under models/ (default: %(default)s)",
+        )
+        action.add_argument(
+            "--out",
+            type=Path,
+            required=not out_default,
+            default=Path(out_default) if out_default else None,
+            help="the bundle folder, inside the repository; replaced whole "
+            "(default: MLOPS_BASELINE" + (f", now {out_default})" if out_default else ")"),
+        )
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -281,6 +321,27 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
     if stage.rules:
         _print_rules(ws, stage.rules)
     print(f"{stage.name}: {summary}")
+    return 0
+
+
+def _baseline(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import gate
+
+    if args.baseline_command == "fetch":
+        print(f"baseline fetch: {gate.fetch_gitlab_bundle(ws.root, args.out)}")
+        return 0
+    result = gate.export_baseline(ws, args.out)
+    release = result.record.release
+    print(
+        f"baseline export: {result.folder}: "
+        + (
+            f"{result.record.environment} release {release.release_id} "
+            f"(model sha256 {release.model_sha256[:12]}…, image {release.image})"
+            if release
+            else f"{result.record.environment} has no release yet (record only)"
+        )
+        + f", GitOps commit {result.record.gitops_commit[:12] or '(none yet)'}"
+    )
     return 0
 
 
@@ -447,6 +508,7 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
 STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
     **dict.fromkeys(STAGES, _stage),
     "rollback": _rollback,
+    "baseline": _baseline,
     "status": _status,
     "run": _run,
     "report": _report,

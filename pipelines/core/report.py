@@ -59,7 +59,28 @@ def metrics_table(blessing: Mapping[str, Any]) -> str:
     text = table(["metric", "candidate", "production", "delta", "95% CI", "paired test"], rows)
     if not comp:
         text += "\n\nNo production model to compare with: the change rule was not applied."
+    origin = baseline_origin(blessing.get("baseline") or {})
+    if origin:
+        text += f"\n\n{origin}"
     return text
+
+
+def baseline_origin(baseline: Mapping[str, Any]) -> str:
+    """Which release the baseline was and, for an exported bundle, how fresh: a pull request's
+    gate compares against what the default branch last exported, not production live."""
+    if not baseline.get("release_id"):
+        return ""
+    text = (
+        f"Baseline: `{_cell(baseline.get('environment', '?'))}` release "
+        f"`{_cell(baseline['release_id'])}`"
+    )
+    if baseline.get("exported"):
+        commit = str(baseline.get("gitops_commit") or "")[:12] or "none"
+        text += (
+            f", from the bundle exported {_cell(baseline['exported'])} "
+            f"(GitOps commit `{_cell(commit)}`)"
+        )
+    return text + "."
 
 
 def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:

@@ -1,6 +1,9 @@
 """The CI side of the security model (README, "Security model"), checked on the real files:
 
-- no job that runs an unmerged change's code holds a credential that can write;
+- no job that runs an unmerged change's code holds any secret (GitHub: only this run's
+  GITHUB_TOKEN; GitLab: only the MR note token and CI_JOB_TOKEN); the gate's baseline comes as
+  a bundle that merged code exported, and the read credentials that export needs live in an
+  environment only the default branch reaches;
 - no value a person or a CI variable supplies reaches a shell: the Makefile never pastes it into
   a recipe, and MODEL/ENV/UNTIL must be names this repository defines (real `make`, real bash);
 - environments are named by the CI files, never by a typed value (no alias reaches an
@@ -49,8 +52,16 @@ ENVIRONMENTS = sorted(p.stem for p in (ROOT / "manifests/environments").glob("*.
 MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
 # Secrets that can write somewhere. Only jobs in a protected environment may name them.
 WRITE_SECRETS = {"GITOPS_TOKEN", "REGISTRY_PASSWORD"}
-# Read-only credentials a pull request's pipeline may use (README, "Security model").
-READ_SECRETS = {"GITHUB_TOKEN", "REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
+# Read-only credentials: only the baseline export on the default branch holds them, inside the
+# environment `baseline` (README, "Security model").
+READ_SECRETS = {"REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
+# The one secret a job that runs on a pull request may name: the run's own token, whose
+# permissions the job declares (forks get it read-only whatever they declare).
+PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
+# The secrets of .gitlab-ci.yml a merge-request job may name: the MR note token (Reporter) and
+# the job's own token.
+MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
+BASELINE_ENVIRONMENT = "baseline"
 UNTRUSTED_TRIGGERS = {
     "pull_request",
     "pull_request_target",
@@ -75,7 +86,21 @@ def triggers(workflow: dict[str, Any]) -> set[str]:
 
 
 def secrets_in(node: Any) -> set[str]:
-    return set(re.findall(r"secrets\.([A-Za-z0-9_]+)", yaml.safe_dump(node)))
+    """The secrets a job names. `secrets[...]`, `toJSON(secrets)` and `secrets: inherit` name
+    them all at once: they count as "*", which no allow-list holds."""
+    text = yaml.safe_dump(node)
+    names = set(re.findall(r"\bsecrets\.([A-Za-z0-9_]+)", text))
+    if re.search(r"\bsecrets\b(?!\.[A-Za-z0-9_])", text):
+        names.add("*")
+    return names
+
+
+def test_secrets_in_sees_every_way_of_naming_a_secret() -> None:
+    assert secrets_in({"env": {"T": "${{ secrets.GITOPS_READ_TOKEN }}"}}) == {"GITOPS_READ_TOKEN"}
+    assert "*" in secrets_in({"env": {"T": "${{ secrets['GITOPS_READ_TOKEN'] }}"}})
+    assert "*" in secrets_in({"env": {"T": "${{ toJSON(secrets) }}"}})
+    assert "*" in secrets_in({"uses": "./.github/workflows/x.yml", "secrets": "inherit"})
+    assert secrets_in({"env": {"T": "${{ github.token }}"}}) == set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,8 +118,10 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
         permissions = job.get("permissions", {})
         writes = {scope for scope, level in permissions.items() if level == "write"}
         assert writes <= {"pull-requests"}, f"{name}: {writes}"
-        assert not secrets_in(job) & WRITE_SECRETS, f"{name} names a secret that can write"
-        assert secrets_in(job) <= READ_SECRETS, f"{name}: {secrets_in(job) - READ_SECRETS}"
+        # Not even a read-only secret: for `pull_request` the workflow file is the pull
+        # request's own, so a same-repository author could send any secret named here anywhere.
+        extra = secrets_in(job) - PULL_REQUEST_SECRETS
+        assert not extra, f"{path.name}:{name} (runs on pull requests) names secrets {extra}"
         assert "environment" not in job
         if "pull-requests" in writes:
             # The commenting job holds that token and nothing else, and runs no PR code: it
@@ -124,6 +151,55 @@ def test_write_secrets_live_only_in_protected_environments(path: Path) -> None:
             assert job.get("environment") in ENVIRONMENTS, (
                 f"{name}: a write secret must be an environment secret of a protected environment"
             )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_read_secrets_live_only_in_the_default_branch_baseline_environment(path: Path) -> None:
+    """The read credentials (production's state and model) are secrets of an environment that
+    only the default branch reaches: the baseline export, on push, schedule or dispatch."""
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if secrets_in(job) & READ_SECRETS:
+            assert triggers(workflow) <= {"push", "schedule", "workflow_dispatch"}, name
+            if "push" in triggers(workflow):
+                assert workflow["on"]["push"] == {"branches": ["main"]}
+            assert job.get("environment") in {BASELINE_ENVIRONMENT, *ENVIRONMENTS}, (
+                f"{path.name}:{name}: a read secret must be an environment secret"
+            )
+
+
+def test_the_pull_request_gate_downloads_main_s_bundle_with_its_own_token() -> None:
+    """ci.yml's gate takes its baseline from baseline.yml's newest successful run on the
+    default branch, with GITHUB_TOKEN (actions: read), and baseline.yml never runs for a pull
+    request (or it could publish the baseline every other pull request trusts)."""
+    exporter = load(ROOT / ".github/workflows/baseline.yml")
+    assert not triggers(exporter) & UNTRUSTED_TRIGGERS
+    assert set(exporter["jobs"]) == {"export"}
+    assert exporter["jobs"]["export"]["environment"] == BASELINE_ENVIRONMENT
+    upload = next(
+        s
+        for s in exporter["jobs"]["export"]["steps"]
+        if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+    )
+    folder = exporter["jobs"]["export"]["env"]["MLOPS_BASELINE"]
+    assert upload["with"]["path"].rstrip("/") == folder
+
+    job = load(ROOT / ".github/workflows/ci.yml")["jobs"]["pipeline"]
+    assert job["permissions"] == {"contents": "read", "actions": "read"}
+    assert job["env"]["MLOPS_BASELINE"] == folder
+    steps = {s.get("id"): s for s in job["steps"]}
+    find = steps["baseline"]
+    assert "--workflow baseline.yml" in find["run"]
+    assert '--branch "$DEFAULT_BRANCH"' in find["run"]
+    assert "--status success" in find["run"]
+    assert find["env"]["GH_TOKEN"] == "${{ github.token }}"
+    download = next(
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")
+    )
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["path"] == folder
+    assert download["with"]["run-id"] == "${{ steps.baseline.outputs.run-id }}"
+    assert download["with"]["github-token"] == "${{ github.token }}"
 
 
 def gitlab_jobs() -> dict[str, dict[str, Any]]:
@@ -176,6 +252,11 @@ def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
                 "CI_REGISTRY_PASSWORD",
             ):
                 assert write not in text, f"{name} (merge requests) uses {write}"
+            named = set(
+                re.findall(r"\$\{?([A-Z0-9_]*(?:TOKEN|PASSWORD|SECRET|KEY)[A-Z0-9_]*)", text)
+            )
+            extra = named - MERGE_REQUEST_SECRETS
+            assert not extra, f"{name} (merge requests) names secrets {extra}"
         elif "MLOPS_GITLAB_TOKEN" in text or "registry-login" in text:
             # Writing jobs run only for the default branch (protected variables reach them).
             for rule in job["rules"]:
@@ -201,27 +282,57 @@ def test_github_jobs_hand_gitops_tokens_to_their_own_variables(path: Path) -> No
         env = env_names(job)
         if "MLOPS_GITOPS_READ_TOKEN" in env:
             assert env["MLOPS_GITOPS_READ_TOKEN"] == "${{ secrets.GITOPS_READ_TOKEN }}", name
+            assert not untrusted, f"{path.name}:{name}: a pull request's job holds the read name"
         if "MLOPS_GITOPS_TOKEN" in env:
             assert not untrusted, f"{path.name}:{name}: a pull request's job holds the write name"
             assert env["MLOPS_GITOPS_TOKEN"] == "${{ secrets.GITOPS_TOKEN }}", name
             assert job.get("environment") in ENVIRONMENTS, name
     if path.name == "ci.yml":
         pipeline = env_names(workflow["jobs"]["pipeline"])
-        assert {k for k in pipeline if "GITOPS" in k and "TOKEN" in k} == {
-            "MLOPS_GITOPS_READ_TOKEN"
-        }
+        assert not {k for k in pipeline if "GITOPS" in k or "REGISTRY" in k}
 
 
 def test_gitlab_jobs_never_map_a_gitops_token() -> None:
     """GitLab's tokens come from the project's CI/CD variables, whose protection and
     environment scope decide which jobs get them: no job may copy one into another name, and
-    a merge-request job names no write token at all (the read token arrives unasked)."""
+    a merge-request job names no GitOps token at all. The read token is protected too, so no
+    merge-request pipeline receives it unasked (the header says so, and the README)."""
     for name, job in gitlab_jobs().items():
         for key, value in job["variables"].items():
             assert key not in ("MLOPS_GITOPS_TOKEN", "MLOPS_GITOPS_READ_TOKEN"), (name, key)
             assert "GITOPS" not in str(value) or "TOKEN" not in str(value), (name, key)
         if runs_for_merge_requests(job):
-            assert "MLOPS_GITOPS_TOKEN" not in yaml.safe_dump(job), name
+            assert "GITOPS_TOKEN" not in yaml.safe_dump(job), name
+            assert "GITOPS_READ_TOKEN" not in yaml.safe_dump(job), name
+    header = " ".join(
+        line.lstrip("# ") for line in GITLAB.read_text().splitlines() if line.startswith("#")
+    )
+    described = re.search(r"MLOPS_GITOPS_READ_TOKEN (.*?) MLOPS_GITOPS_REMOTE", header)
+    assert described, header
+    assert "masked, protected" in described.group(1)
+    assert "NOT protected" not in described.group(1)
+
+
+def test_the_merge_request_gate_fetches_the_default_branch_bundle() -> None:
+    """A merge request's gate compares against the bundle the default branch's `baseline` job
+    exported, fetched with CI_JOB_TOKEN; that job never runs for a merge request."""
+    data = yaml.safe_load(GITLAB.read_text())
+    jobs = gitlab_jobs()
+    exporter = jobs["baseline"]
+    assert not runs_for_merge_requests(exporter)
+    for rule in exporter["rules"]:
+        assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule["if"]
+    assert "make baseline" in exporter["script"]
+    folder = exporter["variables"]["MLOPS_BASELINE"]
+    assert exporter["artifacts"]["paths"] == [f"{folder}/"]
+    gate = data["gate"]
+    (mr_rule,) = [r for r in gate["rules"] if "merge_request_event" in r["if"]]
+    assert mr_rule["variables"] == {"MLOPS_BASELINE": folder}
+    assert any("make baseline-fetch" in line for line in gate["script"])
+    # The name `mlops baseline fetch` asks GitLab for (pipelines/stages/gate.py).
+    from pipelines.stages.gate import BUNDLE_JOB
+
+    assert BUNDLE_JOB == "baseline"
 
 
 def gitlab_job_writes(job: dict[str, Any]) -> bool:
@@ -317,7 +428,10 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             env = job.get("environment")
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
-                assert env_name in ENVIRONMENTS, f"{path.name}:{name}: environment {env_name!r}"
+                # The deployment environments, or the one that holds the baseline's read secrets.
+                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT}, (
+                    f"{path.name}:{name}: environment {env_name!r}"
+                )
     for name, job in gitlab_jobs().items():
         if "environment" in job:
             assert job["environment"]["name"] in ENVIRONMENTS, f"{name}: {job['environment']}"
@@ -401,7 +515,16 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         k: v
         for k, v in os.environ.items()
         if k
-        not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "MLOPS_INSTALL", "REPORT_POST")
+        not in (
+            "MODEL",
+            "ENV",
+            "UNTIL",
+            "MAKEFLAGS",
+            "MLOPS_VENV",
+            "MLOPS_INSTALL",
+            "REPORT_POST",
+            "MLOPS_BASELINE",
+        )
     }
     base["MLOPS_VENV"] = str(VENV_BIN.parent)
     return subprocess.run(
@@ -427,6 +550,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         "REPORT_POST",
         "MLOPS_VENV",
         "MLOPS_INSTALL",
+        "MLOPS_BASELINE",
     ],
 )
 @pytest.mark.parametrize("where", ["command line", "environment"])
@@ -440,6 +564,8 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "promote-merge",
         "rollback",
         "status",
+        "baseline",
+        "baseline-fetch",
         "unit",
         "test",
     )

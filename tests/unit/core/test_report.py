@@ -107,3 +107,17 @@ def test_a_blessing_counts_only_for_the_data_and_model_this_run_made() -> None:
     )
     assert "✅" not in stale
     assert "❌ data validation failed" in stale
+
+
+def test_the_report_says_which_release_the_baseline_was_and_how_fresh() -> None:
+    from pipelines.core.report import baseline_origin
+
+    assert baseline_origin({}) == ""
+    assert baseline_origin({"source": "--baseline"}) == ""
+    live = {"environment": "production", "release_id": "r-1"}
+    assert baseline_origin(live) == "Baseline: `production` release `r-1`."
+    bundled = {**live, "exported": "2026-12-01T10:00:00+00:00", "gitops_commit": "a" * 40}
+    assert baseline_origin(bundled) == (
+        "Baseline: `production` release `r-1`, from the bundle exported "
+        "2026-12-01T10:00:00+00:00 (GitOps commit `aaaaaaaaaaaa`)."
+    )
