@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pipelines.adapters import gitops, scm
 from pipelines.adapters import rendering as render
 from pipelines.adapters.artifacts import SBOM
-from pipelines.adapters.releasing import apply_state, land, now, trailers
+from pipelines.adapters.releasing import apply_state, land, now, require_capacity, trailers
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.guard import quarantine_refusal
@@ -117,6 +117,9 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
             return PromoteResult(
                 serving.release_id, f"{serving.release_id} already serves {to_env}"
             )
+        # Before anything is committed: a promotion whose peak the target cannot hold would
+        # only surface as Pending pods after the merge.
+        require_capacity(ws, cfg, bluegreen.with_slot(target, ws.name, t.slot))
         previous = slot.color(slot.active) if slot.active else None
         fields = trailers(candidate, to_env, t.color, **{"Promoted-From": from_env})
         message = gitops.format_message(
