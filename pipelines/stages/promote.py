@@ -117,9 +117,6 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
             return PromoteResult(
                 serving.release_id, f"{serving.release_id} already serves {to_env}"
             )
-        # Before anything is committed: a promotion whose peak the target cannot hold would
-        # only surface as Pending pods after the merge.
-        require_capacity(ws, cfg, bluegreen.with_slot(target, ws.name, t.slot))
         previous = slot.color(slot.active) if slot.active else None
         fields = trailers(candidate, to_env, t.color, **{"Promoted-From": from_env})
         message = gitops.format_message(
@@ -129,9 +126,12 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         )
 
         def change() -> str:
-            apply_state(
-                repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
-            )
+            new_state = bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
+            # Before anything is committed, on every re-application to a moved tip: a
+            # promotion whose peak the target cannot hold would only surface as Pending pods
+            # after the merge.
+            require_capacity(ws, cfg, new_state)
+            apply_state(repo, ws, cfg, new_state)
             return message
 
         if target.promotion == "direct":
