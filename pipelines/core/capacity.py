@@ -5,6 +5,8 @@ binary x[i, j] puts pod i on node j, binary y[j] uses node j; minimise the nodes
 pod on exactly one node, and on every node the pods' CPU and memory requests within what the
 node offers (y[j] * capacity). y[j] >= y[j+1] breaks the symmetry between identical nodes, so
 the solver does not explore the same packing under every renumbering of the nodes.
+Identical pods are merged: their x[i, j] summed is one integer per shape and node (see
+``_solve``), the same program without the symmetry between interchangeable pods.
 
 Pure: quantities arrive as integers (millicores and bytes); adapters/capacity.py parses them
 from the rendered objects and the environment state.
@@ -127,7 +129,7 @@ def pack(pods: Sequence[Pod], pool: Pool, time_limit: float = 20.0) -> Plan:
     # The heuristic's count bounds the optimum from above, so it is the number of node
     # variables the program needs; the program then finds the minimum below it.
     placement, optimal = _solve(pods, pool, max(heuristic) + 1, time_limit)
-    if placement is None or len(set(placement)) > max(heuristic) + 1:
+    if placement is None:  # the limit struck before HiGHS found a packing of its own
         placement = heuristic
     return Plan(pods, pool, _renumbered(placement), optimal)
 
