@@ -132,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--env", help="one environment (default: all)")
     p.add_argument("--no-live", action="store_true", help="do not contact a cluster")
     p = add(
+        "capacity",
+        "Pack the environment's peak (every model with both colors at their HPA maximum, "
+        "plus the Jobs and the guard, as rendered) onto the node pool declared in its state: "
+        "print the placement and the minimum number of nodes; exit 1 when it does not fit.",
+        model=False,
+    )
+    p.add_argument("--env", required=True, help="environment (a manifests/environments/ file)")
+    p = add(
         "report",
         "Print the pipeline's verdict as Markdown (metrics vs production, gate "
         "reasons, artifact links); post it as the one PR/MR comment, updated in place.",
@@ -378,6 +386,17 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
     return 1 if any(r.findings for r in rows) else 0
 
 
+def _capacity(args: argparse.Namespace) -> int:
+    from pipelines.core.capacity import rows
+    from pipelines.core.report import table
+    from pipelines.stages import capacity
+
+    r = capacity.run(find_root(), args.env)
+    print(table(["node", "pod", "cpu", "memory"], rows(r.plan)))
+    print("\n".join(r.lines()))
+    return 0 if r.fits else 1
+
+
 def _report(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.config import inside
     from pipelines.stages import ci_report
@@ -516,6 +535,7 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config,
+    "capacity": _capacity,
     "render": _render,
     "lint-manifests": _lint,
     "guard": _guard,

@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pipelines.adapters import gitops, scm
 from pipelines.adapters import rendering as render
 from pipelines.adapters.artifacts import SBOM
-from pipelines.adapters.releasing import apply_state, close_requests, land, now, trailers
+from pipelines.adapters.releasing import (
+    apply_state,
+    close_requests,
+    land,
+    now,
+    require_capacity,
+    trailers,
+)
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, environment_names, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.guard import quarantine_refusal, quarantined_anywhere
@@ -126,9 +133,12 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         )
 
         def change() -> str:
-            apply_state(
-                repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
-            )
+            new_state = bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
+            # Before anything is committed, on every re-application to a moved tip: a
+            # promotion whose peak the target cannot hold would only surface as Pending pods
+            # after the merge.
+            require_capacity(ws, cfg, new_state)
+            apply_state(repo, ws, cfg, new_state)
             return message
 
         if target.promotion == "direct":
