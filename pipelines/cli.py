@@ -22,6 +22,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core.dvcgraph import PIPELINE
+from pipelines.core.monitor import CONDITIONS as MONITOR_CONDITIONS
 from pipelines.errors import MlopsError
 from pipelines.pipeline import STAGES
 
@@ -207,6 +208,43 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=60,
         help="the rate limit's window (default: %(default)s)",
+    )
+    p = add(
+        "monitor",
+        "Report how the active releases of an environment behave, from Prometheus: drift per "
+        "feature, predictions vs the reference, anomaly rate, p99 latency, errors and "
+        "availability over --since. Markdown on stdout and in OUT/monitor.md, with PNG plots; "
+        "exit 1 when a --fail-on condition holds, 3 when Prometheus does not answer.",
+        model=False,
+    )
+    p.add_argument("--env", required=True, help="environment whose active releases to report")
+    p.add_argument("--model", help="one model (default: every model the environment serves)")
+    p.add_argument(
+        "--since",
+        default="1h",
+        help="the window, a Prometheus duration from 10s to 90d (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus' base URL, http(s) (default: $MLOPS_PROMETHEUS_URL)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for monitor.md and the PNGs, inside the repository; replaced whole "
+        "(default: artifacts/monitor/<env>)",
+    )
+    p.add_argument(
+        "--fail-on",
+        nargs="+",
+        default=[],
+        choices=MONITOR_CONDITIONS,
+        metavar="CONDITION",
+        help="exit 1 when one of these holds for a release: "
+        + ", ".join(MONITOR_CONDITIONS)
+        + " (the alerts' conditions over the window)",
     )
     p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
@@ -400,6 +438,37 @@ def _guard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from pipelines.config import inside
+    from pipelines.errors import ConfigError
+    from pipelines.stages import monitor
+
+    root = find_root()
+    url = args.prometheus or read_settings().prometheus_url
+    if not url:
+        raise ConfigError(
+            "no Prometheus to ask",
+            hint="pass --prometheus URL or set MLOPS_PROMETHEUS_URL",
+        )
+    out = inside(root, args.out or root / "artifacts" / "monitor" / args.env, "--out")
+    r = monitor.run(
+        root,
+        args.env,
+        url=url,
+        since=args.since,
+        out=out,
+        model=args.model,
+        fail_on=args.fail_on,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(r.markdown, end="")
+    print(f"monitor: report and {len(r.plots)} plots in {r.out}", file=sys.stderr)
+    if r.failed:
+        print(f"monitor: failing: {', '.join(r.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _lint(_: argparse.Namespace) -> int:
     from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
@@ -459,6 +528,7 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": _render,
     "lint-manifests": _lint,
     "guard": _guard,
+    "monitor": _monitor,
     "registry-login": _registry_login,
 }
 

@@ -77,6 +77,8 @@ class Settings:
     pr_number: str  # MLOPS_PR_NUMBER: the pull request the report comments on
     # MLOPS_GUARD_TOKEN: the bearer token Alertmanager's webhooks to `mlops guard` must carry
     guard_token: SecretStr | None
+    # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
+    prometheus_url: str
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -149,6 +151,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         git_email=text("MLOPS_GIT_EMAIL"),
         pr_number=text("MLOPS_PR_NUMBER"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
+        prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=environ.get("REGISTRY_INSECURE") == "1",
