@@ -439,6 +439,7 @@ def _guard(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
+    from pipelines.adapters.artifacts import monitor_dir
     from pipelines.config import inside
     from pipelines.errors import ConfigError
     from pipelines.stages import monitor
@@ -450,7 +451,7 @@ def _monitor(args: argparse.Namespace) -> int:
             "no Prometheus to ask",
             hint="pass --prometheus URL or set MLOPS_PROMETHEUS_URL",
         )
-    out = inside(root, args.out or root / "artifacts" / "monitor" / args.env, "--out")
+    out = inside(root, args.out or monitor_dir(root, args.env), "--out")
     r = monitor.run(
         root,
         args.env,

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.adapters import gitops, plots
-from pipelines.adapters.artifacts import staged_dir, write_text
+from pipelines.adapters.artifacts import MONITOR_REPORT, staged_dir, write_text
 from pipelines.adapters.prometheus import Prometheus, Sample
 from pipelines.config import ModelSlot, load_gitops, load_model, model_names
 from pipelines.core import monitor, monitoring
 from pipelines.errors import ConfigError
 
 Progress = Callable[[str], None]
-REPORT = "monitor.md"
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,7 @@ def run(
                 failed=failed,
                 fail_on=fail_on,
             )
-            write_text(stage / REPORT, markdown)
+            write_text(stage / MONITOR_REPORT, markdown)
     finally:
         prom.close()
     return MonitorResult(markdown, out, failed, pictures)
