@@ -379,3 +379,10 @@ def test_no_prometheus_url_is_a_usage_error(
     monkeypatch.delenv("MLOPS_PROMETHEUS_URL", raising=False)
     assert _monitor(plain, monkeypatch, "--env", "production") == 2
     assert "MLOPS_PROMETHEUS_URL" in capsys.readouterr().err
+
+
+def test_the_readme_shows_the_dashboard_picture_monitor_made() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Monitoring and automatic rollback", 1)[1].split("\n## ", 1)[0]
+    assert f"]({DOCS_PICTURE.relative_to(ROOT)})" in section
+    _png_ok(DOCS_PICTURE)
