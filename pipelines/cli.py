@@ -29,7 +29,7 @@ from pipelines.pipeline import STAGES
 EPILOG = """\
 exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
 policy violation); 2 usage or configuration error; 3 infrastructure unavailable (docker,
-registry, git remote, SCM API); 70 an internal error, a bug in mlops (--debug, or
+registry, git remote, SCM API, Prometheus); 70 an internal error, a bug in mlops (--debug, or
 MLOPS_DEBUG=1, prints its traceback). Every failure says what to do next.
 """
 # sysexits' EX_SOFTWARE: a bug must not read as 1, "a check said no".

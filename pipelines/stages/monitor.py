@@ -164,6 +164,13 @@ def run(
                 s = dataclasses.replace(
                     s, effects={f: s.effects[f] for f in sorted(s.effects, key=_feature_key)}
                 )
+                if s.availability is None and s.instances is None:
+                    # Not a failure (nothing says the release misbehaves), but not "fine" either.
+                    progress(
+                        f"monitor: warning: Prometheus has no series of {name} {release} "
+                        f"({color}) in namespace {state.namespace} over the last {since}; "
+                        "is it scraped (the PodMonitor) and does it get traffic?"
+                    )
                 found.append(monitor.conditions(s, rules))
                 step = max(1, window_s // monitor.PLOT_POINTS)
                 trend = monitoring.queries(

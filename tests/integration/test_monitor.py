@@ -30,7 +30,9 @@ import uvicorn
 import yaml
 from PIL import Image
 
+from pipelines.adapters.prometheus import Prometheus
 from pipelines.cli import main
+from pipelines.errors import InfraError
 from pipelines.serving.app import create_app
 from pipelines.serving.settings import Settings
 from tests.conftest import ROOT, copy_repo, require
@@ -386,3 +388,37 @@ def test_the_readme_shows_the_dashboard_picture_monitor_made() -> None:
     section = readme.split("## Monitoring and automatic rollback", 1)[1].split("\n## ", 1)[0]
     assert f"]({DOCS_PICTURE.relative_to(ROOT)})" in section
     _png_ok(DOCS_PICTURE)
+
+
+def test_a_query_prometheus_refuses_is_an_infrastructure_error(setup: Setup) -> None:
+    """Prometheus' own "status": "error" answer (here a query it cannot parse) is exit 3 with
+    its message, not a crash and not an empty report."""
+    prom = Prometheus(setup.prometheus)
+    try:
+        with pytest.raises(InfraError, match=r"HTTP 400: bad_data: .*parse error") as info:
+            prom.query("sum(", time.time())
+        assert info.value.exit_code == 3
+        # And a window with no series of a release is an empty answer, not an error.
+        assert prom.query('up{release="no-such-release"}', time.time()) == []
+        assert prom.query_range("vector(1)", time.time() - 10, time.time(), 5)[0].points
+    finally:
+        prom.close()
+
+
+def test_a_release_prometheus_has_no_series_of_is_reported_as_no_data(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = setup.root.parent / "other"
+    shutil.copytree(setup.root, root, symlinks=True, ignore=shutil.ignore_patterns(".infra"))
+    path = root / "manifests/environments/production.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["models"]["digits"]["blue"]["release_id"] = "digits-000000000099"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    code = _monitor(
+        root, monkeypatch, "--env", "production", "--since", WINDOW,
+        "--prometheus", setup.prometheus, "--fail-on", "drift",
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Prometheus has no series of digits digits-000000000099" in out.err
+    assert _verdicts(out.out)["input drift: share of drifted features"] == "no data"
