@@ -23,7 +23,7 @@ from pathlib import Path
 from pipelines.adapters import gitops, plots
 from pipelines.adapters.artifacts import MONITOR_REPORT, staged_dir, write_text
 from pipelines.adapters.prometheus import Prometheus, Sample
-from pipelines.config import ModelSlot, load_gitops, load_model, model_names
+from pipelines.config import EnvironmentState, ModelSlot, load_gitops, load_model, model_names
 from pipelines.core import monitor, monitoring
 from pipelines.errors import ConfigError
 
@@ -104,6 +104,78 @@ def _feature_key(name: str) -> tuple[str, int]:
     return (head, int(tail)) if tail.isdigit() else (name, -1)
 
 
+@dataclass(frozen=True)
+class Observed:
+    """One active release's signals, the rules they were judged by, and what its plots show."""
+
+    signals: monitor.Signals
+    rules: monitoring.RuleSettings
+    plot: plots.MonitorPlot
+
+
+def _observe(
+    prom: Prometheus,
+    root: Path,
+    state: EnvironmentState,
+    name: str,
+    since: str,
+    window_s: int,
+    at: float,
+    progress: Progress,
+) -> Observed | None:
+    """Ask Prometheus about ``name``'s active release; None when it has none."""
+    env = state.environment
+    slot = state.models.get(name, ModelSlot())
+    record = slot.color(slot.active) if slot.active else None
+    if record is None or slot.active is None:
+        progress(f"monitor: {name} has no active release in {env}; skipped")
+        return None
+    if name not in model_names(root):
+        raise ConfigError(
+            f"{env} serves {name}, which has no models/{name}/model.yaml here",
+            hint="run mlops monitor from the repository that builds that model",
+        )
+    slo = load_model(root, name).model.monitoring.latency_p99_ms
+    rules = dataclasses.replace(monitoring.settings_for(slo), window=f"{window_s}s")
+    scope = monitoring.Scope(env, state.namespace, name, state.auto_rollback)
+    release, color = record.release_id, slot.active
+    progress(f"monitor: {name} {release} ({color}) over the last {since}")
+    s = signals(prom, monitoring.queries(scope, rules), name, release, color, at)
+    s = dataclasses.replace(
+        s, effects={f: s.effects[f] for f in sorted(s.effects, key=_feature_key)}
+    )
+    if s.availability is None and s.instances is None:
+        # Not a failure (nothing says the release misbehaves), but not "fine" either.
+        progress(
+            f"monitor: warning: Prometheus has no series of {name} {release} "
+            f"({color}) in namespace {state.namespace} over the last {since}; "
+            "is it scraped (the PodMonitor) and does it get traffic?"
+        )
+    # The plots' points: PLOT_POINTS over the window, each a rate over a few steps.
+    step = max(1, window_s // monitor.PLOT_POINTS)
+    trend = monitoring.queries(
+        scope, dataclasses.replace(rules, window=f"{step * monitor.PLOT_RATE_STEPS}s")
+    )
+
+    def timeline(expr: str) -> plots.Points:
+        return _timeline(prom, expr, release, color, at - window_s, at, step)
+
+    plot = plots.MonitorPlot(
+        title=f"{name} {release} ({color}) in {env}, last {since}",
+        effects=dict(s.effects),
+        effect_threshold=s.effect_threshold,
+        live_shares=dict(s.class_shares),
+        reference_shares=dict(s.reference_shares),
+        anomaly_rate=timeline(trend.anomaly_rate),
+        anomaly_limit=s.anomaly_limit,
+        error_ratio=timeline(trend.error_ratio),
+        max_error_ratio=rules.max_error_ratio,
+        latency_p99_s=timeline(trend.latency_p99),
+        slo_s=rules.latency_p99_ms / 1000,
+    )
+    return Observed(s, rules, plot)
+
+
 def run(
     root: Path,
     env: str,
@@ -135,88 +207,33 @@ def run(
     with gitops.checkout(cfg, root) as repo:
         state = repo.read_state(env)
     wanted = [model] if model else sorted(state.models)
-    known = set(model_names(root))
+    # Every query first, then every file: a Prometheus that fails half-way leaves nothing
+    # behind, not even an empty folder.
     prom = Prometheus(base)
-    sections: list[str] = []
-    found: list[dict[str, bool]] = []
-    pictures: list[str] = []
     try:
-        with staged_dir(out) as stage:
-            for name in wanted:
-                slot = state.models.get(name, ModelSlot())
-                record = slot.color(slot.active) if slot.active else None
-                if record is None or slot.active is None:
-                    progress(f"monitor: {name} has no active release in {env}; skipped")
-                    continue
-                if name not in known:
-                    raise ConfigError(
-                        f"{env} serves {name}, which has no models/{name}/model.yaml here",
-                        hint="run mlops monitor from the repository that builds that model",
-                    )
-                slo = load_model(root, name).model.monitoring.latency_p99_ms
-                rules = dataclasses.replace(monitoring.settings_for(slo), window=f"{window_s}s")
-                scope = monitoring.Scope(
-                    state.environment, state.namespace, name, state.auto_rollback
-                )
-                release, color = record.release_id, slot.active
-                progress(f"monitor: {name} {release} ({color}) over the last {since}")
-                s = signals(prom, monitoring.queries(scope, rules), name, release, color, at)
-                s = dataclasses.replace(
-                    s, effects={f: s.effects[f] for f in sorted(s.effects, key=_feature_key)}
-                )
-                if s.availability is None and s.instances is None:
-                    # Not a failure (nothing says the release misbehaves), but not "fine" either.
-                    progress(
-                        f"monitor: warning: Prometheus has no series of {name} {release} "
-                        f"({color}) in namespace {state.namespace} over the last {since}; "
-                        "is it scraped (the PodMonitor) and does it get traffic?"
-                    )
-                found.append(monitor.conditions(s, rules))
-                step = max(1, window_s // monitor.PLOT_POINTS)
-                trend = monitoring.queries(
-                    scope,
-                    dataclasses.replace(rules, window=f"{step * monitor.PLOT_RATE_STEPS}s"),
-                )
-                start = at - window_s
-
-                over_time = {
-                    key: _timeline(prom, expr, release, color, start, at, step)
-                    for key, expr in (
-                        ("anomaly_rate", trend.anomaly_rate),
-                        ("error_ratio", trend.error_ratio),
-                        ("latency_p99", trend.latency_p99),
-                    )
-                }
-                names = plots.monitor_plots(
-                    plots.MonitorPlot(
-                        title=f"{name} {release} ({color}) in {env}, last {since}",
-                        effects=dict(s.effects),
-                        effect_threshold=s.effect_threshold,
-                        live_shares=dict(s.class_shares),
-                        reference_shares=dict(s.reference_shares),
-                        anomaly_rate=over_time["anomaly_rate"],
-                        anomaly_limit=s.anomaly_limit,
-                        error_ratio=over_time["error_ratio"],
-                        max_error_ratio=rules.max_error_ratio,
-                        latency_p99_s=over_time["latency_p99"],
-                        slo_s=rules.latency_p99_ms / 1000,
-                    ),
-                    stage,
-                    name,
-                )
-                pictures += names
-                sections.append(monitor.release_section(s, rules, names))
-            failed = monitor.failing(found, fail_on)
-            markdown = monitor.report(
-                environment=env,
-                window=since,
-                at=dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                url=base,
-                sections=sections,
-                failed=failed,
-                fail_on=fail_on,
-            )
-            write_text(stage / MONITOR_REPORT, markdown)
+        observed = [
+            _observe(prom, root, state, name, since, window_s, at, progress) for name in wanted
+        ]
     finally:
         prom.close()
+    releases = [o for o in observed if o is not None]
+    found = [monitor.conditions(o.signals, o.rules) for o in releases]
+    failed = monitor.failing(found, fail_on)
+    sections: list[str] = []
+    pictures: list[str] = []
+    with staged_dir(out) as stage:
+        for o in releases:
+            names = plots.monitor_plots(o.plot, stage, o.signals.model)
+            pictures += names
+            sections.append(monitor.release_section(o.signals, o.rules, names))
+        markdown = monitor.report(
+            environment=env,
+            window=since,
+            at=dt.datetime.fromtimestamp(at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            url=base,
+            sections=sections,
+            failed=failed,
+            fail_on=fail_on,
+        )
+        write_text(stage / MONITOR_REPORT, markdown)
     return MonitorResult(markdown, out, failed, pictures)
