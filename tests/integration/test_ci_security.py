@@ -729,6 +729,60 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
             ), name
 
 
+@pytest.fixture(scope="module")
+def gitlab_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git project holding only `.gitlab-ci.yml`: enough for gitlab-ci-local to list jobs."""
+    require("gitlab-ci-local", GCL.is_file(), "run `make ci-tools` (npm)")
+    root = tmp_path_factory.mktemp("gitlab-jobs")
+    shutil.copy(GITLAB, root / ".gitlab-ci.yml")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "add", "."], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=root, check=True)
+    return root
+
+
+def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
+    """The jobs gitlab-ci-local's rule evaluation puts in a pipeline: {name: when}."""
+    args = [str(GCL), "--list", "--no-color"]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
+    out = subprocess.run(
+        args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    header = next(i for i, line in enumerate(out) if line.split()[:2] == ["name", "description"])
+    return {line.split()[0]: line.split()[2] for line in out[header + 1 :] if line.strip()}
+
+
+@pytest.mark.parametrize(
+    ("source", "branch", "expected"),
+    [
+        ("schedule", "main", {"monitor", "retrain"}),
+        ("schedule", "feature", set()),
+        ("push", "main", {"test", "validate", "gate", "release", "promote"}),
+        ("web", "main", set()),
+    ],
+)
+def test_gitlab_schedules_run_the_loop_and_nothing_else(
+    gitlab_project: Path, source: str, branch: str, expected: set[str]
+) -> None:
+    """GitLab's own rule evaluation (gitlab-ci-local): a scheduled pipeline of the default
+    branch runs monitor and retrain and no other automatic job; no other pipeline runs them."""
+    jobs = listed_jobs(
+        gitlab_project,
+        CI_PIPELINE_SOURCE=source,
+        CI_COMMIT_BRANCH=branch,
+        CI_DEFAULT_BRANCH="main",
+    )
+    automatic = {name for name, when in jobs.items() if when != "manual"}
+    if source == "schedule":
+        assert automatic == expected, jobs
+    else:
+        assert expected <= automatic, jobs
+        assert not automatic & {"monitor", "retrain"}, jobs
+
+
 def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
     text = (ROOT / "scripts/check-inputs.sh").read_text()
     stages = re.search(r"^STAGES=\((.*)\)$", text, re.MULTILINE)
