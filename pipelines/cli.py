@@ -213,7 +213,7 @@ def _parser() -> argparse.ArgumentParser:
         "monitor",
         "Report how the active releases of an environment behave, from Prometheus: drift per "
         "feature, predictions vs the reference, anomaly rate, p99 latency, errors and "
-        "availability over --since. Markdown on stdout and in OUT/monitor.md, with PNG plots; "
+        "availability over --since. Markdown on stdout and in DIR/monitor.md, with PNG plots; "
         "exit 1 when a --fail-on condition holds, 3 when Prometheus does not answer.",
         model=False,
     )
