@@ -22,13 +22,14 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core.dvcgraph import PIPELINE
+from pipelines.core.monitor import CONDITIONS as MONITOR_CONDITIONS
 from pipelines.errors import ConfigError, MlopsError
 from pipelines.pipeline import STAGES
 
 EPILOG = """\
 exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
 policy violation); 2 usage or configuration error; 3 infrastructure unavailable (docker,
-registry, git remote, SCM API); 70 an internal error, a bug in mlops (--debug, or
+registry, git remote, SCM API, Prometheus); 70 an internal error, a bug in mlops (--debug, or
 MLOPS_DEBUG=1, prints its traceback). Every failure says what to do next.
 """
 # sysexits' EX_SOFTWARE: a bug must not read as 1, "a check said no".
@@ -256,6 +257,43 @@ def _parser() -> argparse.ArgumentParser:
             "(default: MLOPS_BASELINE" + (f", now {out_default})" if out_default else ")"),
         )
     p = add(
+        "monitor",
+        "Report how the active releases of an environment behave, from Prometheus: drift per "
+        "feature, predictions vs the reference, anomaly rate, p99 latency, errors and "
+        "availability over --since. Markdown on stdout and in DIR/monitor.md, with PNG plots; "
+        "exit 1 when a --fail-on condition holds, 3 when Prometheus does not answer.",
+        model=False,
+    )
+    p.add_argument("--env", required=True, help="environment whose active releases to report")
+    p.add_argument("--model", help="one model (default: every model the environment serves)")
+    p.add_argument(
+        "--since",
+        default="1h",
+        help="the window, a Prometheus duration from 10s to 90d (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus' base URL, http(s) (default: $MLOPS_PROMETHEUS_URL)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for monitor.md and the PNGs, inside the repository; replaced whole "
+        "(default: artifacts/monitor/<env>)",
+    )
+    p.add_argument(
+        "--fail-on",
+        nargs="+",
+        default=[],
+        choices=MONITOR_CONDITIONS,
+        metavar="CONDITION",
+        help="exit 1 when one of these holds for a release: "
+        + ", ".join(MONITOR_CONDITIONS)
+        + " (the alerts' conditions over the window)",
+    )
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -478,6 +516,38 @@ def _guard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from pipelines.adapters.artifacts import monitor_dir
+    from pipelines.config import inside
+    from pipelines.errors import ConfigError
+    from pipelines.stages import monitor
+
+    root = find_root()
+    url = args.prometheus or read_settings().prometheus_url
+    if not url:
+        raise ConfigError(
+            "no Prometheus to ask",
+            hint="pass --prometheus URL or set MLOPS_PROMETHEUS_URL",
+        )
+    out = inside(root, args.out or monitor_dir(root, args.env), "--out")
+    r = monitor.run(
+        root,
+        args.env,
+        url=url,
+        since=args.since,
+        out=out,
+        model=args.model,
+        fail_on=args.fail_on,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(r.markdown, end="")
+    print(f"monitor: report and {len(r.plots)} plots in {r.out}", file=sys.stderr)
+    if r.failed:
+        print(f"monitor: failing: {', '.join(r.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _lint(_: argparse.Namespace) -> int:
     from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
@@ -539,6 +609,7 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": _render,
     "lint-manifests": _lint,
     "guard": _guard,
+    "monitor": _monitor,
     "registry-login": _registry_login,
 }
 

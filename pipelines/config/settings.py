@@ -85,6 +85,8 @@ class Settings:
     baseline: str
     # MLOPS_GUARD_TOKEN: the bearer token Alertmanager's webhooks to `mlops guard` must carry
     guard_token: SecretStr | None
+    # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
+    prometheus_url: str
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -177,6 +179,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         pr_number=text("MLOPS_PR_NUMBER"),
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
+        prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),

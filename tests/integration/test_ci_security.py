@@ -145,7 +145,8 @@ def test_write_secrets_live_only_in_protected_environments(path: Path) -> None:
     workflow = load(path)
     for name, job in workflow["jobs"].items():
         if secrets_in(job) & WRITE_SECRETS:
-            assert triggers(workflow) <= {"push", "workflow_dispatch"}, name
+            # Each runs the default branch's merged code (a schedule runs the default branch).
+            assert triggers(workflow) <= {"push", "workflow_dispatch", "schedule"}, name
             if "push" in triggers(workflow):
                 assert workflow["on"]["push"] == {"branches": ["main"]}
             assert job.get("environment") in ENVIRONMENTS, (
@@ -339,7 +340,7 @@ def gitlab_job_writes(job: dict[str, Any]) -> bool:
     """Does the job push to the GitOps repository or open requests there: a pipeline up to
     release or promote (the default UNTIL is promote), a rollback, or the write tokens."""
     for line in job.get("script", []) + job.get("after_script", []):
-        if re.search(r"\bmake (rollback|release|promote|promote-merge)\b", line):
+        if re.search(r"\bmake (rollback|release|promote|promote-merge|retrain)\b", line):
             return True
         if re.search(r"\bmake pipeline\b", line):
             until = re.search(r"\bUNTIL=(\w+)", line)
@@ -361,7 +362,7 @@ def test_gitlab_jobs_that_write_declare_their_environment() -> None:
             assert not runs_for_merge_requests(job), name
         else:
             assert "environment" not in job, f"{name} would receive the write tokens"
-    assert writers == {"release", "promote", "rollback-staging", "rollback-production"}
+    assert writers == {"release", "promote", "rollback-staging", "rollback-production", "retrain"}
 
 
 def test_readme_scopes_the_gitlab_write_tokens_to_environments() -> None:
@@ -551,6 +552,10 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         "MLOPS_VENV",
         "MLOPS_INSTALL",
         "MLOPS_BASELINE",
+        "SINCE",
+        "FAIL_ON",
+        "MONITOR_OUTPUT",
+        "MONITOR_FAILING",
     ],
 )
 @pytest.mark.parametrize("where", ["command line", "environment"])
@@ -568,6 +573,8 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "baseline-fetch",
         "unit",
         "test",
+        "monitor",
+        "retrain",
     )
     for value in hostile(canary):
         if where == "command line":
@@ -589,6 +596,10 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         ("MODEL", "report"),
         ("ENV", "release"),
         ("REPORT_POST", "report"),
+        ("SINCE", "monitor"),
+        ("FAIL_ON", "monitor"),
+        ("ENV", "monitor"),
+        ("MONITOR_FAILING", "retrain"),
     ],
 )
 def test_make_refuses_a_hostile_value_before_running_anything(
@@ -709,6 +720,193 @@ def test_any_other_report_post_is_refused(tmp_path: Path, post: str) -> None:
     assert "REPORT_POST=" in direct.stderr
     for good in ("", "0", "1"):
         assert check_inputs(REPORT_POST=good).returncode == 0
+
+
+def stub_make(
+    tmp_path: Path, target: str, code: int = 0, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str] | None]:
+    """`make target` for real, its interpreter a stub that records its arguments and exits
+    with ``code`` (setup is not remade)."""
+    bin_dir = tmp_path / "venv/bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    args_file = tmp_path / "args"
+    args_file.unlink(missing_ok=True)
+    stub = bin_dir / "python"
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\nexit {code}\n')
+    stub.chmod(0o755)
+    result = make(
+        "-o",
+        "setup",
+        target,
+        env={"MLOPS_VENV": str(tmp_path / "venv"), "ARGS_FILE": str(args_file), **env},
+    )
+    args = args_file.read_text().splitlines() if args_file.exists() else None
+    return result, args
+
+
+@pytest.mark.parametrize(
+    ("code", "failing", "status"),
+    [(0, "false", 0), (1, "true", 0), (2, None, 2), (3, None, 2)],
+)
+def test_make_monitor_hands_on_the_drift_verdict_and_fails_on_anything_else(
+    tmp_path: Path, code: int, failing: str | None, status: int
+) -> None:
+    """With MONITOR_OUTPUT, exit 1 (a FAIL_ON condition holds) is a verdict for the next job,
+    not a failure; bad input (2) and an unreachable Prometheus (3) still fail the job. (make
+    reports any failed recipe as 2.)"""
+    output = tmp_path / "output"
+    result, args = stub_make(
+        tmp_path,
+        "monitor",
+        code,
+        ENV="production",
+        FAIL_ON="drift errors",
+        SINCE="6h",
+        MONITOR_OUTPUT=str(output),
+    )
+    assert result.returncode == status, result.stdout + result.stderr
+    assert args == [
+        "-m", "pipelines.cli", "monitor", "--env", "production", "--since", "6h",
+        "--fail-on", "drift", "errors",
+    ]  # fmt: skip
+    if failing is None:
+        assert not output.exists()
+    else:
+        assert output.read_text() == f"MONITOR_FAILING={failing}\n"
+    # Without MONITOR_OUTPUT, a condition that holds fails make, as it fails mlops.
+    alone, args = stub_make(tmp_path, "monitor", code, ENV="production")
+    assert alone.returncode == (0 if code == 0 else 2)
+    assert args == ["-m", "pipelines.cli", "monitor", "--env", "production", "--since", "1h"]
+
+
+@pytest.mark.parametrize(("failing", "runs"), [("true", True), ("false", False), ("", False)])
+def test_make_retrain_runs_the_pipeline_through_promote_only_on_drift(
+    tmp_path: Path, failing: str, runs: bool
+) -> None:
+    result, args = stub_make(tmp_path, "retrain", MONITOR_FAILING=failing)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if runs:
+        assert args == [
+            "-m", "pipelines.cli", "run", "--model", "digits", "--until", "promote",
+        ]  # fmt: skip
+    else:
+        assert args is None
+        assert "the monitor found nothing to act on" in result.stdout
+
+
+def test_check_inputs_knows_exactly_the_monitor_conditions() -> None:
+    from pipelines.core.monitor import CONDITIONS
+
+    text = (ROOT / "scripts/check-inputs.sh").read_text()
+    found = re.search(r"^CONDITIONS=\((.*)\)$", text, re.MULTILINE)
+    assert found is not None
+    assert tuple(found.group(1).split()) == CONDITIONS
+    for good in ("", "drift", "drift errors", "latency anomalies"):
+        assert check_inputs(FAIL_ON=good).returncode == 0, good
+    for bad in ("drifts", "drift,errors", "drift  errors", " drift", "drift\n", "*"):
+        result = check_inputs(FAIL_ON=bad)
+        assert result.returncode == 2, bad
+        assert "FAIL_ON=" in result.stderr
+    for good in ("1h", "30m", "1d12h", "90s"):
+        assert check_inputs(SINCE=good).returncode == 0, good
+    for bad in ("", "1 h", "1H", "h", "1h;x", "-1h", "1.5h"):
+        assert check_inputs(SINCE=bad).returncode == 2, bad
+
+
+def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
+    """GitHub: the monitor job holds no write secret and no environment; the retrain job runs
+    only on its drift verdict, in staging (like release.yml). GitLab: both jobs run only in
+    scheduled pipelines of the default branch, and no other job of this file runs there."""
+    workflow = load(ROOT / ".github/workflows/monitor.yml")
+    assert triggers(workflow) == {"schedule", "workflow_dispatch"}
+    monitor, retrain = workflow["jobs"]["monitor"], workflow["jobs"]["retrain"]
+    assert monitor["permissions"] == {"contents": "read"}
+    assert "environment" not in monitor
+    assert secrets_in(monitor) <= READ_SECRETS
+    assert monitor["env"]["ENV"] == "production"
+    assert monitor["env"]["FAIL_ON"] == "drift"
+    runs = [s["run"] for s in monitor["steps"] if "run" in s]
+    assert runs == ["make check-inputs", 'MONITOR_OUTPUT="$GITHUB_OUTPUT" make monitor']
+    assert retrain["needs"] == "monitor"
+    assert retrain["if"] == "${{ needs.monitor.outputs.failing == 'true' }}"
+    assert retrain["environment"] == "staging"
+    assert (
+        retrain["concurrency"]["group"]
+        == load(ROOT / ".github/workflows/release.yml")["concurrency"]["group"]
+    )
+    assert [s["run"] for s in retrain["steps"] if "run" in s][-1] == "make retrain"
+    jobs = gitlab_jobs()
+    scheduled = '$CI_PIPELINE_SOURCE == "schedule" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+    for name in ("monitor", "retrain"):
+        assert jobs[name]["rules"] == [{"if": scheduled}], name
+    assert "environment" not in jobs["monitor"]
+    assert jobs["monitor"]["script"] == [
+        "ENV=production FAIL_ON=drift MONITOR_OUTPUT=monitor.env make monitor"
+    ]
+    assert jobs["monitor"]["artifacts"]["reports"]["dotenv"] == "monitor.env"
+    assert jobs["retrain"]["needs"] == ["monitor"]
+    for name, job in jobs.items():
+        if name in ("monitor", "retrain") or name.startswith("rollback"):
+            continue  # rollbacks are manual buttons on any default-branch pipeline
+        for rule in job["rules"]:
+            condition = " ".join(rule["if"].split())
+            assert "merge_request_event" in condition or (
+                '$CI_PIPELINE_SOURCE != "schedule"' in condition
+            ), name
+
+
+@pytest.fixture(scope="module")
+def gitlab_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git project holding only `.gitlab-ci.yml`: enough for gitlab-ci-local to list jobs."""
+    require("gitlab-ci-local", GCL.is_file(), "run `make ci-tools` (npm)")
+    root = tmp_path_factory.mktemp("gitlab-jobs")
+    shutil.copy(GITLAB, root / ".gitlab-ci.yml")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "add", "."], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=root, check=True)
+    return root
+
+
+def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
+    """The jobs gitlab-ci-local's rule evaluation puts in a pipeline: {name: when}."""
+    args = [str(GCL), "--list", "--no-color"]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
+    out = subprocess.run(
+        args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    header = next(i for i, line in enumerate(out) if line.split()[:2] == ["name", "description"])
+    return {line.split()[0]: line.split()[2] for line in out[header + 1 :] if line.strip()}
+
+
+@pytest.mark.parametrize(
+    ("source", "branch", "expected"),
+    [
+        ("schedule", "main", {"monitor", "retrain"}),
+        ("schedule", "feature", set()),
+        ("push", "main", {"test", "validate", "gate", "release", "promote"}),
+        ("web", "main", set()),
+    ],
+)
+def test_gitlab_schedules_run_the_loop_and_nothing_else(
+    gitlab_project: Path, source: str, branch: str, expected: set[str]
+) -> None:
+    """GitLab's own rule evaluation (gitlab-ci-local): a scheduled pipeline of the default
+    branch runs monitor and retrain and no other automatic job; no other pipeline runs them."""
+    jobs = listed_jobs(
+        gitlab_project,
+        CI_PIPELINE_SOURCE=source,
+        CI_COMMIT_BRANCH=branch,
+        CI_DEFAULT_BRANCH="main",
+    )
+    automatic = {name for name, when in jobs.items() if when != "manual"}
+    if source == "schedule":
+        assert automatic == expected, jobs
+    else:
+        assert expected <= automatic, jobs
+        assert not automatic & {"monitor", "retrain"}, jobs
 
 
 def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
