@@ -814,14 +814,15 @@ def test_check_inputs_knows_exactly_the_monitor_conditions() -> None:
 
 
 def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
-    """GitHub: the monitor job holds no write secret and no environment; the retrain job runs
-    only on its drift verdict, in staging (like release.yml). GitLab: both jobs run only in
-    scheduled pipelines of the default branch, and no other job of this file runs there."""
+    """GitHub: the monitor job holds no write secret, only the read ones of the `baseline`
+    environment (main only); the retrain job runs only on its drift verdict, in staging (like
+    release.yml). GitLab: both jobs run only in scheduled pipelines of the default branch, and
+    no other job of this file but the baseline export runs there."""
     workflow = load(ROOT / ".github/workflows/monitor.yml")
     assert triggers(workflow) == {"schedule", "workflow_dispatch"}
     monitor, retrain = workflow["jobs"]["monitor"], workflow["jobs"]["retrain"]
     assert monitor["permissions"] == {"contents": "read"}
-    assert "environment" not in monitor
+    assert monitor["environment"] == "baseline"
     assert secrets_in(monitor) <= READ_SECRETS
     assert monitor["env"]["ENV"] == "production"
     assert monitor["env"]["FAIL_ON"] == "drift"
@@ -846,7 +847,7 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
     assert jobs["monitor"]["artifacts"]["reports"]["dotenv"] == "monitor.env"
     assert jobs["retrain"]["needs"] == ["monitor"]
     for name, job in jobs.items():
-        if name in ("monitor", "retrain") or name.startswith("rollback"):
+        if name in ("monitor", "retrain", "baseline") or name.startswith("rollback"):
             continue  # rollbacks are manual buttons on any default-branch pipeline
         for rule in job["rules"]:
             condition = " ".join(rule["if"].split())
@@ -884,7 +885,7 @@ def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("source", "branch", "expected"),
     [
-        ("schedule", "main", {"monitor", "retrain"}),
+        ("schedule", "main", {"baseline", "monitor", "retrain"}),
         ("schedule", "feature", set()),
         ("push", "main", {"test", "validate", "gate", "release", "promote"}),
         ("web", "main", set()),
@@ -894,7 +895,8 @@ def test_gitlab_schedules_run_the_loop_and_nothing_else(
     gitlab_project: Path, source: str, branch: str, expected: set[str]
 ) -> None:
     """GitLab's own rule evaluation (gitlab-ci-local): a scheduled pipeline of the default
-    branch runs monitor and retrain and no other automatic job; no other pipeline runs them."""
+    branch runs the baseline export, monitor and retrain and no other automatic job; no other
+    pipeline runs monitor or retrain."""
     jobs = listed_jobs(
         gitlab_project,
         CI_PIPELINE_SOURCE=source,

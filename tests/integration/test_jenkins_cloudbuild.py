@@ -42,10 +42,20 @@ def make_targets() -> set[str]:
     return set(re.findall(r"^([a-z][a-z-]*):", text, re.MULTILINE))
 
 
+# GitLab jobs Jenkins and Cloud Build do not have (yet): the baseline export for merge
+# requests' gates, and the scheduled monitor and retrain. Their change requests read no
+# credential at all, so they have no use for the export (README, "CI: Jenkins and Cloud Build").
+GITLAB_ONLY = {"baseline", "monitor", "retrain"}
+
+
 def gitlab_job_names() -> list[str]:
     data = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
     reserved = {"workflow", "variables", "stages", "default", "include"}
-    return [name for name in data if name not in reserved and not name.startswith(".")]
+    return [
+        name
+        for name in data
+        if name not in reserved and not name.startswith(".") and name not in GITLAB_ONLY
+    ]
 
 
 def groovy(*args: str) -> subprocess.CompletedProcess[str]:
