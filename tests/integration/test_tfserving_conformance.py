@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 from starlette.testclient import TestClient
 
-from pipelines.serving import contract
+from pipelines.serving import contract, smoke
 from pipelines.serving.app import create_app
+from pipelines.serving.runtime import SIGNATURE, Signature
 from pipelines.serving.settings import Settings
-from tests.integration.test_server import _model_dir, _samples
+from tests.integration.test_server import _model_dir, _samples, server
 
 MODEL = "digits"
 RELEASE = "digits-0123456789ab"  # a release id is a DNS label: the server's version label
@@ -343,3 +344,20 @@ def _delta(before: list[Any], after: list[Any], name: str, **labels: str) -> flo
         return sum(float(s.value) for s in samples if s.name == name and s.labels == ident)
 
     return value(after) - value(before)
+
+
+def test_the_smoke_job_finds_the_release_beside_the_int64_version(
+    prepared: Path, tmp_path: Path
+) -> None:
+    """The post-deployment smoke test reads the release from /readyz (the status carries TF
+    Serving's version "1"): it passes for the release served, and names the one served when
+    another was expected."""
+    model_dir = _model_dir(prepared, tmp_path, with_profile=True)
+    sig = Signature.from_json((model_dir / SIGNATURE).read_text())
+    with server(model_dir, tmp_path, MLOPS_RELEASE_ID=RELEASE) as srv:
+        base = srv.url("")
+        assert smoke.check(base, MODEL, RELEASE, sig) == ""
+        problem = smoke.check(base, MODEL, "digits-ffffffffffff", sig)
+        assert problem == (
+            f"the Service answers for release {RELEASE} (AVAILABLE), not digits-ffffffffffff"
+        )
