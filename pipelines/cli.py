@@ -22,13 +22,14 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core.dvcgraph import PIPELINE
+from pipelines.core.monitor import CONDITIONS as MONITOR_CONDITIONS
 from pipelines.errors import ConfigError, MlopsError
 from pipelines.pipeline import STAGES
 
 EPILOG = """\
 exit codes: 0 success; 1 a check said no (invalid data, failed gate, failed verification,
 policy violation); 2 usage or configuration error; 3 infrastructure unavailable (docker,
-registry, git remote, SCM API); 70 an internal error, a bug in mlops (--debug, or
+registry, git remote, SCM API, Prometheus); 70 an internal error, a bug in mlops (--debug, or
 MLOPS_DEBUG=1, prints its traceback). Every failure says what to do next.
 """
 # sysexits' EX_SOFTWARE: a bug must not read as 1, "a check said no".
@@ -69,13 +70,17 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     def baseline(p: argparse.ArgumentParser) -> None:
+        default = read_settings().baseline
         p.add_argument(
             "--baseline",
             type=Path,
-            metavar="TFLITE",
-            help="TFLite model to compare against (default: the model production "
-            "serves, fetched from the registry by digest; none before the first "
-            "production release)",
+            default=Path(default) if default else None,
+            metavar="TFLITE|DIR",
+            help="what to compare against: a TFLite file, or a bundle folder from `mlops "
+            "baseline export` (its record is checked against the model file; an empty "
+            "folder means no baseline, and on_missing_baseline decides). Default: "
+            "MLOPS_BASELINE if set, else the model production serves, fetched from the "
+            "registry by digest (none before the first production release)",
         )
 
     p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
@@ -127,6 +132,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--env", help="one environment (default: all)")
     p.add_argument("--no-live", action="store_true", help="do not contact a cluster")
+    p = add(
+        "capacity",
+        "Pack the environment's peak (every model with both colors at their HPA maximum, "
+        "plus the Jobs and the guard, as rendered) onto the node pool declared in its state: "
+        "print the placement and the minimum number of nodes; exit 1 when it does not fit.",
+        model=False,
+    )
+    p.add_argument("--env", required=True, help="environment (a manifests/environments/ file)")
     p = add(
         "report",
         "Print the pipeline's verdict as Markdown (metrics vs production, gate "
@@ -208,6 +221,79 @@ def _parser() -> argparse.ArgumentParser:
         help="the rate limit's window (default: %(default)s)",
     )
     p = add(
+        "baseline",
+        "The gate's baseline as a bundle (a folder: production's model file and baseline.json, "
+        "saying where it came from), so that a pull request's gate needs no credential: the "
+        "default branch exports it with the read credentials, pull requests fetch it.",
+        model=False,
+    )
+    actions = p.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    out_default = read_settings().baseline
+    for name, text in (
+        (
+            "export",
+            "write the bundle of the model's baseline environment: its active release's model "
+            "pulled from the registry by digest, read from the GitOps repository (needs their "
+            "read credentials)",
+        ),
+        (
+            "fetch",
+            "GitLab CI: download the bundle the default branch's `baseline` job exported, with "
+            "CI_JOB_TOKEN; none yet (or expired) leaves the folder empty",
+        ),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument(
+            "--model",
+            default=DEFAULT_MODEL,
+            help="folder name under models/ (default: %(default)s)",
+        )
+        action.add_argument(
+            "--out",
+            type=Path,
+            required=not out_default,
+            default=Path(out_default) if out_default else None,
+            help="the bundle folder, inside the repository; replaced whole "
+            "(default: MLOPS_BASELINE" + (f", now {out_default})" if out_default else ")"),
+        )
+    p = add(
+        "monitor",
+        "Report how the active releases of an environment behave, from Prometheus: drift per "
+        "feature, predictions vs the reference, anomaly rate, p99 latency, errors and "
+        "availability over --since. Markdown on stdout and in DIR/monitor.md, with PNG plots; "
+        "exit 1 when a --fail-on condition holds, 3 when Prometheus does not answer.",
+        model=False,
+    )
+    p.add_argument("--env", required=True, help="environment whose active releases to report")
+    p.add_argument("--model", help="one model (default: every model the environment serves)")
+    p.add_argument(
+        "--since",
+        default="1h",
+        help="the window, a Prometheus duration from 10s to 90d (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prometheus",
+        metavar="URL",
+        help="Prometheus' base URL, http(s) (default: $MLOPS_PROMETHEUS_URL)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for monitor.md and the PNGs, inside the repository; replaced whole "
+        "(default: artifacts/monitor/<env>)",
+    )
+    p.add_argument(
+        "--fail-on",
+        nargs="+",
+        default=[],
+        choices=MONITOR_CONDITIONS,
+        metavar="CONDITION",
+        help="exit 1 when one of these holds for a release: "
+        + ", ".join(MONITOR_CONDITIONS)
+        + " (the alerts' conditions over the window)",
+    )
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -284,6 +370,27 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
     return 0
 
 
+def _baseline(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import gate
+
+    if args.baseline_command == "fetch":
+        print(f"baseline fetch: {gate.fetch_gitlab_bundle(ws.root, args.out)}")
+        return 0
+    result = gate.export_baseline(ws, args.out)
+    release = result.record.release
+    print(
+        f"baseline export: {result.folder}: "
+        + (
+            f"{result.record.environment} release {release.release_id} "
+            f"(model sha256 {release.model_sha256[:12]}…, image {release.image})"
+            if release
+            else f"{result.record.environment} has no release yet (record only)"
+        )
+        + f", GitOps commit {result.record.gitops_commit[:12] or '(none yet)'}"
+    )
+    return 0
+
+
 def _rollback(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.adapters.scm import request_branch
     from pipelines.stages import promote, rollback
@@ -315,6 +422,17 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
         for finding in r.findings:
             print(f"  {r.env}/{r.model}: {finding}")
     return 1 if any(r.findings for r in rows) else 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from pipelines.core.capacity import rows
+    from pipelines.core.report import table
+    from pipelines.stages import capacity
+
+    r = capacity.run(find_root(), args.env)
+    print(table(["node", "pod", "cpu", "memory"], rows(r.plan)))
+    print("\n".join(r.lines()))
+    return 0 if r.fits else 1
 
 
 def _report(ws: Workspace, args: argparse.Namespace) -> int:
@@ -398,6 +516,38 @@ def _guard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _monitor(args: argparse.Namespace) -> int:
+    from pipelines.adapters.artifacts import monitor_dir
+    from pipelines.config import inside
+    from pipelines.errors import ConfigError
+    from pipelines.stages import monitor
+
+    root = find_root()
+    url = args.prometheus or read_settings().prometheus_url
+    if not url:
+        raise ConfigError(
+            "no Prometheus to ask",
+            hint="pass --prometheus URL or set MLOPS_PROMETHEUS_URL",
+        )
+    out = inside(root, args.out or monitor_dir(root, args.env), "--out")
+    r = monitor.run(
+        root,
+        args.env,
+        url=url,
+        since=args.since,
+        out=out,
+        model=args.model,
+        fail_on=args.fail_on,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(r.markdown, end="")
+    print(f"monitor: report and {len(r.plots)} plots in {r.out}", file=sys.stderr)
+    if r.failed:
+        print(f"monitor: failing: {', '.join(r.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _lint(_: argparse.Namespace) -> int:
     from pipelines.adapters import rendering as render
     from pipelines.config import load_gitops
@@ -447,6 +597,7 @@ def _run(ws: Workspace, args: argparse.Namespace) -> int:
 STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
     **dict.fromkeys(STAGES, _stage),
     "rollback": _rollback,
+    "baseline": _baseline,
     "status": _status,
     "run": _run,
     "report": _report,
@@ -454,9 +605,11 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config,
+    "capacity": _capacity,
     "render": _render,
     "lint-manifests": _lint,
     "guard": _guard,
+    "monitor": _monitor,
     "registry-login": _registry_login,
 }
 

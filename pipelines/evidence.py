@@ -339,6 +339,34 @@ class Baseline(Frozen):
     environment: str | None = Field(default=None, exclude_if=_absent)
     release_id: str | None = Field(default=None, exclude_if=_absent)
     model_artifact: str | None = Field(default=None, exclude_if=_absent)
+    # Set when the baseline came from a bundle (`mlops baseline export`): the serving image,
+    # the GitOps commit the export read, and when it ran (how stale the comparison may be).
+    image: str | None = Field(default=None, exclude_if=_absent)
+    gitops_commit: str | None = Field(default=None, exclude_if=_absent)
+    exported: str | None = Field(default=None, exclude_if=_absent)
+
+
+class BaselineRelease(Frozen):
+    """The release a bundle's model file belongs to."""
+
+    release_id: str
+    model_artifact: str
+    model_sha256: str
+    image: str
+
+
+class BaselineBundle(Record):
+    """baseline.json in a bundle folder (`mlops baseline export`): where the model file beside
+    it came from. ``release`` is None when the environment had no release at that commit."""
+
+    STAGE, FILE, TITLE = "baseline export", "baseline.json", "baseline bundle record"
+
+    model: str
+    environment: str
+    gitops_commit: str
+    exported: str
+    mlops_version: str
+    release: BaselineRelease | None
 
 
 class Comparison(Frozen):

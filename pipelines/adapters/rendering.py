@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.adapters import manifests
+from pipelines.adapters import capacity, manifests
 from pipelines.config import (
     DNS_LABEL,
     EnvironmentState,
@@ -138,14 +138,35 @@ def _objects(
     templates: Mapping[str, str],
     gitops: GitOpsConfig,
 ) -> list[render.RenderedObject]:
-    """An environment's objects: its models' and, where auto_rollback is on, its guard's."""
+    """An environment's objects: its models', its ResourceQuota and, where auto_rollback is
+    on, its guard's."""
+    quota = render.quota_object(state, templates, capacity.quota_hard(state.node_pool))
     return render.with_selector_labels(
         render._unique(
-            render.environment_objects(state, models, templates)
-            + guard_render.guard_objects(state, gitops, templates)
+            [
+                *render.environment_objects(state, models, templates),
+                quota,
+                *guard_render.guard_objects(state, gitops, templates),
+            ]
         ),
         gitops.monitoring.selector_labels,
     )
+
+
+def objects_of(
+    root: Path, state: EnvironmentState, gitops: GitOpsConfig
+) -> list[render.RenderedObject]:
+    """The objects ``state`` renders to with the templates and models at ``root``: what
+    rendered/<env>/ holds, unchecked (the capacity check counts their pods)."""
+    try:
+        return _objects(
+            state, models_of(root), manifests.load_templates(root / "manifests"), gitops
+        )
+    except render.RenderError as exc:
+        raise ConfigError(
+            f"rendering failed: {exc}",
+            hint="fix the template or the environment state; nothing was written",
+        ) from None
 
 
 def environment_files(
@@ -160,16 +181,7 @@ def environment_files(
 
 def render_environment(root: Path, state: EnvironmentState, gitops: GitOpsConfig) -> dict[str, str]:
     """rendered/<env>/ of one state with the templates and models at ``root``, unchecked."""
-    try:
-        objects = _objects(
-            state, models_of(root), manifests.load_templates(root / "manifests"), gitops
-        )
-    except render.RenderError as exc:
-        raise ConfigError(
-            f"rendering failed: {exc}",
-            hint="fix the template or the environment state; nothing was written",
-        ) from None
-    return environment_files(state.environment, objects, gitops)
+    return environment_files(state.environment, objects_of(root, state, gitops), gitops)
 
 
 def owned(env: str | None, controllers: bool = False) -> tuple[str, ...]:

@@ -105,7 +105,10 @@ class _Http:
         *,
         json_body: dict[str, Any] | None = None,
         params: dict[str, Any] | None = None,
+        answers: tuple[int, ...] = (),
     ) -> requests.Response:
+        """The response; 4xx raise, but for the statuses in ``answers``, which the caller
+        reads as an answer (such as 404: there is none)."""
         url = path if path.startswith("http") else f"{self.api}{path}"
         last = ""
         for attempt in range(1, ATTEMPTS + 1):
@@ -130,7 +133,7 @@ class _Http:
                 last = f"HTTP {r.status_code}"
                 _sleep(min(2**attempt, 8))
                 continue
-            if r.status_code >= 400:
+            if r.status_code >= 400 and r.status_code not in answers:
                 self._fail(method, path, r)
             return r
         raise InfraError(
@@ -280,6 +283,21 @@ class GitHub:
             "POST", f"/repos/{self.repo}/issues/{number}/comments", json_body={"body": text}
         ).json()
         return str(doc["html_url"])
+
+
+def gitlab_job_artifacts(
+    api_url: str, project: str, ref: str, job: str, job_token: str
+) -> bytes | None:
+    """The artifacts archive (zip) of job ``job`` in the latest successful pipeline of ``ref``,
+    read with a CI job token (GET /projects/:id/jobs/artifacts/:ref_name/download?job=NAME);
+    None when there is none (GitLab answers 404: never run, or the artifacts expired)."""
+    http = _Http(api_url, {"JOB-TOKEN": job_token, "User-Agent": "mlops-gitops"}, "GitLab")
+    path = (
+        f"/projects/{urllib.parse.quote(project, safe='')}/jobs/artifacts/"
+        f"{urllib.parse.quote(ref, safe='')}/download"
+    )
+    r = http.call("GET", path, params={"job": job}, answers=(404,))
+    return None if r.status_code == 404 else r.content
 
 
 class GitLab:

@@ -22,6 +22,7 @@ from pydantic import (
     Field,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -453,6 +454,66 @@ class ModelSlot(_Strict):
         return "green" if self.active == "blue" else "blue"
 
 
+class NodePool(_Strict):
+    """The node pool an environment's pods are scheduled on: what one node offers to pods
+    (its allocatable CPU and memory, as Kubernetes quantities) and how many nodes there are,
+    or at most (a cluster autoscaler's maximum). `mlops capacity` packs the environment's peak
+    onto it; release and promote refuse what does not fit; the namespace's ResourceQuota is
+    rendered from it."""
+
+    cpu: str = Field(description="Allocatable CPU of one node, e.g. 4 or 3500m.")
+    memory: str = Field(description="Allocatable memory of one node, e.g. 16Gi.")
+    nodes: StrictInt | None = Field(None, description="The number of nodes (a fixed pool).")
+    max_nodes: StrictInt | None = Field(
+        None, description="The autoscaler's maximum number of nodes (instead of nodes)."
+    )
+    limits_overcommit: float = Field(
+        1.0,
+        ge=1.0,
+        le=10.0,
+        description=(
+            "How far the pods' limits may exceed the pool in total: the ResourceQuota's "
+            "limits.cpu and limits.memory are the pool's capacity times this."
+        ),
+    )
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _number_as_quantity(cls, value: Any) -> Any:
+        # `cpu: 4` is how people write it; YAML reads it as a number.
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _positive_quantity(cls, value: str, info: ValidationInfo) -> str:
+        # The syntax only; adapters/capacity.py parses the value with the Kubernetes client's
+        # parser (core/ and this module may not import the client).
+        if not isinstance(value, str) or not re.fullmatch(QUANTITY, value):
+            raise ValueError(
+                f"{info.field_name} {value!r} is not a Kubernetes quantity (e.g. 4, 3500m, 16Gi)"
+            )
+        if not float(re.sub(r"[a-zA-Z]+$", "", value)) > 0:
+            raise ValueError(f"{info.field_name} must be more than zero, not {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_size(self) -> NodePool:
+        if (self.nodes is None) == (self.max_nodes is None):
+            raise ValueError("give exactly one of nodes (a fixed pool) and max_nodes (a maximum)")
+        count = self.count
+        if not 1 <= count <= 10_000:
+            key = "nodes" if self.nodes is not None else "max_nodes"
+            raise ValueError(f"{key} must be between 1 and 10000, not {count}")
+        return self
+
+    @property
+    def count(self) -> int:
+        """The number of nodes the pool has, or may grow to."""
+        return self.nodes if self.nodes is not None else int(self.max_nodes or 0)
+
+
 class EnvironmentState(_Strict):
     """An environment's state in the GitOps repository: where it runs and what is deployed."""
 
@@ -480,6 +541,9 @@ class EnvironmentState(_Strict):
             "Release ids the guard took out of service. release and promote refuse them until "
             "a person removes the id here, in a reviewed commit."
         ),
+    )
+    node_pool: NodePool = Field(
+        description=("The node pool budget the environment's peak must fit: see `mlops capacity`."),
     )
     models: dict[str, ModelSlot] = Field(default_factory=dict)
 

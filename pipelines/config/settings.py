@@ -80,8 +80,13 @@ class Settings:
     git_name: str  # MLOPS_GIT_NAME: the author of mlops's commits
     git_email: str  # MLOPS_GIT_EMAIL
     pr_number: str  # MLOPS_PR_NUMBER: the pull request the report comments on
+    # MLOPS_BASELINE: `--baseline`'s default for gate and run, and `baseline export`/`fetch`'s
+    # --out (CI: the bundle folder a pull request's gate compares against)
+    baseline: str
     # MLOPS_GUARD_TOKEN: the bearer token Alertmanager's webhooks to `mlops guard` must carry
     guard_token: SecretStr | None
+    # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
+    prometheus_url: str
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -104,6 +109,11 @@ class Settings:
     github_ref: str  # GITHUB_REF (refs/pull/<n>/merge on a pull request)
     github_run_id: str  # GITHUB_RUN_ID
     ci_merge_request_iid: str  # CI_MERGE_REQUEST_IID
+    ci_api_url: str  # CI_API_V4_URL
+    # CI_MERGE_REQUEST_PROJECT_ID (the merge request's target project), else CI_PROJECT_ID:
+    # where the default branch's baseline bundle is kept
+    ci_target_project: str
+    ci_default_branch: str  # CI_DEFAULT_BRANCH
     ci_project_url: str  # CI_PROJECT_URL
     ci_pipeline_url: str  # CI_PIPELINE_URL
     commit_sha: str  # GITHUB_SHA, else CI_COMMIT_SHA
@@ -167,7 +177,9 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         git_name=text("MLOPS_GIT_NAME"),
         git_email=text("MLOPS_GIT_EMAIL"),
         pr_number=text("MLOPS_PR_NUMBER"),
+        baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
+        prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
@@ -185,6 +197,9 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         github_ref=text("GITHUB_REF"),
         github_run_id=text("GITHUB_RUN_ID"),
         ci_merge_request_iid=text("CI_MERGE_REQUEST_IID"),
+        ci_api_url=text("CI_API_V4_URL"),
+        ci_target_project=text("CI_MERGE_REQUEST_PROJECT_ID") or text("CI_PROJECT_ID"),
+        ci_default_branch=text("CI_DEFAULT_BRANCH"),
         ci_project_url=text("CI_PROJECT_URL"),
         ci_pipeline_url=text("CI_PIPELINE_URL"),
         commit_sha=text("GITHUB_SHA") or text("CI_COMMIT_SHA"),

@@ -153,8 +153,11 @@ def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list
     ]
 
 
-def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleResult:
-    """The rule comparing candidate with baseline; without a baseline, the config decides."""
+def change_rule(
+    cfg: GateConfig, comparison: PairedComparison | None, missing: str = ""
+) -> RuleResult:
+    """The rule comparing candidate with baseline; without a baseline, the config decides.
+    ``missing`` says why there is none, when the caller knows (e.g. no bundle downloaded)."""
     rule = cfg.change
     name = f"change_{rule.require}"
     if comparison is None:
@@ -163,9 +166,15 @@ def change_rule(cfg: GateConfig, comparison: PairedComparison | None) -> RuleRes
             name,
             ok,
             (
-                "no baseline model: the change rule was not applied "
+                "no baseline model"
+                + (f" ({missing})" if missing else "")
+                + ": the change rule was not applied "
                 + (
-                    "(first release; on_missing_baseline=pass)"
+                    (
+                        "(on_missing_baseline=pass)"
+                        if missing
+                        else "(first release; on_missing_baseline=pass)"
+                    )
                     if ok
                     else "and on_missing_baseline=fail demands one"
                 )
@@ -204,11 +213,12 @@ def decide(
     cfg: GateConfig,
     metrics: dict[str, Any],
     comparison: PairedComparison | None,
+    missing: str = "",
 ) -> Verdict:
     """The gate verdict: blessed only if every absolute, per-class and change rule passes."""
     rules = [
         *absolute_rules(cfg, metrics),
         *per_class_rules(cfg, {k: v["recall"] for k, v in metrics["per_class"].items()}),
-        change_rule(cfg, comparison),
+        change_rule(cfg, comparison, missing),
     ]
     return Verdict(blessed=all(r.passed for r in rules), rules=rules)

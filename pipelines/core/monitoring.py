@@ -13,6 +13,8 @@ Pure: builds dicts, reads nothing.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -449,3 +451,79 @@ def pod_monitor(scope: Scope, port_name: str = "http") -> dict[str, Any]:
             ],
         },
     }
+
+
+def _literal(text: str) -> Callable[[re.Match[str]], str]:
+    return lambda _: text
+
+
+def standalone(scope: Scope, s: RuleSettings) -> dict[str, str]:
+    """Every recording rule's expression with the recorded series it reads replaced by their
+    own expressions, by record name: what ``mlops monitor`` asks Prometheus directly, with
+    ``s.window`` as its window, so its numbers mean what the alerts' do without depending on
+    the rules being loaded (or on their window). The rules come in dependency order, so one
+    pass inlines everything."""
+    out: dict[str, str] = {}
+    for rule in recording_rules(scope, s):
+        expr = rule["expr"]
+        for name, inner in out.items():
+            # A recorded name never continues with a name character: mlops:a:10m is not a
+            # prefix of mlops:a_limit:10m.
+            pattern = rf"(?<![\w:]){re.escape(name)}(?![\w:])"
+            # A function, not a template: the expression's backslashes must stay as they are.
+            expr = re.sub(pattern, _literal(f"({inner})"), expr)
+        out[rule["record"]] = expr
+    return out
+
+
+@dataclass(frozen=True)
+class Queries:
+    """The instant queries of a monitoring report, each grouped by (namespace, model, release,
+    color) and, where noted, by feature or class."""
+
+    instances: str
+    window_instances: str  # the window size the drift thresholds were calibrated for
+    feature_effect: str  # feature
+    feature_threshold: str
+    drifted_fraction: str
+    drifted_fraction_threshold: str
+    class_share: str  # class
+    reference_class_share: str  # class
+    prediction_psi: str
+    prediction_psi_threshold: str
+    anomaly_rate: str
+    anomaly_limit: str
+    latency_p99: str  # seconds
+    requests: str
+    error_ratio: str
+    availability: str
+
+
+def queries(scope: Scope, s: RuleSettings) -> Queries:
+    """The report's queries for a scope: the recording rules' expressions (``standalone``) and
+    the reference gauges the alerts compare them with."""
+    n, e = names(s), standalone(scope, s)
+
+    def threshold(stat: str) -> str:
+        return _gauge(
+            Metric.REFERENCE_DRIFT_THRESHOLD, scope, match=f"statistic={json.dumps(stat)}"
+        )
+
+    return Queries(
+        instances=e[n.instances],
+        window_instances=_gauge(Metric.REFERENCE_WINDOW_INSTANCES, scope),
+        feature_effect=e[n.feature_effect],
+        feature_threshold=threshold("feature_effect"),
+        drifted_fraction=e[n.drifted_fraction],
+        drifted_fraction_threshold=threshold("drifted_fraction"),
+        class_share=e[n.class_share],
+        reference_class_share=_gauge(Metric.REFERENCE_CLASS_RATIO, scope, "class"),
+        prediction_psi=e[n.prediction_psi],
+        prediction_psi_threshold=threshold("prediction_psi"),
+        anomaly_rate=e[n.anomaly_rate],
+        anomaly_limit=e[n.anomaly_limit],
+        latency_p99=e[n.latency_p99],
+        requests=e[n.requests],
+        error_ratio=e[n.error_ratio],
+        availability=e[n.availability],
+    )

@@ -28,6 +28,7 @@ NAMESPACED = {
     "Job",
     "Secret",
     "ConfigMap",
+    "ResourceQuota",
 }
 # What a server's shutdown needs after its drain deadline and before the kubelet's SIGKILL:
 # uvicorn's lifespan shutdown and the process's exit, and the kubelet's own latency.

@@ -214,6 +214,15 @@ def environment_objects(
     return _unique(out)
 
 
+def quota_object(
+    state: EnvironmentState, templates: Mapping[str, str], hard: Mapping[str, str]
+) -> RenderedObject:
+    """The namespace's ResourceQuota; ``hard``: its limits as Kubernetes quantities, computed
+    from the node pool by adapters/capacity.py (which parses quantities; core/ may not)."""
+    ctx = {"env": {"name": state.environment, "namespace": state.namespace}, "hard": dict(hard)}
+    return _one(environment(templates), "resourcequota.yaml.j2", ctx)
+
+
 def controller_objects(
     gitops: GitOpsConfig, states: list[EnvironmentState], templates: Mapping[str, str]
 ) -> dict[str, list[RenderedObject]]:

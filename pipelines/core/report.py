@@ -6,6 +6,7 @@ blessing, release record), so GitHub, GitLab and the local provider show the sam
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -59,7 +60,28 @@ def metrics_table(blessing: Mapping[str, Any]) -> str:
     text = table(["metric", "candidate", "production", "delta", "95% CI", "paired test"], rows)
     if not comp:
         text += "\n\nNo production model to compare with: the change rule was not applied."
+    origin = baseline_origin(blessing.get("baseline") or {})
+    if origin:
+        text += f"\n\n{origin}"
     return text
+
+
+def baseline_origin(baseline: Mapping[str, Any]) -> str:
+    """Which release the baseline was and, for an exported bundle, how fresh: a pull request's
+    gate compares against what the default branch last exported, not production live."""
+    if not baseline.get("release_id"):
+        return ""
+    text = (
+        f"Baseline: `{_cell(baseline.get('environment', '?'))}` release "
+        f"`{_cell(baseline['release_id'])}`"
+    )
+    if baseline.get("exported"):
+        commit = str(baseline.get("gitops_commit") or "")[:12] or "none"
+        text += (
+            f", from the bundle exported {_cell(baseline['exported'])} "
+            f"(GitOps commit `{_cell(commit)}`)"
+        )
+    return text + "."
 
 
 def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
@@ -100,7 +122,7 @@ def diff_summary(d: Diff) -> str:
     """The rendered-object changes as Markdown, one line per kind of change."""
     if d.empty:
         return "No rendered object changes."
-    lines = []
+    lines: list[str] = []
     for label, items in (("added", d.added), ("changed", d.changed), ("removed", d.removed)):
         if items:
             lines.append(f"- {label} ({len(items)}): " + ", ".join(f"`{i}`" for i in items))
@@ -118,8 +140,10 @@ def promotion_body(
     infra: Mapping[str, Any],
     diff: Diff,
     sbom: str,
+    monitor: str | None = None,
 ) -> str:
-    """The promotion PR body: everything a reviewer needs to approve or refuse."""
+    """The promotion PR body: everything a reviewer needs to approve or refuse. ``monitor``:
+    the target environment's `mlops monitor` report, when the run that retrained made one."""
     latency = infra.get("latency_ms") or {}
     return (
         "\n".join(
@@ -156,10 +180,38 @@ def promotion_body(
                 diff_summary(diff),
                 "",
                 f"Source commit `{release['source_commit']}`, data `{release['data_md5']}`.",
+                *monitor_section(env, monitor),
             ]
         )
         + "\n"
     )
+
+
+# A Markdown image reference: its file stays in the monitor's artifacts, not in the PR.
+_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+
+
+def monitor_section(env: str, markdown: str | None) -> list[str]:
+    """The monitor report as lines of the promotion body: its headings moved two levels down
+    under one of ours, its image links (files of the CI job's artifacts) dropped."""
+    if not markdown:
+        return []
+    lines: list[str] = []
+    for line in markdown.strip().splitlines():
+        if line.startswith("#"):
+            line = "##" + line
+        line = _IMAGE.sub("", line).rstrip()
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    while lines and not lines[-1]:  # a dropped image line at the end
+        lines.pop()
+    return [
+        "",
+        f"## Monitoring report on {env} (why this retraining ran)",
+        "The scheduled `mlops monitor` run found this; its plots are in the job's artifacts.",
+        "",
+        *lines,
+    ]
 
 
 def current_blessing(

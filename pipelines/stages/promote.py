@@ -16,11 +16,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pipelines.adapters import gitops, scm
 from pipelines.adapters import rendering as render
-from pipelines.adapters.artifacts import SBOM
-from pipelines.adapters.releasing import apply_state, close_requests, land, now, trailers
+from pipelines.adapters.artifacts import MONITOR_REPORT, SBOM, monitor_dir
+from pipelines.adapters.releasing import (
+    apply_state,
+    close_requests,
+    land,
+    now,
+    require_capacity,
+    trailers,
+)
 from pipelines.config import GitOpsConfig, ModelSlot, Workspace, environment_names, load_gitops
 from pipelines.core import bluegreen, report
 from pipelines.core.guard import quarantine_refusal, quarantined_anywhere
@@ -126,9 +134,12 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         )
 
         def change() -> str:
-            apply_state(
-                repo, ws, cfg, bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
-            )
+            new_state = bluegreen.with_slot(repo.read_state(to_env), ws.name, t.slot)
+            # Before anything is committed, on every re-application to a moved tip: a
+            # promotion whose peak the target cannot hold would only surface as Pending pods
+            # after the merge.
+            require_capacity(ws, cfg, new_state)
+            apply_state(repo, ws, cfg, new_state)
             return message
 
         if target.promotion == "direct":
@@ -158,6 +169,7 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
             infra=proof.infra.model_dump(mode="json"),
             diff=diff(_names(before), _names(after)),
             sbom=f"`{SBOM}` (sha256 `{proof.record.sbom_sha256}`), CycloneDX 1.6",
+            monitor=_monitor_report(root, to_env),
         )
         pr = provider.open_or_update(
             head=branch,
@@ -179,6 +191,13 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
         progress(f"warning: superseded #{number} is still open, close it by hand: {why}")
         detail += f"; could not close superseded #{number}"
     return PromoteResult(candidate.release_id, detail, pr.url, pr.number, pr.created, closed)
+
+
+def _monitor_report(root: Path, env: str) -> str | None:
+    """The target environment's `mlops monitor` report, when this run made one: the scheduled
+    retraining job does, so its promotion says which drift led to it."""
+    path = monitor_dir(root, env) / MONITOR_REPORT
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 SUPERSEDED = "<!-- mlops:superseded -->"

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.adapters import gitops
-from pipelines.adapters.releasing import Progress, apply_state, land, now, trailers
+from pipelines.adapters.releasing import (
+    Progress,
+    apply_state,
+    land,
+    now,
+    require_capacity,
+    trailers,
+)
 from pipelines.config import EnvironmentState, ModelSlot, ReleaseRecord, Workspace, load_gitops
 from pipelines.core import bluegreen
 from pipelines.core.guard import quarantine_refusal
@@ -85,7 +92,9 @@ def publish(
             if not t.changed:
                 outcome["detail"] = f"{record.release_id} already serves {env}; no commit"
                 return None
-            apply_state(repo, ws, cfg, bluegreen.with_slot(state, ws.name, t.slot))
+            new_state = bluegreen.with_slot(state, ws.name, t.slot)
+            require_capacity(ws, cfg, new_state)
+            apply_state(repo, ws, cfg, new_state)
             before = slot.color(slot.active) if slot.active else None
             outcome["detail"] = f"{record.release_id} now serves {env} ({t.color})" + (
                 f"; {before.release_id} stays warm in {slot.active}" if before else ""

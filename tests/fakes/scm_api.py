@@ -42,6 +42,8 @@ class State:
     comments: dict[int, dict[str, Any]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     script: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
+    # (ref, job) -> the zip GitLab serves as that job's latest artifacts on that ref.
+    artifacts: dict[tuple[str, str], bytes] = field(default_factory=dict)
     # (method, path) pairs answered 403, as for a token that lacks that permission.
     deny: set[tuple[str, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -85,9 +87,10 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
     def _reply(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(body).encode()
+        binary = isinstance(body, bytes)
+        data = body if binary else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/zip" if binary else "application/json")
         self.send_header("Content-Length", str(len(data)))
         for k, v in (headers or {}).items():
             self.send_header(k, v)
@@ -317,6 +320,18 @@ class Handler(BaseHTTPRequestHandler):
         not_found = {"message": "404 Not Found"}
         return self._route(GITLAB_ROUTES, method, m.group(2), q, body, path, not_found)
 
+    def _gl_job_artifacts(
+        self, _ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        # GET /projects/:id/jobs/artifacts/:ref_name/download?job=NAME (job is required).
+        if "job" not in q:
+            raise ApiError(400, {"error": "job is missing"})
+        ref = urllib.parse.unquote(path.rsplit("/jobs/artifacts/", 1)[1].removesuffix("/download"))
+        data = self.state.artifacts.get((ref, q["job"]))
+        if data is None:
+            raise ApiError(404, {"message": "404 Not found"})
+        return 200, data, {}
+
     def _mr_json(self, iid: int) -> dict[str, Any]:
         s = self.state
         p = s.pulls[iid]
@@ -455,6 +470,7 @@ GITLAB_ROUTES: tuple[Route, ...] = (
     ("GET", r"/merge_requests/(\d+)/notes", Handler._gl_list_notes),
     ("POST", r"/merge_requests/(\d+)/notes", Handler._gl_create_note),
     ("PUT", r"/merge_requests/(\d+)/notes/(\d+)", Handler._gl_update_note),
+    ("GET", r"/jobs/artifacts/[^/]+/download", Handler._gl_job_artifacts),
 )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import EnvironmentState
+from pipelines.config import EnvironmentState, NodePool
 from pipelines.core import monitoring
 from tests.conftest import ROOT, require
 from tests.monitoring import scenarios
@@ -81,6 +81,7 @@ def test_every_alert_fires_on_its_fault_stays_quiet_and_resolves(
     and down alerts carry action=rollback) and for an environment that allows none; and the
     windows shrunk, as tests render them."""
     state = EnvironmentState(
+        node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
         environment=scenarios.ENVIRONMENT,
         namespace=scenarios.NAMESPACE,
         auto_rollback=auto_rollback,

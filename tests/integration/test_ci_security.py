@@ -1,6 +1,9 @@
 """The CI side of the security model (README, "Security model"), checked on the real files:
 
-- no job that runs an unmerged change's code holds a credential that can write;
+- no job that runs an unmerged change's code holds any secret (GitHub: only this run's
+  GITHUB_TOKEN; GitLab: only the MR note token and CI_JOB_TOKEN); the gate's baseline comes as
+  a bundle that merged code exported, and the read credentials that export needs live in an
+  environment only the default branch reaches;
 - no value a person or a CI variable supplies reaches a shell: the Makefile never pastes it into
   a recipe, and MODEL/ENV/UNTIL must be names this repository defines (real `make`, real bash);
 - environments are named by the CI files, never by a typed value (no alias reaches an
@@ -49,8 +52,16 @@ ENVIRONMENTS = sorted(p.stem for p in (ROOT / "manifests/environments").glob("*.
 MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
 # Secrets that can write somewhere. Only jobs in a protected environment may name them.
 WRITE_SECRETS = {"GITOPS_TOKEN", "REGISTRY_PASSWORD"}
-# Read-only credentials a pull request's pipeline may use (README, "Security model").
-READ_SECRETS = {"GITHUB_TOKEN", "REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
+# Read-only credentials: only the baseline export on the default branch holds them, inside the
+# environment `baseline` (README, "Security model").
+READ_SECRETS = {"REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
+# The one secret a job that runs on a pull request may name: the run's own token, whose
+# permissions the job declares (forks get it read-only whatever they declare).
+PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
+# The secrets of .gitlab-ci.yml a merge-request job may name: the MR note token (Reporter) and
+# the job's own token.
+MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
+BASELINE_ENVIRONMENT = "baseline"
 UNTRUSTED_TRIGGERS = {
     "pull_request",
     "pull_request_target",
@@ -75,7 +86,21 @@ def triggers(workflow: dict[str, Any]) -> set[str]:
 
 
 def secrets_in(node: Any) -> set[str]:
-    return set(re.findall(r"secrets\.([A-Za-z0-9_]+)", yaml.safe_dump(node)))
+    """The secrets a job names. `secrets[...]`, `toJSON(secrets)` and `secrets: inherit` name
+    them all at once: they count as "*", which no allow-list holds."""
+    text = yaml.safe_dump(node)
+    names = set(re.findall(r"\bsecrets\.([A-Za-z0-9_]+)", text))
+    if re.search(r"\bsecrets\b(?!\.[A-Za-z0-9_])", text):
+        names.add("*")
+    return names
+
+
+def test_secrets_in_sees_every_way_of_naming_a_secret() -> None:
+    assert secrets_in({"env": {"T": "${{ secrets.GITOPS_READ_TOKEN }}"}}) == {"GITOPS_READ_TOKEN"}
+    assert "*" in secrets_in({"env": {"T": "${{ secrets['GITOPS_READ_TOKEN'] }}"}})
+    assert "*" in secrets_in({"env": {"T": "${{ toJSON(secrets) }}"}})
+    assert "*" in secrets_in({"uses": "./.github/workflows/x.yml", "secrets": "inherit"})
+    assert secrets_in({"env": {"T": "${{ github.token }}"}}) == set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,8 +118,10 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
         permissions = job.get("permissions", {})
         writes = {scope for scope, level in permissions.items() if level == "write"}
         assert writes <= {"pull-requests"}, f"{name}: {writes}"
-        assert not secrets_in(job) & WRITE_SECRETS, f"{name} names a secret that can write"
-        assert secrets_in(job) <= READ_SECRETS, f"{name}: {secrets_in(job) - READ_SECRETS}"
+        # Not even a read-only secret: for `pull_request` the workflow file is the pull
+        # request's own, so a same-repository author could send any secret named here anywhere.
+        extra = secrets_in(job) - PULL_REQUEST_SECRETS
+        assert not extra, f"{path.name}:{name} (runs on pull requests) names secrets {extra}"
         assert "environment" not in job
         if "pull-requests" in writes:
             # The commenting job holds that token and nothing else, and runs no PR code: it
@@ -118,12 +145,62 @@ def test_write_secrets_live_only_in_protected_environments(path: Path) -> None:
     workflow = load(path)
     for name, job in workflow["jobs"].items():
         if secrets_in(job) & WRITE_SECRETS:
-            assert triggers(workflow) <= {"push", "workflow_dispatch"}, name
+            # Each runs the default branch's merged code (a schedule runs the default branch).
+            assert triggers(workflow) <= {"push", "workflow_dispatch", "schedule"}, name
             if "push" in triggers(workflow):
                 assert workflow["on"]["push"] == {"branches": ["main"]}
             assert job.get("environment") in ENVIRONMENTS, (
                 f"{name}: a write secret must be an environment secret of a protected environment"
             )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_read_secrets_live_only_in_the_default_branch_baseline_environment(path: Path) -> None:
+    """The read credentials (production's state and model) are secrets of an environment that
+    only the default branch reaches: the baseline export, on push, schedule or dispatch."""
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if secrets_in(job) & READ_SECRETS:
+            assert triggers(workflow) <= {"push", "schedule", "workflow_dispatch"}, name
+            if "push" in triggers(workflow):
+                assert workflow["on"]["push"] == {"branches": ["main"]}
+            assert job.get("environment") in {BASELINE_ENVIRONMENT, *ENVIRONMENTS}, (
+                f"{path.name}:{name}: a read secret must be an environment secret"
+            )
+
+
+def test_the_pull_request_gate_downloads_main_s_bundle_with_its_own_token() -> None:
+    """ci.yml's gate takes its baseline from baseline.yml's newest successful run on the
+    default branch, with GITHUB_TOKEN (actions: read), and baseline.yml never runs for a pull
+    request (or it could publish the baseline every other pull request trusts)."""
+    exporter = load(ROOT / ".github/workflows/baseline.yml")
+    assert not triggers(exporter) & UNTRUSTED_TRIGGERS
+    assert set(exporter["jobs"]) == {"export"}
+    assert exporter["jobs"]["export"]["environment"] == BASELINE_ENVIRONMENT
+    upload = next(
+        s
+        for s in exporter["jobs"]["export"]["steps"]
+        if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+    )
+    folder = exporter["jobs"]["export"]["env"]["MLOPS_BASELINE"]
+    assert upload["with"]["path"].rstrip("/") == folder
+
+    job = load(ROOT / ".github/workflows/ci.yml")["jobs"]["pipeline"]
+    assert job["permissions"] == {"contents": "read", "actions": "read"}
+    assert job["env"]["MLOPS_BASELINE"] == folder
+    steps = {s.get("id"): s for s in job["steps"]}
+    find = steps["baseline"]
+    assert "--workflow baseline.yml" in find["run"]
+    assert '--branch "$DEFAULT_BRANCH"' in find["run"]
+    assert "--status success" in find["run"]
+    assert find["env"]["GH_TOKEN"] == "${{ github.token }}"
+    download = next(
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")
+    )
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert download["with"]["path"] == folder
+    assert download["with"]["run-id"] == "${{ steps.baseline.outputs.run-id }}"
+    assert download["with"]["github-token"] == "${{ github.token }}"
 
 
 def gitlab_jobs() -> dict[str, dict[str, Any]]:
@@ -176,6 +253,11 @@ def test_gitlab_merge_request_jobs_hold_at_most_the_reporter_token() -> None:
                 "CI_REGISTRY_PASSWORD",
             ):
                 assert write not in text, f"{name} (merge requests) uses {write}"
+            named = set(
+                re.findall(r"\$\{?([A-Z0-9_]*(?:TOKEN|PASSWORD|SECRET|KEY)[A-Z0-9_]*)", text)
+            )
+            extra = named - MERGE_REQUEST_SECRETS
+            assert not extra, f"{name} (merge requests) names secrets {extra}"
         elif "MLOPS_GITLAB_TOKEN" in text or "registry-login" in text:
             # Writing jobs run only for the default branch (protected variables reach them).
             for rule in job["rules"]:
@@ -201,34 +283,64 @@ def test_github_jobs_hand_gitops_tokens_to_their_own_variables(path: Path) -> No
         env = env_names(job)
         if "MLOPS_GITOPS_READ_TOKEN" in env:
             assert env["MLOPS_GITOPS_READ_TOKEN"] == "${{ secrets.GITOPS_READ_TOKEN }}", name
+            assert not untrusted, f"{path.name}:{name}: a pull request's job holds the read name"
         if "MLOPS_GITOPS_TOKEN" in env:
             assert not untrusted, f"{path.name}:{name}: a pull request's job holds the write name"
             assert env["MLOPS_GITOPS_TOKEN"] == "${{ secrets.GITOPS_TOKEN }}", name
             assert job.get("environment") in ENVIRONMENTS, name
     if path.name == "ci.yml":
         pipeline = env_names(workflow["jobs"]["pipeline"])
-        assert {k for k in pipeline if "GITOPS" in k and "TOKEN" in k} == {
-            "MLOPS_GITOPS_READ_TOKEN"
-        }
+        assert not {k for k in pipeline if "GITOPS" in k or "REGISTRY" in k}
 
 
 def test_gitlab_jobs_never_map_a_gitops_token() -> None:
     """GitLab's tokens come from the project's CI/CD variables, whose protection and
     environment scope decide which jobs get them: no job may copy one into another name, and
-    a merge-request job names no write token at all (the read token arrives unasked)."""
+    a merge-request job names no GitOps token at all. The read token is protected too, so no
+    merge-request pipeline receives it unasked (the header says so, and the README)."""
     for name, job in gitlab_jobs().items():
         for key, value in job["variables"].items():
             assert key not in ("MLOPS_GITOPS_TOKEN", "MLOPS_GITOPS_READ_TOKEN"), (name, key)
             assert "GITOPS" not in str(value) or "TOKEN" not in str(value), (name, key)
         if runs_for_merge_requests(job):
-            assert "MLOPS_GITOPS_TOKEN" not in yaml.safe_dump(job), name
+            assert "GITOPS_TOKEN" not in yaml.safe_dump(job), name
+            assert "GITOPS_READ_TOKEN" not in yaml.safe_dump(job), name
+    header = " ".join(
+        line.lstrip("# ") for line in GITLAB.read_text().splitlines() if line.startswith("#")
+    )
+    described = re.search(r"MLOPS_GITOPS_READ_TOKEN (.*?) MLOPS_GITOPS_REMOTE", header)
+    assert described, header
+    assert "masked, protected" in described.group(1)
+    assert "NOT protected" not in described.group(1)
+
+
+def test_the_merge_request_gate_fetches_the_default_branch_bundle() -> None:
+    """A merge request's gate compares against the bundle the default branch's `baseline` job
+    exported, fetched with CI_JOB_TOKEN; that job never runs for a merge request."""
+    data = yaml.safe_load(GITLAB.read_text())
+    jobs = gitlab_jobs()
+    exporter = jobs["baseline"]
+    assert not runs_for_merge_requests(exporter)
+    for rule in exporter["rules"]:
+        assert "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH" in rule["if"]
+    assert "make baseline" in exporter["script"]
+    folder = exporter["variables"]["MLOPS_BASELINE"]
+    assert exporter["artifacts"]["paths"] == [f"{folder}/"]
+    gate = data["gate"]
+    (mr_rule,) = [r for r in gate["rules"] if "merge_request_event" in r["if"]]
+    assert mr_rule["variables"] == {"MLOPS_BASELINE": folder}
+    assert any("make baseline-fetch" in line for line in gate["script"])
+    # The name `mlops baseline fetch` asks GitLab for (pipelines/stages/gate.py).
+    from pipelines.stages.gate import BUNDLE_JOB
+
+    assert BUNDLE_JOB == "baseline"
 
 
 def gitlab_job_writes(job: dict[str, Any]) -> bool:
     """Does the job push to the GitOps repository or open requests there: a pipeline up to
     release or promote (the default UNTIL is promote), a rollback, or the write tokens."""
     for line in job.get("script", []) + job.get("after_script", []):
-        if re.search(r"\bmake (rollback|release|promote|promote-merge)\b", line):
+        if re.search(r"\bmake (rollback|release|promote|promote-merge|retrain)\b", line):
             return True
         if re.search(r"\bmake pipeline\b", line):
             until = re.search(r"\bUNTIL=(\w+)", line)
@@ -250,7 +362,7 @@ def test_gitlab_jobs_that_write_declare_their_environment() -> None:
             assert not runs_for_merge_requests(job), name
         else:
             assert "environment" not in job, f"{name} would receive the write tokens"
-    assert writers == {"release", "promote", "rollback-staging", "rollback-production"}
+    assert writers == {"release", "promote", "rollback-staging", "rollback-production", "retrain"}
 
 
 def test_readme_scopes_the_gitlab_write_tokens_to_environments() -> None:
@@ -317,7 +429,10 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             env = job.get("environment")
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
-                assert env_name in ENVIRONMENTS, f"{path.name}:{name}: environment {env_name!r}"
+                # The deployment environments, or the one that holds the baseline's read secrets.
+                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT}, (
+                    f"{path.name}:{name}: environment {env_name!r}"
+                )
     for name, job in gitlab_jobs().items():
         if "environment" in job:
             assert job["environment"]["name"] in ENVIRONMENTS, f"{name}: {job['environment']}"
@@ -401,7 +516,16 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         k: v
         for k, v in os.environ.items()
         if k
-        not in ("MODEL", "ENV", "UNTIL", "MAKEFLAGS", "MLOPS_VENV", "MLOPS_INSTALL", "REPORT_POST")
+        not in (
+            "MODEL",
+            "ENV",
+            "UNTIL",
+            "MAKEFLAGS",
+            "MLOPS_VENV",
+            "MLOPS_INSTALL",
+            "REPORT_POST",
+            "MLOPS_BASELINE",
+        )
     }
     base["MLOPS_VENV"] = str(VENV_BIN.parent)
     return subprocess.run(
@@ -427,6 +551,11 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         "REPORT_POST",
         "MLOPS_VENV",
         "MLOPS_INSTALL",
+        "MLOPS_BASELINE",
+        "SINCE",
+        "FAIL_ON",
+        "MONITOR_OUTPUT",
+        "MONITOR_FAILING",
     ],
 )
 @pytest.mark.parametrize("where", ["command line", "environment"])
@@ -440,8 +569,12 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "promote-merge",
         "rollback",
         "status",
+        "baseline",
+        "baseline-fetch",
         "unit",
         "test",
+        "monitor",
+        "retrain",
     )
     for value in hostile(canary):
         if where == "command line":
@@ -463,6 +596,10 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         ("MODEL", "report"),
         ("ENV", "release"),
         ("REPORT_POST", "report"),
+        ("SINCE", "monitor"),
+        ("FAIL_ON", "monitor"),
+        ("ENV", "monitor"),
+        ("MONITOR_FAILING", "retrain"),
     ],
 )
 def test_make_refuses_a_hostile_value_before_running_anything(
@@ -583,6 +720,193 @@ def test_any_other_report_post_is_refused(tmp_path: Path, post: str) -> None:
     assert "REPORT_POST=" in direct.stderr
     for good in ("", "0", "1"):
         assert check_inputs(REPORT_POST=good).returncode == 0
+
+
+def stub_make(
+    tmp_path: Path, target: str, code: int = 0, **env: str
+) -> tuple[subprocess.CompletedProcess[str], list[str] | None]:
+    """`make target` for real, its interpreter a stub that records its arguments and exits
+    with ``code`` (setup is not remade)."""
+    bin_dir = tmp_path / "venv/bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    args_file = tmp_path / "args"
+    args_file.unlink(missing_ok=True)
+    stub = bin_dir / "python"
+    stub.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\nexit {code}\n')
+    stub.chmod(0o755)
+    result = make(
+        "-o",
+        "setup",
+        target,
+        env={"MLOPS_VENV": str(tmp_path / "venv"), "ARGS_FILE": str(args_file), **env},
+    )
+    args = args_file.read_text().splitlines() if args_file.exists() else None
+    return result, args
+
+
+@pytest.mark.parametrize(
+    ("code", "failing", "status"),
+    [(0, "false", 0), (1, "true", 0), (2, None, 2), (3, None, 2)],
+)
+def test_make_monitor_hands_on_the_drift_verdict_and_fails_on_anything_else(
+    tmp_path: Path, code: int, failing: str | None, status: int
+) -> None:
+    """With MONITOR_OUTPUT, exit 1 (a FAIL_ON condition holds) is a verdict for the next job,
+    not a failure; bad input (2) and an unreachable Prometheus (3) still fail the job. (make
+    reports any failed recipe as 2.)"""
+    output = tmp_path / "output"
+    result, args = stub_make(
+        tmp_path,
+        "monitor",
+        code,
+        ENV="production",
+        FAIL_ON="drift errors",
+        SINCE="6h",
+        MONITOR_OUTPUT=str(output),
+    )
+    assert result.returncode == status, result.stdout + result.stderr
+    assert args == [
+        "-m", "pipelines.cli", "monitor", "--env", "production", "--since", "6h",
+        "--fail-on", "drift", "errors",
+    ]  # fmt: skip
+    if failing is None:
+        assert not output.exists()
+    else:
+        assert output.read_text() == f"MONITOR_FAILING={failing}\n"
+    # Without MONITOR_OUTPUT, a condition that holds fails make, as it fails mlops.
+    alone, args = stub_make(tmp_path, "monitor", code, ENV="production")
+    assert alone.returncode == (0 if code == 0 else 2)
+    assert args == ["-m", "pipelines.cli", "monitor", "--env", "production", "--since", "1h"]
+
+
+@pytest.mark.parametrize(("failing", "runs"), [("true", True), ("false", False), ("", False)])
+def test_make_retrain_runs_the_pipeline_through_promote_only_on_drift(
+    tmp_path: Path, failing: str, runs: bool
+) -> None:
+    result, args = stub_make(tmp_path, "retrain", MONITOR_FAILING=failing)
+    assert result.returncode == 0, result.stdout + result.stderr
+    if runs:
+        assert args == [
+            "-m", "pipelines.cli", "run", "--model", "digits", "--until", "promote",
+        ]  # fmt: skip
+    else:
+        assert args is None
+        assert "the monitor found nothing to act on" in result.stdout
+
+
+def test_check_inputs_knows_exactly_the_monitor_conditions() -> None:
+    from pipelines.core.monitor import CONDITIONS
+
+    text = (ROOT / "scripts/check-inputs.sh").read_text()
+    found = re.search(r"^CONDITIONS=\((.*)\)$", text, re.MULTILINE)
+    assert found is not None
+    assert tuple(found.group(1).split()) == CONDITIONS
+    for good in ("", "drift", "drift errors", "latency anomalies"):
+        assert check_inputs(FAIL_ON=good).returncode == 0, good
+    for bad in ("drifts", "drift,errors", "drift  errors", " drift", "drift\n", "*"):
+        result = check_inputs(FAIL_ON=bad)
+        assert result.returncode == 2, bad
+        assert "FAIL_ON=" in result.stderr
+    for good in ("1h", "30m", "1d12h", "90s"):
+        assert check_inputs(SINCE=good).returncode == 0, good
+    for bad in ("", "1 h", "1H", "h", "1h;x", "-1h", "1.5h"):
+        assert check_inputs(SINCE=bad).returncode == 2, bad
+
+
+def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
+    """GitHub: the monitor job holds no write secret and no environment; the retrain job runs
+    only on its drift verdict, in staging (like release.yml). GitLab: both jobs run only in
+    scheduled pipelines of the default branch, and no other job of this file runs there."""
+    workflow = load(ROOT / ".github/workflows/monitor.yml")
+    assert triggers(workflow) == {"schedule", "workflow_dispatch"}
+    monitor, retrain = workflow["jobs"]["monitor"], workflow["jobs"]["retrain"]
+    assert monitor["permissions"] == {"contents": "read"}
+    assert "environment" not in monitor
+    assert secrets_in(monitor) <= READ_SECRETS
+    assert monitor["env"]["ENV"] == "production"
+    assert monitor["env"]["FAIL_ON"] == "drift"
+    runs = [s["run"] for s in monitor["steps"] if "run" in s]
+    assert runs == ["make check-inputs", 'MONITOR_OUTPUT="$GITHUB_OUTPUT" make monitor']
+    assert retrain["needs"] == "monitor"
+    assert retrain["if"] == "${{ needs.monitor.outputs.failing == 'true' }}"
+    assert retrain["environment"] == "staging"
+    assert (
+        retrain["concurrency"]["group"]
+        == load(ROOT / ".github/workflows/release.yml")["concurrency"]["group"]
+    )
+    assert [s["run"] for s in retrain["steps"] if "run" in s][-1] == "make retrain"
+    jobs = gitlab_jobs()
+    scheduled = '$CI_PIPELINE_SOURCE == "schedule" && $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH'
+    for name in ("monitor", "retrain"):
+        assert jobs[name]["rules"] == [{"if": scheduled}], name
+    assert "environment" not in jobs["monitor"]
+    assert jobs["monitor"]["script"] == [
+        "ENV=production FAIL_ON=drift MONITOR_OUTPUT=monitor.env make monitor"
+    ]
+    assert jobs["monitor"]["artifacts"]["reports"]["dotenv"] == "monitor.env"
+    assert jobs["retrain"]["needs"] == ["monitor"]
+    for name, job in jobs.items():
+        if name in ("monitor", "retrain") or name.startswith("rollback"):
+            continue  # rollbacks are manual buttons on any default-branch pipeline
+        for rule in job["rules"]:
+            condition = " ".join(rule["if"].split())
+            assert "merge_request_event" in condition or (
+                '$CI_PIPELINE_SOURCE != "schedule"' in condition
+            ), name
+
+
+@pytest.fixture(scope="module")
+def gitlab_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git project holding only `.gitlab-ci.yml`: enough for gitlab-ci-local to list jobs."""
+    require("gitlab-ci-local", GCL.is_file(), "run `make ci-tools` (npm)")
+    root = tmp_path_factory.mktemp("gitlab-jobs")
+    shutil.copy(GITLAB, root / ".gitlab-ci.yml")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=root, check=True)
+    subprocess.run([*git, "add", "."], cwd=root, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], cwd=root, check=True)
+    return root
+
+
+def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
+    """The jobs gitlab-ci-local's rule evaluation puts in a pipeline: {name: when}."""
+    args = [str(GCL), "--list", "--no-color"]
+    for key, value in variables.items():
+        args += ["--variable", f"{key}={value}"]
+    env = {**os.environ, "GCL_IGNORE_PREDEFINED_VARS": ",".join(variables)}
+    out = subprocess.run(
+        args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout.splitlines()
+    header = next(i for i, line in enumerate(out) if line.split()[:2] == ["name", "description"])
+    return {line.split()[0]: line.split()[2] for line in out[header + 1 :] if line.strip()}
+
+
+@pytest.mark.parametrize(
+    ("source", "branch", "expected"),
+    [
+        ("schedule", "main", {"monitor", "retrain"}),
+        ("schedule", "feature", set()),
+        ("push", "main", {"test", "validate", "gate", "release", "promote"}),
+        ("web", "main", set()),
+    ],
+)
+def test_gitlab_schedules_run_the_loop_and_nothing_else(
+    gitlab_project: Path, source: str, branch: str, expected: set[str]
+) -> None:
+    """GitLab's own rule evaluation (gitlab-ci-local): a scheduled pipeline of the default
+    branch runs monitor and retrain and no other automatic job; no other pipeline runs them."""
+    jobs = listed_jobs(
+        gitlab_project,
+        CI_PIPELINE_SOURCE=source,
+        CI_COMMIT_BRANCH=branch,
+        CI_DEFAULT_BRANCH="main",
+    )
+    automatic = {name for name, when in jobs.items() if when != "manual"}
+    if source == "schedule":
+        assert automatic == expected, jobs
+    else:
+        assert expected <= automatic, jobs
+        assert not automatic & {"monitor", "retrain"}, jobs
 
 
 def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:

@@ -111,11 +111,13 @@ def test_incomparable_baseline_is_refused_and_leaves_no_blessing(
     assert "no blessing" in capsys.readouterr().err
 
 
-def test_unreadable_baseline_is_a_usage_error(
+def test_a_folder_is_read_as_a_bundle_never_as_a_model_file(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A folder given as --baseline is a bundle (`mlops baseline export`), whatever its name:
+    without a record it holds no baseline, and the blessing says why (on_missing_baseline)."""
     monkeypatch.chdir(workspace)
     folder = workspace / "a-folder.tflite"
     folder.mkdir()
-    assert main(["gate", "--baseline", str(folder)]) == 2
-    assert "is a folder, not a file" in capsys.readouterr().err
+    assert main(["gate", "--baseline", str(folder)]) == 0
+    assert f"no baseline bundle in {folder}" in capsys.readouterr().out

@@ -42,6 +42,10 @@ def run_pipeline(repo: Path, api: FakeApi) -> subprocess.CompletedProcess[str]:
         "CI_MERGE_REQUEST_IID": "7",
         "CI_API_V4_URL": api.url,
         "CI_PROJECT_ID": api.state.project,
+        "CI_MERGE_REQUEST_PROJECT_ID": api.state.project,
+        "CI_DEFAULT_BRANCH": "main",
+        # The job's own token: the gate fetches the default branch's baseline bundle with it.
+        "CI_JOB_TOKEN": TOKEN,
         # The Reporter-role token the gate job hands to `make report` as GITLAB_TOKEN.
         "MLOPS_REPORT_TOKEN": TOKEN,
         # One prepared environment for every job, instead of 1.5 GB installed per job.
@@ -79,6 +83,14 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     gate = exported(repo, "gate")
     blessing = json.loads((gate / "artifacts/digits/gate/blessing.json").read_text())
     assert blessing["blessed"] is True
+    # No `baseline` job has run on the default branch: no bundle, so no baseline, and it says so.
+    fetches = [r for r in gitlab.state.requests if "/jobs/artifacts/" in r.path]
+    assert fetches, "the gate did not ask for the default branch's bundle"
+    assert fetches[0].query == {"job": "baseline"}
+    assert fetches[0].headers["job-token"] == TOKEN
+    assert blessing["baseline"] is None
+    (change,) = [r for r in blessing["rules"] if r["rule"].startswith("change_")]
+    assert "no baseline bundle in baseline-bundle" in change["reason"]
     assert (exported(repo, "validate") / "artifacts/digits/validate/data_docs/index.html").is_file()
     assert (exported(repo, "train") / "artifacts/digits/train/model.tflite").is_file()
     assert (gate / "dvc.lock").is_file()  # the stage cache travels with the artifacts
@@ -118,7 +130,10 @@ def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: Fak
     subprocess.run(["git", "add", "-A"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "corrupt the data"], cwd=repo, check=True)
     result = run_pipeline(repo, gitlab)
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert (exported(repo, "validate") / "artifacts/digits/validate/summary.json").is_file(), (
+        result.stdout[-4000:] + result.stderr[-2000:]
+    )
     summary = json.loads(
         (exported(repo, "validate") / "artifacts/digits/validate/summary.json").read_text()
     )

@@ -17,6 +17,7 @@ import yaml
 
 from pipelines.adapters import gitops
 from pipelines.adapters import rendering as render
+from pipelines.adapters.artifacts import MONITOR_REPORT, monitor_dir
 from pipelines.adapters.releasing import apply_state, land
 from pipelines.cli import main
 from pipelines.config import ReleaseRecord, load_gitops, load_model
@@ -258,8 +259,16 @@ def test_promotion_opens_one_request_updates_it_and_merge_deploys(
         "`prometheusrule-digits.yaml`",
     ):
         assert section in body, section
+    assert "Monitoring report" not in body  # no `mlops monitor` ran here
+    # The scheduled retraining's monitor report on the target rides along with the evidence.
+    report = monitor_dir(root, "production") / MONITOR_REPORT
+    report.parent.mkdir(parents=True)
+    report.write_text("# Monitoring report: production\n\n**Failing: drift**\n")
     again = promote.run(ws, "production", "staging", **QUIET)
     assert (again.number, again.created) == (1, False)
+    body = Path(again.url).read_text()
+    assert "## Monitoring report on production (why this retraining ran)" in body
+    assert "### Monitoring report: production\n\n**Failing: drift**" in body
     index = json.loads((root / ".infra/pull-requests/index.json").read_text())
     assert list(index) == ["1"]
     assert state(root, "production")["models"] == {}  # nothing deployed before the merge

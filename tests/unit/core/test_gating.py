@@ -78,6 +78,21 @@ def test_missing_baseline_can_be_made_to_fail() -> None:
     assert "demands one" in rule(v, "change_not_worse").reason
 
 
+@pytest.mark.parametrize(("policy", "blessed"), [("pass", True), ("fail", False)])
+def test_a_missing_baseline_says_why_when_the_caller_knows(policy: str, blessed: bool) -> None:
+    why = "no baseline bundle in b: its artifact expired"
+    v = decide(cfg(on_missing_baseline=policy), metrics(), None, why)
+    assert v.blessed is blessed
+    reason = rule(v, "change_not_worse").reason
+    assert reason.startswith(f"no baseline model ({why}): the change rule was not applied")
+    assert "first release" not in reason  # only a caller that knows nothing assumes that
+    assert (
+        decide(cfg(), metrics(), None)
+        .rules[-1]
+        .reason.endswith("(first release; on_missing_baseline=pass)")
+    )
+
+
 def test_absolute_threshold_failure_names_value_and_limit() -> None:
     v = decide(cfg(), metrics(accuracy=0.85), None)
     assert not v.blessed

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.config import EnvironmentState, ModelSlot
+from pipelines.config import EnvironmentState, ModelSlot, NodePool
 from pipelines.core import guard
 from tests.unit.core.test_bluegreen import record
 
@@ -16,6 +16,7 @@ LIMIT = guard.RateLimit(2, dt.timedelta(hours=1))
 
 def state(auto: str = "direct") -> EnvironmentState:
     return EnvironmentState(
+        node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
         environment="staging",
         namespace="mlops-staging",
         auto_rollback=auto,

@@ -16,6 +16,7 @@ from pipelines.config import (
     EnvironmentState,
     GitOpsConfig,
     ModelSlot,
+    NodePool,
     ReleaseRecord,
     load_gitops,
     load_model,
@@ -47,6 +48,7 @@ def record(n: int, **overrides: str) -> ReleaseRecord:
 def states() -> dict[str, EnvironmentState]:
     return {
         "staging": EnvironmentState(
+            node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
             environment="staging",
             namespace="mlops-staging",
             # The guard may roll staging back: its rollback-worthy alerts carry action=rollback.
@@ -54,6 +56,7 @@ def states() -> dict[str, EnvironmentState]:
             models={"digits": ModelSlot(active="green", blue=record(1), green=record(2))},
         ),
         "production": EnvironmentState(
+            node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
             environment="production",
             namespace="mlops-production",
             promotion="pr",
@@ -111,6 +114,7 @@ def test_objects_per_environment() -> None:
         "poddisruptionbudget-digits-green.yaml",
         "podmonitor-digits.yaml",
         "prometheusrule-digits.yaml",
+        "resourcequota-mlops-staging.yaml",  # the node pool's budget
         "service-digits-preview.yaml",
         "service-digits.yaml",
         "service-mlops-guard.yaml",
@@ -152,6 +156,7 @@ def test_no_value_can_change_the_yaml_structure(evil: str) -> None:
     """Values bypass validation here (model_construct) to prove the renderer alone is safe."""
     evil_record = record(2, release_id=evil, source_commit=evil, released_at=evil, data_md5=evil)
     state = EnvironmentState.model_construct(
+        node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
         environment="staging",
         namespace="mlops-staging",
         promotion="direct",

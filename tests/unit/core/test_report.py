@@ -107,3 +107,60 @@ def test_a_blessing_counts_only_for_the_data_and_model_this_run_made() -> None:
     )
     assert "✅" not in stale
     assert "❌ data validation failed" in stale
+
+
+def test_the_report_says_which_release_the_baseline_was_and_how_fresh() -> None:
+    from pipelines.core.report import baseline_origin
+
+    assert baseline_origin({}) == ""
+    assert baseline_origin({"source": "--baseline"}) == ""
+    live = {"environment": "production", "release_id": "r-1"}
+    assert baseline_origin(live) == "Baseline: `production` release `r-1`."
+    bundled = {**live, "exported": "2026-12-01T10:00:00+00:00", "gitops_commit": "a" * 40}
+    assert baseline_origin(bundled) == (
+        "Baseline: `production` release `r-1`, from the bundle exported "
+        "2026-12-01T10:00:00+00:00 (GitOps commit `aaaaaaaaaaaa`)."
+    )
+
+
+def test_the_promotion_body_carries_the_monitor_report_when_there_is_one() -> None:
+    from pipelines.core.render import diff
+    from pipelines.core.report import monitor_section, promotion_body
+
+    report = (
+        "# Monitoring report: production\n\n**Failing: drift**\n\n"
+        "## digits: digits-000000000002 (blue)\n\n| signal | verdict |\n\n"
+        "![digits-dashboard.png](digits-dashboard.png) ![d.png](d.png)\n"
+    )
+    lines = monitor_section("production", report)
+    assert lines[1] == "## Monitoring report on production (why this retraining ran)"
+    # Its headings sit under ours; its pictures are files of the job, not of the PR.
+    assert "### Monitoring report: production" in lines
+    assert "#### digits: digits-000000000002 (blue)" in lines
+    assert not any("png" in line for line in lines)
+    assert lines[-1] == "| signal | verdict |"
+    assert monitor_section("production", None) == []
+    assert monitor_section("production", "") == []
+
+    args = {
+        "env": "production",
+        "source_env": "staging",
+        "release": {
+            "release_id": "digits-000000000003",
+            "image": "r/d@sha256:" + "0" * 64,
+            "model_sha256": "1" * 64,
+            "source_commit": "a" * 40,
+            "data_md5": "m",
+        },
+        "previous": "digits-000000000002",
+        "summary": {"success": True, "rows": {"test": 3}},
+        "blessing": {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9}},
+        "infra": {"rules": []},
+        "diff": diff({}, {}),
+        "sbom": "sbom",
+    }
+    with_report = promotion_body(**args, monitor=report)  # type: ignore[arg-type]
+    assert with_report.endswith("\n".join(lines[1:]) + "\n")
+    without = promotion_body(**args)  # type: ignore[arg-type]
+    assert "Monitoring report" not in without
+    assert with_report.startswith(without.rstrip("\n"))

@@ -15,7 +15,7 @@ import pytest
 from starlette.routing import Route
 
 from pipelines.adapters.manifests import load_templates
-from pipelines.config import EnvironmentState, ModelSlot
+from pipelines.config import EnvironmentState, ModelSlot, NodePool
 from pipelines.core import infra_validation, render
 from pipelines.serving import contract
 from pipelines.serving.app import _route_name, create_app
@@ -31,6 +31,7 @@ TEMPLATES = load_templates(ROOT / "manifests")
 def rendered() -> dict[str, dict[str, Any]]:
     """{kind: object} of one environment with one deployed color."""
     state = EnvironmentState(
+        node_pool=NodePool(cpu="4", memory="16Gi", nodes=3),
         environment="staging",
         namespace="mlops-staging",
         models={"digits": ModelSlot(active="blue", blue=record(1))},
