@@ -154,11 +154,20 @@ def wait_until_up(port: int, proc: subprocess.Popen[bytes], timeout: float = 60)
 
 @contextmanager
 def running_server(
-    cmd: list[str], env: dict[str, str], port: int, stop_timeout: float = 30
+    cmd: list[str],
+    env: dict[str, str],
+    port: int,
+    stop_timeout: float = 30,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``cmd`` on core 0, once it accepts connections on ``port``; stopped on the way out."""
+    """``cmd`` on core 0, once it accepts connections on ``port``; stopped on the way out.
+    (``python -m`` imports from ``cwd`` before PYTHONPATH: give the checkout to serve.)"""
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["taskset", "-c", "0", *cmd],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_until_up(port, proc)

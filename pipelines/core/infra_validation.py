@@ -41,7 +41,14 @@ def malformed_requests(
     return [
         Case("not JSON", "POST", predict, b'{"instances": [', 400),
         Case("JSON that is not an object", "POST", predict, b"[1, 2, 3]", 400),
-        Case("no instances field", "POST", predict, body({"inputs": [ok]}), 400),
+        Case("neither instances nor inputs", "POST", predict, body({}), 400),
+        Case(
+            "both instances and inputs",
+            "POST",
+            predict,
+            body({"instances": [ok], "inputs": [ok]}),
+            400,
+        ),
         Case("instances not a list", "POST", predict, body({"instances": 5}), 400),
         Case("empty instances", "POST", predict, body({"instances": []}), 400),
         Case("too few features", "POST", predict, body({"instances": [ok[:-1]]}), 400),

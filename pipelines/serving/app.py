@@ -1,12 +1,17 @@
 """The model server: TensorFlow Serving's REST contract on Starlette, run by uvicorn.
 
 Routes (``<name>`` is the model's name), as contract.routes() defines them:
-  POST /v1/models/<name>:predict   {"instances": [[...], ...]} -> {"predictions": [...]}
-  GET  /v1/models/<name>           status, as TF Serving reports it
-  GET  /v1/models/<name>/metadata  the input and output signature
+  POST /v1/models/<name>:predict   {"instances": [...]} -> {"predictions": [...]}, or
+                                   {"inputs": [...]} -> {"outputs": {...}} (columnar)
+  POST /v1/models/<name>:classify  {"examples": [{feature: value}]} -> {"results": [[[label,
+                                   score], ...]]}
+  POST /v1/models/<name>:regress   refused, as TF Serving refuses it for a classifier
+  GET  /v1/models/<name>           status, as TF Serving reports it (version "1")
+  GET  /v1/models/<name>/metadata  TF Serving's signature_def map, and an ``mlops`` field
   GET  /healthz                    the process is alive
   GET  /readyz                     the model loaded and reproduced its self-test predictions
   GET  /metrics                    Prometheus text format
+The model routes also answer under /versions/1 and /labels/<release>, as TF Serving's do.
 
 Bad input is always answered 4xx with ``{"error": "..."}`` saying what was wrong.
 """
@@ -79,11 +84,12 @@ def _is_number(v: Any) -> bool:
 
 class _Sent:
     """What the client sent, quoted in errors: the body re-read with numbers as literals, once,
-    and only when an error needs it."""
+    and only when an error needs it. ``where`` is the path of keys to the list of instances."""
 
-    def __init__(self, doc: Any, body: bytes | None) -> None:
+    def __init__(self, doc: Any, body: bytes | None, where: tuple[str, ...]) -> None:
         self._doc = doc
         self._body = body
+        self._where = where
         self._sent: Any = None
 
     def instance(self, i: int) -> Any:
@@ -92,27 +98,36 @@ class _Sent:
                 self._sent = as_sent(self._body)
             except BadRequest:  # nested too deeply for the standard library: quote the values
                 self._body = None
-        return (self._sent or self._doc)["instances"][i]
+        node = self._sent or self._doc
+        for key in self._where:
+            node = node[key]
+        return node[i]
 
     def value(self, i: int, j: int, width: int) -> str:
-        inst = self.instance(i)  # it passed _flat_row: flat, or rows of `width` numbers
-        return describe(inst[j // width][j % width] if isinstance(inst[0], list) else inst[j])
+        inst = self.instance(i)  # it passed _flat_row: flat, h x w, or h x w x 1
+        if not isinstance(inst[0], list):
+            return describe(inst[j])
+        pixel = inst[j // width][j % width]
+        return describe(pixel[0] if isinstance(pixel, list) else pixel)
 
 
 def _flat_row(i: int, inst: Any, n: int, h: int, w: int, sent: _Sent) -> list[Any]:
-    """One instance as a flat list of numbers, either layout; the error says what it was."""
+    """One instance as a flat list of numbers, any of the three layouts (n, h x w, or the
+    model's own h x w x 1); the error says what it was."""
     if isinstance(inst, list) and len(inst) == n and all(_is_number(v) for v in inst):
         return inst
-    if (
-        isinstance(inst, list)
-        and len(inst) == h
-        and all(isinstance(r, list) and len(r) == w and all(_is_number(v) for v in r) for r in inst)
-    ):
-        return [v for r in inst for v in r]
+    if isinstance(inst, list) and len(inst) == h and all(isinstance(r, list) for r in inst):
+        if all(len(r) == w and all(_is_number(v) for v in r) for r in inst):
+            return [v for r in inst for v in r]
+        if all(
+            len(r) == w and all(isinstance(c, list) and len(c) == 1 and _is_number(c[0]) for c in r)
+            for r in inst
+        ):
+            return [c[0] for r in inst for c in r]
     raise BadRequest(
         400,
-        f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} "
-        f"numbers), got {describe(sent.instance(i))}",
+        f"instance {i}: expected a list of {n} numbers (or {h} lists of {w} numbers, or "
+        f"{h}x{w}x1 nested lists), got {describe(sent.instance(i))}",
     )
 
 
@@ -137,32 +152,66 @@ def _range_error(x: NDArray[np.float64], sig: Signature, sent: _Sent) -> BadRequ
     return None
 
 
-def _instances(doc: Any, max_batch: int) -> list[Any]:
-    """The "instances" list of a decoded predict body: an object with no unknown fields, holding
-    a non-empty list within the batch limit."""
+# The one input of the predict signature, as metadata names it; columnar requests may name it.
+INPUT_NAME = "pixels"
+
+
+def _check_fields(doc: Any) -> None:
+    """A predict body is an object with no unknown fields, for the default signature."""
     if not isinstance(doc, dict):
-        raise BadRequest(400, 'the body must be a JSON object with an "instances" list')
-    unknown = set(doc) - {"instances", "signature_name"}
+        raise BadRequest(
+            400, 'the body must be a JSON object with an "instances" or an "inputs" list'
+        )
+    unknown = set(doc) - {"instances", "inputs", "signature_name"}
     if unknown:
         raise BadRequest(
             400,
-            f'unknown field(s) {quote_names(unknown)}; only "instances" '
-            '(row format) and "signature_name" are accepted',
+            f'unknown field(s) {quote_names(unknown)}; only "instances" (row format), '
+            '"inputs" (columnar format) and "signature_name" are accepted',
         )
     if doc.get("signature_name", "serving_default") != "serving_default":
         raise BadRequest(400, 'signature_name must be "serving_default"')
-    instances = doc.get("instances")
+
+
+def _columnar(doc: dict[str, Any]) -> tuple[Any, tuple[str, ...]]:
+    """The value of "inputs" and the keys that lead to the instances: a list, or
+    ``{"pixels": list}`` (the input by name)."""
+    if "instances" in doc:  # TF Serving: "either of them but NOT both"
+        raise BadRequest(400, 'send "instances" (row format) or "inputs" (columnar), not both')
+    inputs = doc["inputs"]
+    if not isinstance(inputs, dict):
+        return inputs, ("inputs",)
+    if set(inputs) != {INPUT_NAME}:  # this model has exactly one input
+        raise BadRequest(
+            400,
+            f'"inputs" names {quote_names(inputs) or "no input"}; this model has one input, '
+            f'"{INPUT_NAME}"',
+        )
+    return inputs[INPUT_NAME], ("inputs", INPUT_NAME)
+
+
+def _instances(doc: Any, max_batch: int) -> tuple[list[Any], tuple[str, ...]]:
+    """The instances of a decoded predict body, and the keys that lead to them: "instances"
+    (row format) or "inputs" (columnar format), a non-empty list within the batch limit."""
+    _check_fields(doc)
+    if "inputs" in doc:
+        instances, where = _columnar(doc)
+    elif "instances" in doc:
+        instances, where = doc["instances"], ("instances",)
+    else:
+        raise BadRequest(400, 'the body needs "instances" (row format) or "inputs" (columnar)')
+    field = f'"{where[0]}"'
     if not isinstance(instances, list):
-        raise BadRequest(400, '"instances" must be a list of examples')
+        raise BadRequest(400, f"{field} must be a list of examples")
     if not instances:
-        raise BadRequest(400, '"instances" is empty: send at least one example')
+        raise BadRequest(400, f"{field} is empty: send at least one example")
     if len(instances) > max_batch:
         raise BadRequest(
             413,
             f"{len(instances)} instances exceed the limit of {max_batch} per "
             "request; split the batch",
         )
-    return instances
+    return instances, where
 
 
 def parse_instances(
@@ -177,7 +226,7 @@ def parse_instances(
     because each numpy call pays its dispatch overhead with caches the event loop has cooled.
     Anything else takes the slow path, which words the error.
     """
-    instances = _instances(doc, max_batch)
+    instances, where = _instances(doc, max_batch)
     n, (h, w), lo, hi = sig.n_features, sig.image_shape, sig.low, sig.high
     rows: list[list[Any]] = []
     slow = False
@@ -191,16 +240,120 @@ def parse_instances(
         ):
             rows.append(inst)
         else:
-            rows.append(_flat_row(i, inst, n, h, w, _Sent(doc, body)))
+            rows.append(_flat_row(i, inst, n, h, w, _Sent(doc, body, where)))
             slow = True
-    try:
-        x = np.array(rows, dtype=np.float64)
-    except OverflowError:  # an integer beyond float64's range
-        raise BadRequest(400, "a value is too large to be a number") from None
-    error = _range_error(x, sig, _Sent(doc, body)) if slow else None
+    x = _as_array(rows)
+    error = _range_error(x, sig, _Sent(doc, body, where)) if slow else None
     if error is not None:
         raise error
     return x
+
+
+def _as_array(rows: list[list[Any]]) -> NDArray[np.float64]:
+    try:
+        return np.array(rows, dtype=np.float64)
+    except OverflowError:  # an integer beyond float64's range
+        raise BadRequest(400, "a value is too large to be a number") from None
+
+
+def _feature(i: int, name: str, value: Any) -> Any:
+    """One feature of a Classify example: a number, or (a tf.Example feature is a list) a list
+    of one number."""
+    if type(value) is list and len(value) == 1:
+        value = value[0]
+    if not _is_number(value):
+        raise BadRequest(
+            400,
+            f"example {i}: feature {name} must be a number (or a list of one number), "
+            f"got {describe(value)}",
+        )
+    return value
+
+
+def _examples(doc: Any, max_batch: int, known: set[str]) -> tuple[list[Any], dict[str, Any]]:
+    """The examples and the context of a decoded Classify body, checked as a whole."""
+    if not isinstance(doc, dict):
+        raise BadRequest(400, 'the body must be a JSON object with an "examples" list')
+    unknown = set(doc) - {"examples", "context", "signature_name"}
+    if unknown:
+        raise BadRequest(
+            400,
+            f'unknown field(s) {quote_names(unknown)}; only "examples", "context" and '
+            '"signature_name" are accepted',
+        )
+    name = doc.get("signature_name", contract.CLASSIFY_SIGNATURE)
+    if name != contract.CLASSIFY_SIGNATURE:
+        raise BadRequest(400, _signature_error(name, "classification", "classify"))
+    context, examples = doc.get("context", {}), doc.get("examples")
+    if not isinstance(context, dict):
+        raise BadRequest(400, '"context" must be an object of features')
+    if set(context) - known:
+        raise BadRequest(400, f'"context": unknown feature(s) {quote_names(set(context) - known)}')
+    if not isinstance(examples, list):
+        raise BadRequest(400, '"examples" must be a list of objects of features')
+    if not examples:
+        raise BadRequest(400, '"examples" is empty: send at least one example')
+    if len(examples) > max_batch:
+        raise BadRequest(
+            413, f"{len(examples)} examples exceed the limit of {max_batch} per request; split it"
+        )
+    return examples, context
+
+
+def _example_row(i: int, example: Any, context: dict[str, Any], names: list[str]) -> list[Any]:
+    """One example, with the context's features, as numbers in the signature's order."""
+    if not isinstance(example, dict):
+        raise BadRequest(
+            400, f"example {i}: expected an object of features, got {describe(example)}"
+        )
+    both = example.keys() & context.keys()
+    if both:  # TF Serving: features in the context "MUST NOT appear in examples"
+        raise BadRequest(400, f"example {i}: feature(s) {quote_names(both)} also in context")
+    merged = {**context, **example}
+    unknown = merged.keys() - set(names)
+    if unknown:
+        raise BadRequest(400, f"example {i}: unknown feature(s) {quote_names(unknown)}")
+    missing = [f for f in names if f not in merged]
+    if missing:
+        raise BadRequest(400, f"example {i}: missing feature(s) {quote_names(missing)}")
+    return [_feature(i, f, merged[f]) for f in names]
+
+
+def parse_examples(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.float64]:
+    """Validate a decoded Classify body (TF Serving's ``{"examples": [{feature: value}, ...],
+    "context": {...}}``); return the raw feature rows, in the signature's feature order."""
+    names = sig.feature_names
+    examples, context = _examples(doc, max_batch, set(names))
+    rows = [_example_row(i, example, context, names) for i, example in enumerate(examples)]
+    x = _as_array(rows)
+    bad = ~np.isfinite(x) | (x < sig.low) | (x > sig.high)
+    if bad.any():
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise BadRequest(
+            400,
+            f"example {i}: feature {names[j]} = {describe(rows[i][j])} is outside the valid "
+            f"range [{_bound(sig.low)}, {_bound(sig.high)}]",
+        )
+    return x
+
+
+# The signature's method, as TF Serving's metadata names it.
+_METHODS = {
+    "serving_default": "tensorflow/serving/predict",
+    contract.CLASSIFY_SIGNATURE: "tensorflow/serving/classify",
+}
+
+
+def _signature_error(name: Any, kind: str, method: str) -> str:
+    """TF Serving's message for a Classify or Regress request on a signature that cannot."""
+    if not isinstance(name, str):
+        return "signature_name must be a string"
+    if name not in _METHODS:
+        return f"Serving signature name: {describe(name)} not found in signature def"
+    return (
+        f"Expected {kind} signature method_name to be tensorflow/serving/{method}. "
+        f"Was: {_METHODS[name]}"
+    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -232,6 +385,9 @@ class ServerState:
     runtime: Runtime | None = None
     metrics: Metrics | None = None
     ready_reason: str = "the model is loading"
+    # The error code of a load that failed for good (TF Serving's status: END with the error);
+    # empty while loading or loaded.
+    failure: str = ""
     draining: bool = False
     classes: list[int] = field(default_factory=list)
     connection_stats: ConnectionStats | None = None  # set when run by uvicorn (__main__)
@@ -249,6 +405,7 @@ def load(state: ServerState) -> None:
             sig, runtime = load_model_dir(state.settings.model_dir)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
+        state.failure = "NOT_FOUND" if isinstance(exc, FileNotFoundError) else "INVALID_ARGUMENT"
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
         return
     try:
@@ -257,6 +414,7 @@ def load(state: ServerState) -> None:
         state.ready_reason = (
             f"the reference profile in {state.settings.model_dir} is unusable: {exc}"
         )
+        state.failure = "INVALID_ARGUMENT"
         log.error("profile load failed", extra={"fields": {"reason": state.ready_reason}})
         return
     state.signature, state.classes = sig, sig.classes
@@ -286,6 +444,7 @@ def load(state: ServerState) -> None:
             state.ready_reason = (
                 f"self-test failed: predicted {got}, the package recorded {sig.self_test_classes}"
             )
+            state.failure = "FAILED_PRECONDITION"
             log.error("self-test failed", extra={"fields": {"reason": state.ready_reason}})
             return
     state.runtime = runtime
@@ -328,9 +487,13 @@ def _route_names(model: str) -> dict[str, str]:
     return {path: name for name, (_, path) in contract.routes(model).items()}
 
 
-def _route_name(path: str, model: str) -> str:
-    """A bounded label for metrics: raw paths would let any client create new series."""
-    return _route_names(model).get(path, "other")
+def _route_name(path: str, model: str, endpoint: Any = None) -> str:
+    """A bounded label for metrics: raw paths would let any client create new series. A path
+    with a version or label is named by the handler its route matched (the route's name)."""
+    name = _route_names(model).get(path)
+    if name is None:
+        name = getattr(endpoint, "__name__", "other")
+    return name
 
 
 class Observe:
@@ -368,7 +531,9 @@ class Observe:
             metrics = self.state.metrics
             if metrics is not None and self.state.signature is not None:
                 metrics.request(
-                    _route_name(scope["path"], self.state.signature.model), status, elapsed
+                    _route_name(scope["path"], self.state.signature.model, scope.get("endpoint")),
+                    status,
+                    elapsed,
                 )
             mode = self.state.settings.access_log
             if mode == "all" or (mode == "errors" and status >= 400):
@@ -393,18 +558,39 @@ class Handlers:
         self.state = state
         self.model_name = model_name
 
-    async def predict(self, request: Request) -> Response:
-        """The predict route: instances in, class probabilities and predictions out."""
-        # Draining does not stop predictions: until the listener closes, this pod may still be
-        # in a Service's endpoints (see __main__). Only /readyz says it is going away.
-        state, settings = self.state, self.settings
-        if state.signature is None or state.runtime is None:
-            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
-        sig = state.signature
+    def _version_error(self, request: Request) -> Response | None:
+        """None when the request's version or label (if any) is the loaded one; else TF
+        Serving's answer: 404 for another version, 400 for an unknown label."""
+        params = request.path_params
+        if not params:  # the latest version: every request without /versions or /labels
+            return None
+        version, label = params.get("version"), params.get("label")
+        if version is not None and version != str(contract.MODEL_VERSION):
+            if not version.isdigit():  # TF Serving's routes only match digits
+                return json_response({"error": self._no_route}, 404)
+            return json_response(
+                {
+                    "error": f"Servable not found for request: "
+                    f"Specific({self.model_name}, {quote_text(version)})"
+                },
+                404,
+            )
+        if label is not None and label != self.settings.release:
+            return json_response(
+                {"error": f"Unrecognized servable version label: {quote_text(label)}"}, 400
+            )
+        return None
+
+    @property
+    def _no_route(self) -> str:
+        return f"no such route; this server serves model {self.model_name!r}"
+
+    async def _read(self, request: Request) -> tuple[bytes, Any] | Response:
+        """The request's body and its decoded JSON, or the answer that refuses it."""
         try:
             # Like TF Serving, the Content-Type is not checked: `curl -d` sends a form type.
-            body = await read_body(request, settings.max_body_bytes)
-            raw = parse_instances(decode(body), sig, settings.max_batch, body)
+            body = await read_body(request, self.settings.max_body_bytes)
+            return body, decode(body)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
         except ClientDisconnect:
@@ -412,12 +598,44 @@ class Handlers:
             # 499 (client closed request), or 408 when the body timeout closed the connection
             # (connections.py). Nothing is sent; the status is for metrics and logs.
             return Response(status_code=408 if request.scope.get(TIMED_OUT) else 499)
-        probs = state.runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
+
+    def _infer(
+        self, sig: Signature, runtime: Runtime, raw: NDArray[np.float64]
+    ) -> tuple[NDArray[Any], NDArray[Any]]:
+        """Class probabilities and the best class of each row, counted in the metrics."""
+        probs = runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
         best = probs.argmax(axis=1)
-        if state.metrics is not None:
-            state.metrics.predicted(best)
-            state.metrics.inputs.observe(raw)
+        metrics = self.state.metrics
+        if metrics is not None:
+            metrics.predicted(best)
+            metrics.inputs.observe(raw)
+        return probs, best
+
+    async def predict(self, request: Request) -> Response:
+        """The predict route: instances (rows) or inputs (columnar) in, class probabilities and
+        predictions out, as predictions (rows) or outputs (columnar)."""
+        # Draining does not stop predictions: until the listener closes, this pod may still be
+        # in a Service's endpoints (see __main__). Only /readyz says it is going away.
+        state = self.state
+        if state.signature is None or state.runtime is None:
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        read = await self._read(request)
+        if isinstance(read, Response):
+            return read
+        body, doc = read
+        try:
+            raw = parse_instances(doc, state.signature, self.settings.max_batch, body)
+        except BadRequest as exc:
+            return json_response({"error": exc.message}, exc.status)
+        probs, best = self._infer(state.signature, state.runtime, raw)
         classes = state.classes
+        if "instances" not in doc:  # columnar in, columnar out: one list per output
+            return json_response(
+                {"outputs": {"class": [classes[k] for k in best.tolist()], "probabilities": probs}}
+            )
         return json_response(
             {
                 "predictions": [
@@ -427,19 +645,64 @@ class Handlers:
             }
         )
 
-    def status(self, _: Request) -> Response:
-        """The model status route, in TF Serving's shape (AVAILABLE, LOADING or END)."""
+    async def classify(self, request: Request) -> Response:
+        """TF Serving's Classify API: examples of named features in, every class's label and
+        score per example out."""
         state = self.state
-        if state.ready:
-            code, message, st = "OK", "", "AVAILABLE"
+        if state.signature is None or state.runtime is None:
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        read = await self._read(request)
+        if isinstance(read, Response):
+            return read
+        try:
+            raw = parse_examples(read[1], state.signature, self.settings.max_batch)
+        except BadRequest as exc:
+            return json_response({"error": exc.message}, exc.status)
+        probs, _ = self._infer(state.signature, state.runtime, raw)
+        labels = [str(c) for c in state.classes]  # TF Serving's labels are strings
+        return json_response(
+            {"results": [list(zip(labels, row.tolist(), strict=True)) for row in probs]}
+        )
+
+    async def regress(self, request: Request) -> Response:
+        """TF Serving's Regress API, which a classifier has no signature for: the body is read
+        and checked like any other, then refused with TF Serving's error."""
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        read = await self._read(request)
+        if isinstance(read, Response):
+            return read
+        doc = read[1]
+        if not isinstance(doc, dict):
+            return json_response({"error": 'the body must be a JSON object with "examples"'}, 400)
+        name = doc.get("signature_name", "serving_default")
+        return json_response({"error": _signature_error(name, "regression", "regress")}, 400)
+
+    def status(self, request: Request) -> Response:
+        """The model status route, in TF Serving's shape: LOADING, AVAILABLE, UNLOADING while
+        draining, or END with the error after a load that failed for good."""
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        state = self.state
+        code, message = "OK", ""
+        if state.failure:
+            st, code, message = "END", state.failure, state.ready_reason
+        elif state.draining:
+            st = "UNLOADING"
+        elif state.ready:
+            st = "AVAILABLE"
         else:
-            code, message = "UNAVAILABLE", state.ready_reason or "draining"
-            st = "END" if state.draining else "LOADING"
+            st = "LOADING"
         return json_response(
             {
                 "model_version_status": [
                     {
-                        "version": self.settings.release,
+                        "version": str(contract.MODEL_VERSION),
                         "state": st,
                         "status": {"error_code": code, "error_message": message},
                     }
@@ -447,38 +710,56 @@ class Handlers:
             }
         )
 
-    def metadata(self, _: Request) -> Response:
-        """The model metadata route: the signature clients send and get back."""
+    def metadata(self, request: Request) -> Response:
+        """The model metadata route: TF Serving's signature_def map, and what else a client may
+        want to know under ``mlops``."""
         settings, sig = self.settings, self.state.signature
         if sig is None:
             return json_response({"error": f"not ready: {self.state.ready_reason}"}, 503)
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
         h, w = sig.image_shape
+        k = len(sig.classes)
         return json_response(
             {
-                "model_spec": {"name": sig.model, "version": settings.release},
+                "model_spec": {
+                    "name": sig.model,
+                    "signature_name": "",
+                    "version": str(contract.MODEL_VERSION),
+                },
                 "metadata": {
                     "signature_def": {
-                        "serving_default": {
-                            "inputs": {
-                                "instances": {
-                                    "dtype": "number",
-                                    "shape": [-1, sig.n_features],
-                                    "alternative_shape": [-1, h, w],
-                                    "range": [sig.low, sig.high],
-                                    "features": sig.feature_names,
-                                }
-                            },
-                            "outputs": {
-                                "class": {"values": sig.classes},
-                                "probabilities": {
-                                    "dtype": "float32",
-                                    "shape": [-1, len(sig.classes)],
+                        "signature_def": {
+                            "serving_default": {
+                                "inputs": {INPUT_NAME: _tensor("DT_FLOAT", [-1, h, w, 1])},
+                                "outputs": {
+                                    "class": _tensor("DT_INT64", [-1]),
+                                    "probabilities": _tensor("DT_FLOAT", [-1, k]),
                                 },
+                                "method_name": _METHODS["serving_default"],
+                            },
+                            contract.CLASSIFY_SIGNATURE: {
+                                "inputs": {"inputs": _tensor("DT_STRING", [-1])},
+                                "outputs": {
+                                    "classes": _tensor("DT_STRING", [-1, k]),
+                                    "scores": _tensor("DT_FLOAT", [-1, k]),
+                                },
+                                "method_name": _METHODS[contract.CLASSIFY_SIGNATURE],
                             },
                         }
-                    },
-                    "model_sha256": sig.model_sha256,
+                    }
+                },
+                # Not TF Serving's: what its signature_def cannot say. A TF Serving client
+                # ignores it.
+                "mlops": {
+                    "release": settings.release,
                     "color": settings.color,
+                    "model_sha256": sig.model_sha256,
+                    "features": sig.feature_names,
+                    "classes": sig.classes,
+                    "range": [sig.low, sig.high],
+                    "instance_shapes": [[sig.n_features], [h, w], [h, w, 1]],
                     "limits": {
                         "max_batch": settings.max_batch,
                         "max_body_bytes": settings.max_body_bytes,
@@ -512,8 +793,21 @@ class Handlers:
         assert isinstance(exc, HTTPException)
         detail = exc.detail
         if exc.status_code == 404:
-            detail = f"no such route; this server serves model {self.model_name!r}"
+            detail = self._no_route
         return json_response({"error": detail}, exc.status_code)
+
+
+def _tensor(dtype: str, shape: list[int]) -> dict[str, Any]:
+    """A TensorInfo as TF Serving's metadata prints it (protobuf JSON: int64 sizes as strings,
+    every field present)."""
+    return {
+        "dtype": dtype,
+        "tensor_shape": {
+            "dim": [{"size": str(size), "name": ""} for size in shape],
+            "unknown_rank": False,
+        },
+        "name": "",
+    }
 
 
 def create_app(settings: Settings, state: ServerState | None = None) -> Starlette:
@@ -532,11 +826,15 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
             # Each route's handler is the method of the same name: a route added to the contract
             # without one fails here, at start-up.
             Route(path, getattr(handlers, name), methods=[method])
-            for name, (method, path) in contract.routes(model_name).items()
+            for version in ("", *contract.VERSION_SEGMENTS)
+            for name, (method, path) in contract.routes(model_name, version).items()
         ],
         exception_handlers={HTTPException: handlers.http_error},
         lifespan=lifespan,
     )
+    # TF Serving does not redirect: a trailing slash is another (unknown) route, answered 404
+    # with {"error"}, not a 307 that clients would follow or not.
+    app.router.redirect_slashes = False
     app.state.server = state
     app.add_middleware(Observe, state=state)
     return app

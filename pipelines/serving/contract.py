@@ -92,28 +92,63 @@ class Metric(StrEnum):
     REFERENCE_ANOMALY_RATE = "mlops_reference_anomaly_rate"
 
 
-def model_path(model: str) -> str:
-    """The model's status route, and the base of its other routes (TF Serving's REST API)."""
-    return f"/v1/models/{model}"
+# TF Serving's version of the one model this server loads. Its REST API carries versions as
+# int64 (protobuf JSON writes them as strings of digits, "1"); a release id is no int64, so the
+# release is the version's label (``/labels/<release>``) and the ``mlops`` extension field of
+# the metadata, and ``/readyz`` names it.
+MODEL_VERSION = 1
+# The classification signature :classify uses (named like TF Serving's example models' own).
+CLASSIFY_SIGNATURE = "tensorflow/serving/classify"
 
 
-def predict_path(model: str) -> str:
+def model_path(model: str, version: str = "") -> str:
+    """The model's status route, and the base of its other routes (TF Serving's REST API).
+
+    ``version`` is empty (the latest version), or ``/versions/<V>`` or ``/labels/<L>``, which
+    TF Serving accepts between the model and the rest of every model route."""
+    return f"/v1/models/{model}{version}"
+
+
+def predict_path(model: str, version: str = "") -> str:
     """The predict route of a model."""
-    return f"{model_path(model)}:predict"
+    return f"{model_path(model, version)}:predict"
 
 
-def metadata_path(model: str) -> str:
+def classify_path(model: str, version: str = "") -> str:
+    """The classify route of a model (TF Serving's Classify API)."""
+    return f"{model_path(model, version)}:classify"
+
+
+def regress_path(model: str, version: str = "") -> str:
+    """The regress route of a model (refused for a classifier, as TF Serving does)."""
+    return f"{model_path(model, version)}:regress"
+
+
+def metadata_path(model: str, version: str = "") -> str:
     """The metadata route of a model."""
-    return f"{model_path(model)}/metadata"
+    return f"{model_path(model, version)}/metadata"
 
 
-def routes(model: str) -> dict[str, tuple[str, str]]:
+# The path segments that select one version or one label of the model (path templates: the
+# server reads ``{version}`` and ``{label}`` as path parameters).
+VERSION_SEGMENTS = ("/versions/{version}", "/labels/{label}")
+
+
+def routes(model: str, version: str = "") -> dict[str, tuple[str, str]]:
     """Every route the server serves for ``model``: {name: (method, path)}. The names are the
-    ``route`` label of the server's metrics."""
+    ``route`` label of the server's metrics. With ``version`` (see model_path), the model's
+    routes for that version or label."""
+    model_routes = {
+        "predict": ("POST", predict_path(model, version)),
+        "classify": ("POST", classify_path(model, version)),
+        "regress": ("POST", regress_path(model, version)),
+        "status": ("GET", model_path(model, version)),
+        "metadata": ("GET", metadata_path(model, version)),
+    }
+    if version:
+        return model_routes
     return {
-        "predict": ("POST", predict_path(model)),
-        "status": ("GET", model_path(model)),
-        "metadata": ("GET", metadata_path(model)),
+        **model_routes,
         "healthz": ("GET", HEALTH_PATH),
         "readyz": ("GET", READY_PATH),
         "metrics": ("GET", METRICS_PATH),

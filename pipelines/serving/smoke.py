@@ -39,12 +39,11 @@ def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
 
 def check(url: str, model: str, release: str, sig: Signature) -> str:
     """An empty string when the Service is healthy, else what is wrong."""
+    # TF Serving's status carries an int64 version, not the release: /readyz names it.
     status = _call(url + contract.model_path(model))["model_version_status"][0]
-    if status["version"] != release or status["state"] != "AVAILABLE":
-        return (
-            f"the Service answers for release {status['version']} ({status['state']}), "
-            f"not {release}"
-        )
+    serving = _call(url + contract.READY_PATH).get("release")
+    if serving != release or status["state"] != "AVAILABLE":
+        return f"the Service answers for release {serving} ({status['state']}), not {release}"
     if sig.self_test_instances:
         out = _call(url + contract.predict_path(model), {"instances": sig.self_test_instances})
         got = [p["class"] for p in out["predictions"]]

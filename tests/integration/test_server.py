@@ -92,14 +92,16 @@ def test_health_readiness_status_and_metadata(client: TestClient) -> None:
     assert client.get("/readyz").json() == {"status": "ready", "release": "r1"}
     status = client.get("/v1/models/digits").json()["model_version_status"][0]
     assert status == {
-        "version": "r1",
+        "version": "1",
         "state": "AVAILABLE",
         "status": {"error_code": "OK", "error_message": ""},
     }
     meta = client.get("/v1/models/digits/metadata").json()
-    sig = meta["metadata"]["signature_def"]["serving_default"]
-    assert sig["inputs"]["instances"]["shape"] == [-1, 64]
-    assert sig["outputs"]["class"]["values"] == list(range(10))
+    sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    dims = sig["inputs"]["pixels"]["tensor_shape"]["dim"]
+    assert [d["size"] for d in dims] == ["-1", "8", "8", "1"]
+    assert meta["mlops"]["release"] == "r1"
+    assert meta["mlops"]["classes"] == list(range(10))
 
 
 def test_predictions_equal_evaluate(
@@ -292,9 +294,11 @@ def test_a_failed_self_test_keeps_the_server_unready(model_dir: Path, tmp_path: 
         assert client.get("/healthz").status_code == 200
         x = [[0.0] * 64]
         assert client.post("/v1/models/digits:predict", json={"instances": x}).status_code == 503
-        assert (
-            client.get("/v1/models/digits").json()["model_version_status"][0]["state"] == "LOADING"
-        )
+        # TF Serving reports a load that failed for good as END, with the error.
+        status = client.get("/v1/models/digits").json()["model_version_status"][0]
+        assert status["state"] == "END"
+        assert status["status"]["error_code"] == "FAILED_PRECONDITION"
+        assert "self-test failed" in status["status"]["error_message"]
 
 
 def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path) -> None:
@@ -305,6 +309,9 @@ def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path
         r = client.get("/readyz")
         assert r.status_code == 503
         assert "did not load" in r.json()["reason"]
+        status = client.get("/v1/models/digits").json()["model_version_status"][0]
+        assert status["state"] == "END"
+        assert "did not load" in status["status"]["error_message"]
 
 
 json_values = st.recursive(

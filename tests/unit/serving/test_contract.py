@@ -100,10 +100,14 @@ def test_the_server_serves_exactly_the_contracts_routes(tmp_path: Path) -> None:
         # Starlette answers HEAD wherever it answers GET.
         for method in (route.methods or set()) - {"HEAD"}:
             served.add((method, route.path))
-    assert served == set(contract.routes("model").values())
+    versions = ("", *contract.VERSION_SEGMENTS)
+    assert served == {r for v in versions for r in contract.routes("model", v).values()}
     for name, (_, path) in contract.routes("model").items():
         assert _route_name(path, "model") == name
     assert _route_name("/v1/models/model/other", "model") == "other"
+    # A versioned path is named by the handler its route matched, bounded like the rest.
+    handler = next(r.endpoint for r in app.routes if isinstance(r, Route) and r.name == "classify")
+    assert _route_name("/v1/models/model/versions/1:classify", "model", handler) == "classify"
 
 
 def test_the_server_reads_every_contract_variable() -> None:

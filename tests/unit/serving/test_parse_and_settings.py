@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines.core.infra_validation import malformed_requests
-from pipelines.serving.app import parse_instances
+from pipelines.serving.app import parse_examples, parse_instances
 from pipelines.serving.jsonbody import BadRequest, decode
 from pipelines.serving.runtime import Signature, scale_features
 from pipelines.serving.settings import Settings, SettingsError
@@ -27,22 +27,35 @@ SIG = Signature(
 )
 
 
-def test_flat_and_nested_instances_are_the_same_rows() -> None:
+def test_flat_nested_and_the_models_own_shape_are_the_same_rows() -> None:
     flat = [float(i % 17) for i in range(64)]
     nested = [flat[r * 8 : (r + 1) * 8] for r in range(8)]
-    doc = {"instances": [flat, nested]}
-    x = parse_instances(doc, SIG, max_batch=4)
-    assert x.shape == (2, 64)
-    assert np.array_equal(x[0], x[1])
-    assert x.dtype == np.float64
-    assert x[0].tolist() == flat
+    own = [[[v] for v in row] for row in nested]  # 8x8x1, the model's input shape
+    for doc in (
+        {"instances": [flat, nested, own]},
+        {"inputs": [flat, nested, own]},
+        {"inputs": {"pixels": [flat, nested, own]}},
+    ):
+        x = parse_instances(doc, SIG, max_batch=4)
+        assert x.shape == (3, 64)
+        assert np.array_equal(x[0], x[1])
+        assert np.array_equal(x[0], x[2])
+        assert x.dtype == np.float64
+        assert x[0].tolist() == flat
 
 
 @pytest.mark.parametrize(
     ("doc", "status", "message"),
     [
         ([1, 2], 400, "JSON object"),
-        ({"inputs": []}, 400, "unknown field"),
+        ({"examples": []}, 400, "unknown field"),
+        ({}, 400, 'needs "instances" (row format) or "inputs" (columnar)'),
+        ({"instances": [[0] * 64], "inputs": [[0] * 64]}, 400, "not both"),
+        ({"inputs": []}, 400, '"inputs" is empty'),
+        ({"inputs": {"x": [[0] * 64]}}, 400, 'one input, "pixels"'),
+        ({"inputs": {"pixels": [[0] * 63]}}, 400, "instance 0: expected a list of 64 numbers"),
+        ({"instances": [[[[0]] * 8] * 7 + [[[0]] * 7 + [[17]]]]}, 400, "pixel_63 = 17"),
+        ({"instances": [[[[0, 1]] * 8] * 8]}, 400, "8x8x1 nested lists"),
         ({"instances": "x"}, 400, "must be a list"),
         ({"instances": []}, 400, "is empty"),
         ({"instances": [[0] * 63]}, 400, "instance 0: expected a list of 64 numbers"),
@@ -227,3 +240,57 @@ def test_loop_errors_are_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
         "cannot accept connections"
     ]
     assert passed_on == ["something else"]
+
+
+def _example(values: list[float]) -> dict[str, object]:
+    return {f"pixel_{j}": v for j, v in enumerate(values)}
+
+
+def test_classify_examples_are_rows_in_feature_order_with_the_context_merged() -> None:
+    values = [float(j % 17) for j in range(64)]
+    example = _example(values)
+    as_lists = {k: [v] for k, v in example.items()}  # a tf.Example feature is a list
+    context = {"pixel_0": values[0]}
+    partial = {k: v for k, v in example.items() if k != "pixel_0"}
+    doc = {"examples": [example, as_lists, partial], "context": {}}
+    x = parse_examples({"examples": [example, as_lists]}, SIG, max_batch=4)
+    assert x.tolist() == [values, values]
+    x = parse_examples({"examples": [partial], "context": context}, SIG, max_batch=4)
+    assert x.tolist() == [values]
+    with pytest.raises(BadRequest, match="missing feature"):
+        parse_examples(doc, SIG, max_batch=4)
+
+
+GOOD = _example([0.0] * 64)
+
+
+@pytest.mark.parametrize(
+    ("doc", "status", "message"),
+    [
+        ([GOOD], 400, "JSON object"),
+        ({"instances": [GOOD]}, 400, 'unknown field(s) "instances"'),
+        ({}, 400, '"examples" must be a list'),
+        ({"examples": []}, 400, "is empty"),
+        ({"examples": [GOOD] * 5}, 413, "exceed the limit of 4"),
+        ({"examples": [[0] * 64]}, 400, "example 0: expected an object of features"),
+        ({"examples": [{**GOOD, "x": 1}]}, 400, 'example 0: unknown feature(s) "x"'),
+        ({"examples": [{k: v for k, v in GOOD.items() if k != "pixel_9"}]}, 400, "pixel_9"),
+        ({"examples": [{**GOOD, "pixel_3": "1"}]}, 400, "pixel_3 must be a number"),
+        ({"examples": [{**GOOD, "pixel_3": None}]}, 400, "pixel_3 must be a number"),
+        ({"examples": [{**GOOD, "pixel_3": True}]}, 400, "pixel_3 must be a number"),
+        ({"examples": [{**GOOD, "pixel_3": [1, 2]}]}, 400, "pixel_3 must be a number"),
+        ({"examples": [GOOD, {**GOOD, "pixel_5": 17}]}, 400, "example 1: feature pixel_5 = 17"),
+        ({"examples": [{**GOOD, "pixel_5": -1e400}]}, 400, "pixel_5 = -Infinity is outside"),
+        ({"examples": [GOOD], "context": []}, 400, '"context" must be an object'),
+        ({"examples": [GOOD], "context": {"y": 1}}, 400, 'unknown feature(s) "y"'),
+        ({"examples": [GOOD], "context": {"pixel_1": 0}}, 400, "also in context"),
+        ({"examples": [GOOD], "signature_name": "serving_default"}, 400, "Was: tensorflow/"),
+        ({"examples": [GOOD], "signature_name": "nope"}, 400, "not found in signature def"),
+        ({"examples": [GOOD], "signature_name": 7}, 400, "must be a string"),
+    ],
+)
+def test_bad_classify_requests_say_what_is_wrong(doc: object, status: int, message: str) -> None:
+    with pytest.raises(BadRequest) as caught:
+        parse_examples(doc, SIG, max_batch=4)
+    assert caught.value.status == status
+    assert message in caught.value.message
