@@ -250,6 +250,7 @@ def load(state: ServerState) -> None:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
+        _unready_metrics(state)
         return
     try:
         reference = _reference(state.settings.model_dir, sig)
@@ -258,6 +259,7 @@ def load(state: ServerState) -> None:
             f"the reference profile in {state.settings.model_dir} is unusable: {exc}"
         )
         log.error("profile load failed", extra={"fields": {"reason": state.ready_reason}})
+        _unready_metrics(state)
         return
     state.signature, state.classes = sig, sig.classes
     state.metrics = Metrics(
@@ -305,6 +307,21 @@ def load(state: ServerState) -> None:
     )
 
 
+def _unready_metrics(state: ServerState) -> None:
+    """Metrics for a server whose model or profile did not load: it exports
+    ``mlops_model_ready 0`` and counts the 503s it answers, as a server whose self-test failed
+    does. Without them such a release exported nothing at all, so neither ModelDown (ready == 0)
+    nor ModelErrorRate (5xx on predict) could see it. Nothing is exported when not even the
+    signature can be read: the model's name and features are unknown then."""
+    try:
+        sig = Signature.from_json((state.settings.model_dir / SIGNATURE).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    state.metrics = Metrics(
+        sig.model, state.settings.release, state.settings.color, sig.feature_names, sig.classes
+    )
+
+
 def _reference(model_dir: Path, sig: Signature) -> Reference | None:
     """The profile the signature names; None, said in a log line, for a model packaged before
     releases had one (it is served, but exports no reference gauges and no anomaly scores)."""
@@ -336,9 +353,12 @@ def _route_name(path: str, model: str) -> str:
 class Observe:
     """ASGI middleware: latency and status of every request, as metrics and one log line."""
 
-    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, model_name: str) -> None:
         self.app = app
         self.state = state
+        # Known before the model loads (create_app), so a server that failed to load still
+        # labels the requests it answers 503 by route.
+        self.model_name = model_name
 
     async def __call__(
         self,
@@ -366,10 +386,8 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - start
             metrics = self.state.metrics
-            if metrics is not None and self.state.signature is not None:
-                metrics.request(
-                    _route_name(scope["path"], self.state.signature.model), status, elapsed
-                )
+            if metrics is not None:
+                metrics.request(_route_name(scope["path"], self.model_name), status, elapsed)
             mode = self.state.settings.access_log
             if mode == "all" or (mode == "errors" and status >= 400):
                 log.info(
@@ -538,7 +556,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
         lifespan=lifespan,
     )
     app.state.server = state
-    app.add_middleware(Observe, state=state)
+    app.add_middleware(Observe, state=state, model_name=model_name)
     return app
 
 
