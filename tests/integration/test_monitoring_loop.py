@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import load_model
 from tests.conftest import require
 from tests.monitoring import loop
 
@@ -38,14 +37,10 @@ def staged(
     require("Debian's prometheus and prometheus-alertmanager", ok, why)
     root = tmp_path_factory.mktemp("loop") / "repo"
     shutil.copytree(prepared, root, symlinks=True)
-    loop.allow_automatic_rollback(root)
     mp = pytest.MonkeyPatch()
     mp.setenv("BASE_IMAGE", infra)
     try:
-        ids = [loop.release_candidate(root)]
-        loop.retrain(root, EPOCHS[1])
-        ids.append(loop.release_candidate(root))
-        yield root, ids
+        yield root, loop.stage(root, EPOCHS[:2])
     finally:
         mp.undo()
 
@@ -57,15 +52,6 @@ def running(
     root, _ = staged
     with loop.running_loop(root, tmp_path_factory.mktemp("loop-run")) as lp:
         yield lp
-
-
-def active(root: Path) -> tuple[str, str, str | None]:
-    """(active color, its release, the other color's release) in the committed staging state."""
-    slot = loop.committed(root, f"manifests/environments/{loop.ENV}.yaml")["models"][loop.MODEL]
-    color = slot["active"]
-    other = "green" if color == "blue" else "blue"
-    idle = slot.get(other)
-    return color, slot[color]["release_id"], idle["release_id"] if idle else None
 
 
 def status_row(root: Path) -> list[str]:
@@ -110,22 +96,15 @@ def test_reference_like_traffic_fires_nothing_and_commits_nothing(
     staged: tuple[Path, list[str]], running: loop.Loop
 ) -> None:
     root, ids = staged
-    color, serving, _ = active(root)
+    color, serving, _ = loop.active(root)
     assert serving == ids[-1]
     before = loop.head(root)
-    window = load_model(root, loop.MODEL).model.monitoring.window_instances
     n = loop.names(running.root)
     with running.serve(color) as (url, release), loop.Traffic(url, loop.test_rows(root)):
         assert release == serving
-        # The drift rules only judge windows of the calibrated size: wait for a full one.
-        loop.wait_for(
-            f"a window of at least {window} instances",
-            lambda: any(float(r["value"][1]) >= window for r in running.query(n.instances)),
-            60,
-            running.diagnose,
-        )
+        loop.wait_full_window(running)
         # Then a few more windows of reference-like traffic, watching every second.
-        deadline = time.monotonic() + 2 * loop.seconds(loop.WINDOW.window)
+        deadline = time.monotonic() + 3 * loop.seconds(loop.WINDOW.window)
         while time.monotonic() < deadline:
             assert running.alerts() == [], running.diagnose()
             time.sleep(1)
@@ -140,24 +119,10 @@ def test_drifted_traffic_fires_drift_and_the_guard_rolls_back_and_quarantines(
     staged: tuple[Path, list[str]], running: loop.Loop
 ) -> None:
     root, _ = staged
-    color, bad, previous = active(root)
+    _, bad, previous = loop.active(root)
     assert previous is not None
     before = loop.head(root)
-    rows = loop.test_rows(root)
-    with running.serve(color) as (url, _), loop.Traffic(url, rows) as traffic:
-        traffic.rows = loop.drifted(rows)
-        loop.wait_for(
-            "ModelInputDrift to fire",
-            lambda: running.firing("ModelInputDrift", bad),
-            90,
-            running.diagnose,
-        )
-        loop.wait_for(
-            "the guard's rollback commit",
-            lambda: loop.head(root) != before,
-            60,
-            running.diagnose,
-        )
+    loop.drift_to_rollback(running)
     assert_rolled_back(running, before, bad, previous, "ModelInputDrift")
 
 
@@ -170,7 +135,7 @@ def test_a_release_answering_errors_fires_error_rate_and_is_rolled_back(
     root, _ = staged
     loop.retrain(root, EPOCHS[2])
     faulty = loop.release_candidate(root)
-    color, bad, previous = active(root)
+    color, bad, previous = loop.active(root)
     assert bad == faulty
     assert previous is not None
     before = loop.head(root)
