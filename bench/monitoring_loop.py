@@ -16,6 +16,7 @@ Needs the local infrastructure (`make infra-up`) and Debian's prometheus and ale
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -84,8 +85,10 @@ def main() -> int:
     times: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as tmp_name:
         tmp = Path(tmp_name)
-        root = prepare(tmp)
-        loop.stage(root, (4, 5))
+        # Keras reports each epoch on stdout, which holds only the table.
+        with contextlib.redirect_stdout(sys.stderr):
+            root = prepare(tmp)
+            loop.stage(root, (4, 5))
         snapshot = tmp / "remote-snapshot"
         shutil.copytree(loop.remote(root), snapshot)
         for i in range(args.runs):
