@@ -323,21 +323,13 @@ class Loop:
         parts.append(f"--- Alertmanager log (tail):\n{self.alertmanager.tail(10)}")
         return "\n".join(parts)
 
-    def scrape(self, url: str, release: str, color: str) -> None:
-        """Point the scrape at one server, labelled as the PodMonitor labels a pod."""
-        sc = scope(self.root)
-        entry = {
-            "targets": [url.removeprefix("http://")],
-            "labels": {
-                "namespace": sc.namespace,
-                "pod": f"{MODEL}-{color}-loop",
-                "model": MODEL,
-                "release": release,
-                "color": color,
-            },
-        }
+    def scrape(self, url: str, color: str) -> None:
+        """Point the scrape at one server, with the target labels the committed PodMonitor
+        gives the color's pod in a cluster: its relabelings applied to the pod template's
+        labels, plus the namespace and pod the operator adds."""
+        labels = target_labels(self.root, color)
         tmp = self.targets.with_suffix(".tmp")
-        tmp.write_text(json.dumps([entry]))
+        tmp.write_text(json.dumps([{"targets": [url.removeprefix("http://")], "labels": labels}]))
         tmp.replace(self.targets)  # atomic: Prometheus never reads half a file
 
     @contextlib.contextmanager
@@ -345,7 +337,7 @@ class Loop:
         """The color's server (see ``container``), scraped once before this yields (url,
         release); no longer a target afterwards, as a deleted pod leaves its PodMonitor."""
         with container(self.root, color, broken_model=broken_model) as (url, release):
-            self.scrape(url, release, color)
+            self.scrape(url, color)
             try:
                 self.wait_scraped(release)
                 yield url, release
@@ -360,6 +352,20 @@ class Loop:
             timeout,
             self.diagnose,
         )
+
+
+def target_labels(root: Path, color: str) -> dict[str, str]:
+    """The labels a scrape of the color's pod carries, from the committed PodMonitor and
+    Deployment (the ``__meta_kubernetes_pod_label_*`` relabelings, as Prometheus applies them)."""
+    rendered = f"manifests/rendered/{ENV}"
+    monitor = committed(root, f"{rendered}/podmonitor-{MODEL}.yaml")
+    pod = committed(root, f"{rendered}/deployment-{MODEL}-{color}.yaml")["spec"]["template"]
+    meta = {f"__meta_kubernetes_pod_label_{k}": v for k, v in pod["metadata"]["labels"].items()}
+    labels = {"namespace": monitor["metadata"]["namespace"], "pod": f"{MODEL}-{color}-loop"}
+    for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+        for rule in endpoint.get("relabelings", []):
+            labels[rule["targetLabel"]] = ";".join(meta.get(k, "") for k in rule["sourceLabels"])
+    return labels
 
 
 @contextlib.contextmanager
@@ -478,14 +484,16 @@ def test_rows(root: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
 
 
 def drifted(
-    rows: np.ndarray[Any, np.dtype[np.float64]], shift: float = 4.0
+    root: Path, rows: np.ndarray[Any, np.dtype[np.float64]], shift: float = 4.0
 ) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """The same rows with the outer columns of the 8x8 image brightened, clipped to the valid
+    """The same rows with the outer columns of the image brightened, clipped to the valid
     range: a scanner that leaves a frame. Those pixels are almost always 0 in the reference, so
     their means move many standard deviations while the digit in the middle is untouched."""
-    out = rows.copy().reshape(-1, 8, 8)
-    out[:, :, [0, 7]] += shift
-    return np.clip(out, 0, 16).reshape(rows.shape)
+    features = load_model(root, MODEL).model.data.features
+    h, w = features.image_shape
+    out = rows.copy().reshape(-1, h, w)
+    out[:, :, [0, w - 1]] += shift
+    return np.clip(out, features.min, features.max).reshape(rows.shape)
 
 
 class Traffic:
@@ -595,7 +603,7 @@ def drift_to_rollback(lp: Loop) -> float:
     rows = test_rows(root)
     with lp.serve(color) as (url, _), Traffic(url, rows) as traffic:
         wait_full_window(lp)
-        traffic.rows = drifted(rows)
+        traffic.rows = drifted(root, rows)
         start = time.monotonic()
         wait_for(
             "ModelInputDrift to fire", lambda: lp.firing("ModelInputDrift", bad), 90, lp.diagnose
