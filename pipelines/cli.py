@@ -410,10 +410,25 @@ def _status(ws: Workspace, args: argparse.Namespace) -> int:
 
     result = status.run(ws, args.env, live=not args.no_live)
     rows = result.rows
+
+    def quarantined(r: status.Row) -> str:
+        return ", ".join(r.quarantined) or "-"
+
     print(
         table(
-            ["environment", "model", "active", "preview", "awaiting approval", "live"],
-            [[r.env, r.model, r.active, r.preview, r.awaiting, r.live] for r in rows],
+            [
+                "environment",
+                "model",
+                "active",
+                "preview",
+                "awaiting approval",
+                "live",
+                "quarantined",
+            ],
+            [
+                [r.env, r.model, r.active, r.preview, r.awaiting, r.live, quarantined(r)]
+                for r in rows
+            ],
         )
     )
     if result.requests_note:

@@ -407,6 +407,7 @@ def load(state: ServerState) -> None:
         state.ready_reason = f"the model in {state.settings.model_dir} did not load: {exc}"
         state.failure = "NOT_FOUND" if isinstance(exc, FileNotFoundError) else "INVALID_ARGUMENT"
         log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
+        _unready_metrics(state)
         return
     try:
         reference = _reference(state.settings.model_dir, sig)
@@ -416,6 +417,7 @@ def load(state: ServerState) -> None:
         )
         state.failure = "INVALID_ARGUMENT"
         log.error("profile load failed", extra={"fields": {"reason": state.ready_reason}})
+        _unready_metrics(state)
         return
     state.signature, state.classes = sig, sig.classes
     state.metrics = Metrics(
@@ -464,6 +466,21 @@ def load(state: ServerState) -> None:
     )
 
 
+def _unready_metrics(state: ServerState) -> None:
+    """Metrics for a server whose model or profile did not load: it exports
+    ``mlops_model_ready 0`` and counts the 503s it answers, as a server whose self-test failed
+    does. Without them such a release exported nothing at all, so neither ModelDown (ready == 0)
+    nor ModelErrorRate (5xx on predict) could see it. Nothing is exported when not even the
+    signature can be read: the model's name and features are unknown then."""
+    try:
+        sig = Signature.from_json((state.settings.model_dir / SIGNATURE).read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    state.metrics = Metrics(
+        sig.model, state.settings.release, state.settings.color, sig.feature_names, sig.classes
+    )
+
+
 def _reference(model_dir: Path, sig: Signature) -> Reference | None:
     """The profile the signature names; None, said in a log line, for a model packaged before
     releases had one (it is served, but exports no reference gauges and no anomaly scores)."""
@@ -499,9 +516,12 @@ def _route_name(path: str, model: str, endpoint: Any = None) -> str:
 class Observe:
     """ASGI middleware: latency and status of every request, as metrics and one log line."""
 
-    def __init__(self, app: ASGIApp, state: ServerState) -> None:
+    def __init__(self, app: ASGIApp, state: ServerState, model_name: str) -> None:
         self.app = app
         self.state = state
+        # Known before the model loads (create_app), so a server that failed to load still
+        # labels the requests it answers 503 by route.
+        self.model_name = model_name
 
     async def __call__(
         self,
@@ -529,9 +549,9 @@ class Observe:
         finally:
             elapsed = time.perf_counter() - start
             metrics = self.state.metrics
-            if metrics is not None and self.state.signature is not None:
+            if metrics is not None:
                 metrics.request(
-                    _route_name(scope["path"], self.state.signature.model, scope.get("endpoint")),
+                    _route_name(scope["path"], self.model_name, scope.get("endpoint")),
                     status,
                     elapsed,
                 )
@@ -836,7 +856,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> Starlett
     # with {"error"}, not a 307 that clients would follow or not.
     app.router.redirect_slashes = False
     app.state.server = state
-    app.add_middleware(Observe, state=state)
+    app.add_middleware(Observe, state=state, model_name=model_name)
     return app
 
 

@@ -30,6 +30,9 @@ class Row:
     live: str = "not checked"
     findings: list[str] = field(default_factory=list)
     awaiting: str = "-"
+    # The releases the guard (or a person) quarantined in the environment: release and
+    # promote refuse them until a commit lifts the quarantine.
+    quarantined: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -121,6 +124,7 @@ def run(ws: Workspace, env: str | None = None, live: bool = True) -> StatusResul
                     _describe(slot, slot.idle, stamp),
                     why or "",
                     awaiting=_awaiting(requests, name),
+                    quarantined=list(state.quarantined),
                 )
                 if kube is not None:
                     try:

@@ -28,7 +28,15 @@ from pipelines.core.guard import RateLimit
 from pipelines.errors import CheckFailed
 from pipelines.stages import guard, promote
 from tests.conftest import copy_repo
-from tests.integration.test_gitops import commits, evidence, git, release, remote, state
+from tests.integration.test_gitops import (
+    commits,
+    evidence,
+    git,
+    main_in,
+    release,
+    remote,
+    state,
+)
 from tests.unit.core.test_bluegreen import record
 from tests.util import free_port
 
@@ -323,6 +331,20 @@ def test_release_refuses_a_quarantined_release(root: Path) -> None:
         release(root, 2)
     assert "remove it from quarantined in environments/staging.yaml" in str(exc.value)
     assert commits(root) == before
+
+
+def test_status_shows_what_the_guard_quarantined(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serving(root) as url:
+        assert outcomes(post(url, payload(alert()))) == ["rolled_back"]
+    capsys.readouterr()
+    assert main_in(root, "status", "--no-live", "--env", "staging") == 0
+    out = capsys.readouterr().out
+    header, _, row = out.splitlines()[:3]
+    assert header.split("|")[-2].strip() == "quarantined"
+    assert row.split("|")[3].strip().startswith(f"{record(1).release_id} (blue")
+    assert row.split("|")[-2].strip() == record(2).release_id
 
 
 def test_promote_refuses_a_release_quarantined_in_the_target(tmp_path: Path) -> None:

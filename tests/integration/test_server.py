@@ -23,6 +23,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from starlette.testclient import TestClient
 
@@ -312,6 +313,20 @@ def test_a_missing_model_is_reported_not_crashed(model_dir: Path, tmp_path: Path
         status = client.get("/v1/models/digits").json()["model_version_status"][0]
         assert status["state"] == "END"
         assert "did not load" in status["status"]["error_message"]
+        x = [[0.0] * 64]
+        for _ in range(2):
+            assert (
+                client.post("/v1/models/digits:predict", json={"instances": x}).status_code == 503
+            )
+        # Visible to the rules: ModelDown reads the ready gauge, ModelErrorRate the 5xx.
+        samples = {
+            (s.name, s.labels.get("route"), s.labels.get("code")): s.value
+            for family in text_string_to_metric_families(client.get("/metrics").text)
+            for s in family.samples
+            if s.labels.get("release") == "r1"
+        }
+        assert samples[(Metric.READY, None, None)] == 0
+        assert samples[(Metric.REQUESTS, "predict", "503")] == 2
 
 
 json_values = st.recursive(
