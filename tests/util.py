@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
+
+import uvicorn
 
 from pipelines.evidence import (
     Blessing,
@@ -23,6 +29,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, what: str, start_timeout: float = 20) -> Iterator[str]:
+    """Serve the ASGI ``app`` with uvicorn on 127.0.0.1:``port`` in a thread, yield its URL,
+    and stop it on exit."""
+    server = uvicorn.Server(
+        # log_config=None: uvicorn's own dictConfig would close every logging handler other
+        # tests installed, pytest's captured streams among them.
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", log_config=None)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        assert time.monotonic() < deadline, f"{what} did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 # Complete, current evidence records for tests that fake a pipeline run instead of running one

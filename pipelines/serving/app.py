@@ -631,21 +631,31 @@ class Handlers:
             metrics.inputs.observe(raw)
         return probs, best
 
+    async def _admit(self, request: Request, loaded: bool = True) -> tuple[bytes, Any] | Response:
+        """What every inference route checks first, in TF Serving's order: the model is loaded
+        (unless ``loaded`` is False), the version or label is this one, and the body reads as
+        JSON within the limits. The (body, document), or the error response."""
+        state = self.state
+        if loaded and (state.signature is None or state.runtime is None):
+            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
+        refused = self._version_error(request)
+        if refused is not None:
+            return refused
+        return await self._read(request)
+
     async def predict(self, request: Request) -> Response:
         """The predict route: instances (rows) or inputs (columnar) in, class probabilities and
         predictions out, as predictions (rows) or outputs (columnar)."""
         # Draining does not stop predictions: until the listener closes, this pod may still be
         # in a Service's endpoints (see __main__). Only /readyz says it is going away.
         state = self.state
-        if state.signature is None or state.runtime is None:
-            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
-        refused = self._version_error(request)
-        if refused is not None:
-            return refused
-        read = await self._read(request)
+        read = await self._admit(request)
         if isinstance(read, Response):
             return read
         body, doc = read
+        # _admit checked both (for the type checker: python -O would drop these).
+        assert state.signature is not None
+        assert state.runtime is not None
         try:
             raw = parse_instances(doc, state.signature, self.settings.max_batch, body)
         except BadRequest as exc:
@@ -669,14 +679,12 @@ class Handlers:
         """TF Serving's Classify API: examples of named features in, every class's label and
         score per example out."""
         state = self.state
-        if state.signature is None or state.runtime is None:
-            return json_response({"error": f"not ready: {state.ready_reason}"}, 503)
-        refused = self._version_error(request)
-        if refused is not None:
-            return refused
-        read = await self._read(request)
+        read = await self._admit(request)
         if isinstance(read, Response):
             return read
+        # _admit checked both (for the type checker: python -O would drop these).
+        assert state.signature is not None
+        assert state.runtime is not None
         try:
             raw = parse_examples(read[1], state.signature, self.settings.max_batch)
         except BadRequest as exc:
@@ -690,10 +698,7 @@ class Handlers:
     async def regress(self, request: Request) -> Response:
         """TF Serving's Regress API, which a classifier has no signature for: the body is read
         and checked like any other, then refused with TF Serving's error."""
-        refused = self._version_error(request)
-        if refused is not None:
-            return refused
-        read = await self._read(request)
+        read = await self._admit(request, loaded=False)
         if isinstance(read, Response):
             return read
         doc = read[1]

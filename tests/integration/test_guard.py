@@ -9,15 +9,12 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import uvicorn
 import yaml
 from pydantic import SecretStr
 
@@ -38,7 +35,7 @@ from tests.integration.test_gitops import (
     state,
 )
 from tests.unit.core.test_bluegreen import record
-from tests.util import free_port
+from tests.util import free_port, serve_in_thread
 
 TOKEN = "s3cret-webhook-token"
 QUIET = {"progress": lambda _: None}
@@ -75,25 +72,8 @@ def serving(root: Path, *, dry_run: bool = False, max_rollbacks: int = 5) -> Ite
     cfg = guard.GuardConfig(
         root, SecretStr(TOKEN), RateLimit(max_rollbacks, dt.timedelta(hours=1)), dry_run
     )
-    port = free_port()
-    server = uvicorn.Server(
-        # log_config=None: uvicorn's own dictConfig would close every logging handler other
-        # tests installed, pytest's captured streams among them.
-        uvicorn.Config(
-            guard.app(cfg), host="127.0.0.1", port=port, log_level="warning", log_config=None
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the guard did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_in_thread(guard.app(cfg), free_port(), "the guard") as url:
+        yield url
 
 
 def alert(n: int = 2, fingerprint: str = "f00dfeed", **labels: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +25,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import requests
-import uvicorn
 import yaml
 from PIL import Image
 
@@ -38,7 +36,7 @@ from pipelines.serving.settings import Settings
 from tests.conftest import ROOT, copy_repo, require
 from tests.integration.test_server import _model_dir
 from tests.unit.core.test_bluegreen import record
-from tests.util import free_port
+from tests.util import free_port, serve_in_thread
 
 PROMETHEUS = shutil.which("prometheus")
 # Staging's release gets reference-like traffic, production's a drifted one.
@@ -78,27 +76,8 @@ def _server(model_dir: Path, release: str) -> Iterator[str]:
         color="blue",
         max_batch=32,
     )
-    # log_config=None: uvicorn's dictConfig would close the logging handlers pytest installed.
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            log_config=None,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the model server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with serve_in_thread(create_app(settings), port, "the model server") as url:
+        yield url
 
 
 @contextlib.contextmanager
