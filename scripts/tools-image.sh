@@ -83,12 +83,18 @@ print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], s
 fi
 
 # The build context holds only what the image needs (no data, artifacts, .git or secrets).
-ctx=$(mktemp -d)
-trap 'rm -rf "$ctx"' EXIT
-mkdir -p "$ctx/src/manifests"
-mkdir "$ctx/wheels" && cp "$cache"/*.whl "$ctx/wheels/"
-"$PY" -m pip wheel --quiet --no-deps --no-index --find-links "$cache/build" \
-  --wheel-dir "$ctx/wheels" . ||
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+ctx=$work/context
+mkdir -p "$ctx/src/manifests" "$work/pkg"
+mkdir "$ctx/wheels" && cp -p "$cache"/*.whl "$ctx/wheels/"
+# Built from a copy (setuptools writes build/ and *.egg-info next to the sources), with the
+# last commit's time in the wheel: the same code gives the same bytes, so an unchanged build
+# re-uses Docker's layer cache.
+cp -r pyproject.toml README.md pipelines "$work/pkg/"
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+  "$PY" -m pip wheel --quiet --no-deps --no-index --find-links "$cache/build" \
+  --wheel-dir "$ctx/wheels" "$work/pkg" ||
   die 3 "building the mlops wheel failed"
 cp -r models pyproject.toml "$ctx/src/"
 cp -r manifests/gitops.yaml manifests/environments manifests/templates manifests/crds \
