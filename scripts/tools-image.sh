@@ -89,10 +89,12 @@ ctx=$work/context
 mkdir -p "$ctx/src/manifests" "$work/pkg"
 mkdir "$ctx/wheels" && cp -p "$cache"/*.whl "$ctx/wheels/"
 # Built from a copy (setuptools writes build/ and *.egg-info next to the sources), with the
-# last commit's time in the wheel: the same code gives the same bytes, so an unchanged build
-# re-uses Docker's layer cache.
-cp -r pyproject.toml README.md pipelines "$work/pkg/"
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+# time of the last commit that changed those sources in the wheel: the same code gives the
+# same bytes, so a build after commits elsewhere re-uses Docker's layer cache.
+packaged=(pyproject.toml README.md pipelines)
+cp -r "${packaged[@]}" "$work/pkg/"
+epoch=$(git log -1 --format=%ct -- "${packaged[@]}" 2>/dev/null || true)
+SOURCE_DATE_EPOCH=${epoch:-315532800} \
   "$PY" -m pip wheel --quiet --no-deps --no-index --find-links "$cache/build" \
   --wheel-dir "$ctx/wheels" "$work/pkg" ||
   die 3 "building the mlops wheel failed"
