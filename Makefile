@@ -31,7 +31,8 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
-	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain
+	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain \
+	tools-image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -117,6 +118,9 @@ manifests: setup ## check the committed manifests are current and valid
 
 infra-up: ## start the docker engine, registry and base image (idempotent)
 	@scripts/infra.sh up
+
+tools-image: setup infra-up ## build and push the guard's tools image; prints guard.image (by digest)
+	@scripts/tools-image.sh
 
 infra-status: ## say what local infrastructure is running
 	@scripts/infra.sh status

@@ -17,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -133,6 +133,36 @@ def post_script(dest: Path, body: str) -> Path:
     return dest
 
 
+def bench_env() -> dict[str, str]:
+    """The environment every server here runs in: this checkout's code, TensorFlow quiet."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+
+
+def workload(tmp: Path) -> tuple[Path, str, Path]:
+    """A trained workspace, one of its test examples as a predict body, and the wrk script that
+    POSTs it: what every server benchmark loads its servers with."""
+    repo = trained_workspace(tmp)
+    body = sample_body(repo)
+    return repo, body, post_script(tmp / "post.lua", body)
+
+
+def model_server(
+    mdir: Path, port: int, env: Mapping[str, str], **extra: str
+) -> tuple[list[str], dict[str, str]]:
+    """The project's model server serving ``mdir`` on ``port``: its command and environment
+    (``extra``: more of the serving contract's variables)."""
+    from pipelines.serving.contract import SERVER_MODULE, Env
+
+    server_env = {
+        **env,
+        Env.MODEL_DIR: str(mdir),
+        Env.PORT: str(port),
+        Env.HOST: "127.0.0.1",
+        **extra,
+    }
+    return [PY, "-m", SERVER_MODULE], server_env
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -212,5 +242,9 @@ def wrk_medians(
     port: int, script: Path, seconds: int, connections: int, runs: int
 ) -> dict[str, float]:
     """The medians of ``runs`` wrk runs."""
-    results = [wrk(port, script, seconds, connections) for _ in range(runs)]
+    return medians([wrk(port, script, seconds, connections) for _ in range(runs)])
+
+
+def medians(results: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The median of each figure wrk reports over several runs."""
     return {k: median([r[k] for r in results]) for k in ("rps", "p50", "p99")}

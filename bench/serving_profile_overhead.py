@@ -14,24 +14,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 from _common import (
-    PY,
-    ROOT,
+    bench_env,
     free_port,
     header,
-    median,
+    medians,
     model_dir,
-    post_script,
+    model_server,
     require_tools,
     running_server,
-    sample_body,
     table,
-    trained_workspace,
+    workload,
     wrk,
 )
 
@@ -44,36 +41,25 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="measured runs per server")
     parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
-    from pipelines.serving.contract import SERVER_MODULE, Env
 
     require_tools("wrk", "taskset")
     results: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         tmp = Path(tmp_name)
-        repo = trained_workspace(tmp)
-        script = post_script(tmp / "post.lua", sample_body(repo))
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+        repo, _, script = workload(tmp)
+        env = bench_env()
         ports = {}
         for name in results:
             mdir = model_dir(repo, tmp / f"model-{name}", with_profile=name == "with")
             ports[name] = port = free_port()
-            server_env = {
-                **env,
-                Env.MODEL_DIR: str(mdir),
-                Env.PORT: str(port),
-                Env.HOST: "127.0.0.1",
-            }
-            stack.enter_context(running_server([PY, "-m", SERVER_MODULE], server_env, port))
+            stack.enter_context(running_server(*model_server(mdir, port, env), port))
             wrk(port, script, 2, args.connections)  # warm-up: first requests pay for lazy setup
         for _ in range(args.runs):
             for name, port in ports.items():
                 results[name].append(wrk(port, script, args.seconds, args.connections))
                 print(f"{name}: {results[name][-1]}", file=sys.stderr)
 
-    med = {
-        n: {k: median([r[k] for r in rs]) for k in ("rps", "p50", "p99")}
-        for n, rs in results.items()
-    }
+    med = {n: medians(rs) for n, rs in results.items()}
     header(
         f"Model server with and without the reference profile: {args.connections} connections, "
         f"{args.runs} x {args.seconds} s wrk runs each, alternated (medians)",

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import subprocess
 import tempfile
@@ -23,17 +22,17 @@ from pathlib import Path
 
 from _common import (
     PY,
-    ROOT,
+    bench_env,
     free_port,
     header,
     median,
     model_dir,
+    model_server,
     post_script,
     require_tools,
     running_server,
-    sample_body,
     table,
-    trained_workspace,
+    workload,
     wrk,
     wrk_medians,
 )
@@ -119,7 +118,7 @@ def main() -> None:
         "--worker", nargs=3, metavar=("PORT", "COUNT", "SECONDS"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
-    from pipelines.serving.contract import SERVER_MODULE, Env
+    from pipelines.serving.contract import Env
 
     if args.worker:
         slow_client_worker(int(args.worker[0]), int(args.worker[1]), float(args.worker[2]))
@@ -130,22 +129,15 @@ def main() -> None:
         if args.model_dir:
             mdir = args.model_dir
             body = json.dumps({"instances": [[float(i % 17) for i in range(64)]]})
+            script = post_script(tmp / "post.lua", body)
         else:
-            repo = trained_workspace(tmp)
+            repo, _, script = workload(tmp)
             mdir = model_dir(repo, tmp / "model")
-            body = sample_body(repo)
-        script = post_script(tmp / "post.lua", body)
         port = free_port()
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "TF_CPP_MIN_LOG_LEVEL": "3",
-            Env.MODEL_DIR: str(mdir),
-            Env.PORT: str(port),
-            Env.HOST: "127.0.0.1",
-            Env.MAX_CONNECTIONS: str(args.slow + 1024),
-        }
-        with running_server([PY, "-m", SERVER_MODULE], env, port, stop_timeout=60) as server:
+        cmd, env = model_server(
+            mdir, port, bench_env(), **{Env.MAX_CONNECTIONS: str(args.slow + 1024)}
+        )
+        with running_server(cmd, env, port, stop_timeout=60) as server:
             wrk(port, script, 2, args.connections)  # warm-up
             quiet = wrk_medians(port, script, args.seconds, args.connections, args.runs)
             span = 18 + args.runs * (args.seconds + 1)

@@ -13,7 +13,6 @@ and for the image part a docker engine and registry (`make infra-up`).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile
@@ -24,15 +23,15 @@ from _common import (
     MLOPS,
     PY,
     ROOT,
+    bench_env,
     free_port,
     header,
     model_dir,
-    post_script,
+    model_server,
     require_tools,
     running_server,
-    sample_body,
     table,
-    trained_workspace,
+    workload,
     wrk,
     wrk_medians,
 )
@@ -169,31 +168,16 @@ def main() -> None:
         "and compare what each piece adds under load with its cost in isolation",
     )
     args = parser.parse_args()
-    from pipelines.serving.contract import SERVER_MODULE, Env
 
     require_tools("wrk", "taskset")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        repo = trained_workspace(tmp)
+        repo, body, script = workload(tmp)
         mdir = model_dir(repo, tmp / "model")
-        body = sample_body(repo)
-        script = post_script(tmp / "post.lua", body)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3", "CI": "1"}
+        env = bench_env()
         results = {}
         port = free_port()
-        results["ours"] = serve(
-            "ours",
-            [PY, "-m", SERVER_MODULE],
-            {
-                **env,
-                Env.MODEL_DIR: str(mdir),
-                Env.PORT: str(port),
-                Env.HOST: "127.0.0.1",
-            },
-            port,
-            script,
-            args,
-        )
+        results["ours"] = serve("ours", *model_server(mdir, port, env), port, script, args)
         port = free_port()
         results["floor"] = serve(
             "floor",

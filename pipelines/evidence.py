@@ -34,6 +34,7 @@ from pipelines.adapters.artifacts import (
     write_json,
 )
 from pipelines.config import Workspace
+from pipelines.core.comparison import PairedComparison
 from pipelines.errors import CheckFailed, DataInvalid, EvidenceError, GateFailed
 
 # Bumped when a record's meaning changes; a record of any other version is refused, so a
@@ -369,20 +370,6 @@ class BaselineBundle(Record):
     release: BaselineRelease | None
 
 
-class Comparison(Frozen):
-    """core.stats.PairedComparison, as recorded."""
-
-    n: int
-    candidate_accuracy: float
-    baseline_accuracy: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    b: int
-    c: int
-    p_value: float
-
-
 class Blessing(Record):
     """gate's blessing.json: the verdict on the candidate, with its reasons."""
 
@@ -397,7 +384,9 @@ class Blessing(Record):
     blessed: bool
     candidate: Candidate
     baseline: Baseline | None
-    comparison: Comparison | None
+    # The core dataclass itself: pydantic validates and writes it field by field, as it did
+    # the record that mirrored it (same keys, same order, unknown keys refused).
+    comparison: PairedComparison | None
     rules: list[Rule]
     provenance: GateProvenance
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.config.schema import GateConfig
-from pipelines.core.stats import PairedComparison
+from pipelines.core.comparison import PairedComparison
 
 
 @dataclass(frozen=True)

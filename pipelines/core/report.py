@@ -95,6 +95,21 @@ def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
     return table(["class", "recall (candidate)", "recall (production)", "delta"], rows)
 
 
+def _model_tables(blessing: Mapping[str, Any]) -> list[str]:
+    """The metrics table, then per-class recall folded away: the PR body's and the CI comment's
+    lines under their own heading, so both show the model the same way."""
+    return [
+        metrics_table(blessing),
+        "",
+        "<details><summary>Per-class recall</summary>",
+        "",
+        per_class_table(blessing),
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def rules_list(rules: Sequence[Mapping[str, Any]]) -> str:
     """The gate rules as a Markdown list, passed or failed, with their reasons."""
     return "\n".join(
@@ -156,14 +171,7 @@ def promotion_body(
                 validation_summary(summary),
                 "",
                 "## Model: candidate vs production (paired, same test examples)",
-                metrics_table(blessing),
-                "",
-                "<details><summary>Per-class recall</summary>",
-                "",
-                per_class_table(blessing),
-                "",
-                "</details>",
-                "",
+                *_model_tables(blessing),
                 "## Gate",
                 rules_list(blessing.get("rules") or []),
                 "",
@@ -255,14 +263,7 @@ def ci_report(
         parts += [
             "**Candidate vs production** (paired, same test examples)",
             "",
-            metrics_table(blessing),
-            "",
-            "<details><summary>Per-class recall</summary>",
-            "",
-            per_class_table(blessing),
-            "",
-            "</details>",
-            "",
+            *_model_tables(blessing),
             "**Gate**",
             "",
             rules_list(blessing.get("rules") or []),

@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import NDArray
 
-
-@dataclass(frozen=True)
-class PairedComparison:
-    """Candidate against baseline on the same examples: accuracies, delta with CI, discordance."""
-
-    n: int
-    candidate_accuracy: float
-    baseline_accuracy: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    # Discordant pairs: b = candidate right where baseline wrong, c = the reverse.
-    b: int
-    c: int
-    p_value: float
+from pipelines.core.comparison import PairedComparison
 
 
 def mcnemar_exact(b: int, c: int) -> float:

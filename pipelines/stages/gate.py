@@ -31,9 +31,10 @@ from pipelines.adapters.artifacts import (
 from pipelines.adapters.datasets import ROW_ID, features_and_labels, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import ReleaseRecord, Workspace, load_gitops, require_environment
+from pipelines.core.comparison import PairedComparison
 from pipelines.core.gating import Verdict, decide, incomparable
 from pipelines.core.metrics import classification
-from pipelines.core.stats import PairedComparison, compare_paired
+from pipelines.core.stats import compare_paired
 from pipelines.errors import ConfigError, EvidenceError, GateFailed, InfraError
 from pipelines.evidence import (
     Baseline,
@@ -41,7 +42,6 @@ from pipelines.evidence import (
     BaselineRelease,
     Blessing,
     Candidate,
-    Comparison,
     GateProvenance,
     Rule,
     SummaryMetrics,
@@ -364,7 +364,7 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
                     per_class_recall=metrics.per_class_recall(),
                 ),
                 baseline=baseline_info,
-                comparison=Comparison(**asdict(comparison)) if comparison else None,
+                comparison=comparison,
                 rules=[Rule(**asdict(r)) for r in verdict.rules],
                 provenance=made(
                     GateProvenance,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipelines import evidence
+from pipelines.core.comparison import PairedComparison
 from pipelines.errors import ConfigError, DataInvalid, EvidenceError, GateFailed
 from pipelines.evidence import Blessing, PackagedRelease, ValidationSummary
 from tests import util
@@ -37,6 +39,32 @@ def test_a_record_round_trips_with_its_field_names_and_version(tmp_path: Path) -
     assert doc["rules"] == [
         {"rule": "min_accuracy", "passed": True, "reason": "accuracy 98% >= 90%"}
     ]
+
+
+def test_a_paired_comparison_is_recorded_as_its_fields_and_read_back_as_itself(
+    tmp_path: Path,
+) -> None:
+    """The blessing holds core's PairedComparison; its JSON keys are the ones always written."""
+    comp = PairedComparison(
+        n=10,
+        candidate_accuracy=0.9,
+        baseline_accuracy=0.8,
+        delta=0.1,
+        ci_low=-0.1,
+        ci_high=0.3,
+        b=2,
+        c=1,
+        p_value=1.0,
+    )
+    path = tmp_path / Blessing.FILE
+    evidence.save(path, util.blessing(SHA, "fp").model_copy(update={"comparison": comp}))
+    doc = json.loads(path.read_text())
+    assert doc["comparison"] == asdict(comp)
+    assert evidence.load(path, Blessing).comparison == comp
+    doc["comparison"]["extra"] = 1
+    path.write_text(json.dumps(doc))
+    with pytest.raises(EvidenceError, match="extra"):
+        evidence.load(path, Blessing)
 
 
 def test_a_baseline_records_only_the_keys_of_its_origin(tmp_path: Path) -> None:

@@ -3,8 +3,8 @@ from typing import Any
 import pytest
 
 from pipelines.config import GateConfig
+from pipelines.core.comparison import PairedComparison
 from pipelines.core.gating import decide
-from pipelines.core.stats import PairedComparison
 
 
 def metrics(
