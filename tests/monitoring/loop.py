@@ -28,7 +28,7 @@ import numpy as np
 import requests
 import yaml
 
-from pipelines.config import load_model
+from pipelines.config import load_gitops, load_model
 from pipelines.core import monitoring
 from pipelines.serving import contract
 from pipelines.serving.contract import Env
@@ -141,6 +141,8 @@ def rule_file(root: Path, out: Path) -> Path:
     slo = load_model(root, MODEL).model.monitoring.latency_p99_ms
     rendered = committed(root, f"manifests/rendered/{ENV}/prometheusrule-{MODEL}.yaml")
     expected = monitoring.prometheus_rule(sc, monitoring.settings_for(slo))
+    # Rendering adds gitops.yaml's selector labels for the Prometheus Operator (not the rules').
+    expected["metadata"]["labels"].update(load_gitops(root).monitoring.selector_labels)
     assert rendered == expected, "the committed PrometheusRule is not what monitoring.py renders"
     spec = monitoring.prometheus_rule(sc, settings(root))["spec"]
     out.write_text(yaml.safe_dump(spec, sort_keys=False))
