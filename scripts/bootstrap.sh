@@ -111,7 +111,7 @@ with open("pyproject.toml", "rb") as f:
   mapfile -t reqs <<< "$reqs"
   "$venv/bin/python" -m pip install --quiet -c constraints.txt "${reqs[@]}"
 else
-  log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.5 GB the" \
+  log "installing Python dependencies (pinned by constraints.txt; TensorFlow is ~1.7 GB the" \
     "first time)"
   if [ -n "${MLOPS_VENV:-}" ]; then
     # A shared environment (CI jobs, gitlab-ci-local): never point it at this one checkout.

@@ -70,7 +70,7 @@ def _error(r: Any, status: int) -> str:
 
 def _serving_apis(module: str) -> Any | None:
     """A module of tensorflow-serving-api, when installed. It requires the full `tensorflow`
-    package (not tensorflow-cpu), so it is no dependency of this project; the shapes below are
+    package, and it is no dependency of this project; the shapes below are
     checked against the documented JSON either way, and against its protos when present."""
     try:
         return importlib.import_module(f"tensorflow_serving.apis.{module}")
