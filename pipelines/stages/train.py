@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from pipelines.adapters import modelcode, plots
+from pipelines.adapters import plots, training
 from pipelines.adapters.artifacts import (
     PROFILE,
     PROVENANCE,
@@ -28,7 +23,7 @@ from pipelines.adapters.artifacts import (
 )
 from pipelines.adapters.datasets import features_and_labels, read_table
 from pipelines.adapters.litert import TFLiteModel
-from pipelines.config import PROFILE_PARAMS, Workspace, read_settings
+from pipelines.config import PROFILE_PARAMS, Workspace
 from pipelines.core import profile
 from pipelines.evidence import (
     TRAIN_PARAMS,
@@ -55,39 +50,6 @@ class TrainResult:
     tflite_sha256: str
     epochs: int
     final_val_accuracy: float
-
-
-def _keras_verbosity() -> int:
-    """A live progress bar on a terminal; one line per epoch in logs; silence in CI."""
-    if read_settings().ci:
-        return 0
-    return 1 if sys.stdout.isatty() else 2
-
-
-def _import_tensorflow(threads: int) -> Any:
-    # Sets TensorFlow's default in our own process (a user's value wins); not a setting we read.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    # Thread pools can only be sized before TF first runs an op; a second call is a no-op error.
-    with contextlib.suppress(RuntimeError):
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.experimental.enable_op_determinism()
-    return tf
-
-
-def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
-    """Convert a Keras model to TFLite bytes with the configured quantization."""
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if quantization == "dynamic_range":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif quantization == "float16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    # The converter prints the traced signature to stdout; keep our output readable.
-    with contextlib.redirect_stdout(io.StringIO()):
-        return bytes(converter.convert())
 
 
 def _raw(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
@@ -172,33 +134,13 @@ def run(ws: Workspace) -> TrainResult:
     x_train, y_train = features_and_labels(ws, train_df)
     x_val, y_val = features_and_labels(ws, val_df)
 
-    tf = _import_tensorflow(cfg.threads)
-    keras = tf.keras
-    # Layer names ("conv2d_1", ...) come from per-process counters and end up in the TFLite
-    # flatbuffer; a fresh session makes a second training in one process byte-identical.
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(cfg.seed)
-    arch = modelcode.load(ws, cfg.architecture)
-    model = arch.build_model(keras, tuple(x_train.shape[1:]), len(data.label.classes), cfg.params)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    history = model.fit(
-        x_train,
-        y_train,
-        validation_data=(x_val, y_val),
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        shuffle=True,
-        verbose=_keras_verbosity(),
-    )
-    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    tf = training.import_tensorflow(cfg.threads)
+    fitted = training.fit(ws, tf.keras, (x_train, y_train), (x_val, y_val), training.Hyper.of(ws))
+    model, curves = fitted.model, fitted.curves
 
     with staged_dir(final) as out:
         model.save(out / "model.keras")
-        write_bytes(out / TFLITE, to_tflite(tf, model, ws.model.export.quantization))
+        write_bytes(out / TFLITE, training.to_tflite(tf, model, ws.model.export.quantization))
         write_json(out / "history.json", curves)
         plots.training_curves(curves, out / "curves.png")
         digest = sha256_file(out / TFLITE)

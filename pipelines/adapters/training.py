@@ -1,0 +1,115 @@
+"""Keras training shared by the stages that fit a network: train (one worker or many) and tune
+(one fit per trial). TensorFlow is imported lazily, so importing this module stays cheap."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pipelines.adapters import modelcode
+from pipelines.config import Workspace, read_settings
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """What a fit is given: the model.yaml training values, or a trial's values over them."""
+
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, ws: Workspace) -> Hyper:
+        """The values model.yaml states."""
+        cfg = ws.model.training
+        return cls(cfg.epochs, cfg.batch_size, cfg.learning_rate, dict(cfg.params))
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted Keras model and its per-epoch curves (loss, accuracy, val_*)."""
+
+    model: Any
+    curves: dict[str, list[float]]
+
+
+def keras_verbosity() -> int:
+    """A live progress bar on a terminal; one line per epoch in logs; silence in CI."""
+    if read_settings().ci:
+        return 0
+    return 1 if sys.stdout.isatty() else 2
+
+
+def import_tensorflow(threads: int) -> Any:
+    """TensorFlow with ``threads`` threads per pool and deterministic ops."""
+    # Sets TensorFlow's default in our own process (a user's value wins); not a setting we read.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    # Thread pools can only be sized before TF first runs an op; a second call is a no-op error.
+    with contextlib.suppress(RuntimeError):
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.experimental.enable_op_determinism()
+    return tf
+
+
+def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
+    """Convert a Keras model to TFLite bytes with the configured quantization."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization == "dynamic_range":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif quantization == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    # The converter prints the traced signature to stdout; keep our output readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        return bytes(converter.convert())
+
+
+def build(ws: Workspace, keras: Any, input_shape: tuple[int, ...], hyper: Hyper) -> Any:
+    """The model's own network (its architecture file), compiled for its task."""
+    arch = modelcode.load(ws, ws.model.training.architecture)
+    model = arch.build_model(keras, input_shape, len(ws.model.data.label.classes), hyper.params)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=hyper.learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def fit(
+    ws: Workspace,
+    keras: Any,
+    train: tuple[NDArray[np.float32], NDArray[np.int64]],
+    validation: tuple[NDArray[np.float32], NDArray[np.int64]],
+    hyper: Hyper,
+    callbacks: Sequence[Any] = (),
+) -> Fitted:
+    """Seed, build and fit the network on ``train``, scoring ``validation`` after each epoch."""
+    # Layer names ("conv2d_1", ...) come from per-process counters and end up in the TFLite
+    # flatbuffer; a fresh session makes a second training in one process byte-identical.
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(ws.model.training.seed)
+    model = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+    history = model.fit(
+        *train,
+        validation_data=validation,
+        epochs=hyper.epochs,
+        batch_size=hyper.batch_size,
+        shuffle=True,
+        verbose=keras_verbosity(),
+        callbacks=list(callbacks),
+    )
+    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return Fitted(model, curves)
