@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
@@ -235,3 +235,38 @@ def infer(
             kind, why, label, len(df), tuple(features), target_min=lo, target_max=hi, margin=margin
         )
     return Refusal(tuple(problems)) if problems else out
+
+
+# The split init writes (validation 15%, test 20%): the smallest split holds 15% of the rows.
+SMALLEST_SPLIT = 0.15
+
+
+def template_context(inf: Inferred, name: str, source: str, base_image: str) -> dict[str, Any]:
+    """What the scaffold templates (pipelines/scaffold/) are rendered with."""
+    context: dict[str, Any] = {
+        "name": name,
+        "source": source,
+        "rows": inf.rows,
+        "task": inf.task,
+        "task_reason": inf.task_reason,
+        "label": inf.label,
+        "features": inf.features,
+        "margin": inf.margin,
+        # A split that shrinks to half of its size today is a truncated table, not new data.
+        "min_rows": max(1, math.floor(inf.rows * SMALLEST_SPLIT / 2)),
+        "base_image": base_image,
+    }
+    if inf.task == "classification":
+        shares = inf.class_fractions
+        majority = max(range(len(shares)), key=lambda i: shares[i])
+        context |= {
+            "classes": list(inf.classes),
+            "majority_class": inf.classes[majority],
+            # Floored to a whole percent: "at least as good as always answering the majority".
+            "accuracy_min": math.floor(shares[majority] * 100) / 100,
+            # Stratified splits keep each class's share to within a row or two; half again
+            # either way catches a class that went missing or took over.
+            "fraction_min": round(min(shares) / 2, 4),
+            "fraction_max": round(min(0.99, max(shares) * 1.5), 4),
+        }
+    return context

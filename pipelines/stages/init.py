@@ -1,0 +1,125 @@
+"""init: scaffold models/<name>/ from a table: its schema, expectation suite and baseline network.
+
+The table is profiled (core/scaffold.py decides what each column is); the model's files are
+rendered from pipelines/scaffold/, parsed back and validated like any model.yaml, and only then
+moved into place, all at once. A folder that already exists is left alone unless it is exactly
+what init would write (a re-run) or --force says to replace it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from pipelines.adapters.artifacts import staged_dir, write_bytes
+from pipelines.adapters.datasets import read_table
+from pipelines.config import MODELS_DIR, ModelConfig
+from pipelines.config.loading import format_validation_error
+from pipelines.config.schema import ServingConfig, relative_path_problem
+from pipelines.core import render, scaffold
+from pipelines.errors import ConfigError, DataInvalid
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "scaffold"
+NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """The model folder, what init inferred, and whether anything was written."""
+
+    folder: Path
+    inferred: scaffold.Inferred
+    written: bool
+
+
+def _source(root: Path, data: str) -> Path:
+    problem = relative_path_problem(data)
+    if problem:
+        raise ConfigError(
+            f"--data {problem}", hint="give the table's path relative to the repository root"
+        )
+    path = root / data
+    if not path.is_file():
+        raise ConfigError(
+            f"--data {data}: no such file in the repository",
+            hint="put the table in the repository (DVC-tracked if large) and pass its path",
+        )
+    return path
+
+
+def _files(inferred: scaffold.Inferred, name: str, data: str, base_image: str) -> dict[str, str]:
+    templates = {p.name: p.read_text(encoding="utf-8") for p in TEMPLATES.glob("*.j2")}
+    env = render.environment(templates)
+    context = scaffold.template_context(inferred, name, data, base_image)
+    return {
+        "model.yaml": env.get_template("model.yaml.j2").render(context),
+        "architecture.py": env.get_template("architecture.py.j2").render(context),
+        "expectations.py": (TEMPLATES / "expectations.py").read_text(encoding="utf-8"),
+    }
+
+
+def _check(path: Path, text: str) -> None:
+    """Parse the rendered model.yaml back and validate it: a bug here must not leave a folder."""
+    try:
+        ModelConfig.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(path, exc),
+            hint="the scaffold does not support this table yet; write model.yaml by hand",
+        ) from None
+
+
+def run(
+    root: Path,
+    name: str,
+    data: str,
+    label: str,
+    task: str = "auto",
+    exclude: tuple[str, ...] = (),
+    force: bool = False,
+) -> InitResult:
+    """Profile ``data`` and write models/<name>/ (model.yaml, architecture.py, expectations.py)."""
+    if not NAME.match(name) or len(name) > 40:
+        raise ConfigError(
+            f"model name {name!r} is not a DNS label (a-z, 0-9 and -, at most 40)",
+            hint="it names Kubernetes objects and image repositories",
+        )
+    table = read_table(_source(root, data), f"--data {data}")
+    if label not in table.columns:
+        columns = ", ".join(map(str, table.columns[:20]))
+        raise ConfigError(
+            f"--label {label!r} is not a column of {data}", hint=f"its columns: {columns}"
+        )
+    inferred = scaffold.infer(table, label, task, exclude=exclude)
+    if isinstance(inferred, scaffold.Refusal):
+        listing = "\n".join(f"  - {p}" for p in inferred.problems)
+        raise DataInvalid(
+            f"{data} cannot make a model as it is:\n{listing}",
+            hint="fix the table (or --exclude the columns named), then run init again",
+        )
+    # The schema's default base image, written out: a scaffolded model.yaml states it.
+    base_image = str(ServingConfig.model_fields["base_image"].default)
+    folder = root / MODELS_DIR / name
+    files = _files(inferred, name, data, base_image)
+    _check(folder / "model.yaml", files["model.yaml"])
+    if folder.exists():
+        same = all(
+            (folder / f).is_file() and (folder / f).read_text(encoding="utf-8") == text
+            for f, text in files.items()
+        )
+        if same:
+            return InitResult(folder, inferred, written=False)
+        if not force:
+            raise ConfigError(
+                f"{folder.relative_to(root)} exists and is not what init would write "
+                "(edited by hand?)",
+                hint="pass --force to replace the whole folder, or choose another name",
+            )
+    with staged_dir(folder) as out:
+        for filename, text in files.items():
+            write_bytes(out / filename, text.encode("utf-8"))
+    return InitResult(folder, inferred, written=True)
