@@ -14,13 +14,15 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 
 from pipelines.config.schema import REGISTRY_REF, REPO_URL, GitOpsConfig
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
 
 Provider = Literal["github", "gitlab"]
 PROVIDERS: tuple[Provider, ...] = ("github", "gitlab")
@@ -124,6 +126,10 @@ def check_values(
 
 
 def _yaml() -> YAML:
+    # Imported here: the release path imports this module for ``placeholders``, and CI's report
+    # job, which reaches it through adapters/scm, installs only the report extra (no ruamel).
+    from ruamel.yaml import YAML
+
     yaml = YAML()  # round-trip: comments, order and quoting stay as the user wrote them
     yaml.preserve_quotes = True
     yaml.width = 4096
@@ -143,7 +149,7 @@ def gitops_yaml(text: str, values: Values) -> str:
     yaml.dump(doc, out)
     result = out.getvalue()
     try:  # parse back what we would write: a fork's edited file may hold other errors
-        GitOpsConfig.model_validate(YAML(typ="safe").load(result))
+        GitOpsConfig.model_validate(_yaml().load(result))
     except ValidationError as exc:
         raise ConfigureError(
             [f"manifests/gitops.yaml: {e['loc']}: {e['msg']}" for e in exc.errors()]
