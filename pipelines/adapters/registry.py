@@ -44,10 +44,12 @@ def registry_host() -> str:
     env = read_settings()
     if env.registry_set:
         return env.registry
-    # Outside a checkout (no gitops.yaml to read) the local default is all there is.
-    with contextlib.suppress(ConfigError):
-        return load_gitops(find_root(), env={}).registry or DEFAULT_REGISTRY
-    return DEFAULT_REGISTRY
+    try:
+        root = find_root()
+    except ConfigError:  # outside a checkout there is no gitops.yaml: the local default
+        return DEFAULT_REGISTRY
+    # The file's own value: REGISTRY, checked above, is the only variable that overrides it.
+    return load_gitops(root, env={}).registry or DEFAULT_REGISTRY
 
 
 def is_insecure(host: str) -> bool:
