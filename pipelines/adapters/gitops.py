@@ -47,7 +47,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.config.settings import GITOPS_TOKEN_VARS
-from pipelines.core.configure import placeholders
+from pipelines.core.configure import placeholders, unconfigured
 from pipelines.errors import ConfigError, InfraError
 
 # The environment variables of the write token and of the read-only one, in that order.
@@ -177,6 +177,21 @@ def back_off(attempt: int) -> float:
 def is_default_remote(root: Path, remote: str) -> bool:
     """Whether ``remote`` (resolved) is the embedded default: the only one mlops creates."""
     return Path(remote) == (root / DEFAULT_REMOTE).resolve()
+
+
+def require_configured(cfg: GitOpsConfig, root: Path) -> None:
+    """Refuse, before any work, a run whose releases would go to a remote other than the
+    embedded default with the template's placeholders still in gitops.yaml (each commit would
+    be refused by Checkout.commit anyway, after training and packaging)."""
+    remote = resolve_remote(cfg, root)
+    left = [] if is_default_remote(root, remote) else unconfigured(cfg)
+    if left:
+        raise ConfigError(
+            f"releases go to {redact(remote)}, but manifests/gitops.yaml still holds the "
+            f"template's placeholder ({'; '.join(left)})",
+            hint="run `mlops configure --repo-url URL --registry REG --owners @org/team` and "
+            "commit the result (or set MLOPS_GITOPS_REPO_URL); nothing was run",
+        )
 
 
 def _token(*, push: bool) -> str | None:

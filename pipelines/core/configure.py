@@ -196,6 +196,12 @@ def placeholders(files: Mapping[str, str]) -> list[Placeholder]:
     return found
 
 
+def unconfigured(cfg: GitOpsConfig) -> list[str]:
+    """The settings of ``cfg`` that still hold a template placeholder (what every release
+    would render into the controller objects), as "key: value"."""
+    return [f"repo_url: {cfg.repo_url}"] if PLACEHOLDER_WORDS.search(cfg.repo_url) else []
+
+
 def changes(before: Mapping[str, str | None], after: Mapping[str, str]) -> list[str]:
     """The paths whose text differs (a file that did not exist counts as changed), sorted."""
     return sorted(p for p, text in after.items() if before.get(p) != text)

@@ -211,3 +211,17 @@ def test_the_configured_registry_is_used_unless_registry_is_set(
     assert registry_host() == "ghcr.io/acme"
     monkeypatch.setenv("REGISTRY", "127.0.0.1:5000")  # e.g. a local run of a configured fork
     assert registry_host() == "127.0.0.1:5000"
+
+
+def test_mlops_run_refuses_an_unconfigured_fork_before_any_stage(
+    fork: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = tmp_path / "gitops-elsewhere.git"
+    git(tmp_path, "init", "-q", "--bare", str(other))
+    monkeypatch.setenv("MLOPS_GITOPS_REMOTE", str(other))
+    assert main(["run", "--until", "release"]) == 2
+    err = capsys.readouterr().err
+    assert "repo_url: https://github.com/your-org/your-gitops-repo.git" in err
+    assert "mlops configure" in err
+    assert not (fork / "artifacts").exists()
+    assert status(fork) == ""

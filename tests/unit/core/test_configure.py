@@ -142,3 +142,10 @@ def test_the_template_itself_holds_the_placeholders_configure_replaces() -> None
     }
     found = {p.file for p in c.placeholders(files)}
     assert found == set(files) - {f for f in files if "kustomization" in f}
+
+
+def test_an_unconfigured_repo_url_is_named() -> None:
+    from pipelines.config.schema import GitOpsConfig
+
+    assert c.unconfigured(GitOpsConfig()) == [f"repo_url: {c.TEMPLATE_REPO_URL}"]
+    assert c.unconfigured(GitOpsConfig(repo_url="https://github.com/acme/gitops.git")) == []
