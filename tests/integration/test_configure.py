@@ -225,3 +225,27 @@ def test_mlops_run_refuses_an_unconfigured_fork_before_any_stage(
     assert "mlops configure" in err
     assert not (fork / "artifacts").exists()
     assert status(fork) == ""
+
+
+def test_a_checkout_of_another_remote_refuses_to_commit_a_placeholder(tmp_path: Path) -> None:
+    """The one place every GitOps commit goes through (release, promotion and rollback
+    requests, the guard): nothing is staged or committed while a placeholder is there."""
+    from pipelines.adapters import gitops
+    from pipelines.config import GitOpsConfig
+
+    work = tmp_path / "work"
+    (work / "manifests" / "controllers").mkdir(parents=True)
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    (work / "manifests" / "controllers" / "x.yaml").write_text(f"url: {REPO_URL}\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "seed")
+    (work / "manifests" / "controllers" / "y.yaml").write_text(
+        "url: https://github.com/your-org/your-gitops-repo.git\n"
+    )
+    checkout = gitops.Checkout(work, GitOpsConfig(), "https://git.example/ops.git")
+    with pytest.raises(ConfigError, match=r"manifests/controllers/y\.yaml:1: url: "):
+        checkout.commit("release")
+    assert git(work, "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(work, "diff", "--cached", "--name-only") == ""
+    allowed = gitops.Checkout(work, GitOpsConfig(), "x", placeholders_allowed=True)
+    assert allowed.commit("the embedded default takes it") is not None
