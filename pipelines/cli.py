@@ -188,6 +188,42 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="write nothing; exit 1 with a diff when the committed files are stale",
     )
+    p = add(
+        "configure",
+        "Personalise a fork of the template: set repo_url (what Argo CD or Flux fetches) and "
+        "registry in manifests/gitops.yaml, the owners of production's paths in CODEOWNERS, "
+        "and re-render manifests/. Idempotent; a bad value writes nothing (exit 2). Until it "
+        "has run, a release to any GitOps remote but the embedded default is refused.",
+        model=False,
+    )
+    p.add_argument(
+        "--repo-url",
+        required=True,
+        metavar="URL",
+        help="the GitOps repository the cluster fetches: https://host/owner/repo.git or "
+        "ssh://git@host/owner/repo.git (no password or token)",
+    )
+    p.add_argument(
+        "--registry",
+        required=True,
+        metavar="REG",
+        help="the OCI registry for images and model artifacts, host[:port][/namespace], e.g. "
+        "ghcr.io/acme (REGISTRY still overrides it)",
+    )
+    p.add_argument(
+        "--owners",
+        required=True,
+        nargs="+",
+        metavar="@OWNER",
+        help="who must approve changes to production (CODEOWNERS): @org/team or @user, one "
+        "or more (GitLab: @group/subgroup too)",
+    )
+    p.add_argument(
+        "--provider",
+        choices=("github", "gitlab"),
+        help="where the fork is hosted, which decides the CODEOWNERS file (.github/ or "
+        ".gitlab/); default: from --repo-url's host (github.com, gitlab.com), else required",
+    )
     add(
         "lint-manifests",
         "Check the committed rendered files: kubernetes-validate --strict and "
@@ -512,6 +548,27 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure(args: argparse.Namespace) -> int:
+    from pipelines.stages import configure
+
+    r = configure.run(find_root(), args.repo_url, args.registry, args.owners, args.provider)
+    v = r.values
+    print(
+        f"configure: repo_url {v.repo_url}, registry {v.registry}, owners "
+        f"{' '.join(v.owners)} ({v.provider})"
+    )
+    if not r.changed:
+        print("configure: already so; nothing changed")
+        return 0
+    for path in r.changed:
+        print(f"  changed {path}")
+    print(
+        "configure: review and commit these files. In CI, set the GitOps remote and the "
+        "registry's credentials (README, 'Using this template in your organisation')."
+    )
+    return 0
+
+
 def _guard(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -622,6 +679,7 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config,
     "capacity": _capacity,
     "render": _render,
+    "configure": _configure,
     "lint-manifests": _lint,
     "guard": _guard,
     "monitor": _monitor,

@@ -21,6 +21,7 @@ from pathlib import Path
 from pipelines import evidence
 from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import write_text
+from pipelines.adapters.gitops import require_configured
 from pipelines.config import Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
@@ -241,9 +242,11 @@ def run(
         raise ValueError(f"unknown stage {until!r}")
     stages = dvcgraph.PIPELINE[: dvcgraph.PIPELINE.index(until) + 1]
     result = RunResult(ws.name)
+    gitops = load_gitops(ws.root)
+    if "release" in stages:  # refuse an unconfigured fork before training, not after
+        require_configured(gitops, ws.root)
     sync_dvc_yaml(ws.root)
     cached = {s: dvcgraph.stage_name(s, ws.name) for s in dvcgraph.ORDER}
-    gitops = load_gitops(ws.root)
     opts = Options(
         progress=progress,
         baseline=baseline,

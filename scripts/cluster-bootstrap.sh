@@ -6,8 +6,8 @@
 #
 # Needs kubectl with a current context. --install first installs the controller from its
 # pinned upstream release (Argo CD: ARGOCD_VERSION, default below; Flux: the `flux` CLI).
-# Before running it: set repo_url in manifests/gitops.yaml (or MLOPS_GITOPS_REPO_URL) to the
-# GitOps repository the cluster can fetch, run `mlops render`, and make REGISTRY pullable from
+# Before running it: `mlops configure --repo-url URL ...` (the GitOps repository the cluster
+# fetches; or MLOPS_GITOPS_REPO_URL and `mlops render`), and make the registry pullable from
 # the cluster's nodes. Private repositories also need the controller's repository credentials.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ kubectl version --request-timeout=10s >/dev/null 2>&1 \
          "kubectl config use-context <yours>" 3
 if [ -z "${MLOPS_GITOPS_REPO_URL:-}" ] && grep -q "your-org/your-gitops-repo" manifests/gitops.yaml; then
   die "repo_url in manifests/gitops.yaml is still the template's placeholder" \
-      "set it to your GitOps repository (or MLOPS_GITOPS_REPO_URL), then run: mlops render"
+      "run: mlops configure --repo-url URL --registry REG --owners @org/team (or set MLOPS_GITOPS_REPO_URL and run mlops render)"
 fi
 envs=$(ls manifests/environments/*.yaml | xargs -n1 basename | sed 's/\.yaml$//')
 log "context $(kubectl config current-context); environments: $(echo $envs)"

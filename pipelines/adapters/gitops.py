@@ -47,6 +47,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.config.settings import GITOPS_TOKEN_VARS
+from pipelines.core.configure import placeholders, unconfigured
 from pipelines.errors import ConfigError, InfraError
 
 # The environment variables of the write token and of the read-only one, in that order.
@@ -178,6 +179,21 @@ def is_default_remote(root: Path, remote: str) -> bool:
     return Path(remote) == (root / DEFAULT_REMOTE).resolve()
 
 
+def require_configured(cfg: GitOpsConfig, root: Path) -> None:
+    """Refuse, before any work, a run whose releases would go to a remote other than the
+    embedded default with the template's placeholders still in gitops.yaml (each commit would
+    be refused by Checkout.commit anyway, after training and packaging)."""
+    remote = resolve_remote(cfg, root)
+    left = [] if is_default_remote(root, remote) else unconfigured(cfg)
+    if left:
+        raise ConfigError(
+            f"releases go to {redact(remote)}, but manifests/gitops.yaml still holds the "
+            f"template's placeholder ({'; '.join(left)})",
+            hint="run `mlops configure --repo-url URL --registry REG --owners @org/team` and "
+            "commit the result (or set MLOPS_GITOPS_REPO_URL); nothing was run",
+        )
+
+
 def _token(*, push: bool) -> str | None:
     """The write token for anything; the read-only token, when there is no write token, for
     anything but a push."""
@@ -216,6 +232,9 @@ class Checkout:
     work: Path
     cfg: GitOpsConfig
     remote: str
+    # Only the embedded default may receive the template's placeholders: it is what `make run`
+    # releases to on a fresh clone, and no cluster reads it.
+    placeholders_allowed: bool = False
 
     @property
     def manifests(self) -> Path:
@@ -288,12 +307,36 @@ class Checkout:
         return self.git("rev-parse", "HEAD").strip()
 
     def commit(self, message: str) -> str | None:
-        """Stage everything under the manifests folder and commit; None if nothing changed."""
+        """Stage everything under the manifests folder and commit; None if nothing changed.
+        Refused (ConfigError, nothing committed) while a template placeholder would be
+        committed to a remote other than the embedded default."""
+        if not self.placeholders_allowed:
+            self.require_no_placeholders()
         self.git("add", "--all", "--", self.cfg.path)
         if not self.git("status", "--porcelain", "--", self.cfg.path).strip():
             return None
         self.git("commit", "--quiet", "--file", self._message_file(message))
         return self.head()
+
+    def require_no_placeholders(self) -> None:
+        """Refuse while the manifests folder, as it would be committed, holds a placeholder of
+        the template (a controller fetching `your-org/your-gitops-repo` syncs nothing)."""
+        files = {
+            p.relative_to(self.work).as_posix(): p.read_text(encoding="utf-8", errors="replace")
+            for p in sorted(self.manifests.rglob("*"))
+            if p.is_file() and ".git" not in p.relative_to(self.work).parts
+        }
+        found = placeholders(files)
+        if found:
+            listing = "\n".join(f"  - {f}" for f in found[:20])
+            more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
+            raise ConfigError(
+                f"the template's placeholders would be committed to the GitOps remote "
+                f"{redact(self.remote)}:\n{listing}{more}",
+                hint="run `mlops configure --repo-url URL --registry REG --owners @org/team` "
+                "and commit the result (MLOPS_GITOPS_REPO_URL also sets repo_url); nothing "
+                "was committed or pushed",
+            )
 
     def _message_file(self, message: str) -> str:
         path = self.work.parent / "COMMIT_MSG"
@@ -440,7 +483,7 @@ def _create_local_remote(cfg: GitOpsConfig, root: Path, remote: Path) -> None:
                 src = root / "manifests" / folder
                 if src.is_dir():
                     shutil.copytree(src, work / cfg.path / folder)
-            seed = Checkout(work, cfg, str(building))
+            seed = Checkout(work, cfg, str(building), placeholders_allowed=True)
             seed.commit(
                 "Seed the GitOps repository from the template's manifests/\n\n"
                 "Environment state, rendered manifests and controller objects; from here "
@@ -475,7 +518,7 @@ def checkout(cfg: GitOpsConfig, root: Path, branch: str | None = None) -> Iterat
                 f"{branch!r} (set MLOPS_GITOPS_REMOTE / MLOPS_GITOPS_BRANCH)",
             )
         _identity(work)
-        yield Checkout(work, cfg, remote)
+        yield Checkout(work, cfg, remote, placeholders_allowed=is_default_remote(root, remote))
 
 
 def trailers(message: str) -> dict[str, str]:

@@ -1,9 +1,10 @@
 """An OCI registry over its HTTP API: digests of pushed manifests, and the model artifact
 pushed and pulled with ORAS, so a later gate can fetch production's model by digest.
 
-The registry is ``REGISTRY`` (host[:port][/namespace], default 127.0.0.1:5000, the one
-scripts/infra.sh starts). Loopback registries are spoken to over plain HTTP, as Docker itself
-does; any other over HTTPS unless ``REGISTRY_INSECURE=1``. Credentials come from the Docker
+The registry is ``REGISTRY`` (host[:port][/namespace]), else manifests/gitops.yaml's
+``registry``, else 127.0.0.1:5000, the one scripts/infra.sh starts. Loopback registries are
+spoken to over plain HTTP, as Docker itself does; any other over HTTPS unless
+``REGISTRY_INSECURE=1``. Credentials come from the Docker
 config (``docker login``), never from our arguments.
 """
 
@@ -20,7 +21,8 @@ from typing import Any
 
 import requests
 
-from pipelines.config.settings import read_settings
+from pipelines.config.loading import find_root, load_gitops
+from pipelines.config.settings import DEFAULT_REGISTRY, read_settings
 from pipelines.errors import ConfigError, InfraError
 
 MANIFEST_TYPES = ", ".join(
@@ -37,8 +39,17 @@ DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def registry_host() -> str:
-    """The container registry host from the settings."""
-    return read_settings().registry
+    """The container registry: REGISTRY when set, else manifests/gitops.yaml's ``registry``
+    (what `mlops configure --registry` wrote), else the local one scripts/infra.sh starts."""
+    env = read_settings()
+    if env.registry_set:
+        return env.registry
+    try:
+        root = find_root()
+    except ConfigError:  # outside a checkout there is no gitops.yaml: the local default
+        return DEFAULT_REGISTRY
+    # The file's own value: REGISTRY, checked above, is the only variable that overrides it.
+    return load_gitops(root, env={}).registry or DEFAULT_REGISTRY
 
 
 def is_insecure(host: str) -> bool:

@@ -211,6 +211,15 @@ class GateConfig(_Section):
 
 
 PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
+# An OCI registry with an optional namespace, host[:port][/namespace], in lower case as the
+# distribution spec names repositories (scripts/check-inputs.sh checks REGISTRY the same way).
+# The host must look like one (a dot, a port or localhost): Docker would read "acme/models" as
+# Docker Hub's user "acme", not as a registry.
+REGISTRY_REF = (
+    r"^(localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+"
+    r"|[a-z0-9]([a-z0-9.-]*[a-z0-9])?:[0-9]{1,5})(:[0-9]{1,5})?"
+    r"(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$"
+)
 
 
 class VerifyConfig(_Section):
@@ -637,6 +646,15 @@ class GitOpsConfig(_Strict):
         "https://github.com/your-org/your-gitops-repo.git",
         description=(
             "The URL a cluster's controller fetches (Argo CD, Flux). It may differ from remote."
+        ),
+    )
+    registry: str = Field(
+        "",
+        pattern=r"^$|" + REGISTRY_REF,
+        description=(
+            "The OCI registry images and model artifacts are pushed to, host[:port][/namespace] "
+            "(e.g. ghcr.io/acme). REGISTRY overrides it; empty: the local registry "
+            "127.0.0.1:5000 that `make infra-up` starts."
         ),
     )
     provider: Literal["local", "github", "gitlab"] = "local"

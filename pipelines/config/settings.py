@@ -90,6 +90,7 @@ class Settings:
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
+    registry_set: bool  # REGISTRY is set (even empty): it wins over gitops.yaml's registry
     registry_insecure: bool  # REGISTRY_INSECURE: plain HTTP to a non-loopback registry
     registry_username: str  # REGISTRY_USERNAME, else GitLab's CI_REGISTRY_USER
     registry_password: SecretStr | None  # REGISTRY_PASSWORD, else CI_REGISTRY_PASSWORD
@@ -182,6 +183,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
+        registry_set="REGISTRY" in environ,
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
         registry_username=text("REGISTRY_USERNAME") or text("CI_REGISTRY_USER"),
         registry_password=secret("REGISTRY_PASSWORD", "CI_REGISTRY_PASSWORD"),

@@ -108,6 +108,11 @@ def test_promotion_and_pr_rollback_refused_by_a_hook_are_exit_3_with_the_message
     assert not (root / ".infra/pull-requests/index.json").exists()  # no request without a branch
 
 
+# What `mlops configure` would have set: any remote but the embedded default refuses the
+# template's placeholder.
+CONFIGURED_REPO_URL = "https://github.com/acme/gitops.git"
+
+
 @pytest.fixture
 def read_only_remote(root: Path) -> Iterator[str]:
     """The GitOps repository served by git daemon, which serves fetches and refuses pushes
@@ -150,6 +155,9 @@ def test_a_read_only_remote_fails_release_promote_and_rollback_with_exit_3(
     release(root, 2)
     evidence(root, record(2))
     monkeypatch.setenv("MLOPS_GITOPS_REMOTE", read_only_remote)
+    # Not the embedded default: without a configured repo_url the placeholder check (exit 2)
+    # would refuse before the remote is asked.
+    monkeypatch.setenv("MLOPS_GITOPS_REPO_URL", CONFIGURED_REPO_URL)
     ws = load_model(root, "digits")
     for run in (
         lambda: publish(root, ws, "staging", record(3), progress=print),
@@ -593,6 +601,7 @@ def http_remote(root: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttp
     subprocess.run(["git", "config", "http.receivepack", "true"], cwd=remote(root), check=True)
     server = GitHttpServer(remote(root).parent)
     monkeypatch.setenv("MLOPS_GITOPS_REMOTE", server.url)
+    monkeypatch.setenv("MLOPS_GITOPS_REPO_URL", CONFIGURED_REPO_URL)  # a configured fork
     for var in gitops.TOKEN_VARS:
         monkeypatch.delenv(var, raising=False)
     yield server

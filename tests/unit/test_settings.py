@@ -159,6 +159,8 @@ def test_values_keep_the_semantics_of_the_reads_they_replaced() -> None:
     assert s.github_token is None
     assert read_settings({"MLOPS_DEBUG": "1", "REGISTRY_INSECURE": "1"}).debug is True
     assert read_settings({"REGISTRY": ""}).registry == ""  # set but empty is taken as given
+    assert read_settings({"REGISTRY": ""}).registry_set  # and wins over gitops.yaml's registry
+    assert not read_settings({}).registry_set
 
 
 @pytest.mark.parametrize(
