@@ -18,7 +18,7 @@ job installs (a test keeps the report's imports within it). And what these varia
 mostly "unset or empty: absent" and "this CI's name, else that one's", which reads more plainly
 written out in ``read_settings`` than as pydantic-settings' aliases and parsing rules.
 
-An empty value counts as unset except where noted (REGISTRY). A flag (MLOPS_DEBUG,
+An empty value counts as unset. A flag (MLOPS_DEBUG,
 REGISTRY_INSECURE) is on for 1/true/yes/on and off for 0/false/no/off or unset, in any case;
 any other value is refused (ConfigError, exit 2) rather than read as "off", because
 ``REGISTRY_INSECURE=ture`` silently meaning "off" hides the typo. CI is what CI systems set: off
@@ -90,7 +90,7 @@ class Settings:
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
-    registry_set: bool  # REGISTRY is set (even empty): it wins over gitops.yaml's registry
+    registry_set: bool  # REGISTRY is set (not empty): it wins over gitops.yaml's registry
     registry_insecure: bool  # REGISTRY_INSECURE: plain HTTP to a non-loopback registry
     registry_username: str  # REGISTRY_USERNAME, else GitLab's CI_REGISTRY_USER
     registry_password: SecretStr | None  # REGISTRY_PASSWORD, else CI_REGISTRY_PASSWORD
@@ -181,9 +181,10 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
-        # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
-        registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
-        registry_set="REGISTRY" in environ,
+        # Empty is unset, as for the others: GitHub passes an unset `vars.REGISTRY` as "", and
+        # gitops.yaml's registry (what `mlops configure` wrote) must then apply.
+        registry=(text("REGISTRY") or DEFAULT_REGISTRY).rstrip("/"),
+        registry_set=bool(text("REGISTRY")),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
         registry_username=text("REGISTRY_USERNAME") or text("CI_REGISTRY_USER"),
         registry_password=secret("REGISTRY_PASSWORD", "CI_REGISTRY_PASSWORD"),

@@ -158,8 +158,9 @@ def test_values_keep_the_semantics_of_the_reads_they_replaced() -> None:
     assert s.cache_home == Path("/tmp/cache")
     assert s.github_token is None
     assert read_settings({"MLOPS_DEBUG": "1", "REGISTRY_INSECURE": "1"}).debug is True
-    assert read_settings({"REGISTRY": ""}).registry == ""  # set but empty is taken as given
-    assert read_settings({"REGISTRY": ""}).registry_set  # and wins over gitops.yaml's registry
+    # Empty is unset (GitHub's unset `vars.REGISTRY`): gitops.yaml's registry, then the default.
+    assert read_settings({"REGISTRY": ""}).registry == "127.0.0.1:5000"
+    assert not read_settings({"REGISTRY": ""}).registry_set
     assert not read_settings({}).registry_set
 
 
