@@ -10,6 +10,7 @@ so a killed worker's trial would stay RUNNING forever there.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,19 @@ def open_storage(url: str, cfg: TuningConfig) -> Any:
     if is_local(url):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-            heartbeat_interval=cfg.heartbeat_s,
-            grace_period=cfg.grace_s,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=cfg.max_retry
-            ),
-        )
+        # Optuna flags the heartbeat and its retry callback "experimental" since 2.8 (their
+        # interface may change); Optuna is pinned, and the tests exercise both.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                heartbeat_interval=cfg.heartbeat_s,
+                grace_period=cfg.grace_s,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=cfg.max_retry
+                ),
+            )
     except SQLAlchemyError as exc:
         raise InfraError(
             f"the study storage {scrub(url)} is unreachable: "

@@ -534,6 +534,9 @@ class TunedFile(_Section):
     value: float
     best_trial: int = Field(ge=0)
     finished_trials: int = Field(ge=1)
+    states: dict[str, int] = Field(default_factory=dict)  # trials per state (COMPLETE, ...)
+    # fANOVA importance per space name: the reviewer's "what mattered" (empty if too few).
+    importances: dict[str, float] = Field(default_factory=dict)
     space_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: TunedValues
 

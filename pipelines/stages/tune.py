@@ -237,6 +237,8 @@ def _conclude(ws: Workspace, cfg: TuningConfig, search: _Search, space_hash: str
         value=_value(best.value),
         best_trial=best.number,
         finished_trials=tuning.finished(states),
+        states=states,
+        importances=importances,
         space_sha256=space_hash,
         training=tuning.tuned_values(best.params),
     )

@@ -166,7 +166,8 @@ def test_tuned_yaml_takes_precedence_over_model_yaml(repo: Path, model_yaml: Pat
     tuned = repo / "models/digits/tuned.yaml"
     tuned.write_text(yaml.safe_dump(_tuned({"learning_rate": 0.001, "params": {"dropout": 0.4}})))
     ws = load_model(repo, "digits")
-    assert ws.tuned is not None and ws.tuned.study == "digits-0123456789ab"
+    assert ws.tuned is not None
+    assert ws.tuned.study == "digits-0123456789ab"
     assert ws.model.training.learning_rate == 0.001
     assert ws.model.training.params["dropout"] == 0.4
     # What tuned.yaml does not name keeps model.yaml's value.
@@ -176,14 +177,14 @@ def test_tuned_yaml_takes_precedence_over_model_yaml(repo: Path, model_yaml: Pat
 
 def test_a_tuned_yaml_naming_a_vanished_parameter_is_refused(repo: Path, model_yaml: Path) -> None:
     (repo / "models/digits/tuned.yaml").write_text(yaml.safe_dump(_tuned({"params": {"units": 4}})))
-    with pytest.raises(ConfigError, match="unknown target 'params.units'") as err:
+    with pytest.raises(ConfigError, match=r"unknown target 'params\.units'") as err:
         load_model(repo, "digits")
     assert err.value.exit_code == 2
     assert "delete the file" in str(err.value)
 
 
 def test_dvc_yaml_makes_tuned_yaml_a_param_of_train_only_once_it_exists() -> None:
-    code = {stage: [] for stage in dvcgraph.ORDER}
+    code: dict[str, list[str]] = {stage: [] for stage in dvcgraph.ORDER}
     without = yaml.safe_load(dvcgraph.render({"digits": "architecture.py"}, code))
     tuned = yaml.safe_load(dvcgraph.render({"digits": "architecture.py"}, code, ["digits"]))
     entry = {"models/digits/tuned.yaml": ["training"]}
