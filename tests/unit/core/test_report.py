@@ -181,8 +181,8 @@ TUNED = {
 
 
 def test_a_tuned_model_gets_a_tuning_section_in_the_report_and_the_promotion() -> None:
-    from pipelines.core.report import ci_report, promotion_body, tuning_section
     from pipelines.core.render import diff
+    from pipelines.core.report import ci_report, promotion_body, tuning_section
 
     lines = tuning_section(TUNED)
     text = "\n".join(lines)
