@@ -109,7 +109,10 @@ def test_an_unreachable_database_is_exit_3_with_the_password_scrubbed(
 def _trials(root: Path) -> list[Any]:
     import optuna
 
-    storage = optuna.storages.RDBStorage(f"sqlite:///{root / 'artifacts/digits/tune/study.db'}")
+    # The worker creates the tables: a reader creating them too would race it.
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{root / 'artifacts/digits/tune/study.db'}", skip_table_creation=True
+    )
     try:
         (summary,) = optuna.get_all_study_summaries(storage)
         return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
@@ -120,9 +123,11 @@ def _trials(root: Path) -> list[Any]:
 def _running_trial(root: Path) -> Any | None:
     if not (root / "artifacts/digits/tune/study.db").is_file():
         return None
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         trials = _trials(root)
-    except ValueError:  # the study is not created yet
+    except (ValueError, SQLAlchemyError):  # the worker has not created the study yet
         return None
     return next((t for t in trials if t.state.name == "RUNNING" and t.intermediate_values), None)
 
