@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from pipelines.config import (
     reveal,
 )
 from pipelines.core import tuning
-from pipelines.errors import CheckFailed, ConfigError, MlopsError
+from pipelines.errors import CheckFailed, ConfigError, InfraError, MlopsError
 from pipelines.evidence import Provenance, TrialRow, TuningRecord, made, require_valid_data, save
 
 TUNED_HEADER = """\
@@ -135,8 +136,15 @@ def run(
     else:
         # spawn, not fork: TensorFlow's threads do not survive a fork.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            outcomes = list(pool.map(_work, [search] * workers, range(workers)))
+        try:
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                outcomes = list(pool.map(_work, [search] * workers, range(workers)))
+        except BrokenProcessPool:
+            raise InfraError(
+                "a tuning worker process died (killed, or out of memory)",
+                hint=f"re-run `mlops tune`: the study resumes, and the dead worker's trial is "
+                f"retried once its heartbeat is {cfg.grace_s} s old; tuned.yaml was not written",
+            ) from None
         for outcome in outcomes:
             _raise(outcome)
     return _conclude(ws, cfg, search, space_hash)
