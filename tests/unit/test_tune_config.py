@@ -218,3 +218,17 @@ def test_the_study_changes_with_the_space() -> None:
     assert tuning.study_name("digits", first) == f"digits-{first[:12]}"
     assert tuning.worker_problem(3, 2) is not None
     assert tuning.worker_problem(2, 2) is None
+
+
+def test_the_storage_comes_from_mlops_tune_storage_when_no_flag_names_one(
+    repo: Path,
+    model_yaml: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLOPS_TUNE_STORAGE", "redis://:hunter2@cache:6379/0")
+    code, err = _tune(repo, capsys, monkeypatch)
+    assert code == 2, err
+    assert "is not a study storage" in err
+    assert "hunter2" not in err
+    _nothing_written(repo)
