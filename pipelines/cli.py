@@ -90,6 +90,35 @@ def _parser() -> argparse.ArgumentParser:
     stage_parsers["release"].add_argument(
         "--env", default="staging", help="environment (default: %(default)s)"
     )
+    p = stage_parsers["tune"]
+    p.add_argument(
+        "--trials",
+        type=int,
+        metavar="N",
+        help="finished (completed or pruned) trials the study must hold; a re-run resumes it "
+        "(default: tuning.trials in model.yaml)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="stop starting trials after S seconds, per worker (default: tuning.timeout_s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="K",
+        help="local worker processes sharing the study, one thread each; at most the CPUs "
+        "this process may use (default: %(default)s)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="the study's database: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB for "
+        "workers on many machines (`scripts/infra.sh up` prints a local one). Default: "
+        "$MLOPS_TUNE_STORAGE, else sqlite under artifacts/<model>/tune/",
+    )
     p = stage_parsers["promote"]
     p.add_argument(
         "--to",
@@ -397,6 +426,10 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
         env=getattr(args, "env", None) or Options.env,
         to_env=getattr(args, "to_env", None) or Options.to_env,
         from_env=getattr(args, "from_env", None) or Options.from_env,
+        trials=getattr(args, "trials", None),
+        timeout=getattr(args, "timeout", None),
+        workers=Options.workers if getattr(args, "workers", None) is None else args.workers,
+        storage=getattr(args, "storage", None),
     )
     summary = stage.execute(ws, opts)
     # A refusal raises, and its message lists the failed rules; a blessing shows them all.

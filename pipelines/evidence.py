@@ -28,6 +28,7 @@ from pipelines.adapters.artifacts import (
     RELEASE,
     SUMMARY,
     TFLITE,
+    TUNING,
     fingerprint,
     provenance,
     sha256_file,
@@ -172,6 +173,8 @@ class TrainingRecord(Record, Provenance):
     quantization: str
     classes: list[int]
     data_fingerprint: str
+    # The study whose best values (models/<name>/tuned.yaml) the training used, if any.
+    tuned_study: str | None = None
 
     def binding(self) -> dict[str, object]:
         """The model artifact, the data it was trained on, and its classes."""
@@ -180,6 +183,42 @@ class TrainingRecord(Record, Provenance):
             "data_fingerprint": self.data_fingerprint,
             "classes": self.classes,
         }
+
+
+class TrialRow(Frozen):
+    """One trial of a study, as the tuning record lists it."""
+
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    value: float | None
+    params: dict[str, Any]
+    epochs_run: int  # epochs reported before it finished or was pruned
+
+
+class TuningRecord(Record):
+    """tune's tuning.json: the study, its trials, the best one and the parameter importances.
+    The values themselves go to models/<name>/tuned.yaml, which train reads."""
+
+    STAGE, FILE, TITLE = "tune", TUNING, "tuning record"
+
+    model: str
+    study: str
+    storage: str  # the password masked
+    sampler: str
+    pruner: str
+    metric: str
+    direction: str
+    target_trials: int
+    states: dict[str, int]
+    best_trial: int
+    best_value: float
+    best_params: dict[str, Any]
+    importances: dict[str, float]  # fANOVA; empty when too few trials completed
+    importance_note: str
+    history: list[TrialRow]
+    tuned_file: str
+    space_sha256: str
+    provenance: Provenance
 
 
 class AnomalyModel(Frozen):

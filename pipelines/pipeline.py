@@ -22,7 +22,7 @@ from pipelines import evidence
 from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import write_text
 from pipelines.adapters.gitops import require_configured
-from pipelines.config import Workspace, load_gitops, load_model, model_names
+from pipelines.config import TUNED_FILE, Workspace, load_gitops, load_model, model_names
 from pipelines.core import dvcgraph
 from pipelines.errors import MlopsError
 
@@ -39,6 +39,12 @@ class Options:
     env: str = "staging"  # release
     to_env: str = "production"  # promote
     from_env: str = "staging"  # promote
+    # tune (the manual stage): None means model.yaml's tuning.trials / tuning.timeout_s;
+    # storage None means MLOPS_TUNE_STORAGE, else the SQLite file under artifacts/.
+    trials: int | None = None
+    timeout: float | None = None
+    workers: int = 1
+    storage: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,19 @@ def _validate(ws: Workspace, _: Options) -> str:
     from pipelines.stages import validate
 
     return f"{validate.run(ws).evaluated} expectations passed"
+
+
+def _tune(ws: Workspace, opts: Options) -> str:
+    from pipelines.stages import tune
+
+    r = tune.run(ws, opts.trials, opts.timeout, opts.workers, opts.storage)
+    # tuned.yaml is now a dependency of train: dvc.yaml lists it from now on.
+    sync_dvc_yaml(ws.root)
+    states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(r.states.items()))
+    return (
+        f"study {r.study} ({states}); best trial {r.best_trial}: {r.best_value:.4f}; "
+        f"wrote {r.tuned_file.relative_to(ws.root)}"
+    )
 
 
 def _train(ws: Workspace, _: Options) -> str:
@@ -139,6 +158,14 @@ _TABLE = (
         _validate,
     ),
     Stage(
+        "tune",
+        "Search the training values in model.yaml's tuning.space with Optuna (TPE by default), "
+        "scored on the validation split, pruning epoch by epoch; resume the study until it "
+        "holds --trials finished trials; write the best values to models/<model>/tuned.yaml, "
+        "which train reads. Manual: `mlops run` does not tune.",
+        _tune,
+    ),
+    Stage(
         "train",
         "Train the Keras model with fixed seeds; export the TFLite serving artifact.",
         _train,
@@ -179,8 +206,9 @@ _TABLE = (
     ),
 )
 # In pipeline order. core/dvcgraph owns the order, because dvc.yaml is generated from it; a
-# unit test keeps the two lists the same.
+# unit test keeps the two lists the same. MANUAL stages are commands, never part of `mlops run`.
 STAGES: dict[str, Stage] = {s.name: s for s in _TABLE}
+MANUAL = ("tune",)
 
 
 def stage_code(root: Path) -> dict[str, list[str]]:
@@ -197,7 +225,8 @@ def sync_dvc_yaml(root: Path) -> bool:
     models = {
         name: load_model(root, name).model.training.architecture for name in model_names(root)
     }
-    text = dvcgraph.render(models, stage_code(root))
+    tuned = [n for n in models if (root / "models" / n / TUNED_FILE).is_file()]
+    text = dvcgraph.render(models, stage_code(root), tuned)
     path = root / "dvc.yaml"
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False

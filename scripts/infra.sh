@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Local infrastructure for packaging and verifying images: a Docker engine, an OCI registry and
-# a pinned Python 3.11 base image. Idempotent: `up` twice does the work once.
+# a pinned Python 3.11 base image; and PostgreSQL for `mlops tune` studies shared by many
+# workers. Idempotent: `up` twice does the work once.
 #
 #   scripts/infra.sh up [--if-possible]   start what is missing (root on Debian installs it)
 #   scripts/infra.sh status               say what is running and where
 #   scripts/infra.sh monitoring           install Prometheus and Alertmanager (promtool, amtool)
+#   scripts/infra.sh postgres             start PostgreSQL only, and print its DSN
 #   scripts/infra.sh down                 stop what `up` started (images and data are kept)
 #
 # Teams with Docker Desktop or a CI runner keep their own engine and registry: set DOCKER_HOST,
@@ -22,6 +24,8 @@ REGISTRY=${REGISTRY:-127.0.0.1:5000}
 BASE_REPO=mlops/python-base
 BASE_TAG=3.11-bookworm
 MIRROR=${MLOPS_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PG_PORT=${MLOPS_PG_PORT:-55432}
+PG=$STATE/postgres
 if_possible=0
 
 log() { printf 'infra: %s\n' "$*"; }
@@ -179,6 +183,59 @@ base_image() {
   log "base image: $(cat "$STATE/base-image") ($(docker image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
+# PostgreSQL from Debian's package, run by hand (no systemd here) as a non-root user: the
+# package's `postgres` user when we are root, else ourselves. The cluster listens on 127.0.0.1
+# only, with a password (scram-sha-256) that is generated once and kept in .infra/postgres/
+# (mode 600, git-ignored), as is the DSN `mlops tune --storage` (or MLOPS_TUNE_STORAGE) takes.
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+pg_as() {  # pg_as COMMAND...: run as the cluster's owner
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+pg_up() { [ -n "$(pg_bin)" ] && "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
+
+start_postgres() {
+  if pg_up && [ -f "$PG/dsn" ]; then log "postgres: up on 127.0.0.1:$PG_PORT"; pg_dsn; return; fi
+  [ -n "$(pg_bin)" ] || apt_install postgresql
+  local bin; bin=$(pg_bin)
+  [ -n "$bin" ] || die "postgresql installed but no /usr/lib/postgresql/*/bin"
+  pg_up && die "127.0.0.1:$PG_PORT answers, but it is not this repository's cluster" \
+    "set MLOPS_PG_PORT to a free port"
+  mkdir -p "$PG"
+  chmod 700 "$PG"
+  [ "$(id -u)" = 0 ] && chown postgres: "$PG"
+  if [ ! -f "$PG/data/PG_VERSION" ]; then
+    local pwfile="$PG/password"
+    pg_as sh -c "umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >'$pwfile'"
+    log "postgres: initdb in $PG/data"
+    pg_as "$bin/initdb" -D "$PWD/$PG/data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+      >"$PG/initdb.log" 2>&1 || die "initdb failed; see $PG/initdb.log"
+  fi
+  pg_as "$bin/pg_ctl" -D "$PWD/$PG/data" -l "$PWD/$PG/log" -w -t 60 \
+    -o "-p $PG_PORT -k $PWD/$PG -c listen_addresses=127.0.0.1" start >/dev/null \
+    || die "postgres did not start; see $PG/log"
+  # The tuning user and database, once; psql over the private Unix socket as the superuser.
+  local psql=("$bin/psql" -h "$PWD/$PG" -p "$PG_PORT" -U postgres -X -q -v ON_ERROR_STOP=1)
+  if [ "$(pg_as "${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname='mlops'")" != 1 ]; then
+    pg_as "${psql[@]}" -c "CREATE ROLE mlops LOGIN PASSWORD '$(cat "$PG/password")'" \
+      -c "CREATE DATABASE mlops OWNER mlops" >/dev/null
+  fi
+  pg_as sh -c "umask 077; printf 'postgresql+psycopg://mlops:%s@127.0.0.1:%s/mlops\n' \
+    \"\$(cat '$PG/password')\" '$PG_PORT' >'$PG/dsn'"
+  log "postgres: started on 127.0.0.1:$PG_PORT (data in $PG/data, log $PG/log)"
+  pg_dsn
+}
+
+pg_dsn() {  # the DSN goes to stdout (scripts can capture it); the file is readable by its owner (and root) only
+  log "postgres DSN (also in $PG/dsn; give it to mlops tune as MLOPS_TUNE_STORAGE or --storage):"
+  cat "$PG/dsn"
+}
+
+stop_postgres() {
+  [ -f "$PG/data/postmaster.pid" ] || return 0
+  pg_as "$(pg_bin)/pg_ctl" -D "$PWD/$PG/data" -m fast -w stop >/dev/null 2>&1 && log "postgres: stopped"
+  return 0
+}
+
 status() {
   local rc=0
   if engine_up; then log "docker engine: up ($(docker version -f '{{.Server.Version}}'), ${DOCKER_HOST:-local socket})"
@@ -187,6 +244,8 @@ status() {
   if [ -n "${BASE_IMAGE:-}" ]; then log "base image: $BASE_IMAGE (from BASE_IMAGE)"
   elif [ -f "$STATE/base-image" ]; then log "base image: $(cat "$STATE/base-image")"
   else log "base image: none yet (run: scripts/infra.sh up)"; rc=3; fi
+  if pg_up; then log "postgres: up on 127.0.0.1:$PG_PORT (DSN in $PG/dsn)"
+  else log "postgres: not answering on 127.0.0.1:$PG_PORT (run: scripts/infra.sh postgres)"; rc=3; fi
   return $rc
 }
 
@@ -205,12 +264,13 @@ cmd=${1:-}
 case "$cmd" in
   up)
     command -v curl >/dev/null 2>&1 || apt_install curl
-    monitoring_tools; start_engine; start_registry; base_image
+    monitoring_tools; start_engine; start_registry; base_image; start_postgres
     log "ready: REGISTRY=$REGISTRY BASE_IMAGE=${BASE_IMAGE:-$(cat "$STATE/base-image")}" ;;
   status) status ;;
   apt) shift; apt_install "$@" ;;  # used by `make bench` for wrk
   # Debian's packages; there is no systemd here, so tests start the binaries themselves.
   monitoring) apt_install prometheus prometheus-alertmanager; monitoring_tools ;;
-  down) stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
+  postgres) start_postgres ;;
+  down) stop_postgres; stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac

@@ -137,3 +137,36 @@ def workspace(prepared: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "repo"
     shutil.copytree(prepared, dest, symlinks=True)
     return dest
+
+
+def postgres_status() -> tuple[str, str]:
+    """(DSN, why not): the PostgreSQL `scripts/infra.sh postgres` started, if it answers."""
+    dsn_file = ROOT / ".infra/postgres/dsn"
+    try:
+        dsn = dsn_file.read_text().strip()
+    except OSError as exc:
+        return "", f"no {dsn_file} ({type(exc).__name__}): run `scripts/infra.sh postgres`"
+    import psycopg
+
+    try:
+        # psycopg takes libpq's URL form: without SQLAlchemy's "+psycopg" driver name.
+        with psycopg.connect(dsn.replace("+psycopg", ""), connect_timeout=5):
+            pass
+    except psycopg.Error as exc:
+        return "", f"PostgreSQL does not answer ({type(exc).__name__}): `scripts/infra.sh postgres`"
+    return dsn, ""
+
+
+@pytest.fixture
+def postgres() -> str:
+    """The local PostgreSQL's DSN, its Optuna studies deleted first (a test's study name is
+    its space's hash: an earlier run's trials would count as this run's)."""
+    dsn, why = postgres_status()
+    require("PostgreSQL", bool(dsn), why)
+    import optuna
+
+    storage = optuna.storages.RDBStorage(dsn)
+    for study in optuna.get_all_study_names(storage):
+        optuna.delete_study(study_name=study, storage=storage)
+    storage.remove_session()
+    return dsn

@@ -38,6 +38,7 @@ BLESSING = "blessing.json"  # gate/
 RELEASE = "release.json"  # package/
 SBOM = "sbom.cdx.json"  # package/
 INFRA_BLESSING = "infra_blessing.json"  # verify/
+TUNING = "tuning.json"  # tune/: the study's record (the study itself: tune/study.db)
 # `mlops monitor`'s report; promote attaches the target environment's to the promotion body.
 MONITOR_REPORT = "monitor.md"
 

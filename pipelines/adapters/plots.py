@@ -45,6 +45,42 @@ def training_curves(history: dict[str, list[float]], path: Path) -> None:
     _save(fig, path)
 
 
+def optimization_history(
+    trials: Sequence[tuple[int, float, str]], metric: str, maximize: bool, path: Path
+) -> None:
+    """Each finished trial's value (number, value, state), and the best so far, to a file."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for state, marker in (("COMPLETE", "o"), ("PRUNED", "x")):
+        points = [(n, v) for n, v, s in trials if s == state]
+        if points:
+            ax.scatter(*zip(*points, strict=True), marker=marker, label=state.lower())
+    complete = sorted((n, v) for n, v, s in trials if s == "COMPLETE")
+    best: list[float] = []
+    for _, v in complete:
+        best.append(v if not best else (max if maximize else min)(best[-1], v))
+    if complete:
+        ax.step([n for n, _ in complete], best, where="post", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(metric)
+    ax.set_title("optimisation history (pruned: value at the epoch it stopped)")
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def importances(values: dict[str, float], path: Path) -> None:
+    """Parameter importances (fANOVA), as horizontal bars, to a file."""
+    plt = _pyplot()
+    names = sorted(values, key=values.__getitem__)
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.45 * max(len(names), 1)))
+    ax.barh(names, [values[n] for n in names])
+    ax.set_xlabel("importance (share of the metric's variance)")
+    ax.set_title("hyper-parameter importances")
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def confusion_matrix(matrix: list[list[int]], classes: list[int], path: Path) -> None:
     """Plot a confusion matrix with counts in the cells to a file."""
     plt = _pyplot()

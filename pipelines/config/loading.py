@@ -18,11 +18,14 @@ from pydantic import BaseModel, ValidationError
 from pipelines.config.schema import (
     DEFAULT_MODEL,
     MODELS_DIR,
+    TUNED_FILE,
     EnvironmentState,
     FileSource,
     GitOpsConfig,
     ModelConfig,
+    TunedFile,
     Workspace,
+    apply_tuned,
     is_local_path,
     relative_path_problem,
     require_known,
@@ -98,7 +101,25 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
             hint="the folder name and the name key must agree",
         )
     check_model_paths(root, model, path)
-    return Workspace(root=root, model=model)
+    tuned = load_tuned(path.parent / TUNED_FILE)
+    if tuned is None:
+        return Workspace(root=root, model=model)
+    try:
+        merged = apply_tuned(model, tuned)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(
+            f"{path.parent / TUNED_FILE}: {exc}",
+            hint="re-run `mlops tune` for the current model.yaml, or delete the file to train "
+            "with model.yaml's values",
+        ) from None
+    return Workspace(root=root, model=merged, tuned=tuned)
+
+
+def load_tuned(path: Path) -> TunedFile | None:
+    """models/<name>/tuned.yaml, validated, or None when the model has not been tuned."""
+    if not path.is_file():
+        return None
+    return _validated(TunedFile, path, _read_yaml(path))
 
 
 def format_validation_error(

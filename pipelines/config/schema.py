@@ -20,7 +20,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictFloat,
     StrictInt,
+    StrictStr,
     StringConstraints,
     ValidationInfo,
     field_validator,
@@ -151,6 +154,128 @@ class TrainingConfig(_Section):
     seed: int = 1234
     threads: int = Field(1, gt=0, le=64)
     params: dict[str, Any] = Field(default_factory=dict)
+
+
+# What a search-space name may address: a training value, or one of training.params's keys.
+TUNABLE = {"learning_rate": "float", "batch_size": "int", "epochs": "int"}
+PARAMS_PREFIX = "params."
+Scalar = StrictBool | StrictInt | StrictFloat | StrictStr
+
+
+class SearchDimension(_Section):
+    """One dimension of a tuning search space: a float or int range (optionally log-scaled or
+    stepped), or a list of choices. Optuna's suggest_float/suggest_int/suggest_categorical."""
+
+    type: Literal["float", "int", "categorical"]
+    low: StrictInt | StrictFloat | None = None
+    high: StrictInt | StrictFloat | None = None
+    log: bool = False
+    step: StrictInt | StrictFloat | None = Field(None, gt=0)
+    choices: list[Scalar] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchDimension:
+        if self.type == "categorical":
+            return self._categorical()
+        if self.choices is not None:
+            raise ValueError(f"a {self.type} dimension takes low/high, not `choices`")
+        if self.low is None or self.high is None:
+            raise ValueError(f"a {self.type} dimension needs both `low` and `high`")
+        if self.type == "int" and not all(
+            isinstance(v, int) for v in (self.low, self.high, self.step) if v is not None
+        ):
+            raise ValueError("an int dimension needs integer low, high and step")
+        if self.low >= self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log-scaled dimension needs low > 0 (got {self.low})")
+        if self.log and self.step is not None:
+            raise ValueError("`log` and `step` cannot be combined (Optuna refuses it)")
+        return self
+
+    def _categorical(self) -> SearchDimension:
+        if not self.choices:
+            raise ValueError("a categorical dimension needs a non-empty `choices` list")
+        if self.low is not None or self.high is not None or self.log or self.step:
+            raise ValueError("a categorical dimension takes `choices` only")
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"choices {self.choices} repeat a value")
+        return self
+
+    def values_are(self, kind: str) -> bool:
+        """Whether every value this dimension can take is a ``kind`` ("int" or "float"; an
+        int counts as a float)."""
+        if self.type != "categorical":
+            return self.type == kind
+        kinds = (int, float) if kind == "float" else (int,)
+        return all(isinstance(v, kinds) and not isinstance(v, bool) for v in self.choices or [])
+
+
+class PrunerConfig(_Section):
+    """Epoch-by-epoch pruning: Optuna's MedianPruner stops a trial whose validation metric is
+    worse than the median of earlier trials at the same epoch; `none` never prunes."""
+
+    kind: Literal["median", "none"] = "median"
+    startup_trials: int = Field(
+        2, ge=0, description="Trials that run to the end before any trial is pruned."
+    )
+    warmup_epochs: int = Field(1, ge=0, description="Epochs of each trial never pruned.")
+
+
+class TuningConfig(_Section):
+    """`mlops tune`: an Optuna study over `space`, scored on the validation split."""
+
+    space: dict[str, SearchDimension] = Field(
+        description="name -> dimension; a name is learning_rate, batch_size, epochs or "
+        "params.<key of training.params>."
+    )
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = Field(0, description="The sampler's seed (worker i uses seed + i).")
+    metric: Literal["val_accuracy", "val_loss"] = "val_accuracy"
+    direction: Literal["maximize", "minimize"] | None = Field(
+        None, description="Default: maximize val_accuracy, minimize val_loss."
+    )
+    trials: int = Field(20, ge=1, le=10_000, description="Finished trials the study must hold.")
+    timeout_s: float | None = Field(None, gt=0, description="Per worker, in seconds.")
+    pruner: PrunerConfig = Field(default_factory=PrunerConfig)
+    heartbeat_s: int = Field(
+        10, ge=1, le=3600, description="How often a running trial says it is alive."
+    )
+    grace_s: int = Field(
+        30,
+        ge=2,
+        le=86_400,
+        description="A running trial silent this long is failed (its worker died) and retried.",
+    )
+    max_retry: int = Field(2, ge=0, le=100, description="Retries of a trial whose worker died.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> TuningConfig:
+        if not self.space:
+            raise ValueError("space is empty: name at least one dimension to search")
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError("grace_s must exceed heartbeat_s")
+        wanted = "maximize" if self.metric == "val_accuracy" else "minimize"
+        if self.direction is not None and self.direction != wanted:
+            raise ValueError(f"{self.metric} is to {wanted}, not to {self.direction}")
+        return self
+
+    @property
+    def goal(self) -> Literal["maximize", "minimize"]:
+        """The direction of the study."""
+        return "maximize" if self.metric == "val_accuracy" else "minimize"
+
+
+def tuning_target_problem(name: str, kind_ok: bool | None, params: dict[str, Any]) -> str | None:
+    """Why a search-space or tuned.yaml name cannot address a training value, if it cannot."""
+    if name in TUNABLE:
+        if kind_ok is False:
+            return f"{name} takes {TUNABLE[name]} values"
+        return None
+    if name.startswith(PARAMS_PREFIX) and name[len(PARAMS_PREFIX) :] in params:
+        return None
+    known = [*TUNABLE, *(PARAMS_PREFIX + k for k in sorted(params))]
+    return f"unknown target {name!r} (one of: {', '.join(known)})"
 
 
 class ExportConfig(_Section):
@@ -352,6 +477,22 @@ class ModelConfig(_Section):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     deploy: DeployConfig = Field(default_factory=DeployConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    tuning: TuningConfig | None = Field(
+        None, description="`mlops tune`'s search; absent: the model is not tuned."
+    )
+
+    @model_validator(mode="after")
+    def _tuning_targets_exist(self) -> ModelConfig:
+        if self.tuning is None:
+            return self
+        for name, dim in self.tuning.space.items():
+            kind = TUNABLE.get(name)
+            problem = tuning_target_problem(
+                name, dim.values_are(kind) if kind else None, self.training.params
+            )
+            if problem:
+                raise ValueError(f"tuning.space: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _overrides_name_real_classes(self) -> ModelConfig:
@@ -374,12 +515,63 @@ class ModelConfig(_Section):
         return hashlib.sha256(blob).hexdigest()
 
 
+TUNED_FILE = "tuned.yaml"
+
+
+class TunedValues(_Section):
+    """The training values a study chose, shaped like model.yaml's `training` section."""
+
+    learning_rate: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, gt=0)
+    epochs: int | None = Field(None, gt=0, le=1000)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+
+    def flat(self) -> dict[str, Any]:
+        """Name -> value, with the names a search space uses (params.<key>)."""
+        out: dict[str, Any] = {k: v for k in TUNABLE if (v := getattr(self, k)) is not None}
+        out.update({PARAMS_PREFIX + k: v for k, v in self.params.items()})
+        return out
+
+
+class TunedFile(_Section):
+    """models/<name>/tuned.yaml, written by `mlops tune`, committed, read by every stage:
+    its `training` values take precedence over model.yaml's."""
+
+    study: str
+    metric: Literal["val_accuracy", "val_loss"]
+    direction: Literal["maximize", "minimize"]
+    value: float
+    best_trial: int = Field(ge=0)
+    finished_trials: int = Field(ge=1)
+    states: dict[str, int] = Field(default_factory=dict)  # trials per state (COMPLETE, ...)
+    # fANOVA importance per space name: the reviewer's "what mattered" (empty if too few).
+    importances: dict[str, float] = Field(default_factory=dict)
+    space_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    training: TunedValues
+
+
+def apply_tuned(model: ModelConfig, tuned: TunedFile) -> ModelConfig:
+    """``model`` with the tuned values over its `training` section; a ValueError naming a
+    value that no longer addresses a training value (a renamed architecture parameter)."""
+    for name in tuned.training.flat():
+        problem = tuning_target_problem(name, None, model.training.params)
+        if problem:
+            raise ValueError(problem)
+    values = tuned.training
+    training = model.training.model_dump()
+    training.update({k: v for k in TUNABLE if (v := getattr(values, k)) is not None})
+    training["params"] = {**training["params"], **values.params}
+    return model.model_copy(update={"training": TrainingConfig.model_validate(training)})
+
+
 @dataclass(frozen=True)
 class Workspace:
     """Where things live for one model. Paths are absolute; nothing here touches the disk."""
 
     root: Path
     model: ModelConfig
+    # models/<name>/tuned.yaml when present: already merged into model.training.
+    tuned: TunedFile | None = None
 
     @property
     def name(self) -> str:

@@ -87,6 +87,9 @@ class Settings:
     guard_token: SecretStr | None
     # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
     prometheus_url: str
+    # MLOPS_TUNE_STORAGE: `mlops tune --storage`'s default, the study's database URL (a
+    # PostgreSQL DSN holds a password: a variable from a Secret keeps it out of `ps`)
+    tune_storage: SecretStr | None
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -181,6 +184,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
+        tune_storage=secret("MLOPS_TUNE_STORAGE"),
         # Empty is unset, as for the others: GitHub passes an unset `vars.REGISTRY` as "", and
         # gitops.yaml's registry (what `mlops configure` wrote) must then apply.
         registry=(text("REGISTRY") or DEFAULT_REGISTRY).rstrip("/"),

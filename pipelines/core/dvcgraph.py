@@ -6,12 +6,12 @@ needs; ``mlops run`` refreshes it and CI checks the committed copy is current.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import yaml
 
-from pipelines.config.schema import PROFILE_PARAMS
+from pipelines.config.schema import PROFILE_PARAMS, TUNED_FILE
 
 # Per stage: the model's own code whose change must invalidate it, the model.yaml sections it
 # reads, and the folders it writes. The stage's code in pipelines/ is not listed here: it is
@@ -37,6 +37,9 @@ STAGES: dict[str, dict[str, list[str]]] = {
     },
 }
 ORDER = list(STAGES)
+# The stages that read models/<m>/tuned.yaml (`mlops tune`'s result, merged over `training`):
+# its `training` values are their params too, once the file exists.
+TUNED_READERS = ("train",)
 # The whole pipeline, in order; the DVC-cached stages are the middle of it.
 PIPELINE = ["ingest", *ORDER, "gate", "package", "verify", "release", "promote"]
 
@@ -51,9 +54,14 @@ def stage_module(stage: str) -> str:
     return f"pipelines.stages.{stage}"
 
 
-def render(models: Mapping[str, str], code: Mapping[str, Sequence[str]]) -> str:
+def render(
+    models: Mapping[str, str],
+    code: Mapping[str, Sequence[str]],
+    tuned: Collection[str] = (),
+) -> str:
     """dvc.yaml text for ``{model name: architecture file}``, with ``code``: ``{stage: the
-    pipelines/ files it runs}``; stable for equal input."""
+    pipelines/ files it runs}`` and ``tuned``: the models that have a tuned.yaml; stable for
+    equal input."""
     stages: dict[str, Any] = {}
     for model, architecture in sorted(models.items()):
         for stage, spec in STAGES.items():
@@ -63,7 +71,12 @@ def render(models: Mapping[str, str], code: Mapping[str, Sequence[str]]) -> str:
                 "deps": (
                     [d.format(**fill) for d in spec["deps"] + spec["code"]] + sorted(code[stage])
                 ),
-                "params": [{f"models/{model}/model.yaml": spec["params"]}],
+                "params": [{f"models/{model}/model.yaml": spec["params"]}]
+                + (
+                    [{f"models/{model}/{TUNED_FILE}": ["training"]}]
+                    if model in tuned and stage in TUNED_READERS
+                    else []
+                ),
                 # Not cached: artifacts are cheap to rebuild and the cache would copy every run.
                 "outs": [{f"artifacts/{model}/{stage}": {"cache": False}}],
             }

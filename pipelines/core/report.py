@@ -156,9 +156,11 @@ def promotion_body(
     diff: Diff,
     sbom: str,
     monitor: str | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> str:
     """The promotion PR body: everything a reviewer needs to approve or refuse. ``monitor``:
-    the target environment's `mlops monitor` report, when the run that retrained made one."""
+    the target environment's `mlops monitor` report, when the run that retrained made one;
+    ``tuned``: tuned.yaml, when the model was trained with tuned values."""
     latency = infra.get("latency_ms") or {}
     return (
         "\n".join(
@@ -175,6 +177,7 @@ def promotion_body(
                 "## Gate",
                 rules_list(blessing.get("rules") or []),
                 "",
+                *tuning_section(tuned),
                 "## Image (verified by running it)",
                 f"- image: `{release['image']}`",
                 f"- model artifact: `{release.get('model_artifact') or 'n/a'}` "
@@ -197,6 +200,33 @@ def promotion_body(
 
 # A Markdown image reference: its file stays in the monitor's artifacts, not in the PR.
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+
+
+def tuning_section(tuned: Mapping[str, Any] | None, heading: str = "## Tuning") -> list[str]:
+    """The trained model's tuned values (models/<name>/tuned.yaml): the study, its trials, the
+    best trial's validation score, what it set and which values mattered. Empty when the
+    model was trained with model.yaml's values."""
+    if not tuned:
+        return []
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted((tuned.get("states") or {}).items()))
+    values = tuned.get("training") or {}
+    rows = [[k, f"`{v}`"] for k, v in values.items() if k != "params"]
+    rows += [[f"params.{k}", f"`{v}`"] for k, v in (values.get("params") or {}).items()]
+    importances = tuned.get("importances") or {}
+    lines = [
+        heading,
+        "",
+        f"Trained with the values of Optuna study `{tuned['study']}` "
+        f"({states or str(tuned['finished_trials']) + ' finished'} trials): best trial "
+        f"#{tuned['best_trial']}, {tuned['metric']} {tuned['value']:.4f} on the validation "
+        "split (never the test split). The gate above judged the resulting model.",
+        "",
+        table(["tuned value", "set to"], rows),
+    ]
+    if importances:
+        ranked = sorted(importances.items(), key=lambda kv: -kv[1])
+        lines += ["", "Importance (fANOVA): " + ", ".join(f"{k} {v:.0%}" for k, v in ranked)]
+    return [*lines, ""]
 
 
 def monitor_section(env: str, markdown: str | None) -> list[str]:
@@ -246,8 +276,10 @@ def ci_report(
     blessing: Mapping[str, Any] | None,
     links: Sequence[tuple[str, str]],
     context: str,
+    tuned: Mapping[str, Any] | None = None,
 ) -> str:
-    """The PR/MR comment and job summary of a pipeline run: the same text on every system."""
+    """The PR/MR comment and job summary of a pipeline run: the same text on every system.
+    ``tuned``: tuned.yaml, when the model was trained with tuned values."""
     if summary is not None and not summary.get("success"):
         headline = "❌ data validation failed: nothing was trained or gated"
     elif blessing is None:
@@ -268,6 +300,7 @@ def ci_report(
             "",
             rules_list(blessing.get("rules") or []),
             "",
+            *tuning_section(tuned, "**Tuning**"),
         ]
     if links:
         parts += ["**Artifacts**: " + " · ".join(f"[{name}]({url})" for name, url in links), ""]

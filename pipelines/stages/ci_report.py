@@ -11,6 +11,7 @@ holds `pull-requests: write` and installs nothing else (tests/integration/test_c
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from pipelines.adapters.artifacts import sha256_file, write_text
 from pipelines.config import Workspace, load_gitops, read_settings
 from pipelines.core import report
 from pipelines.errors import ConfigError
-from pipelines.evidence import Blessing, Record, ValidationSummary
+from pipelines.evidence import Blessing, Record, TrainingRecord, ValidationSummary
 
 # (label, path under artifacts/<model>/) of what a reviewer opens.
 ARTIFACTS = (
@@ -29,6 +30,8 @@ ARTIFACTS = (
     ("confusion matrix", "evaluate/confusion_matrix.png"),
     ("training curves", "train/curves.png"),
     ("blessing", "gate/blessing.json"),
+    ("tuning history", "tune/history.png"),
+    ("tuning importances", "tune/importances.png"),
 )
 
 
@@ -49,6 +52,18 @@ def _optional(ws: Workspace, kind: type[Record]) -> dict[str, Any] | None:
     """The record as the report renders it (plain JSON), or None where the stage has not run."""
     path = evidence.at(ws, kind)
     return evidence.load(path, kind).model_dump(mode="json") if path.is_file() else None
+
+
+def _tuned(ws: Workspace, blessing: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """tuned.yaml, when the gated model was trained with it (its training record says so)."""
+    if ws.tuned is None or blessing is None:
+        return None
+    # Without train's record (a report job given only the gate's artifacts), the committed
+    # tuned.yaml is what train read in this commit.
+    trained = _optional(ws, TrainingRecord)
+    if trained is not None and trained.get("tuned_study") != ws.tuned.study:
+        return None
+    return ws.tuned.model_dump(mode="json", exclude_none=True)
 
 
 def links(ws: Workspace, artifacts_url: str) -> list[tuple[str, str]]:
@@ -109,6 +124,7 @@ def run(
         blessing=blessing,
         links=links(ws, artifacts_url),
         context=context(),
+        tuned=_tuned(ws, blessing),
     )
     if summary_file is not None:
         summary_file.parent.mkdir(parents=True, exist_ok=True)

@@ -170,6 +170,7 @@ def run(ws: Workspace, to_env: str, from_env: str, progress: Progress = print) -
             diff=diff(_names(before), _names(after)),
             sbom=f"`{SBOM}` (sha256 `{proof.record.sbom_sha256}`), CycloneDX 1.6",
             monitor=_monitor_report(root, to_env),
+            tuned=ws.tuned.model_dump(mode="json", exclude_none=True) if ws.tuned else None,
         )
         pr = provider.open_or_update(
             head=branch,

@@ -156,6 +156,7 @@ def run(ws: Workspace) -> TrainResult:
                 quantization=ws.model.export.quantization,
                 classes=data.label.classes,
                 data_fingerprint=data_fingerprint,
+                tuned_study=ws.tuned.study if ws.tuned else None,
             ),
         )
     return TrainResult(final / TFLITE, digest, cfg.epochs, curves["val_accuracy"][-1])

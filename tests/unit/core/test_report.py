@@ -164,3 +164,60 @@ def test_the_promotion_body_carries_the_monitor_report_when_there_is_one() -> No
     without = promotion_body(**args)  # type: ignore[arg-type]
     assert "Monitoring report" not in without
     assert with_report.startswith(without.rstrip("\n"))
+
+
+TUNED = {
+    "study": "digits-0123456789ab",
+    "metric": "val_accuracy",
+    "direction": "maximize",
+    "value": 0.97531,
+    "best_trial": 7,
+    "finished_trials": 12,
+    "states": {"COMPLETE": 9, "PRUNED": 3, "FAIL": 1},
+    "importances": {"learning_rate": 0.7, "params.dropout": 0.3},
+    "space_sha256": "0" * 64,
+    "training": {"learning_rate": 0.0012, "params": {"dropout": 0.3}},
+}
+
+
+def test_a_tuned_model_gets_a_tuning_section_in_the_report_and_the_promotion() -> None:
+    from pipelines.core.render import diff
+    from pipelines.core.report import ci_report, promotion_body, tuning_section
+
+    lines = tuning_section(TUNED)
+    text = "\n".join(lines)
+    assert lines[0] == "## Tuning"
+    assert "study `digits-0123456789ab` (9 complete, 1 fail, 3 pruned trials)" in text
+    assert "best trial #7, val_accuracy 0.9753 on the validation split" in text
+    assert "| learning_rate  | `0.0012` |" in text
+    assert "| params.dropout | `0.3`    |" in text
+    assert "Importance (fANOVA): learning_rate 70%, params.dropout 30%" in text
+    assert tuning_section(None) == []
+
+    blessing = {"blessed": True, "rules": [], "candidate": {"accuracy": 0.9}}
+    comment = ci_report(
+        model="digits", summary=None, blessing=blessing, links=[], context="c", tuned=TUNED
+    )
+    assert "**Tuning**" in comment
+    assert "Tuning" not in ci_report(
+        model="digits", summary=None, blessing=blessing, links=[], context="c"
+    )
+    body = promotion_body(
+        env="production",
+        source_env="staging",
+        release={
+            "release_id": "digits-000000000003",
+            "image": "r/d@sha256:" + "0" * 64,
+            "model_sha256": "1" * 64,
+            "source_commit": "a" * 40,
+            "data_md5": "m",
+        },
+        previous=None,
+        summary={"success": True, "rows": {"test": 3}},
+        blessing=blessing,
+        infra={"rules": []},
+        diff=diff({}, {}),
+        sbom="sbom",
+        tuned=TUNED,
+    )
+    assert body.index("## Gate") < body.index("## Tuning") < body.index("## Image")
