@@ -172,6 +172,10 @@ class TrainingRecord(Record, Provenance):
     quantization: str
     classes: list[int]
     data_fingerprint: str
+    # Processes that trained it together (1: one process, byte-reproducible) and the Keras
+    # that fitted it (tf_keras under MultiWorkerMirroredStrategy).
+    workers: int = 1
+    keras: str = ""
 
     def binding(self) -> dict[str, object]:
         """The model artifact, the data it was trained on, and its classes."""

@@ -38,6 +38,7 @@ class Options:
     env: str = "staging"  # release
     to_env: str = "production"  # promote
     from_env: str = "staging"  # promote
+    workers: int | None = None  # train: overrides training.distribution.workers
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,14 @@ def _validate(ws: Workspace, _: Options) -> str:
     return f"{validate.run(ws).evaluated} expectations passed"
 
 
-def _train(ws: Workspace, _: Options) -> str:
+def _train(ws: Workspace, opts: Options) -> str:
     from pipelines.stages import train
 
-    t = train.run(ws)
+    t = train.run(ws, opts.workers, opts.progress)
     return (
-        f"val accuracy {t.final_val_accuracy:.4f} after {t.epochs} epochs; "
+        f"val accuracy {t.final_val_accuracy:.4f} after {t.epochs} epochs"
+        + (f" on {t.workers} workers" if t.workers > 1 else "")
+        + "; "
         f"sha256 {t.tflite_sha256[:12]}"
     )
 

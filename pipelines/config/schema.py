@@ -141,6 +141,22 @@ class DataConfig(_Section):
     expectations: ExpectationSpec = Field(default_factory=ExpectationSpec)
 
 
+class DistributionConfig(_Section):
+    """How many processes train together (MultiWorkerMirroredStrategy with tf_keras)."""
+
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Training processes. 1 (the default) trains in the stage's own process and is "
+            "byte-reproducible; N > 1 trains across N workers (local processes over loopback, "
+            "or the pods of the training Job), sharing the global batch_size. "
+            "`mlops train --workers N` overrides it."
+        ),
+    )
+
+
 class TrainingConfig(_Section):
     """How the model is built and trained."""
 
@@ -151,6 +167,17 @@ class TrainingConfig(_Section):
     seed: int = 1234
     threads: int = Field(1, gt=0, le=64)
     params: dict[str, Any] = Field(default_factory=dict)
+    distribution: DistributionConfig = Field(default_factory=DistributionConfig)
+
+    @model_validator(mode="after")
+    def _batch_splits_across_workers(self) -> TrainingConfig:
+        workers = self.distribution.workers
+        if self.batch_size % workers:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split evenly across "
+                f"distribution.workers {workers}: each worker takes batch_size / workers"
+            )
+        return self
 
 
 class ExportConfig(_Section):

@@ -88,6 +88,10 @@ class Settings:
     # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
     prometheus_url: str
 
+    # --- multi-worker training ------------------------------------------------------------
+    tf_config: str  # TF_CONFIG: this process is one worker of a cluster (`mlops train --worker`)
+    job_completion_index: str  # JOB_COMPLETION_INDEX: the pod's index in an Indexed Job
+
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
     registry_insecure: bool  # REGISTRY_INSECURE: plain HTTP to a non-loopback registry
@@ -180,6 +184,8 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
+        tf_config=text("TF_CONFIG"),
+        job_completion_index=text("JOB_COMPLETION_INDEX"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
