@@ -84,14 +84,13 @@ def run_local(
 
     try:
         for i in range(workers):
-            env = {
-                **os.environ,  # handing the environment on; TF_CONFIG is the worker's own
-                "TF_CONFIG": local_cluster(ports, i).to_json(),
-                "PYTHONPATH": os.pathsep.join(
-                    p for p in (package_parent, os.environ.get("PYTHONPATH", "")) if p
-                ),
-                "PYTHONUNBUFFERED": "1",
-            }
+            # The environment is handed on, with the worker's own TF_CONFIG, and this
+            # package first on the handed-on PYTHONPATH.
+            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+            env["TF_CONFIG"] = local_cluster(ports, i).to_json()
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [package_parent, env.get("PYTHONPATH")])
+            )
             proc = subprocess.Popen(
                 [sys.executable, "-m", "pipelines.cli", *argv],
                 cwd=root,

@@ -73,7 +73,7 @@ def test_a_dead_worker_fails_the_training_and_leaves_no_model(workspace: Path) -
         if "worker 1/2: epoch 1/200" in line:
             os.kill(pids[1], signal.SIGKILL)
             break
-    rest, err = proc.communicate(timeout=300)
+    _, err = proc.communicate(timeout=300)
     assert proc.returncode == 3, err
     assert "training worker 1 of 2 failed (killed by signal 9)" in err
     assert "no model was written" in err
