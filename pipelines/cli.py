@@ -310,6 +310,14 @@ def _parser() -> argparse.ArgumentParser:
         + " (the alerts' conditions over the window)",
     )
     p = add(
+        "cluster-job",
+        "Apply the model's training Job (multi-worker, with its headless Service) or its "
+        "tuning Job, as committed in manifests/jobs/<model>/, to the cluster of the current "
+        "kube context (KUBECONFIG); a previous Job of that name is replaced. Exit 1 when the "
+        "committed Jobs are stale or invalid, 3 when the cluster does not answer.",
+    )
+    p.add_argument("--job", required=True, choices=("train", "tune"), help="which Job to start")
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -424,6 +432,17 @@ def _train_worker(ws: Workspace, args: argparse.Namespace) -> int:
             f"train: chief wrote {result.tflite} (sha256 {result.tflite_sha256[:12]}), "
             f"val accuracy {result.final_val_accuracy:.4f} on {cluster.size} workers"
         )
+    return 0
+
+
+def _cluster_job(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import cluster_job
+
+    r = cluster_job.run(ws, args.job, _progress)
+    print(
+        f"cluster-job: started {r.namespace}/{r.job} ({', '.join(r.applied)}); follow it with "
+        f"`kubectl -n {r.namespace} logs -f job/{r.job}`"
+    )
     return 0
 
 
@@ -673,6 +692,7 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
     "status": _status,
     "run": _run,
     "report": _report,
+    "cluster-job": _cluster_job,
 }
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

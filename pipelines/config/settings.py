@@ -91,6 +91,9 @@ class Settings:
     # --- multi-worker training ------------------------------------------------------------
     tf_config: str  # TF_CONFIG: this process is one worker of a cluster (`mlops train --worker`)
     job_completion_index: str  # JOB_COMPLETION_INDEX: the pod's index in an Indexed Job
+    # KUBECONFIG: the kubeconfig(s) `mlops cluster-job` applies with (the client's own default,
+    # ~/.kube/config, when unset); read here because the client reads it once, at its import
+    kubeconfig: str
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -186,6 +189,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         tf_config=text("TF_CONFIG"),
         job_completion_index=text("JOB_COMPLETION_INDEX"),
+        kubeconfig=text("KUBECONFIG"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),
