@@ -8,6 +8,7 @@ import collections
 import contextlib
 import os
 import queue
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pipelines
 from pipelines.core.distribution import local_cluster
+from pipelines.errors import InfraError
 
 # How long a stopped worker may take to exit on SIGTERM before it is killed.
 STOP_TIMEOUT_S = 10.0
@@ -82,6 +84,7 @@ def run_local(
             lines.put((index, line.rstrip("\n")))
         lines.put((index, None))
 
+    restore = _stop_on_sigterm()
     try:
         for i in range(workers):
             # The environment is handed on, with the worker's own TF_CONFIG, and this
@@ -127,6 +130,29 @@ def run_local(
         return failure or _first_failure(procs, tails)
     finally:
         _stop(procs)
+        restore()
+
+
+def _stop_on_sigterm() -> Callable[[], None]:
+    """While the workers run, SIGTERM (a cancelled CI job, `kill`) raises InfraError in this
+    process, so that the workers are stopped too rather than left training without it.
+    Returns what puts the previous handler back. Only the main thread may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminated(signum: int, _frame: object) -> None:
+        raise InfraError(
+            f"training stopped: mlops received signal {signum}; its workers were stopped and "
+            "no model was written",
+            hint="re-run `mlops train`",
+        )
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 def _first_failure(

@@ -201,7 +201,11 @@ def run_worker(ws: Workspace, cluster: Cluster, progress: Progress = print) -> T
 def _run_local_workers(ws: Workspace, count: int, progress: Progress) -> TrainResult:
     final = ws.artifacts("train")
     argv = ["train", "--model", ws.name, "--workers", str(count), "--worker"]
-    failure = local.run_local(ws.root, argv, count, progress)
+    try:
+        failure = local.run_local(ws.root, argv, count, progress)
+    except BaseException:
+        invalidate(final)  # stopped (SIGTERM, Ctrl-C): the chief may have written already
+        raise
     if failure is not None:
         invalidate(final)  # the chief may have finished before another worker failed
         tail = "\n".join(f"    {line}" for line in failure.tail) or "    (no output)"

@@ -131,3 +131,32 @@ def test_a_worker_without_a_cluster_is_refused(
     assert main(["train", "--worker"]) == 2
     assert "not a training worker" in capsys.readouterr().err
     assert (workspace / "artifacts/digits/train/model.tflite").is_file()
+
+
+@needs_two_cpus
+def test_stopping_the_command_stops_its_workers(workspace: Path) -> None:
+    edit_model_yaml(workspace, {"training.epochs": 200})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "train", "--workers", "2"],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert proc.stdout is not None
+    pids = []
+    for line in proc.stdout:
+        started = re.match(r"worker \d/2: started, pid (\d+)", line)
+        if started:
+            pids.append(int(started[1]))
+        if len(pids) == 2:
+            proc.terminate()  # SIGTERM, as a cancelled CI job sends
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err
+    assert "received signal 15; its workers were stopped" in err
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not (workspace / "artifacts/digits/train").exists()
