@@ -162,6 +162,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
 	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
 	"$$MLOPS_BIN/python" bench/capacity.py
+	"$$MLOPS_BIN/python" bench/distributed_training.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp
