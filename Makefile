@@ -12,13 +12,14 @@ SINCE ?= 1h
 FAIL_ON ?=
 MONITOR_OUTPUT ?=
 MONITOR_FAILING ?=
+CLUSTER_JOB ?= train
 # Values a person or a CI job sets, on the command line or in the environment. Make would expand
 # a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
 # them as literal text. Recipes never paste them into the command line: they read them from the
-# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL, REPORT_POST, SINCE, FAIL_ON and
-# MONITOR_FAILING pass scripts/check-inputs.sh first.
+# environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL, REPORT_POST, SINCE, FAIL_ON,
+# MONITOR_FAILING and CLUSTER_JOB pass scripts/check-inputs.sh first.
 USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
-	MLOPS_INSTALL MLOPS_BASELINE SINCE FAIL_ON MONITOR_OUTPUT MONITOR_FAILING
+	MLOPS_INSTALL MLOPS_BASELINE SINCE FAIL_ON MONITOR_OUTPUT MONITOR_FAILING CLUSTER_JOB
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
@@ -32,7 +33,7 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
 	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain \
-	tools-image
+	tools-image cluster-job
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -112,6 +113,9 @@ retrain: check-inputs setup ## the scheduled loop: when MONITOR_FAILING=true, th
 		echo "retrain: the monitor found nothing to act on (MONITOR_FAILING=$$MONITOR_FAILING)"; \
 	fi
 
+cluster-job: check-inputs setup ## start MODEL's CLUSTER_JOB (train or tune) Job on the cluster of KUBECONFIG
+	$(MLOPS) cluster-job --model "$$MODEL" --job "$$CLUSTER_JOB"
+
 manifests: setup ## check the committed manifests are current and valid
 	$(MLOPS) render --check
 	$(MLOPS) lint-manifests
@@ -159,6 +163,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
 	"$$MLOPS_BIN/python" bench/capacity.py
 	"$$MLOPS_BIN/python" bench/tuning.py
+	"$$MLOPS_BIN/python" bench/distributed_training.py
 
 clean: ## remove generated data and artifacts (keeps the virtualenv)
 	rm -rf artifacts data .dvc/tmp

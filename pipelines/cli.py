@@ -87,6 +87,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", action="store_true", help="print the JSON schema of model.yaml")
     stage_parsers = {name: add(name, stage.help) for name, stage in STAGES.items()}
     baseline(stage_parsers["gate"])
+    p = stage_parsers["train"]
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="train across N local worker processes over loopback "
+        "(MultiWorkerMirroredStrategy, tf_keras); 1 trains in this process, "
+        "byte-reproducibly (default: training.distribution.workers in model.yaml)",
+    )
+    # One worker of a cluster: started by `--workers N` (TF_CONFIG set) or by a pod of the
+    # rendered training Job (its cluster from the Job's name, Service, port and
+    # JOB_COMPLETION_INDEX). Not for people to type.
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--job", help=argparse.SUPPRESS)
+    p.add_argument("--job-service", help=argparse.SUPPRESS)
+    p.add_argument("--job-port", type=int, default=0, help=argparse.SUPPRESS)
     stage_parsers["release"].add_argument(
         "--env", default="staging", help="environment (default: %(default)s)"
     )
@@ -359,6 +375,14 @@ def _parser() -> argparse.ArgumentParser:
         + " (the alerts' conditions over the window)",
     )
     p = add(
+        "cluster-job",
+        "Apply the model's training Job (multi-worker, with its headless Service) or its "
+        "tuning Job, as committed in manifests/jobs/<model>/, to the cluster of the current "
+        "kube context (KUBECONFIG); a previous Job of that name is replaced. Exit 1 when the "
+        "committed Jobs are stale or invalid, 3 when the cluster does not answer.",
+    )
+    p.add_argument("--job", required=True, choices=("train", "tune"), help="which Job to start")
+    p = add(
         "run", "Run the pipeline in order, skipping unchanged stages: " + ", ".join(PIPELINE) + "."
     )
     baseline(p)
@@ -419,6 +443,8 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
         prefix = request_branch("promote", args.to_env)
         print(f"promote: {promote.merge_local(ws, prefix, _progress)}")
         return 0
+    if args.command == "train" and (args.worker or args.job):
+        return _train_worker(ws, args)
     stage = STAGES[args.command]
     opts = Options(
         progress=_progress,
@@ -428,7 +454,7 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
         from_env=getattr(args, "from_env", None) or Options.from_env,
         trials=getattr(args, "trials", None),
         timeout=getattr(args, "timeout", None),
-        workers=Options.workers if getattr(args, "workers", None) is None else args.workers,
+        workers=getattr(args, "workers", None),
         storage=getattr(args, "storage", None),
     )
     summary = stage.execute(ws, opts)
@@ -436,6 +462,55 @@ def _stage(ws: Workspace, args: argparse.Namespace) -> int:
     if stage.rules:
         _print_rules(ws, stage.rules)
     print(f"{stage.name}: {summary}")
+    return 0
+
+
+def _train_worker(ws: Workspace, args: argparse.Namespace) -> int:
+    """One training worker: its cluster from TF_CONFIG (local workers), or from the Indexed
+    Job's name, headless Service and port with the pod's JOB_COMPLETION_INDEX."""
+    from pipelines.core import distribution
+    from pipelines.stages import train
+
+    env = read_settings()
+    try:
+        if args.job:
+            if not env.job_completion_index.isdigit() or not args.workers:
+                raise ValueError("a Job worker needs --workers and JOB_COMPLETION_INDEX")
+            cluster = distribution.job_cluster(
+                args.job,
+                args.job_service or args.job,
+                args.workers,
+                int(env.job_completion_index),
+                args.job_port or distribution.JOB_PORT,
+            )
+        else:
+            if not env.tf_config:
+                raise ValueError("a worker needs TF_CONFIG")
+            cluster = distribution.parse_tf_config(env.tf_config)
+    except ValueError as exc:
+        raise ConfigError(
+            f"not a training worker: {exc}",
+            hint="start workers with `mlops train --workers N`, not with --worker",
+        ) from exc
+    if args.workers is not None and args.workers != cluster.size:
+        raise ConfigError(f"--workers {args.workers} but the cluster has {cluster.size} workers")
+    result = train.run_worker(ws, cluster, _progress)
+    if result is not None:
+        print(
+            f"train: chief wrote {result.tflite} (sha256 {result.tflite_sha256[:12]}), "
+            f"val accuracy {result.final_val_accuracy:.4f} on {cluster.size} workers"
+        )
+    return 0
+
+
+def _cluster_job(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.stages import cluster_job
+
+    r = cluster_job.run(ws, args.job, _progress)
+    print(
+        f"cluster-job: started {r.namespace}/{r.job} ({', '.join(r.applied)}); follow it with "
+        f"`kubectl -n {r.namespace} logs -f job/{r.job}`"
+    )
     return 0
 
 
@@ -706,6 +781,7 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
     "status": _status,
     "run": _run,
     "report": _report,
+    "cluster-job": _cluster_job,
 }
 # Stages are imported on demand: `mlops --help` and `mlops render` must not pay for TF or GX.
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -175,6 +175,10 @@ class TrainingRecord(Record, Provenance):
     data_fingerprint: str
     # The study whose best values (models/<name>/tuned.yaml) the training used, if any.
     tuned_study: str | None = None
+    # Processes that trained it together (1: one process, byte-reproducible) and the Keras
+    # that fitted it (tf_keras under MultiWorkerMirroredStrategy).
+    workers: int = 1
+    keras: str = ""
 
     def binding(self) -> dict[str, object]:
         """The model artifact, the data it was trained on, and its classes."""

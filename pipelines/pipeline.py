@@ -43,7 +43,8 @@ class Options:
     # storage None means MLOPS_TUNE_STORAGE, else the SQLite file under artifacts/.
     trials: int | None = None
     timeout: float | None = None
-    workers: int = 1
+    # train: overrides training.distribution.workers; tune: its local workers (default 1).
+    workers: int | None = None
     storage: str | None = None
 
 
@@ -80,7 +81,7 @@ def _validate(ws: Workspace, _: Options) -> str:
 def _tune(ws: Workspace, opts: Options) -> str:
     from pipelines.stages import tune
 
-    r = tune.run(ws, opts.trials, opts.timeout, opts.workers, opts.storage)
+    r = tune.run(ws, opts.trials, opts.timeout, opts.workers or 1, opts.storage)
     # tuned.yaml is now a dependency of train: dvc.yaml lists it from now on.
     sync_dvc_yaml(ws.root)
     states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(r.states.items()))
@@ -90,12 +91,14 @@ def _tune(ws: Workspace, opts: Options) -> str:
     )
 
 
-def _train(ws: Workspace, _: Options) -> str:
+def _train(ws: Workspace, opts: Options) -> str:
     from pipelines.stages import train
 
-    t = train.run(ws)
+    t = train.run(ws, opts.workers, opts.progress)
     return (
-        f"val accuracy {t.final_val_accuracy:.4f} after {t.epochs} epochs; "
+        f"val accuracy {t.final_val_accuracy:.4f} after {t.epochs} epochs"
+        + (f" on {t.workers} workers" if t.workers > 1 else "")
+        + "; "
         f"sha256 {t.tflite_sha256[:12]}"
     )
 

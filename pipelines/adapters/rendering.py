@@ -29,12 +29,15 @@ from pipelines.config import (
     model_names,
     parse_environment,
 )
-from pipelines.core import guard_render, policy, render
+from pipelines.core import guard_render, job_render, policy, render
 from pipelines.core.policy import Violation
 from pipelines.errors import CheckFailed, ConfigError
 
-# The folders a rendering owns inside a manifests folder; nothing else is touched.
-OWNED = ("rendered", "controllers/argocd", "controllers/flux")
+# The folders a rendering owns inside a manifests folder; nothing else is touched. jobs/
+# (the training and tuning Jobs, per model) belongs to no environment: only a rendering of
+# everything writes it.
+CONTROLLERS = ("controllers/argocd", "controllers/flux")
+OWNED = ("rendered", *CONTROLLERS, job_render.JOBS_DIR)
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,15 @@ def render_all(
             objects = _objects(state, models, templates, gitops)
             files.update(environment_files(name, objects, gitops))
             parsed = {f"rendered/{name}/{o.filename}": o.obj for o in objects}
+            violations += policy.check(parsed)
+            violations += manifests.schema_violations(crds, parsed, gitops.kubernetes_version)
+        for model in sorted(models):
+            jobs = job_render.job_objects(models[model], gitops, templates)
+            source = f"models/{model}/model.yaml and manifests/gitops.yaml"
+            folder = f"{job_render.JOBS_DIR}/{model}"
+            for fname, text in render.to_files(jobs, source).items():
+                files[f"{folder}/{fname}"] = text
+            parsed = {f"{folder}/{o.filename}": o.obj for o in jobs}
             violations += policy.check(parsed)
             violations += manifests.schema_violations(crds, parsed, gitops.kubernetes_version)
         controllers = render.controller_objects(
@@ -195,7 +207,7 @@ def owned(env: str | None, controllers: bool = False) -> tuple[str, ...]:
             f"{env!r} is not an environment name",
             hint="use one of the files in manifests/environments/, by name",
         )
-    return (f"rendered/{env}", *(OWNED[1:] if controllers else ()))
+    return (f"rendered/{env}", *(CONTROLLERS if controllers else ()))
 
 
 def on_disk(
@@ -294,10 +306,13 @@ def lint(manifest_dir: Path, gitops: GitOpsConfig) -> list[Violation]:
             violations.append(Violation(path, "?", "yaml", "no apiVersion or kind"))
             continue
         parsed[path] = obj
-    for env in sorted({p.split("/")[1] for p in parsed if p.startswith("rendered/")}):
-        violations += policy.check(
-            {p: o for p, o in parsed.items() if p.startswith(f"rendered/{env}/")}
-        )
+    # Policy is checked per folder, as rendering does: a Service must select a workload of
+    # its own environment (or its own model's Jobs).
+    for top in ("rendered", job_render.JOBS_DIR):
+        for sub in sorted({p.split("/")[1] for p in parsed if p.startswith(f"{top}/")}):
+            violations += policy.check(
+                {p: o for p, o in parsed.items() if p.startswith(f"{top}/{sub}/")}
+            )
     violations += manifests.schema_violations(
         manifest_dir / manifests.CRDS, parsed, gitops.kubernetes_version
     )

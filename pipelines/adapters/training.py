@@ -7,7 +7,7 @@ import contextlib
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 from pipelines.adapters import modelcode
 from pipelines.config import Workspace, read_settings
+from pipelines.core.distribution import Cluster
 
 
 @dataclass(frozen=True)
@@ -113,3 +114,80 @@ def fit(
     )
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
     return Fitted(model, curves)
+
+
+def import_tf_keras() -> Any:
+    """tf_keras, the Keras 2 API kept for TensorFlow: the Keras that multi-worker fit needs.
+    Keras 3 (``tf.keras`` in TF 2.21) fails in ``fit`` under MultiWorkerMirroredStrategy
+    ("unsupported type PerReplica ... to a Tensor", keras#20585); tf_keras trains with the
+    same architecture code, which receives the Keras module as a parameter."""
+    import tf_keras  # type: ignore[import-untyped]  # no type information shipped
+
+    return tf_keras
+
+
+def fit_distributed(
+    ws: Workspace,
+    tf: Any,
+    keras: Any,
+    cluster: Cluster,
+    train: tuple[NDArray[np.float32], NDArray[np.int64]],
+    validation: tuple[NDArray[np.float32], NDArray[np.int64]],
+    hyper: Hyper,
+    progress: Callable[[str], None] = print,
+) -> Fitted:
+    """Fit as one worker of ``cluster`` with MultiWorkerMirroredStrategy: every worker runs
+    this with the same data and seed; each step's gradients are all-reduced across them.
+
+    batch_size is the global batch: tf.distribute shards each batch across the workers, so a
+    worker computes batch_size / workers examples per step, steps per epoch are those of one
+    worker, and the learning rate keeps its meaning. The returned model is a plain one (built
+    outside the strategy, holding the trained weights), which saves and converts to TFLite as
+    a single worker's does."""
+    resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec({"worker": list(cluster.workers)}),
+        task_type="worker",
+        task_id=cluster.index,
+        rpc_layer="grpc",
+    )
+    comm = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation.RING
+    )
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        cluster_resolver=resolver, communication_options=comm
+    )
+    seed = ws.model.training.seed
+    keras.utils.set_random_seed(seed)
+    options = tf.data.Options()
+    # Every worker reads the whole (small) arrays and keeps its share of each batch: the same
+    # shuffle seed everywhere makes the shares disjoint.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def dataset(split: tuple[NDArray[np.float32], NDArray[np.int64]], shuffle: bool) -> Any:
+        data = tf.data.Dataset.from_tensor_slices(split)
+        if shuffle:
+            data = data.shuffle(len(split[0]), seed=seed, reshuffle_each_iteration=True)
+        return data.batch(hyper.batch_size).with_options(options)
+
+    epochs, who = hyper.epochs, f"worker {cluster.index}/{cluster.size}"
+
+    class EpochLine(keras.callbacks.Callback):  # type: ignore[misc]
+        """One line per epoch and worker: which worker, which epoch, its scores."""
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()))
+            progress(f"{who}: epoch {epoch + 1}/{epochs}: {scores}")
+
+    with strategy.scope():
+        model = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+    history = model.fit(
+        dataset(train, shuffle=True),
+        validation_data=dataset(validation, shuffle=False),
+        epochs=epochs,
+        verbose=0,
+        callbacks=[EpochLine()],
+    )
+    curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    plain = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+    plain.set_weights(model.get_weights())
+    return Fitted(plain, curves)

@@ -144,6 +144,22 @@ class DataConfig(_Section):
     expectations: ExpectationSpec = Field(default_factory=ExpectationSpec)
 
 
+class DistributionConfig(_Section):
+    """How many processes train together (MultiWorkerMirroredStrategy with tf_keras)."""
+
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Training processes. 1 (the default) trains in the stage's own process and is "
+            "byte-reproducible; N > 1 trains across N workers (local processes over loopback, "
+            "or the pods of the training Job), sharing the global batch_size. "
+            "`mlops train --workers N` overrides it."
+        ),
+    )
+
+
 class TrainingConfig(_Section):
     """How the model is built and trained."""
 
@@ -154,6 +170,17 @@ class TrainingConfig(_Section):
     seed: int = 1234
     threads: int = Field(1, gt=0, le=64)
     params: dict[str, Any] = Field(default_factory=dict)
+    distribution: DistributionConfig = Field(default_factory=DistributionConfig)
+
+    @model_validator(mode="after")
+    def _batch_splits_across_workers(self) -> TrainingConfig:
+        workers = self.distribution.workers
+        if self.batch_size % workers:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split evenly across "
+                f"distribution.workers {workers}: each worker takes batch_size / workers"
+            )
+        return self
 
 
 # What a search-space name may address: a training value, or one of training.params's keys.
@@ -785,6 +812,56 @@ class GuardDeploy(_Strict):
     alertmanager_namespace: str = Field("monitoring", pattern=DNS_LABEL)
 
 
+class TrainingJobs(_Strict):
+    """The cluster path: an Indexed Job per model that trains across the model's
+    training.distribution.workers pods, and one of Optuna workers that tune it. Rendered by
+    `mlops render` into manifests/jobs/<model>/ once ``image`` is set; applied by the manual
+    train-cluster workflow (GitHub) or job (GitLab), never by the GitOps controller."""
+
+    image: str = Field(
+        "",
+        pattern=r"^$|" + PINNED_IMAGE,
+        description=(
+            "The training image: mlops with its training and tuning extras (TensorFlow, "
+            "tf_keras, Optuna), pinned by digest. The Jobs are rendered only once it is set: "
+            "the serving and tools images hold no TensorFlow."
+        ),
+    )
+    namespace: str = Field("mlops-training", pattern=DNS_LABEL, max_length=63)
+    storage_claim: str = Field(
+        "mlops-training",
+        pattern=DNS_LABEL,
+        max_length=63,
+        description=(
+            "The PersistentVolumeClaim (ReadWriteMany) every pod mounts at /workspace: a "
+            "checkout of this repository with its data ingested and validated; the chief "
+            "writes artifacts/<model>/train there."
+        ),
+    )
+    port: int = Field(2222, ge=1024, le=65535, description="The workers' gRPC port.")
+    backoff_limit_per_index: int = Field(
+        1, ge=0, le=10, description="Retries of a failed pod, per index."
+    )
+    active_deadline_seconds: int = Field(21600, ge=60, le=7 * 24 * 3600)
+    resources: Resources = Field(
+        default_factory=lambda: Resources(
+            cpu_request="1", memory_request="2Gi", cpu_limit="2", memory_limit="4Gi"
+        ),
+        description="Of each worker pod, training and tuning alike.",
+    )
+    tuning_workers: int = Field(2, ge=1, le=64, description="Optuna worker pods.")
+    tuning_trials: int = Field(20, ge=1, le=100_000, description="`mlops tune --trials`.")
+    tuning_timeout_s: int = Field(3600, ge=60, le=7 * 24 * 3600, description="`--timeout`.")
+    tuning_storage_secret: str = Field(
+        "mlops-tuning-db",
+        pattern=DNS_LABEL,
+        description=(
+            "The Secret holding the study's PostgreSQL DSN under key `dsn`: referenced by "
+            "name, never rendered."
+        ),
+    )
+
+
 # A Kubernetes label's key (an optional DNS-subdomain prefix and a name) and value.
 LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 LABEL_KEY = rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{LABEL_NAME}$"
@@ -875,6 +952,7 @@ class GitOpsConfig(_Strict):
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
     guard: GuardDeploy = Field(default_factory=GuardDeploy)
     monitoring: MonitoringDeploy = Field(default_factory=MonitoringDeploy)
+    jobs: TrainingJobs = Field(default_factory=TrainingJobs)
 
     @field_validator("path")
     @classmethod

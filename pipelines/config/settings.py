@@ -91,6 +91,13 @@ class Settings:
     # PostgreSQL DSN holds a password: a variable from a Secret keeps it out of `ps`)
     tune_storage: SecretStr | None
 
+    # --- multi-worker training ------------------------------------------------------------
+    tf_config: str  # TF_CONFIG: this process is one worker of a cluster (`mlops train --worker`)
+    job_completion_index: str  # JOB_COMPLETION_INDEX: the pod's index in an Indexed Job
+    # KUBECONFIG: the kubeconfig(s) `mlops cluster-job` applies with (the client's own default,
+    # ~/.kube/config, when unset); read here because the client reads it once, at its import
+    kubeconfig: str
+
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
     registry_set: bool  # REGISTRY is set (not empty): it wins over gitops.yaml's registry
@@ -185,6 +192,9 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
         tune_storage=secret("MLOPS_TUNE_STORAGE"),
+        tf_config=text("TF_CONFIG"),
+        job_completion_index=text("JOB_COMPLETION_INDEX"),
+        kubeconfig=text("KUBECONFIG"),
         # Empty is unset, as for the others: GitHub passes an unset `vars.REGISTRY` as "", and
         # gitops.yaml's registry (what `mlops configure` wrote) must then apply.
         registry=(text("REGISTRY") or DEFAULT_REGISTRY).rstrip("/"),

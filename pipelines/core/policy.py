@@ -240,6 +240,7 @@ def _is_guard(obj: Mapping[str, Any]) -> bool:
 def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
     """Policy violations across one environment's rendered objects ({filename: object})."""
     deployments = {f: o for f, o in files.items() if o.get("kind") == "Deployment"}
+    jobs = {f: o for f, o in files.items() if o.get("kind") == "Job"}
     out: list[Violation] = []
     for file, obj in sorted(files.items()):
         kind = str(obj.get("kind"))
@@ -248,7 +249,50 @@ def check(files: Mapping[str, Mapping[str, Any]]) -> list[Violation]:
             Violation(file, ident, rule, message)
             for rule, message in _check_object(kind, obj, deployments)
         )
+        if kind == "Service" and _is_headless(obj):
+            out.extend(
+                Violation(file, ident, rule, message)
+                for rule, message in _check_headless(obj, jobs)
+            )
     return out
+
+
+def _is_headless(service: Mapping[str, Any]) -> bool:
+    return bool((service.get("spec") or {}).get("clusterIP") == "None")
+
+
+def _check_headless(
+    service: Mapping[str, Any], jobs: Mapping[str, Mapping[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    """A headless Service names the pods of exactly one Indexed Job, whose pods take it as
+    their subdomain: that is what makes ``<job>-<i>.<service>`` resolve for TF_CONFIG."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    name = (service.get("metadata") or {}).get("name")
+    chosen = [
+        j
+        for j in jobs.values()
+        if selector
+        and _selects(
+            selector,
+            j.get("spec", {}).get("template", {}).get("metadata", {}).get("labels") or {},
+        )
+    ]
+    if len(chosen) != 1:
+        names = [j["metadata"]["name"] for j in chosen]
+        yield (
+            "headless-selects-one-job",
+            f"selector {dict(selector)} matches {len(chosen)} Job(s) {names}; exactly one "
+            "is required",
+        )
+        return
+    spec = chosen[0].get("spec") or {}
+    if spec.get("completionMode") != "Indexed":
+        yield "headless-selects-one-job", "the Job it selects is not Indexed"
+    if (spec.get("template", {}).get("spec") or {}).get("subdomain") != name:
+        yield (
+            "headless-selects-one-job",
+            f"the pods of the Job it selects do not take {name!r} as their subdomain",
+        )
 
 
 def _check_object(
@@ -268,7 +312,7 @@ def _check_object(
             if not labels.get(label):
                 yield "labels", f"pod template has no {label!r} label"
     yield from _check_monitoring(kind, obj, deployments)
-    if kind == "Service":
+    if kind == "Service" and not _is_headless(obj):
         yield from _check_service(obj, deployments)
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
 from pipelines.adapters import plots, training
+from pipelines.adapters import workers as local
 from pipelines.adapters.artifacts import (
     PROFILE,
     PROVENANCE,
@@ -24,7 +28,9 @@ from pipelines.adapters.artifacts import (
 from pipelines.adapters.datasets import features_and_labels, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import PROFILE_PARAMS, Workspace
-from pipelines.core import profile
+from pipelines.core import distribution, profile
+from pipelines.core.distribution import Cluster
+from pipelines.errors import ConfigError, InfraError
 from pipelines.evidence import (
     TRAIN_PARAMS,
     AnomalyModel,
@@ -32,10 +38,13 @@ from pipelines.evidence import (
     ModelProvenance,
     Profile,
     TrainingRecord,
+    load,
     made,
     require_valid_data,
     save,
 )
+
+Progress = Callable[[str], None]
 
 # A feature that never moved in training (digits' blank corners) gets this share of its declared
 # range as standard deviation: a live window may move it a little before it counts as drifted.
@@ -44,12 +53,14 @@ STDDEV_FLOOR_OF_RANGE = 0.01
 
 @dataclass(frozen=True)
 class TrainResult:
-    """The TFLite artifact, its hash, epochs run and the final validation accuracy."""
+    """The TFLite artifact, its hash, epochs run, the final validation accuracy and how many
+    workers trained it."""
 
     tflite: Path
     tflite_sha256: str
     epochs: int
     final_val_accuracy: float
+    workers: int = 1
 
 
 def _raw(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
@@ -121,14 +132,25 @@ def reference_profile(
     )
 
 
-def run(ws: Workspace) -> TrainResult:
-    """Train the model on the validated data and export its TFLite artifact."""
+def run(ws: Workspace, workers: int | None = None, progress: Progress = print) -> TrainResult:
+    """Train the model on the validated data and export its TFLite artifact: in this process
+    (one worker, the default), or across ``workers`` local processes over loopback
+    (training.distribution.workers unless given)."""
+    cfg = ws.model.training
+    count = cfg.distribution.workers if workers is None else workers
+    problem = distribution.workers_problem(count, local.usable_cpus(), cfg.batch_size)
+    if problem:
+        raise ConfigError(
+            f"cannot train with {count} workers: {problem}",
+            hint="pass --workers between 1 and the CPU count (or set "
+            "training.distribution.workers), with a batch_size it divides",
+        )
     final = ws.artifacts("train")
     invalidate(final)  # a failed training must not leave the previous model to evaluate
     require_valid_data(ws)
+    if count > 1:
+        return _run_local_workers(ws, count, progress)
     data_fingerprint = fingerprint(ws)
-    cfg = ws.model.training
-    data = ws.model.data
     train_df = read_table(ws.split_path("train"), "train split")
     val_df = read_table(ws.split_path("validation"), "validation")
     x_train, y_train = features_and_labels(ws, train_df)
@@ -136,8 +158,90 @@ def run(ws: Workspace) -> TrainResult:
 
     tf = training.import_tensorflow(cfg.threads)
     fitted = training.fit(ws, tf.keras, (x_train, y_train), (x_val, y_val), training.Hyper.of(ws))
-    model, curves = fitted.model, fitted.curves
+    keras = f"keras {tf.keras.__version__}"
+    return _export(ws, tf, fitted, train_df, val_df, data_fingerprint, 1, keras)
 
+
+def run_worker(ws: Workspace, cluster: Cluster, progress: Progress = print) -> TrainResult | None:
+    """Train as one worker of ``cluster`` (MultiWorkerMirroredStrategy, tf_keras). The chief
+    (index 0) exports the artifact, exactly as a single worker does, and returns its result;
+    the other workers write nothing (the chief saves a plain copy of the model, which needs no
+    collective, so they have no save to take part in) and return None."""
+    cfg = ws.model.training
+    problem = distribution.workers_problem(cluster.size, None, cfg.batch_size)
+    if problem:
+        raise ConfigError(f"cannot train with {cluster.size} workers: {problem}")
+    final = ws.artifacts("train")
+    if cluster.is_chief:
+        invalidate(final)
+    require_valid_data(ws)
+    data_fingerprint = fingerprint(ws)
+    train_df = read_table(ws.split_path("train"), "train split")
+    val_df = read_table(ws.split_path("validation"), "validation")
+    x_train, y_train = features_and_labels(ws, train_df)
+    x_val, y_val = features_and_labels(ws, val_df)
+    tf = training.import_tensorflow(cfg.threads)
+    keras = training.import_tf_keras()
+    fitted = training.fit_distributed(
+        ws,
+        tf,
+        keras,
+        cluster,
+        (x_train, y_train),
+        (x_val, y_val),
+        training.Hyper.of(ws),
+        progress,
+    )
+    if not cluster.is_chief:
+        return None
+    name = f"tf_keras {keras.__version__}"
+    return _export(ws, tf, fitted, train_df, val_df, data_fingerprint, cluster.size, name)
+
+
+def _run_local_workers(ws: Workspace, count: int, progress: Progress) -> TrainResult:
+    final = ws.artifacts("train")
+    argv = ["train", "--model", ws.name, "--workers", str(count), "--worker"]
+    try:
+        failure = local.run_local(ws.root, argv, count, progress)
+    except BaseException:
+        invalidate(final)  # stopped (SIGTERM, Ctrl-C): the chief may have written already
+        raise
+    if failure is not None:
+        invalidate(final)  # the chief may have finished before another worker failed
+        tail = "\n".join(f"    {line}" for line in failure.tail) or "    (no output)"
+        message = (
+            f"training worker {failure.index} of {count} failed ({failure.cause}); the other "
+            f"workers were stopped and no model was written. Its last lines:\n{tail}"
+        )
+        if failure.returncode == ConfigError.exit_code:
+            raise ConfigError(message, hint="fix the configuration the worker names, re-run")
+        raise InfraError(
+            message,
+            hint="a worker process died or could not reach the others (memory, a signal, a "
+            "port taken between the choice and the bind): re-run `mlops train`, or train with "
+            "--workers 1",
+        )
+    record = load(final / PROVENANCE, TrainingRecord)
+    curves = json.loads((final / "history.json").read_text())
+    val_accuracy = float(curves["val_accuracy"][-1])
+    epochs = ws.model.training.epochs
+    return TrainResult(final / TFLITE, record.model_sha256, epochs, val_accuracy, record.workers)
+
+
+def _export(
+    ws: Workspace,
+    tf: Any,
+    fitted: training.Fitted,
+    train_df: pd.DataFrame,
+    val_df: pd.DataFrame,
+    data_fingerprint: str,
+    workers: int,
+    keras: str,
+) -> TrainResult:
+    """Write the artifact folder at once: the Keras model, its TFLite conversion, the curves,
+    the reference profile and the training record."""
+    final = ws.artifacts("train")
+    model, curves = fitted.model, fitted.curves
     with staged_dir(final) as out:
         model.save(out / "model.keras")
         write_bytes(out / TFLITE, training.to_tflite(tf, model, ws.model.export.quantization))
@@ -154,9 +258,12 @@ def run(ws: Workspace) -> TrainResult:
                 model_sha256=digest,
                 tensorflow=tf.__version__,
                 quantization=ws.model.export.quantization,
-                classes=data.label.classes,
+                classes=ws.model.data.label.classes,
                 data_fingerprint=data_fingerprint,
                 tuned_study=ws.tuned.study if ws.tuned else None,
+                workers=workers,
+                keras=keras,
             ),
         )
-    return TrainResult(final / TFLITE, digest, cfg.epochs, curves["val_accuracy"][-1])
+    epochs = ws.model.training.epochs
+    return TrainResult(final / TFLITE, digest, epochs, curves["val_accuracy"][-1], workers)

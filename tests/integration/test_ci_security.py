@@ -62,6 +62,10 @@ PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
 # the job's own token.
 MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
 BASELINE_ENVIRONMENT = "baseline"
+# The environment whose secret is the training cluster's kubeconfig (the cluster path): only
+# the manual train-cluster jobs declare it, and it holds no GitOps or registry credential.
+TRAINING_ENVIRONMENT = "training"
+CLUSTER_SECRETS = {"TRAINING_KUBECONFIG"}
 UNTRUSTED_TRIGGERS = {
     "pull_request",
     "pull_request_target",
@@ -360,6 +364,10 @@ def test_gitlab_jobs_that_write_declare_their_environment() -> None:
             writers.add(name)
             assert job.get("environment", {}).get("name") in ENVIRONMENTS, name
             assert not runs_for_merge_requests(job), name
+        elif name == "train-cluster":
+            # Its environment scopes the kubeconfig only; the write tokens are scoped to
+            # staging and production, so they never reach it.
+            assert job["environment"]["name"] == TRAINING_ENVIRONMENT
         else:
             assert "environment" not in job, f"{name} would receive the write tokens"
     assert writers == {"release", "promote", "rollback-staging", "rollback-production", "retrain"}
@@ -429,13 +437,15 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             env = job.get("environment")
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
-                # The deployment environments, or the one that holds the baseline's read secrets.
-                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT}, (
+                # The deployment environments, the one that holds the baseline's read secrets,
+                # or the training cluster's.
+                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT, TRAINING_ENVIRONMENT}, (
                     f"{path.name}:{name}: environment {env_name!r}"
                 )
     for name, job in gitlab_jobs().items():
         if "environment" in job:
-            assert job["environment"]["name"] in ENVIRONMENTS, f"{name}: {job['environment']}"
+            allowed = {*ENVIRONMENTS, *([TRAINING_ENVIRONMENT] if name == "train-cluster" else [])}
+            assert job["environment"]["name"] in allowed, f"{name}: {job['environment']}"
             # ENV, where the job sets it, is its environment's name and nothing can override it.
             assert "ENV" not in job["variables"]
             for line in job["script"]:
@@ -556,6 +566,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         "FAIL_ON",
         "MONITOR_OUTPUT",
         "MONITOR_FAILING",
+        "CLUSTER_JOB",
     ],
 )
 @pytest.mark.parametrize("where", ["command line", "environment"])
@@ -575,6 +586,7 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "test",
         "monitor",
         "retrain",
+        "cluster-job",
     )
     for value in hostile(canary):
         if where == "command line":
@@ -600,6 +612,8 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         ("FAIL_ON", "monitor"),
         ("ENV", "monitor"),
         ("MONITOR_FAILING", "retrain"),
+        ("CLUSTER_JOB", "cluster-job"),
+        ("MODEL", "cluster-job"),
     ],
 )
 def test_make_refuses_a_hostile_value_before_running_anything(
@@ -847,8 +861,10 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
     assert jobs["monitor"]["artifacts"]["reports"]["dotenv"] == "monitor.env"
     assert jobs["retrain"]["needs"] == ["monitor"]
     for name, job in jobs.items():
-        if name in ("monitor", "retrain", "baseline") or name.startswith("rollback"):
-            continue  # rollbacks are manual buttons on any default-branch pipeline
+        if name in ("monitor", "retrain", "baseline", "train-cluster") or name.startswith(
+            "rollback"
+        ):
+            continue  # rollbacks and train-cluster: manual buttons on any default-branch run
         for rule in job["rules"]:
             condition = " ".join(rule["if"].split())
             assert "merge_request_event" in condition or (
@@ -1522,3 +1538,36 @@ def test_zizmor_auditor_finds_nothing_at_medium_or_above() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     makefile = (ROOT / "Makefile").read_text()
     assert 'zizmor" --offline --persona auditor --min-severity medium' in makefile
+
+
+def test_the_cluster_jobs_are_manual_default_branch_jobs_holding_only_the_kubeconfig() -> None:
+    workflow = load(ROOT / ".github/workflows/train-cluster.yml")
+    assert triggers(workflow) == {"workflow_dispatch"}
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["job"]["options"] == ["train", "tune"]
+    assert workflow["permissions"] == {}
+    (job,) = workflow["jobs"].values()
+    assert job["environment"] == TRAINING_ENVIRONMENT
+    assert job["permissions"] == {"contents": "read"}
+    assert secrets_in(job) == CLUSTER_SECRETS
+    assert job["env"] == {"MODEL": "${{ inputs.model }}", "CLUSTER_JOB": "${{ inputs.job }}"}
+    runs = [s["run"] for s in job["steps"] if "run" in s]
+    assert runs[0] == "make check-inputs", "the inputs are checked before anything"
+    assert "make cluster-job" in runs
+    assert runs.index("make manifests") < runs.index("make cluster-job")
+    for other in WORKFLOWS:
+        if other.name != "train-cluster.yml":
+            assert not secrets_in(load(other)) & CLUSTER_SECRETS, other.name
+    gitlab = gitlab_jobs()["train-cluster"]
+    assert gitlab["rules"] == [{"if": "$CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH", "when": "manual"}]
+    assert gitlab["environment"]["name"] == TRAINING_ENVIRONMENT
+    assert gitlab["script"] == ["make manifests", "make cluster-job"]
+    assert not runs_for_merge_requests(gitlab)
+
+
+def test_a_hostile_cluster_job_is_refused() -> None:
+    for value in ("deploy", "train ", "train;ls", "", "Train"):
+        result = check_inputs(CLUSTER_JOB=value)
+        assert result.returncode == 2, value
+        assert "CLUSTER_JOB=" in result.stderr
+    assert check_inputs(CLUSTER_JOB="tune").returncode == 0

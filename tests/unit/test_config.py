@@ -37,7 +37,7 @@ def test_unknown_key_names_file_key_and_allowed_keys(root: Path) -> None:
     msg = str(err.value)
     assert "models/digits/model.yaml" in msg
     assert "training.epoch: unknown key" in msg
-    assert "allowed here: architecture, batch_size, epochs" in msg
+    assert "allowed here: architecture, batch_size, distribution, epochs" in msg
     assert err.value.exit_code == 2
 
 
@@ -190,6 +190,10 @@ def test_integers_still_count_as_numbers(root: Path) -> None:
             },
             "class_fraction_min must not exceed class_fraction_max",
         ),
+        (
+            {"training.batch_size": 30, "training.distribution.workers": 4},
+            "batch_size 30 does not split evenly across distribution.workers 4",
+        ),
     ],
 )
 def test_settings_that_contradict_each_other(
@@ -219,3 +223,35 @@ def test_a_quoted_exponent_number_is_still_a_string(root: Path) -> None:
     path.write_text(path.read_text().replace("learning_rate: 0.003", 'learning_rate: "1e-3"'))
     with pytest.raises(ConfigError, match="learning_rate: Input should be a valid number"):
         load_model(root, "digits")
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        (0, "greater than or equal to 1"),
+        (65, "less than or equal to 64"),
+        ("2", "valid integer"),
+        (True, "valid integer"),
+    ],
+)
+def test_bad_worker_counts_are_refused(root: Path, value: object, fragment: str) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(root, {"training.distribution.workers": value})
+    with pytest.raises(ConfigError) as err:
+        load_model(root, "digits")
+    assert "training.distribution.workers" in str(err.value)
+    assert fragment in str(err.value)
+
+
+def test_unknown_distribution_key_is_refused(root: Path) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(root, {"training.distribution.strategy": "parameter_server"})
+    with pytest.raises(ConfigError, match="strategy"):
+        load_model(root, "digits")
+
+
+def test_one_worker_is_the_default() -> None:
+    ws = load_model(ROOT, "digits")
+    assert ws.model.training.distribution.workers == 1

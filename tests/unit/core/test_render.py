@@ -13,15 +13,17 @@ from pipelines.adapters import rendering as stage
 from pipelines.adapters.manifests import load_templates
 from pipelines.cli import main
 from pipelines.config import (
+    DistributionConfig,
     EnvironmentState,
     GitOpsConfig,
+    ModelConfig,
     ModelSlot,
     NodePool,
     ReleaseRecord,
     load_gitops,
     load_model,
 )
-from pipelines.core import render
+from pipelines.core import distribution, job_render, policy, render
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = ROOT / "tests" / "golden"
@@ -67,16 +69,28 @@ def states() -> dict[str, EnvironmentState]:
 
 def gitops() -> GitOpsConfig:
     """The repository's gitops.yaml with the guard's tools image set: staging allows automatic
-    rollback, and rendering refuses a guard without a pinned image."""
+    rollback, and rendering refuses a guard without a pinned image. The training image is set
+    too, so the training and tuning Jobs are rendered."""
     cfg = load_gitops(ROOT, env={})
     guard = cfg.guard.model_copy(
         update={"image": f"registry.example/mlops/tools@sha256:{'f' * 64}"}
     )
-    return cfg.model_copy(update={"guard": guard})
+    jobs = cfg.jobs.model_copy(update={"image": f"registry.example/mlops/train@sha256:{'e' * 64}"})
+    return cfg.model_copy(update={"guard": guard, "jobs": jobs})
+
+
+def with_workers(workers: int) -> dict[str, ModelConfig]:
+    """The models, digits training across ``workers`` workers."""
+    digits = MODELS["digits"]
+    training = digits.training.model_copy(
+        update={"distribution": DistributionConfig(workers=workers)}
+    )
+    return {"digits": digits.model_copy(update={"training": training})}
 
 
 def rendered() -> stage.Rendering:
-    return stage.render_all(ROOT / "manifests", TEMPLATES, MODELS, gitops(), states())
+    """The golden rendering: digits trains across two workers in the cluster."""
+    return stage.render_all(ROOT / "manifests", TEMPLATES, with_workers(2), gitops(), states())
 
 
 def test_rendering_matches_the_golden_files() -> None:
@@ -295,3 +309,100 @@ def test_selector_labels_are_kubernetes_labels_and_not_ours(
 ) -> None:
     with pytest.raises(ValueError, match=why):
         GitOpsConfig.model_validate({"monitoring": {"selector_labels": labels}})
+
+
+def test_the_training_job_is_an_indexed_job_whose_workers_find_each_other() -> None:
+    files = rendered().files
+    assert sorted(p for p in files if p.startswith("jobs/")) == [
+        "jobs/digits/job-digits-train.yaml",
+        "jobs/digits/job-digits-tune.yaml",
+        "jobs/digits/service-digits-train.yaml",
+    ]
+    job = yaml.safe_load(files["jobs/digits/job-digits-train.yaml"])
+    service = yaml.safe_load(files["jobs/digits/service-digits-train.yaml"])
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert spec["completions"] == spec["parallelism"] == 2
+    assert spec["successPolicy"] == {"rules": [{"succeededIndexes": "0"}]}  # the chief
+    assert spec["backoffLimitPerIndex"] == 1
+    assert spec["maxFailedIndexes"] == 0
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"app": "digits-train"}
+    assert job["spec"]["template"]["metadata"]["labels"]["app"] == "digits-train"
+    assert pod["subdomain"] == service["metadata"]["name"]
+    args = pod["containers"][0]["args"]
+    flags = dict(zip(args[1::2], args[2::2], strict=False))
+    # What the pods' TF_CONFIG says is what the Service and the pods' hostnames resolve.
+    cluster = distribution.job_cluster(
+        flags["--job"], flags["--job-service"], int(flags["--workers"]), 1, int(flags["--job-port"])
+    )
+    name = job["metadata"]["name"]
+    assert cluster.workers == (f"{name}-0.{name}:2222", f"{name}-1.{name}:2222")
+    assert service["spec"]["ports"][0]["port"] == int(flags["--job-port"])
+    # Shared storage for the data and the artifact; nothing else is writable.
+    claim = next(v for v in pod["volumes"] if v["name"] == "workspace")
+    assert claim["persistentVolumeClaim"]["claimName"] == "mlops-training"
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_tuning_job_takes_its_database_from_a_secret_by_name() -> None:
+    text = rendered().files["jobs/digits/job-digits-tune.yaml"]
+    job = yaml.safe_load(text)
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][0] == "tune"
+    assert container["args"][-2:] == ["--storage", "$(MLOPS_TUNE_STORAGE)"]
+    storage = next(e for e in container["env"] if e["name"] == "MLOPS_TUNE_STORAGE")
+    assert storage == {
+        "name": "MLOPS_TUNE_STORAGE",
+        "valueFrom": {"secretKeyRef": {"name": "mlops-tuning-db", "key": "dsn"}},
+    }
+    assert "postgresql://" not in text
+
+
+def test_one_worker_trains_in_one_pod_without_a_service() -> None:
+    objects = job_render.job_objects(with_workers(1)["digits"], gitops(), TEMPLATES)
+    assert [o.filename for o in objects] == ["job-digits-train.yaml", "job-digits-tune.yaml"]
+    job = objects[0].obj
+    assert job["spec"]["completions"] == 1
+    assert "subdomain" not in job["spec"]["template"]["spec"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "train",
+        "--model",
+        "digits",
+        "--workers",
+        "1",
+    ]
+
+
+def test_no_jobs_are_rendered_without_a_training_image() -> None:
+    cfg = load_gitops(ROOT, env={})
+    assert cfg.jobs.image == ""
+    assert job_render.job_objects(MODELS["digits"], cfg, TEMPLATES) == []
+
+
+def test_a_headless_service_must_select_its_indexed_job() -> None:
+    objects = job_render.job_objects(with_workers(2)["digits"], gitops(), TEMPLATES)
+    files = {o.filename: o.obj for o in objects}
+    assert policy.check(files) == []
+    service = files["service-digits-train.yaml"]
+    wrong = {**service, "spec": {**service["spec"], "selector": {"app": "digits-tune"}}}
+    found = policy.check({**files, "service-digits-train.yaml": wrong})
+    assert [v.rule for v in found] == ["headless-selects-one-job"]
+    assert "subdomain" in found[0].message
+    alone = policy.check({"service-digits-train.yaml": service})
+    assert [v.rule for v in alone] == ["headless-selects-one-job"]
+    assert "matches 0 Job(s)" in alone[0].message
+
+
+def test_a_job_the_kubernetes_schema_refuses_is_a_violation() -> None:
+    broken = {
+        **TEMPLATES,
+        "jobs/train-job.yaml.j2": TEMPLATES["jobs/train-job.yaml.j2"].replace(
+            "backoffLimitPerIndex:", "backoffLimitPerIndx:"
+        ),
+    }
+    result = stage.render_all(ROOT / "manifests", broken, with_workers(2), gitops(), states())
+    assert [v.file for v in result.violations] == ["jobs/digits/job-digits-train.yaml"]
+    assert "backoffLimitPerIndx" in str(result.violations[0])

@@ -1,0 +1,89 @@
+"""`mlops cluster-job`: what it refuses before it touches a cluster, and a cluster that does
+not answer (no cluster is available here: applying to a real one is the train-cluster
+workflow's job)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.adapters.workers import free_ports
+from pipelines.cli import main
+from tests.conftest import copy_repo
+
+IMAGE = f"registry.example/mlops/train@sha256:{'e' * 64}"
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = copy_repo(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    return root
+
+
+def set_image(root: Path) -> None:
+    path = root / "manifests/gitops.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["jobs"]["image"] = IMAGE
+    path.write_text(yaml.safe_dump(doc))
+
+
+def test_no_training_image_means_no_jobs(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cluster-job", "--job", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "sets no jobs.image" in err
+    assert "hint:" in err
+
+
+def test_jobs_that_were_not_rendered_and_committed_are_refused(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_image(repo)
+    assert main(["cluster-job", "--job", "train"]) == 1
+    assert "manifests/jobs/digits is not what the configuration renders" in capsys.readouterr().err
+
+
+def test_an_unreachable_cluster_is_exit_3(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_image(repo)
+    assert main(["render"]) == 0
+    assert sorted(p.name for p in (repo / "manifests/jobs/digits").iterdir()) == [
+        "job-digits-train.yaml",
+        "job-digits-tune.yaml",
+    ]
+    (port,) = free_ports(1)  # nothing listens there
+    kubeconfig = repo.parent / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": f"https://127.0.0.1:{port}",
+                            "insecure-skip-tls-verify": True,
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "not-a-real-token"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    assert main(["cluster-job", "--job", "tune"]) == 3
+    err = capsys.readouterr().err
+    assert "the Kubernetes API did not answer for Job mlops-training/digits-tune" in err
+    assert "not-a-real-token" not in err
+
+
+def test_an_unknown_job_is_a_usage_error(repo: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["cluster-job", "--job", "deploy"])
+    assert exit_.value.code == 2
