@@ -23,6 +23,7 @@ from pipelines.config.schema import (
     FileSource,
     GitOpsConfig,
     ModelConfig,
+    NamedFeature,
     Workspace,
     is_local_path,
     relative_path_problem,
@@ -102,7 +103,10 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
         lines += [
             line
             for loc, line in error_lines(exc, ModelConfig)
-            if not any(loc == key or loc.startswith(key + ".") for key in stated)
+            # pydantic's "Field required" on a key, or on a whole section, already said above
+            if not any(
+                loc == k or f"{loc}.".startswith(f"{k}.") or k.startswith(f"{loc}.") for k in stated
+            )
         ]
     if lines or model is None:
         raise ConfigError(
@@ -169,6 +173,8 @@ def error_lines(exc: ValidationError, cls: type[BaseModel]) -> list[tuple[str, s
 
 
 def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    if "named" in loc and "features" in loc:  # one of data.features' named features
+        return sorted(NamedFeature.model_fields)
     current: Any = cls
     for part in loc:
         fields = getattr(current, "model_fields", None)
