@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipelines.serving.features import TableSchema
+
 NAME = "churn"
 
 FEATURES: list[dict[str, Any]] = [
@@ -105,6 +107,15 @@ def balance(data: Any) -> list[Any]:
 def cross_split(data: Any) -> list[Any]:
     return [gxe.ExpectColumnValuesToBeUnique(column="row_id")]
 '''
+
+
+def schema() -> TableSchema:
+    """The model's feature schema, with its preprocessing."""
+    from pipelines.config import ModelConfig
+
+    out = ModelConfig.model_validate(MODEL).data.feature_schema()
+    assert isinstance(out, TableSchema)
+    return out
 
 
 def model_config(**changes: Any) -> dict[str, Any]:

@@ -150,7 +150,7 @@ def _with_features(features: list[dict[str, Any]], label: str = "churned") -> di
     return doc
 
 
-INVALID = {
+INVALID: dict[str, tuple[list[dict[str, Any]], str]] = {
     "duplicate names": (
         [{"name": "a", "type": "bool"}, {"name": "a", "type": "float", "min": 0, "max": 1}],
         "feature(s) a listed twice",

@@ -24,8 +24,7 @@ from pipelines.serving.runtime import Signature
 from tests import table_model
 
 WS = Workspace(Path("/nonexistent"), ModelConfig.model_validate(table_model.MODEL))
-SCHEMA = WS.model.data.feature_schema()
-assert isinstance(SCHEMA, TableSchema)
+SCHEMA = table_model.schema()
 
 
 def test_each_type_is_encoded_as_documented() -> None:
@@ -86,7 +85,7 @@ IMAGE = {"prefix": "pixel_", "count": 64, "image_shape": [8, 8], "min": 0, "max"
 def test_the_schema_travels_in_the_signature() -> None:
     sig = Signature(
         model="churn",
-        feature_names=SCHEMA.names,
+        feature_names=list(SCHEMA.names),
         image_shape=None,
         low=None,
         high=None,
@@ -95,8 +94,10 @@ def test_the_schema_travels_in_the_signature() -> None:
     )
     back = Signature.from_json(sig.to_json())
     assert back == sig
-    assert back.schema() == SCHEMA
-    assert back.schema().encoded_names == SCHEMA.encoded_names
+    schema = back.schema()
+    assert isinstance(schema, TableSchema)
+    assert schema == SCHEMA
+    assert schema.encoded_names == SCHEMA.encoded_names
 
 
 def test_an_image_signature_has_no_features_key() -> None:

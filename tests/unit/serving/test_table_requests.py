@@ -7,14 +7,11 @@ from typing import Any
 
 import pytest
 
-from pipelines.config import ModelConfig
 from pipelines.serving.app import parse_table, parse_table_examples
-from pipelines.serving.features import TableSchema
 from pipelines.serving.jsonbody import BadRequest, decode
 from tests import table_model
 
-SCHEMA = ModelConfig.model_validate(table_model.MODEL).data.feature_schema()
-assert isinstance(SCHEMA, TableSchema)
+SCHEMA = table_model.schema()
 OK = {"tenure": 12.5, "spend": -3, "calls": 4, "online": True, "plan": "pro", "rating": None}
 ROW = list(OK.values())
 
