@@ -104,15 +104,32 @@ def json_value(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def request_instances(ws: Workspace, df: pd.DataFrame, named: bool = True) -> list[Any]:
     """The rows of a table as a client sends them: lists of numbers for the image shorthand;
     objects keyed by feature name (TF Serving's row format), or positional rows when
     ``named`` is False, for named features."""
     columns = ws.model.data.feature_columns
-    if isinstance(ws.model.data.feature_schema(), ImageSchema):
+    schema = ws.model.data.feature_schema()
+    if isinstance(schema, ImageSchema):
         rows: list[Any] = df[columns].to_numpy(dtype=np.float64).tolist()
         return rows
-    values = [[json_value(v) for v in row] for row in df[columns].itertuples(index=False)]
+    # A column of integers with a null is float in pandas: send 3, not 3.0, for an int feature
+    # or an integer vocabulary, as a client would.
+    integral = [
+        f.type == "int" or (f.type == "categorical" and isinstance(f.values[0], int))
+        for f in schema.features
+    ]
+    values = [
+        [
+            _integral(json_value(v)) if i else json_value(v)
+            for v, i in zip(row, integral, strict=True)
+        ]
+        for row in df[columns].itertuples(index=False)
+    ]
     if not named:
         return values
     return [dict(zip(columns, row, strict=True)) for row in values]

@@ -114,6 +114,10 @@ class Feature:
         if self.type == "bool":
             return None if t is bool else "must be true or false"
         want = type(self.values[0])
+        # An integer vocabulary takes an integral float (JSON does not tell 1 from 1.0), as
+        # int features do; never a bool, nor a string for a number or a number for a string.
+        if want is int and t is float and value.is_integer():
+            t = int
         if t is not want or value not in self._index:
             shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in self.values[:10])
             more = f", ... ({len(self.values)} values)" if len(self.values) > 10 else ""

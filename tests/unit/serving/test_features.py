@@ -165,3 +165,23 @@ def test_encoding_round_trips_to_the_raw_values(rows: list[tuple[Any, ...]]) -> 
                 back = f.min + float(block[i, 0]) * (f.max - f.min)
                 assert back == pytest.approx(raw, abs=1e-4 * (f.max - f.min))
         at += f.width
+
+
+def test_integers_that_pandas_made_floats_are_sent_and_encoded_as_integers() -> None:
+    features = [
+        {"name": "n", "type": "int", "min": 0, "max": 9, "nullable": True},
+        {"name": "k", "type": "categorical", "values": [3, 5], "nullable": True},
+    ]
+    doc = {**table_model.MODEL, "data": {**table_model.MODEL["data"], "features": features}}
+    ws = Workspace(Path("/nonexistent"), ModelConfig.model_validate(doc))
+    schema = ws.model.data.feature_schema()
+    assert isinstance(schema, TableSchema)
+    frame = pd.DataFrame({"n": [4, None], "k": [5, None]})  # both float64, with NaN
+    instances = request_instances(ws, frame)
+    assert instances == [{"n": 4, "k": 5}, {"n": None, "k": None}]
+    assert type(instances[0]["k"]) is int
+    served, _ = _model_input(schema, parse_table({"instances": instances}, schema, 8))
+    assert np.array_equal(served, model_inputs(ws, frame))
+    # A client's 5.0 for an integer vocabulary is 5, as for an int feature.
+    assert parse_table({"instances": [[4.0, 5.0]]}, schema, 8) == [[4.0, 5.0]]
+    assert np.array_equal(schema.encode_rows([[4.0, 5.0]]), schema.encode_rows([[4, 5]]))
