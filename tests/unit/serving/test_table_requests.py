@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipelines.serving.app import parse_table, parse_table_examples
 from pipelines.serving.jsonbody import BadRequest, decode
@@ -131,3 +133,27 @@ def test_classify_examples_are_checked_by_the_schema() -> None:
     assert parse_table_examples(doc, SCHEMA, 8) == [ROW]
     with pytest.raises(BadRequest, match='example 0: feature plan = "gold" is not in'):
         parse_table_examples({"examples": [{**OK, "plan": "gold"}]}, SCHEMA, 8)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=7) | st.dictionaries(st.text(max_size=7), inner),
+    max_leaves=20,
+)
+INSTANCE = (
+    JSON | st.fixed_dictionaries(dict.fromkeys(OK, JSON)) | st.lists(JSON, min_size=6, max_size=6)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(instances=st.lists(INSTANCE, min_size=1, max_size=4))
+def test_any_instances_are_accepted_and_encoded_or_refused_with_a_400(instances: list[Any]) -> None:
+    try:
+        rows = parse_table({"instances": instances}, SCHEMA, 8)
+    except BadRequest as exc:
+        refused = exc
+    else:
+        x = SCHEMA.encode_rows(rows)  # whatever was accepted can be encoded
+        assert x.shape == (len(instances), SCHEMA.width)
+        return
+    assert (refused.status, bool(refused.message)) == (400, True)
