@@ -51,11 +51,13 @@ def reference_stats(ws: Workspace, train: pd.DataFrame) -> ReferenceStats:
         for c in ws.model.data.feature_columns
         if pd.api.types.is_numeric_dtype(train[c]) or pd.api.types.is_bool_dtype(train[c])
     ]
-    desc = train[columns].astype(float).describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
-    features = {
-        col: {str(stat): float(desc[col][stat]) for stat in desc.index if stat != "count"}
-        for col in columns
-    }
+    features: dict[str, dict[str, float]] = {}
+    if columns:  # pandas cannot describe no columns (a table of categorical features only)
+        desc = train[columns].astype(float).describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
+        features = {
+            col: {str(stat): float(desc[col][stat]) for stat in desc.index if stat != "count"}
+            for col in columns
+        }
     dist = label_distribution(ws, train)
     return ReferenceStats(
         rows=len(train),

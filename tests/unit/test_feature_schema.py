@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -232,3 +233,17 @@ def test_the_schema_documents_both_forms() -> None:
     schema = json.dumps(load_model(ROOT, "digits").model.model_json_schema())
     assert "NamedFeature" in schema
     assert "FeatureSpec" in schema
+
+
+def test_reference_statistics_describe_the_numeric_and_bool_features() -> None:
+    from pipelines.config import ModelConfig, Workspace
+    from pipelines.stages.validate import reference_stats
+
+    only_categorical = _with_features([{"name": "plan", "type": "categorical", "values": ["a"]}])
+    ws = Workspace(Path("/nonexistent"), ModelConfig.model_validate(only_categorical))
+    frame = pd.DataFrame({"plan": ["a", "a"], "churned": [0, 1]})
+    assert reference_stats(ws, frame).features == {}
+    ws = Workspace(Path("/nonexistent"), ModelConfig.model_validate(table_model.MODEL))
+    stats = reference_stats(ws, table_model.table(40))
+    assert set(stats.features) == {"tenure", "spend", "calls", "online", "rating"}
+    assert 0 < stats.features["online"]["mean"] < 1
