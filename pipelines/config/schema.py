@@ -117,8 +117,11 @@ class NamedFeature(_Section):
     type: Literal["float", "int", "bool", "categorical"]
     min: float | None = Field(None, description="float and int: the smallest valid value.")
     max: float | None = Field(None, description="float and int: the largest valid value.")
+    # Bounded: each entry becomes a model input and a monitored series (its one-hot column).
     values: list[StrictStr | StrictInt] | None = Field(
-        None, description="categorical: the vocabulary, all strings or all integers."
+        None,
+        max_length=1000,
+        description="categorical: the vocabulary, all strings or all integers (at most 1000).",
     )
     nullable: bool = Field(
         False, description="Whether the value may be missing (encoded as 0 plus an indicator)."
@@ -147,6 +150,10 @@ class NamedFeature(_Section):
     def _check_vocabulary(self, where: str) -> None:
         if not self.values:
             raise ValueError(f"{where}: a categorical feature needs a non-empty values list")
+        bad = [v for v in self.values if isinstance(v, str) and not 1 <= len(v) <= 100]
+        if bad:
+            shown = bad[0] if len(bad[0]) <= 20 else bad[0][:20] + "..."
+            raise ValueError(f"{where}: vocabulary entry {shown!r} must be 1 to 100 characters")
         kinds = {type(v) for v in self.values}
         if len(kinds) > 1:
             raise ValueError(f"{where}: values must be all strings or all integers, not both")

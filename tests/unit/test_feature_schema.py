@@ -204,6 +204,14 @@ INVALID: dict[str, tuple[list[dict[str, Any]], str]] = {
         "the label column 'churned' is listed as a feature",
     ),
     "no features": ([], "the list of named features is empty"),
+    "an empty string in the vocabulary": (
+        [{"name": "a", "type": "categorical", "values": ["x", ""]}],
+        "feature 'a': vocabulary entry '' must be 1 to 100 characters",
+    ),
+    "a vocabulary too large": (
+        [{"name": "a", "type": "categorical", "values": list(range(1001))}],
+        "data.features.0.values: List should have at most 1000 items",
+    ),
     "a float vocabulary": (
         [{"name": "a", "type": "categorical", "values": [0.5, 1.5]}],
         "data.features.0.values.0",
