@@ -83,7 +83,12 @@ def _parser() -> argparse.ArgumentParser:
             "registry by digest (none before the first production release)",
         )
 
-    p = add("config", "Validate models/<model>/model.yaml and print it, or print its schema.")
+    p = add(
+        "config",
+        "Validate models/<model>/model.yaml and print the resolved configuration (every "
+        "default filled in), or print its schema. A missing required key (task, data.source, "
+        "data.label, data.features, deploy.image_repository) is refused, each one named.",
+    )
     p.add_argument("--schema", action="store_true", help="print the JSON schema of model.yaml")
     stage_parsers = {name: add(name, stage.help) for name, stage in STAGES.items()}
     baseline(stage_parsers["gate"])

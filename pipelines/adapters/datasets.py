@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ from numpy.typing import NDArray
 from pipelines.adapters.artifacts import write_bytes
 from pipelines.config import SPLITS, Workspace
 from pipelines.errors import ConfigError, DataInvalid
-from pipelines.serving.runtime import scale_features
+from pipelines.serving.features import ImageSchema, is_null
 
 ROW_ID = "row_id"
 
@@ -62,18 +63,73 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+def model_inputs(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float32]:
+    """The model inputs of a table's rows, by the schema's one preprocessing
+    (pipelines/serving/features.py, which the server runs too): (n, h, w, 1) for the image
+    shorthand, (n, width) encoded named features otherwise."""
+    schema = ws.model.data.feature_schema()
+    if isinstance(schema, ImageSchema):
+        return schema.encode(df[list(schema.names)].to_numpy(dtype=np.float64))
+    # object arrays: each value as pandas holds it (NaN or NA for a null), which encode reads
+    return schema.encode([df[name].to_numpy(dtype=object) for name in schema.names])
+
+
+def monitored(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
+    """The vectors the reference profile and the live input gauges describe: the raw pixels of
+    an image model, the encoded model inputs of a model of named features."""
+    schema = ws.model.data.feature_schema()
+    if isinstance(schema, ImageSchema):
+        return schema.monitored(df[list(schema.names)].to_numpy(dtype=np.float64))
+    return schema.monitored(model_inputs(ws, df))
+
+
 def features_and_labels(
     ws: Workspace, df: pd.DataFrame
 ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Model inputs shaped (n, h, w, 1) and scaled to [0, 1], plus each row's class index.
+    """Model inputs (see model_inputs), plus each row's class index.
 
     The network predicts the position of a class in ``data.label.classes``, so labels such as
     [3, 5, 7] work as well as 0..9. Validation has already rejected unknown labels.
     """
-    spec = ws.model.data.features
-    x = scale_features(
-        df[spec.columns].to_numpy(dtype=np.float64), spec.min, spec.max, spec.image_shape
-    )
+    x = model_inputs(ws, df)
     index = {c: i for i, c in enumerate(ws.model.data.label.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
     return x, y
+
+
+def json_value(value: Any) -> Any:
+    """A table cell as JSON holds it: numpy scalars as Python's, missing values as null."""
+    if is_null(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _integral(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def request_instances(ws: Workspace, df: pd.DataFrame, named: bool = True) -> list[Any]:
+    """The rows of a table as a client sends them: lists of numbers for the image shorthand;
+    objects keyed by feature name (TF Serving's row format), or positional rows when
+    ``named`` is False, for named features."""
+    columns = ws.model.data.feature_columns
+    schema = ws.model.data.feature_schema()
+    if isinstance(schema, ImageSchema):
+        rows: list[Any] = df[columns].to_numpy(dtype=np.float64).tolist()
+        return rows
+    # A column of integers with a null is float in pandas: send 3, not 3.0, for an int feature
+    # or an integer vocabulary, as a client would.
+    integral = [
+        f.type == "int" or (f.type == "categorical" and isinstance(f.values[0], int))
+        for f in schema.features
+    ]
+    values = [
+        [
+            _integral(json_value(v)) if i else json_value(v)
+            for v, i in zip(row, integral, strict=True)
+        ]
+        for row in df[columns].itertuples(index=False)
+    ]
+    if not named:
+        return values
+    return [dict(zip(columns, row, strict=True)) for row in values]

@@ -6,6 +6,7 @@ repository as code, and nothing is written anywhere but the Data Docs folder we 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,3 +255,41 @@ def run_checkpoints(
         statistics=statistics,
         docs_index=docs_dir / "index.html",
     )
+
+
+# The pandas dtypes a column of each feature type may have after CSV/Parquet: an int column
+# with nulls is float64 in pandas, a bool column with nulls holds objects.
+_DTYPES = {
+    "float": ["float64", "float32", "int64", "int32"],
+    "int": ["int64", "int32", "Int64", "float64"],
+    "bool": ["bool", "boolean", "object"],
+}
+
+
+def schema_expectations(features: Any) -> list[Any]:
+    """The expectations a list of named features implies, per feature: its type, its range
+    (numeric) or vocabulary (categorical and bool), and no nulls unless it is nullable. The
+    image shorthand implies none here: its model's suite states them (models/digits/).
+
+    validate adds these to every model's "rows" suite, so a hand-written suite cannot forget the
+    schema model.yaml declares."""
+    if not isinstance(features, list):
+        return []
+    # Imported by name (gx's package does not re-export its expectation classes for mypy).
+    gxe: Any = importlib.import_module("great_expectations.expectations")
+    out: list[Any] = []
+    for f in features:
+        col = f.name
+        if not f.nullable:
+            out.append(gxe.ExpectColumnValuesToNotBeNull(column=col))
+        if f.type in _DTYPES:
+            out.append(gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=_DTYPES[f.type]))
+        if f.type in ("float", "int"):
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(column=col, min_value=f.min, max_value=f.max)
+            )
+        if f.type == "bool":
+            out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=[True, False]))
+        if f.type == "categorical":
+            out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=list(f.values)))
+    return out

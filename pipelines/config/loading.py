@@ -18,11 +18,13 @@ from pydantic import BaseModel, ValidationError
 from pipelines.config.schema import (
     DEFAULT_MODEL,
     MODELS_DIR,
+    REQUIRED_KEYS,
     TUNED_FILE,
     EnvironmentState,
     FileSource,
     GitOpsConfig,
     ModelConfig,
+    NamedFeature,
     TunedFile,
     Workspace,
     apply_tuned,
@@ -34,6 +36,7 @@ from pipelines.config.settings import ENV_OVERRIDES, read_settings
 from pipelines.errors import ConfigError
 
 _M = TypeVar("_M", bound=BaseModel)
+FORMS = ("image", "named")
 
 
 class _Loader(yaml.SafeLoader):
@@ -91,10 +94,32 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    # Every problem at once: each required key that is missing (all of them, where pydantic
+    # stops at a missing section), then what pydantic finds in what is there.
+    missing = missing_keys(raw)
+    lines = [f"  - {key}: required, not stated ({what})" for key, what in missing]
+    model = None
     try:
         model = ModelConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
+        stated = {key for key, _ in missing}
+        lines += [
+            line
+            for loc, line in error_lines(exc, ModelConfig)
+            # pydantic's "Field required" on a key, or on a whole section, already said above
+            if not any(
+                loc == k or f"{loc}.".startswith(f"{k}.") or k.startswith(f"{loc}.") for k in stated
+            )
+        ]
+    if lines or model is None:
+        raise ConfigError(
+            f"{path}: {len(lines)} invalid setting(s)\n" + "\n".join(lines),
+            hint="state each required key in model.yaml (nothing a fork must decide has a "
+            "default); `mlops config --schema` describes every key, and "
+            "models/digits/model.yaml states them all"
+            if missing
+            else None,
+        ) from None
     if model.name != name:
         raise ConfigError(
             f"{path}: key 'name' is {model.name!r} but the folder is {name!r}",
@@ -122,26 +147,55 @@ def load_tuned(path: Path) -> TunedFile | None:
     return _validated(TunedFile, path, _read_yaml(path))
 
 
+def missing_keys(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The required keys (schema.REQUIRED_KEYS) that ``raw`` does not state, each with what it
+    is for: all of them, where pydantic would stop at a missing section. A parent that is
+    there but not a mapping is left to pydantic, which names its type."""
+    missing = []
+    for keys, what in REQUIRED_KEYS:
+        node: Any = raw
+        for key in keys:
+            if not isinstance(node, Mapping):
+                break
+            if node.get(key) is None:
+                missing.append((".".join(keys), what))
+                break
+            node = node[key]
+    return missing
+
+
 def format_validation_error(
     path: Path, exc: ValidationError, cls: type[BaseModel] | None = None
 ) -> str:
     """A pydantic error as lines a person fixes: the file, then each bad key and what is wrong."""
     lines = [f"{path}: {exc.error_count()} invalid setting(s)"]
-    for err in exc.errors():
-        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
-        # Drop the union tag pydantic inserts for discriminated unions (e.g. "file").
-        key = ".".join(loc) or "(top level)"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(cls or ModelConfig, err["loc"][:-1])
-            lines.append(f"  - {key}: unknown key (allowed here: {', '.join(allowed)})")
-        elif isinstance(err.get("input"), dict):  # a whole section: the message says it all
-            lines.append(f"  - {key}: {err['msg']}")
-        else:
-            lines.append(f"  - {key}: {err['msg']} (got {err.get('input')!r})")
+    lines += [line for _, line in error_lines(exc, cls or ModelConfig)]
     return "\n".join(lines)
 
 
+def error_lines(exc: ValidationError, cls: type[BaseModel]) -> list[tuple[str, str]]:
+    """Each error of ``exc`` as (dotted key, the line that says what is wrong with it)."""
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "tagged-union"))]
+        # The tag of data.features' form (schema.Features): not a key the user wrote.
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "features" and p in FORMS)]
+        # Drop the union tag pydantic inserts for discriminated unions (e.g. "file").
+        key = ".".join(loc) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(cls, err["loc"][:-1])
+            line = f"  - {key}: unknown key (allowed here: {', '.join(allowed)})"
+        elif isinstance(err.get("input"), dict):  # a whole section: the message says it all
+            line = f"  - {key}: {err['msg']}"
+        else:
+            line = f"  - {key}: {err['msg']} (got {err.get('input')!r})"
+        out.append((key, line))
+    return out
+
+
 def _allowed_keys(cls: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    if "named" in loc and "features" in loc:  # one of data.features' named features
+        return sorted(NamedFeature.model_fields)
     current: Any = cls
     for part in loc:
         fields = getattr(current, "model_fields", None)

@@ -14,17 +14,19 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     StrictBool,
     StrictFloat,
     StrictInt,
     StrictStr,
     StringConstraints,
+    Tag,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -32,6 +34,9 @@ from pydantic import (
 
 from pipelines.errors import ConfigError
 from pipelines.serving import contract
+
+if TYPE_CHECKING:  # numpy, which features.py needs, is not installed in every job (the report's)
+    from pipelines.serving import features as serving_features
 
 MODELS_DIR = "models"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -50,6 +55,19 @@ class _Section(_Strict):
 
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+# An enum, not a bool: regression is the next task to come.
+Task = Literal["classification"]
+
+# What a fork must decide, stated in model.yaml (DESIGN.md rule 8): each is refused when missing,
+# all of them in one message (loading.missing_keys), before pydantic's own messages.
+REQUIRED_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("task",), "what the model predicts: classification"),
+    (("data", "source"), "where the data comes from: {kind: file, path: ...} or sklearn_digits"),
+    (("data", "label", "column"), "the column holding the label"),
+    (("data", "label", "classes"), "the classes the label may hold"),
+    (("data", "features"), "the feature schema: named features, or the image shorthand"),
+    (("deploy", "image_repository"), "the registry repository of the serving image"),
+)
 
 
 class SklearnDigitsSource(_Section):
@@ -65,15 +83,19 @@ class FileSource(_Section):
     path: str = Field(description="CSV or Parquet file, relative to the repository root.")
 
 
-class FeatureSpec(_Section):
-    """The feature columns (prefix + index), the image shape they form, and their value range."""
+NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-    prefix: str = Field("pixel_", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    count: int = Field(64, gt=0)
+
+class FeatureSpec(_Section):
+    """The image shorthand: ``count`` numeric columns ``<prefix><i>`` in one range, forming an
+    image of ``image_shape`` (the model sees it as (h, w, 1), scaled to [0, 1])."""
+
+    prefix: str = Field(pattern=NAME)
+    count: int = Field(gt=0)
     # YAML has lists, not tuples: the pair itself is lax, its items strict.
-    image_shape: Annotated[tuple[StrictInt, StrictInt], Field(strict=False)] = (8, 8)
-    min: float = 0.0
-    max: float = 16.0
+    image_shape: Annotated[tuple[StrictInt, StrictInt], Field(strict=False)]
+    min: float
+    max: float
 
     @model_validator(mode="after")
     def _shape_matches_count(self) -> FeatureSpec:
@@ -90,11 +112,88 @@ class FeatureSpec(_Section):
         return [f"{self.prefix}{i}" for i in range(self.count)]
 
 
+class NamedFeature(_Section):
+    """One feature of a table: its type, valid range or vocabulary, and whether it may be null."""
+
+    name: str = Field(pattern=NAME, max_length=64)
+    type: Literal["float", "int", "bool", "categorical"]
+    min: float | None = Field(None, description="float and int: the smallest valid value.")
+    max: float | None = Field(None, description="float and int: the largest valid value.")
+    # Bounded: each entry becomes a model input and a monitored series (its one-hot column).
+    values: list[StrictStr | StrictInt] | None = Field(
+        None,
+        max_length=1000,
+        description="categorical: the vocabulary, all strings or all integers (at most 1000).",
+    )
+    nullable: bool = Field(
+        False, description="Whether the value may be missing (encoded as 0 plus an indicator)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NamedFeature:
+        where = f"feature {self.name!r}"
+        numeric = self.type in ("float", "int")
+        if numeric:
+            if self.min is None or self.max is None:
+                raise ValueError(
+                    f"{where} ({self.type}) needs min and max: its declared range, which "
+                    "validation checks and the preprocessing scales by"
+                )
+            if self.min >= self.max:
+                raise ValueError(f"{where}: min {self.min:g} must be below max {self.max:g}")
+        elif self.min is not None or self.max is not None:
+            raise ValueError(f"{where}: min/max are for float and int features, not {self.type}")
+        if self.type == "categorical":
+            self._check_vocabulary(where)
+        elif self.values is not None:
+            raise ValueError(f"{where}: values (a vocabulary) is for categorical features only")
+        return self
+
+    def _check_vocabulary(self, where: str) -> None:
+        if not self.values:
+            raise ValueError(f"{where}: a categorical feature needs a non-empty values list")
+        bad = [v for v in self.values if isinstance(v, str) and not 1 <= len(v) <= 100]
+        if bad:
+            shown = bad[0] if len(bad[0]) <= 20 else bad[0][:20] + "..."
+            raise ValueError(f"{where}: vocabulary entry {shown!r} must be 1 to 100 characters")
+        kinds = {type(v) for v in self.values}
+        if len(kinds) > 1:
+            raise ValueError(f"{where}: values must be all strings or all integers, not both")
+        repeated = sorted({str(v) for v in self.values if self.values.count(v) > 1})
+        if repeated:
+            raise ValueError(f"{where}: values lists {', '.join(repeated)} more than once")
+
+    def serving(self) -> serving_features.Feature:
+        """The feature as the server and the preprocessing hold it."""
+        from pipelines.serving import features as serving_features
+
+        return serving_features.Feature(
+            name=self.name,
+            type=self.type,
+            min=self.min,
+            max=self.max,
+            values=tuple(self.values or ()),
+            nullable=self.nullable,
+        )
+
+
+def _features_form(value: Any) -> str:
+    return "named" if isinstance(value, list) else "image"
+
+
+# A list is named features, anything else the image shorthand: errors then come from the one
+# form the user wrote, not from both.
+Features = Annotated[
+    Annotated[FeatureSpec, Tag("image")] | Annotated[list[NamedFeature], Tag("named")],
+    Discriminator(_features_form),
+]
+
+
 class LabelSpec(_Section):
     """The label column and the classes it may hold."""
 
-    column: str = Field("label", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    classes: list[int] = Field(default_factory=lambda: list(range(10)), min_length=2)
+    column: str = Field(pattern=NAME)
+    classes: list[int] = Field(min_length=2)
 
     @model_validator(mode="after")
     def _classes_are_distinct(self) -> LabelSpec:
@@ -135,13 +234,49 @@ class ExpectationSpec(_Section):
 class DataConfig(_Section):
     """Where the data comes from, its columns, its split and its expectations."""
 
-    source: SklearnDigitsSource | FileSource = Field(
-        default_factory=SklearnDigitsSource, discriminator="kind"
+    source: SklearnDigitsSource | FileSource = Field(discriminator="kind")
+    features: Features = Field(
+        description="The image shorthand {prefix, count, image_shape, min, max}, or a list of "
+        "named features {name, type, min, max, values, nullable}."
     )
-    features: FeatureSpec = Field(default_factory=FeatureSpec)
-    label: LabelSpec = Field(default_factory=LabelSpec)
+    label: LabelSpec
     split: SplitSpec = Field(default_factory=SplitSpec)
     expectations: ExpectationSpec = Field(default_factory=ExpectationSpec)
+
+    @model_validator(mode="after")
+    def _named_features_are_distinct(self) -> DataConfig:
+        if isinstance(self.features, list):
+            if not self.features:
+                raise ValueError("features: the list of named features is empty")
+            names = [f.name for f in self.features]
+            repeated = sorted({n for n in names if names.count(n) > 1})
+            if repeated:
+                raise ValueError(f"features: feature(s) {', '.join(repeated)} listed twice")
+        if self.label.column in self.feature_columns:
+            raise ValueError(
+                f"features: the label column {self.label.column!r} is listed as a feature "
+                "(a model would learn its answer from its input)"
+            )
+        return self
+
+    @property
+    def feature_columns(self) -> list[str]:
+        """The raw feature columns of the table, in order."""
+        if isinstance(self.features, list):
+            return [f.name for f in self.features]
+        return self.features.columns
+
+    def feature_schema(self) -> serving_features.ImageSchema | serving_features.TableSchema:
+        """The feature schema with its preprocessing (pipelines/serving/features.py), the one
+        that training, evaluation and the server share."""
+        from pipelines.serving import features as serving_features
+
+        spec = self.features
+        if isinstance(spec, list):
+            return serving_features.TableSchema(tuple(f.serving() for f in spec))
+        return serving_features.ImageSchema(
+            tuple(spec.columns), spec.image_shape, spec.min, spec.max
+        )
 
 
 class DistributionConfig(_Section):
@@ -471,7 +606,11 @@ class Resources(_Section):
 class DeployConfig(_Section):
     """How the model is deployed to Kubernetes."""
 
-    image_repository: str = Field("digits", pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$")
+    image_repository: str = Field(
+        pattern=r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+        description="The registry repository the serving image is pushed to. Required, not "
+        "derived from the model's name: two forks pushing to one registry must not collide.",
+    )
     replicas: int = Field(
         2,
         ge=1,
@@ -497,12 +636,13 @@ class ModelConfig(_Section):
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
     description: str = ""
-    data: DataConfig = Field(default_factory=DataConfig)
+    task: Task = Field(description="What the model predicts: classification (a class).")
+    data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
-    deploy: DeployConfig = Field(default_factory=DeployConfig)
+    deploy: DeployConfig
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     tuning: TuningConfig | None = Field(
         None, description="`mlops tune`'s search; absent: the model is not tuned."

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pipelines.core.gating import RuleResult, Verdict
 from pipelines.serving import contract
+from pipelines.serving.features import NUMERIC, ImageSchema, TableSchema
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,109 @@ def malformed_requests(
         ),
         Case("wrong method", "GET", predict, b"", 405),
     ]
+
+
+def schema_requests(
+    model: str, schema: ImageSchema | TableSchema, max_batch: int, max_body_bytes: int
+) -> list[Case]:
+    """The malformed requests for a model's feature schema: the image shorthand's, or those a
+    table of named features implies (table_requests)."""
+    if isinstance(schema, ImageSchema):
+        return malformed_requests(
+            model,
+            len(schema.names),
+            schema.shape,
+            schema.low,
+            schema.high,
+            max_batch,
+            max_body_bytes,
+        )
+    return table_requests(model, schema, max_batch, max_body_bytes)
+
+
+def table_requests(
+    model: str, schema: TableSchema, max_batch: int, max_body_bytes: int
+) -> list[Case]:
+    """Requests a correct server refuses for a model of named features, generated from its
+    schema: each one breaks a valid object (schema.example()) in one way."""
+    predict = contract.predict_path(model)
+    names = schema.names
+    row = schema.example()
+    ok = dict(zip(names, row, strict=True))
+
+    def body(doc: object) -> bytes:
+        return json.dumps(doc).encode()
+
+    def instance(name: str, value: object) -> bytes:
+        return body({"instances": [{**ok, name: value}]})
+
+    cases = [
+        Case("not JSON", "POST", predict, b'{"instances": [', 400),
+        Case("neither instances nor inputs", "POST", predict, body({}), 400),
+        Case("empty instances", "POST", predict, body({"instances": []}), 400),
+        Case("unknown feature", "POST", predict, body({"instances": [{**ok, "_x": 1}]}), 400),
+        Case(
+            "missing feature",
+            "POST",
+            predict,
+            body({"instances": [{k: v for k, v in ok.items() if k != names[0]}]}),
+            400,
+        ),
+        Case("too few values in a row", "POST", predict, body({"instances": [row[:-1]]}), 400),
+        Case("rows mixed with objects", "POST", predict, body({"instances": [row, ok]}), 400),
+        Case("unknown field", "POST", predict, body({"instances": [ok], "debug": True}), 400),
+        Case(
+            "batch over the limit",
+            "POST",
+            predict,
+            body({"instances": [ok] * (max_batch + 1)}),
+            413,
+        ),
+        Case(
+            "body over the limit",
+            "POST",
+            predict,
+            b'{"instances": [' + b" " * max_body_bytes + b"]}",
+            413,
+        ),
+        Case("wrong method", "GET", predict, b"", 405),
+    ]
+    for f in schema.features:
+        if not f.nullable:
+            cases.append(Case(f"{f.name}: null", "POST", predict, instance(f.name, None), 400))
+        if f.type in NUMERIC:
+            assert f.max is not None
+            cases += [
+                Case(
+                    f"{f.name}: a number as a string",
+                    "POST",
+                    predict,
+                    instance(f.name, str(ok[f.name])),
+                    400,
+                ),
+                Case(
+                    f"{f.name}: above the range", "POST", predict, instance(f.name, f.max + 1), 400
+                ),
+                Case(f"{f.name}: a boolean", "POST", predict, instance(f.name, True), 400),
+            ]
+        elif f.type == "bool":
+            cases.append(Case(f"{f.name}: a number", "POST", predict, instance(f.name, 1), 400))
+        else:
+            unknown: object = (
+                "\u0000not-in-vocabulary"
+                if isinstance(f.values[0], str)
+                else -(max(abs(int(v)) for v in f.values) + 1)
+            )
+            cases.append(
+                Case(
+                    f"{f.name}: outside the vocabulary",
+                    "POST",
+                    predict,
+                    instance(f.name, unknown),
+                    400,
+                )
+            )
+    return cases
 
 
 @dataclass

@@ -40,6 +40,7 @@ from starlette.routing import Route
 from pipelines.serving import contract
 from pipelines.serving.connections import TIMED_OUT, ConnectionCollector, ConnectionStats
 from pipelines.serving.contract import LABELS
+from pipelines.serving.features import Feature, ImageSchema, TableSchema
 from pipelines.serving.jsonbody import (
     BadRequest,
     as_sent,
@@ -135,19 +136,29 @@ def _bound(v: float) -> str:
     return str(int(v)) if v.is_integer() else repr(v)
 
 
+def _image(sig: Signature) -> tuple[tuple[int, int], float, float]:
+    """The image shorthand's shape and range (parse_instances is only called for an image
+    model: the server picks the parser by the schema's form)."""
+    assert sig.image_shape is not None
+    assert sig.low is not None
+    assert sig.high is not None
+    return sig.image_shape, sig.low, sig.high
+
+
 def _range_error(x: NDArray[np.float64], sig: Signature, sent: _Sent) -> BadRequest | None:
+    (_, width), low, high = _image(sig)
     finite = np.isfinite(x)
     if not finite.all():
         i, j = np.argwhere(~finite)[0]
         return BadRequest(400, f"instance {i}: feature {sig.feature_names[j]} is not finite")
-    outside = (x < sig.low) | (x > sig.high)
+    outside = (x < low) | (x > high)
     if outside.any():
         i, j = (int(k) for k in np.argwhere(outside)[0])
         return BadRequest(
             400,
             f"instance {i}: feature {sig.feature_names[j]} = "
-            f"{sent.value(i, j, sig.image_shape[1])} is outside the valid range "
-            f"[{_bound(sig.low)}, {_bound(sig.high)}]",
+            f"{sent.value(i, j, width)} is outside the valid range "
+            f"[{_bound(low)}, {_bound(high)}]",
         )
     return None
 
@@ -227,7 +238,8 @@ def parse_instances(
     Anything else takes the slow path, which words the error.
     """
     instances, where = _instances(doc, max_batch)
-    n, (h, w), lo, hi = sig.n_features, sig.image_shape, sig.low, sig.high
+    (h, w), lo, hi = _image(sig)
+    n = sig.n_features
     rows: list[list[Any]] = []
     slow = False
     for i, inst in enumerate(instances):
@@ -323,18 +335,139 @@ def parse_examples(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.float
     """Validate a decoded Classify body (TF Serving's ``{"examples": [{feature: value}, ...],
     "context": {...}}``); return the raw feature rows, in the signature's feature order."""
     names = sig.feature_names
+    _, low, high = _image(sig)
     examples, context = _examples(doc, max_batch, set(names))
     rows = [_example_row(i, example, context, names) for i, example in enumerate(examples)]
     x = _as_array(rows)
-    bad = ~np.isfinite(x) | (x < sig.low) | (x > sig.high)
+    bad = ~np.isfinite(x) | (x < low) | (x > high)
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
         raise BadRequest(
             400,
             f"example {i}: feature {names[j]} = {describe(rows[i][j])} is outside the valid "
-            f"range [{_bound(sig.low)}, {_bound(sig.high)}]",
+            f"range [{_bound(low)}, {_bound(high)}]",
         )
     return x
+
+
+# --- Named features (a table): every value checked against the schema -----------------------
+
+
+def _checked(what: str, feature: Feature, value: Any) -> Any:
+    """``value`` if the feature's schema accepts it; else the 400 that says why."""
+    problem = feature.problem(value)
+    if problem is None:
+        return value
+    if value is None:
+        raise BadRequest(400, f"{what}: feature {feature.name} {problem}")
+    raise BadRequest(400, f"{what}: feature {feature.name} = {describe(value)} {problem}")
+
+
+def _table_row(what: str, inst: Any, schema: TableSchema, objects: bool) -> list[Any]:
+    """One instance, a positional row or an object keyed by feature name, as checked raw values
+    in the schema's order."""
+    features = schema.features
+    if objects:
+        if not isinstance(inst, dict):
+            raise BadRequest(
+                400,
+                f"{what}: expected an object like the first instance, got {describe(inst)}; "
+                "send every instance as an object keyed by feature name, or every one as a "
+                "positional row, not a mix",
+            )
+        names = schema.names
+        unknown = inst.keys() - set(names)
+        if unknown:
+            raise BadRequest(
+                400,
+                f"{what}: unknown feature(s) {quote_names(unknown)}; this model's features: "
+                f"{quote_names(names)}",
+            )
+        missing = [n for n in names if n not in inst]
+        if missing:
+            raise BadRequest(
+                400,
+                f"{what}: missing feature(s) {quote_names(missing)} (send null for a missing "
+                "value of a nullable feature)",
+            )
+        return [_checked(what, f, inst[f.name]) for f in features]
+    if not isinstance(inst, list):
+        kind = "an object among rows" if isinstance(inst, dict) else describe(inst)
+        raise BadRequest(
+            400,
+            f"{what}: expected a row like the first instance, got {kind}; send every instance "
+            "as a positional row, or every one as an object keyed by feature name, not a mix",
+        )
+    if len(inst) != len(features):
+        raise BadRequest(
+            400,
+            f"{what}: expected a row of {len(features)} values ({quote_names(schema.names)} in "
+            f"the order of the model's metadata), got {len(inst)}",
+        )
+    return [_checked(what, f, v) for f, v in zip(features, inst, strict=True)]
+
+
+def _table_columnar(doc: dict[str, Any], schema: TableSchema, max_batch: int) -> list[Any]:
+    """TF Serving's columnar format for named inputs, ``{"inputs": {feature: [values]}}``, as
+    objects; a list under "inputs" is rows, as in the image form."""
+    if "instances" in doc:
+        raise BadRequest(400, 'send "instances" (row format) or "inputs" (columnar), not both')
+    inputs = doc["inputs"]
+    if not isinstance(inputs, dict):
+        instances, _ = _instances(doc, max_batch)
+        return instances
+    names = schema.names
+    unknown, missing = inputs.keys() - set(names), [n for n in names if n not in inputs]
+    if unknown:
+        raise BadRequest(400, f'"inputs": unknown feature(s) {quote_names(unknown)}')
+    if missing:
+        raise BadRequest(400, f'"inputs": missing feature(s) {quote_names(missing)}')
+    lengths = {len(v) if isinstance(v, list) else -1 for v in inputs.values()}
+    if -1 in lengths or len(lengths) != 1:
+        raise BadRequest(400, '"inputs": every feature needs a list of values, all as long')
+    (n,) = lengths
+    if n == 0:
+        raise BadRequest(400, '"inputs" is empty: send at least one example')
+    if n > max_batch:
+        raise BadRequest(
+            413, f"{n} instances exceed the limit of {max_batch} per request; split the batch"
+        )
+    return [{name: inputs[name][i] for name in names} for i in range(n)]
+
+
+def parse_table(doc: Any, schema: TableSchema, max_batch: int) -> list[list[Any]]:
+    """Validate a decoded predict body for a model of named features; return the raw rows, in
+    the schema's order. Instances are positional rows or objects keyed by feature name (TF
+    Serving's row format), all of one form; "inputs" may be columnar by feature name."""
+    _check_fields(doc)
+    if "inputs" in doc:
+        instances = _table_columnar(doc, schema, max_batch)
+    else:
+        instances, _ = _instances(doc, max_batch)
+    objects = isinstance(instances[0], dict)
+    return [_table_row(f"instance {i}", inst, schema, objects) for i, inst in enumerate(instances)]
+
+
+def parse_table_examples(doc: Any, schema: TableSchema, max_batch: int) -> list[list[Any]]:
+    """A Classify body for a model of named features: the raw rows, checked."""
+    names = schema.names
+    examples, context = _examples(doc, max_batch, set(names))
+    rows = []
+    for i, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise BadRequest(
+                400, f"example {i}: expected an object of features, got {describe(example)}"
+            )
+        both = example.keys() & context.keys()
+        if both:
+            raise BadRequest(400, f"example {i}: feature(s) {quote_names(both)} also in context")
+        # A tf.Example feature is a list: a list of one value is that value.
+        merged = {
+            k: v[0] if type(v) is list and len(v) == 1 else v
+            for k, v in {**context, **example}.items()
+        }
+        rows.append(_table_row(f"example {i}", merged, schema, objects=True))
+    return rows
 
 
 # The signature's method, as TF Serving's metadata names it.
@@ -382,6 +515,8 @@ class ServerState:
 
     settings: Settings
     signature: Signature | None = None
+    # The signature's feature schema: which parser a request takes, and the preprocessing.
+    schema: ImageSchema | TableSchema | None = None
     runtime: Runtime | None = None
     metrics: Metrics | None = None
     ready_reason: str = "the model is loading"
@@ -410,7 +545,14 @@ def load(state: ServerState) -> None:
         _unready_metrics(state)
         return
     try:
-        reference = _reference(state.settings.model_dir, sig)
+        schema = sig.schema()
+    except (ValueError, KeyError, TypeError) as exc:
+        state.ready_reason = f"the signature in {state.settings.model_dir} is unusable: {exc}"
+        state.failure = "INVALID_ARGUMENT"
+        log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
+        return
+    try:
+        reference = _reference(state.settings.model_dir, sig, schema)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         state.ready_reason = (
             f"the reference profile in {state.settings.model_dir} is unusable: {exc}"
@@ -419,12 +561,12 @@ def load(state: ServerState) -> None:
         log.error("profile load failed", extra={"fields": {"reason": state.ready_reason}})
         _unready_metrics(state)
         return
-    state.signature, state.classes = sig, sig.classes
+    state.signature, state.schema, state.classes = sig, schema, sig.classes
     state.metrics = Metrics(
         sig.model,
         state.settings.release,
         state.settings.color,
-        sig.feature_names,
+        schema.monitored_names,
         sig.classes,
         reference,
     )
@@ -440,7 +582,7 @@ def load(state: ServerState) -> None:
             )
         )
     if sig.self_test_instances:
-        x = scale_features(np.array(sig.self_test_instances), sig.low, sig.high, sig.image_shape)
+        x = _model_input(schema, sig.self_test_instances)[0]
         got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
         if got != sig.self_test_classes:
             state.ready_reason = (
@@ -474,14 +616,29 @@ def _unready_metrics(state: ServerState) -> None:
     signature can be read: the model's name and features are unknown then."""
     try:
         sig = Signature.from_json((state.settings.model_dir / SIGNATURE).read_text())
+        names = sig.schema().monitored_names
     except (OSError, ValueError, KeyError, TypeError):
         return
     state.metrics = Metrics(
-        sig.model, state.settings.release, state.settings.color, sig.feature_names, sig.classes
+        sig.model, state.settings.release, state.settings.color, names, sig.classes
     )
 
 
-def _reference(model_dir: Path, sig: Signature) -> Reference | None:
+def _model_input(
+    schema: ImageSchema | TableSchema, raw: Any
+) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
+    """Checked raw rows -> (model inputs, the vectors the input gauges observe), by the
+    schema's one preprocessing (features.py), which training and evaluation ran too."""
+    if isinstance(schema, ImageSchema):
+        raw = np.asarray(raw, dtype=np.float64)
+        return schema.encode(raw), raw
+    x = schema.encode_rows(raw)
+    return x, schema.monitored(x)
+
+
+def _reference(
+    model_dir: Path, sig: Signature, schema: ImageSchema | TableSchema
+) -> Reference | None:
     """The profile the signature names; None, said in a log line, for a model packaged before
     releases had one (it is served, but exports no reference gauges and no anomaly scores)."""
     if not sig.profile_sha256:
@@ -491,9 +648,10 @@ def _reference(model_dir: Path, sig: Signature) -> Reference | None:
         )
         return None
     reference = load_reference(model_dir / PROFILE, sig.profile_sha256)
-    if reference.features != sig.feature_names or reference.classes != sig.classes:
+    names = schema.monitored_names
+    if reference.features != names or reference.classes != sig.classes:
         raise ValueError("its features or classes differ from the signature's")
-    n = len(sig.feature_names)
+    n = len(names)
     if reference.center.shape != (n,) or reference.precision.shape != (n, n):
         raise ValueError(f"its Gaussian is not of dimension {n}")
     return reference
@@ -620,15 +778,20 @@ class Handlers:
             return Response(status_code=408 if request.scope.get(TIMED_OUT) else 499)
 
     def _infer(
-        self, sig: Signature, runtime: Runtime, raw: NDArray[np.float64]
+        self, schema: ImageSchema | TableSchema, runtime: Runtime, raw: Any
     ) -> tuple[NDArray[Any], NDArray[Any]]:
-        """Class probabilities and the best class of each row, counted in the metrics."""
-        probs = runtime.predict(scale_features(raw, sig.low, sig.high, sig.image_shape))
+        """Class probabilities and the best class of each row, counted in the metrics. ``raw``:
+        the checked raw rows (an array for an image model, lists of values for a table)."""
+        if isinstance(schema, ImageSchema):  # the hot path of image models: no extra call
+            x, observed = scale_features(raw, schema.low, schema.high, schema.shape), raw
+        else:
+            x, observed = _model_input(schema, raw)
+        probs = runtime.predict(x)
         best = probs.argmax(axis=1)
         metrics = self.state.metrics
         if metrics is not None:
             metrics.predicted(best)
-            metrics.inputs.observe(raw)
+            metrics.inputs.observe(observed)
         return probs, best
 
     async def _admit(self, request: Request, loaded: bool = True) -> tuple[bytes, Any] | Response:
@@ -655,12 +818,18 @@ class Handlers:
         body, doc = read
         # _admit checked both (for the type checker: python -O would drop these).
         assert state.signature is not None
+        assert state.schema is not None
         assert state.runtime is not None
+        schema = state.schema
+        raw: Any
         try:
-            raw = parse_instances(doc, state.signature, self.settings.max_batch, body)
+            if isinstance(schema, ImageSchema):
+                raw = parse_instances(doc, state.signature, self.settings.max_batch, body)
+            else:
+                raw = parse_table(doc, schema, self.settings.max_batch)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
-        probs, best = self._infer(state.signature, state.runtime, raw)
+        probs, best = self._infer(schema, state.runtime, raw)
         classes = state.classes
         if "instances" not in doc:  # columnar in, columnar out: one list per output
             return json_response(
@@ -684,12 +853,18 @@ class Handlers:
             return read
         # _admit checked both (for the type checker: python -O would drop these).
         assert state.signature is not None
+        assert state.schema is not None
         assert state.runtime is not None
+        schema = state.schema
+        raw: Any
         try:
-            raw = parse_examples(read[1], state.signature, self.settings.max_batch)
+            if isinstance(schema, ImageSchema):
+                raw = parse_examples(read[1], state.signature, self.settings.max_batch)
+            else:
+                raw = parse_table_examples(read[1], schema, self.settings.max_batch)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
-        probs, _ = self._infer(state.signature, state.runtime, raw)
+        probs, _ = self._infer(schema, state.runtime, raw)
         labels = [str(c) for c in state.classes]  # TF Serving's labels are strings
         return json_response(
             {"results": [list(zip(labels, row.tolist(), strict=True)) for row in probs]}
@@ -744,8 +919,24 @@ class Handlers:
         refused = self._version_error(request)
         if refused is not None:
             return refused
-        h, w = sig.image_shape
+        schema = self.state.schema
         k = len(sig.classes)
+        if isinstance(schema, TableSchema):
+            inputs = {f.name: _tensor(_DTYPES[_dtype(f)], [-1]) for f in schema.features}
+            about: dict[str, Any] = {
+                "features": sig.feature_names,
+                "schema": schema.to_list(),
+                "instance_forms": ["row", "object"],
+                "encoded_inputs": schema.encoded_names,
+            }
+        else:
+            (h, w), low, high = _image(sig)
+            inputs = {INPUT_NAME: _tensor("DT_FLOAT", [-1, h, w, 1])}
+            about = {
+                "features": sig.feature_names,
+                "range": [low, high],
+                "instance_shapes": [[sig.n_features], [h, w], [h, w, 1]],
+            }
         return json_response(
             {
                 "model_spec": {
@@ -757,7 +948,7 @@ class Handlers:
                     "signature_def": {
                         "signature_def": {
                             "serving_default": {
-                                "inputs": {INPUT_NAME: _tensor("DT_FLOAT", [-1, h, w, 1])},
+                                "inputs": inputs,
                                 "outputs": {
                                     "class": _tensor("DT_INT64", [-1]),
                                     "probabilities": _tensor("DT_FLOAT", [-1, k]),
@@ -781,10 +972,8 @@ class Handlers:
                     "release": settings.release,
                     "color": settings.color,
                     "model_sha256": sig.model_sha256,
-                    "features": sig.feature_names,
+                    **about,
                     "classes": sig.classes,
-                    "range": [sig.low, sig.high],
-                    "instance_shapes": [[sig.n_features], [h, w], [h, w, 1]],
                     "limits": {
                         "max_batch": settings.max_batch,
                         "max_body_bytes": settings.max_body_bytes,
@@ -820,6 +1009,16 @@ class Handlers:
         if exc.status_code == 404:
             detail = self._no_route
         return json_response({"error": detail}, exc.status_code)
+
+
+# A named feature's tensor type, as TF Serving's metadata would show a model input of it.
+_DTYPES = {"float": "DT_FLOAT", "int": "DT_INT64", "bool": "DT_BOOL", "str": "DT_STRING"}
+
+
+def _dtype(feature: Feature) -> str:
+    if feature.type != "categorical":
+        return feature.type
+    return "str" if isinstance(feature.values[0], str) else "int"
 
 
 def _tensor(dtype: str, shape: list[int]) -> dict[str, Any]:

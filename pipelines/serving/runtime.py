@@ -16,21 +16,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+# Re-exported: the image shorthand's preprocessing lives with the rest of it, in features.py.
+from pipelines.serving.features import ImageSchema, TableSchema, scale_features
+
+__all__ = ["MODEL_FILE", "SIGNATURE", "Runtime", "Signature", "load_model_dir", "scale_features"]
+
 SIGNATURE = "signature.json"
 MODEL_FILE = "model.tflite"
-
-
-def scale_features(
-    raw: NDArray[Any], low: float, high: float, image_shape: tuple[int, int]
-) -> NDArray[np.float32]:
-    """Raw feature rows (n, h*w) in [low, high] -> model inputs (n, h, w, 1) in [0, 1].
-
-    Training, evaluation and the server all call this one function: a second copy of the
-    preprocessing is how training/serving skew starts.
-    """
-    x = np.asarray(raw, dtype=np.float32)
-    x = ((x - np.float32(low)) / np.float32(high - low)).astype(np.float32, copy=False)
-    return x.reshape(-1, image_shape[0], image_shape[1], 1)
 
 
 @dataclass(frozen=True)
@@ -39,18 +31,30 @@ class Signature:
 
     model: str
     feature_names: list[str]
-    image_shape: tuple[int, int]
-    low: float
-    high: float
+    # The image shorthand's shape and range; None for a model of named features.
+    image_shape: tuple[int, int] | None
+    low: float | None
+    high: float | None
     classes: list[int]
     model_sha256: str = ""
     # Examples with the predictions evaluate measured: /readyz is only green once the
     # runtime in this very process reproduces them.
-    self_test_instances: list[list[float]] = field(default_factory=list)
+    self_test_instances: list[list[Any]] = field(default_factory=list)
     self_test_classes: list[int] = field(default_factory=list)
     # sha256 of the reference profile shipped beside the model (reference.PROFILE); empty in
     # images packaged before releases had one.
     profile_sha256: str = ""
+    # The named features (features.TableSchema.to_list); empty for the image shorthand. Self-
+    # test instances of such a model are raw rows (numbers, strings, booleans, nulls).
+    features: list[dict[str, Any]] = field(default_factory=list)
+
+    def schema(self) -> ImageSchema | TableSchema:
+        """The feature schema, and with it the preprocessing (features.py)."""
+        if self.features:
+            return TableSchema.from_list(self.features)
+        if self.image_shape is None or self.low is None or self.high is None:
+            raise ValueError("the signature has neither named features nor an image shape")
+        return ImageSchema(tuple(self.feature_names), self.image_shape, self.low, self.high)
 
     @property
     def n_features(self) -> int:
@@ -58,14 +62,20 @@ class Signature:
         return len(self.feature_names)
 
     def to_json(self) -> str:
-        """The signature as JSON, as shipped in the image."""
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        """The signature as JSON, as shipped in the image. An image model's has no
+        ``features`` key, as before named features existed: its bytes, and the image's digest,
+        do not change."""
+        raw = asdict(self)
+        if not raw["features"]:
+            del raw["features"]
+        return json.dumps(raw, indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> Signature:
         """Read a signature written by to_json."""
         raw = json.loads(text)
-        raw["image_shape"] = tuple(raw["image_shape"])
+        if raw.get("image_shape") is not None:
+            raw["image_shape"] = tuple(raw["image_shape"])
         return cls(**raw)
 
 

@@ -41,7 +41,7 @@ def _load_source(ws: Workspace) -> pd.DataFrame:
     from sklearn.datasets import load_digits  # the bundled copy: no network
 
     bunch = load_digits()
-    df = pd.DataFrame(bunch.data.astype(np.float64), columns=data.features.columns)
+    df = pd.DataFrame(bunch.data.astype(np.float64), columns=data.feature_columns)
     df.insert(0, ROW_ID, np.arange(len(df), dtype=np.int64))
     df[data.label.column] = bunch.target.astype(np.int64)
     return df

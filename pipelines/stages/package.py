@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 import pipelines
@@ -37,7 +36,7 @@ from pipelines.adapters.artifacts import (
     staged_dir,
     write_text,
 )
-from pipelines.adapters.datasets import read_table
+from pipelines.adapters.datasets import read_table, request_instances
 from pipelines.adapters.registry import TFLITE_MEDIA_TYPE, Registry, compressed_size
 from pipelines.config import PINNED_IMAGE, Workspace, read_settings
 from pipelines.core import render, sbom
@@ -52,6 +51,7 @@ from pipelines.evidence import (
     save,
 )
 from pipelines.serving import contract
+from pipelines.serving.features import ImageSchema, TableSchema
 from pipelines.serving.reference import PROFILE as SERVED_PROFILE
 from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
 
@@ -93,21 +93,27 @@ def signature(ws: Workspace, model_sha256: str, profile_sha256: str = "") -> Sig
     """The serving contract, with self-test examples whose predictions evaluate recorded, and
     the sha256 of the reference profile shipped beside the model (none: the server exports no
     reference gauges)."""
-    spec = ws.model.data.features
+    data = ws.model.data
+    schema = data.feature_schema()
     test = read_table(ws.split_path("test"), "test split")
     predicted = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
-    rows = test[spec.columns].iloc[:SELF_TEST_EXAMPLES].to_numpy(dtype=np.float64)
+    head = test.iloc[:SELF_TEST_EXAMPLES]
+    image: tuple[tuple[int, int] | None, float | None, float | None] = (None, None, None)
+    if isinstance(schema, ImageSchema):
+        image = (schema.shape, schema.low, schema.high)
     return Signature(
         model=ws.name,
-        feature_names=spec.columns,
-        image_shape=spec.image_shape,
-        low=spec.min,
-        high=spec.max,
-        classes=ws.model.data.label.classes,
+        feature_names=data.feature_columns,
+        image_shape=image[0],
+        low=image[1],
+        high=image[2],
+        classes=data.label.classes,
         model_sha256=model_sha256,
-        self_test_instances=rows.tolist(),
+        # Raw rows as a client sends them (positional, JSON's null for a missing value).
+        self_test_instances=request_instances(ws, head, named=False),
         self_test_classes=[int(v) for v in predicted["predicted"].iloc[:SELF_TEST_EXAMPLES]],
         profile_sha256=profile_sha256,
+        features=schema.to_list() if isinstance(schema, TableSchema) else [],
     )
 
 

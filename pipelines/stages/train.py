@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from numpy.typing import NDArray
 
 from pipelines.adapters import plots, training
 from pipelines.adapters import workers as local
@@ -25,7 +23,7 @@ from pipelines.adapters.artifacts import (
     write_bytes,
     write_json,
 )
-from pipelines.adapters.datasets import features_and_labels, read_table
+from pipelines.adapters.datasets import features_and_labels, monitored, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import PROFILE_PARAMS, Workspace
 from pipelines.core import distribution, profile
@@ -63,22 +61,25 @@ class TrainResult:
     workers: int = 1
 
 
-def _raw(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
-    return df[ws.model.data.features.columns].to_numpy(dtype=np.float64)
-
-
 def reference_profile(
     ws: Workspace, tflite: Path, train: pd.DataFrame, validation: pd.DataFrame
 ) -> Profile:
     """The profile of the exported model: statistics and Gaussian from the training split,
     predicted-class shares of the served artifact itself, thresholds calibrated on validation."""
-    cfg, spec, classes = ws.model.monitoring, ws.model.data.features, ws.model.data.label.classes
-    x_train, x_val = _raw(ws, train), _raw(ws, validation)
+    cfg, schema, classes = (
+        ws.model.monitoring,
+        ws.model.data.feature_schema(),
+        ws.model.data.label.classes,
+    )
+    # An image model's profile is of its raw pixels; a model of named features', of its encoded
+    # inputs (datasets.monitored): numbers the server sees too, whatever the features' types.
+    x_train, x_val = monitored(ws, train), monitored(ws, validation)
+    floor = STDDEV_FLOOR_OF_RANGE * schema.monitored_range
     served = TFLiteModel.load(tflite, "exported model")
     pred_train, pred_val = (
         served.score(features_and_labels(ws, df)[0]).predictions for df in (train, validation)
     )
-    features = profile.feature_profile(x_train, STDDEV_FLOOR_OF_RANGE * (spec.max - spec.min))
+    features = profile.feature_profile(x_train, floor)
     ratio = profile.class_ratio(pred_train, len(classes))
     gaussian = profile.fit_gaussian(x_train)
     eps = profile.anomaly_threshold(gaussian, x_val, cfg.anomaly_false_alarm_rate)
@@ -98,10 +99,10 @@ def reference_profile(
         model_sha256=digest,
         rows=len(train),
         validation_rows=len(validation),
-        features=spec.columns,
+        features=schema.monitored_names,
         mean=features.mean.tolist(),
         stddev=features.stddev.tolist(),
-        stddev_floor=STDDEV_FLOOR_OF_RANGE * (spec.max - spec.min),
+        stddev_floor=floor,
         bins=features.bins.tolist(),
         classes=classes,
         class_ratio=ratio.tolist(),

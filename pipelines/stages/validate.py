@@ -44,12 +44,20 @@ def label_distribution(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
 
 def reference_stats(ws: Workspace, train: pd.DataFrame) -> ReferenceStats:
     """The training features' profile, the reference for later skew and drift checks."""
-    spec = ws.model.data.features
-    desc = train[spec.columns].describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
-    features = {
-        col: {str(stat): float(desc[col][stat]) for stat in desc.index if stat != "count"}
-        for col in spec.columns
-    }
+    # Numbers only: the image's pixels, or a table's numeric and bool features (a categorical
+    # column's profile is its encoded columns', in the reference profile train writes).
+    columns = [
+        c
+        for c in ws.model.data.feature_columns
+        if pd.api.types.is_numeric_dtype(train[c]) or pd.api.types.is_bool_dtype(train[c])
+    ]
+    features: dict[str, dict[str, float]] = {}
+    if columns:  # pandas cannot describe no columns (a table of categorical features only)
+        desc = train[columns].astype(float).describe(percentiles=[0.01, 0.25, 0.5, 0.75, 0.99])
+        features = {
+            col: {str(stat): float(desc[col][stat]) for stat in desc.index if stat != "count"}
+            for col in columns
+        }
     dist = label_distribution(ws, train)
     return ReferenceStats(
         rows=len(train),
@@ -62,7 +70,7 @@ def distinct_within(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
     """The split without repeats of an id or an image inside it (the rows suite reports those),
     so that a repeat in the stacked splits can only be a leak from one split into another."""
     keep = pd.Series(True, index=df.index)
-    for key in ([ROW_ID], ws.model.data.features.columns):
+    for key in ([ROW_ID], ws.model.data.feature_columns):
         if all(c in df.columns for c in key):
             try:
                 keep &= ~df.duplicated(subset=key)
@@ -103,7 +111,8 @@ def run(ws: Workspace) -> ValidateResult:
         )
     )
     suites = {
-        "rows": suite.rows(data),
+        # A table's schema is checked whatever the model's own suite says (gx.py).
+        "rows": suite.rows(data) + gx.schema_expectations(data.features),
         "balance": suite.balance(data),
         "cross_split": suite.cross_split(data),
     }

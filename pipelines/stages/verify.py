@@ -26,7 +26,7 @@ import requests
 
 from pipelines.adapters import images
 from pipelines.adapters.artifacts import INFRA_BLESSING, PREDICTIONS, SBOM, invalidate, staged_dir
-from pipelines.adapters.datasets import ROW_ID, read_table
+from pipelines.adapters.datasets import ROW_ID, read_table, request_instances
 from pipelines.adapters.registry import Reference, Registry
 from pipelines.config import Workspace, read_settings
 from pipelines.core import infra_validation, sbom
@@ -120,7 +120,6 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
 ) -> tuple[Observations, dict[str, float]]:
     """Query the running image (readiness, predictions, bad requests, logs): what it did."""
     cfg = ws.model.serving
-    spec = ws.model.data.features
     obs = Observations(ready_seconds=None, ready_timeout_s=cfg.verify.ready_timeout_s)
     obs.ready_seconds, obs.ready_error = _wait_ready(container, base, cfg.verify.ready_timeout_s)
     if obs.ready_seconds is None:
@@ -133,13 +132,13 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
         raise ConfigError(
             "evaluate's predictions do not cover the current test split", hint="re-run the pipeline"
         )
-    x = test[spec.columns].to_numpy(dtype=np.float64)
+    x = request_instances(ws, test)
     expected = want["predicted"].to_numpy(dtype=np.int64)
     predict = base + contract.predict_path(ws.name)
     session = requests.Session()
     obs.examples = len(x)
     for start in range(0, len(x), BATCH):
-        r = session.post(predict, json={"instances": x[start : start + BATCH].tolist()}, timeout=10)
+        r = session.post(predict, json={"instances": x[start : start + BATCH]}, timeout=10)
         if r.status_code != 200:
             raise CheckFailed(
                 f"the image answered a valid request with HTTP {r.status_code}: {r.text[:300]}"
@@ -153,14 +152,14 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
 
     latencies = []
     for i in range(cfg.verify.latency_requests):
-        body = {"instances": [x[i % len(x)].tolist()]}
+        body = {"instances": [x[i % len(x)]]}
         t0 = time.perf_counter()
         session.post(predict, json=body, timeout=10).raise_for_status()
         latencies.append((time.perf_counter() - t0) * 1000)
     latency = latency_summary(np.array(latencies))
 
-    cases = infra_validation.malformed_requests(
-        ws.name, spec.count, spec.image_shape, spec.min, spec.max, cfg.max_batch, cfg.max_body_bytes
+    cases = infra_validation.schema_requests(
+        ws.name, ws.model.data.feature_schema(), cfg.max_batch, cfg.max_body_bytes
     )
     for case in cases:
         # A fresh connection per case: the server may close one after refusing a huge body.

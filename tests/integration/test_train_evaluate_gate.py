@@ -44,7 +44,7 @@ def test_train_writes_the_reference_profile_of_its_model(prepared: Path) -> None
     ws = load_model(prepared, "digits")
     tflite = prepared / "artifacts/digits/train/model.tflite"
     profile = evidence.require_profile(ws, sha256_file(tflite))
-    assert profile.features == ws.model.data.features.columns
+    assert profile.features == ws.model.data.feature_columns
     assert (profile.rows, profile.validation_rows) == (1167, 270)
     # digits has constant pixels: their stddev is floored, and the Gaussian still inverts.
     assert min(profile.stddev) == profile.stddev_floor > 0

@@ -28,7 +28,7 @@ import numpy as np
 import requests
 import yaml
 
-from pipelines.config import load_gitops, load_model
+from pipelines.config import FeatureSpec, load_gitops, load_model
 from pipelines.core import monitoring
 from pipelines.serving import contract
 from pipelines.serving.contract import Env
@@ -481,8 +481,7 @@ def test_rows(root: Path) -> np.ndarray[Any, np.dtype[np.float64]]:
 
     ws = load_model(root, MODEL)
     df = pd.read_parquet(ws.split_path("test"))
-    features = [c for c in df.columns if c.startswith(ws.model.data.features.prefix)]
-    return df[features].to_numpy(dtype=np.float64)
+    return df[ws.model.data.feature_columns].to_numpy(dtype=np.float64)
 
 
 def drifted(
@@ -492,6 +491,7 @@ def drifted(
     range: a scanner that leaves a frame. Those pixels are almost always 0 in the reference, so
     their means move many standard deviations while the digit in the middle is untouched."""
     features = load_model(root, MODEL).model.data.features
+    assert isinstance(features, FeatureSpec)  # digits: the image shorthand
     h, w = features.image_shape
     out = rows.copy().reshape(-1, h, w)
     out[:, :, [0, w - 1]] += shift

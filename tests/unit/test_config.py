@@ -168,7 +168,7 @@ def test_integers_still_count_as_numbers(root: Path) -> None:
     )
     ws = load_model(root, "digits")
     assert ws.model.gate.thresholds.accuracy == 1.0
-    assert ws.model.data.features.image_shape == (8, 8)
+    assert ws.model.data.feature_schema().shape == (8, 8)  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
