@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import traceback
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -273,6 +274,40 @@ def _parser() -> argparse.ArgumentParser:
         choices=("github", "gitlab"),
         help="where the fork is hosted, which decides the CODEOWNERS file (.github/ or "
         ".gitlab/); default: from --repo-url's host (github.com, gitlab.com), else required",
+    )
+    p = add(
+        "init",
+        "Scaffold models/NAME/ from a table: profile it, write model.yaml (the inferred feature "
+        "schema: types, ranges widened by a stated margin, vocabularies, nulls; the label's "
+        "classes; the task), an expectation suite, a baseline network and split settings, and "
+        "add the model's stages to dvc.yaml. Refuses, naming each column, a table it cannot "
+        "use (exit 1), and a hand-edited folder without --force (exit 2).",
+        model=False,
+    )
+    p.add_argument("name", metavar="NAME", help="the model's name: a DNS label, e.g. churn")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="PATH",
+        help="the table (CSV or Parquet), relative to the repository root",
+    )
+    p.add_argument("--label", required=True, metavar="COLUMN", help="the column to predict")
+    p.add_argument(
+        "--task",
+        choices=("auto", "classification", "regression"),
+        default="auto",
+        help="auto (default): classification for a non-numeric label or one of at most 20 "
+        "integers, else regression",
+    )
+    p.add_argument(
+        "--exclude",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="columns the model must not use (identifiers, dates, free text)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace models/NAME/ even if it was edited"
     )
     add(
         "lint-manifests",
@@ -682,6 +717,29 @@ def _configure(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace) -> int:
+    from pipelines.pipeline import sync_dvc_yaml
+    from pipelines.stages import init
+
+    root = find_root()
+    r = init.run(root, args.name, args.data, args.label, args.task, tuple(args.exclude), args.force)
+    inf, folder = r.inferred, r.folder.relative_to(root)
+    kinds = ", ".join(f"{n} {t}" for t, n in sorted(Counter(f.type for f in inf.features).items()))
+    print(f"init: {args.data}: {inf.rows} rows; {len(inf.features)} features ({kinds})")
+    print(f"init: task {inf.task} ({inf.task_reason})")
+    if not r.written:
+        print(f"init: {folder} is already what init writes; nothing changed")
+        return 0
+    sync_dvc_yaml(root)
+    print(
+        f"init: wrote {folder}/model.yaml, architecture.py, expectations.py; dvc.yaml lists "
+        f"its stages\n\nNext:\n  mlops config --model {args.name}    # review what was inferred"
+        f"\n  mlops run --model {args.name}       # validate, train, gate ... through release"
+        f"\n  git add {folder} dvc.yaml && git commit"
+    )
+    return 0
+
+
 def _guard(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -792,6 +850,7 @@ STAGE_COMMANDS: dict[str, Callable[[Workspace, argparse.Namespace], int]] = {
 REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "config": _config,
     "capacity": _capacity,
+    "init": _init,
     "render": _render,
     "configure": _configure,
     "lint-manifests": _lint,
