@@ -108,7 +108,9 @@ def _numeric_column(name: str, values: pd.Series, margin: float) -> Feature | st
     ):
         return f"{name}: a unique, increasing integer per row, an identifier; drop it"
     if integral and set(values.unique()) <= {0, 1}:
-        return Feature(name, "bool", nullable=False)
+        # A 0/1 flag: an int in [0, 1] exactly, as the table and its clients send it (a bool
+        # feature takes JSON true/false); a flag has no "a little beyond" to allow for.
+        return Feature(name, "int", nullable=False, min=0.0, max=1.0)
     lo, hi = _widen(float(values.min()), float(values.max()), margin, integral)
     return Feature(name, "int" if integral else "float", nullable=False, min=lo, max=hi)
 

@@ -52,7 +52,9 @@ def test_types_ranges_vocabularies_and_nulls() -> None:
     assert by["income"].min is not None
     assert by["income"].min < df["income"].min()
     assert by["plan"] == Feature("plan", "categorical", False, values=("basic", "plus", "pro"))
-    assert by["active"].type == "bool"
+    assert by["active"] == Feature("active", "int", False, min=0.0, max=1.0)
+    flags = _ok(infer(df.assign(active=df["active"].astype(bool)), "price"))
+    assert {f.name: f for f in flags.features}["active"].type == "bool"
     assert by["score"].nullable
     assert not by["income"].nullable
     assert "price" not in by
