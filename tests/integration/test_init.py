@@ -1,0 +1,174 @@
+"""`mlops init` on a fork's table: what it writes, that a re-run changes nothing, and each
+refusal (its exit code and message), with nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipelines.cli import main
+from pipelines.config import load_model
+from tests.conftest import copy_repo
+
+
+def churn_table(rows: int = 300, seed: int = 0) -> pd.DataFrame:
+    """Numeric, 0/1, categorical and nullable columns, and a label the features explain."""
+    rng = np.random.default_rng(seed)
+    tenure = rng.integers(0, 72, rows)
+    monthly = rng.normal(70, 20, rows).round(2)
+    plan = rng.choice(["basic", "plus", "pro"], rows)
+    rating = np.where(rng.random(rows) < 0.1, np.nan, rng.integers(1, 6, rows).astype(float))
+    score = -0.05 * tenure + 0.04 * (monthly - 70) + np.where(plan == "pro", 1.5, 0.0)
+    churned = (score + rng.normal(0, 0.4, rows) > -1.2).astype(int)
+    return pd.DataFrame(
+        {
+            "tenure": tenure,
+            "monthly": monthly,
+            "plan": plan,
+            "autopay": rng.integers(0, 2, rows),
+            "rating": rating,
+            "churned": churned,
+        }
+    )
+
+
+@pytest.fixture
+def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = copy_repo(tmp_path / "fork")
+    (root / "data/raw").mkdir(parents=True)
+    churn_table().to_csv(root / "data/raw/churn.csv", index=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in [root / "dvc.yaml", *sorted((root / "models").rglob("*"))]
+        if p.is_file()
+    }
+
+
+def test_init_writes_a_valid_model_and_its_dvc_stages(
+    fork: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 0
+    out = capsys.readouterr().out
+    assert "300 rows; 5 features" in out
+    assert "task classification" in out
+    assert "mlops run --model churn" in out
+    ws = load_model(fork, "churn")  # the files validate as any model.yaml does
+    assert ws.model.task == "classification"
+    assert ws.model.data.label.classes == [0, 1]
+    assert isinstance(ws.model.data.features, list)
+    by = {f.name: f for f in ws.model.data.features}
+    assert by["plan"].type == "categorical"
+    assert by["plan"].values == ["basic", "plus", "pro"]
+    assert by["rating"].nullable
+    assert by["autopay"].type == "int"
+    assert (by["autopay"].min, by["autopay"].max) == (0.0, 1.0)
+    assert {p.name for p in (fork / "models/churn").iterdir()} == {
+        "model.yaml",
+        "architecture.py",
+        "expectations.py",
+    }
+    stages = yaml.safe_load((fork / "dvc.yaml").read_text())["stages"]
+    assert {"validate-churn", "train-churn", "evaluate-churn", "train-digits"} <= set(stages)
+
+    before = tree(fork)
+    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 0
+    assert "nothing changed" in capsys.readouterr().out
+    assert tree(fork) == before
+
+
+def test_a_hand_edited_folder_needs_force(fork: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]
+    assert main(args) == 0
+    path = fork / "models/churn/model.yaml"
+    path.write_text(path.read_text().replace("epochs: 40", "epochs: 7"))
+    edited = tree(fork)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "models/churn exists and is not what init would write" in err
+    assert "--force" in err
+    assert tree(fork) == edited
+    assert main([*args, "--force"]) == 0
+    assert "epochs: 40" in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("edit", "args", "code", "words"),
+    [
+        (None, ["--label", "nope"], 2, "--label 'nope' is not a column"),
+        (lambda df: df.head(20), [], 1, "the table has 20 rows, fewer than the 50"),
+        (lambda df: df.assign(churned=1), [], 1, "the label 'churned' is constant"),
+        (
+            lambda df: df.assign(
+                customer_id=np.arange(len(df)),
+                signup=pd.date_range("2024-01-01", periods=len(df)).astype(str),
+                note=[f"text {i % 90}" for i in range(len(df))],
+            ),
+            [],
+            1,
+            "customer_id: a unique, increasing integer per row, an identifier",
+        ),
+        (None, ["--exclude", "nope"], 1, "--exclude names columns the table does not have"),
+        (None, ["--task", "regression", "--label", "plan"], 1, "no regression target"),
+    ],
+)
+def test_each_refusal_writes_nothing(
+    fork: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit: object,
+    args: list[str],
+    code: int,
+    words: str,
+) -> None:
+    if callable(edit):
+        edit(churn_table()).to_csv(fork / "data/raw/churn.csv", index=False)
+    before = tree(fork)
+    argv = ["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned", *args]
+    # A later --label wins in argparse: the cases above override it.
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert words in err
+    assert tree(fork) == before
+    assert not (fork / "models/churn").exists()
+
+
+def test_every_unusable_column_is_named(fork: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    df = churn_table().assign(
+        customer_id=np.arange(300),
+        signup=pd.date_range("2024-01-01", periods=300).astype(str),
+        note=[f"text {i % 90}" for i in range(300)],
+        country="FR",
+    )
+    df.to_csv(fork / "data/raw/churn.csv", index=False)
+    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 1
+    err = capsys.readouterr().err
+    for line in ("customer_id:", "signup: holds dates", "note: free text", "country: constant"):
+        assert f"  - {line}" in err
+    assert "--exclude" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["init", "Churn", "--data", "data/raw/churn.csv", "--label", "churned"], "DNS label"),
+        (["init", "churn", "--data", "../x.csv", "--label", "churned"], "--data '../x.csv'"),
+        (["init", "churn", "--data", "/etc/passwd", "--label", "churned"], "absolute"),
+        (["init", "churn", "--data", "data/raw/none.csv", "--label", "churned"], "no such file"),
+    ],
+)
+def test_bad_arguments(
+    fork: Path, capsys: pytest.CaptureFixture[str], argv: list[str], words: str
+) -> None:
+    before = tree(fork)
+    assert main(argv) == 2
+    assert words in capsys.readouterr().err
+    assert tree(fork) == before
