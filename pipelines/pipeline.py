@@ -81,7 +81,8 @@ def _validate(ws: Workspace, _: Options) -> str:
 def _tune(ws: Workspace, opts: Options) -> str:
     from pipelines.stages import tune
 
-    r = tune.run(ws, opts.trials, opts.timeout, opts.workers or 1, opts.storage)
+    workers = 1 if opts.workers is None else opts.workers
+    r = tune.run(ws, opts.trials, opts.timeout, workers, opts.storage)
     # tuned.yaml is now a dependency of train: dvc.yaml lists it from now on.
     sync_dvc_yaml(ws.root)
     states = ", ".join(f"{n} {k.lower()}" for k, n in sorted(r.states.items()))
