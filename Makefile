@@ -32,13 +32,16 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
 	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain \
-	tools-image
+	tools-image ci-models
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 check-inputs: ## refuse a MODEL, ENV, UNTIL, SINCE, FAIL_ON, ... this repository does not define
 	@scripts/check-inputs.sh
+
+ci-models: ## print the CI matrix of models (models=[...], one per folder of models/; GitHub output)
+	@python3 scripts/ci-models.py
 
 setup: ## create the virtualenv with pinned dependencies (idempotent)
 	@scripts/bootstrap.sh

@@ -175,7 +175,7 @@ def test_the_pull_request_gate_downloads_main_s_bundle_with_its_own_token() -> N
     request (or it could publish the baseline every other pull request trusts)."""
     exporter = load(ROOT / ".github/workflows/baseline.yml")
     assert not triggers(exporter) & UNTRUSTED_TRIGGERS
-    assert set(exporter["jobs"]) == {"export"}
+    assert set(exporter["jobs"]) == {"models", "export"}
     assert exporter["jobs"]["export"]["environment"] == BASELINE_ENVIRONMENT
     upload = next(
         s
@@ -923,7 +923,10 @@ def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
 
 
 # The jobs of ci.yml whose checks branch protection must require: the gates of a pull request.
-REQUIRED_JOBS = ("test", "pipeline")
+REQUIRED_JOBS = ("test", "gate")
+# The jobs whose results the aggregating `gate` check stands for: the model list and the
+# per-model matrix.
+AGGREGATED_JOBS = ["models", "pipeline"]
 
 
 def readme_flat() -> str:
@@ -940,8 +943,10 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
     checks = set()
     for job_id in REQUIRED_JOBS:
         job = ci["jobs"][job_id]
-        # A required check must report on every pull request: no condition may skip it.
-        assert "if" not in job, job_id
+        # A required check must report on every pull request: no condition may skip it (a
+        # skipped job's check counts as passed). `!cancelled()` only makes it run when a job
+        # it needs failed, so that it can fail too.
+        assert job.get("if", "${{ !cancelled() }}") == "${{ !cancelled() }}", job_id
         assert "matrix" not in (job.get("strategy") or {}), job_id  # a matrix renames checks
         checks.add(str(job.get("name", job_id)))
     text = readme_flat()
@@ -957,6 +962,115 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
     # Every other check the README calls required exists too.
     for quoted in re.findall(r"required check `([^`]+)`", text):
         assert quoted in checks, quoted
+
+
+def test_the_required_gate_check_stands_for_every_model() -> None:
+    """The per-model jobs' checks are named after the models, so branch protection cannot
+    require them; the `gate` job (a stable name) needs them all, runs even when one failed,
+    and passes only when each of them succeeded: a failed, skipped or cancelled matrix fails it."""
+    jobs = load(ROOT / ".github/workflows/ci.yml")["jobs"]
+    gate = jobs["gate"]
+    assert gate["needs"] == AGGREGATED_JOBS
+    assert gate["permissions"] == {}
+    assert not secrets_in(gate)
+    (step,) = gate["steps"]
+    for need in AGGREGATED_JOBS:
+        var = f"{need.upper()}_RESULT"
+        assert step["env"][var] == f"${{{{ needs.{need}.result }}}}"
+        assert f'[ "${var}" = success ]' in step["run"]
+    matrix = jobs["pipeline"]["strategy"]["matrix"]
+    assert matrix == {"model": "${{ fromJSON(needs.models.outputs.models) }}"}
+    assert jobs["pipeline"]["env"]["MODEL"] == "${{ matrix.model }}"
+    for name in ("models", "gate"):
+        assert "strategy" not in jobs[name]
+    # `if [ a ] && [ b ]` fails for anything but two successes (bash, as the runner runs it).
+    for models, pipeline, ok in [
+        ("success", "success", True),
+        ("success", "failure", False),
+        ("success", "skipped", False),
+        ("failure", "skipped", False),
+        ("success", "cancelled", False),
+    ]:
+        env = {"MODELS_RESULT": models, "PIPELINE_RESULT": pipeline, "PATH": os.environ["PATH"]}
+        done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True)
+        assert (done.returncode == 0) is ok, (models, pipeline)
+
+
+@pytest.mark.parametrize("workflow", ["ci.yml", "release.yml", "baseline.yml"])
+def test_per_model_jobs_take_the_model_from_the_listed_matrix(workflow: str) -> None:
+    """Each per-model job gets MODEL from `matrix.model`, the matrix from the `models` job,
+    which runs `make -s ci-models` (scripts/ci-models.py) into its output."""
+    jobs = load(ROOT / ".github/workflows" / workflow)["jobs"]
+    lister = jobs["models"]
+    assert lister["permissions"] == {"contents": "read"}
+    assert not secrets_in(lister)
+    assert "environment" not in lister
+    (step,) = [s for s in lister["steps"] if s.get("id") == "list"]
+    assert step["run"] == 'make -s ci-models >> "$GITHUB_OUTPUT"'
+    assert lister["outputs"]["models"] == "${{ steps.list.outputs.models }}"
+    per_model = [n for n, j in jobs.items() if "matrix" in (j.get("strategy") or {})]
+    assert per_model
+    for name in per_model:
+        job = jobs[name]
+        assert "models" in ([job["needs"]] if isinstance(job["needs"], str) else job["needs"])
+        assert job["strategy"]["matrix"] == {
+            "model": "${{ fromJSON(needs.models.outputs.models) }}"
+        }
+        assert job["env"]["MODEL"] == "${{ matrix.model }}", name
+        assert "${{ matrix.model }}" in job["name"], f"{name}: its check must name the model"
+        for s in job["steps"]:
+            if str(s.get("uses", "")).startswith(("actions/upload-artifact@", "actions/cache@")):
+                named = s["with"].get("name", s["with"].get("key", ""))
+                assert "${{ matrix.model }}" in named, f"{name}: one artifact/cache per model"
+
+
+def test_the_release_matrix_releases_one_model_at_a_time() -> None:
+    release = load(ROOT / ".github/workflows/release.yml")["jobs"]["release"]
+    assert release["strategy"]["max-parallel"] == 1
+    assert release["strategy"]["fail-fast"] is False
+
+
+def ci_models(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "ci-models"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_matrix_has_one_entry_per_model_folder(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path / "repo")
+    assert ci_models(root).stdout == f"models={json.dumps(MODELS, separators=(',', ':'))}\n"
+    shutil.copytree(root / "models/digits", root / "models/churn")
+    (root / "models/.hidden").mkdir()  # the shell's models/*/ skips it, and so does the list
+    done = ci_models(root)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("models=")
+    assert json.loads(line.removeprefix("models=")) == sorted([*MODELS, "churn"])
+
+
+@pytest.mark.parametrize("folder", ["Churn", "churn_v2", "$(id)", "-x"])
+def test_a_model_folder_that_is_no_model_name_fails_the_list(tmp_path: Path, folder: str) -> None:
+    root = copy_repo(tmp_path / "repo")
+    (root / "models" / folder).mkdir()
+    done = ci_models(root)
+    assert done.returncode == 2
+    assert done.stdout == ""  # nothing reaches $GITHUB_OUTPUT
+    assert json.dumps(folder) in done.stderr
+    assert "rename the folder" in done.stderr
+
+
+def test_no_model_folder_fails_the_list(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path / "repo")
+    shutil.rmtree(root / "models")
+    (root / "models").mkdir()
+    done = ci_models(root)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "no model folder" in done.stderr
 
 
 def test_readme_lists_the_gitlab_merge_checks() -> None:
