@@ -87,6 +87,10 @@ class Settings:
     guard_token: SecretStr | None
     # MLOPS_PROMETHEUS_URL: the Prometheus `mlops monitor` queries when --prometheus is not given
     prometheus_url: str
+    # MLOPS_DVC_CREDENTIALS: base64 of a .dvc/config.local holding a READ-only credential for
+    # the DVC remote (`mlops data pull` writes it for the pull's duration only); base64 so that
+    # GitLab can mask it (a masked variable is one line)
+    dvc_credentials: SecretStr | None
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -180,6 +184,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
+        dvc_credentials=secret("MLOPS_DVC_CREDENTIALS"),
         # Unlike the others, an empty REGISTRY is not "unset": it was always taken as given.
         registry=environ.get("REGISTRY", DEFAULT_REGISTRY).rstrip("/"),
         registry_insecure=_flag(environ, "REGISTRY_INSECURE"),

@@ -27,6 +27,9 @@ class IngestResult:
 def _load_source(ws: Workspace) -> pd.DataFrame:
     data = ws.model.data
     if isinstance(data.source, FileSource):
+        if data.source.dvc:
+            # Kept in the team's DVC remote, not in git: a fresh clone or a CI runner pulls it.
+            dvc.pull_source(ws.root, data.source.path)
         df = read_table(ws.root / data.source.path, "data source")
         if df.empty:
             raise DataInvalid(f"data source {data.source.path} has a header but no rows")

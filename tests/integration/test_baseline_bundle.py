@@ -279,7 +279,7 @@ def test_gitlab_fetch_reads_the_default_branch_bundle_with_the_job_token(
     files = {f"{BUNDLE}/{p.name}": p.read_bytes() for p in made.iterdir()}
     files["../outside"] = b"not written"  # a path from the archive never reaches the disk
     shutil.rmtree(made)
-    gitlab.state.artifacts[("main", "baseline")] = _zip(files)
+    gitlab.state.artifacts[("main", "baseline: [digits]")] = _zip(files)
     _ci(monkeypatch, gitlab)
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("MLOPS_BASELINE", BUNDLE)
@@ -334,7 +334,7 @@ def test_gitlab_fetch_refuses_an_archive_that_is_not_a_zip(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    gitlab.state.artifacts[("main", "baseline")] = b"<html>not a zip</html>"
+    gitlab.state.artifacts[("main", "baseline: [digits]")] = b"<html>not a zip</html>"
     _ci(monkeypatch, gitlab)
     monkeypatch.chdir(workspace)
     assert main(["baseline", "fetch", "--out", BUNDLE]) == 3

@@ -58,6 +58,12 @@ READ_SECRETS = {"REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
 # The one secret a job that runs on a pull request may name: the run's own token, whose
 # permissions the job declares (forks get it read-only whatever they declare).
 PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
+# The read-only credential of the DVC remote (README, "Data in a DVC remote"): a pull request's
+# pipeline trains on the data too, so its job may name it, in the step that pulls and nowhere
+# else. No workflow names a credential that writes to the remote (people push, with
+# `mlops data track`).
+DATA_READ_SECRETS = {"DVC_READ_CREDENTIALS"}
+DATA_ENVIRONMENT = {"name": "data", "deployment": False}
 # The secrets of .gitlab-ci.yml a merge-request job may name: the MR note token (Reporter) and
 # the job's own token.
 MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
@@ -120,9 +126,13 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
         assert writes <= {"pull-requests"}, f"{name}: {writes}"
         # Not even a read-only secret: for `pull_request` the workflow file is the pull
         # request's own, so a same-repository author could send any secret named here anywhere.
-        extra = secrets_in(job) - PULL_REQUEST_SECRETS
+        extra = secrets_in(job) - PULL_REQUEST_SECRETS - DATA_READ_SECRETS
         assert not extra, f"{path.name}:{name} (runs on pull requests) names secrets {extra}"
-        assert "environment" not in job
+        # The only environment a pull request's job may enter is `data`, which holds nothing
+        # but the data's read credential (and records no deployment).
+        assert job.get("environment", DATA_ENVIRONMENT) == DATA_ENVIRONMENT, name
+        if "environment" in job:
+            assert secrets_in(job) - PULL_REQUEST_SECRETS == DATA_READ_SECRETS, name
         if "pull-requests" in writes:
             # The commenting job holds that token and nothing else, and runs no PR code: it
             # checks out the base commit and restores no cache a PR's run could have written.
@@ -167,6 +177,45 @@ def test_read_secrets_live_only_in_the_default_branch_baseline_environment(path:
             assert job.get("environment") in {BASELINE_ENVIRONMENT, *ENVIRONMENTS}, (
                 f"{path.name}:{name}: a read secret must be an environment secret"
             )
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_data_credential_reaches_only_the_step_that_pulls(path: Path) -> None:
+    """DVC_READ_CREDENTIALS is handed to `make data-pull` alone, as MLOPS_DVC_CREDENTIALS,
+    never to a job's env (every step would see it) nor to the step that runs the pipeline; a
+    job that runs the pipeline pulls first. No other DVC secret (a write one) is named. It is
+    an environment secret: of `data` for pull requests' jobs, of `staging` for releases."""
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if secrets_in(job) & DATA_READ_SECRETS:
+            assert job.get("environment") in (DATA_ENVIRONMENT, "staging"), name
+        dvc_secrets = {n for n in secrets_in(job) if "DVC" in n}
+        assert dvc_secrets <= DATA_READ_SECRETS, f"{path.name}:{name}: {dvc_secrets}"
+        assert not secrets_in(job.get("env") or {}) & DATA_READ_SECRETS, name
+        runs = [str(s.get("run", "")) for s in job.get("steps", [])]
+        for step in job.get("steps", []):
+            if secrets_in(step) & DATA_READ_SECRETS:
+                assert step["run"] == "make data-pull", f"{path.name}:{name}: {step}"
+                assert step["env"] == {
+                    "MLOPS_DVC_CREDENTIALS": "${{ secrets.DVC_READ_CREDENTIALS }}"
+                }
+        pipeline = [i for i, r in enumerate(runs) if re.search(r"\bmake (pipeline|retrain)\b", r)]
+        # cluster-e2e runs the embedded default (scikit-learn's digits), which no remote holds.
+        if pipeline and path.name != "cluster-e2e.yml":
+            assert "make data-pull" in runs[: pipeline[0]], f"{path.name}:{name} pulls no data"
+
+
+def test_gitlab_jobs_that_run_the_pipeline_pull_the_data_first() -> None:
+    """GitLab hands MLOPS_DVC_CREDENTIALS (a project variable) to every job; mlops uses it only
+    in `make data-pull`, which each job that runs the pipeline calls first."""
+    for name, job in gitlab_jobs().items():
+        script = job.get("script", [])
+        runs = [
+            i for i, line in enumerate(script) if re.search(r"\bmake (pipeline|retrain)\b", line)
+        ]
+        if runs:
+            assert "make data-pull" in script[: runs[0]], name
+        assert "DVC" not in yaml.safe_dump(job.get("variables", {})), name
 
 
 def test_the_pull_request_gate_downloads_main_s_bundle_with_its_own_token() -> None:
@@ -429,10 +478,13 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             env = job.get("environment")
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
-                # The deployment environments, or the one that holds the baseline's read secrets.
-                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT}, (
-                    f"{path.name}:{name}: environment {env_name!r}"
-                )
+                # The deployment environments, the one that holds the baseline's read secrets,
+                # or the one that holds the data's read credential.
+                assert env_name in {
+                    *ENVIRONMENTS,
+                    BASELINE_ENVIRONMENT,
+                    DATA_ENVIRONMENT["name"],
+                }, f"{path.name}:{name}: environment {env_name!r}"
     for name, job in gitlab_jobs().items():
         if "environment" in job:
             assert job["environment"]["name"] in ENVIRONMENTS, f"{name}: {job['environment']}"
@@ -879,7 +931,13 @@ def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
         args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout.splitlines()
     header = next(i for i, line in enumerate(out) if line.split()[:2] == ["name", "description"])
-    return {line.split()[0]: line.split()[2] for line in out[header + 1 :] if line.strip()}
+    jobs = {}
+    for line in out[header + 1 :]:
+        # A per-model job is listed as `gate: [digits]`: its name is `gate`.
+        m = re.match(r"(\S+?)(?:: \[[^\]]*\])?\s+(\S+)\s+(\S+)", line)
+        if m:
+            jobs[m.group(1)] = m.group(3)
+    return jobs
 
 
 @pytest.mark.parametrize(
@@ -1071,6 +1129,41 @@ def test_no_model_folder_fails_the_list(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stdout == ""
     assert "no model folder" in done.stderr
+
+
+# The GitLab jobs that run once per model (`parallel: matrix` over MODEL).
+GITLAB_PER_MODEL = {
+    "validate",
+    "train",
+    "gate",
+    "baseline",
+    "package",
+    "verify",
+    "release",
+    "promote",
+}
+
+
+def test_gitlab_runs_every_model_folder() -> None:
+    """GitLab creates the pipeline from .gitlab-ci.yml alone: its model list must be the
+    folders of models/, and every per-model job must use it (and nothing else sets MODEL)."""
+    data = yaml.safe_load(GITLAB.read_text())
+    assert data[".per_model"] == {"parallel": {"matrix": [{"MODEL": MODELS}]}}, (
+        f".gitlab-ci.yml's .per_model must list exactly the model folders {MODELS}"
+    )
+    jobs = gitlab_jobs()
+    per_model = {name for name, job in jobs.items() if "parallel" in job}
+    assert per_model == GITLAB_PER_MODEL
+    for name in per_model:
+        assert ".per_model" in data[name]["extends"], name
+        assert "MODEL" not in data[name].get("variables", {}), name
+
+
+def test_the_gitlab_baseline_fetch_asks_for_the_model_s_own_job() -> None:
+    from pipelines.stages.gate import bundle_job
+
+    assert bundle_job("digits") == "baseline: [digits]"  # GitLab's name of a matrix job
+    assert "baseline" in GITLAB_PER_MODEL
 
 
 def test_readme_lists_the_gitlab_merge_checks() -> None:
@@ -1506,7 +1599,9 @@ def test_the_report_job_installs_the_report_extra_only() -> None:
     job = load(ROOT / ".github/workflows/ci.yml")["jobs"]["report"]
     assert job["env"]["MLOPS_INSTALL"] == "report"
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs == ["make setup", "make report"]
+    # First, whether the base commit knows the model (a shell test, no code of the change).
+    assert 'if [ -d "models/$MODEL" ]' in runs[0]
+    assert runs[1:] == ["make setup", "make report"]
     names = {canonicalize_name(Requirement(r).name) for r in report_extra()}
     assert names == {"pydantic", "pyyaml", "jinja2", "requests"}
 
