@@ -289,7 +289,7 @@ def test_gitlab_fetch_reads_the_default_branch_bundle_with_the_job_token(
     assert not (workspace.parent / "outside").exists()
     (request,) = gitlab.state.requests
     assert request.path == "/api/v4/projects/acme%2Fgitops/jobs/artifacts/main/download"
-    assert request.query == {"job": "baseline"}
+    assert request.query == {"job": "baseline: [digits]"}  # the model's matrix job
     assert request.headers["job-token"] == TOKEN
     assert "private-token" not in request.headers
     assert main(["gate"]) == 0  # --baseline from MLOPS_BASELINE
