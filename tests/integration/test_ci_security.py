@@ -627,6 +627,8 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "test",
         "monitor",
         "retrain",
+        "data-pull",
+        "ci-models",
     )
     for value in hostile(canary):
         if where == "command line":
@@ -880,7 +882,7 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
     assert monitor["env"]["FAIL_ON"] == "drift"
     runs = [s["run"] for s in monitor["steps"] if "run" in s]
     assert runs == ["make check-inputs", 'MONITOR_OUTPUT="$GITHUB_OUTPUT" make monitor']
-    assert retrain["needs"] == "monitor"
+    assert retrain["needs"] == ["monitor", "models"]
     assert retrain["if"] == "${{ needs.monitor.outputs.failing == 'true' }}"
     assert retrain["environment"] == "staging"
     assert (
@@ -1054,7 +1056,7 @@ def test_the_required_gate_check_stands_for_every_model() -> None:
         assert (done.returncode == 0) is ok, (models, pipeline)
 
 
-@pytest.mark.parametrize("workflow", ["ci.yml", "release.yml", "baseline.yml"])
+@pytest.mark.parametrize("workflow", ["ci.yml", "release.yml", "baseline.yml", "monitor.yml"])
 def test_per_model_jobs_take_the_model_from_the_listed_matrix(workflow: str) -> None:
     """Each per-model job gets MODEL from `matrix.model`, the matrix from the `models` job,
     which runs `make -s ci-models` (scripts/ci-models.py) into its output."""
@@ -1082,8 +1084,11 @@ def test_per_model_jobs_take_the_model_from_the_listed_matrix(workflow: str) -> 
                 assert "${{ matrix.model }}" in named, f"{name}: one artifact/cache per model"
 
 
-def test_the_release_matrix_releases_one_model_at_a_time() -> None:
-    release = load(ROOT / ".github/workflows/release.yml")["jobs"]["release"]
+@pytest.mark.parametrize(
+    ("workflow", "job"), [("release.yml", "release"), ("monitor.yml", "retrain")]
+)
+def test_the_release_matrix_releases_one_model_at_a_time(workflow: str, job: str) -> None:
+    release = load(ROOT / ".github/workflows" / workflow)["jobs"][job]
     assert release["strategy"]["max-parallel"] == 1
     assert release["strategy"]["fail-fast"] is False
 
@@ -1141,6 +1146,7 @@ GITLAB_PER_MODEL = {
     "verify",
     "release",
     "promote",
+    "retrain",
 }
 
 
