@@ -275,3 +275,16 @@ def test_data_pull_of_a_source_not_kept_in_dvc_does_nothing(
     edit_model_yaml(root, {"data.source": {"kind": "file", "path": SOURCE}})
     assert main_in(root, "data", "pull") == 0
     assert "not kept in DVC; nothing to pull" in capsys.readouterr().out
+
+
+def test_a_tracked_source_not_marked_dvc_says_how_to_get_it(
+    root: Path, remote: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main_in(root, "data", "track", SOURCE) == 0
+    edit_model_yaml(root, {"data.source": {"kind": "file", "path": SOURCE}})
+    fresh_clone(root)
+    assert main_in(root, "ingest") == 2
+    err = capsys.readouterr().err
+    assert f"data source {SOURCE} is missing here, and DVC tracks it" in err
+    assert "dvc: true" in err
+    assert not (root / "data/digits").exists()
