@@ -33,13 +33,16 @@ WORKFLOWS := $(wildcard .github/workflows/*.yml)
 .PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
 	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain \
-	tools-image cluster-job
+	tools-image cluster-job ci-models data-pull
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 check-inputs: ## refuse a MODEL, ENV, UNTIL, SINCE, FAIL_ON, ... this repository does not define
 	@scripts/check-inputs.sh
+
+ci-models: ## print the CI matrix of models (models=[...], one per folder of models/; GitHub output)
+	@python3 scripts/ci-models.py
 
 setup: ## create the virtualenv with pinned dependencies (idempotent)
 	@scripts/bootstrap.sh
@@ -57,12 +60,17 @@ test: setup lint typecheck ci-lint ## lint, type-check, lint the CI files and ru
 pipeline: check-inputs setup ## the pipeline up to UNTIL (CI: its own engine, registry, GitOps remote)
 	$(MLOPS) run --model "$$MODEL" --until "$$UNTIL"
 
+# CI calls it in its own step, the only one given the read-only data credential
+# (MLOPS_DVC_CREDENTIALS); `make pipeline`'s ingest then finds the file.
+data-pull: check-inputs setup ## pull MODEL's data source from the DVC remote if model.yaml keeps it there
+	$(MLOPS) data pull --model "$$MODEL"
+
 # MLOPS_BASELINE (the bundle folder) reaches mlops through the environment: --out's default.
 baseline: check-inputs setup ## export production's model and its record to MLOPS_BASELINE (read credentials)
 	$(MLOPS) baseline export --model "$$MODEL"
 
-baseline-fetch: setup ## GitLab CI: fetch the default branch's baseline bundle into MLOPS_BASELINE (CI_JOB_TOKEN)
-	$(MLOPS) baseline fetch
+baseline-fetch: check-inputs setup ## GitLab CI: fetch the default branch's baseline bundle of MODEL into MLOPS_BASELINE (CI_JOB_TOKEN)
+	$(MLOPS) baseline fetch --model "$$MODEL"
 
 report: check-inputs setup ## the verdict as Markdown; REPORT_POST=1 REPORT_SUMMARY=FILE REPORT_METRICS=FILE
 	@# Only REPORT_POST=1 posts: 0 and empty do not (check-inputs refuses any other value).

@@ -228,6 +228,32 @@ def _parser() -> argparse.ArgumentParser:
         model=False,
     )
     p = add(
+        "data",
+        "Data sources kept in the team's DVC remote (S3, GCS, Azure, SSH, a folder), not in "
+        "git; a model.yaml names one as `source: {kind: file, path: PATH, dvc: true}`.",
+        model=False,
+    )
+    data_actions = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    track_help = (
+        "record PATH with DVC (writes PATH.dvc to commit, and a .gitignore entry) and push it "
+        "to the DVC remote; run it again after the file changes. Credentials: DVC's own "
+        "(.dvc/config.local, or AWS_*/GOOGLE_APPLICATION_CREDENTIALS/AZURE_* variables)"
+    )
+    track = data_actions.add_parser("track", help=track_help, description=track_help)
+    track.add_argument("path", metavar="PATH", help="a CSV or Parquet file inside the repository")
+    track.add_argument(
+        "--remote", metavar="NAME", help="a DVC remote of .dvc/config (default: the default one)"
+    )
+    pull_help = (
+        "CI: pull the model's data source from the DVC remote when model.yaml marks it "
+        "`dvc: true` (nothing to do otherwise), with the read-only credential in "
+        "MLOPS_DVC_CREDENTIALS (base64 of a .dvc/config.local) if set; ingest then finds it"
+    )
+    pull = data_actions.add_parser("pull", help=pull_help, description=pull_help)
+    pull.add_argument(
+        "--model", default=DEFAULT_MODEL, help="folder name under models/ (default: %(default)s)"
+    )
+    p = add(
         "render",
         "Render manifests/environments/*.yaml into manifests/rendered/ and the "
         "controller objects; refuse on schema or policy violations.",
@@ -359,8 +385,8 @@ def _parser() -> argparse.ArgumentParser:
         ),
         (
             "fetch",
-            "GitLab CI: download the bundle the default branch's `baseline` job exported, with "
-            "CI_JOB_TOKEN; none yet (or expired) leaves the folder empty",
+            "GitLab CI: download the bundle the default branch's `baseline: [MODEL]` job "
+            "exported, with CI_JOB_TOKEN; none yet (or expired) leaves the folder empty",
         ),
     ):
         action = actions.add_parser(name, help=text, description=text)
@@ -558,7 +584,7 @@ def _baseline(ws: Workspace, args: argparse.Namespace) -> int:
     from pipelines.stages import gate
 
     if args.baseline_command == "fetch":
-        print(f"baseline fetch: {gate.fetch_gitlab_bundle(ws.root, args.out)}")
+        print(f"baseline fetch: {gate.fetch_gitlab_bundle(ws.root, args.out, ws.name)}")
         return 0
     result = gate.export_baseline(ws, args.out)
     release = result.record.release
@@ -653,6 +679,30 @@ def _report(ws: Workspace, args: argparse.Namespace) -> int:
     print(r.markdown, end="")
     if r.posted:
         print(f"report: {r.posted}", file=sys.stderr)
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from pipelines.adapters.dvc import pull_with_credentials, track_source
+    from pipelines.config import FileSource
+
+    root = find_root()
+    if args.data_command == "pull":
+        source = load_model(root, args.model).model.data.source
+        if not isinstance(source, FileSource) or not source.dvc:
+            print(f"data pull: {args.model}'s source is not kept in DVC; nothing to pull")
+            return 0
+        creds = reveal(read_settings().dvc_credentials) or None
+        pulled = pull_with_credentials(root, source.path, creds)
+        print(f"data pull: {source.path} {'pulled' if pulled else 'already present'}")
+        return 0
+    # PATH is the user's, relative to where they are; DVC wants it relative to the project.
+    path = os.path.relpath(Path(args.path).absolute(), root)
+    t = track_source(root, path, args.remote)
+    print(
+        f"data track: {t.path} (md5 {t.md5}) pushed to the DVC remote {t.remote!r}; "
+        f"commit {t.pointer} and .gitignore"
+    )
     return 0
 
 
@@ -857,6 +907,7 @@ REPO_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "guard": _guard,
     "monitor": _monitor,
     "registry-login": _registry_login,
+    "data": _data,
 }
 
 

@@ -83,6 +83,10 @@ class Provider(Protocol):
     def upsert_comment(self, number: int, marker: str, body: str) -> str:
         """Post the comment, or replace the one carrying marker; where it can be read."""
 
+    def changed_files(self, number: int) -> list[str] | None:
+        """The paths a request's change touches (both sides of a rename), or None where the
+        provider cannot say (the local one)."""
+
 
 class ApiError(ConfigError):
     """The provider refused a request for a reason other than access (a 4xx such as 409 or
@@ -284,6 +288,16 @@ class GitHub:
         ).json()
         return str(doc["html_url"])
 
+    def changed_files(self, number: int) -> list[str]:
+        """The pull request's files (GET /repos/{repo}/pulls/{n}/files, at most 3,000: a change
+        that large touches shared files anyway), a renamed file's old path included."""
+        paths: list[str] = []
+        for doc in self.http.pages(f"/repos/{self.repo}/pulls/{number}/files", {}):
+            paths.append(str(doc["filename"]))
+            if doc.get("previous_filename"):
+                paths.append(str(doc["previous_filename"]))
+        return paths
+
 
 def gitlab_job_artifacts(
     api_url: str, project: str, ref: str, job: str, job_token: str
@@ -400,6 +414,14 @@ class GitLab:
         doc = self.http.call("POST", base, json_body={"body": text}).json()
         return f"{self.http.api}{base}/{doc['id']}"
 
+    def changed_files(self, number: int) -> list[str]:
+        """The merge request's files (GET .../merge_requests/:iid/diffs, GitLab 15.7+), both
+        paths of a rename."""
+        paths: set[str] = set()
+        for doc in self.http.pages(f"/projects/{self.project}/merge_requests/{number}/diffs", {}):
+            paths.update(str(doc[k]) for k in ("old_path", "new_path") if doc.get(k))
+        return sorted(paths)
+
 
 class Local:
     """The embedded default: requests are JSON records with a Markdown body, in a folder next to
@@ -490,6 +512,10 @@ class Local:
         path = self.dir / "comments" / f"{number}.md"
         write_text(path, f"{marker}\n{body}")
         return str(path)
+
+    def changed_files(self, number: int) -> None:
+        """A local request is a GitOps branch, not a change to this repository: unknown."""
+        return
 
 
 def provider(cfg: GitOpsConfig, root: Path) -> Provider:

@@ -76,11 +76,32 @@ class SklearnDigitsSource(_Section):
     kind: Literal["sklearn_digits"] = "sklearn_digits"
 
 
+# Folders that DVC-tracked outputs already own: data/ (data.dvc, what ingest writes) and
+# artifacts/ (the stages' outputs). A DVC-tracked source inside one would overlap them.
+DVC_OWNED = ("data", "artifacts")
+
+
 class FileSource(_Section):
-    """Data from a CSV or Parquet file in the repository."""
+    """Data from a CSV or Parquet file in the repository, or kept in a DVC remote."""
 
     kind: Literal["file"]
     path: str = Field(description="CSV or Parquet file, relative to the repository root.")
+    dvc: bool = Field(
+        False,
+        description="The file is tracked by DVC (`<path>.dvc` beside it, written by `mlops data "
+        "track PATH`) and kept in the team's DVC remote, not in git: ingest pulls it when it is "
+        "missing here.",
+    )
+
+    @model_validator(mode="after")
+    def _dvc_path_is_its_own(self) -> FileSource:
+        top = Path(self.path).parts[:1]
+        if self.dvc and top and top[0] in DVC_OWNED:
+            raise ValueError(
+                f"a DVC-tracked source cannot live under {top[0]}/, which DVC already tracks as "
+                "an output; keep it in a folder of its own, e.g. datasets/"
+            )
+        return self
 
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"

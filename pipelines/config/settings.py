@@ -97,6 +97,10 @@ class Settings:
     # KUBECONFIG: the kubeconfig(s) `mlops cluster-job` applies with (the client's own default,
     # ~/.kube/config, when unset); read here because the client reads it once, at its import
     kubeconfig: str
+    # MLOPS_DVC_CREDENTIALS: base64 of a .dvc/config.local holding a READ-only credential for
+    # the DVC remote (`mlops data pull` writes it for the pull's duration only); base64 so that
+    # GitLab can mask it (a masked variable is one line)
+    dvc_credentials: SecretStr | None
 
     # --- the registry and the container engine -------------------------------------------
     registry: str  # REGISTRY (host[:port][/namespace]), trailing "/" dropped
@@ -191,6 +195,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         baseline=text("MLOPS_BASELINE"),
         guard_token=secret("MLOPS_GUARD_TOKEN"),
         prometheus_url=text("MLOPS_PROMETHEUS_URL"),
+        dvc_credentials=secret("MLOPS_DVC_CREDENTIALS"),
         tune_storage=secret("MLOPS_TUNE_STORAGE"),
         tf_config=text("TF_CONFIG"),
         job_completion_index=text("JOB_COMPLETION_INDEX"),

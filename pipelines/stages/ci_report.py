@@ -19,8 +19,9 @@ from typing import Any
 from pipelines import evidence
 from pipelines.adapters import scm
 from pipelines.adapters.artifacts import sha256_file, write_text
-from pipelines.config import Workspace, load_gitops, read_settings
+from pipelines.config import Workspace, load_gitops, model_names, read_settings
 from pipelines.core import report
+from pipelines.core.changes import affected_models
 from pipelines.errors import ConfigError
 from pipelines.evidence import Blessing, Record, TrainingRecord, ValidationSummary
 
@@ -135,9 +136,20 @@ def run(
     posted = ""
     number = pr_number()
     if post and number is not None:
-        posted = "comment at " + scm.provider(load_gitops(ws.root), ws.root).upsert_comment(
-            number, marker(ws.name), text
-        )
+        posted = _post(ws, number, text)
     elif post:
         posted = "not posted: this run belongs to no pull/merge request"
     return Report(text, posted)
+
+
+def _post(ws: Workspace, number: int, text: str) -> str:
+    """Create or update the model's comment when the change touches the model; the provider's
+    own list of the request's files decides, not the CI job that ran the change's code."""
+    provider = scm.provider(load_gitops(ws.root), ws.root)
+    files = provider.changed_files(number)
+    if files is not None and ws.name not in affected_models(files, model_names(ws.root)):
+        return (
+            f"not posted: the change touches neither models/{ws.name}/ nor any file outside "
+            "models/, so it cannot change this model's verdict"
+        )
+    return "comment at " + provider.upsert_comment(number, marker(ws.name), text)

@@ -204,6 +204,14 @@ def export_baseline(ws: Workspace, out: Path) -> ExportResult:
 
 
 BUNDLE_JOB = "baseline"  # the default-branch job of .gitlab-ci.yml that exports the bundle
+
+
+def bundle_job(model: str) -> str:
+    """The name GitLab gives the model's `baseline` job: one job per model (`parallel:
+    matrix` with the variable MODEL) is named `baseline: [<model>]`."""
+    return f"{BUNDLE_JOB}: [{model}]"
+
+
 BUNDLE_FILES = (BaselineBundle.FILE, TFLITE)
 
 
@@ -219,11 +227,11 @@ def _bundle_folder(root: Path, out: Path) -> Path:
     return folder
 
 
-def fetch_gitlab_bundle(root: Path, out: Path) -> str:
-    """Download the bundle the default branch's `baseline` job exported into ``out``, with the
-    merge request's CI_JOB_TOKEN (no secret); say what was fetched. Without one (never
-    exported, or the artifacts expired) ``out`` is left empty: the gate then applies
-    on_missing_baseline and says why."""
+def fetch_gitlab_bundle(root: Path, out: Path, model: str) -> str:
+    """Download the bundle the default branch's `baseline` job for ``model`` exported into
+    ``out``, with the merge request's CI_JOB_TOKEN (no secret); say what was fetched. Without
+    one (never exported, or the artifacts expired) ``out`` is left empty: the gate then
+    applies on_missing_baseline and says why."""
     from pipelines.adapters.scm import gitlab_job_artifacts
     from pipelines.config import read_settings, reveal
 
@@ -246,15 +254,15 @@ def fetch_gitlab_bundle(root: Path, out: Path) -> str:
         env.ci_api_url,
         env.ci_target_project,
         env.ci_default_branch,
-        BUNDLE_JOB,
+        bundle_job(model),
         reveal(env.ci_job_token),
     )
     invalidate(folder)
     with staged_dir(folder) as staged:
         if data is None:
             return (
-                f"no `{BUNDLE_JOB}` job artifacts on {env.ci_default_branch} (never exported, "
-                f"or expired): {out} is left empty"
+                f"no `{bundle_job(model)}` job artifacts on {env.ci_default_branch} (never "
+                f"exported, or expired): {out} is left empty"
             )
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -274,7 +282,7 @@ def fetch_gitlab_bundle(root: Path, out: Path) -> str:
                     write_bytes(staged / name, archive.read(member))
         except (zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
             raise InfraError(
-                f"the `{BUNDLE_JOB}` job's artifacts are not a readable zip archive: {exc}",
+                f"the `{bundle_job(model)}` job's artifacts are not a readable zip archive: {exc}",
                 hint="re-run the pipeline later; if it persists, export the bundle again",
             ) from None
     return f"fetched {', '.join(sorted(names)) or 'nothing'} into {out}"

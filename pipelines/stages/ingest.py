@@ -12,7 +12,7 @@ from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import invalidate
 from pipelines.adapters.datasets import ROW_ID, parquet_bytes, read_table, write_if_changed
 from pipelines.config import SPLITS, FileSource, Workspace
-from pipelines.errors import DataInvalid
+from pipelines.errors import ConfigError, DataInvalid
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,19 @@ class IngestResult:
 def _load_source(ws: Workspace) -> pd.DataFrame:
     data = ws.model.data
     if isinstance(data.source, FileSource):
+        if data.source.dvc:
+            # Kept in the team's DVC remote, not in git: a fresh clone or a CI runner pulls it.
+            dvc.pull_source(ws.root, data.source.path)
+        elif (
+            not (ws.root / data.source.path).exists()
+            and (ws.root / dvc.dvc_file(data.source.path)).is_file()
+        ):
+            raise ConfigError(
+                f"data source {data.source.path} is missing here, and DVC tracks it "
+                f"({dvc.dvc_file(data.source.path)})",
+                hint="say so in model.yaml, and ingest pulls it from the DVC remote: "
+                f"source: {{kind: file, path: {data.source.path}, dvc: true}}",
+            )
         df = read_table(ws.root / data.source.path, "data source")
         if df.empty:
             raise DataInvalid(f"data source {data.source.path} has a header but no rows")

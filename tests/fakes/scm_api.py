@@ -7,7 +7,7 @@ required fields and types. Anything else is answered as the real service would (
 422/409, 400), and every request is recorded for assertions. ``script`` queues canned answers
 (rate limits, 5xx) for the next requests; ``deny`` refuses chosen calls with 403.
 
-References: docs.github.com/en/rest/pulls/pulls, /rest/issues/comments;
+References: docs.github.com/en/rest/pulls/pulls (files too), /rest/issues/comments;
 docs.gitlab.com/ee/api/merge_requests.html, /api/notes.html.
 """
 
@@ -23,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TOKEN = "test-token-0123456789"
+DEFAULT_FILES = [("pipelines/cli.py", "pipelines/cli.py")]
 
 
 @dataclass
@@ -44,6 +45,10 @@ class State:
     script: list[tuple[int, dict[str, str], Any]] = field(default_factory=list)
     # (ref, job) -> the zip GitLab serves as that job's latest artifacts on that ref.
     artifacts: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # Request number -> the files its change holds, as (old path, new path) pairs (equal
+    # unless renamed). A request a test did not set changes shared code, so it touches every
+    # model (pipelines/core/changes.py).
+    files: dict[int, list[tuple[str, str]]] = field(default_factory=dict)
     # (method, path) pairs answered 403, as for a token that lacks that permission.
     deny: set[tuple[str, str]] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -269,6 +274,20 @@ class Handler(BaseHTTPRequestHandler):
         ]
         return self._page(items, q, path)
 
+    def _gh_list_files(
+        self, ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        # GET /repos/{owner}/{repo}/pulls/{pull_number}/files: `filename`, and for a rename
+        # `status: renamed` with `previous_filename` (docs.github.com/en/rest/pulls/pulls).
+        (n,) = ids
+        items = []
+        for old, new in self.state.files.get(n, DEFAULT_FILES):
+            item: dict[str, Any] = {"sha": "0" * 40, "filename": new, "status": "modified"}
+            if old != new:
+                item.update(status="renamed", previous_filename=old)
+            items.append(item)
+        return self._page(items, q, path)
+
     def _gh_create_comment(
         self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
     ) -> tuple[int, Any, dict[str, str]]:
@@ -418,6 +437,27 @@ class Handler(BaseHTTPRequestHandler):
         ]
         return self._page(items, q, path)
 
+    def _gl_list_diffs(
+        self, ids: tuple[int, ...], q: dict[str, str], _body: Any, path: str
+    ) -> tuple[int, Any, dict[str, str]]:
+        # GET /projects/:id/merge_requests/:merge_request_iid/diffs (GitLab 15.7+; paginated):
+        # `old_path`, `new_path` and the flags (docs.gitlab.com/ee/api/merge_requests.html).
+        (iid,) = ids
+        items = [
+            {
+                "old_path": old,
+                "new_path": new,
+                "a_mode": "100644",
+                "b_mode": "100644",
+                "new_file": False,
+                "renamed_file": old != new,
+                "deleted_file": False,
+                "diff": "",
+            }
+            for old, new in self.state.files.get(iid, DEFAULT_FILES)
+        ]
+        return self._page(items, q, path)
+
     def _gl_create_note(
         self, ids: tuple[int, ...], _q: dict[str, str], body: Any, _path: str
     ) -> tuple[int, Any, dict[str, str]]:
@@ -459,6 +499,7 @@ GITHUB_ROUTES: tuple[Route, ...] = (
     ("GET", r"/pulls", Handler._gh_list_pulls),
     ("POST", r"/pulls", Handler._gh_create_pull),
     ("PATCH", r"/pulls/(\d+)", Handler._gh_update_pull),
+    ("GET", r"/pulls/(\d+)/files", Handler._gh_list_files),
     ("GET", r"/issues/(\d+)/comments", Handler._gh_list_comments),
     ("POST", r"/issues/(\d+)/comments", Handler._gh_create_comment),
     ("PATCH", r"/issues/comments/(\d+)", Handler._gh_update_comment),
@@ -470,6 +511,7 @@ GITLAB_ROUTES: tuple[Route, ...] = (
     ("GET", r"/merge_requests/(\d+)/notes", Handler._gl_list_notes),
     ("POST", r"/merge_requests/(\d+)/notes", Handler._gl_create_note),
     ("PUT", r"/merge_requests/(\d+)/notes/(\d+)", Handler._gl_update_note),
+    ("GET", r"/merge_requests/(\d+)/diffs", Handler._gl_list_diffs),
     ("GET", r"/jobs/artifacts/[^/]+/download", Handler._gl_job_artifacts),
 )
 

@@ -279,7 +279,7 @@ def test_gitlab_fetch_reads_the_default_branch_bundle_with_the_job_token(
     files = {f"{BUNDLE}/{p.name}": p.read_bytes() for p in made.iterdir()}
     files["../outside"] = b"not written"  # a path from the archive never reaches the disk
     shutil.rmtree(made)
-    gitlab.state.artifacts[("main", "baseline")] = _zip(files)
+    gitlab.state.artifacts[("main", "baseline: [digits]")] = _zip(files)
     _ci(monkeypatch, gitlab)
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("MLOPS_BASELINE", BUNDLE)
@@ -289,7 +289,7 @@ def test_gitlab_fetch_reads_the_default_branch_bundle_with_the_job_token(
     assert not (workspace.parent / "outside").exists()
     (request,) = gitlab.state.requests
     assert request.path == "/api/v4/projects/acme%2Fgitops/jobs/artifacts/main/download"
-    assert request.query == {"job": "baseline"}
+    assert request.query == {"job": "baseline: [digits]"}  # the model's matrix job
     assert request.headers["job-token"] == TOKEN
     assert "private-token" not in request.headers
     assert main(["gate"]) == 0  # --baseline from MLOPS_BASELINE
@@ -334,7 +334,7 @@ def test_gitlab_fetch_refuses_an_archive_that_is_not_a_zip(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    gitlab.state.artifacts[("main", "baseline")] = b"<html>not a zip</html>"
+    gitlab.state.artifacts[("main", "baseline: [digits]")] = b"<html>not a zip</html>"
     _ci(monkeypatch, gitlab)
     monkeypatch.chdir(workspace)
     assert main(["baseline", "fetch", "--out", BUNDLE]) == 3

@@ -58,6 +58,12 @@ READ_SECRETS = {"REGISTRY_READ_PASSWORD", "GITOPS_READ_TOKEN"}
 # The one secret a job that runs on a pull request may name: the run's own token, whose
 # permissions the job declares (forks get it read-only whatever they declare).
 PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
+# The read-only credential of the DVC remote (README, "Data in a DVC remote"): a pull request's
+# pipeline trains on the data too, so its job may name it, in the step that pulls and nowhere
+# else. No workflow names a credential that writes to the remote (people push, with
+# `mlops data track`).
+DATA_READ_SECRETS = {"DVC_READ_CREDENTIALS"}
+DATA_ENVIRONMENT = {"name": "data", "deployment": False}
 # The secrets of .gitlab-ci.yml a merge-request job may name: the MR note token (Reporter) and
 # the job's own token.
 MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
@@ -124,9 +130,13 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
         assert writes <= {"pull-requests"}, f"{name}: {writes}"
         # Not even a read-only secret: for `pull_request` the workflow file is the pull
         # request's own, so a same-repository author could send any secret named here anywhere.
-        extra = secrets_in(job) - PULL_REQUEST_SECRETS
+        extra = secrets_in(job) - PULL_REQUEST_SECRETS - DATA_READ_SECRETS
         assert not extra, f"{path.name}:{name} (runs on pull requests) names secrets {extra}"
-        assert "environment" not in job
+        # The only environment a pull request's job may enter is `data`, which holds nothing
+        # but the data's read credential (and records no deployment).
+        assert job.get("environment", DATA_ENVIRONMENT) == DATA_ENVIRONMENT, name
+        if "environment" in job:
+            assert secrets_in(job) - PULL_REQUEST_SECRETS == DATA_READ_SECRETS, name
         if "pull-requests" in writes:
             # The commenting job holds that token and nothing else, and runs no PR code: it
             # checks out the base commit and restores no cache a PR's run could have written.
@@ -173,13 +183,52 @@ def test_read_secrets_live_only_in_the_default_branch_baseline_environment(path:
             )
 
 
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_the_data_credential_reaches_only_the_step_that_pulls(path: Path) -> None:
+    """DVC_READ_CREDENTIALS is handed to `make data-pull` alone, as MLOPS_DVC_CREDENTIALS,
+    never to a job's env (every step would see it) nor to the step that runs the pipeline; a
+    job that runs the pipeline pulls first. No other DVC secret (a write one) is named. It is
+    an environment secret: of `data` for pull requests' jobs, of `staging` for releases."""
+    workflow = load(path)
+    for name, job in workflow["jobs"].items():
+        if secrets_in(job) & DATA_READ_SECRETS:
+            assert job.get("environment") in (DATA_ENVIRONMENT, "staging"), name
+        dvc_secrets = {n for n in secrets_in(job) if "DVC" in n}
+        assert dvc_secrets <= DATA_READ_SECRETS, f"{path.name}:{name}: {dvc_secrets}"
+        assert not secrets_in(job.get("env") or {}) & DATA_READ_SECRETS, name
+        runs = [str(s.get("run", "")) for s in job.get("steps", [])]
+        for step in job.get("steps", []):
+            if secrets_in(step) & DATA_READ_SECRETS:
+                assert step["run"] == "make data-pull", f"{path.name}:{name}: {step}"
+                assert step["env"] == {
+                    "MLOPS_DVC_CREDENTIALS": "${{ secrets.DVC_READ_CREDENTIALS }}"
+                }
+        pipeline = [i for i, r in enumerate(runs) if re.search(r"\bmake (pipeline|retrain)\b", r)]
+        # cluster-e2e runs the embedded default (scikit-learn's digits), which no remote holds.
+        if pipeline and path.name != "cluster-e2e.yml":
+            assert "make data-pull" in runs[: pipeline[0]], f"{path.name}:{name} pulls no data"
+
+
+def test_gitlab_jobs_that_run_the_pipeline_pull_the_data_first() -> None:
+    """GitLab hands MLOPS_DVC_CREDENTIALS (a project variable) to every job; mlops uses it only
+    in `make data-pull`, which each job that runs the pipeline calls first."""
+    for name, job in gitlab_jobs().items():
+        script = job.get("script", [])
+        runs = [
+            i for i, line in enumerate(script) if re.search(r"\bmake (pipeline|retrain)\b", line)
+        ]
+        if runs:
+            assert "make data-pull" in script[: runs[0]], name
+        assert "DVC" not in yaml.safe_dump(job.get("variables", {})), name
+
+
 def test_the_pull_request_gate_downloads_main_s_bundle_with_its_own_token() -> None:
     """ci.yml's gate takes its baseline from baseline.yml's newest successful run on the
     default branch, with GITHUB_TOKEN (actions: read), and baseline.yml never runs for a pull
     request (or it could publish the baseline every other pull request trusts)."""
     exporter = load(ROOT / ".github/workflows/baseline.yml")
     assert not triggers(exporter) & UNTRUSTED_TRIGGERS
-    assert set(exporter["jobs"]) == {"export"}
+    assert set(exporter["jobs"]) == {"models", "export"}
     assert exporter["jobs"]["export"]["environment"] == BASELINE_ENVIRONMENT
     upload = next(
         s
@@ -438,10 +487,13 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
                 # The deployment environments, the one that holds the baseline's read secrets,
-                # or the training cluster's.
-                assert env_name in {*ENVIRONMENTS, BASELINE_ENVIRONMENT, TRAINING_ENVIRONMENT}, (
-                    f"{path.name}:{name}: environment {env_name!r}"
-                )
+                # or the training cluster's, or the one that holds the data's read credential.
+                assert env_name in {
+                    *ENVIRONMENTS,
+                    BASELINE_ENVIRONMENT,
+                    TRAINING_ENVIRONMENT,
+                    DATA_ENVIRONMENT["name"],
+                }, f"{path.name}:{name}: environment {env_name!r}"
     for name, job in gitlab_jobs().items():
         if "environment" in job:
             allowed = {*ENVIRONMENTS, *([TRAINING_ENVIRONMENT] if name == "train-cluster" else [])}
@@ -587,6 +639,8 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         "monitor",
         "retrain",
         "cluster-job",
+        "data-pull",
+        "ci-models",
     )
     for value in hostile(canary):
         if where == "command line":
@@ -842,7 +896,7 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
     assert monitor["env"]["FAIL_ON"] == "drift"
     runs = [s["run"] for s in monitor["steps"] if "run" in s]
     assert runs == ["make check-inputs", 'MONITOR_OUTPUT="$GITHUB_OUTPUT" make monitor']
-    assert retrain["needs"] == "monitor"
+    assert retrain["needs"] == ["monitor", "models"]
     assert retrain["if"] == "${{ needs.monitor.outputs.failing == 'true' }}"
     assert retrain["environment"] == "staging"
     assert (
@@ -895,7 +949,13 @@ def listed_jobs(root: Path, **variables: str) -> dict[str, str]:
         args, cwd=root, env=env, capture_output=True, text=True, timeout=60, check=True
     ).stdout.splitlines()
     header = next(i for i, line in enumerate(out) if line.split()[:2] == ["name", "description"])
-    return {line.split()[0]: line.split()[2] for line in out[header + 1 :] if line.strip()}
+    jobs = {}
+    for line in out[header + 1 :]:
+        # A per-model job is listed as `gate: [digits]`: its name is `gate`.
+        m = re.match(r"(\S+?)(?:: \[[^\]]*\])?\s+(\S+)\s+(\S+)", line)
+        if m:
+            jobs[m.group(1)] = m.group(3)
+    return jobs
 
 
 @pytest.mark.parametrize(
@@ -939,7 +999,10 @@ def test_check_inputs_knows_exactly_the_pipeline_stages() -> None:
 
 
 # The jobs of ci.yml whose checks branch protection must require: the gates of a pull request.
-REQUIRED_JOBS = ("test", "pipeline")
+REQUIRED_JOBS = ("test", "gate")
+# The jobs whose results the aggregating `gate` check stands for: the model list and the
+# per-model matrix.
+AGGREGATED_JOBS = ["models", "pipeline"]
 
 
 def readme_flat() -> str:
@@ -956,8 +1019,10 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
     checks = set()
     for job_id in REQUIRED_JOBS:
         job = ci["jobs"][job_id]
-        # A required check must report on every pull request: no condition may skip it.
-        assert "if" not in job, job_id
+        # A required check must report on every pull request: no condition may skip it (a
+        # skipped job's check counts as passed). `!cancelled()` only makes it run when a job
+        # it needs failed, so that it can fail too.
+        assert job.get("if", "${{ !cancelled() }}") == "${{ !cancelled() }}", job_id
         assert "matrix" not in (job.get("strategy") or {}), job_id  # a matrix renames checks
         checks.add(str(job.get("name", job_id)))
     text = readme_flat()
@@ -973,6 +1038,154 @@ def test_readme_requires_exactly_the_checks_ci_yml_reports() -> None:
     # Every other check the README calls required exists too.
     for quoted in re.findall(r"required check `([^`]+)`", text):
         assert quoted in checks, quoted
+
+
+def test_the_required_gate_check_stands_for_every_model() -> None:
+    """The per-model jobs' checks are named after the models, so branch protection cannot
+    require them; the `gate` job (a stable name) needs them all, runs even when one failed,
+    and passes only when each of them succeeded: a failed, skipped or cancelled matrix fails it."""
+    jobs = load(ROOT / ".github/workflows/ci.yml")["jobs"]
+    gate = jobs["gate"]
+    assert gate["needs"] == AGGREGATED_JOBS
+    assert gate["permissions"] == {}
+    assert not secrets_in(gate)
+    (step,) = gate["steps"]
+    for need in AGGREGATED_JOBS:
+        var = f"{need.upper()}_RESULT"
+        assert step["env"][var] == f"${{{{ needs.{need}.result }}}}"
+        assert f'[ "${var}" = success ]' in step["run"]
+    matrix = jobs["pipeline"]["strategy"]["matrix"]
+    assert matrix == {"model": "${{ fromJSON(needs.models.outputs.models) }}"}
+    assert jobs["pipeline"]["env"]["MODEL"] == "${{ matrix.model }}"
+    for name in ("models", "gate"):
+        assert "strategy" not in jobs[name]
+    # `if [ a ] && [ b ]` fails for anything but two successes (bash, as the runner runs it).
+    for models, pipeline, ok in [
+        ("success", "success", True),
+        ("success", "failure", False),
+        ("success", "skipped", False),
+        ("failure", "skipped", False),
+        ("success", "cancelled", False),
+    ]:
+        env = {"MODELS_RESULT": models, "PIPELINE_RESULT": pipeline, "PATH": os.environ["PATH"]}
+        done = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True)
+        assert (done.returncode == 0) is ok, (models, pipeline)
+
+
+@pytest.mark.parametrize("workflow", ["ci.yml", "release.yml", "baseline.yml", "monitor.yml"])
+def test_per_model_jobs_take_the_model_from_the_listed_matrix(workflow: str) -> None:
+    """Each per-model job gets MODEL from `matrix.model`, the matrix from the `models` job,
+    which runs `make -s ci-models` (scripts/ci-models.py) into its output."""
+    jobs = load(ROOT / ".github/workflows" / workflow)["jobs"]
+    lister = jobs["models"]
+    assert lister["permissions"] == {"contents": "read"}
+    assert not secrets_in(lister)
+    assert "environment" not in lister
+    (step,) = [s for s in lister["steps"] if s.get("id") == "list"]
+    assert step["run"] == 'make -s ci-models >> "$GITHUB_OUTPUT"'
+    assert lister["outputs"]["models"] == "${{ steps.list.outputs.models }}"
+    per_model = [n for n, j in jobs.items() if "matrix" in (j.get("strategy") or {})]
+    assert per_model
+    for name in per_model:
+        job = jobs[name]
+        assert "models" in ([job["needs"]] if isinstance(job["needs"], str) else job["needs"])
+        assert job["strategy"]["matrix"] == {
+            "model": "${{ fromJSON(needs.models.outputs.models) }}"
+        }
+        assert job["env"]["MODEL"] == "${{ matrix.model }}", name
+        assert "${{ matrix.model }}" in job["name"], f"{name}: its check must name the model"
+        for s in job["steps"]:
+            if str(s.get("uses", "")).startswith(("actions/upload-artifact@", "actions/cache@")):
+                named = s["with"].get("name", s["with"].get("key", ""))
+                assert "${{ matrix.model }}" in named, f"{name}: one artifact/cache per model"
+
+
+@pytest.mark.parametrize(
+    ("workflow", "job"), [("release.yml", "release"), ("monitor.yml", "retrain")]
+)
+def test_the_release_matrix_releases_one_model_at_a_time(workflow: str, job: str) -> None:
+    release = load(ROOT / ".github/workflows" / workflow)["jobs"][job]
+    assert release["strategy"]["max-parallel"] == 1
+    assert release["strategy"]["fail-fast"] is False
+
+
+def ci_models(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "-s", "--no-print-directory", "ci-models"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_matrix_has_one_entry_per_model_folder(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path / "repo")
+    assert ci_models(root).stdout == f"models={json.dumps(MODELS, separators=(',', ':'))}\n"
+    shutil.copytree(root / "models/digits", root / "models/churn")
+    (root / "models/.hidden").mkdir()  # the shell's models/*/ skips it, and so does the list
+    done = ci_models(root)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert line.startswith("models=")
+    assert json.loads(line.removeprefix("models=")) == sorted([*MODELS, "churn"])
+
+
+@pytest.mark.parametrize("folder", ["Churn", "churn_v2", "$(id)", "-x"])
+def test_a_model_folder_that_is_no_model_name_fails_the_list(tmp_path: Path, folder: str) -> None:
+    root = copy_repo(tmp_path / "repo")
+    (root / "models" / folder).mkdir()
+    done = ci_models(root)
+    assert done.returncode == 2
+    assert done.stdout == ""  # nothing reaches $GITHUB_OUTPUT
+    assert json.dumps(folder) in done.stderr
+    assert "rename the folder" in done.stderr
+
+
+def test_no_model_folder_fails_the_list(tmp_path: Path) -> None:
+    root = copy_repo(tmp_path / "repo")
+    shutil.rmtree(root / "models")
+    (root / "models").mkdir()
+    done = ci_models(root)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "no model folder" in done.stderr
+
+
+# The GitLab jobs that run once per model (`parallel: matrix` over MODEL).
+GITLAB_PER_MODEL = {
+    "validate",
+    "train",
+    "gate",
+    "baseline",
+    "package",
+    "verify",
+    "release",
+    "promote",
+    "retrain",
+}
+
+
+def test_gitlab_runs_every_model_folder() -> None:
+    """GitLab creates the pipeline from .gitlab-ci.yml alone: its model list must be the
+    folders of models/, and every per-model job must use it (and nothing else sets MODEL)."""
+    data = yaml.safe_load(GITLAB.read_text())
+    assert data[".per_model"] == {"parallel": {"matrix": [{"MODEL": MODELS}]}}, (
+        f".gitlab-ci.yml's .per_model must list exactly the model folders {MODELS}"
+    )
+    jobs = gitlab_jobs()
+    per_model = {name for name, job in jobs.items() if "parallel" in job}
+    assert per_model == GITLAB_PER_MODEL
+    for name in per_model:
+        assert ".per_model" in data[name]["extends"], name
+        assert "MODEL" not in data[name].get("variables", {}), name
+
+
+def test_the_gitlab_baseline_fetch_asks_for_the_model_s_own_job() -> None:
+    from pipelines.stages.gate import bundle_job
+
+    assert bundle_job("digits") == "baseline: [digits]"  # GitLab's name of a matrix job
+    assert "baseline" in GITLAB_PER_MODEL
 
 
 def test_readme_lists_the_gitlab_merge_checks() -> None:
@@ -1408,7 +1621,9 @@ def test_the_report_job_installs_the_report_extra_only() -> None:
     job = load(ROOT / ".github/workflows/ci.yml")["jobs"]["report"]
     assert job["env"]["MLOPS_INSTALL"] == "report"
     runs = [step["run"] for step in job["steps"] if "run" in step]
-    assert runs == ["make setup", "make report"]
+    # First, whether the base commit knows the model (a shell test, no code of the change).
+    assert 'if [ -d "models/$MODEL" ]' in runs[0]
+    assert runs[1:] == ["make setup", "make report"]
     names = {canonicalize_name(Requirement(r).name) for r in report_extra()}
     assert names == {"pydantic", "pyyaml", "jinja2", "requests"}
 

@@ -4,8 +4,10 @@ Once on good data (blessed), once on corrupted data (stops at validation)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -61,9 +63,26 @@ def run_pipeline(repo: Path, api: FakeApi) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
 
 
+def state(repo: Path, kind: str, job: str, model: str = "digits", suffix: str = "") -> Path:
+    """gitlab-ci-local's file or folder for the per-model job `<job>: [<model>]` (one job per
+    model, `parallel: matrix`), under the name it makes safe for a path: each run of
+    characters other than letters, digits, _ and - becomes its unpadded base64url
+    (safeDockerString), so `gate: [digits]` is `gateOiBbdigitsXQ`."""
+
+    def encode(m: re.Match[str]) -> str:
+        return base64.urlsafe_b64encode(m.group(0).encode()).decode().rstrip("=")
+
+    return (
+        repo
+        / ".gitlab-ci-local"
+        / kind
+        / (re.sub(r"[^\w-]+", encode, f"{job}: [{model}]") + suffix)
+    )
+
+
 def exported(repo: Path, job: str) -> Path:
     """What the job declared as artifacts, as gitlab-ci-local exported them."""
-    return repo / ".gitlab-ci-local" / "artifacts" / job
+    return state(repo, "artifacts", job)
 
 
 @pytest.fixture
@@ -78,7 +97,7 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     result = run_pipeline(repo, gitlab)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     for job in ("validate", "train", "gate"):
-        assert f"{job} finished" in result.stdout or job in result.stdout
+        assert f"{job}: [digits]" in result.stdout  # one job per model
     assert "package" not in [line.split()[0] for line in result.stdout.splitlines() if line]
     gate = exported(repo, "gate")
     blessing = json.loads((gate / "artifacts/digits/gate/blessing.json").read_text())
@@ -86,7 +105,7 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     # No `baseline` job has run on the default branch: no bundle, so no baseline, and it says so.
     fetches = [r for r in gitlab.state.requests if "/jobs/artifacts/" in r.path]
     assert fetches, "the gate did not ask for the default branch's bundle"
-    assert fetches[0].query == {"job": "baseline"}
+    assert fetches[0].query == {"job": "baseline: [digits]"}
     assert fetches[0].headers["job-token"] == TOKEN
     assert blessing["baseline"] is None
     (change,) = [r for r in blessing["rules"] if r["rule"].startswith("change_")]
@@ -142,5 +161,5 @@ def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: Fak
     assert not exported(repo, "train").exists()
     assert not exported(repo, "gate").exists()
     assert not (repo / "artifacts/digits/train").exists()
-    log = (repo / ".gitlab-ci-local/output/validate.log").read_text()
+    log = state(repo, "output", "validate", suffix=".log").read_text()
     assert "pixel_10: expect_column_values_to_be_between" in log

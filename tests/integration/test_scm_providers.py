@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -436,6 +437,67 @@ def test_report_comment_on_github_is_created_once_then_updated(
     monkeypatch.delenv("GITHUB_REF")
     assert main_in(root, "report", "--post") == 0  # a push build: nothing to comment on
     assert "not posted: this run belongs to no pull/merge request" in capsys.readouterr().err
+
+
+def test_changed_files_on_github_and_gitlab_include_both_sides_of_a_rename(
+    github: FakeApi, gitlab: FakeApi
+) -> None:
+    many = [(f"models/digits/f{i}.py", f"models/digits/f{i}.py") for i in range(150)]
+    renamed = [("models/digits/old.csv", "datasets/new.csv")]
+    for api in (github, gitlab):
+        api.state.files[5] = many + renamed
+    for files in (gh(github).changed_files(5), gl(gitlab).changed_files(5)):
+        assert sorted(files) == sorted(
+            [new for _, new in many] + ["models/digits/old.csv", "datasets/new.csv"]
+        )
+    # 151 files at 100 a page: two pages each, following the next link.
+    assert len([r for r in github.state.requests if r.path.endswith("/pulls/5/files")]) == 2
+    assert len([r for r in gitlab.state.requests if r.path.endswith("/5/diffs")]) == 2
+
+
+def test_changed_files_of_a_local_request_are_unknown(root: Path) -> None:
+    provider: scm.Provider = scm.Local(root)
+    assert provider.changed_files(1) is None
+
+
+@pytest.mark.parametrize(
+    ("files", "posted"),
+    [
+        ([("models/digits/model.yaml", "models/digits/model.yaml")], True),
+        ([("pipelines/core/gating.py", "pipelines/core/gating.py")], True),
+        ([("models/churn/model.yaml", "models/churn/model.yaml")], False),
+        # Moving a file out of digits' folder changes digits too.
+        ([("models/digits/x.csv", "models/churn/x.csv")], True),
+    ],
+)
+def test_the_report_comment_covers_only_the_models_the_change_touches(
+    root: Path,
+    github: FakeApi,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    files: list[tuple[str, str]],
+    posted: bool,
+) -> None:
+    """One comment per model, updated in place; a change under another model's folder only
+    leaves this model's comment unposted, and says why."""
+    from tests.integration.test_gitops import main_in
+
+    shutil.copytree(root / "models/digits", root / "models/churn")  # a second model
+    evidence(root, record(1))
+    github.state.files[21] = files
+    monkeypatch.setenv("MLOPS_SCM_PROVIDER", "github")
+    monkeypatch.setenv("GITHUB_API_URL", github.url)
+    monkeypatch.setenv("MLOPS_GITHUB_REPOSITORY", github.state.repo)
+    monkeypatch.setenv("MLOPS_PR_NUMBER", "21")
+    assert main_in(root, "report", "--post") == 0
+    comments = [c for c in github.state.comments.values() if c["on"] == 21]
+    err = capsys.readouterr().err
+    if posted:
+        assert len(comments) == 1
+        assert comments[0]["body"].startswith("<!-- mlops-report:digits -->")
+    else:
+        assert comments == []
+        assert "not posted: the change touches neither models/digits/" in err
 
 
 def test_registry_login_writes_the_docker_config(
