@@ -335,6 +335,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force", action="store_true", help="replace models/NAME/ even if it was edited"
     )
+    p.add_argument(
+        "--dvc",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="REMOTE",
+        help="record the table with DVC and push it to the DVC remote (the default one, or "
+        "REMOTE); model.yaml then marks the source dvc: true and the table stays out of git",
+    )
     add(
         "lint-manifests",
         "Check the committed rendered files: kubernetes-validate --strict and "
@@ -772,7 +781,16 @@ def _init(args: argparse.Namespace) -> int:
     from pipelines.stages import init
 
     root = find_root()
-    r = init.run(root, args.name, args.data, args.label, args.task, tuple(args.exclude), args.force)
+    r = init.run(
+        root,
+        args.name,
+        args.data,
+        args.label,
+        args.task,
+        tuple(args.exclude),
+        args.force,
+        args.dvc,
+    )
     inf, folder = r.inferred, r.folder.relative_to(root)
     kinds = ", ".join(f"{n} {t}" for t, n in sorted(Counter(f.type for f in inf.features).items()))
     print(f"init: {args.data}: {inf.rows} rows; {len(inf.features)} features ({kinds})")
@@ -781,11 +799,25 @@ def _init(args: argparse.Namespace) -> int:
         print(f"init: {folder} is already what init writes; nothing changed")
         return 0
     sync_dvc_yaml(root)
+    if r.tracked is not None:
+        t = r.tracked
+        print(f"init: {t.path} (md5 {t.md5}) pushed to the DVC remote {t.remote!r}")
+    else:
+        print(
+            f"init: {args.data} stays in git; to keep it in your DVC remote instead, run init "
+            "again with --dvc --force (README: 'Data in a DVC remote')"
+        )
     print(
         f"init: wrote {folder}/model.yaml, architecture.py, expectations.py; dvc.yaml lists "
         f"its stages\n\nNext:\n  mlops config --model {args.name}    # review what was inferred"
         f"\n  mlops run --model {args.name}       # validate, train, gate ... through release"
-        f"\n  git add {folder} dvc.yaml && git commit"
+        f"\n  git add {folder} dvc.yaml"
+        + (
+            f" {r.tracked.pointer} {Path(r.tracked.path).parent / '.gitignore'}"
+            if r.tracked
+            else f" {args.data}"
+        )
+        + " && git commit"
     )
     return 0
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
+from pipelines.adapters import dvc
 from pipelines.adapters.artifacts import staged_dir, write_bytes
 from pipelines.adapters.datasets import read_table
 from pipelines.config import MODELS_DIR, ModelConfig
@@ -34,6 +35,7 @@ class InitResult:
     folder: Path
     inferred: scaffold.Inferred
     written: bool
+    tracked: dvc.Tracked | None = None
 
 
 def _source(root: Path, data: str) -> Path:
@@ -51,10 +53,12 @@ def _source(root: Path, data: str) -> Path:
     return path
 
 
-def _files(inferred: scaffold.Inferred, name: str, data: str, base_image: str) -> dict[str, str]:
+def _files(
+    inferred: scaffold.Inferred, name: str, data: str, base_image: str, in_dvc: bool
+) -> dict[str, str]:
     templates = {p.name: p.read_text(encoding="utf-8") for p in TEMPLATES.glob("*.j2")}
     env = render.environment(templates)
-    context = scaffold.template_context(inferred, name, data, base_image)
+    context = scaffold.template_context(inferred, name, data, base_image) | {"dvc": in_dvc}
     return {
         "model.yaml": env.get_template("model.yaml.j2").render(context),
         "architecture.py": env.get_template("architecture.py.j2").render(context),
@@ -81,8 +85,11 @@ def run(
     task: str = "auto",
     exclude: tuple[str, ...] = (),
     force: bool = False,
+    dvc_remote: str | None = None,
 ) -> InitResult:
-    """Profile ``data`` and write models/<name>/ (model.yaml, architecture.py, expectations.py)."""
+    """Profile ``data`` and write models/<name>/ (model.yaml, architecture.py, expectations.py).
+    With ``dvc_remote`` ("" for the default remote), the table is recorded with DVC and pushed
+    there first, and model.yaml says so: the table then lives in the remote, not in git."""
     if not NAME.match(name) or len(name) > 40:
         raise ConfigError(
             f"model name {name!r} is not a DNS label (a-z, 0-9 and -, at most 40)",
@@ -104,14 +111,17 @@ def run(
     # The schema's default base image, written out: a scaffolded model.yaml states it.
     base_image = str(ServingConfig.model_fields["base_image"].default)
     folder = root / MODELS_DIR / name
-    files = _files(inferred, name, data, base_image)
+    in_dvc = dvc_remote is not None
+    if in_dvc:  # a missing remote is refused (exit 2) before anything is written
+        dvc_remote = dvc.default_remote(root, dvc_remote or None)
+    files = _files(inferred, name, data, base_image, in_dvc)
     _check(folder / "model.yaml", files["model.yaml"])
     if folder.exists():
         same = all(
             (folder / f).is_file() and (folder / f).read_text(encoding="utf-8") == text
             for f, text in files.items()
         )
-        if same:
+        if same and not in_dvc:
             return InitResult(folder, inferred, written=False)
         if not force:
             raise ConfigError(
@@ -119,7 +129,10 @@ def run(
                 "(edited by hand?)",
                 hint="pass --force to replace the whole folder, or choose another name",
             )
+    # Pushed before the folder appears: a push that fails (exit 3) leaves no model that
+    # names a table the remote does not hold.
+    tracked = dvc.track_source(root, data, dvc_remote) if in_dvc else None
     with staged_dir(folder) as out:
         for filename, text in files.items():
             write_bytes(out / filename, text.encode("utf-8"))
-    return InitResult(folder, inferred, written=True)
+    return InitResult(folder, inferred, written=True, tracked=tracked)

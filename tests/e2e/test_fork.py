@@ -20,8 +20,8 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
     template = copy_repo(tmp_path_factory.mktemp("template"))
     dest = tmp_path_factory.mktemp("fork") / "repo"
     subprocess.run(["git", "clone", "-q", str(template), str(dest)], check=True)
-    (dest / "data/raw").mkdir(parents=True)
-    churn_table(rows=400).to_csv(dest / "data/raw/churn.csv", index=False)
+    (dest / "datasets").mkdir(parents=True)
+    churn_table(rows=400).to_csv(dest / "datasets/churn.csv", index=False)
     return dest
 
 
@@ -43,7 +43,7 @@ def test_configure_init_run_through_promotion(
         "@acme/ml-platform",
     )
     assert configured.returncode == 0, configured.stderr
-    init = mlops(fork, "init", "churn", "--data", "data/raw/churn.csv", "--label", "churned")
+    init = mlops(fork, "init", "churn", "--data", "datasets/churn.csv", "--label", "churned")
     assert init.returncode == 0, init.stderr
     run = mlops(fork, "run", "--model", "churn")
     assert run.returncode == 0, run.stdout + run.stderr

@@ -3,6 +3,8 @@ refusal (its exit code and message), with nothing written."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +41,8 @@ def churn_table(rows: int = 300, seed: int = 0) -> pd.DataFrame:
 @pytest.fixture
 def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = copy_repo(tmp_path / "fork")
-    (root / "data/raw").mkdir(parents=True)
-    churn_table().to_csv(root / "data/raw/churn.csv", index=False)
+    (root / "datasets").mkdir(parents=True)
+    churn_table().to_csv(root / "datasets/churn.csv", index=False)
     monkeypatch.chdir(root)
     return root
 
@@ -56,7 +58,7 @@ def tree(root: Path) -> dict[str, bytes]:
 def test_init_writes_a_valid_model_and_its_dvc_stages(
     fork: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 0
+    assert main(["init", "churn", "--data", "datasets/churn.csv", "--label", "churned"]) == 0
     out = capsys.readouterr().out
     assert "300 rows; 5 features" in out
     assert "task classification" in out
@@ -80,13 +82,13 @@ def test_init_writes_a_valid_model_and_its_dvc_stages(
     assert {"validate-churn", "train-churn", "evaluate-churn", "train-digits"} <= set(stages)
 
     before = tree(fork)
-    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 0
+    assert main(["init", "churn", "--data", "datasets/churn.csv", "--label", "churned"]) == 0
     assert "nothing changed" in capsys.readouterr().out
     assert tree(fork) == before
 
 
 def test_a_hand_edited_folder_needs_force(fork: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]
+    args = ["init", "churn", "--data", "datasets/churn.csv", "--label", "churned"]
     assert main(args) == 0
     path = fork / "models/churn/model.yaml"
     path.write_text(path.read_text().replace("epochs: 40", "epochs: 7"))
@@ -130,9 +132,9 @@ def test_each_refusal_writes_nothing(
     words: str,
 ) -> None:
     if callable(edit):
-        edit(churn_table()).to_csv(fork / "data/raw/churn.csv", index=False)
+        edit(churn_table()).to_csv(fork / "datasets/churn.csv", index=False)
     before = tree(fork)
-    argv = ["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned", *args]
+    argv = ["init", "churn", "--data", "datasets/churn.csv", "--label", "churned", *args]
     # A later --label wins in argparse: the cases above override it.
     assert main(argv) == code
     err = capsys.readouterr().err
@@ -148,8 +150,8 @@ def test_every_unusable_column_is_named(fork: Path, capsys: pytest.CaptureFixtur
         note=[f"text {i % 90}" for i in range(300)],
         country="FR",
     )
-    df.to_csv(fork / "data/raw/churn.csv", index=False)
-    assert main(["init", "churn", "--data", "data/raw/churn.csv", "--label", "churned"]) == 1
+    df.to_csv(fork / "datasets/churn.csv", index=False)
+    assert main(["init", "churn", "--data", "datasets/churn.csv", "--label", "churned"]) == 1
     err = capsys.readouterr().err
     for line in ("customer_id:", "signup: holds dates", "note: free text", "country: constant"):
         assert f"  - {line}" in err
@@ -159,10 +161,10 @@ def test_every_unusable_column_is_named(fork: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(
     ("argv", "words"),
     [
-        (["init", "Churn", "--data", "data/raw/churn.csv", "--label", "churned"], "DNS label"),
+        (["init", "Churn", "--data", "datasets/churn.csv", "--label", "churned"], "DNS label"),
         (["init", "churn", "--data", "../x.csv", "--label", "churned"], "--data '../x.csv'"),
         (["init", "churn", "--data", "/etc/passwd", "--label", "churned"], "absolute"),
-        (["init", "churn", "--data", "data/raw/none.csv", "--label", "churned"], "no such file"),
+        (["init", "churn", "--data", "datasets/none.csv", "--label", "churned"], "no such file"),
     ],
 )
 def test_bad_arguments(
@@ -172,3 +174,35 @@ def test_bad_arguments(
     assert main(argv) == 2
     assert words in capsys.readouterr().err
     assert tree(fork) == before
+
+
+def _dvc(root: Path, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, check=True, timeout=120)
+
+
+def test_init_records_the_table_with_dvc(
+    fork: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    remote = tmp_path / "dvc-remote"
+    _dvc(fork, "remote", "add", "-d", "storage", str(remote))
+    args = ["init", "churn", "--data", "datasets/churn.csv", "--label", "churned", "--dvc"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "pushed to the DVC remote 'storage'" in out
+    assert "datasets/churn.csv.dvc datasets/.gitignore" in out
+    assert (fork / "datasets/churn.csv.dvc").is_file()
+    assert (fork / "datasets/.gitignore").read_text() == "/churn.csv\n"
+    assert [p for p in remote.rglob("*") if p.is_file()]
+    source = load_model(fork, "churn").model.data.source
+    assert getattr(source, "dvc", False) is True
+
+
+def test_init_with_dvc_but_no_remote_writes_nothing(
+    fork: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = tree(fork)
+    args = ["init", "churn", "--data", "datasets/churn.csv", "--label", "churned", "--dvc"]
+    assert main(args) == 2
+    assert "no default DVC remote is configured" in capsys.readouterr().err
+    assert tree(fork) == before
+    assert not (fork / "datasets/churn.csv.dvc").exists()
