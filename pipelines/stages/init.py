@@ -109,6 +109,14 @@ def run(
             hint="fix the table (or --exclude the columns named), then run init again",
         )
     # The schema's default base image, written out: a scaffolded model.yaml states it.
+    if inferred.task == "regression":
+        # The template writes regression models, but the schema, gate and server do not take
+        # them yet: say so plainly rather than fail on model.yaml's `task`.
+        raise ConfigError(
+            f"{data}: the label {label!r} makes a regression model ({inferred.task_reason}), "
+            "which this version cannot train and gate yet",
+            hint="if the label is a class, pass --task classification",
+        )
     base_image = str(ServingConfig.model_fields["base_image"].default)
     folder = root / MODELS_DIR / name
     in_dvc = dvc_remote is not None

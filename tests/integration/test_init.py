@@ -121,6 +121,7 @@ def test_a_hand_edited_folder_needs_force(fork: Path, capsys: pytest.CaptureFixt
         ),
         (None, ["--exclude", "nope"], 1, "--exclude names columns the table does not have"),
         (None, ["--task", "regression", "--label", "plan"], 1, "no regression target"),
+        (None, ["--label", "monthly"], 2, "makes a regression model"),
     ],
 )
 def test_each_refusal_writes_nothing(
