@@ -166,6 +166,7 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	@command -v wrk >/dev/null || scripts/infra.sh apt wrk
 	"$$MLOPS_BIN/python" bench/pipeline_warm_vs_cold.py
 	"$$MLOPS_BIN/python" bench/validation_vs_pandas.py
+	"$$MLOPS_BIN/python" bench/init_profile.py
 	"$$MLOPS_BIN/python" bench/serving_throughput.py
 	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
 	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
