@@ -134,11 +134,13 @@ def run(
     if workers == 1:
         _raise(_work(search, 0))
     else:
-        # spawn, not fork: TensorFlow's threads do not survive a fork.
+        # This process is worker 0, K-1 spawned processes the others (spawn, not fork:
+        # TensorFlow's threads do not survive a fork), so only K-1 pay a fresh start-up.
         context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                outcomes = list(pool.map(_work, [search] * workers, range(workers)))
+            with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+                others = pool.map(_work, [search] * (workers - 1), range(1, workers))
+                outcomes = [_work(search, 0), *others]
         except BrokenProcessPool:
             raise InfraError(
                 "a tuning worker process died (killed, or out of memory)",
