@@ -125,12 +125,16 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Created here, once: workers racing to create it would collide in the storage.
-    optuna.create_study(
+    study = optuna.create_study(
         storage=studies.open_storage(url, cfg),
         study_name=search.study,
         direction=cfg.goal,
         load_if_exists=True,
     )
+    if not study.get_trials(deepcopy=False):
+        start = tuning.starting_point(_untuned(ws).model.training, cfg.space)
+        if start:
+            study.enqueue_trial(start, skip_if_exists=True)
     if workers == 1:
         _raise(_work(search, 0))
     else:
@@ -150,6 +154,13 @@ def run(
         for outcome in outcomes:
             _raise(outcome)
     return _conclude(ws, cfg, search, space_hash)
+
+
+def _untuned(ws: Workspace) -> Workspace:
+    """The workspace with model.yaml's own training values (without tuned.yaml's)."""
+    if ws.tuned is None:
+        return ws
+    return load_model(ws.root, ws.name, tuned=False)
 
 
 def _raise(outcome: tuple[int, str] | None) -> None:
