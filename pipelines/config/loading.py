@@ -80,8 +80,9 @@ def model_names(root: Path) -> list[str]:
     return sorted(p.parent.name for p in (root / MODELS_DIR).glob("*/model.yaml"))
 
 
-def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
-    """A model's validated config and workspace; a usage error naming the known models."""
+def load_model(root: Path, name: str = DEFAULT_MODEL, *, tuned: bool = True) -> Workspace:
+    """A model's validated config and workspace, with tuned.yaml's values over `training`
+    unless ``tuned`` is False; a usage error naming the known models."""
     root = root.resolve()
     require_known("model", name, model_names(root))
     path = root / MODELS_DIR / name / "model.yaml"
@@ -126,18 +127,18 @@ def load_model(root: Path, name: str = DEFAULT_MODEL) -> Workspace:
             hint="the folder name and the name key must agree",
         )
     check_model_paths(root, model, path)
-    tuned = load_tuned(path.parent / TUNED_FILE)
-    if tuned is None:
+    found = load_tuned(path.parent / TUNED_FILE) if tuned else None
+    if found is None:
         return Workspace(root=root, model=model)
     try:
-        merged = apply_tuned(model, tuned)
+        merged = apply_tuned(model, found)
     except (ValueError, ValidationError) as exc:
         raise ConfigError(
             f"{path.parent / TUNED_FILE}: {exc}",
             hint="re-run `mlops tune` for the current model.yaml, or delete the file to train "
             "with model.yaml's values",
         ) from None
-    return Workspace(root=root, model=merged, tuned=tuned)
+    return Workspace(root=root, model=merged, tuned=found)
 
 
 def load_tuned(path: Path) -> TunedFile | None:

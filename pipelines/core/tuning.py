@@ -7,7 +7,14 @@ import hashlib
 import json
 from typing import Any
 
-from pipelines.config.schema import PARAMS_PREFIX, TUNABLE, ModelConfig, TunedValues
+from pipelines.config.schema import (
+    PARAMS_PREFIX,
+    TUNABLE,
+    ModelConfig,
+    SearchDimension,
+    TrainingConfig,
+    TunedValues,
+)
 
 
 def space_sha256(model: ModelConfig, architecture_sha256: str) -> str:
@@ -64,3 +71,27 @@ def tuned_values(values: dict[str, Any]) -> TunedValues:
 def finished(states: dict[str, int]) -> int:
     """Trials that count toward the target: completed or pruned (a failed one is retried)."""
     return states.get("COMPLETE", 0) + states.get("PRUNED", 0)
+
+
+def fits(dim: SearchDimension, value: Any) -> bool:
+    """Whether ``value`` is one the dimension can suggest."""
+    if dim.type == "categorical":
+        return any(value == c and type(value) is type(c) for c in dim.choices or [])
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if dim.type == "int" and not isinstance(value, int):
+        return False
+    low, high = dim.low or 0, dim.high or 0
+    if not low <= value <= high:
+        return False
+    return (
+        dim.step is None or abs((value - low) / dim.step - round((value - low) / dim.step)) < 1e-9
+    )
+
+
+def starting_point(training: TrainingConfig, space: dict[str, SearchDimension]) -> dict[str, Any]:
+    """model.yaml's own values, where the space can suggest them: the study's first trial, so
+    the search's best is never worse on validation than what training would use untuned."""
+    current: dict[str, Any] = {k: getattr(training, k) for k in TUNABLE}
+    current.update({PARAMS_PREFIX + k: v for k, v in training.params.items()})
+    return {name: current[name] for name, dim in space.items() if fits(dim, current.get(name))}

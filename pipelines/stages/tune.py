@@ -125,20 +125,26 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Created here, once: workers racing to create it would collide in the storage.
-    optuna.create_study(
+    study = optuna.create_study(
         storage=studies.open_storage(url, cfg),
         study_name=search.study,
         direction=cfg.goal,
         load_if_exists=True,
     )
+    if not study.get_trials(deepcopy=False):
+        start = tuning.starting_point(_untuned(ws).model.training, cfg.space)
+        if start:
+            study.enqueue_trial(start, skip_if_exists=True)
     if workers == 1:
         _raise(_work(search, 0))
     else:
-        # spawn, not fork: TensorFlow's threads do not survive a fork.
+        # This process is worker 0, K-1 spawned processes the others (spawn, not fork:
+        # TensorFlow's threads do not survive a fork), so only K-1 pay a fresh start-up.
         context = multiprocessing.get_context("spawn")
         try:
-            with ProcessPoolExecutor(workers, mp_context=context) as pool:
-                outcomes = list(pool.map(_work, [search] * workers, range(workers)))
+            with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
+                others = pool.map(_work, [search] * (workers - 1), range(1, workers))
+                outcomes = [_work(search, 0), *others]
         except BrokenProcessPool:
             raise InfraError(
                 "a tuning worker process died (killed, or out of memory)",
@@ -148,6 +154,13 @@ def run(
         for outcome in outcomes:
             _raise(outcome)
     return _conclude(ws, cfg, search, space_hash)
+
+
+def _untuned(ws: Workspace) -> Workspace:
+    """The workspace with model.yaml's own training values (without tuned.yaml's)."""
+    if ws.tuned is None:
+        return ws
+    return load_model(ws.root, ws.name, tuned=False)
 
 
 def _raise(outcome: tuple[int, str] | None) -> None:

@@ -49,3 +49,25 @@ def test_an_empty_registry_leads_to_building_the_base_image(infra: str, tmp_path
     assert "base image: debootstrap bookworm" in up.stdout, up.stdout + up.stderr
     assert up.returncode == 3, up.stdout + up.stderr
     assert "debootstrap failed" in up.stderr
+
+
+def test_postgres_up_again_is_a_no_op_that_prints_the_same_dsn() -> None:
+    """`infra.sh postgres` on a running cluster starts nothing and prints its DSN again; the
+    DSN reaches the database as the non-superuser `mlops`, on 127.0.0.1 only."""
+    from tests.conftest import ROOT, postgres_status
+
+    dsn, why = postgres_status()
+    require("PostgreSQL", bool(dsn), why)
+    again = subprocess.run(
+        ["scripts/infra.sh", "postgres"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert again.returncode == 0, again.stderr
+    assert "postgres: up on 127.0.0.1:" in again.stdout
+    assert "initdb" not in again.stdout
+    assert again.stdout.strip().splitlines()[-1] == dsn
+    assert dsn.startswith("postgresql+psycopg://mlops:")
+    assert "@127.0.0.1:" in dsn
+    status = subprocess.run(
+        ["scripts/infra.sh", "status"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert "postgres: up on 127.0.0.1:" in status.stdout

@@ -232,3 +232,21 @@ def test_the_storage_comes_from_mlops_tune_storage_when_no_flag_names_one(
     assert "is not a study storage" in err
     assert "hunter2" not in err
     _nothing_written(repo)
+
+
+def test_the_first_trial_is_model_yamls_own_values_where_the_space_has_them() -> None:
+    ws = load_model(Path(__file__).resolve().parents[2], "digits")
+    assert ws.model.tuning is not None
+    start = tuning.starting_point(ws.model.training, ws.model.tuning.space)
+    # digits: learning_rate 0.003 in [0.0005, 0.01], batch 32 a choice, dense 64 on the
+    # 32-step grid from 32, dropout 0.25 in [0.1, 0.5].
+    assert start == {
+        "learning_rate": 0.003,
+        "batch_size": 32,
+        "params.dense": 64,
+        "params.dropout": 0.25,
+    }
+    space = ws.model.tuning.space
+    assert not tuning.fits(space["params.dense"], 80)  # off the step grid
+    assert not tuning.fits(space["batch_size"], 48)  # not a choice
+    assert not tuning.fits(space["learning_rate"], 0.5)  # out of range
