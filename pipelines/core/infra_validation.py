@@ -22,6 +22,16 @@ class Case:
     expect: int
 
 
+def _limits(predict: str, ok: object, max_batch: int, max_body_bytes: int) -> list[Case]:
+    """One instance too many, and one byte too many: both answered 413."""
+    too_many = json.dumps({"instances": [ok] * (max_batch + 1)}).encode()
+    too_big = b'{"instances": [' + b" " * max_body_bytes + b"]}"
+    return [
+        Case("batch over the limit", "POST", predict, too_many, 413),
+        Case("body over the limit", "POST", predict, too_big, 413),
+    ]
+
+
 def malformed_requests(
     model: str,
     n_features: int,
@@ -94,20 +104,7 @@ def malformed_requests(
             b'{"instances": [' + b"[" * 1000 + b"]" * 1000 + b"]}",
             400,
         ),
-        Case(
-            "batch over the limit",
-            "POST",
-            predict,
-            body({"instances": [ok] * (max_batch + 1)}),
-            413,
-        ),
-        Case(
-            "body over the limit",
-            "POST",
-            predict,
-            b'{"instances": [' + b" " * max_body_bytes + b"]}",
-            413,
-        ),
+        *_limits(predict, ok, max_batch, max_body_bytes),
         Case(
             "unknown model",
             "POST",
@@ -168,20 +165,7 @@ def table_requests(
         Case("too few values in a row", "POST", predict, body({"instances": [row[:-1]]}), 400),
         Case("rows mixed with objects", "POST", predict, body({"instances": [row, ok]}), 400),
         Case("unknown field", "POST", predict, body({"instances": [ok], "debug": True}), 400),
-        Case(
-            "batch over the limit",
-            "POST",
-            predict,
-            body({"instances": [ok] * (max_batch + 1)}),
-            413,
-        ),
-        Case(
-            "body over the limit",
-            "POST",
-            predict,
-            b'{"instances": [' + b" " * max_body_bytes + b"]}",
-            413,
-        ),
+        *_limits(predict, ok, max_batch, max_body_bytes),
         Case("wrong method", "GET", predict, b"", 405),
     ]
     for f in schema.features:

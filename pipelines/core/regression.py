@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from pipelines.core.stats import bootstrap_mean_ci
+
 
 @dataclass(frozen=True)
 class RegressionMetrics:
@@ -54,23 +56,6 @@ def regression_metrics(y: NDArray[np.float64], pred: NDArray[np.float64]) -> Reg
     return RegressionMetrics(
         rmse=float(np.sqrt(np.mean(err**2))), mae=float(np.mean(np.abs(err))), r2=r2
     )
-
-
-def bootstrap_mean_ci(
-    diff: NDArray[np.float64], *, resamples: int, seed: int, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of mean(diff), resampling its elements with replacement."""
-    n = diff.shape[0]
-    rng = np.random.default_rng(seed)
-    # Chunked so that 10^5 resamples of 10^5 examples stay within a few hundred MB.
-    chunk = max(1, 20_000_000 // max(n, 1))
-    means = np.empty(resamples, dtype=np.float64)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        means[start:stop] = diff[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(low), float(high)
 
 
 def wilcoxon_signed_rank(diff: NDArray[np.float64]) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""Paired comparison of two classifiers scored on the same examples."""
+"""Paired comparison of two models scored on the same examples: the bootstrap interval of a
+mean per-example difference, and McNemar's exact test for classifiers."""
 
 from __future__ import annotations
 
@@ -19,6 +20,24 @@ def mcnemar_exact(b: int, c: int) -> float:
     return float(binomtest(b, b + c, 0.5).pvalue)
 
 
+def bootstrap_mean_ci(
+    values: NDArray[np.float64], *, resamples: int, seed: int, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of mean(values), resampling its elements with replacement (a
+    paired difference per example: the pairs stay together)."""
+    n = values.shape[0]
+    rng = np.random.default_rng(seed)
+    # Chunked so that 10^5 resamples of 10^5 examples stay within a few hundred MB.
+    chunk = max(1, 20_000_000 // max(n, 1))
+    means = np.empty(resamples, dtype=np.float64)
+    for start in range(0, resamples, chunk):
+        stop = min(resamples, start + chunk)
+        means[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap_ci(
     cand_correct: NDArray[np.bool_],
     base_correct: NDArray[np.bool_],
@@ -28,19 +47,8 @@ def paired_bootstrap_ci(
     level: float = 0.95,
 ) -> tuple[float, float]:
     """Percentile interval of the accuracy delta, resampling examples (pairs kept together)."""
-    n = cand_correct.shape[0]
-    diff = cand_correct.astype(np.int8) - base_correct.astype(np.int8)
-    rng = np.random.default_rng(seed)
-    # Chunked so that 10^5 resamples of 10^5 examples stay within a few hundred MB.
-    chunk = max(1, 20_000_000 // max(n, 1))
-    deltas = np.empty(resamples, dtype=np.float64)
-    for start in range(0, resamples, chunk):
-        stop = min(resamples, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        deltas[start:stop] = diff[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(deltas, [tail, 1.0 - tail])
-    return float(low), float(high)
+    diff = cand_correct.astype(np.float64) - base_correct.astype(np.float64)
+    return bootstrap_mean_ci(diff, resamples=resamples, seed=seed, level=level)
 
 
 def compare_paired(

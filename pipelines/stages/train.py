@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pipelines.adapters import plots, training
 from pipelines.adapters import workers as local
@@ -133,6 +135,24 @@ def reference_profile(
     )
 
 
+@dataclass(frozen=True)
+class _Splits:
+    """The training and validation splits as read, and as model inputs and labels."""
+
+    train_df: pd.DataFrame
+    val_df: pd.DataFrame
+    train: tuple[NDArray[np.float32], NDArray[np.int64]]
+    validation: tuple[NDArray[np.float32], NDArray[np.int64]]
+
+
+def _splits(ws: Workspace) -> _Splits:
+    train_df = read_table(ws.split_path("train"), "train split")
+    val_df = read_table(ws.split_path("validation"), "validation")
+    return _Splits(
+        train_df, val_df, features_and_labels(ws, train_df), features_and_labels(ws, val_df)
+    )
+
+
 def run(ws: Workspace, workers: int | None = None, progress: Progress = print) -> TrainResult:
     """Train the model on the validated data and export its TFLite artifact: in this process
     (one worker, the default), or across ``workers`` local processes over loopback
@@ -152,15 +172,11 @@ def run(ws: Workspace, workers: int | None = None, progress: Progress = print) -
     if count > 1:
         return _run_local_workers(ws, count, progress)
     data_fingerprint = fingerprint(ws)
-    train_df = read_table(ws.split_path("train"), "train split")
-    val_df = read_table(ws.split_path("validation"), "validation")
-    x_train, y_train = features_and_labels(ws, train_df)
-    x_val, y_val = features_and_labels(ws, val_df)
-
+    d = _splits(ws)
     tf = training.import_tensorflow(cfg.threads)
-    fitted = training.fit(ws, tf.keras, (x_train, y_train), (x_val, y_val), training.Hyper.of(ws))
+    fitted = training.fit(ws, tf.keras, d.train, d.validation, training.Hyper.of(ws))
     keras = f"keras {tf.keras.__version__}"
-    return _export(ws, tf, fitted, train_df, val_df, data_fingerprint, 1, keras)
+    return _export(ws, tf, fitted, d.train_df, d.val_df, data_fingerprint, 1, keras)
 
 
 def run_worker(ws: Workspace, cluster: Cluster, progress: Progress = print) -> TrainResult | None:
@@ -177,10 +193,7 @@ def run_worker(ws: Workspace, cluster: Cluster, progress: Progress = print) -> T
         invalidate(final)
     require_valid_data(ws)
     data_fingerprint = fingerprint(ws)
-    train_df = read_table(ws.split_path("train"), "train split")
-    val_df = read_table(ws.split_path("validation"), "validation")
-    x_train, y_train = features_and_labels(ws, train_df)
-    x_val, y_val = features_and_labels(ws, val_df)
+    d = _splits(ws)
     tf = training.import_tensorflow(cfg.threads)
     keras = training.import_tf_keras()
     fitted = training.fit_distributed(
@@ -188,15 +201,15 @@ def run_worker(ws: Workspace, cluster: Cluster, progress: Progress = print) -> T
         tf,
         keras,
         cluster,
-        (x_train, y_train),
-        (x_val, y_val),
+        d.train,
+        d.validation,
         training.Hyper.of(ws),
         progress,
     )
     if not cluster.is_chief:
         return None
     name = f"tf_keras {keras.__version__}"
-    return _export(ws, tf, fitted, train_df, val_df, data_fingerprint, cluster.size, name)
+    return _export(ws, tf, fitted, d.train_df, d.val_df, data_fingerprint, cluster.size, name)
 
 
 def _run_local_workers(ws: Workspace, count: int, progress: Progress) -> TrainResult:

@@ -9,12 +9,12 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
 from pipelines.core.regression import (
     PairedErrors,
-    bootstrap_mean_ci,
     compare_errors,
     judge_errors,
     regression_metrics,
     wilcoxon_signed_rank,
 )
+from pipelines.core.stats import bootstrap_mean_ci
 
 
 def test_metrics_match_hand_computed_values() -> None:
