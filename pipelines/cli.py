@@ -799,6 +799,7 @@ def _init(args: argparse.Namespace) -> int:
         print(f"init: {folder} is already what init writes; nothing changed")
         return 0
     sync_dvc_yaml(root)
+    print(f"init: {r.gitlab}")
     if r.tracked is not None:
         t = r.tracked
         print(f"init: {t.path} (md5 {t.md5}) pushed to the DVC remote {t.remote!r}")
@@ -811,7 +812,7 @@ def _init(args: argparse.Namespace) -> int:
         f"init: wrote {folder}/model.yaml, architecture.py, expectations.py; dvc.yaml lists "
         f"its stages\n\nNext:\n  mlops config --model {args.name}    # review what was inferred"
         f"\n  mlops run --model {args.name}       # validate, train, gate ... through release"
-        f"\n  git add {folder} dvc.yaml"
+        f"\n  git add {folder} dvc.yaml .gitlab-ci.yml"
         + (
             f" {r.tracked.pointer} {Path(r.tracked.path).parent / '.gitignore'}"
             if r.tracked

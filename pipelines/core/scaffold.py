@@ -272,3 +272,19 @@ def template_context(inf: Inferred, name: str, source: str, base_image: str) -> 
             "fraction_max": round(min(0.99, max(shares) * 1.5), 4),
         }
     return context
+
+
+_GITLAB_MATRIX = re.compile(r"^(?P<indent>[ \t]*- MODEL: )\[[^\]\n]*\][ \t]*$", re.MULTILINE)
+
+
+def gitlab_matrix(text: str, models: list[str]) -> str | None:
+    """``.gitlab-ci.yml`` with its one ``- MODEL: [...]`` line (the ``.per_model`` matrix)
+    listing ``models``; None when the file has no such line, or more than one (edited by hand:
+    the caller says so rather than guess)."""
+    found = list(_GITLAB_MATRIX.finditer(text))
+    if len(found) != 1:
+        return None
+    # JSON strings: a model named `no` or `1` stays a string to YAML.
+    listed = ", ".join(f'"{m}"' for m in sorted(models))
+    m = found[0]
+    return text[: m.start()] + f"{m.group('indent')}[{listed}]" + text[m.end() :]

@@ -16,15 +16,16 @@ import yaml
 from pydantic import ValidationError
 
 from pipelines.adapters import dvc
-from pipelines.adapters.artifacts import staged_dir, write_bytes
+from pipelines.adapters.artifacts import staged_dir, write_bytes, write_text
 from pipelines.adapters.datasets import read_table
-from pipelines.config import MODELS_DIR, ModelConfig
+from pipelines.config import MODELS_DIR, ModelConfig, model_names
 from pipelines.config.loading import format_validation_error
 from pipelines.config.schema import ServingConfig, relative_path_problem
 from pipelines.core import render, scaffold
 from pipelines.errors import ConfigError, DataInvalid
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "scaffold"
+GITLAB_CI = ".gitlab-ci.yml"
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -36,6 +37,7 @@ class InitResult:
     inferred: scaffold.Inferred
     written: bool
     tracked: dvc.Tracked | None = None
+    gitlab: str = ""  # what became of .gitlab-ci.yml's model matrix, in words
 
 
 def _source(root: Path, data: str) -> Path:
@@ -143,4 +145,20 @@ def run(
     with staged_dir(folder) as out:
         for filename, text in files.items():
             write_bytes(out / filename, text.encode("utf-8"))
-    return InitResult(folder, inferred, written=True, tracked=tracked)
+    return InitResult(folder, inferred, True, tracked, _gitlab_matrix(root))
+
+
+def _gitlab_matrix(root: Path) -> str:
+    """Add the model to GitLab's matrix: GitLab builds the pipeline from .gitlab-ci.yml alone,
+    so unlike GitHub's (from models/*/), its list of models is written out there."""
+    path = root / GITLAB_CI
+    if not path.is_file():
+        return f"no {GITLAB_CI}"
+    text = path.read_text(encoding="utf-8")
+    updated = scaffold.gitlab_matrix(text, model_names(root))
+    if updated is None:
+        return f"{GITLAB_CI} has no single `- MODEL: [...]` line: add the model to it by hand"
+    if updated == text:
+        return f"{GITLAB_CI} already lists it"
+    write_text(path, updated)
+    return f"added to {GITLAB_CI}'s model matrix"

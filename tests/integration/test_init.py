@@ -50,7 +50,7 @@ def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
-        for p in [root / "dvc.yaml", *sorted((root / "models").rglob("*"))]
+        for p in [root / "dvc.yaml", root / ".gitlab-ci.yml", *sorted((root / "models").rglob("*"))]
         if p.is_file()
     }
 
@@ -78,6 +78,9 @@ def test_init_writes_a_valid_model_and_its_dvc_stages(
         "architecture.py",
         "expectations.py",
     }
+    assert "init: added to .gitlab-ci.yml's model matrix" in out
+    gitlab = yaml.safe_load((fork / ".gitlab-ci.yml").read_text())
+    assert gitlab[".per_model"]["parallel"]["matrix"] == [{"MODEL": ["churn", "digits"]}]
     stages = yaml.safe_load((fork / "dvc.yaml").read_text())["stages"]
     assert {"validate-churn", "train-churn", "evaluate-churn", "train-digits"} <= set(stages)
 

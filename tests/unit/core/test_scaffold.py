@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipelines.core.scaffold import (
     MIN_ROWS,
@@ -162,3 +163,18 @@ def test_a_column_name_that_cannot_be_a_feature() -> None:
 def test_only_a_label() -> None:
     df = _table()[["price"]]
     assert "no feature column" in _refused(infer(df, "price"))
+
+
+def test_the_gitlab_matrix_lists_every_model() -> None:
+    from pipelines.core.scaffold import gitlab_matrix
+
+    text = ".per_model:\n  parallel:\n    matrix:\n      - MODEL: [digits]\n\nother: 1\n"
+    out = gitlab_matrix(text, ["digits", "churn", "no"])
+    assert out is not None
+    assert yaml.safe_load(out)[".per_model"]["parallel"]["matrix"] == [
+        {"MODEL": ["churn", "digits", "no"]}
+    ]
+    assert out.endswith("\n\nother: 1\n")
+    assert gitlab_matrix(out, ["churn", "digits", "no"]) == out
+    assert gitlab_matrix("jobs: {}\n", ["digits"]) is None
+    assert gitlab_matrix(text + "      - MODEL: [x]\n", ["digits"]) is None
