@@ -193,8 +193,8 @@ pg_as() {  # pg_as COMMAND...: run as the cluster's owner
 }
 pg_up() { [ -n "$(pg_bin)" ] && "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
-start_postgres() {
-  if pg_up && [ -f "$PG/dsn" ]; then log "postgres: up on 127.0.0.1:$PG_PORT"; pg_dsn; return; fi
+start_postgres() {  # start_postgres [show]: `show` prints the DSN itself (infra.sh postgres)
+  if pg_up && [ -f "$PG/dsn" ]; then log "postgres: up on 127.0.0.1:$PG_PORT"; pg_dsn "${1:-}"; return; fi
   [ -n "$(pg_bin)" ] || apt_install postgresql
   local bin; bin=$(pg_bin)
   [ -n "$bin" ] || die "postgresql installed but no /usr/lib/postgresql/*/bin"
@@ -222,12 +222,18 @@ start_postgres() {
   pg_as sh -c "umask 077; printf 'postgresql+psycopg://mlops:%s@127.0.0.1:%s/mlops\n' \
     \"\$(cat '$PG/password')\" '$PG_PORT' >'$PG/dsn'"
   log "postgres: started on 127.0.0.1:$PG_PORT (data in $PG/data, log $PG/log)"
-  pg_dsn
+  pg_dsn "${1:-}"
 }
 
-pg_dsn() {  # the DSN goes to stdout (scripts can capture it); the file is readable by its owner (and root) only
-  log "postgres DSN (also in $PG/dsn; give it to mlops tune as MLOPS_TUNE_STORAGE or --storage):"
-  cat "$PG/dsn"
+# The DSN holds the password. `infra.sh postgres` prints it on stdout (a script captures it);
+# `infra.sh up`, which CI runs into its log, shows it masked. The file is its owner's only.
+pg_dsn() {
+  if [ "${1:-}" = show ]; then
+    log "postgres DSN (also in $PG/dsn; give it to mlops tune as MLOPS_TUNE_STORAGE or --storage):"
+    cat "$PG/dsn"
+  else
+    log "postgres DSN in $PG/dsn: $(sed 's#://\([^:/@]*\):[^@]*@#://\1:***@#' "$PG/dsn")"
+  fi
 }
 
 stop_postgres() {
@@ -270,7 +276,7 @@ case "$cmd" in
   apt) shift; apt_install "$@" ;;  # used by `make bench` for wrk
   # Debian's packages; there is no systemd here, so tests start the binaries themselves.
   monitoring) apt_install prometheus prometheus-alertmanager; monitoring_tools ;;
-  postgres) start_postgres ;;
+  postgres) start_postgres show ;;
   down) stop_postgres; stop_pid "$STATE/registry.pid" registry; stop_pid "$STATE/dockerd.pid" "docker engine" ;;
   *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; [ -z "$cmd" ] || [ "$cmd" = -h ] || [ "$cmd" = --help ] || exit 2 ;;
 esac

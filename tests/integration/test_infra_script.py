@@ -71,3 +71,22 @@ def test_postgres_up_again_is_a_no_op_that_prints_the_same_dsn() -> None:
         ["scripts/infra.sh", "status"], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert "postgres: up on 127.0.0.1:" in status.stdout
+
+
+def test_infra_up_logs_the_dsn_with_its_password_masked() -> None:
+    """`infra.sh up` runs in CI's log: the DSN's password stays in .infra/postgres/dsn."""
+    from tests.conftest import ROOT, postgres_status
+
+    dsn, why = postgres_status()
+    require("PostgreSQL", bool(dsn), why)
+    password = dsn.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    up = subprocess.run(
+        ["scripts/infra.sh", "up", "--if-possible"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "postgres DSN in .infra/postgres/dsn: postgresql+psycopg://mlops:***@" in up.stdout
+    assert password not in up.stdout + up.stderr
