@@ -137,9 +137,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--storage",
         metavar="URL",
-        help="the study's database: postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB for "
-        "workers on many machines (`scripts/infra.sh up` prints a local one). Default: "
-        "$MLOPS_TUNE_STORAGE, else sqlite under artifacts/<model>/tune/",
+        help="the study's database: sqlite:///PATH inside the repository, or "
+        "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB for workers on many machines, "
+        "better given as $MLOPS_TUNE_STORAGE, the default, since arguments show in `ps` "
+        "(`scripts/infra.sh postgres` prints a local one). Without either: sqlite under "
+        "artifacts/<model>/tune/",
     )
     p = stage_parsers["promote"]
     p.add_argument(

@@ -191,6 +191,9 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 pg_as() {  # pg_as COMMAND...: run as the cluster's owner
   if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
+# The cluster's superuser: peer authentication on the private socket maps the OS user to the
+# role of the same name, so it is `postgres` when we run as that user (as root), else ourselves.
+pg_super() { if [ "$(id -u)" = 0 ]; then echo postgres; else id -un; fi; }
 pg_up() { [ -n "$(pg_bin)" ] && "$(pg_bin)/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; }
 
 start_postgres() {  # start_postgres [show]: `show` prints the DSN itself (infra.sh postgres)
@@ -207,17 +210,20 @@ start_postgres() {  # start_postgres [show]: `show` prints the DSN itself (infra
     local pwfile="$PG/password"
     pg_as sh -c "umask 077; od -An -N16 -tx1 /dev/urandom | tr -d ' \n' >'$pwfile'"
     log "postgres: initdb in $PG/data"
-    pg_as "$bin/initdb" -D "$PWD/$PG/data" -U postgres --auth-local=peer --auth-host=scram-sha-256 \
+    pg_as "$bin/initdb" -D "$PWD/$PG/data" -U "$(pg_super)" --auth-local=peer \
+      --auth-host=scram-sha-256 \
       >"$PG/initdb.log" 2>&1 || die "initdb failed; see $PG/initdb.log"
   fi
   pg_as "$bin/pg_ctl" -D "$PWD/$PG/data" -l "$PWD/$PG/log" -w -t 60 \
     -o "-p $PG_PORT -k $PWD/$PG -c listen_addresses=127.0.0.1" start >/dev/null \
     || die "postgres did not start; see $PG/log"
   # The tuning user and database, once; psql over the private Unix socket as the superuser.
-  local psql=("$bin/psql" -h "$PWD/$PG" -p "$PG_PORT" -U postgres -X -q -v ON_ERROR_STOP=1)
+  local psql=("$bin/psql" -h "$PWD/$PG" -p "$PG_PORT" -U "$(pg_super)" -d postgres -X -q
+    -v ON_ERROR_STOP=1)
   if [ "$(pg_as "${psql[@]}" -tAc "SELECT 1 FROM pg_roles WHERE rolname='mlops'")" != 1 ]; then
-    pg_as "${psql[@]}" -c "CREATE ROLE mlops LOGIN PASSWORD '$(cat "$PG/password")'" \
-      -c "CREATE DATABASE mlops OWNER mlops" >/dev/null
+    # On stdin, not in psql's arguments: `ps` would show the password there.
+    printf "CREATE ROLE mlops LOGIN PASSWORD '%s';\nCREATE DATABASE mlops OWNER mlops;\n" \
+      "$(cat "$PG/password")" | pg_as "${psql[@]}" >/dev/null
   fi
   pg_as sh -c "umask 077; printf 'postgresql+psycopg://mlops:%s@127.0.0.1:%s/mlops\n' \
     \"\$(cat '$PG/password')\" '$PG_PORT' >'$PG/dsn'"

@@ -31,7 +31,8 @@ def default_url(ws: Workspace) -> str:
 
 def scrub(url: str) -> str:
     """``url`` with its password masked, for every message and record."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    # Up to the last "@": a password may hold an unencoded "@" of its own.
+    return re.sub(r"(://[^:/@]*:).*@", r"\1***@", url)
 
 
 def check_url(ws: Workspace, url: str) -> str:
@@ -48,8 +49,11 @@ def check_url(ws: Workspace, url: str) -> str:
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     if parsed is not None and parsed.drivername == "sqlite" and parsed.database:
         path = Path(parsed.database)
-        inside(ws.root, path if path.is_absolute() else ws.root / path, "--storage")
-        return url
+        path = path if path.is_absolute() else ws.root / path
+        inside(ws.root, path, "--storage")
+        # Absolute: checked against the repository, it must not be opened from the current
+        # folder instead (mlops runs from any folder below the root).
+        return f"sqlite:///{path.resolve()}"
     raise ConfigError(
         f"--storage {scrub(url)!r} is not a study storage mlops accepts",
         hint="use postgresql+psycopg://USER:PASSWORD@HOST:PORT/DATABASE (scripts/infra.sh "

@@ -11,7 +11,6 @@ stage reads over model.yaml's `training` (so DVC re-runs train when they change)
 from __future__ import annotations
 
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
@@ -21,6 +20,7 @@ from typing import Any
 import yaml
 
 from pipelines.adapters import plots, studies, training
+from pipelines.adapters import workers as local
 from pipelines.adapters.artifacts import TUNING, sha256_file, write_text
 from pipelines.adapters.datasets import features_and_labels, read_table
 from pipelines.config import (
@@ -80,14 +80,6 @@ def config_of(ws: Workspace) -> TuningConfig:
     return ws.model.tuning
 
 
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def run(
     ws: Workspace,
     trials: int | None = None,
@@ -99,7 +91,7 @@ def run(
     values to models/<name>/tuned.yaml and the study's record and plots under
     artifacts/<name>/tune/."""
     cfg = config_of(ws)
-    problem = tuning.worker_problem(workers, usable_cpus())
+    problem = tuning.worker_problem(workers, local.usable_cpus())
     if problem:
         raise ConfigError(problem, hint="use fewer --workers; nothing was written")
     if trials is not None and trials < 1:
@@ -188,7 +180,9 @@ def _optimize(search: _Search, worker: int) -> None:
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ws = load_model(search.root, search.model)
+    # model.yaml's values, not an earlier tuned.yaml's: a parameter that left the space must
+    # train at what `train` will then use, or the best trial's score cannot be reproduced.
+    ws = load_model(search.root, search.model, tuned=False)
     cfg = config_of(ws)
     split = {
         s: features_and_labels(ws, read_table(ws.split_path(s), s)) for s in ("train", "validation")
