@@ -799,12 +799,17 @@ def _init(args: argparse.Namespace) -> int:
     print(f"init: task {inf.task} ({inf.task_reason})")
     if not r.written:
         print(f"init: {folder} is already what init writes; nothing changed")
+        if r.tracked is not None:
+            print(f"init: {r.tracked.path} is in the DVC remote {r.tracked.remote!r}")
         return 0
     sync_dvc_yaml(root)
     print(f"init: {r.gitlab}")
     if r.tracked is not None:
         t = r.tracked
-        print(f"init: {t.path} (md5 {t.md5}) pushed to the DVC remote {t.remote!r}")
+        print(
+            f"init: {t.path} (md5 {t.md5}) pushed to the DVC remote {t.remote!r}; if git "
+            f"tracked it before, stop that: git rm --cached {t.path}"
+        )
     else:
         print(
             f"init: {args.data} stays in git; to keep it in your DVC remote instead, run init "

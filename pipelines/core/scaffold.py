@@ -97,8 +97,9 @@ def _text_column(name: str, values: pd.Series, rows: int) -> Feature | str:
 
 
 def _numeric_column(name: str, values: pd.Series, margin: float) -> Feature | str:
+    # An int column with nulls reaches pandas as floats: whole numbers only make it an int.
     integral = pd.api.types.is_integer_dtype(values) or bool(
-        (values == values.round()).all() and pd.api.types.is_integer_dtype(values.dtype)
+        pd.api.types.is_float_dtype(values) and (values == values.round()).all()
     )
     unique = values.nunique()
     if (

@@ -20,13 +20,14 @@ from pipelines.adapters.artifacts import staged_dir, write_bytes, write_text
 from pipelines.adapters.datasets import read_table
 from pipelines.config import MODELS_DIR, ModelConfig, model_names
 from pipelines.config.loading import format_validation_error
-from pipelines.config.schema import ServingConfig, relative_path_problem
+from pipelines.config.schema import DNS_LABEL, ServingConfig, relative_path_problem
 from pipelines.core import render, scaffold
 from pipelines.errors import ConfigError, DataInvalid
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "scaffold"
 GITLAB_CI = ".gitlab-ci.yml"
-NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+NAME = re.compile(DNS_LABEL)
+NAME_MAX = 40  # model.yaml's `name` limit: it prefixes Kubernetes names of up to 63
 
 
 @dataclass(frozen=True)
@@ -79,24 +80,11 @@ def _check(path: Path, text: str) -> None:
         ) from None
 
 
-def run(
-    root: Path,
-    name: str,
-    data: str,
-    label: str,
-    task: str = "auto",
-    exclude: tuple[str, ...] = (),
-    force: bool = False,
-    dvc_remote: str | None = None,
-) -> InitResult:
-    """Profile ``data`` and write models/<name>/ (model.yaml, architecture.py, expectations.py).
-    With ``dvc_remote`` ("" for the default remote), the table is recorded with DVC and pushed
-    there first, and model.yaml says so: the table then lives in the remote, not in git."""
-    if not NAME.match(name) or len(name) > 40:
-        raise ConfigError(
-            f"model name {name!r} is not a DNS label (a-z, 0-9 and -, at most 40)",
-            hint="it names Kubernetes objects and image repositories",
-        )
+def _profile(
+    root: Path, data: str, label: str, task: str, exclude: tuple[str, ...]
+) -> scaffold.Inferred:
+    """What the table makes, or the refusal: a usage error (exit 2) for an argument or what
+    this version cannot build, invalid data (exit 1) for the table itself."""
     table = read_table(_source(root, data), f"--data {data}")
     if label not in table.columns:
         columns = ", ".join(map(str, table.columns[:20]))
@@ -110,7 +98,14 @@ def run(
             f"{data} cannot make a model as it is:\n{listing}",
             hint="fix the table (or --exclude the columns named), then run init again",
         )
-    # The schema's default base image, written out: a scaffolded model.yaml states it.
+    if inferred.task == "classification" and not all(isinstance(c, int) for c in inferred.classes):
+        # model.yaml's classes are integers (the server answers a class index's label).
+        raise ConfigError(
+            f"{data}: the label {label!r} holds text or true/false "
+            f"({', '.join(map(repr, inferred.classes[:5]))}), and classes are integers here",
+            hint="encode the label as integers 0..K-1 in the table (keep the mapping), then run "
+            "init again",
+        )
     if inferred.task == "regression":
         # The template writes regression models, but the schema, gate and server do not take
         # them yet: say so plainly rather than fail on model.yaml's `task`.
@@ -119,6 +114,29 @@ def run(
             "which this version cannot train and gate yet",
             hint="if the label is a class, pass --task classification",
         )
+    return inferred
+
+
+def run(
+    root: Path,
+    name: str,
+    data: str,
+    label: str,
+    task: str = "auto",
+    exclude: tuple[str, ...] = (),
+    force: bool = False,
+    dvc_remote: str | None = None,
+) -> InitResult:
+    """Profile ``data`` and write models/<name>/ (model.yaml, architecture.py, expectations.py).
+    With ``dvc_remote`` ("" for the default remote), the table is recorded with DVC and pushed
+    there first, and model.yaml says so: the table then lives in the remote, not in git."""
+    if not NAME.match(name) or len(name) > NAME_MAX:
+        raise ConfigError(
+            f"model name {name!r} is not a DNS label (a-z, 0-9 and -, at most 40)",
+            hint="it names Kubernetes objects and image repositories",
+        )
+    inferred = _profile(root, data, label, task, exclude)
+    # The schema's default base image, written out: a scaffolded model.yaml states it.
     base_image = str(ServingConfig.model_fields["base_image"].default)
     folder = root / MODELS_DIR / name
     in_dvc = dvc_remote is not None
@@ -131,8 +149,9 @@ def run(
             (folder / f).is_file() and (folder / f).read_text(encoding="utf-8") == text
             for f, text in files.items()
         )
-        if same and not in_dvc:
-            return InitResult(folder, inferred, written=False)
+        if same:  # a re-run: at most the push again, which is idempotent
+            tracked = dvc.track_source(root, data, dvc_remote) if in_dvc else None
+            return InitResult(folder, inferred, False, tracked, _gitlab_matrix(root))
         if not force:
             raise ConfigError(
                 f"{folder.relative_to(root)} exists and is not what init would write "

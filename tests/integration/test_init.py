@@ -125,6 +125,7 @@ def test_a_hand_edited_folder_needs_force(fork: Path, capsys: pytest.CaptureFixt
         (None, ["--exclude", "nope"], 1, "--exclude names columns the table does not have"),
         (None, ["--task", "regression", "--label", "plan"], 1, "no regression target"),
         (None, ["--label", "monthly"], 2, "makes a regression model"),
+        (None, ["--label", "plan"], 2, "holds text or true/false ('basic', 'plus', 'pro')"),
     ],
 )
 def test_each_refusal_writes_nothing(
@@ -197,6 +198,10 @@ def test_init_records_the_table_with_dvc(
     assert (fork / "datasets/churn.csv.dvc").is_file()
     assert (fork / "datasets/.gitignore").read_text() == "/churn.csv\n"
     assert [p for p in remote.rglob("*") if p.is_file()]
+    assert "git rm --cached datasets/churn.csv" in out
+    # Again: nothing to write, the push is a no-op, and it is not taken for a hand edit.
+    assert main(args) == 0
+    assert "already what init writes" in capsys.readouterr().out
     source = load_model(fork, "churn").model.data.source
     assert getattr(source, "dvc", False) is True
 

@@ -57,6 +57,10 @@ def test_types_ranges_vocabularies_and_nulls() -> None:
     flags = _ok(infer(df.assign(active=df["active"].astype(bool)), "price"))
     assert {f.name: f for f in flags.features}["active"].type == "bool"
     assert by["score"].nullable
+    # Whole numbers with nulls reach pandas as floats: still an int feature.
+    ints = _ok(infer(df.assign(age=df["age"].where(df.index % 7 > 0)), "price"))
+    assert {f.name: f for f in ints.features}["age"].type == "int"
+    assert {f.name: f for f in ints.features}["age"].nullable
     assert not by["income"].nullable
     assert "price" not in by
 
