@@ -28,8 +28,8 @@ def train_job_name(model: str) -> str:
 def job_objects(
     model: ModelConfig, gitops: GitOpsConfig, templates: Mapping[str, str]
 ) -> list[RenderedObject]:
-    """The training Job (and its Service when it has more than one worker) and the tuning
-    Job of ``model``; none while jobs.image is unset."""
+    """The training Job (and its Service when it has more than one worker) and, when model.yaml
+    has a tuning section, the tuning Job of ``model``; none while jobs.image is unset."""
     if not gitops.jobs.image:
         return []
     jenv = environment(templates)
@@ -40,7 +40,9 @@ def job_objects(
         "jobs": gitops.jobs.model_dump(),
         "uid": contract.UID,
     }
-    objects = [_one(jenv, "jobs/train-job.yaml.j2", ctx), _one(jenv, "jobs/tune-job.yaml.j2", ctx)]
+    objects = [_one(jenv, "jobs/train-job.yaml.j2", ctx)]
+    if model.tuning is not None:  # without a search space, a tuning Job could only fail
+        objects.append(_one(jenv, "jobs/tune-job.yaml.j2", ctx))
     if workers > 1:
         objects.append(_one(jenv, "jobs/train-service.yaml.j2", ctx))
     return sorted(objects, key=lambda o: o.filename)

@@ -57,6 +57,11 @@ def run(ws: Workspace, kind: Kind, progress: Callable[[str], None] = print) -> C
     job = job_render.train_job_name(ws.name) if kind == "train" else f"{ws.name}-tune"
     objects = [manifests.parse(text) for _, text in sorted(committed.items())]
     chosen = [o for o in objects if o["metadata"]["name"] == job]
+    if not chosen:  # only a tuning Job can be missing: it is rendered for a tuning section
+        raise ConfigError(
+            f"{ws.name} has no {kind} Job: its model.yaml has no tuning section",
+            hint="add tuning.space to model.yaml, run `mlops render` and commit manifests/jobs/",
+        )
     client = kubejobs.connect()
     kubejobs.apply(client, chosen, progress)
     applied = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in chosen)

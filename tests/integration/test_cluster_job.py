@@ -87,3 +87,19 @@ def test_an_unknown_job_is_a_usage_error(repo: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["cluster-job", "--job", "deploy"])
     assert exit_.value.code == 2
+
+
+def test_a_model_without_a_search_space_has_no_tuning_job(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_image(repo)
+    path = repo / "models/digits/model.yaml"
+    doc = yaml.safe_load(path.read_text())
+    del doc["tuning"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["render"]) == 0
+    assert [p.name for p in (repo / "manifests/jobs/digits").iterdir()] == ["job-digits-train.yaml"]
+    assert main(["cluster-job", "--job", "tune"]) == 2
+    assert "digits has no tune Job: its model.yaml has no tuning section" in (
+        capsys.readouterr().err
+    )
