@@ -63,7 +63,6 @@ PULL_REQUEST_SECRETS = {"GITHUB_TOKEN"}
 # else. No workflow names a credential that writes to the remote (people push, with
 # `mlops data track`).
 DATA_READ_SECRETS = {"DVC_READ_CREDENTIALS"}
-DATA_ENVIRONMENT = {"name": "data", "deployment": False}
 # The secrets of .gitlab-ci.yml a merge-request job may name: the MR note token (Reporter) and
 # the job's own token.
 MERGE_REQUEST_SECRETS = {"MLOPS_REPORT_TOKEN", "CI_JOB_TOKEN"}
@@ -130,13 +129,10 @@ def test_pull_request_jobs_hold_nothing_that_writes(path: Path) -> None:
         assert writes <= {"pull-requests"}, f"{name}: {writes}"
         # Not even a read-only secret: for `pull_request` the workflow file is the pull
         # request's own, so a same-repository author could send any secret named here anywhere.
-        extra = secrets_in(job) - PULL_REQUEST_SECRETS - DATA_READ_SECRETS
+        extra = secrets_in(job) - PULL_REQUEST_SECRETS
         assert not extra, f"{path.name}:{name} (runs on pull requests) names secrets {extra}"
-        # The only environment a pull request's job may enter is `data`, which holds nothing
-        # but the data's read credential (and records no deployment).
-        assert job.get("environment", DATA_ENVIRONMENT) == DATA_ENVIRONMENT, name
-        if "environment" in job:
-            assert secrets_in(job) - PULL_REQUEST_SECRETS == DATA_READ_SECRETS, name
+        # Nor an environment: its secrets would reach the pull request's code.
+        assert "environment" not in job, name
         if "pull-requests" in writes:
             # The commenting job holds that token and nothing else, and runs no PR code: it
             # checks out the base commit and restores no cache a PR's run could have written.
@@ -188,11 +184,11 @@ def test_the_data_credential_reaches_only_the_step_that_pulls(path: Path) -> Non
     """DVC_READ_CREDENTIALS is handed to `make data-pull` alone, as MLOPS_DVC_CREDENTIALS,
     never to a job's env (every step would see it) nor to the step that runs the pipeline; a
     job that runs the pipeline pulls first. No other DVC secret (a write one) is named. It is
-    an environment secret: of `data` for pull requests' jobs, of `staging` for releases."""
+    an environment secret of `staging`: no job that runs a pull request's code names it."""
     workflow = load(path)
     for name, job in workflow["jobs"].items():
         if secrets_in(job) & DATA_READ_SECRETS:
-            assert job.get("environment") in (DATA_ENVIRONMENT, "staging"), name
+            assert job.get("environment") == "staging", name
         dvc_secrets = {n for n in secrets_in(job) if "DVC" in n}
         assert dvc_secrets <= DATA_READ_SECRETS, f"{path.name}:{name}: {dvc_secrets}"
         assert not secrets_in(job.get("env") or {}) & DATA_READ_SECRETS, name
@@ -487,12 +483,11 @@ def test_environments_are_named_by_the_ci_files_never_by_a_value() -> None:
             if env is not None:
                 env_name = env["name"] if isinstance(env, dict) else env
                 # The deployment environments, the one that holds the baseline's read secrets,
-                # or the training cluster's, or the one that holds the data's read credential.
+                # or the training cluster's.
                 assert env_name in {
                     *ENVIRONMENTS,
                     BASELINE_ENVIRONMENT,
                     TRAINING_ENVIRONMENT,
-                    DATA_ENVIRONMENT["name"],
                 }, f"{path.name}:{name}: environment {env_name!r}"
     for name, job in gitlab_jobs().items():
         if "environment" in job:
