@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pipelines.adapters.artifacts import (
     BLESSING,
@@ -35,7 +35,7 @@ from pipelines.adapters.artifacts import (
     write_json,
 )
 from pipelines.config import Workspace
-from pipelines.core.comparison import PairedComparison
+from pipelines.core.comparison import PairedComparison, PairedErrors, SliceResult
 from pipelines.errors import CheckFailed, DataInvalid, EvidenceError, GateFailed
 
 # Bumped when a record's meaning changes; a record of any other version is refused, so a
@@ -315,8 +315,53 @@ class ClassMetrics(Frozen):
     support: int
 
 
-class Metrics(Record):
-    """evaluate's metrics.json: the serving artifact scored on the test split."""
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# Each task's headline metrics: a metrics record holds its own task's, and none of the other's.
+TASK_METRICS = {
+    "classification": ("accuracy", "macro_precision", "macro_recall", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
+
+
+class TaskMetrics(Frozen):
+    """The headline test metrics of one task: accuracy and macro precision/recall/F1 for a
+    classifier, RMSE, MAE and R² for a regressor. The other task's are absent (None)."""
+
+    task: Literal["classification", "regression"] = "classification"
+    accuracy: float | None = Field(default=None, exclude_if=_absent)
+    macro_precision: float | None = Field(default=None, exclude_if=_absent)
+    macro_recall: float | None = Field(default=None, exclude_if=_absent)
+    macro_f1: float | None = Field(default=None, exclude_if=_absent)
+    rmse: float | None = Field(default=None, exclude_if=_absent)
+    mae: float | None = Field(default=None, exclude_if=_absent)
+    r2: float | None = Field(default=None, exclude_if=_absent)
+
+    @model_validator(mode="after")
+    def _the_task_s_own(self) -> TaskMetrics:
+        missing = [k for k in TASK_METRICS[self.task] if getattr(self, k) is None]
+        other = "regression" if self.task == "classification" else "classification"
+        foreign = [k for k in TASK_METRICS[other] if getattr(self, k) is not None]
+        if missing or foreign:
+            raise ValueError(
+                f"{self.task} metrics: "
+                + "; ".join(
+                    [f"missing {', '.join(missing)}"] * bool(missing)
+                    + [f"{', '.join(foreign)} belong to {other}"] * bool(foreign)
+                )
+            )
+        return self
+
+    def headline(self) -> dict[str, float]:
+        """The task's headline metrics by name."""
+        return {k: float(getattr(self, k)) for k in TASK_METRICS[self.task]}
+
+
+class Metrics(Record, TaskMetrics):
+    """evaluate's metrics.json: the serving artifact scored on the test split. A classifier's
+    adds per-class metrics and the confusion matrix; both are empty for a regressor."""
 
     STAGE, FILE, TITLE = "evaluate", METRICS, "evaluation"
     STALE = {
@@ -325,12 +370,8 @@ class Metrics(Record):
     }
 
     n: int
-    accuracy: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    per_class: dict[str, ClassMetrics]
-    confusion_matrix: list[list[int]]
+    per_class: dict[str, ClassMetrics] = Field(default_factory=dict)
+    confusion_matrix: list[list[int]] = Field(default_factory=list)
     model: str
     model_sha256: str
     data_fingerprint: str
@@ -348,14 +389,10 @@ class Metrics(Record):
         return {c: m.recall for c, m in self.per_class.items()}
 
 
-class SummaryMetrics(Frozen):
+class SummaryMetrics(TaskMetrics):
     """The headline test metrics of a model, as the gate compares them."""
 
-    accuracy: float
-    macro_precision: float
-    macro_recall: float
-    macro_f1: float
-    per_class_recall: dict[str, float]
+    per_class_recall: dict[str, float] = Field(default_factory=dict)
 
 
 class Candidate(SummaryMetrics):
@@ -366,17 +403,15 @@ class Candidate(SummaryMetrics):
     latency_ms: dict[str, float]
 
 
-def _absent(value: object) -> bool:
-    return value is None
-
-
 class Baseline(Frozen):
     """The model the candidate was compared with: a file given on the command line
     (``source``), or what an environment serves (``environment``, ``release_id``, ...)."""
 
     path: str
     model_sha256: str
-    accuracy: float
+    # The headline metric: accuracy (classification) or MAE (regression), on the same test set.
+    accuracy: float | None = Field(default=None, exclude_if=_absent)
+    mae: float | None = Field(default=None, exclude_if=_absent)
     metrics: SummaryMetrics
     # Only the keys of the baseline's origin are written, as before the records were typed.
     source: str | None = Field(default=None, exclude_if=_absent)
@@ -427,9 +462,11 @@ class Blessing(Record):
     blessed: bool
     candidate: Candidate
     baseline: Baseline | None
-    # The core dataclass itself: pydantic validates and writes it field by field, as it did
-    # the record that mirrored it (same keys, same order, unknown keys refused).
-    comparison: PairedComparison | None
+    # The core dataclasses themselves: pydantic validates and writes them field by field, as it
+    # did the record that mirrored them (same keys, same order, unknown keys refused).
+    # A classifier's comparison is a PairedComparison, a regressor's PairedErrors.
+    comparison: PairedComparison | PairedErrors | None
+    slices: list[SliceResult] = Field(default_factory=list)
     rules: list[Rule]
     provenance: GateProvenance
 
@@ -622,7 +659,7 @@ def require_trained(ws: Workspace) -> TrainingRecord:
         TrainingRecord,
         model_sha256=sha256_file(artifact),
         data_fingerprint=fingerprint(ws),
-        classes=ws.model.data.label.classes,
+        classes=ws.model.classes,
     )
 
 

@@ -90,7 +90,7 @@ def rows(data: Any) -> list[Any]:
         ),
         gxe.ExpectTableRowCountToBeBetween(min_value=data.expectations.min_rows),
         gxe.ExpectColumnValuesToNotBeNull(column=label),
-        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=data.label.classes),
+        gxe.ExpectColumnValuesToBeInSet(column=label, value_set=data.label.class_list),
         gxe.ExpectColumnValuesToBeUnique(column="row_id"),
     ]
 

@@ -92,7 +92,7 @@ def features_and_labels(
     [3, 5, 7] work as well as 0..9. Validation has already rejected unknown labels.
     """
     x = model_inputs(ws, df)
-    index = {c: i for i, c in enumerate(ws.model.data.label.classes)}
+    index = {c: i for i, c in enumerate(ws.model.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
     return x, y
 

@@ -80,7 +80,7 @@ def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
 def build(ws: Workspace, keras: Any, input_shape: tuple[int, ...], hyper: Hyper) -> Any:
     """The model's own network (its architecture file), compiled for its task."""
     arch = modelcode.load(ws, ws.model.training.architecture)
-    model = arch.build_model(keras, input_shape, len(ws.model.data.label.classes), hyper.params)
+    model = arch.build_model(keras, input_shape, len(ws.model.classes), hyper.params)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hyper.learning_rate),
         loss="sparse_categorical_crossentropy",

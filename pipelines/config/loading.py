@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from pipelines.config.schema import (
     DEFAULT_MODEL,
     MODELS_DIR,
+    REQUIRED_BY_TASK,
     REQUIRED_KEYS,
     TUNED_FILE,
     EnvironmentState,
@@ -149,11 +150,14 @@ def load_tuned(path: Path) -> TunedFile | None:
 
 
 def missing_keys(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The required keys (schema.REQUIRED_KEYS) that ``raw`` does not state, each with what it
-    is for: all of them, where pydantic would stop at a missing section. A parent that is
-    there but not a mapping is left to pydantic, which names its type."""
+    """The required keys (schema.REQUIRED_KEYS, and REQUIRED_BY_TASK of the task ``raw`` states)
+    that ``raw`` does not state, each with what it is for: all of them, where pydantic would
+    stop at a missing section. A parent that is there but not a mapping is left to pydantic,
+    which names its type."""
     missing = []
-    for keys, what in REQUIRED_KEYS:
+    task = raw.get("task")
+    by_task = REQUIRED_BY_TASK.get(task, ()) if isinstance(task, str) else ()
+    for keys, what in (*REQUIRED_KEYS, *by_task):
         node: Any = raw
         for key in keys:
             if not isinstance(node, Mapping):

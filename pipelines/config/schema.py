@@ -55,19 +55,26 @@ class _Section(_Strict):
 
 
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
-# An enum, not a bool: regression is the next task to come.
-Task = Literal["classification"]
+Task = Literal["classification", "regression"]
+TASKS: tuple[Task, ...] = ("classification", "regression")
 
 # What a fork must decide, stated in model.yaml (DESIGN.md rule 8): each is refused when missing,
 # all of them in one message (loading.missing_keys), before pydantic's own messages.
 REQUIRED_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("task",), "what the model predicts: classification"),
+    (("task",), "what the model predicts: classification or regression"),
     (("data", "source"), "where the data comes from: {kind: file, path: ...} or sklearn_digits"),
     (("data", "label", "column"), "the column holding the label"),
-    (("data", "label", "classes"), "the classes the label may hold"),
     (("data", "features"), "the feature schema: named features, or the image shorthand"),
     (("deploy", "image_repository"), "the registry repository of the serving image"),
 )
+# ... and what one task needs that the other does not have (loading.missing_keys).
+REQUIRED_BY_TASK: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
+    "classification": ((("data", "label", "classes"), "the classes the label may hold"),),
+    "regression": (
+        (("data", "label", "min"), "the smallest valid target value"),
+        (("data", "label", "max"), "the largest valid target value"),
+    ),
+}
 
 
 class SklearnDigitsSource(_Section):
@@ -211,17 +218,30 @@ Features = Annotated[
 
 
 class LabelSpec(_Section):
-    """The label column and the classes it may hold."""
+    """The label column, and what it may hold: the classes (classification) or the valid range
+    of the target (regression). Which of them is required depends on the model's task."""
 
     column: str = Field(pattern=NAME)
-    classes: list[int] = Field(min_length=2)
+    classes: list[int] | None = Field(
+        None, min_length=2, description="classification: the classes the label may hold."
+    )
+    min: float | None = Field(None, description="regression: the smallest valid target value.")
+    max: float | None = Field(None, description="regression: the largest valid target value.")
 
     @model_validator(mode="after")
-    def _classes_are_distinct(self) -> LabelSpec:
-        repeated = sorted({c for c in self.classes if self.classes.count(c) > 1})
+    def _consistent(self) -> LabelSpec:
+        classes = self.classes or []
+        repeated = sorted({c for c in classes if classes.count(c) > 1})
         if repeated:
             raise ValueError(f"classes lists {repeated} more than once")
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min {self.min:g} must be below max {self.max:g}")
         return self
+
+    @property
+    def class_list(self) -> list[int]:
+        """The classes of a classifier's label (empty for a regression target)."""
+        return list(self.classes or [])
 
 
 class SplitSpec(_Section):
@@ -239,7 +259,8 @@ class SplitSpec(_Section):
 
 
 class ExpectationSpec(_Section):
-    """What the data must satisfy before training: row count and class balance."""
+    """What the data must satisfy before training: row count and, for a classifier, class
+    balance (the class_fraction keys; a regression model may not state them)."""
 
     min_rows: int = Field(50, gt=0)
     class_fraction_min: Fraction = 0.05
@@ -445,7 +466,7 @@ class TuningConfig(_Section):
 
     @property
     def goal(self) -> Literal["maximize", "minimize"]:
-        """The direction of the study."""
+        """The direction of the study (a regression model's metric is always val_loss)."""
         return "maximize" if self.metric == "val_accuracy" else "minimize"
 
 
@@ -482,8 +503,16 @@ class ChangeRule(_Section):
         0.01,
         ge=0,
         le=1,
-        description="Non-inferiority margin: the 95% interval's lower bound "
-        "on the accuracy delta may not fall below -max_drop.",
+        description="classification: the non-inferiority margin: the 95% interval's lower "
+        "bound on the accuracy delta may not fall below -max_drop.",
+    )
+    max_increase: float = Field(
+        0.05,
+        ge=0,
+        le=10,
+        description="regression: the non-inferiority margin, a fraction of the baseline's MAE: "
+        "the 95% interval's upper bound on the mean per-example increase in absolute error may "
+        "not exceed max_increase x MAE_baseline (0.05: at most 5% worse).",
     )
     alpha: float = Field(0.05, gt=0, lt=1)
     bootstrap_resamples: int = Field(10_000, ge=100, le=1_000_000)
@@ -499,13 +528,62 @@ class ChangeRule(_Section):
     )
 
 
+# The threshold keys of each task: a model may state only its own task's.
+CLASSIFICATION_THRESHOLDS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+REGRESSION_THRESHOLDS = ("max_rmse", "max_mae", "min_r2")
+
+
 class Thresholds(_Section):
-    """Minimum test metrics; a metric left unset is not gated."""
+    """Absolute limits on the test metrics; a metric left unset is not gated. A classifier
+    states minimums (accuracy, macro_*), a regressor maximum errors and a minimum R²."""
 
     accuracy: float | None = Field(0.9, ge=0, le=1)
     macro_precision: float | None = Field(None, ge=0, le=1)
     macro_recall: float | None = Field(None, ge=0, le=1)
     macro_f1: float | None = Field(0.9, ge=0, le=1)
+    max_rmse: float | None = Field(None, gt=0, description="regression: the largest test RMSE.")
+    max_mae: float | None = Field(None, gt=0, description="regression: the largest test MAE.")
+    min_r2: float | None = Field(None, le=1, description="regression: the smallest test R².")
+
+    def of(self, task: Task) -> dict[str, float]:
+        """The stated limits of ``task``'s metrics (the classification defaults apply to a
+        classifier only)."""
+        keys = CLASSIFICATION_THRESHOLDS if task == "classification" else REGRESSION_THRESHOLDS
+        return {k: v for k in keys if (v := getattr(self, k)) is not None}
+
+
+class SliceRule(_Section):
+    """`gate.slices`: judge the test set cut by one named feature, slice by slice (TFMA's
+    idea): each slice gets an absolute limit and the paired not-worse check against the
+    baseline (the change rule's margin) on its own rows. A slice with fewer than ``min_rows``
+    rows is reported as too small to judge, not passed or failed on noise."""
+
+    feature: str = Field(pattern=NAME, description="A named feature of data.features.")
+    bins: list[float] | None = Field(
+        None,
+        min_length=1,
+        max_length=50,
+        description="float and int features: strictly increasing edges; the slices are "
+        "(-inf, e1), [e1, e2), ..., [en, inf).",
+    )
+    values: list[StrictStr | StrictInt | StrictBool] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="categorical and bool features: the values to slice by (default: the whole "
+        "vocabulary, or true and false).",
+    )
+    min_rows: int = Field(30, ge=1, description="Fewer test rows: too small to judge.")
+    min_accuracy: float | None = Field(None, ge=0, le=1, description="classification.")
+    max_mae: float | None = Field(None, gt=0, description="regression.")
+
+    @model_validator(mode="after")
+    def _one_way_to_cut(self) -> SliceRule:
+        if self.bins is not None and self.values is not None:
+            raise ValueError(f"slice {self.feature!r}: give bins or values, not both")
+        if self.bins is not None and self.bins != sorted(set(self.bins)):
+            raise ValueError(f"slice {self.feature!r}: bins must be strictly increasing")
+        return self
 
 
 class GateConfig(_Section):
@@ -514,8 +592,11 @@ class GateConfig(_Section):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     max_size_bytes: int | None = Field(None, gt=0)
     max_latency_p99_ms: float | None = Field(None, gt=0)
-    per_class: PerClassRule = Field(default_factory=PerClassRule)
+    per_class: PerClassRule = Field(
+        default_factory=PerClassRule, description="classification only."
+    )
     change: ChangeRule = Field(default_factory=ChangeRule)
+    slices: list[SliceRule] = Field(default_factory=list, max_length=20)
 
 
 PINNED_IMAGE = r"^[a-z0-9][a-z0-9._:/-]*@sha256:[0-9a-f]{64}$"
@@ -657,7 +738,10 @@ class ModelConfig(_Section):
 
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
     description: str = ""
-    task: Task = Field(description="What the model predicts: classification (a class).")
+    task: Task = Field(
+        description="What the model predicts: classification (one of data.label.classes) or "
+        "regression (a number within data.label's min and max)."
+    )
     data: DataConfig
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
@@ -684,13 +768,39 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _overrides_name_real_classes(self) -> ModelConfig:
-        unknown = sorted(set(self.gate.per_class.overrides) - set(self.data.label.classes))
-        if unknown:
+        classes = self.data.label.class_list
+        unknown = sorted(set(self.gate.per_class.overrides) - set(classes))
+        if unknown and self.task == "classification":
             raise ValueError(
                 f"gate.per_class.overrides names class(es) {unknown} that are not "
-                f"in data.label.classes {self.data.label.classes}"
+                f"in data.label.classes {classes}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _settings_fit_the_task(self) -> ModelConfig:
+        problems = task_problems(self)
+        if problems:
+            raise ValueError("; ".join(problems))
+        if self.task == "regression" and self.tuning and self.tuning.metric == "val_accuracy":
+            if "metric" in self.tuning.model_fields_set:
+                raise ValueError("tuning.metric: a regression model is tuned on val_loss")
+            # val_loss is the only metric a regressor has: not a choice left to a default.
+            tuning = self.tuning.model_copy(update={"metric": "val_loss"})
+            return self.model_copy(update={"tuning": tuning})
+        return self
+
+    @model_validator(mode="after")
+    def _slices_name_features(self) -> ModelConfig:
+        problems = [p for rule in self.gate.slices if (p := slice_problem(self, rule))]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def classes(self) -> list[int]:
+        """The classes of a classifier (empty for a regression model)."""
+        return self.data.label.class_list
 
     def section_hash(self, *sections: str) -> str:
         """sha256 of the named sections, canonically serialised: the stage's parameter hash.
@@ -701,6 +811,93 @@ class ModelConfig(_Section):
         }
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()
+
+
+def task_problems(model: ModelConfig) -> list[str]:
+    """The settings ``model`` states that belong to the other task, or that its task lacks."""
+    label, gate, task = model.data.label, model.gate, model.task
+    other = "regression" if task == "classification" else "classification"
+    problems: list[str] = []
+    if task == "classification":
+        if label.classes is None:
+            problems.append("data.label.classes: a classifier needs its classes")
+        stated = [k for k in ("min", "max") if getattr(label, k) is not None]
+        foreign = [
+            f"gate.thresholds.{k}"
+            for k in REGRESSION_THRESHOLDS
+            if getattr(gate.thresholds, k) is not None
+        ]
+        foreign += [
+            f"gate.slices[{r.feature}].max_mae" for r in gate.slices if r.max_mae is not None
+        ]
+        foreign += (
+            ["gate.change.max_increase"] if "max_increase" in gate.change.model_fields_set else []
+        )
+    else:
+        if label.min is None or label.max is None:
+            problems.append("data.label: a regression target needs min and max (its range)")
+        stated = ["classes"] if label.classes is not None else []
+        foreign = [
+            f"gate.thresholds.{k}"
+            for k in CLASSIFICATION_THRESHOLDS
+            if k in gate.thresholds.model_fields_set
+        ]
+        foreign += ["gate.per_class"] if "per_class" in gate.model_fields_set else []
+        foreign += ["gate.change.max_drop"] if "max_drop" in gate.change.model_fields_set else []
+        foreign += [
+            f"gate.slices[{r.feature}].min_accuracy"
+            for r in gate.slices
+            if r.min_accuracy is not None
+        ]
+        foreign += [
+            f"data.expectations.{k}"
+            for k in ("class_fraction_min", "class_fraction_max")
+            if k in model.data.expectations.model_fields_set
+        ]
+    if stated:
+        problems.append(f"data.label.{', '.join(stated)}: not for a {task} model")
+    problems += [f"{k}: a {other} setting, and this model's task is {task}" for k in foreign]
+    return problems
+
+
+def slice_problem(model: ModelConfig, rule: SliceRule) -> str | None:
+    """Why ``rule`` cannot cut this model's test set (None when it can)."""
+    where = f"gate.slices: feature {rule.feature!r}"
+    features = model.data.features
+    if not isinstance(features, list):
+        return f"{where}: slices need named features, not the image shorthand"
+    spec = next((f for f in features if f.name == rule.feature), None)
+    if spec is None:
+        return f"{where} is not in data.features ({', '.join(f.name for f in features)})"
+    if spec.type in ("float", "int"):
+        return None if rule.bins else f"{where} is {spec.type}: give bins (edges), not values"
+    if rule.bins is not None:
+        return f"{where} is {spec.type}: give values (or none: all of them), not bins"
+    allowed = slice_values(model, rule.model_copy(update={"values": None}))
+    # bool is an int in Python: True would match a vocabulary's 1 without the type check.
+    unknown = [
+        v
+        for v in rule.values or []
+        if v not in allowed or isinstance(v, bool) != (spec.type == "bool")
+    ]
+    if unknown:
+        return f"{where}: {unknown} not among its values {allowed}"
+    return None
+
+
+def slice_values(model: ModelConfig, rule: SliceRule) -> list[Any]:
+    """The values a categorical or bool slice rule cuts by: its own, or all of the feature's."""
+    if rule.values is not None:
+        return list(rule.values)
+    features = model.data.features
+    spec = (
+        next((f for f in features if f.name == rule.feature), None)
+        if isinstance(features, list)
+        else None
+    )
+    if spec is None or spec.type not in ("categorical", "bool"):
+        return []
+    return list(spec.values or []) if spec.type == "categorical" else [True, False]
 
 
 TUNED_FILE = "tuned.yaml"

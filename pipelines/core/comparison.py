@@ -1,4 +1,4 @@
-"""The result of a paired comparison, apart from the statistics that compute it.
+"""The results of paired comparisons and slices, apart from the statistics that compute them.
 
 Kept free of numpy and scipy: the gate's blessing record (pipelines/evidence.py) holds this
 dataclass as it is, and `mlops report` reads that record with only the `report` extra installed.
@@ -23,3 +23,33 @@ class PairedComparison:
     b: int
     c: int
     p_value: float
+
+
+@dataclass(frozen=True)
+class PairedErrors:
+    """Regression: candidate against baseline on the same examples: MAEs, the mean difference
+    in absolute error with its interval (positive: the candidate errs more), and Wilcoxon's
+    signed-rank test of it."""
+
+    n: int
+    candidate_mae: float
+    baseline_mae: float
+    delta: float
+    ci_low: float
+    ci_high: float
+    wilcoxon_statistic: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    """One slice's verdict. ``judged`` is False when the slice had too few rows to judge.
+    ``candidate`` and ``baseline`` are its accuracy (classification) or MAE (regression)."""
+
+    name: str
+    n: int
+    candidate: float
+    baseline: float | None
+    judged: bool
+    passed: bool
+    reason: str

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from pipelines.core.comparison import PairedErrors
 from pipelines.core.stats import bootstrap_mean_ci
 
 
@@ -27,21 +28,6 @@ class RegressionMetrics:
     rmse: float
     mae: float
     r2: float
-
-
-@dataclass(frozen=True)
-class PairedErrors:
-    """Candidate against baseline on the same examples: MAEs, the mean difference in absolute
-    error with its interval (positive: the candidate errs more), and Wilcoxon's test of it."""
-
-    n: int
-    candidate_mae: float
-    baseline_mae: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    wilcoxon_statistic: float
-    p_value: float
 
 
 def regression_metrics(y: NDArray[np.float64], pred: NDArray[np.float64]) -> RegressionMetrics:

@@ -16,6 +16,7 @@ from itertools import pairwise
 import numpy as np
 from numpy.typing import NDArray
 
+from pipelines.core.comparison import SliceResult
 from pipelines.core.regression import compare_errors, judge_errors
 from pipelines.core.stats import compare_paired
 
@@ -36,19 +37,6 @@ class Slice:
 
     name: str
     rows: NDArray[np.bool_]
-
-
-@dataclass(frozen=True)
-class SliceResult:
-    """One slice's verdict. ``judged`` is False when the slice had too few rows to judge."""
-
-    name: str
-    n: int
-    candidate: float
-    baseline: float | None
-    judged: bool
-    passed: bool
-    reason: str
 
 
 def cut(spec: SliceSpec, column: NDArray[np.generic]) -> list[Slice]:

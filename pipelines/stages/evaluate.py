@@ -57,7 +57,7 @@ def run(ws: Workspace) -> EvaluateResult:
     test = read_table(ws.split_path("test"), "test split")
     x, y = features_and_labels(ws, test)
     scored = TFLiteModel.load(artifact).score(x)
-    classes = ws.model.data.label.classes
+    classes = ws.model.classes
     metrics = Metrics(
         **classification(y, scored.predictions, classes),
         model=ws.name,

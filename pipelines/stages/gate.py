@@ -75,7 +75,7 @@ def _compare(
             "candidate predictions do not cover the current test split",
             hint="run `mlops evaluate` again",
         )
-    classes = ws.model.data.label.classes
+    classes = ws.model.classes
     index = {c: i for i, c in enumerate(classes)}
     cand = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
     model = TFLiteModel.load(baseline, "baseline")

@@ -107,7 +107,7 @@ def signature(ws: Workspace, model_sha256: str, profile_sha256: str = "") -> Sig
         image_shape=image[0],
         low=image[1],
         high=image[2],
-        classes=data.label.classes,
+        classes=data.label.class_list,
         model_sha256=model_sha256,
         # Raw rows as a client sends them (positional, JSON's null for a missing value).
         self_test_instances=request_instances(ws, head, named=False),

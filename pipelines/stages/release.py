@@ -52,7 +52,7 @@ def candidate(ws: Workspace) -> ReleaseRecord:
         data_md5=record.data_md5,
         source_commit=record.source_commit,
         gate="blessed",
-        metrics={"accuracy": round(c.accuracy, 6), "macro_f1": round(c.macro_f1, 6)},
+        metrics={k: round(v, 6) for k, v in c.headline().items()},
         released_at=now(),
     )
 

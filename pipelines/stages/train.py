@@ -71,7 +71,7 @@ def reference_profile(
     cfg, schema, classes = (
         ws.model.monitoring,
         ws.model.data.feature_schema(),
-        ws.model.data.label.classes,
+        ws.model.classes,
     )
     # An image model's profile is of its raw pixels; a model of named features', of its encoded
     # inputs (datasets.monitored): numbers the server sees too, whatever the features' types.
@@ -272,7 +272,7 @@ def _export(
                 model_sha256=digest,
                 tensorflow=tf.__version__,
                 quantization=ws.model.export.quantization,
-                classes=ws.model.data.label.classes,
+                classes=ws.model.classes,
                 data_fingerprint=data_fingerprint,
                 tuned_study=ws.tuned.study if ws.tuned else None,
                 workers=workers,

@@ -34,7 +34,7 @@ class ValidateResult:
 
 def label_distribution(ws: Workspace, df: pd.DataFrame) -> pd.DataFrame:
     """One row per declared class (index = class) with its count and fraction of the split."""
-    classes = ws.model.data.label.classes
+    classes = ws.model.classes
     counts = df[ws.model.data.label.column].value_counts()
     out = pd.DataFrame({"count": [int(counts.get(c, 0)) for c in classes]}, index=classes)
     out.index.name = "class"

@@ -48,7 +48,7 @@ def test_two_workers_train_a_model_the_gate_blesses(
     history = json.loads((train_dir / "history.json").read_text())
     assert len(history["val_accuracy"]) == 4
     ws = load_model(workspace, "digits")
-    assert evaluate.run(ws).metrics.accuracy > 0.9
+    assert evaluate.run(ws).metrics.headline()["accuracy"] > 0.9
     gate.run(ws)  # raises GateFailed unless blessed
     assert evidence.load(evidence.at(ws, evidence.Blessing), evidence.Blessing).blessed
 

@@ -7,8 +7,8 @@ import pytest
 from scipy.stats import wilcoxon
 from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
 
+from pipelines.core.comparison import PairedErrors
 from pipelines.core.regression import (
-    PairedErrors,
     compare_errors,
     judge_errors,
     regression_metrics,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipelines.core.comparison import SliceResult
 from pipelines.core.slices import (
-    SliceResult,
     SliceSpec,
     cut,
     judge_classification,
