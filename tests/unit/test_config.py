@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipelines.cli import main
 from pipelines.config import json_schema, load_model
@@ -255,3 +256,86 @@ def test_unknown_distribution_key_is_refused(root: Path) -> None:
 def test_one_worker_is_the_default() -> None:
     ws = load_model(ROOT, "digits")
     assert ws.model.training.distribution.workers == 1
+
+
+REGRESSION = {
+    "task": "regression",
+    "data.label.classes": None,
+    "data.label.min": 0,
+    "data.label.max": 9,
+    "data.expectations": {"min_rows": 50},
+    "gate.thresholds": {"max_mae": 2.0, "min_r2": 0.5},
+    "gate.per_class": None,
+    "gate.change": {"max_increase": 0.05},
+    "tuning.metric": "val_loss",
+}
+
+
+def _without_nulls(root: Path) -> None:
+    path = root / "models" / "digits" / "model.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["data"]["label"] = {k: v for k, v in doc["data"]["label"].items() if v is not None}
+    doc["gate"] = {k: v for k, v in doc["gate"].items() if v is not None}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def test_a_regression_model_states_its_own_settings(root: Path) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(root, REGRESSION)
+    _without_nulls(root)
+    model = load_model(root, "digits").model
+    assert model.task == "regression"
+    assert model.classes == []
+    assert model.gate.thresholds.of("regression") == {"max_mae": 2.0, "min_r2": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragments"),
+    [
+        (
+            {"data.label.min": None, "data.label.max": None},
+            ["data.label.min: required", "data.label.max: required"],
+        ),
+        ({"data.label.classes": [0, 1]}, ["data.label.classes: not for a regression model"]),
+        (
+            {"gate.thresholds.accuracy": 0.9},
+            ["gate.thresholds.accuracy: a classification setting"],
+        ),
+        ({"gate.change.max_drop": 0.01}, ["gate.change.max_drop: a classification setting"]),
+        (
+            {"data.expectations.class_fraction_min": 0.01},
+            ["data.expectations.class_fraction_min: a classification setting"],
+        ),
+        ({"tuning.metric": "val_accuracy"}, ["a regression model is tuned on val_loss"]),
+        (
+            {"gate.slices": [{"feature": "pixel_0", "bins": [4]}]},
+            ["slices need named features, not the image shorthand"],
+        ),
+        ({"data.label.min": 9}, ["min 9 must be below max 9"]),
+    ],
+)
+def test_settings_of_the_other_task_are_refused(
+    root: Path, changes: dict[str, object], fragments: list[str]
+) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(root, REGRESSION)
+    _without_nulls(root)
+    edit_model_yaml(root, changes)
+    _without_nulls(root)
+    with pytest.raises(ConfigError) as err:
+        load_model(root, "digits")
+    assert err.value.exit_code == 2
+    for fragment in fragments:
+        assert fragment in str(err.value)
+
+
+def test_a_classifier_refuses_regression_settings(root: Path) -> None:
+    from tests.conftest import edit_model_yaml
+
+    edit_model_yaml(root, {"gate.thresholds.max_rmse": 3.0, "data.label.min": 0})
+    with pytest.raises(ConfigError) as err:
+        load_model(root, "digits")
+    assert "gate.thresholds.max_rmse: a regression setting" in str(err.value)
+    assert "data.label.min: not for a classification model" in str(err.value)
