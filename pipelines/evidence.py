@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -319,6 +319,11 @@ def _absent(value: object) -> bool:
     return value is None
 
 
+# An optional field that is left out of the JSON when absent, not written as null.
+OptionalFloat = Annotated[float | None, Field(exclude_if=_absent)]
+OptionalStr = Annotated[str | None, Field(exclude_if=_absent)]
+
+
 # Each task's headline metrics: a metrics record holds its own task's, and none of the other's.
 TASK_METRICS = {
     "classification": ("accuracy", "macro_precision", "macro_recall", "macro_f1"),
@@ -331,13 +336,13 @@ class TaskMetrics(Frozen):
     classifier, RMSE, MAE and R² for a regressor. The other task's are absent (None)."""
 
     task: Literal["classification", "regression"] = "classification"
-    accuracy: float | None = Field(default=None, exclude_if=_absent)
-    macro_precision: float | None = Field(default=None, exclude_if=_absent)
-    macro_recall: float | None = Field(default=None, exclude_if=_absent)
-    macro_f1: float | None = Field(default=None, exclude_if=_absent)
-    rmse: float | None = Field(default=None, exclude_if=_absent)
-    mae: float | None = Field(default=None, exclude_if=_absent)
-    r2: float | None = Field(default=None, exclude_if=_absent)
+    accuracy: OptionalFloat = None
+    macro_precision: OptionalFloat = None
+    macro_recall: OptionalFloat = None
+    macro_f1: OptionalFloat = None
+    rmse: OptionalFloat = None
+    mae: OptionalFloat = None
+    r2: OptionalFloat = None
 
     @model_validator(mode="after")
     def _the_task_s_own(self) -> TaskMetrics:
@@ -410,19 +415,19 @@ class Baseline(Frozen):
     path: str
     model_sha256: str
     # The headline metric: accuracy (classification) or MAE (regression), on the same test set.
-    accuracy: float | None = Field(default=None, exclude_if=_absent)
-    mae: float | None = Field(default=None, exclude_if=_absent)
+    accuracy: OptionalFloat = None
+    mae: OptionalFloat = None
     metrics: SummaryMetrics
     # Only the keys of the baseline's origin are written, as before the records were typed.
-    source: str | None = Field(default=None, exclude_if=_absent)
-    environment: str | None = Field(default=None, exclude_if=_absent)
-    release_id: str | None = Field(default=None, exclude_if=_absent)
-    model_artifact: str | None = Field(default=None, exclude_if=_absent)
+    source: OptionalStr = None
+    environment: OptionalStr = None
+    release_id: OptionalStr = None
+    model_artifact: OptionalStr = None
     # Set when the baseline came from a bundle (`mlops baseline export`): the serving image,
     # the GitOps commit the export read, and when it ran (how stale the comparison may be).
-    image: str | None = Field(default=None, exclude_if=_absent)
-    gitops_commit: str | None = Field(default=None, exclude_if=_absent)
-    exported: str | None = Field(default=None, exclude_if=_absent)
+    image: OptionalStr = None
+    gitops_commit: OptionalStr = None
+    exported: OptionalStr = None
 
 
 class BaselineRelease(Frozen):
