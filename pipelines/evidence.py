@@ -251,6 +251,19 @@ class DriftCalibration(Frozen):
     psi_floor: float
 
 
+def _absent(value: object) -> bool:
+    return value is None
+
+
+# An optional field that is left out of the JSON when absent, not written as null.
+OptionalFloat = Annotated[float | None, Field(exclude_if=_absent)]
+OptionalStr = Annotated[str | None, Field(exclude_if=_absent)]
+
+
+def _empty(value: object) -> bool:
+    return not value
+
+
 class ProfileSummary(Frozen):
     """What a release record says about the profile its image ships."""
 
@@ -282,8 +295,12 @@ class Profile(Record):
     stddev: list[float]
     stddev_floor: float
     bins: list[list[float]]
+    # A classifier's classes; a regressor's bins of the predicted value (0..len(edges)).
     classes: list[int]
     class_ratio: list[float]
+    # A regressor's inner edges of those bins (core/profile.prediction_edges); left out of a
+    # classifier's profile, so its bytes (and its image's digest) stay as they were.
+    prediction_edges: list[float] = Field(default_factory=list, exclude_if=_empty)
     anomaly: AnomalyModel
     drift: DriftCalibration
     provenance: ModelProvenance
@@ -313,15 +330,6 @@ class ClassMetrics(Frozen):
     recall: float
     f1: float
     support: int
-
-
-def _absent(value: object) -> bool:
-    return value is None
-
-
-# An optional field that is left out of the JSON when absent, not written as null.
-OptionalFloat = Annotated[float | None, Field(exclude_if=_absent)]
-OptionalStr = Annotated[str | None, Field(exclude_if=_absent)]
 
 
 # Each task's headline metrics: a metrics record holds its own task's, and none of the other's.

@@ -80,6 +80,23 @@ def class_ratio(predicted: NDArray[np.int64], n_classes: int) -> F64:
     return ratio
 
 
+def prediction_edges(values: F64, bins: int = BINS) -> F64:
+    """A regressor's predicted values cut into ``bins`` quantile bins: the inner edges (at most
+    ``bins - 1``; repeated quantiles merged). Bin i holds values in [edge_i-1, edge_i); the
+    shares of these bins are monitored the way a classifier's class shares are."""
+    if values.ndim != 1 or values.shape[0] < 2:
+        raise ValueError("need at least two predicted values")
+    inner = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
+    edges: F64 = np.unique(inner)
+    return edges
+
+
+def prediction_bins(values: NDArray[np.floating], edges: F64) -> NDArray[np.int64]:
+    """The bin (0..len(edges)) of each predicted value, by prediction_edges' edges."""
+    out: NDArray[np.int64] = np.searchsorted(edges, values, side="right").astype(np.int64)
+    return out
+
+
 def fit_gaussian(x: F64) -> Gaussian:
     """A multivariate Gaussian with Ledoit-Wolf shrinkage toward a scaled identity, so constant
     features (zero variance) still leave the covariance invertible."""
