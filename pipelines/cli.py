@@ -575,7 +575,7 @@ def _train_worker(ws: Workspace, args: argparse.Namespace) -> int:
     if result is not None:
         print(
             f"train: chief wrote {result.tflite} (sha256 {result.tflite_sha256[:12]}), "
-            f"val accuracy {result.final_val_accuracy:.4f} on {cluster.size} workers"
+            f"{result.summary()} on {cluster.size} workers"
         )
     return 0
 

@@ -371,6 +371,13 @@ class TaskMetrics(Frozen):
         """The task's headline metrics by name."""
         return {k: float(getattr(self, k)) for k in TASK_METRICS[self.task]}
 
+    def summary(self) -> str:
+        """The headline metrics in one line: "accuracy 0.9712, macro F1 0.9705" or
+        "RMSE 54.1, MAE 43.2, R² 0.4512"."""
+        if self.task == "regression":
+            return f"RMSE {self.rmse:.4g}, MAE {self.mae:.4g}, R² {self.r2:.4f}"
+        return f"accuracy {self.accuracy:.4f}, macro F1 {self.macro_f1:.4f}"
+
 
 class Metrics(Record, TaskMetrics):
     """evaluate's metrics.json: the serving artifact scored on the test split. A classifier's
@@ -405,7 +412,7 @@ class Metrics(Record, TaskMetrics):
 class SummaryMetrics(TaskMetrics):
     """The headline test metrics of a model, as the gate compares them."""
 
-    per_class_recall: dict[str, float] = Field(default_factory=dict)
+    per_class_recall: dict[str, float] = Field(default_factory=dict, exclude_if=_empty)
 
 
 class Candidate(SummaryMetrics):

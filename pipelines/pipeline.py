@@ -97,7 +97,7 @@ def _train(ws: Workspace, opts: Options) -> str:
 
     t = train.run(ws, opts.workers, opts.progress)
     return (
-        f"val accuracy {t.final_val_accuracy:.4f} after {t.epochs} epochs"
+        f"{t.summary()} after {t.epochs} epochs"
         + (f" on {t.workers} workers" if t.workers > 1 else "")
         + "; "
         f"sha256 {t.tflite_sha256[:12]}"
@@ -108,10 +108,7 @@ def _evaluate(ws: Workspace, _: Options) -> str:
     from pipelines.stages import evaluate
 
     m = evaluate.run(ws).metrics
-    return (
-        f"accuracy {m.accuracy:.4f}, macro F1 {m.macro_f1:.4f}, "
-        f"p99 {m.latency_ms['p99']:.3f} ms, {m.size_bytes} bytes"
-    )
+    return f"{m.summary()}, p99 {m.latency_ms['p99']:.3f} ms, {m.size_bytes} bytes"
 
 
 def _gate(ws: Workspace, opts: Options) -> str:

@@ -63,6 +63,10 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
+# A classifier's class indices (int64) or a regressor's targets (float32).
+Labels = NDArray[Any]
+
+
 def model_inputs(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float32]:
     """The model inputs of a table's rows, by the schema's one preprocessing
     (pipelines/serving/features.py, which the server runs too): (n, h, w, 1) for the image
@@ -83,15 +87,16 @@ def monitored(ws: Workspace, df: pd.DataFrame) -> NDArray[np.float64]:
     return schema.monitored(model_inputs(ws, df))
 
 
-def features_and_labels(
-    ws: Workspace, df: pd.DataFrame
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Model inputs (see model_inputs), plus each row's class index.
+def features_and_labels(ws: Workspace, df: pd.DataFrame) -> tuple[NDArray[np.float32], Labels]:
+    """Model inputs (see model_inputs), plus each row's class index (a classifier) or target
+    value (a regressor, float32 as the network is fitted on).
 
-    The network predicts the position of a class in ``data.label.classes``, so labels such as
+    A classifier predicts the position of a class in ``data.label.classes``, so labels such as
     [3, 5, 7] work as well as 0..9. Validation has already rejected unknown labels.
     """
     x = model_inputs(ws, df)
+    if ws.model.task == "regression":
+        return x, df[ws.model.data.label.column].to_numpy(dtype=np.float32)
     index = {c: i for i, c in enumerate(ws.model.classes)}
     y = np.array([index[int(v)] for v in df[ws.model.data.label.column]], dtype=np.int64)
     return x, y

@@ -266,6 +266,18 @@ _DTYPES = {
 }
 
 
+def target_expectations(label: Any) -> list[Any]:
+    """A regression target's expectations: numeric, never null, within data.label's min and
+    max. validate adds them to a regressor's "rows" suite, as it adds the feature schema's."""
+    gxe: Any = importlib.import_module("great_expectations.expectations")
+    col = label.column
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column=col),
+        gxe.ExpectColumnValuesToBeInTypeList(column=col, type_list=_DTYPES["float"]),
+        gxe.ExpectColumnValuesToBeBetween(column=col, min_value=label.min, max_value=label.max),
+    ]
+
+
 def schema_expectations(features: Any) -> list[Any]:
     """The expectations a list of named features implies, per feature: its type, its range
     (numeric) or vocabulary (categorical and bool), and no nulls unless it is nullable. The

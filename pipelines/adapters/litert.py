@@ -20,7 +20,8 @@ TFLITE_IDENTIFIER = b"TFL3"
 
 @dataclass(frozen=True)
 class Scored:
-    """A model's class probabilities for a batch and the latency of each call."""
+    """A model's outputs for a batch (a classifier's class probabilities, a regressor's one
+    value) and the latency of each call."""
 
     probabilities: NDArray[np.float32]
     latencies_ms: NDArray[np.float64]
@@ -29,6 +30,11 @@ class Scored:
     def predictions(self) -> NDArray[np.int64]:
         """The most probable class of each example."""
         return np.asarray(self.probabilities.argmax(axis=1), dtype=np.int64)
+
+    @property
+    def values(self) -> NDArray[np.float64]:
+        """A regressor's predicted value of each example (its one output)."""
+        return np.asarray(self.probabilities[:, 0], dtype=np.float64)
 
 
 class TFLiteModel:

@@ -1,5 +1,5 @@
-"""PNG plots for humans: training curves, the confusion matrix and the monitor's live signals
-(matplotlib, Agg backend, imported on first use)."""
+"""PNG plots for humans: training curves, the confusion matrix or residuals, and the monitor's
+live signals (matplotlib, Agg backend, imported on first use)."""
 
 from __future__ import annotations
 
@@ -31,10 +31,12 @@ def _save(fig: Any, path: Path) -> None:
 
 
 def training_curves(history: dict[str, list[float]], path: Path) -> None:
-    """Plot loss and accuracy per epoch, training against validation, to a file."""
+    """Plot loss and accuracy (a regressor's: MAE) per epoch, training against validation, to a
+    file."""
     plt = _pyplot()
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for key, ax in (("loss", loss_ax), ("accuracy", acc_ax)):
+    fig, (loss_ax, score_ax) = plt.subplots(1, 2, figsize=(9, 3.5))
+    score = "accuracy" if "accuracy" in history else "mae"
+    for key, ax in (("loss", loss_ax), (score, score_ax)):
         ax.plot(history[key], label=f"train {key}")
         if f"val_{key}" in history:
             ax.plot(history[f"val_{key}"], label=f"validation {key}")
@@ -77,6 +79,30 @@ def importances(values: dict[str, float], path: Path) -> None:
     ax.barh(names, [values[n] for n in names])
     ax.set_xlabel("importance (share of the metric's variance)")
     ax.set_title("hyper-parameter importances")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def residuals(actual: Sequence[float], predicted: Sequence[float], path: Path) -> None:
+    """A regressor's test predictions: predicted against actual (on the diagonal when right),
+    and the residual (predicted - actual) against the predicted value, where a trend or a funnel
+    shows a bias the headline metrics average away."""
+    plt = _pyplot()
+    fig, (fit_ax, res_ax) = plt.subplots(1, 2, figsize=(9, 3.8))
+    fit_ax.scatter(actual, predicted, s=8, alpha=0.6)
+    low, high = min(min(actual), min(predicted)), max(max(actual), max(predicted))
+    fit_ax.plot([low, high], [low, high], color="grey", linewidth=1, label="predicted = actual")
+    fit_ax.set_xlabel("actual")
+    fit_ax.set_ylabel("predicted")
+    fit_ax.set_title("predicted against actual")
+    fit_ax.legend()
+    res_ax.scatter(
+        predicted, [p - a for a, p in zip(actual, predicted, strict=True)], s=8, alpha=0.6
+    )
+    res_ax.axhline(0.0, color="grey", linewidth=1)
+    res_ax.set_xlabel("predicted")
+    res_ax.set_ylabel("residual (predicted - actual)")
+    res_ax.set_title("residuals")
     fig.tight_layout()
     _save(fig, path)
 

@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from pipelines.adapters import modelcode
 from pipelines.config import Workspace, read_settings
 from pipelines.core.distribution import Cluster
+from pipelines.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Hyper:
 
 @dataclass(frozen=True)
 class Fitted:
-    """A fitted Keras model and its per-epoch curves (loss, accuracy, val_*)."""
+    """A fitted Keras model and its per-epoch curves (loss, accuracy or mae, val_*)."""
 
     model: Any
     curves: dict[str, list[float]]
@@ -77,14 +78,43 @@ def to_tflite(tf: Any, model: Any, quantization: str) -> bytes:
         return bytes(converter.convert())
 
 
-def build(ws: Workspace, keras: Any, input_shape: tuple[int, ...], hyper: Hyper) -> Any:
-    """The model's own network (its architecture file), compiled for its task."""
+def build(
+    ws: Workspace, keras: Any, input_shape: tuple[int, ...], hyper: Hyper, targets: NDArray[Any]
+) -> Any:
+    """The model's own network (its architecture file), compiled for its task.
+
+    A classifier's network ends in one probability per class. A regressor's ends in one linear
+    unit, which this wraps in a Rescaling by the training targets' standard deviation and mean:
+    the network learns a standardised target (Adam's steps suit values near 0 and 1, whatever
+    the target's unit), and the exported model, server included, answers in the target's own
+    units with nothing to undo outside it."""
     arch = modelcode.load(ws, ws.model.training.architecture)
-    model = arch.build_model(keras, input_shape, len(ws.model.classes), hyper.params)
+    regression = ws.model.task == "regression"
+    outputs = 1 if regression else len(ws.model.classes)
+    net = arch.build_model(keras, input_shape, outputs, hyper.params)
+    shape = tuple(net.output_shape)
+    if shape[1:] != (outputs,):
+        raise ConfigError(
+            f"{ws.model.training.architecture}'s build_model returned a network whose output "
+            f"is {list(shape[1:])}; this {ws.model.task} model needs [{outputs}]",
+            hint="end the network with Dense(num_outputs)"
+            + (" and no activation (a linear output)" if regression else ", softmax"),
+        )
+    if not regression:
+        net.compile(
+            optimizer=keras.optimizers.Adam(learning_rate=hyper.learning_rate),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
+        return net
+    mean, std = float(np.mean(targets)), float(np.std(targets))
+    inputs = keras.Input(shape=input_shape)
+    scaled = keras.layers.Rescaling(scale=std if std > 0 else 1.0, offset=mean)(net(inputs))
+    model = keras.Model(inputs, scaled)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hyper.learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        loss="mse",
+        metrics=["mae"],
     )
     return model
 
@@ -92,8 +122,8 @@ def build(ws: Workspace, keras: Any, input_shape: tuple[int, ...], hyper: Hyper)
 def fit(
     ws: Workspace,
     keras: Any,
-    train: tuple[NDArray[np.float32], NDArray[np.int64]],
-    validation: tuple[NDArray[np.float32], NDArray[np.int64]],
+    train: tuple[NDArray[np.float32], NDArray[Any]],
+    validation: tuple[NDArray[np.float32], NDArray[Any]],
     hyper: Hyper,
     callbacks: Sequence[Any] = (),
 ) -> Fitted:
@@ -102,7 +132,7 @@ def fit(
     # flatbuffer; a fresh session makes a second training in one process byte-identical.
     keras.backend.clear_session()
     keras.utils.set_random_seed(ws.model.training.seed)
-    model = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+    model = build(ws, keras, tuple(train[0].shape[1:]), hyper, train[1])
     history = model.fit(
         *train,
         validation_data=validation,
@@ -131,8 +161,8 @@ def fit_distributed(
     tf: Any,
     keras: Any,
     cluster: Cluster,
-    train: tuple[NDArray[np.float32], NDArray[np.int64]],
-    validation: tuple[NDArray[np.float32], NDArray[np.int64]],
+    train: tuple[NDArray[np.float32], NDArray[Any]],
+    validation: tuple[NDArray[np.float32], NDArray[Any]],
     hyper: Hyper,
     progress: Callable[[str], None] = print,
 ) -> Fitted:
@@ -163,7 +193,7 @@ def fit_distributed(
     # shuffle seed everywhere makes the shares disjoint.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
-    def dataset(split: tuple[NDArray[np.float32], NDArray[np.int64]], shuffle: bool) -> Any:
+    def dataset(split: tuple[NDArray[np.float32], NDArray[Any]], shuffle: bool) -> Any:
         data = tf.data.Dataset.from_tensor_slices(split)
         if shuffle:
             data = data.shuffle(len(split[0]), seed=seed, reshuffle_each_iteration=True)
@@ -179,7 +209,7 @@ def fit_distributed(
             progress(f"{who}: epoch {epoch + 1}/{epochs}: {scores}")
 
     with strategy.scope():
-        model = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+        model = build(ws, keras, tuple(train[0].shape[1:]), hyper, train[1])
     history = model.fit(
         dataset(train, shuffle=True),
         validation_data=dataset(validation, shuffle=False),
@@ -188,6 +218,6 @@ def fit_distributed(
         callbacks=[EpochLine()],
     )
     curves = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-    plain = build(ws, keras, tuple(train[0].shape[1:]), hyper)
+    plain = build(ws, keras, tuple(train[0].shape[1:]), hyper, train[1])
     plain.set_weights(model.get_weights())
     return Fitted(plain, curves)

@@ -62,7 +62,10 @@ TASKS: tuple[Task, ...] = ("classification", "regression")
 # all of them in one message (loading.missing_keys), before pydantic's own messages.
 REQUIRED_KEYS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("task",), "what the model predicts: classification or regression"),
-    (("data", "source"), "where the data comes from: {kind: file, path: ...} or sklearn_digits"),
+    (
+        ("data", "source"),
+        "where the data comes from: {kind: file, path: ...}, sklearn_digits or sklearn_diabetes",
+    ),
     (("data", "label", "column"), "the column holding the label"),
     (("data", "features"), "the feature schema: named features, or the image shorthand"),
     (("deploy", "image_repository"), "the registry repository of the serving image"),
@@ -77,10 +80,12 @@ REQUIRED_BY_TASK: dict[str, tuple[tuple[tuple[str, ...], str], ...]] = {
 }
 
 
-class SklearnDigitsSource(_Section):
-    """Data from scikit-learn's bundled 8x8 digits, which needs no download."""
+class SklearnSource(_Section):
+    """A dataset bundled with scikit-learn, which needs no download: digits (1,797 8x8 images,
+    ten classes) or diabetes (442 patients, 10 numeric features, disease progression after a
+    year as the regression target; the unscaled values, in their own units)."""
 
-    kind: Literal["sklearn_digits"] = "sklearn_digits"
+    kind: Literal["sklearn_digits", "sklearn_diabetes"] = "sklearn_digits"
 
 
 # Folders that DVC-tracked outputs already own: data/ (data.dvc, what ingest writes) and
@@ -276,7 +281,7 @@ class ExpectationSpec(_Section):
 class DataConfig(_Section):
     """Where the data comes from, its columns, its split and its expectations."""
 
-    source: SklearnDigitsSource | FileSource = Field(discriminator="kind")
+    source: SklearnSource | FileSource = Field(discriminator="kind")
     features: Features = Field(
         description="The image shorthand {prefix, count, image_shape, min, max}, or a list of "
         "named features {name, type, min, max, values, nullable}."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipelines.config.schema import GateConfig
-from pipelines.core.comparison import PairedComparison
+from pipelines.core.comparison import PairedComparison, PairedErrors, SliceResult
+from pipelines.core.regression import judge_errors
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,12 @@ class ModelIO:
     outputs: tuple[TensorSpec, ...]
 
 
-def incomparable(candidate: ModelIO, baseline: ModelIO, classes: int) -> list[str]:
+def incomparable(candidate: ModelIO, baseline: ModelIO, outputs: int) -> list[str]:
     """Why a baseline cannot be scored the way the candidate is (empty: it can be).
 
     The paired comparison feeds the baseline the candidate's float inputs one example at a time
-    and reads one probability per class, so anything else makes the comparison meaningless."""
+    and reads ``outputs`` numbers: one probability per class of a classifier, the one value of a
+    regressor. Anything else makes the comparison meaningless."""
     problems: list[str] = []
     for kind, cand, base in (
         ("input", candidate.inputs, baseline.inputs),
@@ -83,10 +86,13 @@ def incomparable(candidate: ModelIO, baseline: ModelIO, classes: int) -> list[st
     if len(baseline.outputs) == 1:
         out = baseline.outputs[0].shape
         predicted = out[-1] if out else 1
-        if len(out) != 1 or predicted != classes:
+        if len(out) != 1 or predicted != outputs:
             problems.append(
-                f"the baseline predicts {predicted} classes (output "
-                f"{list(out)}); this model has {classes}"
+                f"the baseline predicts {predicted} classes (output {list(out)}); this model "
+                f"has {outputs}"
+                if outputs > 1
+                else f"the baseline has {predicted} outputs (output {list(out)}); this "
+                "regressor predicts one value"
             )
     return list(dict.fromkeys(problems))
 
@@ -95,21 +101,30 @@ def _pct(x: float) -> str:
     return f"{x * 100:.2f}%"
 
 
+def _threshold_rule(key: str, limit: float, metrics: dict[str, Any]) -> RuleResult:
+    """One absolute limit: a classifier's minimum (a share, shown in percent), a regressor's
+    max_rmse / max_mae (in the target's units) or min_r2."""
+    if key.startswith("max_"):
+        value = float(metrics[key[4:]])
+        ok = value <= limit
+        return RuleResult(key, ok, f"{key[4:]} {value:.4g} {'<=' if ok else '>'} limit {limit:.4g}")
+    if key == "min_r2":
+        value = float(metrics["r2"])
+        ok = value >= limit
+        return RuleResult(key, ok, f"R² {value:.4f} {'>=' if ok else '<'} required {limit:.4f}")
+    value = float(metrics[key])
+    ok = value >= limit
+    return RuleResult(
+        f"min_{key}", ok, f"{key} {_pct(value)} {'>=' if ok else '<'} required {_pct(limit)}"
+    )
+
+
 def absolute_rules(cfg: GateConfig, metrics: dict[str, Any]) -> list[RuleResult]:
-    """One rule per configured metric threshold; unset thresholds are skipped."""
-    results: list[RuleResult] = []
-    for name, minimum in cfg.thresholds.model_dump().items():
-        if minimum is None:
-            continue
-        value = float(metrics[name])
-        ok = value >= minimum
-        results.append(
-            RuleResult(
-                f"min_{name}",
-                ok,
-                f"{name} {_pct(value)} {'>=' if ok else '<'} required {_pct(minimum)}",
-            )
-        )
+    """One rule per limit the model's task states (Thresholds.of), plus size and latency."""
+    results = [
+        _threshold_rule(key, limit, metrics)
+        for key, limit in cfg.thresholds.of(metrics["task"]).items()
+    ]
     if cfg.max_size_bytes is not None:
         size = int(metrics["size_bytes"])
         ok = size <= cfg.max_size_bytes
@@ -154,7 +169,7 @@ def per_class_rules(cfg: GateConfig, per_class_recall: dict[str, float]) -> list
 
 
 def change_rule(
-    cfg: GateConfig, comparison: PairedComparison | None, missing: str = ""
+    cfg: GateConfig, comparison: PairedComparison | PairedErrors | None, missing: str = ""
 ) -> RuleResult:
     """The rule comparing candidate with baseline; without a baseline, the config decides.
     ``missing`` says why there is none, when the caller knows (e.g. no bundle downloaded)."""
@@ -180,6 +195,11 @@ def change_rule(
                 )
             ),
         )
+    if isinstance(comparison, PairedErrors):
+        change = judge_errors(
+            comparison, require=rule.require, max_increase=rule.max_increase, alpha=rule.alpha
+        )
+        return RuleResult(name, change.passed, f"{change.verdict}: {change.facts}")
     c = comparison
     facts = (
         f"accuracy delta {c.delta * 100:+.2f} pp, 95% CI [{c.ci_low * 100:+.2f}, "
@@ -209,16 +229,45 @@ def change_rule(
     return RuleResult(name, ok, f"{verdict}: {facts}")
 
 
+def slice_rule(results: Sequence[SliceResult]) -> list[RuleResult]:
+    """One rule over gate.slices (none when no slice is configured): it fails when a slice
+    that could be judged fails; a slice too small to judge is named, never silently passed."""
+    if not results:
+        return []
+    failed = [r.reason for r in results if r.judged and not r.passed]
+    small = [r.name for r in results if not r.judged]
+    judged = sum(r.judged for r in results)
+    note = f"; too small to judge: {', '.join(small)}" if small else ""
+    if failed:
+        return [RuleResult("slices", False, "; ".join(failed) + note)]
+    return [
+        RuleResult(
+            "slices",
+            True,
+            f"{judged} of {len(results)} slices judged, each meets its minimum and is not "
+            f"worse{note}",
+        )
+    ]
+
+
 def decide(
     cfg: GateConfig,
     metrics: dict[str, Any],
-    comparison: PairedComparison | None,
+    comparison: PairedComparison | PairedErrors | None,
     missing: str = "",
+    slices: Sequence[SliceResult] = (),
 ) -> Verdict:
-    """The gate verdict: blessed only if every absolute, per-class and change rule passes."""
+    """The gate verdict: blessed only if every absolute, per-class (a classifier's), change and
+    slice rule passes."""
+    per_class = (
+        per_class_rules(cfg, {k: v["recall"] for k, v in metrics["per_class"].items()})
+        if metrics["task"] == "classification"
+        else []
+    )
     rules = [
         *absolute_rules(cfg, metrics),
-        *per_class_rules(cfg, {k: v["recall"] for k, v in metrics["per_class"].items()}),
+        *per_class,
         change_rule(cfg, comparison, missing),
+        *slice_rule(slices),
     ]
     return Verdict(blessed=all(r.passed for r in rules), rules=rules)

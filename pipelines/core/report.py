@@ -13,6 +13,8 @@ from typing import Any
 from pipelines.core.render import Diff
 
 METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1")
+# A regressor's, in the target's units (R² unitless); lower is better for the errors.
+REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -42,7 +44,8 @@ def _cell(text: object) -> str:
 
 
 def metrics_table(blessing: Mapping[str, Any]) -> str:
-    """Candidate vs baseline (production), with the paired delta, its 95% CI and the test."""
+    """Candidate vs baseline (production), with the paired delta, its 95% CI and the test: a
+    classifier's accuracy (McNemar), a regressor's mean absolute error (Wilcoxon)."""
     cand = blessing["candidate"]
     base = (blessing.get("baseline") or {}).get("metrics") or {}
     comp = blessing.get("comparison")
@@ -57,6 +60,16 @@ def metrics_table(blessing: Mapping[str, Any]) -> str:
             ci = f"[{_pp(comp['ci_low'])}, {_pp(comp['ci_high'])}]"
             test = f"McNemar p={comp['p_value']:.3g} (b={comp['b']}, c={comp['c']})"
         rows.append([m, _pct(cand[m]), _pct(b), delta, ci, test])
+    for m in REGRESSION_METRICS:
+        if m not in cand:
+            continue
+        b = base.get(m)
+        delta = "n/a" if b is None else f"{cand[m] - b:+.4g}"
+        ci = test = ""
+        if m == "mae" and comp:
+            ci = f"[{comp['ci_low']:+.4g}, {comp['ci_high']:+.4g}]"
+            test = f"Wilcoxon signed-rank p={comp['p_value']:.3g} (n={comp['n']})"
+        rows.append([m, f"{cand[m]:.4g}", "n/a" if b is None else f"{b:.4g}", delta, ci, test])
     text = table(["metric", "candidate", "production", "delta", "95% CI", "paired test"], rows)
     if not comp:
         text += "\n\nNo production model to compare with: the change rule was not applied."
@@ -95,19 +108,38 @@ def per_class_table(blessing: Mapping[str, Any], limit: int = 50) -> str:
     return table(["class", "recall (candidate)", "recall (production)", "delta"], rows)
 
 
-def _model_tables(blessing: Mapping[str, Any]) -> list[str]:
-    """The metrics table, then per-class recall folded away: the PR body's and the CI comment's
-    lines under their own heading, so both show the model the same way."""
-    return [
-        metrics_table(blessing),
-        "",
-        "<details><summary>Per-class recall</summary>",
-        "",
-        per_class_table(blessing),
-        "",
-        "</details>",
-        "",
+def slices_table(slices: Sequence[Mapping[str, Any]]) -> str:
+    """gate.slices' verdicts, one row per slice; a slice too small to judge says so."""
+    rows = [
+        [
+            _cell(s["name"]),
+            str(s["n"]),
+            f"{s['candidate']:.4g}",
+            "n/a" if s.get("baseline") is None else f"{s['baseline']:.4g}",
+            ("pass" if s["passed"] else "FAIL") if s["judged"] else "too small to judge",
+        ]
+        for s in slices
     ]
+    return table(["slice", "rows", "candidate", "production", "verdict"], rows)
+
+
+def _folded(summary: str, body: str) -> list[str]:
+    return [f"<details><summary>{summary}</summary>", "", body, "", "</details>", ""]
+
+
+def _model_tables(blessing: Mapping[str, Any]) -> list[str]:
+    """The metrics table, then per-class recall (a classifier's) and the slices folded away:
+    the PR body's and the CI comment's lines under their own heading, so both show the model
+    the same way."""
+    lines = [metrics_table(blessing), ""]
+    if blessing["candidate"].get("per_class_recall"):
+        lines += _folded("Per-class recall", per_class_table(blessing))
+    slices = blessing.get("slices") or []
+    if slices:
+        score = "accuracy" if "accuracy" in blessing["candidate"] else "MAE"
+        failed = sum(1 for s in slices if s["judged"] and not s["passed"])
+        lines += _folded(f"Slices ({score}): {len(slices)}, {failed} failed", slices_table(slices))
+    return lines
 
 
 def rules_list(rules: Sequence[Mapping[str, Any]]) -> str:
@@ -312,8 +344,11 @@ def gitlab_metrics(blessing: Mapping[str, Any]) -> str:
     """GitLab's metrics report: one `name value` line per headline number."""
     cand = blessing["candidate"]
     lines = [f"{m} {cand[m]:.6f}" for m in METRICS if m in cand]
+    lines += [f"{m} {cand[m]:.6g}" for m in REGRESSION_METRICS if m in cand]
     comp = blessing.get("comparison")
-    if comp:
+    if comp and "b" in comp:  # a classifier's PairedComparison
         lines += [f"accuracy_delta {comp['delta']:.6f}", f"mcnemar_p {comp['p_value']:.6g}"]
+    elif comp:  # a regressor's PairedErrors
+        lines += [f"abs_error_delta {comp['delta']:.6g}", f"wilcoxon_p {comp['p_value']:.6g}"]
     lines.append(f"blessed {1 if blessing.get('blessed') else 0}")
     return "\n".join(lines) + "\n"

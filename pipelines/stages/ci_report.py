@@ -29,6 +29,7 @@ from pipelines.evidence import Blessing, Record, TrainingRecord, ValidationSumma
 ARTIFACTS = (
     ("Data Docs", "validate/data_docs/index.html"),
     ("confusion matrix", "evaluate/confusion_matrix.png"),
+    ("residual plot", "evaluate/residuals.png"),
     ("training curves", "train/curves.png"),
     ("blessing", "gate/blessing.json"),
     ("tuning history", "tune/history.png"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from pipelines.adapters.datasets import (
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import Workspace
 from pipelines.core.metrics import classification, latency_summary
+from pipelines.core.regression import regression_metrics
 from pipelines.evidence import (
     TRAIN_PARAMS,
     Metrics,
@@ -37,6 +38,9 @@ from pipelines.evidence import (
     require_valid_data,
     save,
 )
+
+# The plot beside metrics.json: a classifier's confusion matrix, a regressor's residuals.
+CONFUSION, RESIDUALS = "confusion_matrix.png", "residuals.png"
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,32 @@ def run(ws: Workspace) -> EvaluateResult:
     test = read_table(ws.split_path("test"), "test split")
     x, y = features_and_labels(ws, test)
     scored = TFLiteModel.load(artifact).score(x)
-    classes = ws.model.classes
+    row_ids = test[ROW_ID].to_numpy(dtype=np.int64)
+    if ws.model.task == "regression":
+        target, value = y.astype(np.float64), scored.values
+        task = asdict(regression_metrics(target, value)) | {"n": len(target)}
+        predictions = pd.DataFrame(
+            {
+                ROW_ID: row_ids,
+                "label": target,
+                "predicted": value,
+                "abs_error": np.abs(value - target),
+            }
+        )
+    else:
+        classes = ws.model.classes
+        task = classification(y, scored.predictions, classes)
+        predictions = pd.DataFrame(
+            {
+                ROW_ID: row_ids,
+                "label": np.asarray(classes)[y],
+                "predicted": np.asarray(classes)[scored.predictions],
+                "confidence": scored.probabilities.max(axis=1).astype(np.float64),
+            }
+        )
     metrics = Metrics(
-        **classification(y, scored.predictions, classes),
+        **task,
+        task=ws.model.task,
         model=ws.name,
         model_sha256=sha256_file(artifact),
         data_fingerprint=fingerprint(ws),
@@ -68,16 +95,11 @@ def run(ws: Workspace) -> EvaluateResult:
         trained=trained,
         provenance=made(Provenance, ws.root, ws.model.section_hash(*TRAIN_PARAMS, "gate")),
     )
-    predictions = pd.DataFrame(
-        {
-            ROW_ID: test[ROW_ID].to_numpy(dtype=np.int64),
-            "label": np.asarray(classes)[y],
-            "predicted": np.asarray(classes)[scored.predictions],
-            "confidence": scored.probabilities.max(axis=1).astype(np.float64),
-        }
-    )
     with staged_dir(final) as out:
         save(out / METRICS, metrics)
         write_if_changed(out / PREDICTIONS, parquet_bytes(predictions))
-        plots.confusion_matrix(metrics.confusion_matrix, classes, out / "confusion_matrix.png")
+        if ws.model.task == "regression":
+            plots.residuals(target.tolist(), value.tolist(), out / RESIDUALS)
+        else:
+            plots.confusion_matrix(metrics.confusion_matrix, classes, out / CONFUSION)
     return EvaluateResult(metrics, final / METRICS)

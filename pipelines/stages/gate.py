@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from pipelines import __version__
 from pipelines.adapters.artifacts import (
@@ -28,12 +29,15 @@ from pipelines.adapters.artifacts import (
     staged_dir,
     write_bytes,
 )
-from pipelines.adapters.datasets import ROW_ID, features_and_labels, read_table
+from pipelines.adapters.datasets import ROW_ID, Labels, features_and_labels, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import ReleaseRecord, Workspace, load_gitops, require_environment
-from pipelines.core.comparison import PairedComparison
+from pipelines.config.schema import slice_values
+from pipelines.core.comparison import PairedComparison, PairedErrors, SliceResult
 from pipelines.core.gating import Verdict, decide, incomparable
 from pipelines.core.metrics import classification
+from pipelines.core.regression import compare_errors, regression_metrics
+from pipelines.core.slices import SliceSpec, cut, judge_classification, judge_regression
 from pipelines.core.stats import compare_paired
 from pipelines.errors import ConfigError, EvidenceError, GateFailed, InfraError
 from pipelines.evidence import (
@@ -64,9 +68,18 @@ class GateResult:
     blessing: Path
 
 
-def _compare(
-    ws: Workspace, baseline: Path, source: dict[str, str]
-) -> tuple[PairedComparison, Baseline]:
+@dataclass(frozen=True)
+class _Test:
+    """The test split, its model inputs and labels, and the candidate's predictions of it as
+    evaluate recorded them: class indices (a classifier) or values (a regressor)."""
+
+    table: pd.DataFrame
+    x: NDArray[np.float32]
+    y: Labels
+    candidate: Labels
+
+
+def _test(ws: Workspace) -> _Test:
     test = read_table(ws.split_path("test"), "test split")
     x, y = features_and_labels(ws, test)
     candidate = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
@@ -75,38 +88,103 @@ def _compare(
             "candidate predictions do not cover the current test split",
             hint="run `mlops evaluate` again",
         )
-    classes = ws.model.classes
-    index = {c: i for i, c in enumerate(classes)}
-    cand = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
+    if ws.model.task == "regression":
+        predicted: Labels = candidate["predicted"].to_numpy(dtype=np.float64)
+    else:
+        index = {c: i for i, c in enumerate(ws.model.classes)}
+        predicted = np.array([index[int(v)] for v in candidate["predicted"]], dtype=np.int64)
+    return _Test(test, x, y, predicted)
+
+
+@dataclass(frozen=True)
+class _Compared:
+    """The baseline's predictions of the test split, the paired comparison and its record."""
+
+    predicted: Labels
+    comparison: PairedComparison | PairedErrors
+    baseline: Baseline
+
+
+def _compare(ws: Workspace, t: _Test, baseline: Path, source: dict[str, str]) -> _Compared:
+    regression = ws.model.task == "regression"
+    outputs = 1 if regression else len(ws.model.classes)
     model = TFLiteModel.load(baseline, "baseline")
-    problems = incomparable(TFLiteModel.load(candidate_artifact(ws)).io, model.io, len(classes))
+    problems = incomparable(TFLiteModel.load(candidate_artifact(ws)).io, model.io, outputs)
     if problems:
         raise ConfigError(
             f"baseline {baseline} cannot be compared with the candidate:\n"
             + "\n".join(f"  - {p}" for p in problems),
-            hint="the baseline must be a float TFLite model of this model's inputs and classes; "
-            "pass another with --baseline FILE",
+            hint=f"the baseline must be a float TFLite {ws.model.task} model of this model's "
+            "inputs and outputs; pass another with --baseline FILE",
         )
-    scored = model.score(x)
+    scored = model.score(t.x)
     rule = ws.model.gate.change
+    origin = {"path": str(baseline), "model_sha256": sha256_file(baseline), **source}
+    if regression:
+        y = t.y.astype(np.float64)
+        errors = compare_errors(
+            y, t.candidate, scored.values, resamples=rule.bootstrap_resamples, seed=rule.seed
+        )
+        fit = regression_metrics(y, scored.values)
+        info = Baseline(
+            mae=errors.baseline_mae,
+            metrics=SummaryMetrics(task="regression", **asdict(fit)),
+            **origin,
+        )
+        return _Compared(scored.values, errors, info)
     comparison = compare_paired(
-        y, cand, scored.predictions, resamples=rule.bootstrap_resamples, seed=rule.seed
+        t.y, t.candidate, scored.predictions, resamples=rule.bootstrap_resamples, seed=rule.seed
     )
-    base_metrics = classification(y, scored.predictions, classes)
+    m = classification(t.y, scored.predictions, ws.model.classes)
     info = Baseline(
-        path=str(baseline),
-        model_sha256=sha256_file(baseline),
         accuracy=comparison.baseline_accuracy,
         metrics=SummaryMetrics(
-            accuracy=base_metrics["accuracy"],
-            macro_precision=base_metrics["macro_precision"],
-            macro_recall=base_metrics["macro_recall"],
-            macro_f1=base_metrics["macro_f1"],
-            per_class_recall={c: float(v["recall"]) for c, v in base_metrics["per_class"].items()},
+            accuracy=m["accuracy"],
+            macro_precision=m["macro_precision"],
+            macro_recall=m["macro_recall"],
+            macro_f1=m["macro_f1"],
+            per_class_recall={c: float(v["recall"]) for c, v in m["per_class"].items()},
         ),
-        **source,
+        **origin,
     )
-    return comparison, info
+    return _Compared(scored.predictions, comparison, info)
+
+
+def _slices(ws: Workspace, t: _Test, baseline: Labels | None) -> list[SliceResult]:
+    """Each gate.slices rule's slices, judged on the candidate's (and the baseline's)
+    predictions of their own rows."""
+    gate = ws.model.gate
+    rule = gate.change
+    out: list[SliceResult] = []
+    for s in gate.slices:
+        spec = SliceSpec(s.feature, tuple(slice_values(ws.model, s)), tuple(s.bins or ()))
+        cuts = cut(spec, t.table[s.feature].to_numpy())
+        if ws.model.task == "regression":
+            out += judge_regression(
+                cuts,
+                t.y.astype(np.float64),
+                t.candidate,
+                baseline,
+                min_rows=s.min_rows,
+                max_mae=s.max_mae,
+                max_increase=rule.max_increase,
+                alpha=rule.alpha,
+                resamples=rule.bootstrap_resamples,
+                seed=rule.seed,
+            )
+        else:
+            out += judge_classification(
+                cuts,
+                t.y,
+                t.candidate,
+                baseline,
+                min_rows=s.min_rows,
+                min_accuracy=s.min_accuracy or 0.0,
+                max_drop=rule.max_drop,
+                resamples=rule.bootstrap_resamples,
+                seed=rule.seed,
+            )
+    return out
 
 
 @dataclass(frozen=True)
@@ -338,8 +416,7 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
     invalidate(final)  # an error below must not leave an earlier blessing in force
     require_valid_data(ws)
     metrics = require_evaluation(ws)
-    comparison: PairedComparison | None = None
-    baseline_info: Baseline | None = None
+    compared: _Compared | None = None
     source: dict[str, str] = {"source": "--baseline"}
     missing = ""
     if baseline is None:
@@ -352,9 +429,12 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
             baseline, missing = None, bundled
         else:
             baseline, source = bundled
+    test = _test(ws)
     if baseline is not None:
-        comparison, baseline_info = _compare(ws, baseline, source)
-    verdict = decide(ws.model.gate, metrics.model_dump(), comparison, missing)
+        compared = _compare(ws, test, baseline, source)
+    slices = _slices(ws, test, compared.predicted if compared else None)
+    comparison = compared.comparison if compared else None
+    verdict = decide(ws.model.gate, metrics.model_dump(), comparison, missing, slices)
     with staged_dir(final) as out:
         save(
             out / BLESSING,
@@ -362,17 +442,16 @@ def run(ws: Workspace, baseline: Path | None = None) -> GateResult:
                 model=ws.name,
                 blessed=verdict.blessed,
                 candidate=Candidate(
+                    task=metrics.task,
+                    **metrics.headline(),
                     model_sha256=metrics.model_sha256,
-                    accuracy=metrics.accuracy,
-                    macro_precision=metrics.macro_precision,
-                    macro_recall=metrics.macro_recall,
-                    macro_f1=metrics.macro_f1,
                     size_bytes=metrics.size_bytes,
                     latency_ms=metrics.latency_ms,
                     per_class_recall=metrics.per_class_recall(),
                 ),
-                baseline=baseline_info,
+                baseline=compared.baseline if compared else None,
                 comparison=comparison,
+                slices=slices,
                 rules=[Rule(**asdict(r)) for r in verdict.rules],
                 provenance=made(
                     GateProvenance,

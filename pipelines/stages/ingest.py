@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,38 +52,50 @@ def _load_source(ws: Workspace) -> pd.DataFrame:
         if ROW_ID not in df.columns:
             df.insert(0, ROW_ID, np.arange(len(df), dtype=np.int64))
         return df
-    from sklearn.datasets import load_digits  # the bundled copy: no network
+    from sklearn import datasets  # the bundled copies: no network
 
-    bunch = load_digits()
-    df = pd.DataFrame(bunch.data.astype(np.float64), columns=data.feature_columns)
+    if data.source.kind == "sklearn_diabetes":
+        bunch = datasets.load_diabetes(scaled=False)
+        df = pd.DataFrame(bunch.data, columns=bunch.feature_names)
+        # Whole numbers in the source: age in years, sex coded 1 or 2.
+        df = df.astype({"age": np.int64, "sex": np.int64})
+        target = bunch.target.astype(np.float64)
+    else:
+        bunch = datasets.load_digits()
+        df = pd.DataFrame(bunch.data.astype(np.float64), columns=data.feature_columns)
+        target = bunch.target.astype(np.int64)
     df.insert(0, ROW_ID, np.arange(len(df), dtype=np.int64))
-    df[data.label.column] = bunch.target.astype(np.int64)
+    df[data.label.column] = target
     return df
 
 
 def split_frame(ws: Workspace, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Stratified when every class can be split; otherwise a plain seeded shuffle, and the
-    class-balance expectations in validate report the imbalance."""
+    """A classifier's is stratified when every class can be split; otherwise (and always for a
+    regressor, whose target has no classes) a plain seeded shuffle. The class-balance
+    expectations in validate report a classifier's imbalance."""
     from sklearn.model_selection import train_test_split
 
     spec = ws.model.data.split
-    labels = df[ws.model.data.label.column]
     idx = np.arange(len(df))
-    try:
+    val_share = spec.validation / (1 - spec.test)
+
+    def split(labels: pd.Series | None) -> tuple[Any, Any, Any]:
         rest, test = train_test_split(
             idx, test_size=spec.test, random_state=spec.seed, stratify=labels
         )
+        strata = None if labels is None else labels.iloc[rest]
         train, val = train_test_split(
-            rest,
-            test_size=spec.validation / (1 - spec.test),
-            random_state=spec.seed,
-            stratify=labels.iloc[rest],
+            rest, test_size=val_share, random_state=spec.seed, stratify=strata
         )
-    except (ValueError, TypeError):  # TypeError: labels of mixed types cannot be sorted
-        rest, test = train_test_split(idx, test_size=spec.test, random_state=spec.seed)
-        train, val = train_test_split(
-            rest, test_size=spec.validation / (1 - spec.test), random_state=spec.seed
-        )
+        return train, val, test
+
+    if ws.model.task == "regression":
+        train, val, test = split(None)
+    else:
+        try:
+            train, val, test = split(df[ws.model.data.label.column])
+        except (ValueError, TypeError):  # TypeError: labels of mixed types cannot be sorted
+            train, val, test = split(None)
     parts = {"train": train, "validation": val, "test": test}
     return {name: df.iloc[np.sort(parts[name])].reset_index(drop=True) for name in SPLITS}
 

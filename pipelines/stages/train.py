@@ -25,7 +25,7 @@ from pipelines.adapters.artifacts import (
     write_bytes,
     write_json,
 )
-from pipelines.adapters.datasets import features_and_labels, monitored, read_table
+from pipelines.adapters.datasets import Labels, features_and_labels, monitored, read_table
 from pipelines.adapters.litert import TFLiteModel
 from pipelines.config import PROFILE_PARAMS, Workspace
 from pipelines.core import distribution, profile
@@ -51,36 +51,54 @@ Progress = Callable[[str], None]
 STDDEV_FLOOR_OF_RANGE = 0.01
 
 
+def validation_metric(ws: Workspace) -> str:
+    """The curve a training run is summed up by: a classifier's validation accuracy, a
+    regressor's validation MAE (in the target's units)."""
+    return "val_mae" if ws.model.task == "regression" else "val_accuracy"
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    """The TFLite artifact, its hash, epochs run, the final validation accuracy and how many
-    workers trained it."""
+    """The TFLite artifact, its hash, epochs run, the final validation score (``metric``:
+    validation_metric) and how many workers trained it."""
 
     tflite: Path
     tflite_sha256: str
     epochs: int
-    final_val_accuracy: float
+    metric: str
+    final_val: float
     workers: int = 1
+
+    def summary(self) -> str:
+        """The final score as a line says it: "val accuracy 0.9712"."""
+        return f"{self.metric.replace('_', ' ')} {self.final_val:.4f}"
 
 
 def reference_profile(
     ws: Workspace, tflite: Path, train: pd.DataFrame, validation: pd.DataFrame
 ) -> Profile:
     """The profile of the exported model: statistics and Gaussian from the training split,
-    predicted-class shares of the served artifact itself, thresholds calibrated on validation."""
-    cfg, schema, classes = (
-        ws.model.monitoring,
-        ws.model.data.feature_schema(),
-        ws.model.classes,
-    )
+    predicted-class shares of the served artifact itself (a regressor's: shares of the decile
+    bins of its predicted value), thresholds calibrated on validation."""
+    cfg, schema = ws.model.monitoring, ws.model.data.feature_schema()
     # An image model's profile is of its raw pixels; a model of named features', of its encoded
     # inputs (datasets.monitored): numbers the server sees too, whatever the features' types.
     x_train, x_val = monitored(ws, train), monitored(ws, validation)
     floor = STDDEV_FLOOR_OF_RANGE * schema.monitored_range
     served = TFLiteModel.load(tflite, "exported model")
-    pred_train, pred_val = (
-        served.score(features_and_labels(ws, df)[0]).predictions for df in (train, validation)
+    scored_train, scored_val = (
+        served.score(features_and_labels(ws, df)[0]) for df in (train, validation)
     )
+    edges = np.empty(0)
+    if ws.model.task == "regression":
+        edges = profile.prediction_edges(scored_train.values)
+        classes = list(range(len(edges) + 1))
+        pred_train, pred_val = (
+            profile.prediction_bins(s.values, edges) for s in (scored_train, scored_val)
+        )
+    else:
+        classes = ws.model.classes
+        pred_train, pred_val = scored_train.predictions, scored_val.predictions
     features = profile.feature_profile(x_train, floor)
     ratio = profile.class_ratio(pred_train, len(classes))
     gaussian = profile.fit_gaussian(x_train)
@@ -108,6 +126,7 @@ def reference_profile(
         bins=features.bins.tolist(),
         classes=classes,
         class_ratio=ratio.tolist(),
+        prediction_edges=edges.tolist(),
         anomaly=AnomalyModel(
             center=gaussian.center.tolist(),
             precision=gaussian.precision.tolist(),
@@ -141,8 +160,8 @@ class _Splits:
 
     train_df: pd.DataFrame
     val_df: pd.DataFrame
-    train: tuple[NDArray[np.float32], NDArray[np.int64]]
-    validation: tuple[NDArray[np.float32], NDArray[np.int64]]
+    train: tuple[NDArray[np.float32], Labels]
+    validation: tuple[NDArray[np.float32], Labels]
 
 
 def _splits(ws: Workspace) -> _Splits:
@@ -237,9 +256,11 @@ def _run_local_workers(ws: Workspace, count: int, progress: Progress) -> TrainRe
         )
     record = load(final / PROVENANCE, TrainingRecord)
     curves = json.loads((final / "history.json").read_text())
-    val_accuracy = float(curves["val_accuracy"][-1])
+    metric = validation_metric(ws)
     epochs = ws.model.training.epochs
-    return TrainResult(final / TFLITE, record.model_sha256, epochs, val_accuracy, record.workers)
+    return TrainResult(
+        final / TFLITE, record.model_sha256, epochs, metric, curves[metric][-1], record.workers
+    )
 
 
 def _export(
@@ -279,5 +300,5 @@ def _export(
                 keras=keras,
             ),
         )
-    epochs = ws.model.training.epochs
-    return TrainResult(final / TFLITE, digest, epochs, curves["val_accuracy"][-1], workers)
+    metric, epochs = validation_metric(ws), ws.model.training.epochs
+    return TrainResult(final / TFLITE, digest, epochs, metric, curves[metric][-1], workers)

@@ -99,7 +99,8 @@ def run(ws: Workspace) -> ValidateResult:
     suite = modelcode.load(ws, "expectations.py")
     data = ws.model.data
     batches: list[tuple[str, str, pd.DataFrame]] = [(s, "rows", df) for s, df in splits.items()]
-    if _numeric_labels(ws, splits):
+    regression = ws.model.task == "regression"
+    if not regression and _numeric_labels(ws, splits):
         batches += [
             (f"{s}_balance", "balance", label_distribution(ws, df)) for s, df in splits.items()
         ]
@@ -111,8 +112,11 @@ def run(ws: Workspace) -> ValidateResult:
         )
     )
     suites = {
-        # A table's schema is checked whatever the model's own suite says (gx.py).
-        "rows": suite.rows(data) + gx.schema_expectations(data.features),
+        # A table's schema, and a regressor's target range, are checked whatever the model's
+        # own suite says (gx.py).
+        "rows": suite.rows(data)
+        + gx.schema_expectations(data.features)
+        + (gx.target_expectations(data.label) if regression else []),
         "balance": suite.balance(data),
         "cross_split": suite.cross_split(data),
     }

@@ -83,7 +83,7 @@ def test_semantic_checks(root: Path) -> None:
 
 
 def test_unknown_model_lists_known_ones(root: Path) -> None:
-    with pytest.raises(ConfigError, match="known models: digits"):
+    with pytest.raises(ConfigError, match="known models: diabetes, digits"):
         load_model(root, "nope")
 
 

@@ -100,7 +100,7 @@ def test_every_model_option_refuses_unknown_and_aliased_names(
     repo: Path, command: list[str], model: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main([*command, "--model", model]) == 2
-    assert "known models: digits" in capsys.readouterr().err
+    assert "known models: diabetes, digits" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("env", ["../../x", "../../../x", "../../../../x"])

@@ -16,6 +16,7 @@ def metrics(
 ) -> dict[str, Any]:
     recalls = recalls or {str(c): 0.95 for c in range(10)}
     return {
+        "task": "classification",
         "accuracy": accuracy,
         "macro_f1": f1,
         "macro_precision": f1,
