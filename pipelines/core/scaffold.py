@@ -272,6 +272,10 @@ def template_context(inf: Inferred, name: str, source: str, base_image: str) -> 
             "fraction_min": round(min(shares) / 2, 4),
             "fraction_max": round(min(0.99, max(shares) * 1.5), 4),
         }
+    elif inf.target_min is not None and inf.target_max is not None:
+        # The target's valid range, widened like a feature's: validate refuses a value outside.
+        lo, hi = _widen(inf.target_min, inf.target_max, inf.margin, integral=False)
+        context |= {"target_min": round(lo, 6), "target_max": round(hi, 6)}
     return context
 
 

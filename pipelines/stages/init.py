@@ -106,14 +106,6 @@ def _profile(
             hint="encode the label as integers 0..K-1 in the table (keep the mapping), then run "
             "init again",
         )
-    if inferred.task == "regression":
-        # The template writes regression models, but the schema, gate and server do not take
-        # them yet: say so plainly rather than fail on model.yaml's `task`.
-        raise ConfigError(
-            f"{data}: the label {label!r} makes a regression model ({inferred.task_reason}), "
-            "which this version cannot train and gate yet",
-            hint="if the label is a class, pass --task classification",
-        )
     return inferred
 
 
