@@ -3,8 +3,8 @@ from typing import Any
 import pytest
 
 from pipelines.config import GateConfig
-from pipelines.core.comparison import PairedComparison
-from pipelines.core.gating import decide
+from pipelines.core.comparison import PairedComparison, PairedErrors, SliceResult
+from pipelines.core.gating import ModelIO, TensorSpec, decide, incomparable
 
 
 def metrics(
@@ -209,3 +209,101 @@ def test_incomparable_baselines_name_the_mismatch(inputs: Any, outputs: Any, fra
     candidate = _io([((8, 8, 1), "float32", False)], [((10,), "float32", False)])
     problems = incomparable(candidate, _io(inputs, outputs), 10)
     assert any(fragment in p for p in problems), problems
+
+
+def regression_metrics(rmse: float = 50.0, mae: float = 40.0, r2: float = 0.5) -> dict[str, Any]:
+    return {
+        "task": "regression",
+        "rmse": rmse,
+        "mae": mae,
+        "r2": r2,
+        "size_bytes": 6_000,
+        "latency_ms": {"p99": 0.05},
+        "per_class": {},
+    }
+
+
+def regression_cfg(**change: Any) -> GateConfig:
+    return GateConfig.model_validate(
+        {"thresholds": {"max_rmse": 60, "max_mae": 45, "min_r2": 0.3}, "change": change}
+    )
+
+
+def errors(delta: float, ci: tuple[float, float], p: float, mae: float = 40.0) -> PairedErrors:
+    return PairedErrors(
+        n=111,
+        candidate_mae=mae + delta,
+        baseline_mae=mae,
+        delta=delta,
+        ci_low=ci[0],
+        ci_high=ci[1],
+        wilcoxon_statistic=100.0,
+        p_value=p,
+    )
+
+
+def test_a_regressor_is_held_to_its_own_limits_in_its_own_units() -> None:
+    v = decide(regression_cfg(), regression_metrics(rmse=61.5, mae=44.0, r2=0.29), None)
+    assert not v.blessed
+    assert [(r.rule, r.passed) for r in v.rules[:3]] == [
+        ("max_rmse", False),
+        ("max_mae", True),
+        ("min_r2", False),
+    ]
+    assert rule(v, "max_rmse").reason == "rmse 61.5 > limit 60"
+    assert rule(v, "min_r2").reason == "R² 0.2900 < required 0.3000"
+    # No classification rule applies: neither the 0.9 accuracy default nor per-class recall.
+    assert {r.rule for r in v.rules}.isdisjoint({"min_accuracy", "per_class_min_recall"})
+
+
+def test_the_regression_change_rule_is_relative_to_the_baseline_mae() -> None:
+    gate = regression_cfg(max_increase=0.05)  # margin: 0.05 x 40 = 2.0 in the target's units
+    within = decide(gate, regression_metrics(), errors(0.5, (-0.8, 1.9), 0.4))
+    assert rule(within, "change_not_worse").passed
+    beyond = decide(gate, regression_metrics(), errors(0.5, (-0.8, 2.1), 0.4))
+    assert not rule(beyond, "change_not_worse").passed
+    assert "5.00% margin (2; CI upper bound above it)" in rule(beyond, "change_not_worse").reason
+    worse = decide(gate, regression_metrics(), errors(1.0, (0.2, 1.8), 0.01))
+    assert "significantly worse" in rule(worse, "change_not_worse").reason
+    better = regression_cfg(require="better")
+    assert rule(
+        decide(better, regression_metrics(), errors(-3, (-5, -1), 0.001)), "change_better"
+    ).passed
+    assert not rule(
+        decide(better, regression_metrics(), errors(-3, (-5, 0.5), 0.03)), "change_better"
+    ).passed
+
+
+def slice_result(name: str, judged: bool = True, passed: bool = True) -> SliceResult:
+    reason = f"{name}: " + (
+        "too small to judge" if not judged else "ok" if passed else "MAE 70 > 65"
+    )
+    return SliceResult(name, 40, 41.0, 40.0, judged=judged, passed=passed, reason=reason)
+
+
+def test_slices_fail_the_gate_and_a_slice_too_small_is_named_never_silently_passed() -> None:
+    ok = [slice_result("sex=1"), slice_result("bmi in [30, inf)", judged=False)]
+    v = decide(regression_cfg(), regression_metrics(), None, slices=ok)
+    assert v.blessed
+    assert rule(v, "slices").reason == (
+        "1 of 2 slices judged, each meets its minimum and is not worse; too small to judge: "
+        "bmi in [30, inf)"
+    )
+    bad = [*ok, slice_result("sex=2", passed=False)]
+    v = decide(regression_cfg(), regression_metrics(), None, slices=bad)
+    assert not v.blessed
+    assert rule(v, "slices").reason.startswith("sex=2: MAE 70 > 65; too small to judge")
+    # No slices configured: no slice rule at all.
+    assert all(
+        r.rule != "slices" for r in decide(regression_cfg(), regression_metrics(), None).rules
+    )
+
+
+def test_a_regressor_baseline_must_have_one_output() -> None:
+    spec = TensorSpec((11,), "float32", quantized=False)
+    one, ten = TensorSpec((1,), "float32", False), TensorSpec((10,), "float32", False)
+    assert incomparable(ModelIO((spec,), (one,)), ModelIO((spec,), (one,)), 1) == []
+    problems = incomparable(ModelIO((spec,), (one,)), ModelIO((spec,), (ten,)), 1)
+    assert (
+        "the baseline has 10 outputs (output [10]); this regressor predicts one value" in problems
+    )

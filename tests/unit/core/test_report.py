@@ -221,3 +221,63 @@ def test_a_tuned_model_gets_a_tuning_section_in_the_report_and_the_promotion() -
         tuned=TUNED,
     )
     assert body.index("## Gate") < body.index("## Tuning") < body.index("## Image")
+
+
+def test_a_regressor_s_report_shows_its_errors_wilcoxon_and_its_slices() -> None:
+    from pipelines.core.report import ci_report, gitlab_metrics
+
+    blessing = {
+        "blessed": True,
+        "rules": [{"rule": "max_mae", "passed": True, "reason": "mae 41.3 <= limit 55"}],
+        "baseline": {"metrics": {"task": "regression", "rmse": 54.0, "mae": 42.0, "r2": 0.47}},
+        "comparison": {
+            "n": 111,
+            "candidate_mae": 41.3,
+            "baseline_mae": 42.0,
+            "delta": -0.7,
+            "ci_low": -1.9,
+            "ci_high": 0.4,
+            "wilcoxon_statistic": 2800.0,
+            "p_value": 0.21,
+        },
+        "candidate": {"task": "regression", "rmse": 53.25, "mae": 41.3, "r2": 0.4872},
+        "slices": [
+            {
+                "name": "sex=1",
+                "n": 60,
+                "candidate": 41.19,
+                "baseline": 42.5,
+                "judged": True,
+                "passed": True,
+                "reason": "ok",
+            },
+            {
+                "name": "bmi in [30, inf)",
+                "n": 22,
+                "candidate": 46.29,
+                "baseline": None,
+                "judged": False,
+                "passed": True,
+                "reason": "too small",
+            },
+        ],
+    }
+    text = ci_report(
+        model="diabetes", summary=None, blessing=blessing, links=[], context="commit abc"
+    )
+    mae_row = (
+        "| mae    | 41.3      | 42         | -0.7    | [-1.9, +0.4] | Wilcoxon signed-rank p=0.21"
+    )
+    assert mae_row in text
+    assert "| r2     | 0.4872    | 0.47       | +0.0172 |" in text
+    assert "Per-class recall" not in text  # a regressor has no classes
+    assert "<details><summary>Slices (MAE): 2, 0 failed</summary>" in text
+    assert "| bmi in [30, inf) | 22   | 46.29     | n/a        | too small to judge |" in text
+    assert gitlab_metrics(blessing).splitlines() == [
+        "rmse 53.25",
+        "mae 41.3",
+        "r2 0.4872",
+        "abs_error_delta -0.7",
+        "wilcoxon_p 0.21",
+        "blessed 1",
+    ]
