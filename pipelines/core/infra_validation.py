@@ -214,7 +214,8 @@ class Observations:
     ready_timeout_s: float
     ready_error: str = ""
     examples: int = 0
-    mismatches: list[tuple[int, int, int]] = field(default_factory=list)  # (row, want, got)
+    # (row, want, got): a classifier's classes, a regressor's values
+    mismatches: list[tuple[int, float, float]] = field(default_factory=list)
     malformed: list[tuple[str, int, int]] = field(default_factory=list)  # (case, want, got)
     restarts: int = 0
     alive_after: bool = False

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+# prediction_bins is the server's own (it counts live predictions with it), re-exported here
+# beside prediction_edges.
 from pipelines.serving.reference import anomaly_scores
+from pipelines.serving.reference import prediction_bins as prediction_bins
 
 F64 = NDArray[np.float64]
 # A class never seen in a window (or in the reference) would make PSI infinite; its share is
@@ -89,12 +92,6 @@ def prediction_edges(values: F64, bins: int = BINS) -> F64:
     inner = np.quantile(values, np.linspace(0.0, 1.0, bins + 1)[1:-1])
     edges: F64 = np.unique(inner)
     return edges
-
-
-def prediction_bins(values: NDArray[np.floating], edges: F64) -> NDArray[np.int64]:
-    """The bin (0..len(edges)) of each predicted value, by prediction_edges' edges."""
-    out: NDArray[np.int64] = np.searchsorted(edges, values, side="right").astype(np.int64)
-    return out
 
 
 def fit_gaussian(x: F64) -> Gaussian:

@@ -2,10 +2,12 @@
 
 Routes (``<name>`` is the model's name), as contract.routes() defines them:
   POST /v1/models/<name>:predict   {"instances": [...]} -> {"predictions": [...]}, or
-                                   {"inputs": [...]} -> {"outputs": {...}} (columnar)
+                                   {"inputs": [...]} -> {"outputs": {...}} (columnar); a
+                                   regressor's answers are {"value": v}, {"value": [...]}
   POST /v1/models/<name>:classify  {"examples": [{feature: value}]} -> {"results": [[[label,
-                                   score], ...]]}
-  POST /v1/models/<name>:regress   refused, as TF Serving refuses it for a classifier
+                                   score], ...]]}; refused for a regressor
+  POST /v1/models/<name>:regress   {"examples": [{feature: value}]} -> {"results": [value,
+                                   ...]}; refused for a classifier, as TF Serving refuses it
   GET  /v1/models/<name>           status, as TF Serving reports it (version "1")
   GET  /v1/models/<name>/metadata  TF Serving's signature_def map, and an ``mlops`` field
   GET  /healthz                    the process is alive
@@ -49,12 +51,15 @@ from pipelines.serving.jsonbody import (
     quote_names,
     quote_text,
 )
-from pipelines.serving.reference import PROFILE, Reference, load_reference
+from pipelines.serving.reference import PROFILE, Reference, load_reference, prediction_bins
 from pipelines.serving.runtime import (
+    CLASSIFICATION,
+    REGRESSION,
     SIGNATURE,
     Runtime,
     Signature,
     load_model_dir,
+    same_value,
     scale_features,
 )
 from pipelines.serving.settings import Settings
@@ -269,8 +274,8 @@ def _as_array(rows: list[list[Any]]) -> NDArray[np.float64]:
 
 
 def _feature(i: int, name: str, value: Any) -> Any:
-    """One feature of a Classify example: a number, or (a tf.Example feature is a list) a list
-    of one number."""
+    """One feature of a Classify or Regress example: a number, or (a tf.Example feature is a
+    list) a list of one number."""
     if type(value) is list and len(value) == 1:
         value = value[0]
     if not _is_number(value):
@@ -282,8 +287,46 @@ def _feature(i: int, name: str, value: Any) -> Any:
     return value
 
 
-def _examples(doc: Any, max_batch: int, known: set[str]) -> tuple[list[Any], dict[str, Any]]:
-    """The examples and the context of a decoded Classify body, checked as a whole."""
+@dataclass(frozen=True)
+class ExampleApi:
+    """One of TF Serving's APIs over examples, Classify or Regress: the task of the models that
+    serve it, the signature that does, and its method as TF Serving's metadata and errors name
+    it."""
+
+    task: str
+    signature: str
+    method: str
+
+
+CLASSIFY = ExampleApi(CLASSIFICATION, contract.CLASSIFY_SIGNATURE, "tensorflow/serving/classify")
+REGRESS = ExampleApi(REGRESSION, contract.REGRESS_SIGNATURE, "tensorflow/serving/regress")
+_EXAMPLE_APIS = {api.task: api for api in (CLASSIFY, REGRESS)}
+PREDICT_METHOD = "tensorflow/serving/predict"
+
+
+def _methods(task: str) -> dict[str, str]:
+    """A model's signatures and their methods, as TF Serving's metadata names them: predict,
+    and its task's own (classify or regress)."""
+    api = _EXAMPLE_APIS[task]
+    return {"serving_default": PREDICT_METHOD, api.signature: api.method}
+
+
+def _signature_error(name: Any, api: ExampleApi, task: str) -> str:
+    """TF Serving's message for a Classify or Regress request (``api``) on a signature of a
+    ``task`` model that cannot serve it."""
+    if not isinstance(name, str):
+        return "signature_name must be a string"
+    methods = _methods(task)
+    if name not in methods:
+        return f"Serving signature name: {describe(name)} not found in signature def"
+    return f"Expected {api.task} signature method_name to be {api.method}. Was: {methods[name]}"
+
+
+def _examples(
+    doc: Any, max_batch: int, known: set[str], api: ExampleApi
+) -> tuple[list[Any], dict[str, Any]]:
+    """The examples and the context of a decoded Classify or Regress body, checked as a
+    whole."""
     if not isinstance(doc, dict):
         raise BadRequest(400, 'the body must be a JSON object with an "examples" list')
     unknown = set(doc) - {"examples", "context", "signature_name"}
@@ -293,9 +336,9 @@ def _examples(doc: Any, max_batch: int, known: set[str]) -> tuple[list[Any], dic
             f'unknown field(s) {quote_names(unknown)}; only "examples", "context" and '
             '"signature_name" are accepted',
         )
-    name = doc.get("signature_name", contract.CLASSIFY_SIGNATURE)
-    if name != contract.CLASSIFY_SIGNATURE:
-        raise BadRequest(400, _signature_error(name, "classification", "classify"))
+    name = doc.get("signature_name", api.signature)
+    if name != api.signature:
+        raise BadRequest(400, _signature_error(name, api, api.task))
     context, examples = doc.get("context", {}), doc.get("examples")
     if not isinstance(context, dict):
         raise BadRequest(400, '"context" must be an object of features')
@@ -331,12 +374,15 @@ def _example_row(i: int, example: Any, context: dict[str, Any], names: list[str]
     return [_feature(i, f, merged[f]) for f in names]
 
 
-def parse_examples(doc: Any, sig: Signature, max_batch: int) -> NDArray[np.float64]:
-    """Validate a decoded Classify body (TF Serving's ``{"examples": [{feature: value}, ...],
-    "context": {...}}``); return the raw feature rows, in the signature's feature order."""
+def parse_examples(
+    doc: Any, sig: Signature, max_batch: int, api: ExampleApi = CLASSIFY
+) -> NDArray[np.float64]:
+    """Validate a decoded Classify or Regress body (TF Serving's ``{"examples": [{feature:
+    value}, ...], "context": {...}}``); return the raw feature rows, in the signature's feature
+    order."""
     names = sig.feature_names
     _, low, high = _image(sig)
-    examples, context = _examples(doc, max_batch, set(names))
+    examples, context = _examples(doc, max_batch, set(names), api)
     rows = [_example_row(i, example, context, names) for i, example in enumerate(examples)]
     x = _as_array(rows)
     bad = ~np.isfinite(x) | (x < low) | (x > high)
@@ -448,10 +494,12 @@ def parse_table(doc: Any, schema: TableSchema, max_batch: int) -> list[list[Any]
     return [_table_row(f"instance {i}", inst, schema, objects) for i, inst in enumerate(instances)]
 
 
-def parse_table_examples(doc: Any, schema: TableSchema, max_batch: int) -> list[list[Any]]:
-    """A Classify body for a model of named features: the raw rows, checked."""
+def parse_table_examples(
+    doc: Any, schema: TableSchema, max_batch: int, api: ExampleApi = CLASSIFY
+) -> list[list[Any]]:
+    """A Classify or Regress body for a model of named features: the raw rows, checked."""
     names = schema.names
-    examples, context = _examples(doc, max_batch, set(names))
+    examples, context = _examples(doc, max_batch, set(names), api)
     rows = []
     for i, example in enumerate(examples):
         if not isinstance(example, dict):
@@ -468,25 +516,6 @@ def parse_table_examples(doc: Any, schema: TableSchema, max_batch: int) -> list[
         }
         rows.append(_table_row(f"example {i}", merged, schema, objects=True))
     return rows
-
-
-# The signature's method, as TF Serving's metadata names it.
-_METHODS = {
-    "serving_default": "tensorflow/serving/predict",
-    contract.CLASSIFY_SIGNATURE: "tensorflow/serving/classify",
-}
-
-
-def _signature_error(name: Any, kind: str, method: str) -> str:
-    """TF Serving's message for a Classify or Regress request on a signature that cannot."""
-    if not isinstance(name, str):
-        return "signature_name must be a string"
-    if name not in _METHODS:
-        return f"Serving signature name: {describe(name)} not found in signature def"
-    return (
-        f"Expected {kind} signature method_name to be tensorflow/serving/{method}. "
-        f"Was: {_METHODS[name]}"
-    )
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -525,6 +554,9 @@ class ServerState:
     failure: str = ""
     draining: bool = False
     classes: list[int] = field(default_factory=list)
+    # A regressor's inner edges of the bins its predicted values are counted in (the profile's
+    # prediction_edges; none without a profile: one bin); None for a classifier.
+    edges: NDArray[np.float64] | None = None
     connection_stats: ConnectionStats | None = None  # set when run by uvicorn (__main__)
 
     @property
@@ -562,12 +594,14 @@ def load(state: ServerState) -> None:
         _unready_metrics(state)
         return
     state.signature, state.schema, state.classes = sig, schema, sig.classes
+    if sig.regressor:
+        state.edges = reference.prediction_edges if reference else np.empty(0)
     state.metrics = Metrics(
         sig.model,
         state.settings.release,
         state.settings.color,
         schema.monitored_names,
-        sig.classes,
+        _counted(state),
         reference,
     )
     state.metrics.info.labels(
@@ -581,16 +615,20 @@ def load(state: ServerState) -> None:
                 [sig.model, state.settings.release, state.settings.color],
             )
         )
-    if sig.self_test_instances:
-        x = _model_input(schema, sig.self_test_instances)[0]
-        got = [sig.classes[i] for i in runtime.predict(x).argmax(axis=1).tolist()]
-        if got != sig.self_test_classes:
-            state.ready_reason = (
-                f"self-test failed: predicted {got}, the package recorded {sig.self_test_classes}"
-            )
-            state.failure = "FAILED_PRECONDITION"
-            log.error("self-test failed", extra={"fields": {"reason": state.ready_reason}})
-            return
+    if runtime.n_outputs != sig.n_outputs:
+        state.ready_reason = (
+            f"the model in {state.settings.model_dir} has {runtime.n_outputs} output(s); a "
+            f"{sig.task} model of this signature has {sig.n_outputs}"
+        )
+        state.failure = "INVALID_ARGUMENT"
+        log.error("model load failed", extra={"fields": {"reason": state.ready_reason}})
+        return
+    problem = _self_test(sig, schema, runtime)
+    if problem:
+        state.ready_reason = f"self-test failed: {problem}"
+        state.failure = "FAILED_PRECONDITION"
+        log.error("self-test failed", extra={"fields": {"reason": state.ready_reason}})
+        return
     state.runtime = runtime
     state.ready_reason = ""
     state.metrics.ready.set(1)
@@ -602,10 +640,36 @@ def load(state: ServerState) -> None:
                 "release": state.settings.release,
                 "color": state.settings.color,
                 "model_sha256": sig.model_sha256,
-                "self_test_examples": len(sig.self_test_classes),
+                "self_test_examples": len(sig.self_test_instances),
             }
         },
     )
+
+
+def _counted(state: ServerState) -> list[int]:
+    """The values of the predictions counter's ``class`` label: a classifier's classes, a
+    regressor's bins of its predicted value (telemetry.Metrics)."""
+    if state.edges is None:
+        return state.classes
+    return list(range(len(state.edges) + 1))
+
+
+def _self_test(sig: Signature, schema: ImageSchema | TableSchema, runtime: Runtime) -> str:
+    """How the runtime's predictions of the self-test instances differ from those the package
+    recorded (evaluate's); empty when they agree: the same classes, or values within
+    runtime.VALUE_TOLERANCE."""
+    if not sig.self_test_instances:
+        return ""
+    out = runtime.predict(_model_input(schema, sig.self_test_instances)[0])
+    got: list[Any]
+    want: list[Any]
+    if sig.regressor:
+        got, want = out.reshape(-1).tolist(), sig.self_test_values
+        same = len(got) == len(want) and all(map(same_value, got, want))
+    else:
+        got = [sig.classes[i] for i in out.argmax(axis=1).tolist()]
+        want, same = sig.self_test_classes, got == sig.self_test_classes
+    return "" if same else f"predicted {got}, the package recorded {want}"
 
 
 def _unready_metrics(state: ServerState) -> None:
@@ -649,7 +713,12 @@ def _reference(
         return None
     reference = load_reference(model_dir / PROFILE, sig.profile_sha256)
     names = schema.monitored_names
-    if reference.features != names or reference.classes != sig.classes:
+    edges = reference.prediction_edges
+    if sig.regressor != bool(edges.size):
+        raise ValueError(f"its prediction edges do not fit a {sig.task} model")
+    # A regressor's profile holds the shares of the bins of its predicted value as classes.
+    classes = list(range(edges.size + 1)) if sig.regressor else sig.classes
+    if reference.features != names or reference.classes != classes:
         raise ValueError("its features or classes differ from the signature's")
     n = len(names)
     if reference.center.shape != (n,) or reference.precision.shape != (n, n):
@@ -780,19 +849,21 @@ class Handlers:
     def _infer(
         self, schema: ImageSchema | TableSchema, runtime: Runtime, raw: Any
     ) -> tuple[NDArray[Any], NDArray[Any]]:
-        """Class probabilities and the best class of each row, counted in the metrics. ``raw``:
+        """The model's outputs (class probabilities, or a regressor's values as one column) and
+        what the metrics count of each row: its best class, or the bin of its value. ``raw``:
         the checked raw rows (an array for an image model, lists of values for a table)."""
         if isinstance(schema, ImageSchema):  # the hot path of image models: no extra call
             x, observed = scale_features(raw, schema.low, schema.high, schema.shape), raw
         else:
             x, observed = _model_input(schema, raw)
-        probs = runtime.predict(x)
-        best = probs.argmax(axis=1)
+        out = runtime.predict(x)
+        edges = self.state.edges
+        best = out.argmax(axis=1) if edges is None else prediction_bins(out.reshape(-1), edges)
         metrics = self.state.metrics
         if metrics is not None:
             metrics.predicted(best)
             metrics.inputs.observe(observed)
-        return probs, best
+        return out, best
 
     async def _admit(self, request: Request, loaded: bool = True) -> tuple[bytes, Any] | Response:
         """What every inference route checks first, in TF Serving's order: the model is loaded
@@ -808,7 +879,7 @@ class Handlers:
 
     async def predict(self, request: Request) -> Response:
         """The predict route: instances (rows) or inputs (columnar) in, class probabilities and
-        predictions out, as predictions (rows) or outputs (columnar)."""
+        predictions (a regressor: values) out, as predictions (rows) or outputs (columnar)."""
         # Draining does not stop predictions: until the listener closes, this pod may still be
         # in a Service's endpoints (see __main__). Only /readyz says it is going away.
         state = self.state
@@ -830,6 +901,11 @@ class Handlers:
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
         probs, best = self._infer(schema, state.runtime, raw)
+        if state.signature.regressor:
+            values = probs.reshape(-1)  # float32: JSON gets each value's shortest decimal
+            if "instances" not in doc:
+                return json_response({"outputs": {contract.VALUE: values}})
+            return json_response({"predictions": [{contract.VALUE: v} for v in values]})
         classes = state.classes
         if "instances" not in doc:  # columnar in, columnar out: one list per output
             return json_response(
@@ -846,41 +922,48 @@ class Handlers:
 
     async def classify(self, request: Request) -> Response:
         """TF Serving's Classify API: examples of named features in, every class's label and
-        score per example out."""
+        score per example out. Refused for a regressor."""
+        return await self._on_examples(request, CLASSIFY)
+
+    async def regress(self, request: Request) -> Response:
+        """TF Serving's Regress API: examples of named features in, one value per example out.
+        Refused for a classifier."""
+        return await self._on_examples(request, REGRESS)
+
+    async def _on_examples(self, request: Request, api: ExampleApi) -> Response:
+        """Classify or Regress (``api``). A model of the other task has no signature for it:
+        the body is read and checked like any other, then refused with TF Serving's error."""
         state = self.state
         read = await self._admit(request)
         if isinstance(read, Response):
             return read
-        # _admit checked both (for the type checker: python -O would drop these).
+        # _admit checked them (for the type checker: python -O would drop these).
         assert state.signature is not None
         assert state.schema is not None
         assert state.runtime is not None
-        schema = state.schema
+        sig, schema, doc = state.signature, state.schema, read[1]
+        if sig.task != api.task:
+            if not isinstance(doc, dict):
+                return json_response(
+                    {"error": 'the body must be a JSON object with "examples"'}, 400
+                )
+            name = doc.get("signature_name", "serving_default")
+            return json_response({"error": _signature_error(name, api, sig.task)}, 400)
         raw: Any
         try:
             if isinstance(schema, ImageSchema):
-                raw = parse_examples(read[1], state.signature, self.settings.max_batch)
+                raw = parse_examples(doc, sig, self.settings.max_batch, api)
             else:
-                raw = parse_table_examples(read[1], schema, self.settings.max_batch)
+                raw = parse_table_examples(doc, schema, self.settings.max_batch, api)
         except BadRequest as exc:
             return json_response({"error": exc.message}, exc.status)
-        probs, _ = self._infer(schema, state.runtime, raw)
+        out, _ = self._infer(schema, state.runtime, raw)
+        if sig.regressor:
+            return json_response({"results": out.reshape(-1)})
         labels = [str(c) for c in state.classes]  # TF Serving's labels are strings
         return json_response(
-            {"results": [list(zip(labels, row.tolist(), strict=True)) for row in probs]}
+            {"results": [list(zip(labels, row.tolist(), strict=True)) for row in out]}
         )
-
-    async def regress(self, request: Request) -> Response:
-        """TF Serving's Regress API, which a classifier has no signature for: the body is read
-        and checked like any other, then refused with TF Serving's error."""
-        read = await self._admit(request, loaded=False)
-        if isinstance(read, Response):
-            return read
-        doc = read[1]
-        if not isinstance(doc, dict):
-            return json_response({"error": 'the body must be a JSON object with "examples"'}, 400)
-        name = doc.get("signature_name", "serving_default")
-        return json_response({"error": _signature_error(name, "regression", "regress")}, 400)
 
     def status(self, request: Request) -> Response:
         """The model status route, in TF Serving's shape: LOADING, AVAILABLE, UNLOADING while
@@ -920,7 +1003,6 @@ class Handlers:
         if refused is not None:
             return refused
         schema = self.state.schema
-        k = len(sig.classes)
         if isinstance(schema, TableSchema):
             inputs = {f.name: _tensor(_DTYPES[_dtype(f)], [-1]) for f in schema.features}
             about: dict[str, Any] = {
@@ -944,28 +1026,7 @@ class Handlers:
                     "signature_name": "",
                     "version": str(contract.MODEL_VERSION),
                 },
-                "metadata": {
-                    "signature_def": {
-                        "signature_def": {
-                            "serving_default": {
-                                "inputs": inputs,
-                                "outputs": {
-                                    "class": _tensor("DT_INT64", [-1]),
-                                    "probabilities": _tensor("DT_FLOAT", [-1, k]),
-                                },
-                                "method_name": _METHODS["serving_default"],
-                            },
-                            contract.CLASSIFY_SIGNATURE: {
-                                "inputs": {"inputs": _tensor("DT_STRING", [-1])},
-                                "outputs": {
-                                    "classes": _tensor("DT_STRING", [-1, k]),
-                                    "scores": _tensor("DT_FLOAT", [-1, k]),
-                                },
-                                "method_name": _METHODS[contract.CLASSIFY_SIGNATURE],
-                            },
-                        }
-                    }
-                },
+                "metadata": {"signature_def": {"signature_def": _signature_defs(sig, inputs)}},
                 # Not TF Serving's: what its signature_def cannot say. A TF Serving client
                 # ignores it.
                 "mlops": {
@@ -973,7 +1034,8 @@ class Handlers:
                     "color": settings.color,
                     "model_sha256": sig.model_sha256,
                     **about,
-                    "classes": sig.classes,
+                    "task": sig.task,
+                    **({} if sig.regressor else {"classes": sig.classes}),
                     "limits": {
                         "max_batch": settings.max_batch,
                         "max_body_bytes": settings.max_body_bytes,
@@ -1009,6 +1071,29 @@ class Handlers:
         if exc.status_code == 404:
             detail = self._no_route
         return json_response({"error": detail}, exc.status_code)
+
+
+def _signature_defs(sig: Signature, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The SignatureDef map of TF Serving's metadata: predict (``serving_default``) over the
+    model's ``inputs``, and the task's own signature over serialized tf.Examples, with the
+    output tensors TensorFlow's signature_def_utils name (classify: classes and scores;
+    regress: outputs)."""
+    api = _EXAMPLE_APIS[sig.task]
+    own_inputs = {"inputs": _tensor("DT_STRING", [-1])}
+    if sig.regressor:
+        predicted = {contract.VALUE: _tensor("DT_FLOAT", [-1, 1])}
+        own = {"outputs": _tensor("DT_FLOAT", [-1, 1])}
+    else:
+        k = len(sig.classes)
+        predicted = {
+            "class": _tensor("DT_INT64", [-1]),
+            "probabilities": _tensor("DT_FLOAT", [-1, k]),
+        }
+        own = {"classes": _tensor("DT_STRING", [-1, k]), "scores": _tensor("DT_FLOAT", [-1, k])}
+    return {
+        "serving_default": {"inputs": inputs, "outputs": predicted, "method_name": PREDICT_METHOD},
+        api.signature: {"inputs": own_inputs, "outputs": own, "method_name": api.method},
+    }
 
 
 # A named feature's tensor type, as TF Serving's metadata would show a model input of it.

@@ -13,6 +13,7 @@ stages, adapters and core import it without pulling in the server.
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -73,7 +74,7 @@ class Metric(StrEnum):
     INSTANCES = "mlops_input_instances_total"
     FEATURE_SUM = "mlops_input_feature_sum_total"  # feature
     FEATURE_SQUARES = "mlops_input_feature_squares_total"  # feature
-    PREDICTIONS = "mlops_predictions_total"  # class
+    PREDICTIONS = "mlops_predictions_total"  # class (a regressor: bin of the predicted value)
     ANOMALY_SCORE = "mlops_anomaly_score"  # histogram of each instance's anomaly score
     ANOMALIES = "mlops_anomalies_total"  # instances whose score exceeded the threshold
     # The release's reference profile (computed at train time, shipped in the image), exported
@@ -97,8 +98,24 @@ class Metric(StrEnum):
 # release is the version's label (``/labels/<release>``) and the ``mlops`` extension field of
 # the metadata, and ``/readyz`` names it.
 MODEL_VERSION = 1
-# The classification signature :classify uses (named like TF Serving's example models' own).
+# The classification signature a classifier's :classify uses, and the regression signature a
+# regressor's :regress uses (named like TF Serving's example models' own: half_plus_three's
+# regression signature is "tensorflow/serving/regress").
 CLASSIFY_SIGNATURE = "tensorflow/serving/classify"
+REGRESS_SIGNATURE = "tensorflow/serving/regress"
+# A regressor's one output, as predict answers it ({"value": v} per instance, {"value": [...]}
+# columnar) and the metadata names it.
+VALUE = "value"
+
+
+def answered_value(prediction: Any) -> float:
+    """A regressor's value in one row-format predict answer, ``{"value": number}``; NaN, which
+    equals nothing, when the answer has another shape."""
+    if isinstance(prediction, dict) and list(prediction) == [VALUE]:
+        value = prediction[VALUE]
+        if type(value) is float or type(value) is int:  # not bool, a subclass of int
+            return float(value)
+    return math.nan
 
 
 def model_path(model: str, version: str = "") -> str:
@@ -115,12 +132,12 @@ def predict_path(model: str, version: str = "") -> str:
 
 
 def classify_path(model: str, version: str = "") -> str:
-    """The classify route of a model (TF Serving's Classify API)."""
+    """The classify route of a model (TF Serving's Classify API; refused for a regressor)."""
     return f"{model_path(model, version)}:classify"
 
 
 def regress_path(model: str, version: str = "") -> str:
-    """The regress route of a model (refused for a classifier, as TF Serving does)."""
+    """The regress route of a model (TF Serving's Regress API; refused for a classifier)."""
     return f"{model_path(model, version)}:regress"
 
 

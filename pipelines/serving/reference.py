@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,14 @@ def anomaly_scores(
     return distances
 
 
+def prediction_bins(values: NDArray[np.floating], edges: NDArray[np.float64]) -> NDArray[np.int64]:
+    """The bin (0..len(edges)) of each of a regressor's predicted values, by the profile's inner
+    ``edges`` (core/profile.prediction_edges): bin i holds [edge i-1, edge i). The one
+    definition: train computes the profile's bin shares with it, the server counts with it."""
+    out: NDArray[np.int64] = np.searchsorted(edges, values, side="right").astype(np.int64)
+    return out
+
+
 @dataclass(frozen=True)
 class Reference:
     """The parts of the profile the server exports or uses per request."""
@@ -50,6 +58,9 @@ class Reference:
     window_instances: int
     # statistic -> threshold: feature_effect, drifted_fraction, prediction_psi
     drift_thresholds: dict[str, float]
+    # A regressor's inner edges of the bins of its predicted value, whose shares ``classes``
+    # and ``class_ratio`` hold; empty for a classifier (its profile has no such key).
+    prediction_edges: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     def scores(self, x: NDArray[np.float64]) -> NDArray[np.float64]:
         """The anomaly score of each row of ``x``."""
@@ -73,6 +84,7 @@ class Reference:
             drift_thresholds={
                 k: float(drift[k]) for k in ("feature_effect", "drifted_fraction", "prediction_psi")
             },
+            prediction_edges=np.asarray(doc.get("prediction_edges", []), dtype=np.float64),
         )
 
 

@@ -19,10 +19,36 @@ from numpy.typing import NDArray
 # Re-exported: the image shorthand's preprocessing lives with the rest of it, in features.py.
 from pipelines.serving.features import ImageSchema, TableSchema, scale_features
 
-__all__ = ["MODEL_FILE", "SIGNATURE", "Runtime", "Signature", "load_model_dir", "scale_features"]
+__all__ = [
+    "CLASSIFICATION",
+    "MODEL_FILE",
+    "REGRESSION",
+    "SIGNATURE",
+    "Runtime",
+    "Signature",
+    "load_model_dir",
+    "same_value",
+    "scale_features",
+]
 
 SIGNATURE = "signature.json"
 MODEL_FILE = "model.tflite"
+# model.yaml's task, as the signature carries it.
+CLASSIFICATION = "classification"
+REGRESSION = "regression"
+# How far a served regression value may be from the one evaluate recorded, relative to the
+# value (absolute below 1). Not exact equality: the value is LiteRT's float32, and XNNPACK picks
+# its kernels by CPU (AVX2, AVX-512, NEON; with or without FMA), so the machine that serves may
+# round the last bits differently from the one that evaluated. 1e-4 is about a thousand float32
+# ulps (float32 resolves ~1.2e-7 of a value): far above that rounding, far below what another
+# model's values differ by.
+VALUE_TOLERANCE = 1e-4
+
+
+def same_value(got: float, want: float) -> bool:
+    """Whether a served value reproduces the recorded one, within VALUE_TOLERANCE (NaN never
+    does)."""
+    return abs(got - want) <= VALUE_TOLERANCE * max(1.0, abs(want))
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,21 @@ class Signature:
     # The named features (features.TableSchema.to_list); empty for the image shorthand. Self-
     # test instances of such a model are raw rows (numbers, strings, booleans, nulls).
     features: list[dict[str, Any]] = field(default_factory=list)
+    # CLASSIFICATION or REGRESSION. A regressor has no classes and no self-test classes: its
+    # self-test values are the predicted values evaluate recorded for the self-test instances.
+    task: str = CLASSIFICATION
+    self_test_values: list[float] = field(default_factory=list)
+
+    @property
+    def regressor(self) -> bool:
+        """Whether the model predicts a value (one output) rather than scoring classes."""
+        return self.task == REGRESSION
+
+    @property
+    def n_outputs(self) -> int:
+        """The width of the model's output the signature promises: one score per class, or
+        the one predicted value."""
+        return 1 if self.regressor else len(self.classes)
 
     def schema(self) -> ImageSchema | TableSchema:
         """The feature schema, and with it the preprocessing (features.py)."""
@@ -62,12 +103,15 @@ class Signature:
         return len(self.feature_names)
 
     def to_json(self) -> str:
-        """The signature as JSON, as shipped in the image. An image model's has no
-        ``features`` key, as before named features existed: its bytes, and the image's digest,
-        do not change."""
+        """The signature as JSON, as shipped in the image. Keys added since are left out at
+        their defaults: an image model's has no ``features``, a classifier's no ``task`` and no
+        ``self_test_values``, so their bytes, and their images' digests, do not change."""
         raw = asdict(self)
-        if not raw["features"]:
-            del raw["features"]
+        for key in ("features", "self_test_values"):
+            if not raw[key]:
+                del raw[key]
+        if raw["task"] == CLASSIFICATION:
+            del raw["task"]
         return json.dumps(raw, indent=2, sort_keys=True) + "\n"
 
     @classmethod
@@ -107,18 +151,19 @@ class Runtime:
 
     @property
     def n_outputs(self) -> int:
-        """The number of classes the model scores."""
+        """The width of the model's output: the number of classes it scores, 1 for a
+        regressor's value."""
         return int(self._output["shape"][-1])
 
     def predict_one(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """The class probabilities of one example."""
+        """The outputs of one example: class probabilities, or a regressor's one value."""
         self._set(self._in_index, x[np.newaxis, ...])
         self._invoke()
         out: NDArray[np.float32] = self._get(self._out_index)[0]
         return out
 
     def predict(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
-        """The class probabilities of a batch, one row per example."""
+        """The outputs of a batch, one row per example."""
         if x.shape[0] == 1:  # the usual online request: get_tensor already returns a copy
             self._set(self._in_index, x)
             self._invoke()
@@ -132,7 +177,7 @@ class Runtime:
     def timed_predict(
         self, x: NDArray[np.float32]
     ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
-        """Probabilities and each example's invoke latency in milliseconds."""
+        """The outputs and each example's invoke latency in milliseconds."""
         out = np.empty((x.shape[0], self.n_outputs), dtype=np.float32)
         lat = np.empty(x.shape[0], dtype=np.float64)
         for i in range(x.shape[0]):

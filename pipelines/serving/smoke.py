@@ -20,7 +20,7 @@ from typing import Any
 
 from pipelines.serving import contract
 from pipelines.serving.contract import Env
-from pipelines.serving.runtime import SIGNATURE, Signature
+from pipelines.serving.runtime import SIGNATURE, Signature, same_value
 
 
 def _call(url: str, body: Any = None, timeout: float = 5.0) -> Any:
@@ -46,9 +46,22 @@ def check(url: str, model: str, release: str, sig: Signature) -> str:
         return f"the Service answers for release {serving} ({status['state']}), not {release}"
     if sig.self_test_instances:
         out = _call(url + contract.predict_path(model), {"instances": sig.self_test_instances})
-        got = [p["class"] for p in out["predictions"]]
+        return _self_test_problem(sig, out["predictions"])
+    return ""
+
+
+def _self_test_problem(sig: Signature, predictions: list[Any]) -> str:
+    """An empty string when the answers are the packaged self-test predictions: the same
+    classes, or (a regressor) ``{"value": number}`` each, within runtime.VALUE_TOLERANCE."""
+    if not sig.regressor:
+        got = [p["class"] for p in predictions]
         if got != sig.self_test_classes:
             return f"self-test predictions {got} differ from the packaged {sig.self_test_classes}"
+        return ""
+    values = [contract.answered_value(p) for p in predictions]
+    want = sig.self_test_values
+    if len(values) != len(want) or not all(map(same_value, values, want)):
+        return f"self-test values {values} differ from the packaged {want}"
     return ""
 
 

@@ -300,7 +300,15 @@ def _reference_families(ref: Reference, labels: list[str]) -> Iterator[GaugeMetr
 
 
 class Metrics:
-    """Every series carries model, release and color, so blue and green can be told apart."""
+    """Every series carries model, release and color, so blue and green can be told apart.
+
+    ``classes`` are the values of the predictions counter's ``class`` label. For a regressor
+    they are the bins of its predicted value (0..k, by the profile's prediction_edges and
+    reference.prediction_bins), and ``predicted`` counts each prediction's bin: its profile
+    holds those bins' shares as ``classes`` and ``class_ratio`` (mlops_reference_class_ratio),
+    so the rendered prediction-drift rules and alerts, which compare the live shares by
+    ``class`` with the reference's, work unchanged for either task.
+    """
 
     def __init__(
         self,
@@ -328,7 +336,7 @@ class Metrics:
         )
         predictions = Counter(
             Metric.PREDICTIONS,
-            "Predictions returned, by predicted class.",
+            "Predictions returned, by predicted class (a regressor: bin of the predicted value).",
             [*LABELS, "class"],
             registry=self.registry,
         )
@@ -369,6 +377,6 @@ class Metrics:
         counter.inc()
 
     def predicted(self, class_indices: NDArray[np.int64]) -> None:
-        """Count the predicted classes of a batch."""
+        """Count the predicted classes (a regressor: bins) of a batch, by index."""
         for i in class_indices.tolist():
             self._by_class[i].inc()

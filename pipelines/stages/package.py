@@ -53,7 +53,7 @@ from pipelines.evidence import (
 from pipelines.serving import contract
 from pipelines.serving.features import ImageSchema, TableSchema
 from pipelines.serving.reference import PROFILE as SERVED_PROFILE
-from pipelines.serving.runtime import MODEL_FILE, SIGNATURE, Signature
+from pipelines.serving.runtime import MODEL_FILE, REGRESSION, SIGNATURE, Signature
 
 SELF_TEST_EXAMPLES = 5
 SERVING_DIR = Path(pipelines.__file__).parent / "serving"
@@ -92,12 +92,14 @@ def resolve_base_image(ws: Workspace) -> tuple[str, str]:
 def signature(ws: Workspace, model_sha256: str, profile_sha256: str = "") -> Signature:
     """The serving contract, with self-test examples whose predictions evaluate recorded, and
     the sha256 of the reference profile shipped beside the model (none: the server exports no
-    reference gauges)."""
+    reference gauges). A regressor's self-test predictions are values, a classifier's classes."""
     data = ws.model.data
     schema = data.feature_schema()
     test = read_table(ws.split_path("test"), "test split")
     predicted = pd.read_parquet(ws.artifacts("evaluate") / PREDICTIONS)
     head = test.iloc[:SELF_TEST_EXAMPLES]
+    recorded = predicted["predicted"].iloc[:SELF_TEST_EXAMPLES].tolist()
+    regressor = ws.model.task == REGRESSION
     image: tuple[tuple[int, int] | None, float | None, float | None] = (None, None, None)
     if isinstance(schema, ImageSchema):
         image = (schema.shape, schema.low, schema.high)
@@ -111,9 +113,11 @@ def signature(ws: Workspace, model_sha256: str, profile_sha256: str = "") -> Sig
         model_sha256=model_sha256,
         # Raw rows as a client sends them (positional, JSON's null for a missing value).
         self_test_instances=request_instances(ws, head, named=False),
-        self_test_classes=[int(v) for v in predicted["predicted"].iloc[:SELF_TEST_EXAMPLES]],
+        self_test_classes=[] if regressor else [int(v) for v in recorded],
         profile_sha256=profile_sha256,
         features=schema.to_list() if isinstance(schema, TableSchema) else [],
+        task=ws.model.task,
+        self_test_values=[float(v) for v in recorded] if regressor else [],
     )
 
 

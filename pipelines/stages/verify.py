@@ -44,6 +44,7 @@ from pipelines.evidence import (
 )
 from pipelines.serving import contract
 from pipelines.serving.contract import Env
+from pipelines.serving.runtime import REGRESSION, same_value
 
 BATCH = 32
 LIST_PACKAGES = (
@@ -133,7 +134,8 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
             "evaluate's predictions do not cover the current test split", hint="re-run the pipeline"
         )
     x = request_instances(ws, test)
-    expected = want["predicted"].to_numpy(dtype=np.int64)
+    regressor = ws.model.task == REGRESSION
+    expected = want["predicted"].to_numpy(dtype=np.float64 if regressor else np.int64).tolist()
     predict = base + contract.predict_path(ws.name)
     session = requests.Session()
     obs.examples = len(x)
@@ -145,10 +147,14 @@ def observe(  # noqa: C901 - one visit to the running image, its checks in order
             )
         for offset, p in enumerate(r.json()["predictions"]):
             row = start + offset
-            if int(p["class"]) != int(expected[row]):
-                obs.mismatches.append(
-                    (int(test[ROW_ID].iloc[row]), int(expected[row]), int(p["class"]))
-                )
+            if regressor:  # {"value": number}, within the tolerance /readyz's self-test allows
+                got: float = contract.answered_value(p)
+                same = same_value(got, expected[row])
+            else:
+                got = int(p["class"])
+                same = got == expected[row]
+            if not same:
+                obs.mismatches.append((int(test[ROW_ID].iloc[row]), expected[row], got))
 
     latencies = []
     for i in range(cfg.verify.latency_requests):

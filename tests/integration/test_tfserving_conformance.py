@@ -23,6 +23,7 @@ from pipelines.serving import contract, smoke
 from pipelines.serving.app import create_app
 from pipelines.serving.runtime import SIGNATURE, Signature
 from pipelines.serving.settings import Settings
+from tests import regression_model
 from tests.integration.test_server import _model_dir, _samples, server
 
 MODEL = "digits"
@@ -361,3 +362,92 @@ def test_the_smoke_job_finds_the_release_beside_the_int64_version(
         assert problem == (
             f"the Service answers for release {RELEASE} (AVAILABLE), not digits-ffffffffffff"
         )
+
+
+# --- A regressor: TF Serving's own example model, half_plus_three (api_rest.md, "Example") ---
+
+HALF = "half_plus_three"
+HALF_PREFIXES = [
+    contract.model_path(HALF),
+    contract.model_path(HALF, f"/versions/{contract.MODEL_VERSION}"),
+    contract.model_path(HALF, f"/labels/{RELEASE}"),
+]
+
+
+@pytest.fixture(scope="module")
+def half_plus_three(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """y = x / 2 + 3 over one named feature x in [0, 10] (tests/regression_model.py)."""
+    rows: list[list[Any]] = [[float(x)] for x in np.linspace(0.0, 10.0, 41)]
+    model_dir = regression_model.write_model_dir(
+        tmp_path_factory.mktemp("half"),
+        HALF,
+        regression_model.half_plus_three(),
+        regression_model.HALF_PLUS_THREE,
+        rows,
+    )
+    settings = Settings(model_dir=model_dir, release=RELEASE, color="blue", max_batch=BATCH)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize("prefix", HALF_PREFIXES)
+def test_regress_answers_the_documented_example(half_plus_three: TestClient, prefix: str) -> None:
+    """api_rest.md, "Example": `curl -d '{"signature_name": "tensorflow/serving/regress",
+    "examples": [{"x": 1.0}, {"x": 2.0}]}' .../half_plus_three:regress` answers
+    {"results": [3.5, 4.0]}; "Response format": one value per example, in order (the text
+    says "result"; the example and json_tensor_test's JsonFromRegressionResult write
+    "results")."""
+    body = {"signature_name": contract.REGRESS_SIGNATURE, "examples": [{"x": 1.0}, {"x": 2.0}]}
+    r = half_plus_three.post(prefix + ":regress", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"results": [3.5, 4.0]}
+    # Ours needs no signature_name: :regress runs the regression signature, as :classify runs
+    # the classification one (README, "request, TF Serving, ours").
+    unnamed = half_plus_three.post(prefix + ":regress", json={"examples": body["examples"]})
+    assert unnamed.json() == r.json()
+
+
+def test_predict_of_the_documented_example_names_its_one_output(
+    half_plus_three: TestClient,
+) -> None:
+    """api_rest.md, "Example": `{"instances": [1.0, 2.0, 5.0]}` -> {"predictions": [3.5, 4.0,
+    5.5]}: with one output TF Serving leaves its name out ("Response format"). Ours answers
+    the same values as {"value": v} objects (row) and {"value": [...]} (columnar), so that a
+    client reads a regressor's and a classifier's answers by name alike; and an instance of
+    named features is a row (or an object), not a bare scalar (README)."""
+    r = half_plus_three.post(contract.predict_path(HALF), json={"instances": [[1.0], [2.0], [5.0]]})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [{"value": 3.5}, {"value": 4.0}, {"value": 5.5}]}
+    columnar = half_plus_three.post(
+        contract.predict_path(HALF), json={"inputs": {"x": [1.0, 2.0, 5.0]}}
+    )
+    assert columnar.json() == {"outputs": {"value": [3.5, 4.0, 5.5]}}
+    bare = half_plus_three.post(contract.predict_path(HALF), json={"instances": [1.0, 2.0]})
+    assert "expected a row" in _error(bare, 400)
+
+
+def test_a_regressors_metadata_is_a_signature_def_map(half_plus_three: TestClient) -> None:
+    """The regression signature as TensorFlow's signature_def_utils builds one: method
+    tensorflow/serving/regress, input "inputs" (serialized tf.Examples), output "outputs"."""
+    doc = half_plus_three.get(contract.metadata_path(HALF)).json()
+    signatures = doc["metadata"]["signature_def"]["signature_def"]
+    assert set(signatures) == {"serving_default", contract.REGRESS_SIGNATURE}
+    meta_graph_pb2 = importlib.import_module("tensorflow.core.protobuf.meta_graph_pb2")
+    regress = json_format.ParseDict(
+        signatures[contract.REGRESS_SIGNATURE], meta_graph_pb2.SignatureDef()
+    )
+    assert regress.method_name == "tensorflow/serving/regress"
+    assert (set(regress.inputs), set(regress.outputs)) == ({"inputs"}, {"outputs"})
+    metadata_pb2 = _serving_apis("get_model_metadata_pb2")
+    if metadata_pb2 is not None:
+        json_format.ParseDict(doc["metadata"]["signature_def"], metadata_pb2.SignatureDefMap())
+
+
+def test_classify_is_refused_for_a_regressor(half_plus_three: TestClient) -> None:
+    """The mirror of test_regress_is_refused_for_a_classifier: without signature_name TF
+    Serving runs serving_default, a predict signature, and fails INVALID_ARGUMENT."""
+    body: dict[str, Any] = {"examples": [{"x": 1.0}]}
+    assert _error(half_plus_three.post(contract.classify_path(HALF), json=body), 400) == (
+        "Expected classification signature method_name to be tensorflow/serving/classify. "
+        "Was: tensorflow/serving/predict"
+    )

@@ -5,6 +5,7 @@ server from a request."""
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,81 @@ def test_an_image_signature_has_no_features_key() -> None:
     sig = Signature("digits", ["pixel_0"], (1, 1), 0.0, 16.0, [0, 1])
     assert '"features"' not in sig.to_json()
     assert Signature.from_json(sig.to_json()) == sig
+
+
+# A classifier's signature.json as written before signatures had a task: its bytes, and with
+# them the image's digest and release id, must not change.
+CLASSIFIER_SIGNATURE = """{
+  "classes": [
+    0,
+    1
+  ],
+  "feature_names": [
+    "pixel_0",
+    "pixel_1"
+  ],
+  "high": 16.0,
+  "image_shape": [
+    1,
+    2
+  ],
+  "low": 0.0,
+  "model": "digits",
+  "model_sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+  "profile_sha256": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+  "self_test_classes": [
+    1
+  ],
+  "self_test_instances": [
+    [
+      3,
+      16
+    ]
+  ]
+}
+"""
+
+
+def test_a_classifiers_signature_json_is_unchanged_by_the_task() -> None:
+    sig = Signature(
+        "digits",
+        ["pixel_0", "pixel_1"],
+        (1, 2),
+        0.0,
+        16.0,
+        [0, 1],
+        model_sha256="a" * 64,
+        self_test_instances=[[3, 16]],
+        self_test_classes=[1],
+        profile_sha256="b" * 64,
+    )
+    assert sig.to_json() == CLASSIFIER_SIGNATURE
+    assert Signature.from_json(CLASSIFIER_SIGNATURE) == sig
+    assert sig.task == "classification"
+    assert not sig.regressor
+    assert sig.n_outputs == 2
+
+
+def test_a_regressors_signature_carries_its_task_and_values() -> None:
+    sig = Signature(
+        model="churn",
+        feature_names=list(SCHEMA.names),
+        image_shape=None,
+        low=None,
+        high=None,
+        classes=[],
+        self_test_instances=[SCHEMA.example()],
+        features=SCHEMA.to_list(),
+        task="regression",
+        self_test_values=[12.5],
+    )
+    raw = json.loads(sig.to_json())
+    assert raw["task"] == "regression"
+    assert raw["self_test_values"] == [12.5]
+    assert raw["self_test_classes"] == []
+    assert Signature.from_json(sig.to_json()) == sig
+    assert sig.regressor
+    assert sig.n_outputs == 1
 
 
 def _value(f: Feature) -> st.SearchStrategy[Any]:
