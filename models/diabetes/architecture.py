@@ -11,7 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 
-def build_model(keras: Any, input_shape: tuple[int, ...], num_outputs: int, params: dict) -> Any:
+def build_model(
+    keras: Any, input_shape: tuple[int, ...], num_outputs: int, params: dict[str, Any]
+) -> Any:
+    """Dense layers of params["units"] units, each followed by dropout, then one linear unit."""
     layers = [keras.Input(shape=input_shape)]
     for units in params.get("units", [32, 16]):
         layers += [

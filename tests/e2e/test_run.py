@@ -7,8 +7,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from pipelines.core.dvcgraph import PIPELINE
 from tests.conftest import FAST_TRAINING, copy_repo, edit_model_yaml
@@ -153,6 +155,73 @@ def test_approval_deploys_and_production_becomes_the_baseline(
     assert again.returncode == 0, again.stderr
     assert "already serves staging; no commit" in again.stdout
     assert "already serves production" in again.stdout
+
+
+def gitops_state(clone: Path, env: str) -> dict[str, Any]:
+    text = subprocess.run(
+        ["git", "show", f"main:manifests/environments/{env}.yaml"],
+        cwd=clone / ".infra/gitops.git",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+def rendered(clone: Path, env: str) -> list[str]:
+    return subprocess.run(
+        ["git", "ls-tree", "--name-only", f"main:manifests/rendered/{env}"],
+        cwd=clone / ".infra/gitops.git",
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+
+
+def test_the_regressor_releases_beside_the_classifier_and_rolls_back_on_its_own(
+    clone: Path, infra: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both example models in one GitOps repository: one state file per environment holds
+    both, each has its own Deployments and Services, and each is promoted and rolled back on
+    its own."""
+    monkeypatch.setenv("BASE_IMAGE", infra)
+    edit_model_yaml(clone, {"training.epochs": 60}, "diabetes")
+    first = mlops(clone, "run", "--model", "diabetes")
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert set(statuses(first.stdout).values()) == {"ran"}
+    assert "| same_predictions" in first.stdout  # the image answered with evaluate's values
+    one = json.loads((clone / "artifacts/diabetes/package/release.json").read_text())
+    merged = mlops(clone, "promote", "--merge", "--to", "production", "--model", "diabetes")
+    assert merged.returncode == 0, merged.stderr
+    production = gitops_state(clone, "production")["models"]
+    assert set(production) == {"digits", "diabetes"}
+    digits_before = production["digits"]
+    files = rendered(clone, "production")
+    for model in ("digits", "diabetes"):
+        assert f"deployment-{model}-blue.yaml" in files
+        assert f"service-{model}.yaml" in files
+
+    # A second diabetes model: its gate compares it with production's, paired on errors.
+    edit_model_yaml(clone, {"training.epochs": 50}, "diabetes")
+    second = mlops(clone, "run", "--model", "diabetes", "--until", "release")
+    assert second.returncode == 0, second.stderr + second.stdout
+    blessing = json.loads((clone / "artifacts/diabetes/gate/blessing.json").read_text())
+    assert blessing["baseline"]["release_id"] == one["release_id"]
+    assert set(blessing["comparison"]) >= {"candidate_mae", "baseline_mae", "wilcoxon_statistic"}
+    two = json.loads((clone / "artifacts/diabetes/package/release.json").read_text())
+    assert two["release_id"] != one["release_id"]
+    staging = gitops_state(clone, "staging")["models"]
+    assert staging["diabetes"]["active"] == "green"
+    digits_staging = staging["digits"]
+
+    back = mlops(clone, "rollback", "--model", "diabetes", "--env", "staging")
+    assert back.returncode == 0, back.stderr
+    staging = gitops_state(clone, "staging")["models"]
+    assert staging["diabetes"]["active"] == "blue"
+    assert staging["diabetes"]["blue"]["release_id"] == one["release_id"]
+    assert staging["digits"] == digits_staging  # the other model is untouched
+    assert gitops_state(clone, "production")["models"]["digits"] == digits_before
 
 
 def test_invalid_data_stops_the_run_at_validation(clone: Path) -> None:
