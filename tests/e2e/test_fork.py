@@ -1,6 +1,7 @@
 """A new team's first day, as the README's "Using this template" shows it: clone the template as
 a fork, `mlops configure`, `mlops init` on the team's own CSV, then `mlops run` through the
-promotion request, and its approval. Nothing in the scaffolded model is edited."""
+promotion request, and its approval. The table has numeric and categorical columns and a
+regression target (a customer's value). Nothing in the scaffolded model is edited."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from tests.conftest import copy_repo
 from tests.e2e.test_run import mlops, statuses
-from tests.integration.test_init import churn_table
+from tests.integration.test_init import value_table
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def fork(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("fork") / "repo"
     subprocess.run(["git", "clone", "-q", str(template), str(dest)], check=True)
     (dest / "datasets").mkdir(parents=True)
-    churn_table(rows=400).to_csv(dest / "datasets/churn.csv", index=False)
+    value_table(rows=400).to_csv(dest / "datasets/customers.csv", index=False)
     return dest
 
 
@@ -43,19 +44,21 @@ def test_configure_init_run_through_promotion(
         "@acme/ml-platform",
     )
     assert configured.returncode == 0, configured.stderr
-    init = mlops(fork, "init", "churn", "--data", "datasets/churn.csv", "--label", "churned")
+    init = mlops(fork, "init", "ltv", "--data", "datasets/customers.csv", "--label", "value")
     assert init.returncode == 0, init.stderr
-    run = mlops(fork, "run", "--model", "churn")
+    assert "task regression" in init.stdout
+    run = mlops(fork, "run", "--model", "ltv")
     assert run.returncode == 0, run.stdout + run.stderr
     assert set(statuses(run.stdout).values()) <= {"ran"}
-    record = json.loads((fork / "artifacts/churn/package/release.json").read_text())
-    assert record["image"].startswith("127.0.0.1:5000/acme/mlops/churn@sha256:")
+    record = json.loads((fork / "artifacts/ltv/package/release.json").read_text())
+    assert record["image"].startswith("127.0.0.1:5000/acme/mlops/ltv@sha256:")
     assert "opened #1 (promote/production/" in run.stdout
     body = (fork / ".infra/pull-requests/1.md").read_text()
-    assert "churn" in body
+    assert "ltv" in body
+    assert "| r2 " in body  # the promotion body shows a regressor's metrics
 
-    merged = mlops(fork, "promote", "--model", "churn", "--merge", "--to", "production")
+    merged = mlops(fork, "promote", "--model", "ltv", "--merge", "--to", "production")
     assert merged.returncode == 0, merged.stderr
     status = mlops(fork, "status", "--no-live")
-    assert "| production  | churn |" in status.stdout
+    assert "| production  | ltv |" in status.stdout
     assert record["release_id"] in status.stdout.split("| production")[1]
