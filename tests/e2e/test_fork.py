@@ -60,5 +60,5 @@ def test_configure_init_run_through_promotion(
     merged = mlops(fork, "promote", "--model", "ltv", "--merge", "--to", "production")
     assert merged.returncode == 0, merged.stderr
     status = mlops(fork, "status", "--no-live")
-    assert "| production  | ltv |" in status.stdout
+    assert "| production  | ltv   |" in status.stdout  # padded to the "model" header
     assert record["release_id"] in status.stdout.split("| production")[1]

@@ -97,7 +97,8 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     result = run_pipeline(repo, gitlab)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     for job in ("validate", "train", "gate"):
-        assert f"{job}: [digits]" in result.stdout  # one job per model
+        for model in ("diabetes", "digits"):
+            assert f"{job}: [{model}]" in result.stdout  # one job per model
     assert "package" not in [line.split()[0] for line in result.stdout.splitlines() if line]
     gate = exported(repo, "gate")
     blessing = json.loads((gate / "artifacts/digits/gate/blessing.json").read_text())
@@ -105,27 +106,35 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     # No `baseline` job has run on the default branch: no bundle, so no baseline, and it says so.
     fetches = [r for r in gitlab.state.requests if "/jobs/artifacts/" in r.path]
     assert fetches, "the gate did not ask for the default branch's bundle"
-    assert fetches[0].query == {"job": "baseline: [digits]"}
-    assert fetches[0].headers["job-token"] == TOKEN
+    assert sorted(f.query["job"] for f in fetches[:2]) == [
+        "baseline: [diabetes]",
+        "baseline: [digits]",
+    ]
+    assert all(f.headers["job-token"] == TOKEN for f in fetches)
     assert blessing["baseline"] is None
     (change,) = [r for r in blessing["rules"] if r["rule"].startswith("change_")]
     assert "no baseline bundle in baseline-bundle" in change["reason"]
     assert (exported(repo, "validate") / "artifacts/digits/validate/data_docs/index.html").is_file()
     assert (exported(repo, "train") / "artifacts/digits/train/model.tflite").is_file()
     assert (gate / "dvc.lock").is_file()  # the stage cache travels with the artifacts
-    metrics = (gate / "reports/metrics.txt").read_text()
+    metrics = (gate / "reports/digits/metrics.txt").read_text()
     assert "accuracy 0.9" in metrics
     assert "blessed 1" in metrics
-    assert "✅ blessed" in (gate / "reports/report.md").read_text()
-    notes = [c for c in gitlab.state.comments.values() if c["on"] == 7]
-    assert len(notes) == 1
-    assert notes[0]["body"].startswith("<!-- mlops-report:digits -->")
-    assert "✅ blessed" in notes[0]["body"]
-    assert "/-/jobs/" in notes[0]["body"]  # links into the job's artifacts
-    # A second pipeline updates the same note instead of adding one.
+    assert "✅ blessed" in (gate / "reports/digits/report.md").read_text()
+    regressor = json.loads((gate / "artifacts/diabetes/gate/blessing.json").read_text())
+    assert regressor["blessed"] is True
+    assert "mae " in (gate / "reports/diabetes/metrics.txt").read_text()
+    notes = sorted((c["body"] for c in gitlab.state.comments.values() if c["on"] == 7), key=len)
+    assert len(notes) == 2  # one note per model the change touches
+    by_model = {n.split(" -->")[0].removeprefix("<!-- mlops-report:"): n for n in notes}
+    assert set(by_model) == {"diabetes", "digits"}
+    assert "✅ blessed" in by_model["digits"]
+    assert "/-/jobs/" in by_model["digits"]  # links into the job's artifacts
+    assert "| r2 " in by_model["diabetes"]  # a regressor's note shows its own metrics
+    # A second pipeline updates the same notes instead of adding more.
     again = run_pipeline(repo, gitlab)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert len([c for c in gitlab.state.comments.values() if c["on"] == 7]) == 1
+    assert len([c for c in gitlab.state.comments.values() if c["on"] == 7]) == 2
 
 
 def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: FakeApi) -> None:

@@ -56,7 +56,17 @@ def test_the_pipeline_blesses_a_model_of_named_features(churn: Path) -> None:
     out = churn / "artifacts" / NAME
     metrics = json.loads((out / "evaluate/metrics.json").read_text())
     assert metrics["accuracy"] >= 0.75
-    assert json.loads((out / "gate/blessing.json").read_text())["blessed"] is True
+    blessing = json.loads((out / "gate/blessing.json").read_text())
+    assert blessing["blessed"] is True
+    assert [s["name"] for s in blessing["slices"]] == [
+        "plan=basic",
+        "plan=plus",
+        "plan=pro",
+        "tenure in [-inf, 50)",
+        "tenure in [50, inf)",
+    ]
+    assert sum(s["n"] for s in blessing["slices"][:3]) == metrics["n"]  # each row in one plan
+    assert any(r["rule"] == "slices" and r["passed"] for r in blessing["rules"])
     profile = json.loads((out / "train" / PROFILE).read_text())
     schema = load_model(churn, NAME).model.data.feature_schema()
     assert profile["features"] == schema.monitored_names

@@ -145,6 +145,18 @@ def test_a_target_outside_its_range_or_missing_is_invalid_data(
     assert main(["train", "--model", MODEL]) == 1
 
 
+def test_a_target_in_other_units_is_caught_by_the_model_s_suite(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every value within [0, 400], so the range check passes; the distribution does not."""
+    path = repo / f"data/{MODEL}/train.parquet"
+    df = pd.read_parquet(path)
+    df.assign(progression=df["progression"] / 100).to_parquet(path)
+    assert main(["validate", "--model", MODEL]) == 1
+    err = capsys.readouterr().err
+    assert "progression: expect_column_mean_to_be_between" in err
+
+
 def test_an_architecture_without_one_output_is_refused(
     repo: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
