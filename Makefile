@@ -170,6 +170,8 @@ bench: setup infra-up ## benchmarks (markdown tables on stdout)
 	"$$MLOPS_BIN/python" bench/serving_throughput.py
 	"$$MLOPS_BIN/python" bench/serving_slow_clients.py
 	"$$MLOPS_BIN/python" bench/serving_profile_overhead.py
+	"$$MLOPS_BIN/python" bench/serving_named_vs_positional.py
+	"$$MLOPS_BIN/python" bench/serving_vs_kserve.py
 	"$$MLOPS_BIN/python" bench/capacity.py
 	"$$MLOPS_BIN/python" bench/tuning.py
 	"$$MLOPS_BIN/python" bench/distributed_training.py

@@ -78,17 +78,17 @@ def clone(dest: Path) -> Path:
     return dest
 
 
-def trained_workspace(tmp: Path) -> Path:
-    """This checkout if it holds a trained digits model, else a clone in ``tmp`` trained now."""
-    if (ROOT / "artifacts/digits/evaluate/predictions.parquet").is_file():
+def trained_workspace(tmp: Path, model: str = "digits") -> Path:
+    """This checkout if it holds a trained ``model``, else a clone in ``tmp`` trained now."""
+    if (ROOT / f"artifacts/{model}/evaluate/predictions.parquet").is_file():
         return ROOT
     repo = clone(tmp / "repo")
     print(
-        "no trained model here: running the pipeline up to evaluate in a temporary clone",
+        f"no trained {model} model here: running the pipeline up to evaluate in a temporary clone",
         file=sys.stderr,
     )
     subprocess.run(
-        [MLOPS, "run", "--until", "evaluate"],
+        [MLOPS, "run", "--model", model, "--until", "evaluate"],
         cwd=repo,
         check=True,
         env={**os.environ, "CI": "1"},
@@ -97,21 +97,21 @@ def trained_workspace(tmp: Path) -> Path:
     return repo
 
 
-def model_dir(repo: Path, dest: Path, with_profile: bool = False) -> Path:
+def model_dir(repo: Path, dest: Path, with_profile: bool = False, model: str = "digits") -> Path:
     """The folder the server loads (model.tflite, signature.json and, with ``with_profile``, the
-    reference profile as the image ships it), from ``repo``'s training."""
+    reference profile as the image ships it), from ``repo``'s training of ``model``."""
     from pipelines.adapters.artifacts import sha256_file
     from pipelines.config import load_model
     from pipelines.stages.package import signature
 
-    artifact = repo / "artifacts/digits/train/model.tflite"
+    artifact = repo / f"artifacts/{model}/train/model.tflite"
     dest.mkdir()
     shutil.copy(artifact, dest / "model.tflite")
     profile_sha = ""
     if with_profile:
-        shutil.copy(repo / "artifacts/digits/train/profile.json", dest / "profile.json")
+        shutil.copy(repo / f"artifacts/{model}/train/profile.json", dest / "profile.json")
         profile_sha = sha256_file(dest / "profile.json")
-    sig = signature(load_model(repo, "digits"), sha256_file(artifact), profile_sha)
+    sig = signature(load_model(repo, model), sha256_file(artifact), profile_sha)
     (dest / "signature.json").write_text(sig.to_json())
     return dest
 
@@ -207,8 +207,11 @@ def running_server(
         proc.wait(timeout=stop_timeout)
 
 
-def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, float]:
-    """One wrk run on core 1 against the predict endpoint: requests/s, p50 and p99 (ms)."""
+def wrk(
+    port: int, script: Path, seconds: int, connections: int, model: str = "digits"
+) -> dict[str, float]:
+    """One wrk run on core 1 against ``model``'s predict endpoint: requests/s, p50 and p99
+    (ms)."""
     from pipelines.serving import contract
 
     cmd = [
@@ -222,7 +225,7 @@ def wrk(port: int, script: Path, seconds: int, connections: int) -> dict[str, fl
         "--latency",
         "-s",
         str(script),
-        f"http://127.0.0.1:{port}{contract.predict_path('digits')}",
+        f"http://127.0.0.1:{port}{contract.predict_path(model)}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
