@@ -51,11 +51,6 @@ MODEL: dict[str, Any] = {
         "thresholds": {"accuracy": 0.75, "macro_f1": 0.7},
         "per_class": {"min_recall": 0.5},
         "change": {"on_missing_baseline": "pass", "bootstrap_resamples": 200},
-        # A classifier's slices: by each plan, and by tenure below and above 50.
-        "slices": [
-            {"feature": "plan", "min_accuracy": 0.5, "min_rows": 5},
-            {"feature": "tenure", "bins": [50], "min_accuracy": 0.5, "min_rows": 5},
-        ],
     },
     "deploy": {"image_repository": f"mlops/{NAME}"},
     "monitoring": {"window_instances": 20, "bootstrap_windows": 100},

@@ -30,7 +30,7 @@ from pipelines.serving.settings import Settings
 from pipelines.stages import evaluate, gate, ingest, train, validate
 from pipelines.stages.package import signature
 from tests import table_model
-from tests.conftest import copy_repo
+from tests.conftest import copy_repo, edit_model_yaml
 
 NAME = table_model.NAME
 MAX_BATCH = 64
@@ -41,6 +41,12 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A repository copy with models/churn/, taken through the pipeline up to the gate."""
     root = copy_repo(tmp_path_factory.mktemp("churn"))
     table_model.write_model(root)
+    # A classifier's slices: by each plan, and by tenure below and above 50.
+    slices = [
+        {"feature": "plan", "min_accuracy": 0.5, "min_rows": 5},
+        {"feature": "tenure", "bins": [50], "min_accuracy": 0.5, "min_rows": 5},
+    ]
+    edit_model_yaml(root, {"gate.slices": slices}, NAME)
     subprocess.run(["git", "add", "-A"], cwd=root, check=True)
     subprocess.run(["git", "commit", "-q", "-m", "churn model"], cwd=root, check=True)
     ws = load_model(root, NAME)
