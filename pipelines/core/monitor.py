@@ -81,6 +81,7 @@ class Signals:
     drifted_fraction_threshold: float | None = None
     class_shares: Mapping[str, float] = field(default_factory=dict)
     reference_shares: Mapping[str, float] = field(default_factory=dict)
+    predicted: str = "class"  # what class_shares are shares of: a regressor's value bins
     psi: float | None = None
     psi_threshold: float | None = None
     anomaly_rate: float | None = None
@@ -255,7 +256,7 @@ def release_section(s: Signals, rules: RuleSettings, plots: Sequence[str] = ()) 
         out += [
             "",
             table(
-                ["class", "live share", "reference share"],
+                [s.predicted, "live share", "reference share"],
                 [
                     [c, _pct(s.class_shares.get(c)), _pct(s.reference_shares.get(c))]
                     for c in classes

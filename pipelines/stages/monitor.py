@@ -135,14 +135,19 @@ def _observe(
             f"{env} serves {name}, which has no models/{name}/model.yaml here",
             hint="run mlops monitor from the repository that builds that model",
         )
-    slo = load_model(root, name).model.monitoring.latency_p99_ms
+    model = load_model(root, name).model
+    slo = model.monitoring.latency_p99_ms
     rules = dataclasses.replace(monitoring.settings_for(slo), window=f"{window_s}s")
     scope = monitoring.Scope(env, state.namespace, name, state.auto_rollback)
     release, color = record.release_id, slot.active
     progress(f"monitor: {name} {release} ({color}) over the last {since}")
     s = signals(prom, monitoring.queries(scope, rules), name, release, color, at)
     s = dataclasses.replace(
-        s, effects={f: s.effects[f] for f in sorted(s.effects, key=_feature_key)}
+        s,
+        effects={f: s.effects[f] for f in sorted(s.effects, key=_feature_key)},
+        # A regressor's `class` label holds the bin of its predicted value (the profile's
+        # prediction_edges): the report says so.
+        predicted="bin of the predicted value" if model.task == "regression" else "class",
     )
     if s.availability is None and s.instances is None:
         # Not a failure (nothing says the release misbehaves), but not "fine" either.

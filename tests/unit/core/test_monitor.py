@@ -179,3 +179,17 @@ def test_queries_are_the_recording_rules_with_recorded_series_inlined() -> None:
     assert q.feature_effect == standalone[n.feature_effect]
     assert 'statistic="prediction_psi"' in q.prediction_psi_threshold
     assert 'namespace="mlops-production", model="digits"' in q.window_instances
+
+
+def test_a_regressor_s_prediction_shares_are_named_as_bins_of_its_value() -> None:
+    s = Signals(
+        "diabetes",
+        "r",
+        "blue",
+        class_shares={"0": 0.2, "1": 0.8},
+        reference_shares={"0": 0.5, "1": 0.5},
+        predicted="bin of the predicted value",
+    )
+    text = monitor.release_section(s, RULES)
+    assert "| bin of the predicted value | live share | reference share |" in text
+    assert "| class " not in text
