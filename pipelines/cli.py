@@ -779,6 +779,7 @@ def _configure(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
+    from pipelines.core.scaffold import cloudbuild_triggers
     from pipelines.pipeline import sync_dvc_yaml
     from pipelines.stages import init
 
@@ -803,7 +804,8 @@ def _init(args: argparse.Namespace) -> int:
             print(f"init: {r.tracked.path} is in the DVC remote {r.tracked.remote!r}")
         return 0
     sync_dvc_yaml(root)
-    print(f"init: {r.gitlab}")
+    for line in r.ci:
+        print(f"init: {line}")
     if r.tracked is not None:
         t = r.tracked
         print(
@@ -819,13 +821,16 @@ def _init(args: argparse.Namespace) -> int:
         f"init: wrote {folder}/model.yaml, architecture.py, expectations.py; dvc.yaml lists "
         f"its stages\n\nNext:\n  mlops config --model {args.name}    # review what was inferred"
         f"\n  mlops run --model {args.name}       # validate, train, gate ... through release"
-        f"\n  git add {folder} dvc.yaml .gitlab-ci.yml"
+        f"\n  git add {folder} dvc.yaml .gitlab-ci.yml Jenkinsfile"
         + (
             f" {r.tracked.pointer} {Path(r.tracked.path).parent / '.gitignore'}"
             if r.tracked
             else f" {args.data}"
         )
         + " && git commit"
+        + "\n\nOn Cloud Build, which runs one model per build, give it its two triggers (README, "
+        "'CI: Jenkins and Cloud Build'):\n"
+        + "\n".join("  " + c.replace("\n", "\n  ") for c in cloudbuild_triggers(args.name))
     )
     return 0
 

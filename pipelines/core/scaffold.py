@@ -279,17 +279,68 @@ def template_context(inf: Inferred, name: str, source: str, base_image: str) -> 
     return context
 
 
-_GITLAB_MATRIX = re.compile(r"^(?P<indent>[ \t]*- MODEL: )\[[^\]\n]*\][ \t]*$", re.MULTILINE)
+def _one_line_replaced(pattern: re.Pattern[str], text: str, listed: str) -> str | None:
+    """``text`` with the list of the one line ``pattern`` matches (its ``head`` kept) replaced
+    by ``listed``; None when no line, or more than one, matches: a file edited by hand beyond
+    what a pattern can tell, which the caller reports rather than guess."""
+    found = list(pattern.finditer(text))
+    if len(found) != 1:
+        return None
+    m = found[0]
+    return text[: m.start()] + m.group("head") + listed + text[m.end() :]
+
+
+_GITLAB_MATRIX = re.compile(r"^(?P<head>[ \t]*- MODEL: )\[[^\]\n]*\][ \t]*$", re.MULTILINE)
 
 
 def gitlab_matrix(text: str, models: list[str]) -> str | None:
     """``.gitlab-ci.yml`` with its one ``- MODEL: [...]`` line (the ``.per_model`` matrix)
-    listing ``models``; None when the file has no such line, or more than one (edited by hand:
-    the caller says so rather than guess)."""
-    found = list(_GITLAB_MATRIX.finditer(text))
-    if len(found) != 1:
-        return None
+    listing ``models``; None when the file has no such line, or more than one."""
     # JSON strings: a model named `no` or `1` stays a string to YAML.
-    listed = ", ".join(f'"{m}"' for m in sorted(models))
-    m = found[0]
-    return text[: m.start()] + f"{m.group('indent')}[{listed}]" + text[m.end() :]
+    return _one_line_replaced(
+        _GITLAB_MATRIX, text, "[" + ", ".join(f'"{m}"' for m in sorted(models)) + "]"
+    )
+
+
+# The axis's `name 'MODEL'` line and the `values '...', ...` line right after it.
+_JENKINS_MATRIX = re.compile(
+    r"^(?P<head>[ \t]*name 'MODEL'[ \t]*\n[ \t]*values )'[^'\n]*'(?:, *'[^'\n]*')*[ \t]*$",
+    re.MULTILINE,
+)
+
+
+def jenkins_matrix(text: str, models: list[str]) -> str | None:
+    """The ``Jenkinsfile`` with its MODEL axis's one ``values '...'`` line listing ``models``;
+    None when it has no such axis, or more than one. Model names are DNS labels: no quote to
+    escape in a single-quoted Groovy string."""
+    return _one_line_replaced(_JENKINS_MATRIX, text, ", ".join(f"'{m}'" for m in sorted(models)))
+
+
+def cloudbuild_triggers(model: str) -> tuple[str, str]:
+    """The two Cloud Build triggers of ``model`` (README, "CI: Jenkins and Cloud Build"), as
+    gcloud commands. A build runs one model, set by `_MODEL`, so each model has its own pair:
+    pushes to the primary branch run cloudbuild.yaml with the account that may read the
+    secrets; pull requests run cloudbuild-pr.yaml with one that can read none. The upper-case
+    words are the placeholders to fill in."""
+
+    def command(name: str, event: list[str], config: str) -> str:
+        return " \\\n    ".join(
+            [
+                f"gcloud builds triggers create github --name={name}-{model}",
+                "--repo-owner=OWNER --repo-name=REPO " + event[0],
+                *event[1:],
+                f"--build-config={config}",
+                f"--service-account=projects/PROJECT/serviceAccounts/{name}"
+                "@PROJECT.iam.gserviceaccount.com",
+                f"--substitutions=_MODEL={model},_REGISTRY=REGISTRY,_GITOPS_REMOTE=GITOPS_REMOTE",
+            ]
+        )
+
+    pull_request = [
+        "--pull-request-pattern='^main$'",
+        "--comment-control=COMMENTS_ENABLED_FOR_EXTERNAL_CONTRIBUTORS_ONLY",
+    ]
+    return (
+        command("mlops-main", ["--branch-pattern='^main$'"], "cloudbuild.yaml"),
+        command("mlops-pr", pull_request, "cloudbuild-pr.yaml"),
+    )

@@ -9,6 +9,7 @@ what init would write (a re-run) or --force says to replace it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,15 @@ from pipelines.core import render, scaffold
 from pipelines.errors import ConfigError, DataInvalid
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "scaffold"
-GITLAB_CI = ".gitlab-ci.yml"
+
+# The CI files that list the models, each with its rewrite and the line it rewrites: GitLab and
+# Jenkins read their model matrix from the file when the pipeline starts, not from models/
+# (GitHub's is built from models/*/ by its `models` job, and Cloud Build runs one model per
+# trigger).
+CI_MATRICES: tuple[tuple[str, Callable[[str, list[str]], str | None], str], ...] = (
+    (".gitlab-ci.yml", scaffold.gitlab_matrix, "`- MODEL: [...]` line"),
+    ("Jenkinsfile", scaffold.jenkins_matrix, "MODEL axis `values '...'` line"),
+)
 NAME = re.compile(DNS_LABEL)
 NAME_MAX = 40  # model.yaml's `name` limit: it prefixes Kubernetes names of up to 63
 
@@ -38,7 +47,7 @@ class InitResult:
     inferred: scaffold.Inferred
     written: bool
     tracked: dvc.Tracked | None = None
-    gitlab: str = ""  # what became of .gitlab-ci.yml's model matrix, in words
+    ci: tuple[str, ...] = ()  # what became of each CI file's model matrix, in words
 
 
 def _source(root: Path, data: str) -> Path:
@@ -143,7 +152,7 @@ def run(
         )
         if same:  # a re-run: at most the push again, which is idempotent
             tracked = dvc.track_source(root, data, dvc_remote) if in_dvc else None
-            return InitResult(folder, inferred, False, tracked, _gitlab_matrix(root))
+            return InitResult(folder, inferred, False, tracked, _ci_matrices(root))
         if not force:
             raise ConfigError(
                 f"{folder.relative_to(root)} exists and is not what init would write "
@@ -156,20 +165,25 @@ def run(
     with staged_dir(folder) as out:
         for filename, text in files.items():
             write_bytes(out / filename, text.encode("utf-8"))
-    return InitResult(folder, inferred, True, tracked, _gitlab_matrix(root))
+    return InitResult(folder, inferred, True, tracked, _ci_matrices(root))
 
 
-def _gitlab_matrix(root: Path) -> str:
-    """Add the model to GitLab's matrix: GitLab builds the pipeline from .gitlab-ci.yml alone,
-    so unlike GitHub's (from models/*/), its list of models is written out there."""
-    path = root / GITLAB_CI
+def _ci_matrices(root: Path) -> tuple[str, ...]:
+    """Add the model to each CI file's model matrix (CI_MATRICES), saying what became of it."""
+    return tuple(_ci_matrix(root, *entry) for entry in CI_MATRICES)
+
+
+def _ci_matrix(
+    root: Path, name: str, rewrite: Callable[[str, list[str]], str | None], line: str
+) -> str:
+    path = root / name
     if not path.is_file():
-        return f"no {GITLAB_CI}"
+        return f"no {name}"
     text = path.read_text(encoding="utf-8")
-    updated = scaffold.gitlab_matrix(text, model_names(root))
+    updated = rewrite(text, model_names(root))
     if updated is None:
-        return f"{GITLAB_CI} has no single `- MODEL: [...]` line: add the model to it by hand"
+        return f"{name} has no single {line}: add the model to it by hand"
     if updated == text:
-        return f"{GITLAB_CI} already lists it"
+        return f"{name} already lists it"
     write_text(path, updated)
-    return f"added to {GITLAB_CI}'s model matrix"
+    return f"added to {name}'s model matrix"

@@ -64,7 +64,12 @@ def fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tree(root: Path) -> dict[str, bytes]:
     return {
         str(p.relative_to(root)): p.read_bytes()
-        for p in [root / "dvc.yaml", root / ".gitlab-ci.yml", *sorted((root / "models").rglob("*"))]
+        for p in [
+            root / "dvc.yaml",
+            root / ".gitlab-ci.yml",
+            root / "Jenkinsfile",
+            *sorted((root / "models").rglob("*")),
+        ]
         if p.is_file()
     }
 
@@ -97,6 +102,10 @@ def test_init_writes_a_valid_model_and_its_dvc_stages(
     assert gitlab[".per_model"]["parallel"]["matrix"] == [
         {"MODEL": ["churn", "diabetes", "digits"]}
     ]
+    assert "init: added to Jenkinsfile's model matrix" in out
+    assert "values 'churn', 'diabetes', 'digits'\n" in (fork / "Jenkinsfile").read_text()
+    assert "git add models/churn dvc.yaml .gitlab-ci.yml Jenkinsfile" in out
+    assert "--substitutions=_MODEL=churn," in out  # its Cloud Build triggers
     stages = yaml.safe_load((fork / "dvc.yaml").read_text())["stages"]
     assert {"validate-churn", "train-churn", "evaluate-churn", "train-digits"} <= set(stages)
 
@@ -258,3 +267,16 @@ def test_init_with_dvc_but_no_remote_writes_nothing(
     assert "no default DVC remote is configured" in capsys.readouterr().err
     assert tree(fork) == before
     assert not (fork / "datasets/churn.csv.dvc").exists()
+
+
+def test_a_hand_edited_jenkins_matrix_is_reported_not_guessed(
+    fork: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jenkinsfile = fork / "Jenkinsfile"
+    edited = jenkinsfile.read_text().replace("values 'diabetes', 'digits'", "values MODELS")
+    jenkinsfile.write_text(edited)
+    assert main(["init", "churn", "--data", "datasets/churn.csv", "--label", "churned"]) == 0
+    out = capsys.readouterr().out
+    assert "init: Jenkinsfile has no single MODEL axis `values '...'` line: add the model" in out
+    assert jenkinsfile.read_text() == edited
+    assert "init: added to .gitlab-ci.yml's model matrix" in out

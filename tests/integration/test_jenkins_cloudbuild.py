@@ -6,6 +6,8 @@ and Cloud Build"):
   run test ... gate and the report with no credential; credentials are bound only in
   primary-branch stages that write; every `sh` is a literal make call whose targets exist;
   stage names are GitLab's job names; the rollback choices are the environments that exist;
+  the per-model stages run in a matrix over MODEL whose values are models/'s folders, as
+  GitLab's `.per_model`;
 - cloudbuild.yaml runs the same stages as make targets that exist, without a shell, with
   secrets from Secret Manager only in the steps that write; cloudbuild-pr.yaml, the pull
   requests' file, is its steps up to the report and holds no secret.
@@ -31,6 +33,7 @@ PARSER = ROOT / "scripts/ci-tools/jenkinsfile.groovy"
 CLOUDBUILD = ROOT / "cloudbuild.yaml"
 CLOUDBUILD_PR = ROOT / "cloudbuild-pr.yaml"
 ENVIRONMENTS = sorted(p.stem for p in (ROOT / "manifests/environments").glob("*.yaml"))
+MODELS = sorted(p.name for p in (ROOT / "models").iterdir() if p.is_dir())
 # The stages a change request runs; the rest need the primary branch.
 CHANGE_REQUEST_STAGES = ["test", "validate", "train", "gate"]
 WRITE_STAGES = {"release", "promote", *(f"rollback-{env}" for env in ENVIRONMENTS)}
@@ -49,14 +52,18 @@ def make_targets() -> set[str]:
 GITLAB_ONLY = {"baseline", "monitor", "retrain", "train-cluster"}
 
 
-def gitlab_job_names() -> list[str]:
+def gitlab_jobs() -> dict[str, Any]:
     data = yaml.safe_load((ROOT / ".gitlab-ci.yml").read_text())
     reserved = {"workflow", "variables", "stages", "default", "include"}
-    return [
-        name
-        for name in data
+    return {
+        name: job
+        for name, job in data.items()
         if name not in reserved and not name.startswith(".") and name not in GITLAB_ONLY
-    ]
+    }
+
+
+def gitlab_job_names() -> list[str]:
+    return list(gitlab_jobs())
 
 
 def groovy(*args: str) -> subprocess.CompletedProcess[str]:
@@ -100,13 +107,30 @@ def only(nodes: list[Any], name: str) -> dict[str, Any]:
     return found
 
 
-def stages(tree: list[Any]) -> dict[str, dict[str, Any]]:
+def top_stages(tree: list[Any]) -> list[dict[str, Any]]:
     pipeline = only(tree, "pipeline")
+    found: list[dict[str, Any]] = only(pipeline["body"], "stages")["body"]
+    assert all(stage["call"] == "stage" for stage in found), found
+    return found
+
+
+def matrix(tree: list[Any]) -> dict[str, Any]:
+    """The one matrix: the per-model stages."""
+    found: list[dict[str, Any]] = [
+        m for s in top_stages(tree) for m in s["body"] if m.get("call") == "matrix"
+    ]
+    (one,) = found
+    return one
+
+
+def stages(tree: list[Any]) -> dict[str, dict[str, Any]]:
+    """Every stage that runs steps, by name, in order: the matrix's stages where it stands."""
     result = {}
-    for stage in only(pipeline["body"], "stages")["body"]:
-        assert stage["call"] == "stage", stage
-        (name,) = stage["args"]
-        result[name] = stage
+    for stage in top_stages(tree):
+        inner = [m for m in stage["body"] if m.get("call") == "matrix"]
+        for s in only(inner[0]["body"], "stages")["body"] if inner else [stage]:
+            (name,) = s["args"]
+            result[name] = s
     return result
 
 
@@ -162,6 +186,50 @@ def test_the_jenkinsfile_parses_and_a_broken_one_does_not(tmp_path: Path) -> Non
 
 def test_stage_names_are_gitlabs_job_names(tree: list[Any]) -> None:
     assert list(stages(tree)) == gitlab_job_names()
+
+
+def test_every_model_runs_the_per_model_stages_as_gitlab_does(tree: list[Any]) -> None:
+    """One cell per model folder (GitLab's `.per_model` list; `mlops init` adds a new model to
+    both), running exactly the stages GitLab runs per model, each cell's stashes its own."""
+    cells = matrix(tree)
+    (axis,) = only(cells["body"], "axes")["body"]
+    assert only(axis["body"], "name")["args"] == ["MODEL"]
+    assert only(axis["body"], "values")["args"] == MODELS, (
+        f"the Jenkinsfile's MODEL axis must list exactly the model folders {MODELS}"
+    )
+    per_model = [
+        name for name, job in gitlab_jobs().items() if ".per_model" in (job.get("extends") or [])
+    ]
+    inner = only(cells["body"], "stages")["body"]
+    assert [s["args"][0] for s in inner] == per_model
+    # The cells share the build's stashes: a stage hands the next stage of its own model only.
+    for stage in inner:
+        for step in [*calls([stage], "stash"), *calls([stage], "unstash")]:
+            # stash name: ..., ... or unstash ...
+            name = step["args"][0].get("name", step["args"][0])
+            # Groovy's text of "gate-${env.MODEL}".
+            assert re.fullmatch(r"[a-z]+-\$env\.MODEL", name.get("gstring", "")), step
+    # The matrix itself binds nothing: credentials stay in the stages that write.
+    outside = [n for n in cells["body"] if n.get("call") != "stages"]
+    assert not bound_credentials({"body": outside})
+
+
+def test_a_person_can_run_one_model_and_a_mistyped_one_fails(tree: list[Any]) -> None:
+    """Builds run every model; "Build with Parameters" with ALL_MODELS unticked runs MODEL's
+    cell only. MODEL is checked first, so a typo fails the build rather than match no cell."""
+    pipeline = only(tree, "pipeline")
+    params = {c["call"]: c["args"][0] for c in only(pipeline["body"], "parameters")["body"]}
+    assert params["booleanParam"] == {
+        "name": "ALL_MODELS",
+        "defaultValue": True,
+        "description": params["booleanParam"]["description"],
+    }
+    assert params["string"]["name"] == "MODEL"
+    assert params["string"]["defaultValue"] in MODELS
+    assert condition(matrix(tree)) == (
+        "when anyOf expression (params.ALL_MODELS != false) expression (params.MODEL == env.MODEL)"
+    )
+    assert shell_lines(top_stages(tree)[0]) == ["make check-inputs", "make test"]
 
 
 def test_every_shell_line_is_a_literal_make_call_of_existing_targets(tree: list[Any]) -> None:
@@ -362,6 +430,17 @@ def test_the_pull_request_file_is_the_first_steps_and_holds_no_secret() -> None:
     assert not any("secretEnv" in step for step in pr["steps"])
     text = CLOUDBUILD_PR.read_text()
     assert "registry-login" not in text
+
+
+def test_the_readme_gives_a_models_triggers_as_init_prints_them() -> None:
+    """Cloud Build runs one model per build: one pair of triggers per model, `_MODEL` set."""
+    from pipelines.core.scaffold import cloudbuild_triggers
+
+    readme = (ROOT / "README.md").read_text()
+    for command in cloudbuild_triggers("digits"):
+        assert command in readme
+    for path in (CLOUDBUILD, CLOUDBUILD_PR):
+        assert "MODEL=${_MODEL}" in cloudbuild(path)["options"]["env"]
 
 
 def test_check_inputs_refuses_a_bad_substitution() -> None:

@@ -182,3 +182,35 @@ def test_the_gitlab_matrix_lists_every_model() -> None:
     assert gitlab_matrix(out, ["churn", "digits", "no"]) == out
     assert gitlab_matrix("jobs: {}\n", ["digits"]) is None
     assert gitlab_matrix(text + "      - MODEL: [x]\n", ["digits"]) is None
+
+
+def test_the_jenkins_matrix_lists_every_model() -> None:
+    from pipelines.core.scaffold import jenkins_matrix
+
+    axis = "        axis {\n          name 'MODEL'\n          values 'digits'\n        }\n"
+    text = "    string(name: 'MODEL', defaultValue: 'digits')\n" + axis + "  other\n"
+    out = jenkins_matrix(text, ["digits", "churn", "no"])
+    assert out == text.replace("values 'digits'", "values 'churn', 'digits', 'no'")
+    assert jenkins_matrix(out, ["churn", "digits", "no"]) == out
+    # No MODEL axis (the parameter alone is not one), or two: the caller says so, not guess.
+    assert jenkins_matrix("    string(name: 'MODEL', defaultValue: 'digits')\n", ["x"]) is None
+    assert jenkins_matrix(text + axis, ["digits"]) is None
+    # Values on a line of their own shape only: a hand-made list is left to its author.
+    assert jenkins_matrix(text.replace("'digits'\n", "['digits']\n"), ["digits"]) is None
+
+
+def test_the_cloudbuild_triggers_of_a_model() -> None:
+    from pipelines.core.scaffold import cloudbuild_triggers
+
+    main, pull_requests = cloudbuild_triggers("churn")
+    for command, config in ((main, "cloudbuild.yaml"), (pull_requests, "cloudbuild-pr.yaml")):
+        words = command.replace("\\\n", " ").split()
+        assert words[:4] == ["gcloud", "builds", "triggers", "create"]
+        assert f"--build-config={config}" in words
+        assert (
+            "--substitutions=_MODEL=churn,_REGISTRY=REGISTRY,_GITOPS_REMOTE=GITOPS_REMOTE" in words
+        )
+    assert "--branch-pattern='^main$'" in main
+    assert "mlops-main@" in main
+    assert "--pull-request-pattern='^main$'" in pull_requests
+    assert "mlops-pr@" in pull_requests
