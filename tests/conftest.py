@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipelines.adapters.workers import usable_cpus
+
 ROOT = Path(__file__).resolve().parents[1]
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "mlops-tests",
@@ -70,6 +72,10 @@ def edit_model_yaml(root: Path, changes: Mapping[str, object], model: str = "dig
 
 
 FAST_TRAINING = {"training.epochs": 4}
+
+needs_two_cpus = pytest.mark.skipif(
+    usable_cpus() < 2, reason="two training workers need two CPUs; this machine has one"
+)
 
 
 @contextlib.contextmanager

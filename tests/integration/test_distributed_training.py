@@ -15,15 +15,10 @@ import pytest
 
 from pipelines import evidence
 from pipelines.adapters.artifacts import sha256_file
-from pipelines.adapters.workers import usable_cpus
 from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.stages import evaluate, gate
-from tests.conftest import edit_model_yaml
-
-needs_two_cpus = pytest.mark.skipif(
-    usable_cpus() < 2, reason="two training workers need two CPUs; this machine has one"
-)
+from tests.conftest import edit_model_yaml, needs_two_cpus
 
 
 @needs_two_cpus

@@ -16,7 +16,7 @@ import pytest
 from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.stages import evaluate, ingest, train, validate
-from tests.conftest import copy_repo, edit_model_yaml
+from tests.conftest import copy_repo, edit_model_yaml, needs_two_cpus
 
 MODEL = "diabetes"
 
@@ -155,6 +155,35 @@ def test_a_target_in_other_units_is_caught_by_the_model_s_suite(
     assert main(["validate", "--model", MODEL]) == 1
     err = capsys.readouterr().err
     assert "progression: expect_column_mean_to_be_between" in err
+
+
+def test_a_regressor_is_tuned_by_its_validation_loss(
+    repo: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    space = {"learning_rate": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}
+    tuning = {"space": space, "metric": "val_loss", "trials": 2, "seed": 0}
+    edit_model_yaml(repo, {"tuning": tuning, "training.epochs": 5}, MODEL)
+    assert main(["tune", "--model", MODEL]) == 0, capsys.readouterr().err
+    assert f"wrote models/{MODEL}/tuned.yaml" in capsys.readouterr().out
+    record = json.loads(art(repo, "tune/tuning.json").read_text())
+    assert record["metric"] == "val_loss"
+    assert record["direction"] == "minimize"
+    ws = load_model(repo, MODEL)
+    assert ws.tuned is not None
+    assert ws.tuned.metric == "val_loss"
+    assert ws.tuned.direction == "minimize"
+
+
+@needs_two_cpus
+def test_two_workers_train_a_regressor(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The workers share float targets (tf.data) and the chief exports the rescaled model."""
+    edit_model_yaml(repo, {"training.epochs": 20}, MODEL)
+    assert main(["train", "--model", MODEL, "--workers", "2"]) == 0
+    assert "val mae" in capsys.readouterr().out
+    history = json.loads(art(repo, "train/history.json").read_text())
+    assert len(history["val_mae"]) == 20
+    ws = load_model(repo, MODEL)
+    assert evaluate.run(ws).metrics.headline()["r2"] > 0.2
 
 
 def test_an_architecture_without_one_output_is_refused(
