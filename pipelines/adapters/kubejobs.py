@@ -3,13 +3,16 @@
 A Job's pod template cannot be changed once created, and a finished Job would not run again:
 applying one means deleting the previous Job of that name (its pods with it) and creating it
 anew. A Service is created, or replaced in place. Every request has a timeout; the credential
-is the kubeconfig (KUBECONFIG, as the client reads it) or the pod's service account.
+is the kubeconfig (KUBECONFIG, else ~/.kube/config) or, in a pod, its service account.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pipelines.config import read_settings
@@ -21,23 +24,60 @@ DELETE_TIMEOUT_S = 120.0
 
 
 def connect() -> Any:
-    """An API client for the current kube context, or the pod's service account."""
-    try:
-        from kubernetes import client, config
+    """An API client for the configured kubeconfig, else (in a pod) its service account.
 
+    A kubeconfig that is configured but does not load is that error, not a reason to try the
+    service account: falling back would hide a typo'd path or a malformed file behind "not in
+    a cluster"."""
+    from kubernetes import client, config
+
+    settings = read_settings()
+    files = settings.kubeconfig_files
+    if files:
+        _load_kubeconfig(config, files)
+    elif settings.kubernetes_service_host:
         try:
-            config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=read_settings().kubeconfig or None
-            )
-        except Exception:  # no kubeconfig: perhaps this runs inside a pod
             config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except Exception as exc:  # every failure here means "no cluster to talk to"
-        raise InfraError(
-            f"no Kubernetes credentials: {type(exc).__name__}: {str(exc)[:200]}",
+        except Exception as exc:
+            raise ConfigError(
+                "no kubeconfig is configured and the pod's service account does not load: "
+                f"{type(exc).__name__}: {str(exc)[:200]}",
+                hint="mount the service account token (automountServiceAccountToken), or "
+                "point KUBECONFIG at a kubeconfig for the training cluster",
+            ) from None
+    else:
+        raise ConfigError(
+            "no Kubernetes credentials: KUBECONFIG is unset, there is no ~/.kube/config, and "
+            "this is not a pod (KUBERNETES_SERVICE_HOST is unset)",
             hint="point KUBECONFIG at a kubeconfig for the training cluster (CI: the "
             "environment's secret), or run inside the cluster",
-        ) from None
+        )
     return client
+
+
+def _load_kubeconfig(config: Any, files: Sequence[Path]) -> None:
+    names = ", ".join(str(f) for f in files)
+    if not any(f.exists() for f in files):  # the client would skip them and say only "no config"
+        raise ConfigError(
+            f"KUBECONFIG names {names}: no such file",
+            hint="point KUBECONFIG at the training cluster's kubeconfig file",
+        )
+    try:
+        joined = os.pathsep.join(str(f) for f in files)
+        config.load_kube_config(config_file=joined)
+    except Exception as exc:
+        raise ConfigError(
+            f"the kubeconfig {names} does not load: {type(exc).__name__}: "
+            f"{_without_entries(str(exc))[:300]}",
+            hint=f"fix it (`kubectl config view --kubeconfig {files[0]}` shows how kubectl "
+            "reads it), or point KUBECONFIG at the training cluster's kubeconfig",
+        ) from None
+
+
+def _without_entries(message: str) -> str:
+    """The client names a kubeconfig entry by its dict's repr, which for a user holds the
+    credential (token, password, key): such an entry shows as {...}."""
+    return re.sub(r"\{.*\}", "{...}", message, flags=re.DOTALL)
 
 
 def apply(

@@ -94,9 +94,12 @@ class Settings:
     # --- multi-worker training ------------------------------------------------------------
     tf_config: str  # TF_CONFIG: this process is one worker of a cluster (`mlops train --worker`)
     job_completion_index: str  # JOB_COMPLETION_INDEX: the pod's index in an Indexed Job
-    # KUBECONFIG: the kubeconfig(s) `mlops cluster-job` applies with (the client's own default,
-    # ~/.kube/config, when unset); read here because the client reads it once, at its import
+    # KUBECONFIG: the kubeconfig(s) `mlops cluster-job` applies with (see kubeconfig_files);
+    # read here because the client reads it once, at its import
     kubeconfig: str
+    # KUBERNETES_SERVICE_HOST: set in every pod, so this runs in a cluster and its service
+    # account is the credential when no kubeconfig is configured
+    kubernetes_service_host: str
     # MLOPS_DVC_CREDENTIALS: base64 of a .dvc/config.local holding a READ-only credential for
     # the DVC remote (`mlops data pull` writes it for the pull's duration only); base64 so that
     # GitLab can mask it (a masked variable is one line)
@@ -145,6 +148,15 @@ class Settings:
     def cache_home(self) -> Path:
         """XDG_CACHE_HOME, else ~/.cache."""
         return Path(self.xdg_cache_home or Path.home() / ".cache")
+
+    @property
+    def kubeconfig_files(self) -> list[Path]:
+        """The kubeconfig files configured: KUBECONFIG's list (os.pathsep-separated, as kubectl
+        reads it), else ~/.kube/config if it exists, else none."""
+        if self.kubeconfig:
+            return [Path(p).expanduser() for p in self.kubeconfig.split(os.pathsep) if p]
+        default = Path.home() / ".kube" / "config"
+        return [default] if default.exists() else []
 
     @property
     def tokens(self) -> tuple[SecretStr | None, ...]:
@@ -200,6 +212,7 @@ def read_settings(env: Mapping[str, str] | None = None) -> Settings:
         tf_config=text("TF_CONFIG"),
         job_completion_index=text("JOB_COMPLETION_INDEX"),
         kubeconfig=text("KUBECONFIG"),
+        kubernetes_service_host=text("KUBERNETES_SERVICE_HOST"),
         # Empty is unset, as for the others: GitHub passes an unset `vars.REGISTRY` as "", and
         # gitops.yaml's registry (what `mlops configure` wrote) must then apply.
         registry=(text("REGISTRY") or DEFAULT_REGISTRY).rstrip("/"),

@@ -83,6 +83,70 @@ def test_an_unreachable_cluster_is_exit_3(
     assert "not-a-real-token" not in err
 
 
+# A user entry with its token one level too high: the client's error names the entry by its
+# dict, token included.
+MISPLACED_TOKEN = """\
+apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, token: not-a-real-token}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+"""
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            MISPLACED_TOKEN,
+            "the kubeconfig {path} does not load: ConfigException: Invalid kube-config file. "
+            "Expected key user in {path}/{{...}}",
+        ),
+        (
+            "users: [{name: u, user: {token: not-a-real-token\n",
+            "the kubeconfig {path} does not load: ParserError",
+        ),
+        (None, "KUBECONFIG names {path}: no such file"),
+    ],
+    ids=["malformed", "not-yaml", "missing"],
+)
+def test_a_kubeconfig_that_does_not_load_is_named_not_bypassed(
+    repo: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    content: str | None,
+    says: str,
+) -> None:
+    set_image(repo)
+    assert main(["render"]) == 0
+    capsys.readouterr()
+    kubeconfig = repo.parent / "kubeconfig"
+    if content is not None:
+        kubeconfig.write_text(content)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    # Inside a pod, as CI's runner may be: the service account must not stand in for it.
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "1")
+    assert main(["cluster-job", "--job", "train"]) == 2
+    err = capsys.readouterr().err
+    assert says.format(path=kubeconfig) in err
+    assert "service account" not in err
+    assert "not-a-real-token" not in err
+
+
+def test_without_kubeconfig_or_pod_there_are_no_credentials(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_image(repo)
+    assert main(["render"]) == 0
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("HOME", str(repo.parent))  # no ~/.kube/config
+    assert main(["cluster-job", "--job", "train"]) == 2
+    assert "no Kubernetes credentials: KUBECONFIG is unset" in capsys.readouterr().err
+
+
 def test_an_unknown_job_is_a_usage_error(repo: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["cluster-job", "--job", "deploy"])
