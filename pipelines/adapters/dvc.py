@@ -199,29 +199,59 @@ def track_source(root: Path, path: str, remote: str | None = None) -> Tracked:
     default remote when None); what `mlops init` and `mlops data track` call.
 
     Writes ``PATH.dvc`` (commit it) and a ``.gitignore`` entry beside the file (core.no_scm:
-    DVC does not touch .gitignore here), so the table itself never reaches git. A push that
-    fails restores the pointer as it was (exit 3), so nothing claims a version the remote
-    does not hold; running it again retries.
+    DVC does not touch .gitignore here), so the table itself never reaches git. Any failure
+    once DVC may have rewritten the pointer (the add, the push, its deadline, Ctrl-C) restores
+    the pointer as it was, so nothing claims a version the remote does not hold; running it
+    again retries.
     """
     target = _source_file(root, path)
     name = default_remote(root, remote)
     pointer = root / dvc_file(path)
     before = pointer.read_bytes() if pointer.is_file() else None
-    with _repo(root) as repo:
-        repo.add(path)
-    done = _dvc(root, ["push", "--remote", name, "--", dvc_file(path)], f"pushing {path}")
-    if done.returncode != 0:
-        if before is None:
-            pointer.unlink(missing_ok=True)
-        else:
-            pointer.write_bytes(before)
-        raise InfraError(
-            f"cannot push {path} to the DVC remote {name!r}: {_last_error(done)}",
-            hint=f"check that the remote is reachable and writable from here; {_CREDENTIAL_HINT}",
-        )
+    try:
+        _record(root, path)
+        done = _dvc(root, ["push", "--remote", name, "--", dvc_file(path)], f"pushing {path}")
+        if done.returncode != 0:
+            raise InfraError(
+                f"cannot push {path} to the DVC remote {name!r}: {_last_error(done)}",
+                hint=f"check that the remote is reachable and writable from here; "
+                f"{_CREDENTIAL_HINT}",
+            )
+    except BaseException:  # Ctrl-C included: a half-done track must not leave a new pointer
+        _restore(pointer, before)
+        raise
     _ignore(target)
     outs = yaml.safe_load(pointer.read_text())["outs"][0]
     return Tracked(path, dvc_file(path), str(outs["md5"]), name)
+
+
+def _record(root: Path, path: str) -> None:
+    """`dvc add PATH`; what DVC refuses (a corrupt pointer, overlapping outputs) is a usage
+    error, a cache it cannot write exit 3, neither a bug in mlops."""
+    from dvc.exceptions import DvcException
+
+    try:
+        with _repo(root) as repo:
+            repo.add(path)
+    except DvcException as exc:
+        raise ConfigError(
+            f"DVC cannot record {path}: {_scrub(str(exc))}",
+            hint=f"`dvc add {path}` shows DVC's own account; a damaged {dvc_file(path)} can "
+            "be restored from git",
+        ) from None
+    except OSError as exc:
+        raise InfraError(
+            f"DVC cannot record {path} in its cache: {type(exc).__name__}: {exc}",
+            hint="the DVC cache (.dvc/cache, or `dvc cache dir`) must be a writable folder "
+            "with room for the file; fix it and re-run",
+        ) from None
+
+
+def _restore(pointer: Path, before: bytes | None) -> None:
+    if before is None:
+        pointer.unlink(missing_ok=True)
+    else:
+        pointer.write_bytes(before)
 
 
 def _source_file(root: Path, path: str) -> Path:

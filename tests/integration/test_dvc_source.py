@@ -134,6 +134,43 @@ def test_a_failed_push_leaves_no_pointer(
     assert not (root / "datasets/.gitignore").exists()
 
 
+def changed_after_tracking(root: Path) -> bytes:
+    """Track the table, then change it: the pointer a failed re-track must leave as it is."""
+    assert main_in(root, "data", "track", SOURCE) == 0
+    with (root / SOURCE).open("a") as table:
+        table.write(",".join(["0"] * 65) + "\n")
+    return (root / f"{SOURCE}.dvc").read_bytes()
+
+
+def test_a_cache_dvc_cannot_write_is_exit_3_and_keeps_the_pointer(
+    root: Path, remote: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pointer = changed_after_tracking(root)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    dvc(root, "cache", "dir", str(blocker / "cache"))
+    capsys.readouterr()
+    assert main_in(root, "data", "track", SOURCE) == 3
+    err = capsys.readouterr().err
+    assert f"DVC cannot record {SOURCE} in its cache: NotADirectoryError" in err
+    assert "internal error" not in err
+    assert (root / f"{SOURCE}.dvc").read_bytes() == pointer
+    assert len(objects(remote)) == 1
+
+
+def test_a_damaged_pointer_is_a_usage_error_and_stays_as_it_is(
+    root: Path, remote: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damaged = b"outs: [ {\n"
+    (root / f"{SOURCE}.dvc").write_bytes(damaged)
+    assert main_in(root, "data", "track", SOURCE) == 2
+    err = capsys.readouterr().err
+    assert f"DVC cannot record {SOURCE}: unable to read: '{SOURCE}.dvc'" in err
+    assert "restored from git" in err
+    assert (root / f"{SOURCE}.dvc").read_bytes() == damaged
+    assert not objects(remote)
+
+
 def test_a_file_absent_from_the_remote_is_exit_3(
     root: Path, remote: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
