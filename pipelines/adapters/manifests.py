@@ -4,9 +4,8 @@ every custom kind: Argo CD, Flux, and any other listed there)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import shutil
-import tempfile
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.adapters.artifacts import write_text
+from pipelines.adapters.artifacts import staged_dir, write_text
 from pipelines.core import crd
 from pipelines.core.policy import Violation
 from pipelines.errors import ConfigError
@@ -41,26 +40,19 @@ def read_tree(base: Path) -> dict[str, str]:
     }
 
 
-def replace_tree(base: Path, files: Mapping[str, str]) -> None:
-    """Make ``base`` hold exactly ``files``, swapping the folder in whole (nothing half-written,
-    and objects no longer rendered disappear)."""
-    base.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=base.parent, prefix=f".{base.name}.new."))
-    try:
-        for rel, text in files.items():
-            write_text(stage / rel, text)
-        for d in [stage, *stage.rglob("*")]:
-            if d.is_dir():
-                d.chmod(0o755)
-        old = base.parent / f".{base.name}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if base.exists():
-            base.replace(old)
-        stage.replace(base)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+def replace_trees(trees: Mapping[Path, Mapping[str, str]]) -> None:
+    """Make each folder hold exactly its files (objects no longer rendered disappear), all of
+    them or none: every folder is written in full beside its place first, and they are swapped
+    in only once all are written, so a failure part-way (disk full, a folder not writable)
+    leaves every folder as it was."""
+    with contextlib.ExitStack() as stack:
+        for base, files in trees.items():
+            stage = stack.enter_context(staged_dir(base))
+            for rel, text in files.items():
+                write_text(stage / rel, text)
+            for d in stage.rglob("*"):
+                if d.is_dir():
+                    d.chmod(0o755)  # as staged_dir's own: rendered files are for others to read
 
 
 def parse(text: str) -> dict[str, Any]:

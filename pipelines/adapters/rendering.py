@@ -238,17 +238,19 @@ def write(
     manifest_dir: Path, files: Mapping[str, str], env: str | None = None, controllers: bool = False
 ) -> None:
     """Replace the owned folders of ``manifest_dir`` (all, or ``env``'s and, with
-    ``controllers``, the controller objects) with ``files``. A folder that resolves elsewhere
-    (a symlink in a checkout) is refused before anything is written."""
+    ``controllers``, the controller objects) with ``files``, all of them or none. A folder that
+    resolves elsewhere (a symlink in a checkout) is refused before anything is written."""
     require_rendered(files, env)
     for folder in owned(env, controllers):
         inside(manifest_dir, manifest_dir / folder, "the rendered folder")
-    for folder in owned(env, controllers):
-        prefix = f"{folder}/"
-        manifests.replace_tree(
-            manifest_dir / folder,
-            {k[len(prefix) :]: v for k, v in files.items() if k.startswith(prefix)},
-        )
+    manifests.replace_trees(
+        {
+            manifest_dir / folder: {
+                k[len(f"{folder}/") :]: v for k, v in files.items() if k.startswith(f"{folder}/")
+            }
+            for folder in owned(env, controllers)
+        }
+    )
 
 
 def require_rendered(files: Mapping[str, str], env: str | None) -> None:

@@ -4,13 +4,15 @@ It sets ``repo_url`` and ``registry`` in manifests/gitops.yaml (comments kept), 
 production's paths in CODEOWNERS (the provider's file, and every other one that exists), and
 re-renders manifests/ so that the controller objects fetch the fork's GitOps repository. Every
 value is checked and everything is rendered and validated in memory first: a bad value writes
-nothing. Each file is replaced atomically, and only when its bytes change, so a second run with
-the same values changes nothing, and a run with other values replaces the earlier ones.
+nothing. Then the rendered folders are replaced (all together), then each file atomically, only
+when its bytes change, so a second run with the same values changes nothing, and a run with
+other values replaces the earlier ones. A write that fails puts back what the others replaced:
+the placeholders and the rendered files never disagree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +83,31 @@ def run(
     on_disk = render.on_disk(manifests)
     stale = plan.changes(on_disk, rendering.files) + sorted(set(on_disk) - set(rendering.files))
     changed = plan.changes(before, after)
-    for rel in changed:
-        write_text(root / rel, after[rel])
-    if stale:
-        render.write(manifests, rendering.files)
+    try:
+        # The rendered folders first: their own checks (a folder that leads outside) come
+        # before anything is written, and they are replaced all together or not at all.
+        if stale:
+            render.write(manifests, rendering.files)
+        for rel in changed:
+            write_text(root / rel, after[rel])
+    except BaseException:  # Ctrl-C included: the placeholders and the rendered files go together
+        _put_back(root, {rel: before[rel] for rel in changed}, manifests, on_disk)
+        raise
     return ConfigureResult(values, changed + [f"manifests/{p}" for p in stale], len(stale))
+
+
+def _put_back(
+    root: Path, files: Mapping[str, str | None], manifests: Path, rendered: Mapping[str, str]
+) -> None:
+    """Restore what a failed write replaced: each file as it was (gone if it was absent), and
+    the rendered folders if they no longer hold what they held."""
+    for rel, text in files.items():
+        path = root / rel
+        now = path.read_text(encoding="utf-8") if path.is_file() else None
+        if now != text:
+            if text is None:
+                path.unlink()
+            else:
+                write_text(path, text)
+    if render.on_disk(manifests) != rendered:
+        render.write(manifests, rendered)

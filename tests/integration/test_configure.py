@@ -5,6 +5,8 @@ refused while the template's placeholders remain, and lands once the fork is con
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -168,6 +170,45 @@ def test_a_codeowners_that_leads_outside_the_repository_is_refused(
     assert ".github/CODEOWNERS" in capsys.readouterr().err
     assert sentinel.read_text() == "keep\n"
     assert status(fork) == ""
+
+
+def tree_hash(root: Path) -> str:
+    """Every file's path and bytes but git's own (a symlink as its target): what a failed
+    configure must leave as it was."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".git" or not (path.is_file() or path.is_symlink()):
+            continue
+        digest.update(str(rel).encode())
+        digest.update(str(path.readlink()).encode() if path.is_symlink() else path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_a_rendered_folder_that_leads_outside_writes_nothing(
+    fork: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flux = fork / "manifests" / "controllers" / "flux"
+    outside = tmp_path / "flux"
+    shutil.copytree(flux, outside)
+    shutil.rmtree(flux)
+    flux.symlink_to(outside)
+    before, outside_before = tree_hash(fork), tree_hash(outside)
+    assert main(["configure", "--repo-url", REPO_URL, "--registry", "r.io", "--owners", "@a"]) == 2
+    assert "resolves to" in capsys.readouterr().err
+    assert tree_hash(fork) == before
+    assert tree_hash(outside) == outside_before
+
+
+def test_a_file_that_cannot_be_written_puts_back_the_others(fork: Path) -> None:
+    # GitLab's CODEOWNERS is a folder: it is written after the rendered folders and GitHub's
+    # CODEOWNERS, which must then be as they were.
+    (fork / ".gitlab" / "CODEOWNERS").mkdir(parents=True)
+    (fork / ".gitlab" / "CODEOWNERS" / "README").write_text("not a CODEOWNERS file\n")
+    before = tree_hash(fork)
+    args = ["--repo-url", REPO_URL, "--registry", "r.io", "--owners", "@a", "--provider", "gitlab"]
+    assert main(["configure", *args]) == 70
+    assert tree_hash(fork) == before
 
 
 def test_a_release_to_another_remote_is_refused_until_configured(
