@@ -51,17 +51,15 @@ def _describe(slot: ModelSlot, color: str | None, stamp: str) -> str:
 
 
 def _kube() -> tuple[Any, str]:
-    """(client module, '') with a usable context, else (None, why not)."""
-    try:
-        from kubernetes import client, config
+    """(client module, '') with a usable context, else (None, why not): the same connection
+    as the cluster jobs', so a kubeconfig that does not load is named, not taken for "not in a
+    cluster"."""
+    from pipelines.adapters import kubejobs
 
-        try:
-            config.load_kube_config()  # type: ignore[no-untyped-call]
-        except Exception:  # no kubeconfig: maybe we run inside a pod
-            config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except Exception as exc:  # every failure here means "no cluster to compare with"
-        return None, f"no kube context ({type(exc).__name__})"
-    return client, ""
+    try:
+        return kubejobs.connect(), ""
+    except ConfigError as exc:  # status still shows git's side; the column says why not live
+        return None, f"no kube context: {exc}"
 
 
 def live_state(

@@ -496,6 +496,19 @@ def test_status_without_a_provider_token_still_shows_git(
     assert "open requests not checked: the github provider needs GITHUB_TOKEN" in out
 
 
+def test_status_names_a_kubeconfig_that_does_not_load_and_still_shows_git(
+    root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    release(root, 1)
+    monkeypatch.setenv("KUBECONFIG", str(root / "no-such-kubeconfig"))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")  # not taken for "in a pod"
+    assert main_in(root, "status") == 0
+    out = capsys.readouterr().out
+    assert "| staging     | digits | digits-000000000001 (blue" in out
+    assert "no kube context: KUBECONFIG names" in out
+    assert "no-such-kubeconfig: no such file" in out
+
+
 def test_tokens_never_appear_in_errors(
     root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
