@@ -13,17 +13,22 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import pipelines
 from pipelines.core.distribution import local_cluster
 from pipelines.errors import InfraError
 
-# How long a stopped worker may take to exit on SIGTERM before it is killed.
+# How long stopped workers may take to exit on SIGTERM before they are killed.
 STOP_TIMEOUT_S = 10.0
 TAIL_LINES = 15
+
+# A worker process: train's are commands (Popen), tune's spawned Python processes.
+Worker = subprocess.Popen[str] | BaseProcess
 
 
 @dataclass(frozen=True)
@@ -38,9 +43,14 @@ class WorkerFailure:
     @property
     def cause(self) -> str:
         """The cause, as "exit code N" or "killed by signal N"."""
-        if self.returncode < 0:
-            return f"killed by signal {-self.returncode}"
-        return f"exit code {self.returncode}"
+        return exit_cause(self.returncode)
+
+
+def exit_cause(returncode: int) -> str:
+    """A process's exit status (negative: the signal) as "exit code N" or "killed by signal N"."""
+    if returncode < 0:
+        return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
 
 
 def usable_cpus() -> int:
@@ -84,7 +94,7 @@ def run_local(
             lines.put((index, line.rstrip("\n")))
         lines.put((index, None))
 
-    restore = _stop_on_sigterm()
+    restore = stop_on_sigterm("training", "no model was written", hint="re-run `mlops train`")
     try:
         for i in range(workers):
             # The environment is handed on, with the worker's own TF_CONFIG, and this
@@ -129,22 +139,25 @@ def run_local(
                 proc.wait()
         return failure or _first_failure(procs, tails)
     finally:
-        _stop(procs)
+        stop(procs)
         restore()
 
 
-def _stop_on_sigterm() -> Callable[[], None]:
-    """While the workers run, SIGTERM (a cancelled CI job, `kill`) raises InfraError in this
-    process, so that the workers are stopped too rather than left training without it.
-    Returns what puts the previous handler back. Only the main thread may set handlers."""
+def stop_on_sigterm(what: str, aftermath: str, hint: str) -> Callable[[], None]:
+    """While workers run, SIGTERM (a cancelled CI job, `kill`) raises InfraError in this
+    process ("<what> stopped: ...; its workers were stopped; <aftermath>"), so that the caller
+    stops the workers too rather than leaving them running without it. Returns what puts the
+    previous handler back. Only the main thread may set handlers."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def terminated(signum: int, _frame: object) -> None:
+        # Once: a second SIGTERM must not interrupt the stopping of the workers.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise InfraError(
-            f"training stopped: mlops received signal {signum}; its workers were stopped and "
-            "no model was written",
-            hint="re-run `mlops train`",
+            f"{what} stopped: mlops received signal {signum}; its workers were stopped; "
+            f"{aftermath}",
+            hint=hint,
         )
 
     previous = signal.signal(signal.SIGTERM, terminated)
@@ -165,16 +178,28 @@ def _first_failure(
     return None
 
 
-def _stop(procs: Sequence[subprocess.Popen[str]]) -> None:
-    """Stop every worker still running: SIGTERM, then SIGKILL after STOP_TIMEOUT_S."""
+def stop(procs: Sequence[Worker]) -> None:
+    """Stop every worker still running: SIGTERM, then SIGKILL to those still running
+    STOP_TIMEOUT_S later (one deadline for all, not one per worker)."""
     for proc in procs:
-        if proc.poll() is None:
+        if not _ended(proc, 0):
             proc.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_S
     for proc in procs:
-        try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
+        if not _ended(proc, max(0.0, deadline - time.monotonic())):
             proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
+            _ended(proc, None)
+        if isinstance(proc, subprocess.Popen) and proc.stdout is not None:
             proc.stdout.close()
+
+
+def _ended(proc: Worker, timeout: float | None) -> bool:
+    """Whether ``proc`` exited (and was reaped) within ``timeout`` seconds (None: waits)."""
+    if isinstance(proc, subprocess.Popen):
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+    proc.join(timeout)
+    return proc.exitcode is not None

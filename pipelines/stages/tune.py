@@ -11,9 +11,9 @@ stage reads over model.yaml's `training` (so DVC re-runs train when they change)
 from __future__ import annotations
 
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import signal
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -128,24 +128,68 @@ def run(
         if start:
             study.enqueue_trial(start, skip_if_exists=True)
     if workers == 1:
-        _raise(_work(search, 0))
+        _optimize(search, 0)
     else:
-        # This process is worker 0, K-1 spawned processes the others (spawn, not fork:
-        # TensorFlow's threads do not survive a fork), so only K-1 pay a fresh start-up.
-        context = multiprocessing.get_context("spawn")
-        try:
-            with ProcessPoolExecutor(workers - 1, mp_context=context) as pool:
-                others = pool.map(_work, [search] * (workers - 1), range(1, workers))
-                outcomes = [_work(search, 0), *others]
-        except BrokenProcessPool:
-            raise InfraError(
-                "a tuning worker process died (killed, or out of memory)",
-                hint=f"re-run `mlops tune`: the study resumes, and the dead worker's trial is "
-                f"retried once its heartbeat is {cfg.grace_s} s old; tuned.yaml was not written",
-            ) from None
-        for outcome in outcomes:
-            _raise(outcome)
+        _optimize_together(search, workers, cfg)
+    # Only now, every worker done: a stopped or failed run writes no tuned.yaml nor record.
     return _conclude(ws, cfg, search, space_hash)
+
+
+def _optimize_together(search: _Search, workers: int, cfg: TuningConfig) -> None:
+    """This process is worker 0, K-1 spawned processes the others (spawn, not fork:
+    TensorFlow's threads do not survive a fork), so only K-1 pay a fresh start-up.
+
+    However this process stops (SIGTERM, Ctrl-C, an error), it first stops every spawned
+    worker (SIGTERM, then SIGKILL). Its own running trial is marked FAIL by Optuna as the
+    error passes through the objective; a stopped worker's trial is left RUNNING for the
+    heartbeat: once it is grace_s old, the next worker to start a trial (a resumed
+    `mlops tune`) marks it FAIL and retries its values."""
+    retry = f"a stopped worker's trial is retried once its heartbeat is {cfg.grace_s} s old"
+    restore = local.stop_on_sigterm(
+        "tuning",
+        "the study keeps the finished trials, `mlops tune` resumes it",
+        hint=f"tuned.yaml was not written; {retry}",
+    )
+    context = multiprocessing.get_context("spawn")
+    others: list[tuple[int, multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        for worker in range(1, workers):
+            receive, send = context.Pipe(duplex=False)
+            proc = context.Process(target=_spawned, args=(search, worker, send))
+            proc.start()
+            send.close()  # the worker's end: it alone holds it now
+            others.append((worker, proc, receive))
+        _optimize(search, 0)
+        outcomes = [_outcome(f"{i}/{workers}", proc, receive, retry) for i, proc, receive in others]
+    finally:
+        local.stop([proc for _, proc, _ in others])
+        restore()
+    for outcome in outcomes:
+        _raise(outcome)
+
+
+def _spawned(search: _Search, worker: int, send: Connection) -> None:
+    """A spawned worker: its outcome goes back over ``send``. Ctrl-C reaches the whole
+    process group; the parent alone handles it, stopping this process with SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with send:
+        send.send(_work(search, worker))
+
+
+def _outcome(
+    who: str, proc: multiprocessing.process.BaseProcess, receive: Connection, retry: str
+) -> tuple[int, str] | None:
+    """A spawned worker's outcome, once it has ended; InfraError when it died without one."""
+    proc.join()
+    with receive:
+        if proc.exitcode == 0:
+            outcome: tuple[int, str] | None = receive.recv()
+            return outcome
+    raise InfraError(
+        f"tuning worker {who} died ({local.exit_cause(proc.exitcode or 0)}): killed, out of "
+        "memory, or an error it printed above",
+        hint=f"re-run `mlops tune`: the study resumes, and {retry}; tuned.yaml was not written",
+    )
 
 
 def _untuned(ws: Workspace) -> Workspace:

@@ -1,10 +1,12 @@
 """`mlops tune` for real, kept tiny (2 epochs, a 2-value space, 2-3 trials): two workers
 sharing one study in the SQLite file and in PostgreSQL; a worker killed with SIGKILL in the
-middle of a trial, then a re-run that resumes a consistent study; the result flowing into
-DVC's view of train; an unreachable database."""
+middle of a trial, then a re-run that resumes a consistent study; SIGTERM to a two-worker
+run stopping every process it started; the result flowing into DVC's view of train; an
+unreachable database."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,9 +19,10 @@ import pytest
 
 from pipelines import cli
 from pipelines.adapters import dvc
+from pipelines.adapters.workers import STOP_TIMEOUT_S
 from pipelines.config import load_model
 from pipelines.evidence import TuningRecord, load
-from tests.conftest import edit_model_yaml
+from tests.conftest import edit_model_yaml, needs_two_cpus
 from tests.util import free_port
 
 TINY: dict[str, object] = {
@@ -177,3 +180,77 @@ def test_a_worker_killed_mid_trial_leaves_a_study_a_rerun_resumes(workspace: Pat
     assert retry.params == killed.params
     assert sum(s in ("COMPLETE", "PRUNED") for s in states.values()) >= 2
     assert record(workspace).states["FAIL"] == 1
+
+
+def _running_trials(root: Path) -> list[Any]:
+    """The trials that are RUNNING and have reported an epoch (their worker is training)."""
+    if not (root / "artifacts/digits/tune/study.db").is_file():
+        return []
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        trials = _trials(root)
+    except (ValueError, SQLAlchemyError):  # the worker has not created the study yet
+        return []
+    return [t for t in trials if t.state.name == "RUNNING" and t.intermediate_values]
+
+
+def _process_group(pgid: int) -> list[int]:
+    """The live processes (zombies are dead) of process group ``pgid``, read from /proc."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except OSError:  # it ended while we read
+            continue
+        if int(pgrp) == pgid and state != "Z":
+            alive.append(int(stat.parent.name))
+    return alive
+
+
+@needs_two_cpus
+def test_sigterm_stops_every_worker_and_writes_no_tuned_yaml(workspace: Path) -> None:
+    edit_model_yaml(workspace, {**TINY, "training.epochs": 200, "tuning.pruner": {"kind": "none"}})
+    err_file = workspace.parent / "tune.err"
+    with err_file.open("w") as err:
+        # Its own session: the process group holds mlops and everything it starts.
+        parent = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.cli", "tune", "--model", "digits", "--workers", "2"],
+            cwd=workspace,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while len(running := _running_trials(workspace)) < 2:
+            assert parent.poll() is None, err_file.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the two workers never both trained a trial"
+            time.sleep(0.5)
+        started = _process_group(parent.pid)
+        # mlops, its spawned worker and multiprocessing's resource tracker.
+        assert parent.pid in started
+        assert len(started) >= 3, started
+        parent.terminate()  # SIGTERM, as a cancelled CI job sends
+        code = parent.wait(timeout=STOP_TIMEOUT_S + 60)
+        deadline = time.monotonic() + 5
+        while (left := _process_group(parent.pid)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    stderr = err_file.read_text()
+    assert code == 3, stderr[-3000:]
+    assert (
+        "tuning stopped: mlops received signal 15; its workers were stopped; the study keeps "
+        "the finished trials, `mlops tune` resumes it" in stderr
+    )
+    assert left == [], f"still running after mlops ended: {left}"
+    assert not (workspace / "models/digits/tuned.yaml").exists()
+    assert not (workspace / "artifacts/digits/tune/tuning.json").exists()
+    # mlops's own trial was failed on the way out; the stopped worker's is left to the
+    # heartbeat (the resume test shows a re-run failing and retrying it).
+    states = {t.number: t.state.name for t in _trials(workspace)}
+    assert sorted(states[t.number] for t in running) == ["FAIL", "RUNNING"]
