@@ -80,9 +80,9 @@ def state(repo: Path, kind: str, job: str, model: str = "digits", suffix: str = 
     )
 
 
-def exported(repo: Path, job: str) -> Path:
-    """What the job declared as artifacts, as gitlab-ci-local exported them."""
-    return state(repo, "artifacts", job)
+def exported(repo: Path, job: str, model: str = "digits") -> Path:
+    """What the model's job declared as artifacts, as gitlab-ci-local exported them."""
+    return state(repo, "artifacts", job, model)
 
 
 @pytest.fixture
@@ -121,9 +121,12 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     assert "accuracy 0.9" in metrics
     assert "blessed 1" in metrics
     assert "✅ blessed" in (gate / "reports/digits/report.md").read_text()
-    regressor = json.loads((gate / "artifacts/diabetes/gate/blessing.json").read_text())
+    # Each model's gate job exports its own files: the jobs share one checkout here, so whichever
+    # ran second may also carry the other's, but only its own are certain to be there.
+    regressor_gate = exported(repo, "gate", "diabetes")
+    regressor = json.loads((regressor_gate / "artifacts/diabetes/gate/blessing.json").read_text())
     assert regressor["blessed"] is True
-    assert "mae " in (gate / "reports/diabetes/metrics.txt").read_text()
+    assert "mae " in (regressor_gate / "reports/diabetes/metrics.txt").read_text()
     notes = sorted((c["body"] for c in gitlab.state.comments.values() if c["on"] == 7), key=len)
     assert len(notes) == 2  # one note per model the change touches
     by_model = {n.split(" -->")[0].removeprefix("<!-- mlops-report:"): n for n in notes}
