@@ -52,7 +52,7 @@ def _repo(root: Path) -> Iterator[Any]:
 
 def track_data(root: Path, *, force: bool) -> str:
     """Record ``data/`` in data.dvc if it changed (or ``force``); return the dataset md5."""
-    with _repo(root) as repo:
+    with _refusals("data"), _repo(root) as repo:
         if force or not (root / "data.dvc").is_file() or repo.status(targets=["data.dvc"]):
             repo.add("data")
     return data_md5(root)
@@ -226,13 +226,19 @@ def track_source(root: Path, path: str, remote: str | None = None) -> Tracked:
 
 
 def _record(root: Path, path: str) -> None:
-    """`dvc add PATH`; what DVC refuses (a corrupt pointer, overlapping outputs) is a usage
-    error, a cache it cannot write exit 3, neither a bug in mlops."""
+    """`dvc add PATH`."""
+    with _refusals(path), _repo(root) as repo:
+        repo.add(path)
+
+
+@contextlib.contextmanager
+def _refusals(path: str) -> Iterator[None]:
+    """What DVC refuses while recording ``path`` (a corrupt pointer, overlapping outputs) is a
+    usage error, a cache it cannot write exit 3: neither is a bug in mlops."""
     from dvc.exceptions import DvcException
 
     try:
-        with _repo(root) as repo:
-            repo.add(path)
+        yield
     except DvcException as exc:
         raise ConfigError(
             f"DVC cannot record {path}: {_scrub(str(exc))}",

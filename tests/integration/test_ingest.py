@@ -116,3 +116,18 @@ def test_a_failed_ingest_leaves_no_validation_that_vouches_for_the_data(
     assert not ws.artifacts("validate").exists()
     with pytest.raises(ConfigError, match="no validation summary"):
         evidence.require_valid_data(ws)
+
+
+def test_a_data_dvc_dvc_refuses_is_a_usage_error_that_names_it(
+    repo: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    damaged = b"outs: [ {\n"
+    (repo / "data.dvc").write_bytes(damaged)
+    monkeypatch.chdir(repo)
+    capsys.readouterr()
+    assert main(["ingest"]) == 2
+    err = capsys.readouterr().err
+    assert "DVC cannot record data: unable to read: 'data.dvc'" in err
+    assert "restored from git" in err
+    assert "internal error" not in err
+    assert (repo / "data.dvc").read_bytes() == damaged  # left for the user to restore
