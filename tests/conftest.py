@@ -175,4 +175,5 @@ def postgres() -> str:
     for study in optuna.get_all_study_names(storage):
         optuna.delete_study(study_name=study, storage=storage)
     storage.remove_session()
+    storage.engine.dispose()  # its pooled connection would otherwise stay open until GC
     return dsn

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +68,11 @@ def is_local(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
-def open_storage(url: str, cfg: TuningConfig) -> Any:
-    """Optuna's RDBStorage at ``url`` with the heartbeat of ``cfg``; InfraError (exit 3, the
-    password scrubbed) when the database cannot be reached."""
+@contextmanager
+def open_storage(url: str, cfg: TuningConfig) -> Iterator[Any]:
+    """Optuna's RDBStorage at ``url`` with the heartbeat of ``cfg``, closed on leaving: its
+    connection pool would otherwise hold PostgreSQL connections until garbage collection.
+    InfraError (exit 3, the password scrubbed) when the database cannot be reached."""
     import optuna
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -84,7 +88,7 @@ def open_storage(url: str, cfg: TuningConfig) -> Any:
         # interface may change); Optuna is pinned, and the tests exercise both.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            storage = optuna.storages.RDBStorage(
                 url,
                 engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                 heartbeat_interval=cfg.heartbeat_s,
@@ -100,6 +104,11 @@ def open_storage(url: str, cfg: TuningConfig) -> Any:
             hint="start it (`scripts/infra.sh up` runs PostgreSQL locally and prints its DSN) "
             "or check --storage / MLOPS_TUNE_STORAGE; nothing was written",
         ) from None
+    try:
+        yield storage
+    finally:
+        storage.remove_session()
+        storage.engine.dispose()
 
 
 def _without_password(text: str, url: str) -> str:

@@ -117,16 +117,14 @@ def run(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Created here, once: workers racing to create it would collide in the storage.
-    study = optuna.create_study(
-        storage=studies.open_storage(url, cfg),
-        study_name=search.study,
-        direction=cfg.goal,
-        load_if_exists=True,
-    )
-    if not study.get_trials(deepcopy=False):
-        start = tuning.starting_point(_untuned(ws).model.training, cfg.space)
-        if start:
-            study.enqueue_trial(start, skip_if_exists=True)
+    with studies.open_storage(url, cfg) as store:
+        study = optuna.create_study(
+            storage=store, study_name=search.study, direction=cfg.goal, load_if_exists=True
+        )
+        if not study.get_trials(deepcopy=False):
+            start = tuning.starting_point(_untuned(ws).model.training, cfg.space)
+            if start:
+                study.enqueue_trial(start, skip_if_exists=True)
     if workers == 1:
         _optimize(search, 0)
     else:
@@ -233,15 +231,7 @@ def _optimize(search: _Search, worker: int) -> None:
     }
     # One thread per worker: K workers use K cores, and a trial's fit stays deterministic.
     tf = training.import_tensorflow(1)
-    study = optuna.load_study(
-        study_name=search.study,
-        storage=studies.open_storage(search.url, cfg),
-        sampler=studies.sampler(cfg, worker),
-        pruner=studies.pruner(cfg),
-    )
     done = (TrialState.COMPLETE, TrialState.PRUNED)
-    if len(study.get_trials(deepcopy=False, states=done)) >= search.trials:
-        return
     base = training.Hyper.of(ws)
 
     def objective(trial: Any) -> float:
@@ -261,32 +251,41 @@ def _optimize(search: _Search, worker: int) -> None:
         )
         return fitted.curves[cfg.metric][-1]
 
-    study.optimize(
-        objective,
-        timeout=search.timeout,
-        callbacks=[MaxTrialsCallback(search.trials, states=done)],
-        gc_after_trial=True,
-    )
+    with studies.open_storage(search.url, cfg) as store:
+        study = optuna.load_study(
+            study_name=search.study,
+            storage=store,
+            sampler=studies.sampler(cfg, worker),
+            pruner=studies.pruner(cfg),
+        )
+        if len(study.get_trials(deepcopy=False, states=done)) >= search.trials:
+            return
+        study.optimize(
+            objective,
+            timeout=search.timeout,
+            callbacks=[MaxTrialsCallback(search.trials, states=done)],
+            gc_after_trial=True,
+        )
 
 
 def _conclude(ws: Workspace, cfg: TuningConfig, search: _Search, space_hash: str) -> TuneResult:
     import optuna
 
-    study = optuna.load_study(
-        study_name=search.study, storage=studies.open_storage(search.url, cfg)
-    )
-    trials = study.get_trials(deepcopy=False)
-    states: dict[str, int] = {}
-    for t in trials:
-        states[t.state.name] = states.get(t.state.name, 0) + 1
-    complete = [t for t in trials if t.state.name == "COMPLETE"]
-    if not complete:
-        raise CheckFailed(
-            f"study {search.study} has no completed trial ({states})",
-            hint="raise --timeout or --trials, or loosen the pruner; tuned.yaml was not written",
-        )
-    best = study.best_trial
-    importances, note = _importances(optuna, study, len(complete))
+    with studies.open_storage(search.url, cfg) as store:
+        study = optuna.load_study(study_name=search.study, storage=store)
+        trials = study.get_trials(deepcopy=False)
+        states: dict[str, int] = {}
+        for t in trials:
+            states[t.state.name] = states.get(t.state.name, 0) + 1
+        complete = [t for t in trials if t.state.name == "COMPLETE"]
+        if not complete:
+            raise CheckFailed(
+                f"study {search.study} has no completed trial ({states})",
+                hint="raise --timeout or --trials, or loosen the pruner; "
+                "tuned.yaml was not written",
+            )
+        best = study.best_trial
+        importances, note = _importances(optuna, study, len(complete))
     out = ws.artifacts("tune")
     tuned_path = ws.model_dir / TUNED_FILE
     tuned = TunedFile(

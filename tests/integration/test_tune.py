@@ -121,6 +121,7 @@ def _trials(root: Path) -> list[Any]:
         return optuna.load_study(study_name=summary.study_name, storage=storage).get_trials()
     finally:
         storage.remove_session()
+        storage.engine.dispose()
 
 
 def _running_trial(root: Path) -> Any | None:
