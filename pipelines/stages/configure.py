@@ -20,7 +20,7 @@ from pipelines.adapters import rendering as render
 from pipelines.adapters.artifacts import write_text
 from pipelines.config import GitOpsConfig, inside, load_yaml
 from pipelines.core import configure as plan
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InfraError
 
 GITOPS_FILE = "manifests/gitops.yaml"
 
@@ -35,8 +35,21 @@ class ConfigureResult:
 
 
 def _read(root: Path, rel: str) -> str | None:
+    """The file's text, None where it does not exist yet; refused (before anything is
+    written) where no file can be written: a folder there, or a file in place of a folder."""
     path = inside(root, root / rel, rel)
-    return path.read_text(encoding="utf-8") if path.is_file() else None
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    top = root.resolve()
+    below = [p for p in path.parents if p.is_relative_to(top) and p != top]
+    in_the_way = path if path.exists() else next((p for p in below if p.is_file()), None)
+    if in_the_way is not None:
+        what = "not a regular file" if in_the_way == path else "a file, not a folder"
+        raise ConfigError(
+            f"{rel} cannot be written: {in_the_way.relative_to(top)} is {what}",
+            hint=f"move {in_the_way.relative_to(top)} aside and re-run; nothing was written",
+        )
+    return None
 
 
 def run(
@@ -90,8 +103,14 @@ def run(
             render.write(manifests, rendering.files)
         for rel in changed:
             write_text(root / rel, after[rel])
-    except BaseException:  # Ctrl-C included: the placeholders and the rendered files go together
+    except BaseException as exc:  # Ctrl-C too: the placeholders and rendered files go together
         _put_back(root, {rel: before[rel] for rel in changed}, manifests, on_disk)
+        if isinstance(exc, OSError):  # the disk, not the values: exit 3, saying so
+            raise InfraError(
+                f"cannot write {exc.filename or 'a file'}: {exc.strerror or exc}",
+                hint="free space or fix the permissions and re-run; what was already "
+                "replaced was put back",
+            ) from exc
         raise
     return ConfigureResult(values, changed + [f"manifests/{p}" for p in stale], len(stale))
 

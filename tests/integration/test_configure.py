@@ -5,14 +5,18 @@ refused while the template's placeholders remain, and lands once the fork is con
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from pipelines.adapters.artifacts import write_text
 from pipelines.cli import main
 from pipelines.config import load_model
 from pipelines.errors import ConfigError
@@ -200,14 +204,53 @@ def test_a_rendered_folder_that_leads_outside_writes_nothing(
     assert tree_hash(outside) == outside_before
 
 
-def test_a_file_that_cannot_be_written_puts_back_the_others(fork: Path) -> None:
-    # GitLab's CODEOWNERS is a folder: it is written after the rendered folders and GitHub's
-    # CODEOWNERS, which must then be as they were.
-    (fork / ".gitlab" / "CODEOWNERS").mkdir(parents=True)
-    (fork / ".gitlab" / "CODEOWNERS" / "README").write_text("not a CODEOWNERS file\n")
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [
+        (
+            lambda fork: (fork / ".gitlab" / "CODEOWNERS" / "README").parent.mkdir(parents=True),
+            ".gitlab/CODEOWNERS cannot be written: .gitlab/CODEOWNERS is not a regular file",
+        ),
+        (
+            lambda fork: (fork / ".gitlab").write_text("a file\n"),
+            ".gitlab/CODEOWNERS cannot be written: .gitlab is a file, not a folder",
+        ),
+    ],
+    ids=["a folder where CODEOWNERS goes", "a file where its folder goes"],
+)
+def test_a_codeowners_path_that_cannot_hold_a_file_is_refused_before_any_write(
+    fork: Path, capsys: pytest.CaptureFixture[str], make: Any, error: str
+) -> None:
+    make(fork)
     before = tree_hash(fork)
     args = ["--repo-url", REPO_URL, "--registry", "r.io", "--owners", "@a", "--provider", "gitlab"]
-    assert main(["configure", *args]) == 70
+    assert main(["configure", *args]) == 2
+    err = capsys.readouterr().err
+    assert error in err
+    assert "nothing was written" in err
+    assert tree_hash(fork) == before
+
+
+def test_a_write_that_fails_puts_back_the_others(
+    fork: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GitLab's CODEOWNERS is written after the rendered folders, gitops.yaml and GitHub's
+    # CODEOWNERS; a disk that fills up there (injected: nothing else fails on demand) must
+    # leave all of them as they were.
+    from pipelines.stages import configure
+
+    def full_disk(path: Path, text: str) -> None:
+        if path.name == "CODEOWNERS" and path.parent.name == ".gitlab":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        write_text(path, text)
+
+    monkeypatch.setattr(configure, "write_text", full_disk)
+    before = tree_hash(fork)
+    args = ["--repo-url", REPO_URL, "--registry", "r.io", "--owners", "@a", "--provider", "gitlab"]
+    assert main(["configure", *args]) == 3
+    err = capsys.readouterr().err
+    assert "CODEOWNERS: No space left on device" in err
+    assert "put back" in err
     assert tree_hash(fork) == before
 
 
