@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,22 +89,46 @@ def invalidate(final: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-@contextlib.contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty folder beside ``final``; on success it replaces ``final`` in two renames."""
+def new_stage(final: Path) -> Path:
+    """An empty folder beside ``final`` (same file system: swapping it in is a rename)."""
     final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.new."))
     stage.chmod(0o755)  # mkdtemp makes 0700 folders; artifacts are for others to read too
+    return stage
+
+
+def swap_in(swaps: Sequence[tuple[Path, Path]]) -> None:
+    """Replace each ``final`` folder by its ``stage`` (pairs of stage, final), two renames
+    each, all of them or none: when a rename fails, those already swapped are put back."""
+    moved: list[tuple[Path, Path | None]] = []  # (final, where its old tree went; None: none)
+    try:
+        for stage, final in swaps:
+            old = final.parent / f".{final.name}.old.{os.getpid()}" if final.exists() else None
+            if old is not None:
+                final.replace(old)
+            moved.append((final, old))
+            stage.replace(final)
+    except BaseException:
+        for final, old in reversed(moved):
+            if final.exists():  # the new tree got in: a copy, the stage is gone
+                shutil.rmtree(final)
+            if old is not None:
+                old.replace(final)
+        raise
+    for _, old in moved:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty folder beside ``final``; on success it replaces ``final`` in two renames."""
+    stage = new_stage(final)
     try:
         yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    old = final.parent / f".{final.name}.old.{os.getpid()}"
-    if final.exists():
-        final.replace(old)
-    stage.replace(final)
-    shutil.rmtree(old, ignore_errors=True)
+        swap_in([(stage, final)])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)  # gone already when it was swapped in
 
 
 def sha256_file(path: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import shutil
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.adapters.artifacts import staged_dir, write_text
+from pipelines.adapters.artifacts import new_stage, swap_in, write_text
 from pipelines.core import crd
 from pipelines.core.policy import Violation
 from pipelines.errors import ConfigError
@@ -43,16 +44,20 @@ def read_tree(base: Path) -> dict[str, str]:
 def replace_trees(trees: Mapping[Path, Mapping[str, str]]) -> None:
     """Make each folder hold exactly its files (objects no longer rendered disappear), all of
     them or none: every folder is written in full beside its place first, and they are swapped
-    in only once all are written, so a failure part-way (disk full, a folder not writable)
-    leaves every folder as it was."""
-    with contextlib.ExitStack() as stack:
+    in only once all are written, so a failure part-way (disk full, a folder not writable, a
+    rename refused while swapping) leaves every folder as it was."""
+    with contextlib.ExitStack() as cleanup:
+        swaps = []
         for base, files in trees.items():
-            stage = stack.enter_context(staged_dir(base))
+            stage = new_stage(base)
+            cleanup.callback(shutil.rmtree, stage, ignore_errors=True)  # gone once swapped in
             for rel, text in files.items():
                 write_text(stage / rel, text)
             for d in stage.rglob("*"):
                 if d.is_dir():
-                    d.chmod(0o755)  # as staged_dir's own: rendered files are for others to read
+                    d.chmod(0o755)  # as new_stage's own: rendered files are for others to read
+            swaps.append((stage, base))
+        swap_in(swaps)
 
 
 def parse(text: str) -> dict[str, Any]:
