@@ -60,6 +60,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
+# The serving benchmarks' columns for one server's wrk medians (see latency_row).
+LATENCY = ("requests/s", "p50 (ms)", "p99 (ms)")
+
+
+def latency_row(label: str, r: Mapping[str, float], *ratios: str) -> list[str]:
+    """A row under (first column, *LATENCY, *ratio columns): the label, ``r``'s requests/s,
+    p50 and p99, then the ratio cells."""
+    return [label, f"{r['rps']:,.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", *ratios]
+
+
 def header(title: str, placement: str = "") -> None:
     """The heading every benchmark's output starts with, and the machine it ran on."""
     print(f"## {title}\n")

@@ -20,9 +20,11 @@ import tempfile
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     bench_env,
     free_port,
     header,
+    latency_row,
     medians,
     model_dir,
     model_server,
@@ -92,23 +94,14 @@ def main() -> None:
     base = med["positional"]
     print(
         table(
+            ["instances", *LATENCY, "req/s vs positional", "p99 vs positional"],
             [
-                "instances",
-                "requests/s",
-                "p50 (ms)",
-                "p99 (ms)",
-                "req/s vs positional",
-                "p99 vs positional",
-            ],
-            [
-                [
+                latency_row(
                     label,
-                    f"{med[name]['rps']:,.0f}",
-                    f"{med[name]['p50']:.2f}",
-                    f"{med[name]['p99']:.2f}",
+                    med[name],
                     f"{med[name]['rps'] / base['rps']:.0%}",
                     f"{med[name]['p99'] / base['p99']:.2f}x",
-                ]
+                )
                 for name, label in LABELS.items()
             ],
         )

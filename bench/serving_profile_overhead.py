@@ -19,9 +19,11 @@ import tempfile
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     bench_env,
     free_port,
     header,
+    latency_row,
     medians,
     model_dir,
     model_server,
@@ -68,15 +70,9 @@ def main() -> None:
     base = med["without"]["rps"]
     print(
         table(
-            ["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs without"],
+            ["server", *LATENCY, "vs without"],
             [
-                [
-                    label,
-                    f"{r['rps']:,.0f}",
-                    f"{r['p50']:.2f}",
-                    f"{r['p99']:.2f}",
-                    f"{r['rps'] / base:.0%}",
-                ]
+                latency_row(label, r, f"{r['rps'] / base:.0%}")
                 for label, r in (
                     ("with the profile (gauges, anomaly scores)", med["with"]),
                     ("without (images before issue 11)", med["without"]),

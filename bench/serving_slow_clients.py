@@ -21,10 +21,12 @@ import time
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     PY,
     bench_env,
     free_port,
     header,
+    latency_row,
     median,
     model_dir,
     model_server,
@@ -168,16 +170,14 @@ def main() -> None:
     )
     print(
         table(
-            ["slow connections open", "requests/s", "p50 (ms)", "p99 (ms)"],
+            ["slow connections open", *LATENCY],
             [
-                ["none", f"{quiet['rps']:,.0f}", f"{quiet['p50']:.2f}", f"{quiet['p99']:.2f}"],
-                [
+                latency_row("none", quiet),
+                latency_row(
                     f"{held['open_median']:,.0f} (at least {held['open_min']:,.0f}; "
                     f"{held['closed_by_server']:,} closed by the header timeout and reopened)",
-                    f"{loaded['rps']:,.0f}",
-                    f"{loaded['p50']:.2f}",
-                    f"{loaded['p99']:.2f}",
-                ],
+                    loaded,
+                ),
             ],
         )
     )

@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     MLOPS,
     PY,
     ROOT,
     bench_env,
     free_port,
     header,
+    latency_row,
     model_dir,
     model_server,
     require_tools,
@@ -213,16 +215,11 @@ def main() -> None:
     )
     print(
         table(
-            ["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs baseline", "vs floor"],
+            ["server", *LATENCY, "vs baseline", "vs floor"],
             [
-                [
-                    name,
-                    f"{r['rps']:,.0f}",
-                    f"{r['p50']:.2f}",
-                    f"{r['p99']:.2f}",
-                    f"{r['rps'] / base['rps']:.1f}x",
-                    f"{r['rps'] / floor['rps']:.0%}",
-                ]
+                latency_row(
+                    name, r, f"{r['rps'] / base['rps']:.1f}x", f"{r['rps'] / floor['rps']:.0%}"
+                )
                 for name, r in (
                     ("ours: LiteRT in Starlette/uvicorn", ours),
                     ("floor: constant answer, same stack", floor),

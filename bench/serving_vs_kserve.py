@@ -31,11 +31,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     PY,
     ROOT,
     bench_env,
     free_port,
     header,
+    latency_row,
     medians,
     model_dir,
     model_server,
@@ -163,15 +165,9 @@ def main() -> None:
     base = med["kserve"]["rps"]
     print(
         table(
-            ["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs KServe defaults"],
+            ["server", *LATENCY, "vs KServe defaults"],
             [
-                [
-                    label,
-                    f"{med[name]['rps']:,.0f}",
-                    f"{med[name]['p50']:.2f}",
-                    f"{med[name]['p99']:.2f}",
-                    f"{med[name]['rps'] / base:.2f}x",
-                ]
+                latency_row(label, med[name], f"{med[name]['rps'] / base:.2f}x")
                 for name, label in LABELS.items()
             ],
         )

@@ -28,11 +28,14 @@ import tempfile
 from pathlib import Path
 
 from _common import (
+    LATENCY,
     PY,
     ROOT,
     free_port,
     header,
+    latency_row,
     median,
+    medians,
     model_dir,
     post_script,
     require_tools,
@@ -121,10 +124,7 @@ def main() -> None:
                 cpu[name].append(float(out.stdout.split()[-1]))
                 print(f"{name}: {cpu[name][-1]:.1f} us CPU per request", file=sys.stderr)
 
-    med = {
-        n: {k: median([r[k] for r in rs]) for k in ("rps", "p50", "p99")}
-        for n, rs in results.items()
-    }
+    med = {n: medians(rs) for n, rs in results.items()}
     header(
         f"Model server, this checkout vs {args.ref}: predict with one instance, "
         f"{args.connections} connections, {args.runs} x {args.seconds} s wrk runs each, "
@@ -134,15 +134,9 @@ def main() -> None:
     base = med["ref"]["rps"]
     print(
         table(
-            ["server", "requests/s", "p50 (ms)", "p99 (ms)", "vs reference"],
+            ["server", *LATENCY, "vs reference"],
             [
-                [
-                    labels[n],
-                    f"{med[n]['rps']:,.0f}",
-                    f"{med[n]['p50']:.2f}",
-                    f"{med[n]['p99']:.2f}",
-                    f"{med[n]['rps'] / base:.0%}",
-                ]
+                latency_row(labels[n], med[n], f"{med[n]['rps'] / base:.0%}")
                 for n in ("this", "ref")
             ],
         )
