@@ -451,6 +451,15 @@ def _parser() -> argparse.ArgumentParser:
         + ", ".join(MONITOR_CONDITIONS)
         + " (the alerts' conditions over the window)",
     )
+    p.add_argument(
+        "--verdict",
+        type=Path,
+        metavar="FILE",
+        help="also append MONITOR_FAILING=true|false and MONITOR_MODELS=<JSON array of the "
+        "models a --fail-on condition holds for> to FILE (e.g. $GITHUB_OUTPUT, a GitLab dotenv "
+        "report), once the report is made (exit 0 or 1); never on bad input or an unreachable "
+        "Prometheus",
+    )
     p = add(
         "cluster-job",
         "Apply the model's training Job (multi-worker, with its headless Service) or its "
@@ -868,6 +877,8 @@ def _monitor(args: argparse.Namespace) -> int:
             hint="pass --prometheus URL or set MLOPS_PROMETHEUS_URL",
         )
     out = inside(root, args.out or monitor_dir(root, args.env), "--out")
+    # --out must stay in the repository; --verdict only appends, to a file the CI runner keeps
+    # outside the checkout ($GITHUB_OUTPUT), so it may be anywhere, like report's --summary.
     r = monitor.run(
         root,
         args.env,
@@ -876,12 +887,13 @@ def _monitor(args: argparse.Namespace) -> int:
         out=out,
         model=args.model,
         fail_on=args.fail_on,
+        verdict_file=args.verdict,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(r.markdown, end="")
     print(f"monitor: report and {len(r.plots)} plots in {r.out}", file=sys.stderr)
     if r.failed:
-        print(f"monitor: failing: {', '.join(r.failed)}", file=sys.stderr)
+        print(f"monitor: failing: {', '.join(r.failed)} ({', '.join(r.models)})", file=sys.stderr)
         return 1
     return 0
 

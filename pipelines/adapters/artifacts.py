@@ -70,6 +70,14 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def append_text(path: Path, text: str) -> None:
+    """Append UTF-8 text to a file a CI runner keeps (its step summary, its job outputs), creating
+    it and its folder: the runner reads it whole after the step, so it is appended, not replaced."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text)
+
+
 def write_json(path: Path, obj: Any) -> None:
     """Write JSON atomically with sorted keys, so reruns give the same bytes; NaN is refused."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")

@@ -8,6 +8,7 @@ has shown it for long enough.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import urllib.parse
@@ -153,6 +154,20 @@ def conditions(s: Signals, rules: RuleSettings) -> dict[str, bool]:
 def failing(found: Sequence[Mapping[str, bool]], fail_on: Sequence[str]) -> list[str]:
     """The requested conditions that hold for any release, in CONDITIONS' order."""
     return [c for c in CONDITIONS if c in fail_on and any(f[c] for f in found)]
+
+
+def failing_models(found: Mapping[str, Mapping[str, bool]], fail_on: Sequence[str]) -> list[str]:
+    """The models (by name: an environment serves one active release of each) for which a
+    requested condition holds, sorted: the ones the scheduled loop retrains."""
+    return sorted(m for m, f in found.items() if any(f[c] for c in CONDITIONS if c in fail_on))
+
+
+def ci_verdict(failed: Sequence[str], models: Sequence[str]) -> str:
+    """The lines ``--verdict`` appends for the next CI job (a GitHub output, a GitLab dotenv
+    report): whether a condition holds, and for which models, as a compact JSON array that
+    GitHub's fromJSON reads as the retrain matrix and check-inputs matches exactly."""
+    names = json.dumps(list(models), separators=(",", ":"))
+    return f"MONITOR_FAILING={'true' if failed else 'false'}\nMONITOR_MODELS={names}\n"
 
 
 def _fmt(x: float | None, spec: str = ".3g") -> str:

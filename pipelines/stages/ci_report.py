@@ -18,7 +18,7 @@ from typing import Any
 
 from pipelines import evidence
 from pipelines.adapters import scm
-from pipelines.adapters.artifacts import sha256_file, write_text
+from pipelines.adapters.artifacts import append_text, sha256_file, write_text
 from pipelines.config import Workspace, load_gitops, model_names, read_settings
 from pipelines.core import report
 from pipelines.core.changes import affected_models
@@ -129,9 +129,7 @@ def run(
         tuned=_tuned(ws, blessing),
     )
     if summary_file is not None:
-        summary_file.parent.mkdir(parents=True, exist_ok=True)
-        with summary_file.open("a", encoding="utf-8") as fh:
-            fh.write(text)
+        append_text(summary_file, text)
     if metrics_file is not None and blessing is not None:
         write_text(metrics_file, report.gitlab_metrics(blessing))
     posted = ""

@@ -8,7 +8,8 @@ SLO, the error ratio and availability. The queries are the recording rules' own 
 (core/monitoring.py ``queries``) with the report's window, so the report and the alerts agree.
 
 It writes ``monitor.md`` and PNG plots into the output folder in one rename (a failed run
-leaves the previous report whole, or none), and says which ``--fail-on`` conditions hold.
+leaves the previous report whole, or none), and says which ``--fail-on`` conditions hold, and
+for which models; with a verdict file, it appends both there for the next CI job.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.adapters import gitops, plots
-from pipelines.adapters.artifacts import MONITOR_REPORT, staged_dir, write_text
+from pipelines.adapters.artifacts import MONITOR_REPORT, append_text, staged_dir, write_text
 from pipelines.adapters.prometheus import Prometheus, Sample
 from pipelines.config import EnvironmentState, ModelSlot, load_gitops, load_model, model_names
 from pipelines.core import monitor, monitoring
@@ -32,12 +33,14 @@ Progress = Callable[[str], None]
 
 @dataclass(frozen=True)
 class MonitorResult:
-    """The report, where it was written, and the --fail-on conditions that hold."""
+    """The report, where it was written, the --fail-on conditions that hold and the models
+    they hold for (sorted)."""
 
     markdown: str
     out: Path
     failed: list[str]
     plots: list[str]
+    models: list[str]
 
 
 def _release(
@@ -190,10 +193,13 @@ def run(
     out: Path,
     model: str | None = None,
     fail_on: Sequence[str] = (),
+    verdict_file: Path | None = None,
     at: float | None = None,
     progress: Progress = print,
 ) -> MonitorResult:
-    """Query Prometheus for ``env``'s active releases and write the report into ``out``."""
+    """Query Prometheus for ``env``'s active releases and write the report into ``out``; then,
+    with ``verdict_file``, append the verdict lines (core/monitor.py ``ci_verdict``) to it. A
+    refusal or an unreachable Prometheus raises before either is written."""
     try:
         window_s = monitor.parse_window(since)
         base = monitor.prometheus_url(url)
@@ -222,8 +228,9 @@ def run(
     finally:
         prom.close()
     releases = [o for o in observed if o is not None]
-    found = [monitor.conditions(o.signals, o.rules) for o in releases]
-    failed = monitor.failing(found, fail_on)
+    found = {o.signals.model: monitor.conditions(o.signals, o.rules) for o in releases}
+    failed = monitor.failing(list(found.values()), fail_on)
+    models = monitor.failing_models(found, fail_on)
     sections: list[str] = []
     pictures: list[str] = []
     with staged_dir(out) as stage:
@@ -241,4 +248,6 @@ def run(
             fail_on=fail_on,
         )
         write_text(stage / MONITOR_REPORT, markdown)
-    return MonitorResult(markdown, out, failed, pictures)
+    if verdict_file is not None:
+        append_text(verdict_file, monitor.ci_verdict(failed, models))
+    return MonitorResult(markdown, out, failed, pictures, models)

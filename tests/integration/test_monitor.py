@@ -223,9 +223,17 @@ def _png_ok(path: Path) -> None:
 
 
 def test_drifted_traffic_is_reported_per_feature_and_fails_on_drift(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     out = setup.root / "artifacts" / "monitor" / "production"
+    # Outside the repository, as a runner's $GITHUB_OUTPUT is, and already holding a line of an
+    # earlier step: the verdict is appended.
+    verdict = tmp_path / "runner" / "output"
+    verdict.parent.mkdir()
+    verdict.write_text("earlier=1\n")
     code = _monitor(
         setup.root,
         monkeypatch,
@@ -237,10 +245,13 @@ def test_drifted_traffic_is_reported_per_feature_and_fails_on_drift(
         setup.prometheus,
         "--fail-on",
         "drift",
+        "--verdict",
+        str(verdict),
     )
     stdout = capsys.readouterr().out
     assert code == 1, stdout
     assert (out / "monitor.md").read_text() == stdout
+    assert verdict.read_text() == 'earlier=1\nMONITOR_FAILING=true\nMONITOR_MODELS=["digits"]\n'
     assert "**Failing: drift**" in stdout
     assert f"## digits: {RELEASES['production'].release_id} (blue)" in stdout
     assert _verdicts(stdout)["input drift: share of drifted features"] == "**ALERT**"
@@ -259,8 +270,12 @@ def test_drifted_traffic_is_reported_per_feature_and_fails_on_drift(
 
 
 def test_reference_traffic_reports_no_drift(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
+    verdict = tmp_path / "monitor.env"
     code = _monitor(
         setup.root,
         monkeypatch,
@@ -275,9 +290,12 @@ def test_reference_traffic_reports_no_drift(
         "errors",
         "--out",
         "artifacts/monitor/reference",
+        "--verdict",
+        str(verdict),
     )
     stdout = capsys.readouterr().out
     assert code == 0, stdout
+    assert verdict.read_text() == "MONITOR_FAILING=false\nMONITOR_MODELS=[]\n"
     assert "No condition it was asked to fail on holds (drift, errors)." in stdout
     verdicts = _verdicts(stdout)
     for signal in (
@@ -293,8 +311,12 @@ def test_reference_traffic_reports_no_drift(
 
 
 def test_an_unreachable_or_foreign_prometheus_exits_3_and_writes_nothing(
-    setup: Setup, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
+    verdict = tmp_path / "output"
     for url, said in (
         (f"http://127.0.0.1:{free_port()}", "is unreachable"),
         # The model server answers /api/v1/query with a 404: an HTTP error, not an answer.
@@ -310,9 +332,12 @@ def test_an_unreachable_or_foreign_prometheus_exits_3_and_writes_nothing(
             url,
             "--out",
             out,
+            "--verdict",
+            str(verdict),
         )
         err = capsys.readouterr().err
         assert code == 3, err
+        assert not verdict.exists()  # no verdict: the next job must not act on a guess
         assert said in err
         assert "hint: check that Prometheus answers" in err
         # Not the report, nor a staging folder beside it, nor even its parent.
@@ -343,14 +368,17 @@ def test_bad_input_exits_2_and_writes_nothing(
     plain: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
     args: list[str],
     said: str,
 ) -> None:
     monkeypatch.setenv("MLOPS_PROMETHEUS_URL", "http://127.0.0.1:9")
-    code = _monitor(plain, monkeypatch, *args)
+    verdict = tmp_path / "output"
+    code = _monitor(plain, monkeypatch, *args, "--verdict", str(verdict))
     err = capsys.readouterr().err
     assert code == 2, err
     assert said in err
+    assert not verdict.exists()
     assert not (plain / "artifacts").exists()
     assert not (plain.parent / "outside").exists()
 

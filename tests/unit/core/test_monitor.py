@@ -136,6 +136,39 @@ def test_only_asked_conditions_fail() -> None:
     assert monitor.failing([], ["drift"]) == []
 
 
+def test_only_the_models_an_asked_condition_holds_for_are_failing() -> None:
+    found = {
+        "digits": monitor.conditions(calm(psi=1.0), RULES),
+        "diabetes": monitor.conditions(calm(model="diabetes", latency_p99_s=1.0), RULES),
+        "churn": monitor.conditions(calm(model="churn", psi=1.0, anomaly_rate=0.5), RULES),
+        "calm": monitor.conditions(calm(model="calm"), RULES),
+    }
+    assert monitor.failing_models(found, ["drift"]) == ["churn", "digits"]  # sorted
+    assert monitor.failing_models(found, ["latency"]) == ["diabetes"]
+    assert monitor.failing_models(found, ["drift", "latency"]) == ["churn", "diabetes", "digits"]
+    assert monitor.failing_models(found, ["errors"]) == []
+    assert monitor.failing_models(found, []) == []
+    assert monitor.failing_models({}, ["drift"]) == []
+
+
+@pytest.mark.parametrize(
+    ("failed", "models", "lines"),
+    [
+        ([], [], 'MONITOR_FAILING=false\nMONITOR_MODELS=[]\n'),
+        (["drift"], ["digits"], 'MONITOR_FAILING=true\nMONITOR_MODELS=["digits"]\n'),
+        (
+            ["drift", "latency"],
+            ["diabetes", "digits"],
+            'MONITOR_FAILING=true\nMONITOR_MODELS=["diabetes","digits"]\n',
+        ),
+    ],
+)
+def test_the_ci_verdict_is_two_lines_with_a_compact_json_array(
+    failed: list[str], models: list[str], lines: str
+) -> None:
+    assert monitor.ci_verdict(failed, models) == lines
+
+
 def test_the_section_shows_verdicts_drifted_features_shares_and_plots() -> None:
     s = calm(effects={"pixel_1": 0.3, "pixel_2": 0.01}, drifted_fraction=0.5)
     md = monitor.release_section(s, RULES, ["digits-dashboard.png"])
