@@ -12,14 +12,16 @@ SINCE ?= 1h
 FAIL_ON ?=
 MONITOR_OUTPUT ?=
 MONITOR_FAILING ?=
+MONITOR_MODELS ?=
 CLUSTER_JOB ?= train
 # Values a person or a CI job sets, on the command line or in the environment. Make would expand
 # a `$(shell ...)` inside them wherever they are referenced or exported; `$(value ...)` keeps
 # them as literal text. Recipes never paste them into the command line: they read them from the
 # environment, quoted ("$$MODEL"), and MODEL, ENV, UNTIL, REPORT_POST, SINCE, FAIL_ON,
-# MONITOR_FAILING and CLUSTER_JOB pass scripts/check-inputs.sh first.
+# MONITOR_FAILING, MONITOR_MODELS and CLUSTER_JOB pass scripts/check-inputs.sh first.
 USER_VARS := MODEL UNTIL ENV PYTEST_ARGS REPORT_POST REPORT_SUMMARY REPORT_METRICS MLOPS_VENV \
-	MLOPS_INSTALL MLOPS_BASELINE SINCE FAIL_ON MONITOR_OUTPUT MONITOR_FAILING CLUSTER_JOB
+	MLOPS_INSTALL MLOPS_BASELINE SINCE FAIL_ON MONITOR_OUTPUT MONITOR_FAILING MONITOR_MODELS \
+	CLUSTER_JOB
 $(foreach v,$(USER_VARS),$(eval override $(v) := $$(value $(v))))
 export $(USER_VARS)
 # MLOPS_VENV lets CI jobs (and gitlab-ci-local) share one prepared environment;
@@ -99,26 +101,29 @@ registry-login: setup ## store REGISTRY credentials from the environment (CI)
 status: check-inputs setup ## what runs where, from git (and the cluster, with a kube context)
 	$(MLOPS) status --model "$$MODEL"
 
-monitor: check-inputs setup ## ENV's releases from Prometheus ($$MLOPS_PROMETHEUS_URL) over SINCE; FAIL_ON=drift ...; MONITOR_OUTPUT=FILE
+monitor: check-inputs setup ## ENV's releases from Prometheus ($$MLOPS_PROMETHEUS_URL) over SINCE; FAIL_ON=drift ...; MONITOR_OUTPUT=FILE gets MONITOR_FAILING and MONITOR_MODELS
 	@# FAIL_ON is a list of condition names (check-inputs allows nothing else): split, never
 	@# globbed. Exit 1 from mlops means a FAIL_ON condition holds; with MONITOR_OUTPUT (GitHub's
-	@# $$GITHUB_OUTPUT, a GitLab dotenv report) that verdict is written there as
-	@# MONITOR_FAILING=true|false and make succeeds, so the next job can act on it. Any other
+	@# $$GITHUB_OUTPUT, a GitLab dotenv report) mlops appends the verdict there itself
+	@# (MONITOR_FAILING=true|false, MONITOR_MODELS=[...]: --verdict, written only when the
+	@# report was made) and exit 1 becomes success, so the next job can act on it. Any other
 	@# failure (bad input 2, Prometheus unreachable 3) fails the target either way.
 	set -f; fail=(); [ -z "$$FAIL_ON" ] || fail=(--fail-on $$FAIL_ON); status=0; \
-	$(MLOPS) monitor --env "$$ENV" --since "$$SINCE" "$${fail[@]}" || status=$$?; \
-	if [ -n "$$MONITOR_OUTPUT" ] && [ "$$status" -le 1 ]; then \
-		failing=false; [ "$$status" = 0 ] || failing=true; \
-		echo "MONITOR_FAILING=$$failing" >> "$$MONITOR_OUTPUT"; status=0; \
-	fi; exit "$$status"
+	$(MLOPS) monitor --env "$$ENV" --since "$$SINCE" "$${fail[@]}" \
+		$${MONITOR_OUTPUT:+--verdict "$$MONITOR_OUTPUT"} || status=$$?; \
+	if [ -n "$$MONITOR_OUTPUT" ] && [ "$$status" = 1 ]; then status=0; fi; \
+	exit "$$status"
 
-retrain: check-inputs setup ## the scheduled loop: when MONITOR_FAILING=true, the pipeline through promote on the newest data
+retrain: check-inputs setup ## the scheduled loop: when MONITOR_FAILING=true and MODEL is in MONITOR_MODELS, the pipeline through promote on the newest data
+	@# Only the models the monitor found failing retrain (MONITOR_MODELS, a JSON array whose
+	@# names check-inputs allows only as exact model folders); the others say so and succeed.
 	@# The monitor report in artifacts/monitor/production/ (the monitor job's) rides along in the
 	@# promotion PR's body; the gate still decides whether anything is proposed at all.
-	if [ "$$MONITOR_FAILING" = true ]; then \
+	if [ "$$MONITOR_FAILING" = true ] && [[ "$$MONITOR_MODELS" == *"\"$$MODEL\""* ]]; then \
 		$(MLOPS) run --model "$$MODEL" --until promote; \
 	else \
-		echo "retrain: the monitor found nothing to act on (MONITOR_FAILING=$$MONITOR_FAILING)"; \
+		echo "retrain: the monitor found nothing to act on for $$MODEL" \
+			"(MONITOR_FAILING=$$MONITOR_FAILING MONITOR_MODELS=$$MONITOR_MODELS)"; \
 	fi
 
 cluster-job: check-inputs setup ## start MODEL's CLUSTER_JOB (train or tune) Job on the cluster of KUBECONFIG

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Refuse any MODEL, ENV, UNTIL, SINCE, FAIL_ON, MONITOR_FAILING or CLUSTER_JOB that is not exactly one of the names this checkout defines, and
+# Refuse any MODEL, ENV, UNTIL, SINCE, FAIL_ON, MONITOR_FAILING, MONITOR_MODELS or CLUSTER_JOB that is not exactly one of the names this checkout defines, and
 # a REPORT_POST that is not empty, 0 or 1, before anything uses them. CI jobs run it first (`make check-inputs`) and every Makefile target
 # that takes these values depends on it. The values come from the environment only: this script
 # never evaluates them, and compares them as literal strings (so `./production`, `production/`,
@@ -11,6 +11,9 @@
 #   FAIL_ON  blank-separated conditions of `mlops monitor --fail-on` (drift anomalies errors
 #          latency), or empty
 #   MONITOR_FAILING  true, false or empty: the monitor job's verdict that `make retrain` reads
+#   MONITOR_MODELS  empty, or a compact JSON array of model folders (`[]`, `["digits"]`,
+#          `["diabetes","digits"]`): the models the monitor found failing, which `make retrain`
+#          retrains
 #   CLUSTER_JOB  train or tune: which of the model's Jobs `make cluster-job` starts
 #   REPORT_POST  1 posts the report as the PR/MR comment; empty or 0 does not. Anything else
 #          (`yes`, `true`, `on`, ` 1`) is refused rather than guessed: `make report` used to post
@@ -55,6 +58,7 @@ post=${REPORT_POST-}
 since=${SINCE-1h}
 fail_on=${FAIL_ON-}
 failing=${MONITOR_FAILING-}
+failing_models=${MONITOR_MODELS-}
 cluster_job=${CLUSTER_JOB-train}
 # `mlops monitor`'s --fail-on choices (CONDITIONS in pipelines/core/monitor.py; a test keeps the
 # two lists equal).
@@ -90,5 +94,19 @@ if [[ -n "$fail_on" ]]; then
 fi
 one_of "$failing" "" true false ||
   fail MONITOR_FAILING "$failing" "empty, true or false" "true (retrain), false or empty"
+# Exactly what `mlops monitor --verdict` writes (compact JSON): "name" entries joined by commas
+# in brackets, no blank, each name a model folder; `make retrain` looks for "$MODEL" in it.
+refuse_models() {
+  fail MONITOR_MODELS "$failing_models" "a compact JSON array of model names" \
+    "empty, [] or [\"name\",...] with names of: ${models[*]}"
+}
+if [[ -n "$failing_models" && "$failing_models" != "[]" ]]; then
+  [[ "$failing_models" =~ ^\[\"[a-z0-9-]+\"(,\"[a-z0-9-]+\")*\]$ ]] || refuse_models
+  names=${failing_models:2:${#failing_models}-4}  # without the [" and "]
+  IFS=, read -r -a listed <<<"${names//\"/}"
+  for name in "${listed[@]}"; do
+    one_of "$name" "${models[@]}" || refuse_models
+  done
+fi
 one_of "$cluster_job" train tune ||
   fail CLUSTER_JOB "$cluster_job" "a Job of the cluster path" "train tune"

@@ -613,6 +613,7 @@ def make(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         "FAIL_ON",
         "MONITOR_OUTPUT",
         "MONITOR_FAILING",
+        "MONITOR_MODELS",
         "CLUSTER_JOB",
     ],
 )
@@ -661,6 +662,7 @@ def test_make_never_pastes_a_value_into_a_recipe(var: str, where: str, canary: P
         ("FAIL_ON", "monitor"),
         ("ENV", "monitor"),
         ("MONITOR_FAILING", "retrain"),
+        ("MONITOR_MODELS", "retrain"),
         ("CLUSTER_JOB", "cluster-job"),
         ("MODEL", "cluster-job"),
     ],
@@ -807,17 +809,15 @@ def stub_make(
     return result, args
 
 
-@pytest.mark.parametrize(
-    ("code", "failing", "status"),
-    [(0, "false", 0), (1, "true", 0), (2, None, 2), (3, None, 2)],
-)
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (1, 0), (2, 2), (3, 2)])
 def test_make_monitor_hands_on_the_drift_verdict_and_fails_on_anything_else(
-    tmp_path: Path, code: int, failing: str | None, status: int
+    tmp_path: Path, code: int, status: int
 ) -> None:
-    """With MONITOR_OUTPUT, exit 1 (a FAIL_ON condition holds) is a verdict for the next job,
-    not a failure; bad input (2) and an unreachable Prometheus (3) still fail the job. (make
-    reports any failed recipe as 2.)"""
-    output = tmp_path / "output"
+    """With MONITOR_OUTPUT, mlops appends its verdict there (--verdict; what it writes:
+    tests/integration/test_monitor.py) and exit 1 (a FAIL_ON condition holds) is a verdict for
+    the next job, not a failure; bad input (2) and an unreachable Prometheus (3) still fail the
+    job. (make reports any failed recipe as 2.)"""
+    output = tmp_path / "runner dir" / "output"
     result, args = stub_make(
         tmp_path,
         "monitor",
@@ -830,31 +830,73 @@ def test_make_monitor_hands_on_the_drift_verdict_and_fails_on_anything_else(
     assert result.returncode == status, result.stdout + result.stderr
     assert args == [
         "-m", "pipelines.cli", "monitor", "--env", "production", "--since", "6h",
-        "--fail-on", "drift", "errors",
+        "--fail-on", "drift", "errors", "--verdict", str(output),
     ]  # fmt: skip
-    if failing is None:
-        assert not output.exists()
-    else:
-        assert output.read_text() == f"MONITOR_FAILING={failing}\n"
+    assert not output.exists()  # make writes nothing there itself: only mlops does
     # Without MONITOR_OUTPUT, a condition that holds fails make, as it fails mlops.
     alone, args = stub_make(tmp_path, "monitor", code, ENV="production")
     assert alone.returncode == (0 if code == 0 else 2)
     assert args == ["-m", "pipelines.cli", "monitor", "--env", "production", "--since", "1h"]
 
 
-@pytest.mark.parametrize(("failing", "runs"), [("true", True), ("false", False), ("", False)])
-def test_make_retrain_runs_the_pipeline_through_promote_only_on_drift(
-    tmp_path: Path, failing: str, runs: bool
+@pytest.mark.parametrize(
+    ("failing", "models", "model", "runs"),
+    [
+        ("true", '["digits"]', "digits", True),
+        ("true", '["diabetes","digits"]', "diabetes", True),
+        ("true", '["diabetes","digits"]', "digits", True),
+        # Another model drifted: this one is not retrained.
+        ("true", '["diabetes"]', "digits", False),
+        ("true", '["digits"]', "diabetes", False),
+        ("true", "[]", "digits", False),
+        ("true", "", "digits", False),
+        ("false", "[]", "digits", False),
+        ("false", '["digits"]', "digits", False),
+        ("", "", "digits", False),
+    ],
+)
+def test_make_retrain_runs_the_pipeline_through_promote_only_for_a_drifting_model(
+    tmp_path: Path, failing: str, models: str, model: str, runs: bool
 ) -> None:
-    result, args = stub_make(tmp_path, "retrain", MONITOR_FAILING=failing)
+    result, args = stub_make(
+        tmp_path, "retrain", MONITOR_FAILING=failing, MONITOR_MODELS=models, MODEL=model
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     if runs:
         assert args == [
-            "-m", "pipelines.cli", "run", "--model", "digits", "--until", "promote",
+            "-m", "pipelines.cli", "run", "--model", model, "--until", "promote",
         ]  # fmt: skip
     else:
         assert args is None
-        assert "the monitor found nothing to act on" in result.stdout
+        assert f"the monitor found nothing to act on for {model}" in result.stdout
+
+
+def test_check_inputs_allows_monitor_models_only_as_a_compact_json_array_of_models() -> None:
+    """MONITOR_MODELS is what `mlops monitor --verdict` writes, exactly; `make retrain` looks
+    for "MODEL" in it, so nothing but model names may be there."""
+    for good in ("", "[]", '["digits"]', '["diabetes"]', '["diabetes","digits"]'):
+        result = check_inputs(MONITOR_MODELS=good)
+        assert result.returncode == 0, (good, result.stderr)
+    for bad in (
+        '["nosuch"]',
+        '["digits","nosuch"]',
+        '["digits",]',
+        "digits",
+        "[digits]",
+        '["digits"];rm -rf /',
+        '[ "digits" ]',
+        '["digits", "diabetes"]',
+        '["Digits"]',
+        '[""]',
+        '["digits"]\n',
+        '["digits""]',
+        '["../digits"]',
+        "[",
+    ):
+        result = check_inputs(MONITOR_MODELS=bad)
+        assert result.returncode == 2, bad
+        assert "check-inputs: MONITOR_MODELS=" in result.stderr
+        assert "is not a compact JSON array of model names" in result.stderr
 
 
 def test_check_inputs_knows_exactly_the_monitor_conditions() -> None:
