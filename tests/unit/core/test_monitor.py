@@ -154,7 +154,7 @@ def test_only_the_models_an_asked_condition_holds_for_are_failing() -> None:
 @pytest.mark.parametrize(
     ("failed", "models", "lines"),
     [
-        ([], [], 'MONITOR_FAILING=false\nMONITOR_MODELS=[]\n'),
+        ([], [], "MONITOR_FAILING=false\nMONITOR_MODELS=[]\n"),
         (["drift"], ["digits"], 'MONITOR_FAILING=true\nMONITOR_MODELS=["digits"]\n'),
         (
             ["drift", "latency"],
