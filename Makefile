@@ -32,7 +32,7 @@ MLOPS := "$$MLOPS_BIN/python" -m pipelines.cli
 CI_TOOLS := scripts/ci-tools
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
-.PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status \
+.PHONY: help setup run test lint typecheck unit bench clean infra-up infra-down infra-status drifting \
 	pipeline report release promote rollback status manifests ci-tools ci-lint \
 	registry-login promote-merge render check-inputs baseline baseline-fetch monitor retrain \
 	tools-image cluster-job ci-models data-pull
@@ -114,16 +114,23 @@ monitor: check-inputs setup ## ENV's releases from Prometheus ($$MLOPS_PROMETHEU
 	if [ -n "$$MONITOR_OUTPUT" ] && [ "$$status" = 1 ]; then status=0; fi; \
 	exit "$$status"
 
+# Whether the monitor found MODEL failing: only those models retrain (MONITOR_MODELS, a JSON
+# array whose names check-inputs allows only as exact model folders).
+DRIFTING = [ "$$MONITOR_FAILING" = true ] && [[ "$$MONITOR_MODELS" == *"\"$$MODEL\""* ]]
+NOTHING_TO_DO = echo "retrain: the monitor found nothing to act on for $$MODEL" \
+	"(MONITOR_FAILING=$$MONITOR_FAILING MONITOR_MODELS=$$MONITOR_MODELS)"
+
+drifting: check-inputs ## exit 0 when the monitor found MODEL failing (MONITOR_FAILING=true, MODEL in MONITOR_MODELS), else say so and fail
+	@$(DRIFTING) || { $(NOTHING_TO_DO); exit 1; }
+
 retrain: check-inputs setup ## the scheduled loop: when MONITOR_FAILING=true and MODEL is in MONITOR_MODELS, the pipeline through promote on the newest data
-	@# Only the models the monitor found failing retrain (MONITOR_MODELS, a JSON array whose
-	@# names check-inputs allows only as exact model folders); the others say so and succeed.
-	@# The monitor report in artifacts/monitor/production/ (the monitor job's) rides along in the
-	@# promotion PR's body; the gate still decides whether anything is proposed at all.
-	if [ "$$MONITOR_FAILING" = true ] && [[ "$$MONITOR_MODELS" == *"\"$$MODEL\""* ]]; then \
+	@# The others say so and succeed. The monitor report in artifacts/monitor/production/ (the
+	@# monitor job's) rides along in the promotion PR's body; the gate still decides whether
+	@# anything is proposed at all.
+	if $(DRIFTING); then \
 		$(MLOPS) run --model "$$MODEL" --until promote; \
 	else \
-		echo "retrain: the monitor found nothing to act on for $$MODEL" \
-			"(MONITOR_FAILING=$$MONITOR_FAILING MONITOR_MODELS=$$MONITOR_MODELS)"; \
+		$(NOTHING_TO_DO); \
 	fi
 
 cluster-job: check-inputs setup ## start MODEL's CLUSTER_JOB (train or tune) Job on the cluster of KUBECONFIG

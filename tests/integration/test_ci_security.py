@@ -869,6 +869,12 @@ def test_make_retrain_runs_the_pipeline_through_promote_only_for_a_drifting_mode
     else:
         assert args is None
         assert f"the monitor found nothing to act on for {model}" in result.stdout
+    # GitLab's retrain job asks first, so a model that did not drift logs in and pulls nothing.
+    asked, _ = stub_make(
+        tmp_path, "drifting", MONITOR_FAILING=failing, MONITOR_MODELS=models, MODEL=model
+    )
+    assert asked.returncode == (0 if runs else 2), asked.stdout + asked.stderr
+    assert ("nothing to act on" in asked.stdout) is not runs
 
 
 def test_check_inputs_allows_monitor_models_only_as_a_compact_json_array_of_models() -> None:
@@ -966,6 +972,15 @@ def test_the_scheduled_loop_reads_in_one_job_and_writes_in_another() -> None:
     ]
     assert jobs["monitor"]["artifacts"]["reports"]["dotenv"] == "monitor.env"
     assert jobs["retrain"]["needs"] == ["monitor"]
+    # Inputs checked first (a bad one fails the job), then a model that did not drift ends the
+    # job before anything uses a credential.
+    assert jobs["retrain"]["script"] == [
+        "make check-inputs",
+        "if ! make -s drifting; then exit 0; fi",
+        "make registry-login",
+        "make data-pull",
+        "make retrain",
+    ]
     for name, job in jobs.items():
         if name in ("monitor", "retrain", "baseline", "train-cluster") or name.startswith(
             "rollback"
