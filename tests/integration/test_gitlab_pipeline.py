@@ -134,10 +134,8 @@ def test_merge_request_pipeline_blesses_and_posts_the_report(repo: Path, gitlab:
     assert "✅ blessed" in by_model["digits"]
     assert "/-/jobs/" in by_model["digits"]  # links into the job's artifacts
     assert "| r2 " in by_model["diabetes"]  # a regressor's note shows its own metrics
-    # A second pipeline updates the same notes instead of adding more.
-    again = run_pipeline(repo, gitlab)
-    assert again.returncode == 0, again.stdout[-3000:]
-    assert len([c for c in gitlab.state.comments.values() if c["on"] == 7]) == 2
+    # That a later pipeline updates these notes in place rather than adding more is
+    # test_scm_providers' (the same marker, the same API): a second pipeline here cost ~30 s.
 
 
 def test_corrupted_data_stops_the_pipeline_at_validation(repo: Path, gitlab: FakeApi) -> None:

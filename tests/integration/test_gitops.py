@@ -1,5 +1,5 @@
 """Releases, promotions and rollbacks on real git: a bare GitOps remote in a temporary folder,
-ten racing releases, kills in the middle of a release, and the history they leave."""
+six racing releases, kills in the middle of a release, and the history they leave."""
 
 from __future__ import annotations
 
@@ -191,14 +191,15 @@ def _racer(root: Path, n: int) -> subprocess.Popen[str]:
     )
 
 
-def test_ten_racing_releases_all_land_none_lost_or_garbled(root: Path) -> None:
+def test_racing_releases_all_land_none_lost_or_garbled(root: Path) -> None:
+    # Six processes on two cores: most pushes lose a race at least once and must retry.
     release(root, 100)  # seed the remote before the race
-    racers = [_racer(root, n) for n in range(1, 11)]
+    racers = [_racer(root, n) for n in range(1, 7)]
     for p in racers:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
     landed = [c["Release-Id"] for c in commits(root) if c["subject"].startswith("release(")]
-    assert sorted(landed[1:]) == sorted(record(n).release_id for n in range(1, 11))
+    assert sorted(landed[1:]) == sorted(record(n).release_id for n in range(1, 7))
     for c in commits(root)[2:]:  # every commit is whole: the state it left renders cleanly
         text = git(remote(root), "show", f"{c['sha']}:manifests/environments/staging.yaml")
         slot = yaml.safe_load(text)["models"]["digits"]
