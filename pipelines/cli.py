@@ -681,6 +681,7 @@ def _capacity(args: argparse.Namespace) -> int:
 
 
 def _report(ws: Workspace, args: argparse.Namespace) -> int:
+    from pipelines.adapters.artifacts import appendable
     from pipelines.config import inside
     from pipelines.stages import ci_report
 
@@ -689,6 +690,8 @@ def _report(ws: Workspace, args: argparse.Namespace) -> int:
     # runner keeps outside the checkout by design, so it may be anywhere.
     if args.metrics is not None:
         inside(ws.root, args.metrics, "--metrics")
+    if args.summary is not None:
+        appendable(args.summary, "--summary")
     r = ci_report.run(
         ws,
         post=args.post,
@@ -864,7 +867,7 @@ def _guard(args: argparse.Namespace) -> int:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from pipelines.adapters.artifacts import monitor_dir
+    from pipelines.adapters.artifacts import appendable, monitor_dir
     from pipelines.config import inside
     from pipelines.errors import ConfigError
     from pipelines.stages import monitor
@@ -879,6 +882,8 @@ def _monitor(args: argparse.Namespace) -> int:
     out = inside(root, args.out or monitor_dir(root, args.env), "--out")
     # --out must stay in the repository; --verdict only appends, to a file the CI runner keeps
     # outside the checkout ($GITHUB_OUTPUT), so it may be anywhere, like report's --summary.
+    if args.verdict is not None:
+        appendable(args.verdict, "--verdict")
     r = monitor.run(
         root,
         args.env,

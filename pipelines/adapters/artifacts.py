@@ -22,7 +22,7 @@ import yaml
 
 from pipelines import __version__
 from pipelines.config import SPLITS, Workspace
-from pipelines.errors import ConfigError
+from pipelines.errors import ConfigError, InfraError
 
 # Records that are read outside the stage that writes them, by file name. They live here, not
 # only in their stages, so a reader (`mlops report`) need not import validate's and gate's
@@ -70,12 +70,32 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def appendable(path: Path, flag: str) -> Path:
+    """``path`` (a ``flag`` value) if text can be appended there: a file, or nothing yet. A
+    folder there, or a file where one of its folders must be, is a usage error, refused
+    before the command does anything."""
+    blocker = path if path.is_dir() else next((p for p in path.parents if p.is_file()), None)
+    if blocker is not None:
+        raise ConfigError(
+            f"{flag} {path}: {blocker} is {'a folder' if blocker == path else 'a file'}",
+            hint=f"{flag} names a file to append to (e.g. $GITHUB_STEP_SUMMARY, $GITHUB_OUTPUT)",
+        )
+    return path
+
+
 def append_text(path: Path, text: str) -> None:
     """Append UTF-8 text to a file a CI runner keeps (its step summary, its job outputs), creating
-    it and its folder: the runner reads it whole after the step, so it is appended, not replaced."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(text)
+    it and its folder: the runner reads it whole after the step, so it is appended, not replaced.
+    A write the system refuses (no space, no permission) is exit 3."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise InfraError(
+            f"cannot append to {path}: {exc.strerror or exc}",
+            hint="free space or fix the file's permissions, then re-run",
+        ) from None
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -274,3 +274,39 @@ def test_metrics_must_stay_inside_but_the_summary_may_not(
     assert main(["report", "--metrics", str(target)]) == 2
     assert "--metrics" in capsys.readouterr().err
     assert not target.exists()
+
+
+@pytest.mark.parametrize("flag", ["--summary", "--verdict"])
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_append_only_file_that_cannot_be_a_file_is_refused_first(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: str, where: str
+) -> None:
+    """--summary and --verdict only append, anywhere; a folder there, or a file where one of
+    its folders must be, is exit 2 before anything runs (it used to be an internal error at
+    the end, after the report was written)."""
+    blocker = tmp_path / "blocker"
+    if where == "a folder":
+        blocker.mkdir()
+        target = blocker
+    else:
+        blocker.write_text("a file\n")
+        target = blocker / "out.md"
+    command = (
+        ["report"]
+        if flag == "--summary"
+        else ["monitor", "--env", "production", "--prometheus", "http://127.0.0.1:9"]
+    )
+    assert main([*command, flag, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag} {target}: {blocker} is {'a folder' if where == 'a folder' else 'a file'}" in err
+    assert not (repo / "artifacts/monitor").exists()
+
+
+def test_an_append_the_system_refuses_is_exit_3() -> None:
+    """The kernel refuses any write to /proc/version: a real refusal, as a full disk would be."""
+    from pipelines.adapters.artifacts import append_text
+    from pipelines.errors import InfraError
+
+    with pytest.raises(InfraError, match="cannot append to /proc/version") as exc:
+        append_text(Path("/proc/version"), "x\n")
+    assert exc.value.exit_code == 3
